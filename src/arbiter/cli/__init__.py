@@ -7,6 +7,7 @@ starts fast. Errors are mapped to exit codes in one place, :func:`main`.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -69,7 +70,10 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, click.exceptions.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        if os.environ.get("ARBITER_DEBUG"):
+            raise
+        fail(f"unexpected {type(exc).__name__}: {exc} (set ARBITER_DEBUG=1 for the traceback)")
+        sys.exit(status_codes.ERROR)
     sys.exit(status_codes.SUCCESS)
 
 

@@ -9,7 +9,11 @@ import typer
 
 
 def register_commands(app: typer.Typer) -> None:
-    """Attach every command group to ``app``."""
-    from arbiter.cli.commands import stats
+    """Attach every command and command group to ``app``."""
+    from arbiter.cli.commands import demo, export, report, serve, stats
 
+    app.command("demo")(demo.demo)
+    app.command("serve")(serve.serve)
+    app.command("report")(report.report)
+    app.command("export")(export.export)
     app.add_typer(stats.app, name="stats", help="Calculators for analysts: tests, sample sizes, SRM.")

@@ -1,0 +1,49 @@
+"""``arbiter report``: how the models of one endpoint compare, from the event log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from arbiter.cli.options import HomeOption, JsonOption, ModelOption
+
+
+def report(
+    model: str = ModelOption,
+    home: Path = HomeOption,
+    experiment: str = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Markdown file to write (default HOME/reports/MODEL-report.md)."
+    ),
+    json_output: bool = JsonOption,
+) -> None:
+    """Requests, errors, latency percentiles and quality per arm; shadow agreement and criteria.
+
+    Reads the event log joined with the labels posted to /feedback, and writes a Markdown copy.
+    """
+    from rich.console import Console
+
+    from arbiter.cli.output import print_json
+    from arbiter.cli.render import print_summary
+    from arbiter.errors import NotFoundError
+    from arbiter.events import EventStore
+    from arbiter.home import Home
+    from arbiter.report.markdown import render_markdown
+    from arbiter.report.summary import summarize
+
+    h = Home.at(home)
+    if not h.events.exists():
+        raise NotFoundError(f"no event log in {h.root}; serve some traffic first")
+    with EventStore(h.root).connect() as con:
+        summary = summarize(con, model, experiment)
+    path = output or h.reports / f"{model}-report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_markdown(summary), encoding="utf-8")
+    summary["report_file"] = str(path)
+    if json_output:
+        print_json(summary)
+        return
+    console = Console()
+    print_summary(console, summary)
+    console.print(f"\nMarkdown report: {path}")

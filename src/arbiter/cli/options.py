@@ -1,0 +1,16 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+HomeOption = typer.Option(
+    Path("./arbiter-home"),
+    "--home",
+    help="The arbiter home folder (config, embedded MLflow store, event log).",
+    envvar="ARBITER_HOME",
+)
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
+ModelOption = typer.Option(..., "--model", "-m", help="Registered model name.")

@@ -1,0 +1,152 @@
+"""The home's configuration file, ``HOME/arbiter.yaml``.
+
+Parsed once at start-up into frozen pydantic models and passed down; nothing reads it
+globally. Unknown keys are errors, so a typo (``stratgy:``) does not silently fall back to a
+default. The schema is documented in the README ("Configuration").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from arbiter.errors import ConfigError
+
+CONFIG_FILE = "arbiter.yaml"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ExperimentConfig(_Frozen):
+    """How challengers get traffic for one model."""
+
+    name: str | None = Field(
+        default=None, description="Experiment name; also the hashing salt. Default: MODEL-STRATEGY."
+    )
+    strategy: Literal["none", "shadow", "ab"] = "none"
+    challenger_alias: str = "challenger"
+    challenger_share: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="A/B: share of units sent to the challenger."
+    )
+    unit_field: str = Field(
+        default="unit_id", description="Request field (arbiter JSON) that identifies the unit."
+    )
+    unit_header: str = Field(
+        default="X-Unit-Id", description="HTTP header that identifies the unit (any protocol)."
+    )
+    shadow_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    shadow_max_in_flight: int = Field(default=8, ge=1, le=10_000)
+    shadow_timeout_s: float = Field(default=5.0, gt=0.0)
+
+
+class ModelConfig(_Frozen):
+    """One registered model served at ``/models/{name}``."""
+
+    champion_alias: str = "champion"
+    experiment: ExperimentConfig = ExperimentConfig()
+
+    def experiment_name(self, model: str) -> str:
+        return self.experiment.name or f"{model}-{self.experiment.strategy}"
+
+
+class RegistryConfig(_Frozen):
+    tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI. Default: sqlite:///HOME/mlflow.db"
+    )
+    registry_uri: str | None = None
+    poll_interval_s: float = Field(default=5.0, gt=0.0)
+
+
+class ServerConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    api_token_env: str = Field(
+        default="ARBITER_API_TOKEN",
+        description="Environment variable holding the API token (never stored in the file).",
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+    max_batch_rows: int = Field(default=10_000, ge=1)
+
+
+class EventsConfig(_Frozen):
+    flush_interval_s: float = Field(default=0.5, gt=0.0, le=60.0)
+    max_batch: int = Field(default=50_000, ge=1)
+
+
+class HomeConfig(_Frozen):
+    """Everything in ``arbiter.yaml``."""
+
+    registry: RegistryConfig = RegistryConfig()
+    server: ServerConfig = ServerConfig()
+    events: EventsConfig = EventsConfig()
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"model name {name!r} must match {_NAME.pattern}")
+        return value
+
+    @model_validator(mode="after")
+    def _aliases_differ(self) -> HomeConfig:
+        for name, model in self.models.items():
+            exp = model.experiment
+            if exp.strategy != "none" and exp.challenger_alias == model.champion_alias:
+                raise ValueError(
+                    f"models.{name}: challenger_alias and champion_alias are both "
+                    f"{model.champion_alias!r}"
+                )
+        return self
+
+    def api_token(self) -> str | None:
+        """The API token from the environment, or None when none is set."""
+        return os.environ.get(self.server.api_token_env) or None
+
+
+def load_config(path: Path) -> HomeConfig:
+    """Read and validate ``arbiter.yaml``; a missing file means all defaults and no models."""
+    if not path.exists():
+        return HomeConfig()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        return HomeConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc
+
+
+def dump_config(config: HomeConfig) -> str:
+    """YAML text for ``config`` (defaults included, so the file documents itself)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+__all__ = [
+    "CONFIG_FILE",
+    "EventsConfig",
+    "ExperimentConfig",
+    "HomeConfig",
+    "ModelConfig",
+    "RegistryConfig",
+    "ServerConfig",
+    "dump_config",
+    "load_config",
+]

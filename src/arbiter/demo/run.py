@@ -1,0 +1,222 @@
+"""``arbiter demo``: the whole job end to end on embedded defaults.
+
+1. Generate card-fraud-like transactions (fixed seed).
+2. Train a champion (logistic regression) and a better challenger (gradient boosting), register
+   both in the home's MLflow registry with the aliases ``champion`` and ``challenger``.
+3. Start the gateway as a real uvicorn server on a free loopback port.
+4. Shadow phase: send traffic over HTTP with user ids; the challenger scores every request off
+   the request path. Post the labels to /feedback as they "arrive".
+5. A/B phase: restart with a 50/50 sticky split; send traffic and labels again.
+6. Print the report and write it to HOME/reports/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from arbiter.config import ExperimentConfig, HomeConfig, ModelConfig, dump_config
+from arbiter.errors import ConfigError
+from arbiter.home import Home
+
+log = logging.getLogger(__name__)
+
+MARKER = ".arbiter-demo"
+MODEL = "fraud"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    requests: int = 2_000  # per phase
+    concurrency: int = 16
+    label_batch: int = 250
+    seed: int = 7
+
+
+def prepare_home(root: Path) -> Home:
+    """Create the demo home; wipe it only if an earlier demo created it."""
+    if root.exists() and any(root.iterdir()):
+        if not (root / MARKER).exists():
+            raise ConfigError(
+                f"{root} exists and was not created by `arbiter demo`; "
+                "choose another --home (the demo starts from an empty folder)"
+            )
+        shutil.rmtree(root)
+    home = Home.at(root, create=True)
+    (home.root / MARKER).write_text("created by `arbiter demo`; safe to delete\n")
+    return home
+
+
+def write_config(home: Home, strategy: str, *, poll_interval_s: float = 2.0) -> HomeConfig:
+    config = HomeConfig.model_validate(
+        {
+            "registry": {"poll_interval_s": poll_interval_s},
+            "events": {"flush_interval_s": 0.2},
+            "models": {
+                MODEL: ModelConfig(
+                    experiment=ExperimentConfig(
+                        name=f"{MODEL}-{strategy}",
+                        strategy=strategy,  # type: ignore[arg-type]
+                        challenger_share=0.5,
+                        unit_field="user_id",
+                        shadow_sample_rate=1.0,
+                        shadow_max_in_flight=16,
+                    )
+                ).model_dump()
+            },
+        }
+    )
+    home.config_path.write_text(dump_config(config), encoding="utf-8")
+    return config
+
+
+async def send_traffic(
+    url: str,
+    rows: list[dict[str, Any]],
+    users: list[str],
+    labels: list[int],
+    *,
+    concurrency: int,
+    label_batch: int,
+    advance: Callable[[int], None],
+) -> dict[str, Any]:
+    """POST every row to /predict with its user id, then its label to /feedback in batches."""
+    import httpx
+
+    semaphore = asyncio.Semaphore(concurrency)
+    pending: list[dict[str, Any]] = []
+    arms: dict[str, int] = {}
+    errors = 0
+    labels_stored = 0
+
+    async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
+
+        async def flush_labels() -> None:
+            nonlocal labels_stored, pending
+            batch, pending = pending, []
+            if batch:
+                response = await client.post("/feedback", json={"feedback": batch})
+                response.raise_for_status()
+                labels_stored += response.json()["stored"]
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            async with semaphore:
+                response = await client.post(
+                    f"/models/{MODEL}/predict", json={"user_id": users[i], "features": rows[i]}
+                )
+            if response.status_code != 200:
+                errors += 1
+                advance(1)
+                return
+            body = response.json()
+            arms[body["arm"]] = arms.get(body["arm"], 0) + 1
+            pending.append({"request_id": body["request_id"], "label": labels[i]})
+            if len(pending) >= label_batch:
+                await flush_labels()
+            advance(1)
+
+        await asyncio.gather(*(one(i) for i in range(len(rows))))
+        await flush_labels()
+    return {"arms": arms, "errors": errors, "labels": labels_stored}
+
+
+def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> dict[str, Any]:
+    """Run the demo; returns the report summary (also written to HOME/reports)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from arbiter.demo.data import make_transactions
+    from arbiter.demo.train import train_challenger, train_champion
+    from arbiter.events import EventStore
+    from arbiter.gateway.app import create_app
+    from arbiter.gateway.server import ServerThread
+    from arbiter.registry import registry_for_home
+    from arbiter.report.summary import summarize
+
+    console = console or Console()
+    started = time.perf_counter()
+    home = prepare_home(home_dir)
+    console.print(f"[bold]arbiter demo[/bold] in {home.root}")
+
+    progress = Progress(
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        step = progress.add_task("Generating transactions", total=2)
+        train = make_transactions(30_000, seed=options.seed)
+        traffic = make_transactions(2 * options.requests, seed=options.seed + 1)
+        progress.advance(step, 2)
+
+        step = progress.add_task("Training champion and challenger", total=2)
+        champion = train_champion(train.features, train.labels)
+        progress.advance(step)
+        challenger = train_challenger(train.features, train.labels, seed=options.seed)
+        progress.advance(step)
+
+        step = progress.add_task("Registering in MLflow", total=2)
+        registry = registry_for_home(home.root)
+        example = train.features.head(5)
+        registry.log_sklearn_model(
+            MODEL, champion, example, aliases=("champion",), tags={"arbiter.role": "champion"}
+        )
+        progress.advance(step)
+        registry.log_sklearn_model(
+            MODEL, challenger, example, aliases=("challenger",), tags={"arbiter.role": "challenger"}
+        )
+        progress.advance(step)
+
+        rows = traffic.features.to_dict("records")
+        users = traffic.users.tolist()
+        labels = traffic.labels.tolist()
+        results: dict[str, Any] = {}
+        for phase, strategy in enumerate(("shadow", "ab")):
+            config = write_config(home, strategy)
+            lo, hi = phase * options.requests, (phase + 1) * options.requests
+            task = progress.add_task(f"{strategy:>6}: requests + labels", total=hi - lo)
+            with ServerThread(create_app(home, config=config)) as server:
+                results[strategy] = asyncio.run(
+                    send_traffic(
+                        server.url,
+                        rows[lo:hi],
+                        users[lo:hi],
+                        labels[lo:hi],
+                        concurrency=options.concurrency,
+                        label_batch=options.label_batch,
+                        advance=lambda n, task=task: progress.advance(task, n),
+                    )
+                )
+                results[strategy]["url"] = server.url
+    # Leave the home serving the shadow experiment, as `arbiter serve` will pick it up.
+    write_config(home, "shadow")
+    store = EventStore(home.root)
+    with store.connect() as con:
+        summary = summarize(con, MODEL)
+    summary["demo"] = {
+        "phases": results,
+        "seconds": round(time.perf_counter() - started, 1),
+        "home": str(home.root),
+    }
+    return summary
+
+
+def _np_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError
+
+
+__all__ = ["DemoOptions", "prepare_home", "run_demo", "send_traffic", "write_config"]

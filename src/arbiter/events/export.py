@@ -1,0 +1,106 @@
+"""Export one model's labelled prediction log to CSV or Parquet."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import duckdb
+
+from arbiter.errors import EventStoreError, InvalidInputError, NotFoundError
+from arbiter.events.segments import fsync_dir
+
+if TYPE_CHECKING:
+    from arbiter.events.store import EventStore
+
+ExportFormat = Literal["csv", "parquet"]
+FORMATS: tuple[ExportFormat, ...] = ("csv", "parquet")
+
+
+def export(
+    store: EventStore,
+    model: str,
+    path: str | os.PathLike[str],
+    format: ExportFormat = "csv",
+) -> int:
+    """Write every prediction of ``model``, with its latest label, to ``path``.
+
+    The rows are those of the ``labeled`` view (prediction columns plus ``label``,
+    ``label_num``, ``label_ts``), ordered by ``ts``, ``request_id``, ``row_index``, ``role``.
+    The file is written under a temporary name next to ``path`` and renamed, so ``path`` is
+    either the complete export or untouched.
+
+    Parameters
+    ----------
+    store : EventStore
+        The store to read.
+    model : str
+        Registered model name.
+    path : str or os.PathLike
+        Destination file; its directory must exist. Overwritten if present.
+    format : {"csv", "parquet"}, default "csv"
+        CSV has a header row and UTC timestamps.
+
+    Returns
+    -------
+    int
+        Number of rows written.
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown ``format``.
+    NotFoundError
+        ``model`` has no events (the message lists the models that do), or the destination
+        directory does not exist.
+    EventStoreError
+        Writing the file failed.
+    """
+    if format not in FORMATS:
+        raise InvalidInputError(
+            f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}",
+            field="format",
+        )
+    dest = Path(path)
+    if not dest.parent.is_dir():
+        raise NotFoundError(f"cannot export to {dest}: directory {dest.parent} does not exist")
+    con = store.connect()
+    try:
+        ((rows,),) = con.sql(
+            "SELECT count(*) FROM predictions WHERE model = $model", params={"model": model}
+        ).fetchall()
+        if rows == 0:
+            known = [
+                r[0]
+                for r in con.sql(
+                    "SELECT DISTINCT model FROM predictions WHERE model IS NOT NULL ORDER BY 1"
+                ).fetchall()
+            ]
+            raise NotFoundError(
+                f"model {model!r} has no events in {store.root}; "
+                f"models with events: {', '.join(map(repr, known)) or 'none'}"
+            )
+        relation = con.sql(
+            "SELECT * FROM labeled WHERE model = $model ORDER BY ts, request_id, row_index, role",
+            params={"model": model},
+        )
+        temp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        try:
+            if format == "csv":
+                relation.write_csv(str(temp), header=True)
+            else:
+                relation.write_parquet(str(temp), compression="zstd")
+            fd = os.open(temp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, dest)
+            fsync_dir(dest.parent)
+        except (OSError, duckdb.Error) as exc:
+            temp.unlink(missing_ok=True)
+            raise EventStoreError(f"exporting model {model!r} to {dest} failed: {exc}") from exc
+    finally:
+        con.close()
+    return rows

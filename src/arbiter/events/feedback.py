@@ -1,0 +1,171 @@
+"""Durable feedback writes: validation and group commit.
+
+``/feedback`` is acknowledged only after its rows are on disk, so each call writes a segment
+synchronously. Concurrent callers share one segment (group commit): the first caller becomes the
+leader, waits ``linger_s`` for others to join, writes everyone's rows with one fsync + rename,
+then wakes them all. Callers that arrive while a write is in flight form the next group, so
+under load one fsync serves many requests and a lone caller waits only ``linger_s`` extra.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from arbiter.errors import EventStoreError, InvalidInputError
+from arbiter.events.schema import FEEDBACK_SCHEMA, canonical_label
+
+_ALLOWED = frozenset({"request_id", "row_index", "label", "ts"})
+_INT32_MAX = 2**31 - 1
+
+
+def feedback_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Validate feedback rows and return them as columns of :data:`FEEDBACK_SCHEMA`.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        Each with ``request_id`` (non-empty str), ``row_index`` (int >= 0), ``label`` (any
+        non-null value, canonicalised by :func:`canonical_label`) and optionally ``ts``
+        (timezone-aware datetime or int microseconds since the epoch; default now).
+
+    Returns
+    -------
+    dict of str to list
+        One list per schema column.
+
+    Raises
+    ------
+    InvalidInputError
+        On the first invalid row; ``field`` is its path, e.g. ``rows[3].row_index``. Nothing is
+        returned, so a caller writes all rows or none.
+    """
+    now_us = time.time_ns() // 1000
+    cols: dict[str, list[Any]] = {name: [] for name in FEEDBACK_SCHEMA.names}
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise InvalidInputError(f"feedback row {i} is not an object", field=f"rows[{i}]")
+        unknown = row.keys() - _ALLOWED
+        if unknown:
+            name = sorted(map(str, unknown))[0]
+            raise InvalidInputError(
+                f"unknown feedback field {name!r}; allowed: {', '.join(sorted(_ALLOWED))}",
+                field=f"rows[{i}].{name}",
+            )
+        request_id = row.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            raise InvalidInputError(
+                f"request_id must be a non-empty string, got {request_id!r}",
+                field=f"rows[{i}].request_id",
+            )
+        row_index = row.get("row_index")
+        if (
+            isinstance(row_index, bool)
+            or not isinstance(row_index, int)
+            or not 0 <= row_index <= _INT32_MAX
+        ):
+            raise InvalidInputError(
+                f"row_index must be an integer >= 0, got {row_index!r}",
+                field=f"rows[{i}].row_index",
+            )
+        label, label_num = canonical_label(row.get("label"))
+        if label is None:
+            raise InvalidInputError("label is required", field=f"rows[{i}].label")
+        ts = row.get("ts", now_us)
+        if isinstance(ts, datetime) and ts.tzinfo is None:
+            raise InvalidInputError("ts must be timezone-aware (e.g. UTC)", field=f"rows[{i}].ts")
+        if not isinstance(ts, datetime | int) or isinstance(ts, bool):
+            raise InvalidInputError(
+                f"ts must be a datetime, got {type(ts).__name__}", field=f"rows[{i}].ts"
+            )
+        cols["request_id"].append(request_id)
+        cols["row_index"].append(row_index)
+        cols["ts"].append(ts)
+        cols["label"].append(label)
+        cols["label_num"].append(label_num)
+    return cols
+
+
+class _Group:
+    """Rows of the callers that will share one segment, and the outcome they wait for."""
+
+    __slots__ = ("columns", "done", "error", "rows")
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[Any]] = {name: [] for name in FEEDBACK_SCHEMA.names}
+        self.rows = 0
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class GroupCommitter:
+    """Merge concurrent durable writes into one segment each.
+
+    Parameters
+    ----------
+    write : callable
+        ``write(table)`` writes one segment durably, raising on failure.
+    linger_s : float, default 0.002
+        How long a leader waits for more callers before writing.
+    """
+
+    def __init__(self, write: Callable[[pa.Table], object], *, linger_s: float = 0.002) -> None:
+        self._write = write
+        self._linger_s = linger_s
+        self._cond = threading.Condition()
+        self._current = _Group()
+        self._busy = False
+
+    def commit(self, columns: Mapping[str, list[Any]], rows: int) -> None:
+        """Add ``rows`` rows and return once the segment holding them is durable.
+
+        Raises
+        ------
+        EventStoreError
+            The segment could not be written; none of this group's rows were stored.
+        """
+        with self._cond:
+            group = self._current
+            for name, values in columns.items():
+                group.columns[name].extend(values)
+            group.rows += rows
+            while not group.done:
+                if self._busy:
+                    self._cond.wait()
+                else:
+                    # Not busy and our group not done means it is still the open one: lead it.
+                    self._lead()
+        if group.error is not None:
+            raise EventStoreError(
+                f"could not durably write {group.rows} feedback rows: {group.error}"
+            ) from group.error
+
+    def _lead(self) -> None:
+        """Write the open group. Called and returns with the condition's lock held."""
+        self._busy = True
+        if self._linger_s > 0:
+            # Releases the lock so other callers can join the open group meanwhile.
+            self._cond.wait(self._linger_s)
+        group, self._current = self._current, _Group()
+        self._cond.release()
+        error: BaseException | None = None
+        try:
+            table = pa.Table.from_pydict(group.columns, schema=FEEDBACK_SCHEMA)
+            self._write(table)
+        except BaseException as exc:
+            # Every waiter in the group must learn it failed, whatever the exception; only
+            # write failures are turned into EventStoreError, anything else is a bug: re-raise.
+            error = exc
+            if not isinstance(exc, OSError | pa.ArrowException):
+                raise
+        finally:
+            self._cond.acquire()
+            group.error = error
+            group.done = True
+            self._busy = False
+            self._cond.notify_all()

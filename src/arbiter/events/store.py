@@ -1,0 +1,209 @@
+"""The event store: where the segments live, and the operations on them as a whole.
+
+Layout under the arbiter home::
+
+    HOME/events/predictions/seg-*.parquet, cmp-*.parquet
+    HOME/events/feedback/seg-*.parquet, cmp-*.parquet
+    HOME/events/.compact.lock
+
+Predictions arrive through an :class:`~arbiter.events.writer.EventWriter` (buffered, flushed in
+the background); feedback through :meth:`EventStore.write_feedback` (durable before it returns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from arbiter.errors import EventStoreError, InvalidInputError
+from arbiter.events import segments
+from arbiter.events.feedback import GroupCommitter, feedback_columns
+from arbiter.events.query import TABLES, Table, connect
+from arbiter.events.schema import FEEDBACK_SCHEMA, PREDICTIONS_SCHEMA
+
+_SCHEMAS: dict[str, pa.Schema] = {"predictions": PREDICTIONS_SCHEMA, "feedback": FEEDBACK_SCHEMA}
+
+
+class EventStore:
+    """Append-only Parquet event log under ``HOME/events``.
+
+    Safe to share between threads, and to open from several processes at once: writers never
+    modify a file once it is renamed into place, and only compaction deletes, under a lock.
+
+    Parameters
+    ----------
+    home : str or os.PathLike
+        The arbiter home folder. ``events/predictions`` and ``events/feedback`` are created.
+    feedback_linger_s : float, default 0.002
+        Group-commit window of :meth:`write_feedback`: concurrent calls within it share one
+        segment and one fsync.
+    """
+
+    def __init__(self, home: str | os.PathLike[str], *, feedback_linger_s: float = 0.002) -> None:
+        self.home = Path(home)
+        self.root = self.home / "events"
+        try:
+            for table in TABLES:
+                (self.root / table).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EventStoreError(f"cannot create the event store in {self.root}: {exc}") from exc
+        self._feedback = GroupCommitter(self._write_feedback_segment, linger_s=feedback_linger_s)
+
+    def __repr__(self) -> str:
+        return f"EventStore({str(self.home)!r})"
+
+    def table_dir(self, table: Table) -> Path:
+        """Return the directory holding ``table``'s segments."""
+        if table not in TABLES:
+            raise InvalidInputError(
+                f"unknown table {table!r}; expected one of {', '.join(TABLES)}", field="table"
+            )
+        return self.root / table
+
+    @property
+    def predictions_dir(self) -> Path:
+        """Directory of the ``predictions`` segments."""
+        return self.root / "predictions"
+
+    @property
+    def feedback_dir(self) -> Path:
+        """Directory of the ``feedback`` segments."""
+        return self.root / "feedback"
+
+    def segments(self, table: Table) -> list[Path]:
+        """Return ``table``'s live segment files (compacted sources left out), oldest first."""
+        return segments.list_segments(self.table_dir(table))
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """Open a DuckDB connection with ``predictions``, ``feedback`` and ``labeled`` views.
+
+        The views are a snapshot of the segments present now (see :mod:`arbiter.events.query`);
+        connect again to see newer events. Close the connection when done.
+        """
+        return connect(self.segments("predictions"), self.segments("feedback"))
+
+    def write_feedback(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Validate and durably store feedback rows; return how many were stored.
+
+        Returns only after the rows are fsynced and renamed into place, so the caller may
+        acknowledge them. Concurrent calls are merged into one segment (group commit).
+
+        Parameters
+        ----------
+        rows : sequence of mapping
+            ``{"request_id": str, "row_index": int, "label": value}`` plus optional ``ts``.
+
+        Returns
+        -------
+        int
+            Number of rows stored (``len(rows)``).
+
+        Raises
+        ------
+        InvalidInputError
+            A row is invalid; ``field`` names it (``rows[i].label``). Nothing is written.
+        EventStoreError
+            The disk write failed; nothing of this call was stored.
+        """
+        columns = feedback_columns(rows)
+        n = len(rows)
+        if n:
+            self._feedback.commit(columns, n)
+        return n
+
+    async def awrite_feedback(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """:meth:`write_feedback` for asyncio code: the fsync runs in a worker thread."""
+        columns = feedback_columns(rows)  # validate on the loop: cheap, and fails fast
+        n = len(rows)
+        if n:
+            await asyncio.to_thread(self._feedback.commit, columns, n)
+        return n
+
+    def _write_feedback_segment(self, table: pa.Table) -> Path:
+        return segments.write_segment(self.feedback_dir, table)
+
+    def compact(
+        self,
+        min_age_s: float = 60.0,
+        *,
+        grace_s: float = 60.0,
+        small_bytes: int = 16 * 2**20,
+        target_bytes: int = 128 * 2**20,
+        wait: bool = False,
+    ) -> segments.CompactionResult:
+        """Merge old small segments of both tables into larger files.
+
+        Only one process compacts at a time (an exclusive ``fcntl`` lock on
+        ``events/.compact.lock``). Each run first finishes earlier runs: it deletes the sources
+        of compacted files older than ``grace_s``, including those left by a run that crashed
+        between writing the merged file and deleting its sources.
+
+        Parameters
+        ----------
+        min_age_s : float, default 60.0
+            Only segments at least this old (by mtime) are merged.
+        grace_s : float, default 60.0
+            Sources are deleted once the file replacing them is this old, so a reader that
+            listed them just before can still open them. 0 deletes them right away. Readers
+            never count both: listings hide any file a compacted file names as a source.
+        small_bytes : int, default 16 MiB
+            Segments this large or larger are left alone.
+        target_bytes : int, default 128 MiB
+            Approximate size of input per merged file.
+        wait : bool, default False
+            Block until the lock is free instead of returning ``skipped=True``.
+
+        Returns
+        -------
+        CompactionResult
+            Files merged and deleted, or ``skipped``.
+
+        Raises
+        ------
+        EventStoreError
+            Reading or writing a segment failed; sources are left in place.
+        """
+        try:
+            return self._compact_locked(
+                min_age_s,
+                grace_s=grace_s,
+                small_bytes=small_bytes,
+                target_bytes=target_bytes,
+                wait=wait,
+            )
+        except OSError as exc:
+            raise EventStoreError(
+                f"compacting the event store in {self.root} failed: {exc}"
+            ) from exc
+
+    def _compact_locked(
+        self, min_age_s: float, *, grace_s: float, small_bytes: int, target_bytes: int, wait: bool
+    ) -> segments.CompactionResult:
+        lock_path = self.root / ".compact.lock"
+        with open(lock_path, "a+b") as lock:
+            flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
+            try:
+                fcntl.flock(lock.fileno(), flags)
+            except BlockingIOError:
+                return segments.CompactionResult(skipped=True)
+            try:
+                result = segments.CompactionResult()
+                for table in TABLES:
+                    result = result + segments.compact_directory(
+                        self.table_dir(table),
+                        _SCHEMAS[table],
+                        min_age_s=min_age_s,
+                        grace_s=grace_s,
+                        small_bytes=small_bytes,
+                        target_bytes=target_bytes,
+                    )
+                return result
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)

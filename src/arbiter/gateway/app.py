@@ -1,0 +1,196 @@
+"""The gateway application: Starlette routes wrapped in small middleware, state in a lifespan.
+
+``create_app`` builds nothing heavy; the lifespan (run by uvicorn at start-up) loads the models,
+starts the event writer and the registry poller, and tears them down in order on shutdown:
+stop polling, let shadows finish (bounded), then flush every buffered event to disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+from starlette.schemas import SchemaGenerator
+
+from arbiter.config import HomeConfig
+from arbiter.gateway.dispatch import Dispatcher
+from arbiter.gateway.metrics import GatewayMetrics
+from arbiter.gateway.middleware.auth import TokenAuthMiddleware
+from arbiter.gateway.middleware.body_limit import BodyLimitMiddleware
+from arbiter.gateway.pool import ModelPool
+from arbiter.gateway.routes import feedback, inference_v2, invocations, ops, predict
+from arbiter.gateway.shadow import ShadowExecutor
+from arbiter.gateway.state import GatewayState
+from arbiter.home import Home
+from arbiter.registry.base import ModelRegistry
+
+log = logging.getLogger("arbiter.gateway")
+
+SHUTDOWN_SHADOW_GRACE_S = 5.0
+PROTECTED_PREFIXES = ("/feedback", "/admin")
+
+
+def _schema_generator() -> SchemaGenerator:
+    from arbiter import __version__
+
+    return SchemaGenerator(
+        {
+            "openapi": "3.0.3",
+            "info": {
+                "title": "arbiter gateway",
+                "version": __version__,
+                "description": "Serves champion and challenger models from an MLflow registry, "
+                "runs shadow and A/B experiments, and logs every prediction.",
+            },
+        }
+    )
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/models", ops.list_models, methods=["GET"]),
+        Route("/models/{name}/predict", predict.predict, methods=["POST"]),
+        Route("/models/{name}/invocations", invocations.invocations, methods=["POST"]),
+        Route("/invocations", invocations.invocations_single, methods=["POST"]),
+        Route("/feedback", feedback.feedback, methods=["POST"]),
+        Route("/healthz", ops.healthz, methods=["GET"]),
+        Route("/readyz", ops.readyz, methods=["GET"]),
+        Route("/metrics", ops.metrics, methods=["GET"]),
+        Route("/openapi.json", ops.openapi, methods=["GET"], include_in_schema=False),
+        *inference_v2.routes(),
+    ]
+
+
+async def _poll_registry(state: GatewayState, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            swaps = await asyncio.to_thread(state.pool.refresh)
+        except Exception:  # never let the poller die: log and try again next interval
+            log.exception("registry poll failed")
+            continue
+        state.metrics.registry_up.set(1 if state.pool.status.reachable else 0)
+        for model, alias, _old, _new in swaps:
+            state.metrics.swaps.labels(model, alias).inc()
+
+
+def create_app(
+    home: str | Path | Home,
+    *,
+    config: HomeConfig | None = None,
+    registry: ModelRegistry | None = None,
+) -> Starlette:
+    """Build the gateway for a home folder.
+
+    Parameters
+    ----------
+    home
+        The arbiter home (config, embedded registry, event store).
+    config
+        Overrides ``HOME/arbiter.yaml`` (tests, embedding).
+    registry
+        Overrides the registry built from the config's tracking URI.
+    """
+    home = home if isinstance(home, Home) else Home.at(home, create=True)
+    config = config or home.config()
+    token = config.api_token()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        from arbiter.events import EventStore, EventWriter
+        from arbiter.registry import MLflowRegistry
+
+        reg = registry or MLflowRegistry(
+            home.tracking_uri(config),
+            registry_uri=config.registry.registry_uri,
+            artifact_location=home.artifact_location(),
+        )
+        pool = ModelPool(reg, config)
+        await asyncio.to_thread(pool.refresh)
+        metrics = GatewayMetrics()
+        metrics.registry_up.set(1 if pool.status.reachable else 0)
+        store = EventStore(home.root)
+        writer = EventWriter(
+            store,
+            flush_interval=config.events.flush_interval_s,
+            max_batch=config.events.max_batch,
+        ).start()
+        shadows = {
+            name: ShadowExecutor(
+                name,
+                max_in_flight=cfg.experiment.shadow_max_in_flight,
+                timeout_s=cfg.experiment.shadow_timeout_s,
+            )
+            for name, cfg in config.models.items()
+            if cfg.experiment.strategy == "shadow"
+        }
+        state = GatewayState(
+            home=home,
+            config=config,
+            pool=pool,
+            metrics=metrics,
+            writer=writer,
+            store=store,
+            dispatcher=Dispatcher(writer, metrics, shadows),
+            shadows=shadows,
+        )
+        app.state.arbiter = state
+        poller = asyncio.create_task(_poll_registry(state, config.registry.poll_interval_s))
+        for name, endpoint in pool.endpoints.items():
+            log.info(
+                "serving %s: %s (%s)",
+                name,
+                {a: f"v{m.version}" for a, m in endpoint.models.items()} or "no versions",
+                endpoint.experiment_state(),
+            )
+        # Everything allocated so far lives as long as the process: move it out of the
+        # collector's sight so full collections under load stay short.
+        gc.collect()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            for executor in shadows.values():
+                await executor.drain(SHUTDOWN_SHADOW_GRACE_S)
+            await asyncio.to_thread(writer.close)
+            # Give frozen objects back to the collector, so extension modules (DuckDB's
+            # nanobind bindings) can be torn down cleanly at interpreter exit.
+            gc.unfreeze()
+            log.info("gateway stopped; events flushed")
+
+    app = Starlette(
+        routes=routes(),
+        middleware=[
+            Middleware(BodyLimitMiddleware, max_bytes=config.server.max_body_bytes),
+            Middleware(TokenAuthMiddleware, token=token, protected_prefixes=PROTECTED_PREFIXES),
+        ],
+        lifespan=lifespan,
+    )
+    generator = _schema_generator()
+
+    def openapi_schema(request: Any) -> dict[str, Any]:
+        return generator.get_schema(routes=app.routes)
+
+    app.state.openapi_schema = openapi_schema
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory`` with several workers: the home comes from ARBITER_HOME."""
+    import os
+
+    return create_app(os.environ["ARBITER_HOME"])
+
+
+__all__ = ["app_from_env", "create_app"]

@@ -1,0 +1,47 @@
+"""API-token check for the endpoints that change state (feedback, admin)."""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from arbiter.gateway.responses import UnauthorizedError, error_response
+
+
+class TokenAuthMiddleware:
+    """Requires ``Authorization: Bearer TOKEN`` on paths under ``protected_prefixes``.
+
+    Does nothing when no token is configured (loopback-only servers). Comparison is
+    constant-time so the token cannot be guessed byte by byte from response timings.
+    """
+
+    def __init__(
+        self, app: ASGIApp, token: str | None, protected_prefixes: tuple[str, ...]
+    ) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+        self.protected_prefixes = protected_prefixes
+
+    def _protected(self, path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") for p in self.protected_prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.token is None or scope["type"] != "http" or not self._protected(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        supplied = b""
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                scheme, _, credential = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    supplied = credential.strip()
+                break
+        if not hmac.compare_digest(supplied, self.token):
+            message = "missing API token" if not supplied else "invalid API token"
+            response = error_response(
+                UnauthorizedError(f"{message}: send 'Authorization: Bearer <token>'")
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

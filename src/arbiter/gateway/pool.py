@@ -1,0 +1,192 @@
+"""The models a gateway serves, and their hot swap when a registry alias moves.
+
+:meth:`ModelPool.refresh` asks the registry which version each alias points at and loads any
+version it does not have yet. The new model replaces the old one by a single reference
+assignment; requests already running keep the model object they started with, so a swap
+never fails or drops an in-flight request. When the registry cannot be reached, the pool keeps
+what it has and records the failure for ``/readyz`` and the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from arbiter.config import HomeConfig, ModelConfig
+from arbiter.errors import ArbiterError, NotFoundError
+from arbiter.registry.base import ModelRegistry
+from arbiter.routing import ABTest, ChampionOnly, Shadow, Strategy
+from arbiter.servable import ServableModel
+
+log = logging.getLogger(__name__)
+
+
+def build_strategy(name: str, config: ModelConfig) -> Strategy:
+    """The routing strategy configured for model ``name``."""
+    exp = config.experiment
+    if exp.strategy == "shadow":
+        return Shadow(config.champion_alias, exp.challenger_alias, exp.shadow_sample_rate)
+    if exp.strategy == "ab":
+        return ABTest(
+            config.champion_alias,
+            exp.challenger_alias,
+            exp.challenger_share,
+            salt=config.experiment_name(name),
+        )
+    return ChampionOnly(config.champion_alias)
+
+
+@dataclass
+class Endpoint:
+    """One served model name: its config, strategy and the loaded version of each alias."""
+
+    name: str
+    config: ModelConfig
+    strategy: Strategy
+    models: dict[str, ServableModel] = field(default_factory=dict)  # alias -> model
+    load_errors: dict[str, str] = field(default_factory=dict)  # alias -> last load error
+
+    @property
+    def experiment(self) -> str:
+        return self.config.experiment_name(self.name)
+
+    @property
+    def aliases_needed(self) -> tuple[str, ...]:
+        if self.config.experiment.strategy == "none":
+            return (self.config.champion_alias,)
+        return (self.config.champion_alias, self.config.experiment.challenger_alias)
+
+    def model(self, alias: str) -> ServableModel | None:
+        return self.models.get(alias)
+
+    @property
+    def ready(self) -> bool:
+        return self.config.champion_alias in self.models
+
+    def experiment_state(self) -> str:
+        """``running`` when every arm is loaded, else what it waits for."""
+        if not self.ready:
+            return "no_champion"
+        if self.config.experiment.strategy == "none":
+            return "champion_only"
+        if self.config.experiment.challenger_alias not in self.models:
+            return "waiting_for_challenger"
+        return "running"
+
+
+@dataclass
+class RegistryStatus:
+    reachable: bool = False
+    last_success: float | None = None  # time.time() of the last successful poll
+    last_error: str | None = None
+    polls: int = 0
+
+
+class ModelPool:
+    """Holds every endpoint's models and refreshes them from the registry."""
+
+    def __init__(self, registry: ModelRegistry, config: HomeConfig) -> None:
+        self.registry = registry
+        self.config = config
+        self.endpoints: dict[str, Endpoint] = {
+            name: Endpoint(name, cfg, build_strategy(name, cfg))
+            for name, cfg in config.models.items()
+        }
+        self.status = RegistryStatus()
+        self._lock = threading.Lock()  # one refresh at a time
+        self.swaps = 0
+
+    def endpoint(self, name: str) -> Endpoint:
+        try:
+            return self.endpoints[name]
+        except KeyError:
+            raise NotFoundError(
+                f"model {name!r} is not served here; served models: {sorted(self.endpoints)}"
+            ) from None
+
+    def refresh(self) -> list[tuple[str, str, str | None, str]]:
+        """Poll the registry once; returns the swaps made as (model, alias, old, new)."""
+        swaps: list[tuple[str, str, str | None, str]] = []
+        with self._lock:
+            errors: list[str] = []
+            for endpoint in self.endpoints.values():
+                try:
+                    aliases = self.registry.aliases(endpoint.name)
+                except NotFoundError as exc:  # the registry answered: this model is not there
+                    endpoint.load_errors["*"] = str(exc)
+                    continue
+                except ArbiterError as exc:
+                    errors.append(str(exc))
+                    continue
+                models = dict(endpoint.models)
+                for alias in endpoint.aliases_needed:
+                    version = aliases.get(alias)
+                    current = models.get(alias)
+                    if version is None:
+                        if current is None:
+                            endpoint.load_errors[alias] = f"alias {alias!r} is not set"
+                        continue  # an alias removed from the registry keeps serving what it had
+                    if current is not None and current.version == version:
+                        continue
+                    try:
+                        models[alias] = self.registry.load(endpoint.name, version)
+                    except ArbiterError as exc:
+                        endpoint.load_errors[alias] = str(exc)
+                        log.error("could not load %s@%s v%s: %s", endpoint.name, alias, version, exc)
+                        continue
+                    endpoint.load_errors.pop(alias, None)
+                    swaps.append((endpoint.name, alias, current.version if current else None, version))
+                    log.info(
+                        "%s@%s now serves v%s (was %s)",
+                        endpoint.name,
+                        alias,
+                        version,
+                        f"v{current.version}" if current else "nothing",
+                    )
+                endpoint.models = models  # one reference assignment: the swap is atomic
+            self.status.polls += 1
+            if errors:
+                if self.status.reachable or self.status.last_error is None:
+                    log.warning("registry unreachable, serving the loaded versions: %s", errors[0])
+                self.status.reachable = False
+                self.status.last_error = errors[0]
+            else:
+                if not self.status.reachable and self.status.polls > 1:
+                    log.info("registry reachable again")
+                self.status.reachable = True
+                self.status.last_success = time.time()
+                self.status.last_error = None
+            self.swaps += len(swaps)
+        return swaps
+
+    def describe(self) -> list[dict[str, Any]]:
+        """What ``GET /models`` returns."""
+        out = []
+        for endpoint in self.endpoints.values():
+            exp = endpoint.config.experiment
+            item: dict[str, Any] = {
+                "name": endpoint.name,
+                "aliases": {alias: m.version for alias, m in endpoint.models.items()},
+                "ready": endpoint.ready,
+                "experiment": {
+                    "name": endpoint.experiment,
+                    "strategy": exp.strategy,
+                    "state": endpoint.experiment_state(),
+                    "champion_alias": endpoint.config.champion_alias,
+                },
+            }
+            if exp.strategy != "none":
+                item["experiment"]["challenger_alias"] = exp.challenger_alias
+                item["experiment"]["split"] = endpoint.strategy.weights()
+            if exp.strategy == "shadow":
+                item["experiment"]["shadow_sample_rate"] = exp.shadow_sample_rate
+            if endpoint.load_errors:
+                item["load_errors"] = dict(endpoint.load_errors)
+            out.append(item)
+        return out
+
+
+__all__ = ["Endpoint", "ModelPool", "RegistryStatus", "build_strategy"]

@@ -1,0 +1,98 @@
+"""``POST /feedback``: ground truth for earlier predictions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from arbiter.errors import ArbiterError, InvalidInputError
+from arbiter.gateway.responses import ORJSONResponse, error_response, parse_json
+from arbiter.gateway.routes.predict import require_json
+from arbiter.gateway.state import GatewayState
+
+MAX_FEEDBACK_ROWS = 100_000
+
+
+def _rows(body: Any) -> tuple[list[Any], str]:
+    """The feedback rows of a body: one object, ``{"feedback": [...]}``, or a bare array."""
+    if isinstance(body, list):
+        return body, "rows"
+    if isinstance(body, dict) and "feedback" in body:
+        if set(body) != {"feedback"}:
+            extra = sorted(set(body) - {"feedback"})[0]
+            raise InvalidInputError(f"unexpected field {extra!r} beside 'feedback'", field=extra)
+        if not isinstance(body["feedback"], list):
+            raise InvalidInputError("'feedback' must be an array of objects", field="feedback")
+        return body["feedback"], "feedback"
+    if isinstance(body, dict):
+        return [body], "body"
+    raise InvalidInputError("the body must be a JSON object or array", field="body")
+
+
+def _normalise(rows: list[Any]) -> list[Any]:
+    """Accept ``outcome`` as a synonym of ``label`` and default ``row_index`` to 0."""
+    out = []
+    for row in rows:
+        if isinstance(row, dict):
+            row = dict(row)
+            if "outcome" in row and "label" not in row:
+                row["label"] = row.pop("outcome")
+            row.setdefault("row_index", 0)
+        out.append(row)
+    return out
+
+
+def _rename_field(exc: InvalidInputError, prefix: str, single: bool) -> InvalidInputError:
+    field = exc.field or ""
+    if field.startswith("rows"):
+        field = field.replace("rows[0].", "", 1) if single else prefix + field[len("rows") :]
+    return InvalidInputError(exc.message, field=field or None)
+
+
+async def feedback(request: Request) -> Response:
+    """Store labels for earlier predictions; answers only once they are on disk.
+
+    ---
+    summary: Post ground truth
+    description: >
+      One object `{"request_id": "...", "row_index": 0, "label": 1}` (`outcome` is accepted
+      for numeric outcomes; `row_index` defaults to 0), `{"feedback": [ ... ]}`, or an array of
+      such objects. All rows are validated first: one bad row rejects the whole request and
+      nothing is stored. Requires the API token when one is configured.
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema:
+            oneOf:
+              - {type: object, required: [request_id, label]}
+              - {type: object, required: [feedback]}
+              - {type: array, items: {type: object}}
+    responses:
+      200: {description: "Stored: {\\"stored\\": N}"}
+      400: {description: Malformed JSON}
+      401: {description: Missing or wrong API token}
+      422: {description: Invalid row; `error.field` names it}
+    """
+    state: GatewayState = request.app.state.arbiter
+    try:
+        require_json(request)
+        body = parse_json(await request.body())
+        rows, prefix = _rows(body)
+        if not rows:
+            raise InvalidInputError("no feedback rows", field=prefix)
+        if len(rows) > MAX_FEEDBACK_ROWS:
+            raise InvalidInputError(
+                f"{len(rows)} rows in one request; the limit is {MAX_FEEDBACK_ROWS}", field=prefix
+            )
+        try:
+            stored = await state.store.awrite_feedback(_normalise(rows))
+        except InvalidInputError as exc:
+            raise _rename_field(exc, prefix, prefix == "body") from exc
+    except ArbiterError as exc:
+        state.count_error("feedback", exc, protocol="feedback")
+        return error_response(exc)
+    state.metrics.feedback.inc(stored)
+    return ORJSONResponse({"stored": stored})

@@ -1,0 +1,66 @@
+"""The home folder: where an embedded arbiter keeps its registry, artifacts, events and config.
+
+Layout::
+
+    HOME/
+      arbiter.yaml      configuration (see arbiter.config)
+      mlflow.db         MLflow tracking + registry store (SQLite)
+      artifacts/        MLflow artifacts (set explicitly; MLflow would default to ./mlruns)
+      events/           the event log (Parquet segments)
+      reports/          reports written by `arbiter report` and `arbiter analyze`
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from arbiter.config import CONFIG_FILE, HomeConfig, load_config
+
+
+@dataclass(frozen=True)
+class Home:
+    """Paths inside one home folder, plus its parsed configuration."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | Path, *, create: bool = False) -> Home:
+        path = Path(root).expanduser().resolve()
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.root / "mlflow.db"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    def config(self) -> HomeConfig:
+        return load_config(self.config_path)
+
+    def tracking_uri(self, config: HomeConfig | None = None) -> str:
+        """The configured tracking URI, or the embedded SQLite store in this home."""
+        config = config or self.config()
+        return config.registry.tracking_uri or f"sqlite:///{self.mlflow_db}"
+
+    def artifact_location(self) -> str:
+        return self.artifacts.as_uri()
+
+
+__all__ = ["Home"]

@@ -1,0 +1,219 @@
+"""The MLflow model registry: aliases say which version is champion and challenger.
+
+Works with the embedded SQLite store in a home folder and with a remote tracking server
+(``http://...``). Model files are downloaded through MLflow's artifact API with this registry's
+own tracking URI, so no process-global MLflow state is touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from arbiter.errors import NotFoundError, RegistryError
+from arbiter.features import FeatureSpec, InputSchema
+from arbiter.servable import ServableModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPERIMENT = "arbiter"
+
+# Passed explicitly: without them MLflow spends 10-16 s inferring requirements in a subprocess.
+SKLEARN_PIP_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy")
+
+
+def _quiet_http_client() -> None:
+    # MLflow's REST client retries for minutes by default; a gateway polling an unreachable
+    # server must fail fast and keep serving. Only set when the user has not chosen values.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
+def _schema_of(pyfunc: Any) -> InputSchema | None:
+    try:
+        schema = pyfunc.metadata.get_input_schema()
+    except Exception:
+        return None
+    if schema is None or not schema.has_input_names():
+        return None
+    specs = []
+    for spec in schema.inputs:
+        type_name = getattr(spec.type, "name", str(spec.type))
+        specs.append(FeatureSpec(spec.name, str(type_name), bool(getattr(spec, "required", True))))
+    return InputSchema(tuple(specs))
+
+
+class MLflowRegistry:
+    """Model registry backed by MLflow.
+
+    Parameters
+    ----------
+    tracking_uri
+        ``sqlite:///path/mlflow.db`` (embedded), ``http://host:port`` (tracking server) or a
+        database URI (``postgresql://...``).
+    artifact_location
+        Where new experiments keep artifacts (embedded homes set it to ``HOME/artifacts``).
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        *,
+        registry_uri: str | None = None,
+        artifact_location: str | None = None,
+    ) -> None:
+        _quiet_http_client()
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri or tracking_uri
+        self.artifact_location = artifact_location
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=self.registry_uri)
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    def _wrap(self, exc: Exception, what: str) -> Exception:
+        from mlflow.exceptions import MlflowException
+
+        if isinstance(exc, MlflowException) and exc.error_code in {
+            "RESOURCE_DOES_NOT_EXIST",
+            "NOT_FOUND",
+        }:
+            return NotFoundError(f"{what}: {exc.message}")
+        return RegistryError(f"{what}: {exc}")
+
+    def ping(self) -> None:
+        """Raise RegistryError if the registry cannot be reached."""
+        try:
+            self._client.search_registered_models(max_results=1)
+        except Exception as exc:
+            raise self._wrap(exc, "registry unreachable") from exc
+
+    def aliases(self, name: str) -> dict[str, str]:
+        # search_model_versions returns empty aliases in MLflow 3; the registered model has them.
+        try:
+            model = self._client.get_registered_model(name)
+        except Exception as exc:
+            raise self._wrap(exc, f"registered model {name!r}") from exc
+        return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+
+    def load(self, name: str, version: str) -> ServableModel:
+        import mlflow
+
+        try:
+            uri = self._client.get_model_version_download_uri(name, version)
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, tracking_uri=self.tracking_uri
+            )
+            pyfunc = mlflow.pyfunc.load_model(local)
+        except Exception as exc:
+            raise self._wrap(exc, f"loading {name} v{version}") from exc
+        raw = None
+        if "sklearn" in (pyfunc.metadata.flavors or {}):
+            try:
+                raw = pyfunc.get_raw_model()
+            except Exception:  # older flavors without get_raw_model: pyfunc path only
+                raw = None
+        return ServableModel(
+            name=name,
+            version=str(version),
+            pyfunc=pyfunc,
+            schema=_schema_of(pyfunc),
+            raw=raw,
+            metadata={"run_id": pyfunc.metadata.run_id, "source": uri},
+        )
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        try:
+            self._client.set_registered_model_alias(name, alias, str(version))
+        except Exception as exc:
+            raise self._wrap(exc, f"setting {name}@{alias} -> v{version}") from exc
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        try:
+            self._client.delete_registered_model_alias(name, alias)
+        except Exception as exc:
+            raise self._wrap(exc, f"deleting {name}@{alias}") from exc
+
+    def _experiment_id(self, experiment: str) -> str:
+        found = self._client.get_experiment_by_name(experiment)
+        if found is not None:
+            return str(found.experiment_id)
+        return str(
+            self._client.create_experiment(experiment, artifact_location=self.artifact_location)
+        )
+
+    def log_sklearn_model(
+        self,
+        name: str,
+        model: Any,
+        example: Any,
+        *,
+        aliases: tuple[str, ...] = (),
+        params: dict[str, Any] | None = None,
+        metrics: dict[str, float] | None = None,
+        tags: dict[str, str] | None = None,
+        experiment: str = DEFAULT_EXPERIMENT,
+    ) -> str:
+        """Log a fitted scikit-learn model, register it as a new version of ``name``.
+
+        ``example`` (a DataFrame of a few rows) gives the signature, so the gateway can validate
+        requests. Returns the new version number as a string.
+        """
+        import mlflow
+        import skops.io
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(example, model.predict(example))
+        # skops refuses types it does not know (e.g. tree ensembles) unless told to trust them.
+        # We trust the estimator we were handed: it was trained in this process.
+        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+        experiment_id = self._experiment_id(experiment)
+        try:
+            run = self._client.create_run(experiment_id, tags={"arbiter.model": name})
+            run_id = run.info.run_id
+            for key, value in (params or {}).items():
+                self._client.log_param(run_id, key, value)
+            for key, value in (metrics or {}).items():
+                self._client.log_metric(run_id, key, float(value))
+            previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.registry_uri)
+            try:
+                with mlflow.start_run(run_id=run_id):
+                    info = mlflow.sklearn.log_model(
+                        model,
+                        name="model",
+                        signature=signature,
+                        pip_requirements=list(SKLEARN_PIP_REQUIREMENTS),
+                        serialization_format="skops",
+                        skops_trusted_types=trusted or None,
+                        registered_model_name=name,
+                    )
+            finally:
+                mlflow.set_tracking_uri(previous[0])
+                mlflow.set_registry_uri(previous[1])
+        except Exception as exc:
+            raise self._wrap(exc, f"registering {name}") from exc
+        version = str(info.registered_model_version)
+        for key, value in (tags or {}).items():
+            self._client.set_model_version_tag(name, version, key, value)
+        for alias in aliases:
+            self.set_alias(name, alias, version)
+        return version
+
+
+def registry_for_home(home: Path | str, tracking_uri: str | None = None) -> MLflowRegistry:
+    """The registry of a home folder: its configured URI, or the embedded SQLite store."""
+    from arbiter.home import Home
+
+    h = Home.at(home, create=True)
+    uri = tracking_uri or h.tracking_uri()
+    return MLflowRegistry(uri, artifact_location=h.artifact_location())
+
+
+__all__ = ["SKLEARN_PIP_REQUIREMENTS", "MLflowRegistry", "registry_for_home"]

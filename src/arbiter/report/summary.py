@@ -1,0 +1,252 @@
+"""Per-experiment summaries of the event log, computed in SQL where the events live.
+
+Every number here is an aggregate DuckDB computes over the Parquet segments; Python only
+arranges the rows into dicts. Forced requests (a tester chose the arm) are left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from arbiter.errors import NotFoundError
+
+# The classic shadow-test criteria (e.g. Sato, Wider & Windheuser's "Continuous Delivery for
+# Machine Learning" and common MLOps practice): the challenger should rarely disagree with the
+# champion, and when it does it should be the more confident one.
+SHADOW_MAX_DISCREPANCY = 0.30
+SHADOW_MIN_MORE_CONFIDENT = 0.50
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def experiments(con: duckdb.DuckDBPyConnection, model: str) -> list[dict[str, Any]]:
+    """The experiments a model has logged, oldest first."""
+    return _rows(
+        con,
+        """
+        SELECT experiment, any_value(strategy) AS strategy, min(ts) AS first_ts, max(ts) AS last_ts,
+               count(DISTINCT request_id) AS requests
+        FROM predictions WHERE model = ? AND NOT coalesce(forced, false)
+        GROUP BY experiment ORDER BY first_ts
+        """,
+        [model],
+    )
+
+
+def _task(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> str:
+    """``classification`` when the model reports probabilities or few distinct labels."""
+    row = con.execute(
+        """
+        SELECT count(confidence) AS with_proba,
+               count(DISTINCT prediction) AS distinct_predictions,
+               count(prediction_num) FILTER (WHERE prediction_num <> round(prediction_num)) AS fractional
+        FROM predictions WHERE model = ? AND experiment = ? AND error IS NULL
+        """,
+        [model, experiment],
+    ).fetchone()
+    assert row is not None
+    with_proba, distinct, fractional = row
+    if with_proba or (not fractional and distinct <= 50):
+        return "classification"
+    return "regression"
+
+
+def arm_stats(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> list[dict[str, Any]]:
+    """Requests, errors and latency percentiles per (role, arm, alias, version)."""
+    return _rows(
+        con,
+        """
+        WITH per_request AS (
+            SELECT role, arm, alias, version, request_id,
+                   any_value(latency_ms) AS latency_ms,
+                   bool_or(error IS NOT NULL) AS failed,
+                   count(*) AS rows
+            FROM predictions
+            WHERE model = ? AND experiment = ? AND NOT coalesce(forced, false)
+            GROUP BY ALL
+        )
+        SELECT role, arm, alias, version,
+               count(*) AS requests, sum(rows)::BIGINT AS rows,
+               count(*) FILTER (WHERE failed) AS errors,
+               avg(failed::INT) AS error_rate,
+               quantile_cont(latency_ms, 0.50) FILTER (WHERE NOT failed) AS latency_p50_ms,
+               quantile_cont(latency_ms, 0.95) FILTER (WHERE NOT failed) AS latency_p95_ms,
+               quantile_cont(latency_ms, 0.99) FILTER (WHERE NOT failed) AS latency_p99_ms
+        FROM per_request
+        GROUP BY ALL ORDER BY role DESC, arm, version
+        """,
+        [model, experiment],
+    )
+
+
+def model_quality(
+    con: duckdb.DuckDBPyConnection, model: str, experiment: str, task: str
+) -> list[dict[str, Any]]:
+    """Accuracy (classification) or MAE/RMSE (regression) of each model on labelled rows."""
+    metric = (
+        "avg((prediction = label)::INT) AS accuracy"
+        if task == "classification"
+        else "avg(abs(prediction_num - label_num)) AS mae, "
+        "sqrt(avg((prediction_num - label_num) ^ 2)) AS rmse"
+    )
+    return _rows(
+        con,
+        f"""
+        SELECT role, arm, alias, version, count(*) AS labeled_rows, {metric}
+        FROM labeled
+        WHERE model = ? AND experiment = ? AND error IS NULL AND label IS NOT NULL
+              AND NOT coalesce(forced, false)
+        GROUP BY ALL ORDER BY role DESC, arm, version
+        """,
+        [model, experiment],
+    )
+
+
+def shadow_comparison(
+    con: duckdb.DuckDBPyConnection, model: str, experiment: str, task: str
+) -> dict[str, Any]:
+    """Champion vs shadow on the same rows: agreement, confidence, and accuracy with labels."""
+    quality = (
+        """
+        count(*) FILTER (WHERE s.label IS NOT NULL) AS labeled_rows,
+        avg((s.prediction = s.label)::INT) FILTER (WHERE s.label IS NOT NULL) AS champion_accuracy,
+        avg((c.prediction = s.label)::INT) FILTER (WHERE s.label IS NOT NULL) AS challenger_accuracy,
+        count(*) FILTER (WHERE s.label IS NOT NULL AND s.prediction = s.label
+                         AND c.prediction <> s.label) AS only_champion_correct,
+        count(*) FILTER (WHERE s.label IS NOT NULL AND s.prediction <> s.label
+                         AND c.prediction = s.label) AS only_challenger_correct
+        """
+        if task == "classification"
+        else """
+        count(*) FILTER (WHERE s.label IS NOT NULL) AS labeled_rows,
+        avg(abs(s.prediction_num - s.label_num)) AS champion_mae,
+        avg(abs(c.prediction_num - s.label_num)) AS challenger_mae,
+        sqrt(avg((s.prediction_num - s.label_num) ^ 2)) AS champion_rmse,
+        sqrt(avg((c.prediction_num - s.label_num) ^ 2)) AS challenger_rmse
+        """
+    )
+    rows = _rows(
+        con,
+        f"""
+        WITH s AS (SELECT * FROM labeled WHERE model = ? AND experiment = ? AND role = 'served'
+                   AND error IS NULL AND NOT coalesce(forced, false)),
+             c AS (SELECT * FROM predictions WHERE model = ? AND experiment = ? AND role = 'shadow'
+                   AND error IS NULL)
+        SELECT count(*) AS paired_rows,
+               any_value(s.version) AS champion_version,
+               any_value(c.version) AS challenger_version,
+               avg((s.prediction <> c.prediction)::INT) AS discrepancy_rate,
+               count(*) FILTER (WHERE s.prediction <> c.prediction) AS disagreements,
+               avg(s.confidence) AS champion_mean_confidence,
+               avg(c.confidence) AS challenger_mean_confidence,
+               avg((c.confidence > s.confidence)::INT) FILTER (WHERE s.prediction <> c.prediction)
+                   AS challenger_more_confident_on_disagreements,
+               {quality}
+        FROM s JOIN c USING (request_id, row_index)
+        """,
+        [model, experiment, model, experiment],
+    )
+    out = rows[0]
+    shadow_total = con.execute(
+        "SELECT count(*) FILTER (WHERE error IS NOT NULL), count(*) FROM predictions "
+        "WHERE model = ? AND experiment = ? AND role = 'shadow'",
+        [model, experiment],
+    ).fetchone()
+    assert shadow_total is not None
+    out["shadow_error_rows"], out["shadow_rows"] = shadow_total
+    return out
+
+
+def classic_shadow_criteria(comparison: dict[str, Any], task: str) -> list[dict[str, Any]]:
+    """The classic shadow checks, each met/unmet with its number."""
+    criteria: list[dict[str, Any]] = []
+    discrepancy = comparison.get("discrepancy_rate")
+    criteria.append(
+        {
+            "name": "discrepancy_rate",
+            "observed": discrepancy,
+            "threshold": f"< {SHADOW_MAX_DISCREPANCY}",
+            "met": discrepancy is not None and discrepancy < SHADOW_MAX_DISCREPANCY,
+        }
+    )
+    more = comparison.get("challenger_more_confident_on_disagreements")
+    criteria.append(
+        {
+            "name": "challenger_more_confident_on_disagreements",
+            "observed": more,
+            "threshold": f"> {SHADOW_MIN_MORE_CONFIDENT}",
+            "met": more is not None and more > SHADOW_MIN_MORE_CONFIDENT,
+        }
+    )
+    if task == "classification":
+        a, b = comparison.get("champion_accuracy"), comparison.get("challenger_accuracy")
+        criteria.append(
+            {
+                "name": "challenger_more_accurate",
+                "observed": None if a is None or b is None else b - a,
+                "threshold": "> 0",
+                "met": a is not None and b is not None and b > a,
+            }
+        )
+    else:
+        a, b = comparison.get("champion_mae"), comparison.get("challenger_mae")
+        criteria.append(
+            {
+                "name": "challenger_lower_mae",
+                "observed": None if a is None or b is None else b - a,
+                "threshold": "< 0",
+                "met": a is not None and b is not None and b < a,
+            }
+        )
+    return criteria
+
+
+def summarize(
+    con: duckdb.DuckDBPyConnection, model: str, experiment: str | None = None
+) -> dict[str, Any]:
+    """Everything ``arbiter report`` shows for one model (one or every experiment)."""
+    found = experiments(con, model)
+    if not found:
+        raise NotFoundError(f"no events logged for model {model!r}")
+    if experiment is not None:
+        found = [e for e in found if e["experiment"] == experiment]
+        if not found:
+            raise NotFoundError(f"model {model!r} has no experiment {experiment!r}")
+    sections = []
+    for exp in found:
+        name = exp["experiment"]
+        task = _task(con, model, name)
+        section: dict[str, Any] = {
+            "experiment": name,
+            "strategy": exp["strategy"],
+            "task": task,
+            "first_event": exp["first_ts"].isoformat() if exp["first_ts"] else None,
+            "last_event": exp["last_ts"].isoformat() if exp["last_ts"] else None,
+            "requests": exp["requests"],
+            "arms": arm_stats(con, model, name),
+            "quality": model_quality(con, model, name, task),
+        }
+        if exp["strategy"] == "shadow":
+            comparison = shadow_comparison(con, model, name, task)
+            section["shadow"] = comparison
+            section["shadow_criteria"] = classic_shadow_criteria(comparison, task)
+        sections.append(section)
+    return {"model": model, "experiments": sections}
+
+
+__all__ = [
+    "SHADOW_MAX_DISCREPANCY",
+    "SHADOW_MIN_MORE_CONFIDENT",
+    "arm_stats",
+    "classic_shadow_criteria",
+    "experiments",
+    "model_quality",
+    "shadow_comparison",
+    "summarize",
+]

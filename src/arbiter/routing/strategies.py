@@ -1,0 +1,94 @@
+"""Experiment strategies: for one request, which alias answers and which alias shadows.
+
+Each strategy is a small frozen object with one method, :meth:`route`, and no I/O. The gateway
+builds one per served model from the home's configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from arbiter.routing.split import Arm, Split, sample_shadow
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one request goes."""
+
+    arm: str  # the arm whose model answers (champion, challenger)
+    alias: str  # the registry alias of that model
+    shadow_alias: str | None  # an alias to score the same input off the request path
+    unit_random: bool  # the arm was drawn at random (no unit id)
+
+
+class Strategy(Protocol):
+    name: str
+
+    def route(self, unit_id: str | None, draw: float) -> Route:
+        """Decide for one request; ``draw`` is a uniform random number in [0, 1)."""
+        ...
+
+    def weights(self) -> dict[str, float]:
+        """Expected share of served traffic per arm."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChampionOnly:
+    """No experiment: the champion answers everything."""
+
+    champion_alias: str
+    name: str = "none"
+
+    def route(self, unit_id: str | None, draw: float) -> Route:
+        return Route(CHAMPION, self.champion_alias, None, unit_random=not unit_id)
+
+    def weights(self) -> dict[str, float]:
+        return {CHAMPION: 1.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Shadow:
+    """The champion answers; a sample of requests is mirrored to the challenger."""
+
+    champion_alias: str
+    challenger_alias: str
+    sample_rate: float
+    name: str = "shadow"
+
+    def route(self, unit_id: str | None, draw: float) -> Route:
+        shadow = self.challenger_alias if sample_shadow(self.sample_rate, draw) else None
+        return Route(CHAMPION, self.champion_alias, shadow, unit_random=not unit_id)
+
+    def weights(self) -> dict[str, float]:
+        return {CHAMPION: 1.0}
+
+
+@dataclass(frozen=True, slots=True)
+class ABTest:
+    """Units are split between champion and challenger by a sticky hash."""
+
+    champion_alias: str
+    challenger_alias: str
+    challenger_share: float
+    salt: str
+    name: str = "ab"
+
+    @property
+    def split(self) -> Split:
+        return Split(self.salt, CHAMPION, (Arm(CHALLENGER, self.challenger_share),))
+
+    def route(self, unit_id: str | None, draw: float) -> Route:
+        assignment = self.split.assign(unit_id, draw)
+        alias = self.challenger_alias if assignment.arm == CHALLENGER else self.champion_alias
+        return Route(assignment.arm, alias, None, unit_random=assignment.random)
+
+    def weights(self) -> dict[str, float]:
+        return self.split.weights()
+
+
+__all__ = ["CHALLENGER", "CHAMPION", "ABTest", "ChampionOnly", "Route", "Shadow", "Strategy"]

@@ -1,0 +1,86 @@
+"""Multiple-testing corrections: Holm (family-wise error) and Benjamini–Hochberg (FDR).
+
+Use Holm when any false "winner" is costly (e.g. promoting one of several challengers);
+Benjamini–Hochberg when screening many metrics and a controlled fraction of false
+discoveries is acceptable. Both are computed by ``statsmodels.stats.multitest.multipletests``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from statsmodels.stats.multitest import multipletests
+
+from arbiter.errors import InvalidInputError
+from arbiter.stats.means import check_alpha
+from arbiter.stats.results import MultipleTestingResult
+
+Correction = Literal["holm", "bh"]
+_STATSMODELS_METHOD = {"holm": "holm", "bh": "fdr_bh"}
+_METHOD_NAME = {
+    "holm": "Holm step-down (Holm 1979)",
+    "bh": "Benjamini-Hochberg step-up FDR (Benjamini & Hochberg 1995)",
+}
+
+
+def adjust_p_values(
+    p_values: Sequence[float], *, method: Correction = "holm", alpha: float = 0.05
+) -> MultipleTestingResult:
+    """Adjust a family of p-values and report which hypotheses are rejected.
+
+    Parameters
+    ----------
+    p_values : sequence of float
+        Raw p-values in [0, 1]; the result keeps their order. An empty family is allowed.
+    method : {"holm", "bh"}, default "holm"
+        ``"holm"``: Holm (1979), adjusted ``p_(i) = max_{j≤i} min(1, (m − j + 1)·p_(j))``,
+        controls the family-wise error rate. ``"bh"``: Benjamini & Hochberg (1995),
+        adjusted ``p_(i) = min_{j≥i} min(1, m·p_(j)/j)``, controls the false discovery rate
+        under independence or positive dependence.
+    alpha : float, default 0.05
+        Level at which ``reject`` is decided (``adjusted_p <= alpha``).
+
+    Returns
+    -------
+    MultipleTestingResult
+    """
+    if method not in _STATSMODELS_METHOD:
+        raise InvalidInputError(
+            f"method must be one of {', '.join(_STATSMODELS_METHOD)}; got {method!r}",
+            field="method",
+        )
+    alpha = check_alpha(alpha)
+    raw = tuple(float(p) for p in p_values)
+    for i, p in enumerate(raw):
+        if math.isnan(p) or not 0.0 <= p <= 1.0:
+            raise InvalidInputError(
+                f"p_values[{i}] must be in [0, 1], got {p!r}", field=f"p_values[{i}]"
+            )
+    if not raw:
+        return MultipleTestingResult((), (), (), alpha, _METHOD_NAME[method])
+    reject, adjusted, _, _ = multipletests(
+        np.asarray(raw), alpha=alpha, method=_STATSMODELS_METHOD[method]
+    )
+    return MultipleTestingResult(
+        raw,
+        tuple(float(p) for p in adjusted),
+        tuple(bool(r) for r in reject),
+        alpha,
+        _METHOD_NAME[method],
+    )
+
+
+def holm(p_values: Sequence[float], *, alpha: float = 0.05) -> MultipleTestingResult:
+    """Holm step-down adjustment (controls the family-wise error rate); see :func:`adjust_p_values`."""
+    return adjust_p_values(p_values, method="holm", alpha=alpha)
+
+
+def benjamini_hochberg(p_values: Sequence[float], *, alpha: float = 0.05) -> MultipleTestingResult:
+    """Benjamini–Hochberg step-up adjustment (controls the FDR); see :func:`adjust_p_values`."""
+    return adjust_p_values(p_values, method="bh", alpha=alpha)
+
+
+__all__ = ["adjust_p_values", "benjamini_hochberg", "holm"]
