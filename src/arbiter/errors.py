@@ -5,7 +5,7 @@ catch one type. The tree::
 
     ArbiterError
     ├── ConfigError            invalid home configuration or settings (also ValueError)
-    ├── InvalidInputError      bad request or argument; carries the offending field (also ValueError)
+    ├── InvalidInputError      bad request or argument, naming the field (also ValueError)
     ├── NotFoundError          unknown model, alias, request id or file (also LookupError)
     ├── RegistryError          the model registry failed or is unreachable
     ├── ModelError             a model raised while predicting

@@ -79,18 +79,24 @@ def _check_value(spec: FeatureSpec, value: Any, path: str) -> Any:
 
 
 def validate_rows(
-    rows: Sequence[Any], schema: InputSchema | None, *, field: str = "features"
+    rows: Sequence[Any],
+    schema: InputSchema | None,
+    *,
+    field: str = "features",
+    single: bool = False,
 ) -> list[Mapping[str, Any]]:
     """Check every row against ``schema``; return the rows (unchanged) when all are valid.
 
     Without a schema the rows must still be objects with the same keys, so a batch is a table.
+    ``single`` means the client sent one object rather than an array, so error paths read
+    ``features.amount`` instead of ``features[0].amount``.
     """
     if not rows:
         raise InvalidInputError("at least one row is required", field=field)
     specs = schema.features if schema else None
     expected = set(schema.names) if schema else None
     for i, row in enumerate(rows):
-        path = f"{field}[{i}]" if len(rows) > 1 or field.endswith("s") else field
+        path = field if single else f"{field}[{i}]"
         if not isinstance(row, Mapping):
             raise InvalidInputError(
                 f"each row must be a JSON object of feature values, got {type(row).__name__}",
@@ -102,12 +108,14 @@ def validate_rows(
                 raise InvalidInputError("a row has no features", field=path)
         keys = set(row)
         if keys != expected:
-            missing = sorted(expected - keys)
+            order = schema.names if schema else sorted(expected)
+            missing = [name for name in order if name not in keys]
             extra = sorted(keys - expected)
             if missing and (specs is None or any(s.required for s in specs if s.name in missing)):
                 name = missing[0]
                 raise InvalidInputError(
-                    f"missing feature {name!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                    f"missing feature {name!r}"
+                    + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
                     field=f"{path}.{name}",
                 )
             if extra:
@@ -126,7 +134,7 @@ def rows_to_matrix(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> n
     return np.array([[row.get(n, np.nan) for n in names] for row in rows], dtype=np.float64)
 
 
-def rows_to_frame(rows: Sequence[Mapping[str, Any]], names: Sequence[str] | None):  # noqa: ANN201
+def rows_to_frame(rows: Sequence[Mapping[str, Any]], names: Sequence[str] | None):
     """A pandas DataFrame of ``rows`` with columns in ``names`` order (the general pyfunc path)."""
     import pandas as pd
 

@@ -60,25 +60,59 @@ class ServableModel:
             return rows_to_matrix(rows, names)
         return rows_to_frame(rows, names)
 
+    def _matrix_of(self, frame: Any) -> np.ndarray | None:
+        import pandas as pd
+
+        if isinstance(frame, dict) and self.fast_path:  # the `inputs` format: columns by name
+            try:
+                frame = pd.DataFrame(frame)
+            except ValueError:
+                return None
+        if not (self.fast_path and isinstance(frame, pd.DataFrame) and self.schema is not None):
+            return None
+        names = list(self.schema.names)
+        if set(frame.columns) != set(names) or not all(
+            pd.api.types.is_numeric_dtype(frame[c]) for c in names
+        ):
+            return None
+        return frame[names].to_numpy(dtype=np.float64)
+
+    def _predict_native(self, x: Any) -> Scored:
+        try:
+            predictions = np.asarray(self.raw.predict(x))
+            proba = None
+            if hasattr(self.raw, "predict_proba") and self.classes is not None:
+                proba = np.asarray(self.raw.predict_proba(x), dtype=np.float64)
+        except Exception as exc:  # any model failure becomes one error type for the caller
+            raise ModelError(f"model {self.name} v{self.version} failed: {exc}") from exc
+        return Scored(predictions.tolist(), proba, self.classes, predictions)
+
     def predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> Scored:
         """Score validated rows. Raises :class:`ModelError` when the model raises."""
+        if self.raw is not None:
+            return self._predict_native(self._native_input(rows))
         try:
-            if self.raw is not None:
-                x = self._native_input(rows)
-                predictions = np.asarray(self.raw.predict(x))
-                proba = None
-                if hasattr(self.raw, "predict_proba") and self.classes is not None:
-                    proba = np.asarray(self.raw.predict_proba(x), dtype=np.float64)
-                return Scored(predictions.tolist(), proba, self.classes, predictions)
-            output = self.pyfunc.predict(rows_to_frame(rows, self.schema.names if self.schema else None))
+            names = self.schema.names if self.schema else None
+            output = self.pyfunc.predict(rows_to_frame(rows, names))
         except Exception as exc:  # any model failure becomes one error type for the caller
             raise ModelError(f"model {self.name} v{self.version} failed: {exc}") from exc
         return Scored(to_row_list(output), None, None, output)
 
     def predict_frame(self, frame: Any, params: dict[str, Any] | None = None) -> Scored:
-        """Score a DataFrame/array through pyfunc, exactly as ``mlflow models serve`` would."""
+        """Score a DataFrame/array through pyfunc, exactly as ``mlflow models serve`` would.
+
+        For fast-path models (numeric scikit-learn estimators fitted on arrays) a DataFrame with
+        exactly the signature's numeric columns goes to the estimator as a float matrix, which
+        is what pyfunc would end up doing, minus the per-call overhead and its warning about
+        feature names.
+        """
+        matrix = self._matrix_of(frame) if not params else None
+        if matrix is not None:
+            return self._predict_native(matrix)
         try:
-            output = self.pyfunc.predict(frame, params=params) if params else self.pyfunc.predict(frame)
+            output = (
+                self.pyfunc.predict(frame, params=params) if params else self.pyfunc.predict(frame)
+            )
         except Exception as exc:
             raise ModelError(f"model {self.name} v{self.version} failed: {exc}") from exc
         proba = None

@@ -20,8 +20,7 @@ def test_bucket_is_stable_across_processes() -> None:
     ids = [f"user-{i}" for i in range(50)]
     here = [unit_bucket("exp", u) for u in ids]
     code = (
-        "from arbiter.routing import unit_bucket;"
-        f"print([unit_bucket('exp', u) for u in {ids!r}])"
+        f"from arbiter.routing import unit_bucket;print([unit_bucket('exp', u) for u in {ids!r}])"
     )
     for seed in ("1", "2"):
         out = subprocess.run(

@@ -18,7 +18,7 @@ err_console = Console(stderr=True)
 
 
 def _clean(value: Any) -> Any:
-    """Make a value JSON-safe: NaN/inf become null (JSON has no NaN), numpy scalars become Python."""
+    """Make a value JSON-safe: NaN/inf become null (JSON has no NaN), numpy scalars Python."""
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

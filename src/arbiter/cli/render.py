@@ -9,7 +9,6 @@ from rich.table import Table
 
 from arbiter.report.markdown import fmt
 
-
 HEADERS = {
     "latency_p50_ms": "p50 ms",
     "latency_p95_ms": "p95 ms",
@@ -73,5 +72,9 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
             verdict = section["verdict"]
             console.print(f"verdict: [bold]{verdict['decision']}[/bold]")
             console.print(
-                rich_table("criteria", verdict.get("criteria", []), ["name", "met", "observed", "threshold", "detail"])
+                rich_table(
+                    "criteria",
+                    verdict.get("criteria", []),
+                    ["name", "met", "observed", "threshold", "detail"],
+                )
             )

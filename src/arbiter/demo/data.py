@@ -37,7 +37,9 @@ class FraudData:
         return len(self.labels)
 
 
-def make_transactions(n: int, *, seed: int = 7, n_users: int = 2_000, shift: float = 0.0) -> FraudData:
+def make_transactions(
+    n: int, *, seed: int = 7, n_users: int = 2_000, shift: float = 0.0
+) -> FraudData:
     """Generate ``n`` transactions from ``n_users`` users.
 
     ``shift`` > 0 moves the distribution (larger, more foreign, more online transactions), for

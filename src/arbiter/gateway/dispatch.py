@@ -52,9 +52,12 @@ class ModelInput(Protocol):
 class RowsInput:
     """Rows as JSON objects (arbiter's protocol, Open Inference Protocol)."""
 
-    def __init__(self, rows: Sequence[Mapping[str, Any]], field: str = "features") -> None:
+    def __init__(
+        self, rows: Sequence[Mapping[str, Any]], field: str = "features", *, single: bool = False
+    ) -> None:
         self.rows = rows
         self.field = field
+        self.single = single
         self._json: list[str] | None = None
 
     @property
@@ -67,7 +70,7 @@ class RowsInput:
         return self._json
 
     def check(self, model: ServableModel) -> None:
-        validate_rows(self.rows, model.schema, field=self.field)
+        validate_rows(self.rows, model.schema, field=self.field, single=self.single)
 
     def score(self, model: ServableModel) -> Scored:
         return model.predict_rows(self.rows)
@@ -83,17 +86,25 @@ class FrameInput:
 
     @property
     def n_rows(self) -> int:
-        return len(self.frame)
+        return len(self.features_json())
 
     def features_json(self) -> list[str]:
+        """One JSON object per row: DataFrame records, column dicts as rows, array rows."""
         if self._json is None:
             import pandas as pd
 
-            if isinstance(self.frame, pd.DataFrame):
-                text = self.frame.to_json(orient="records", lines=True, date_format="iso")
+            frame = self.frame
+            if isinstance(frame, dict):
+                try:
+                    frame = pd.DataFrame(frame)
+                except ValueError:  # not columns of equal length: log it as one input
+                    self._json = encode_features([frame])
+                    return self._json
+            if isinstance(frame, pd.DataFrame):
+                text = frame.to_json(orient="records", lines=True, date_format="iso")
                 self._json = text.splitlines() if text else []
             else:
-                self._json = encode_features([{"input": row} for row in list(self.frame)])
+                self._json = encode_features([{"input": row} for row in list(frame)])
         return self._json
 
     def check(self, model: ServableModel) -> None:
@@ -241,7 +252,9 @@ class Dispatcher:
             return
 
         def done(scored: Any, error: str | None, latency_ms: float) -> None:
-            outcome = "ok" if error is None else ("timeout" if error.startswith("timeout") else "error")
+            outcome = (
+                "ok" if error is None else ("timeout" if error.startswith("timeout") else "error")
+            )
             self.metrics.shadow.labels(endpoint.name, outcome).inc()
             if error is None:
                 self.metrics.model_latency.labels(endpoint.name, alias, "shadow").observe(

@@ -135,10 +135,14 @@ class ModelPool:
                         models[alias] = self.registry.load(endpoint.name, version)
                     except ArbiterError as exc:
                         endpoint.load_errors[alias] = str(exc)
-                        log.error("could not load %s@%s v%s: %s", endpoint.name, alias, version, exc)
+                        log.error(
+                            "could not load %s@%s v%s: %s", endpoint.name, alias, version, exc
+                        )
                         continue
                     endpoint.load_errors.pop(alias, None)
-                    swaps.append((endpoint.name, alias, current.version if current else None, version))
+                    swaps.append(
+                        (endpoint.name, alias, current.version if current else None, version)
+                    )
                     log.info(
                         "%s@%s now serves v%s (was %s)",
                         endpoint.name,

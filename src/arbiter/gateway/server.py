@@ -97,12 +97,16 @@ class ServerThread:
     ...     httpx.get(server.url + "/healthz")
     """
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    ) -> None:
         import uvicorn
 
         self.sock = bind_socket(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
-        self.config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=10)
+        self.config = uvicorn.Config(
+            app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=10
+        )
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self._run, name="arbiter-uvicorn", daemon=True)
         self.error: BaseException | None = None

@@ -12,11 +12,12 @@ until it recovers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
-import queue
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class ShadowExecutor:
 
     @property
     def in_flight(self) -> int:
-        return self.max_in_flight - self._slots._value  # noqa: SLF001 (read-only peek)
+        return self.max_in_flight - self._slots._value
 
     def submit(self, fn: Callable[[], Any], done: ShadowDone) -> bool:
         """Start ``fn`` in the background; False (and counted) when saturated or closed.
@@ -69,11 +70,10 @@ class ShadowExecutor:
                 return
             fn, loop, future = item
             outcome = self._call(fn)
+            # The loop may close between the check and the call (shutdown): nothing to tell then.
             if not loop.is_closed():
-                try:
+                with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(_set_result, future, outcome)
-                except RuntimeError:  # loop closed between the check and the call
-                    pass
 
     def _start_thread(self) -> None:
         if len(self._threads) < self.max_in_flight:
@@ -99,7 +99,9 @@ class ShadowExecutor:
             self._start_thread()
         self._queue.put((fn, loop, future))
         try:
-            result, error, latency_ms = await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
+            result, error, latency_ms = await asyncio.wait_for(
+                asyncio.shield(future), self.timeout_s
+            )
         except TimeoutError:
             self.timeouts += 1
             done(None, f"timeout after {self.timeout_s:g} s", self.timeout_s * 1000.0)

@@ -7,10 +7,14 @@ own tracking URI, so no process-global MLflow state is touched.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from arbiter.errors import NotFoundError, RegistryError
 from arbiter.features import FeatureSpec, InputSchema
@@ -139,6 +143,26 @@ class MLflowRegistry:
         except Exception as exc:
             raise self._wrap(exc, f"deleting {name}@{alias}") from exc
 
+    @contextlib.contextmanager
+    def _logging_run(self, run_id: str) -> Iterator[None]:
+        """Make ``run_id`` MLflow's active run, against this registry's URIs.
+
+        ``mlflow.<flavor>.log_model`` only logs into the process-global active run and tracking
+        URI; they are pointed at this registry for the call and restored afterwards. Logging is
+        a CLI/notebook operation, never done concurrently by the gateway.
+        """
+        import mlflow
+
+        previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.registry_uri)
+        try:
+            with mlflow.start_run(run_id=run_id):
+                yield
+        finally:
+            mlflow.set_tracking_uri(previous[0])
+            mlflow.set_registry_uri(previous[1])
+
     def _experiment_id(self, experiment: str) -> str:
         found = self._client.get_experiment_by_name(experiment)
         if found is not None:
@@ -168,7 +192,9 @@ class MLflowRegistry:
         import skops.io
         from mlflow.models import infer_signature
 
-        signature = infer_signature(example, model.predict(example))
+        # Estimators fitted on bare arrays warn when handed a DataFrame; give each what it knows.
+        sample = example if hasattr(model, "feature_names_in_") else np.asarray(example)
+        signature = infer_signature(example, model.predict(sample))
         # skops refuses types it does not know (e.g. tree ensembles) unless told to trust them.
         # We trust the estimator we were handed: it was trained in this process.
         trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
@@ -180,28 +206,53 @@ class MLflowRegistry:
                 self._client.log_param(run_id, key, value)
             for key, value in (metrics or {}).items():
                 self._client.log_metric(run_id, key, float(value))
-            previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-            mlflow.set_tracking_uri(self.tracking_uri)
-            mlflow.set_registry_uri(self.registry_uri)
-            try:
-                with mlflow.start_run(run_id=run_id):
-                    info = mlflow.sklearn.log_model(
-                        model,
-                        name="model",
-                        signature=signature,
-                        pip_requirements=list(SKLEARN_PIP_REQUIREMENTS),
-                        serialization_format="skops",
-                        skops_trusted_types=trusted or None,
-                        registered_model_name=name,
-                    )
-            finally:
-                mlflow.set_tracking_uri(previous[0])
-                mlflow.set_registry_uri(previous[1])
+            with self._logging_run(run_id):
+                info = mlflow.sklearn.log_model(
+                    model,
+                    name="model",
+                    signature=signature,
+                    pip_requirements=list(SKLEARN_PIP_REQUIREMENTS),
+                    serialization_format="skops",
+                    skops_trusted_types=trusted or None,
+                    registered_model_name=name,
+                )
         except Exception as exc:
             raise self._wrap(exc, f"registering {name}") from exc
         version = str(info.registered_model_version)
         for key, value in (tags or {}).items():
             self._client.set_model_version_tag(name, version, key, value)
+        for alias in aliases:
+            self.set_alias(name, alias, version)
+        return version
+
+    def log_pyfunc_model(
+        self,
+        name: str,
+        python_model: Any,
+        example: Any,
+        *,
+        aliases: tuple[str, ...] = (),
+        experiment: str = DEFAULT_EXPERIMENT,
+    ) -> str:
+        """Log an ``mlflow.pyfunc.PythonModel`` and register it as a new version of ``name``."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(example)
+        experiment_id = self._experiment_id(experiment)
+        try:
+            run = self._client.create_run(experiment_id, tags={"arbiter.model": name})
+            with self._logging_run(run.info.run_id):
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=python_model,
+                    signature=signature,
+                    pip_requirements=["mlflow", "numpy", "pandas"],
+                    registered_model_name=name,
+                )
+        except Exception as exc:
+            raise self._wrap(exc, f"registering {name}") from exc
+        version = str(info.registered_model_version)
         for alias in aliases:
             self.set_alias(name, alias, version)
         return version

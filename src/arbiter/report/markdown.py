@@ -66,14 +66,18 @@ def render_markdown(summary: dict[str, Any]) -> str:
         if "shadow" in section:
             out.append("### Shadow comparison (same rows, champion vs challenger)\n")
             shadow = section["shadow"]
-            out.append(table([{"metric": k, "value": v} for k, v in shadow.items()], ["metric", "value"]))
+            out.append(
+                table([{"metric": k, "value": v} for k, v in shadow.items()], ["metric", "value"])
+            )
             out.append("### Classic shadow criteria\n")
             out.append(table(section["shadow_criteria"], ["name", "observed", "threshold", "met"]))
         if "verdict" in section:
             verdict = section["verdict"]
             out.append(f"### Verdict: **{verdict['decision']}**\n")
             out.append(
-                table(verdict.get("criteria", []), ["name", "met", "observed", "threshold", "detail"])
+                table(
+                    verdict.get("criteria", []), ["name", "met", "observed", "threshold", "detail"]
+                )
             )
     return "\n".join(out)
 

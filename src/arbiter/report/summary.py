@@ -30,8 +30,8 @@ def experiments(con: duckdb.DuckDBPyConnection, model: str) -> list[dict[str, An
     return _rows(
         con,
         """
-        SELECT experiment, any_value(strategy) AS strategy, min(ts) AS first_ts, max(ts) AS last_ts,
-               count(DISTINCT request_id) AS requests
+        SELECT experiment, any_value(strategy) AS strategy,
+               min(ts) AS first_ts, max(ts) AS last_ts, count(DISTINCT request_id) AS requests
         FROM predictions WHERE model = ? AND NOT coalesce(forced, false)
         GROUP BY experiment ORDER BY first_ts
         """,
@@ -45,7 +45,8 @@ def _task(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> str:
         """
         SELECT count(confidence) AS with_proba,
                count(DISTINCT prediction) AS distinct_predictions,
-               count(prediction_num) FILTER (WHERE prediction_num <> round(prediction_num)) AS fractional
+               count(prediction_num) FILTER (WHERE prediction_num <> round(prediction_num))
+                   AS fractional
         FROM predictions WHERE model = ? AND experiment = ? AND error IS NULL
         """,
         [model, experiment],
@@ -115,8 +116,10 @@ def shadow_comparison(
     quality = (
         """
         count(*) FILTER (WHERE s.label IS NOT NULL) AS labeled_rows,
-        avg((s.prediction = s.label)::INT) FILTER (WHERE s.label IS NOT NULL) AS champion_accuracy,
-        avg((c.prediction = s.label)::INT) FILTER (WHERE s.label IS NOT NULL) AS challenger_accuracy,
+        avg((s.prediction = s.label)::INT) FILTER (WHERE s.label IS NOT NULL)
+            AS champion_accuracy,
+        avg((c.prediction = s.label)::INT) FILTER (WHERE s.label IS NOT NULL)
+            AS challenger_accuracy,
         count(*) FILTER (WHERE s.label IS NOT NULL AND s.prediction = s.label
                          AND c.prediction <> s.label) AS only_champion_correct,
         count(*) FILTER (WHERE s.label IS NOT NULL AND s.prediction <> s.label

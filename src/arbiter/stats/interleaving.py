@@ -49,11 +49,11 @@ def _sign_test(wins_a: int, wins_b: int) -> float:
 def _counts(values: ArrayLike, field: str) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim != 1:
-        raise InvalidInputError(f"{field} must be one-dimensional, got shape {arr.shape}", field=field)
+        raise InvalidInputError(
+            f"{field} must be one-dimensional, got shape {arr.shape}", field=field
+        )
     if arr.size and (
-        not np.issubdtype(arr.dtype, np.number)
-        or np.any(arr < 0)
-        or np.any(arr != np.floor(arr))
+        not np.issubdtype(arr.dtype, np.number) or np.any(arr < 0) or np.any(arr != np.floor(arr))
     ):
         raise InvalidInputError(f"{field} must hold non-negative integer counts", field=field)
     return arr.astype(np.int64)
@@ -124,7 +124,8 @@ def interleaving_test(
             STATUS_INSUFFICIENT_DATA,
         )  # fmt: skip
     delta = (wa - wb) / n
-    s2 = max((wa + wb) - n * delta**2, 0.0) / (n - 1)
+    # Decided in integers: the variance is zero exactly when every impression has one outcome.
+    s2 = 0.0 if max(wa, wb, t) == n else ((wa + wb) - n * delta**2) / (n - 1)
     return _result(delta, s2 / n, alpha, sign_p, wa, wb, t, n, method)
 
 
@@ -176,8 +177,13 @@ def clustered_interleaving_test(
             method, STATUS_INSUFFICIENT_DATA,
         )  # fmt: skip
     delta = float(y.sum()) / total
-    resid = y - delta * n_u
-    var = g / (g - 1) * float(np.sum(resid**2)) / float(total) ** 2
+    # Zero exactly when every user has the same per-impression mean, y_u/n_u = Σy/Σn; checked
+    # in integers so that rounding cannot turn it into a spuriously tiny standard error.
+    if np.all((wa - wb) * total == int(y.sum()) * n_u):
+        var = 0.0
+    else:
+        resid = y - delta * n_u
+        var = g / (g - 1) * float(np.sum(resid**2)) / float(total) ** 2
     return _result(delta, var, alpha, sign_p, sum_a, sum_b, sum_t, g, method)
 
 

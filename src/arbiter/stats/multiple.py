@@ -74,7 +74,7 @@ def adjust_p_values(
 
 
 def holm(p_values: Sequence[float], *, alpha: float = 0.05) -> MultipleTestingResult:
-    """Holm step-down adjustment (controls the family-wise error rate); see :func:`adjust_p_values`."""
+    """Holm step-down adjustment (family-wise error rate); see :func:`adjust_p_values`."""
     return adjust_p_values(p_values, method="holm", alpha=alpha)
 
 

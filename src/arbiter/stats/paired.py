@@ -54,7 +54,9 @@ def _aligned(y_true: ArrayLike, a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray,
     arrays = tuple(np.asarray(x) for x in (y_true, a, b))
     for name, arr in zip(("y_true", "a", "b"), arrays, strict=True):
         if arr.ndim != 1:
-            raise InvalidInputError(f"{name} must be one-dimensional, got shape {arr.shape}", field=name)
+            raise InvalidInputError(
+                f"{name} must be one-dimensional, got shape {arr.shape}", field=name
+            )
     if not arrays[0].shape == arrays[1].shape == arrays[2].shape:
         raise InvalidInputError(
             "y_true, a and b must have the same length; got "
@@ -178,7 +180,7 @@ def delong_components(
     positives : ndarray of shape (k, m)
         Scores of the ``m`` positive rows under each of ``k`` models.
     negatives : ndarray of shape (k, n)
-        Scores of the ``n`` negative rows. Requires ``m, n >= 2``.
+        Scores of the ``n`` negative rows. The covariance is nan unless ``m, n >= 2``.
 
     Returns
     -------
@@ -203,6 +205,8 @@ def delong_components(
     v10 = (tz[:, :m] - tx) / n
     v01 = 1.0 - (tz[:, m:] - ty) / m
     auc = v10.mean(axis=1)
+    if m < 2 or n < 2:
+        return auc, np.full((positives.shape[0],) * 2, np.nan)
     cov = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
     return auc, cov
 
@@ -439,7 +443,9 @@ def paired_bootstrap(
     elif callable(metric):
         name, fn, vectorized = getattr(metric, "__name__", "metric"), metric, False
     else:
-        raise InvalidInputError("metric must be a name or a callable metric(y, pred)", field="metric")
+        raise InvalidInputError(
+            "metric must be a name or a callable metric(y, pred)", field="metric"
+        )
     label = f"paired bootstrap ({method}, {n_resamples} resamples) of {name}"
     n = int(y.size)
     if n < 2:
@@ -463,6 +469,7 @@ def paired_bootstrap(
             # A constant bootstrap distribution makes scipy warn and return nan; we report
             # that as a status instead.
             warnings.simplefilter("ignore", _st.DegenerateDataWarning)
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"scipy\.stats")
             res = _st.bootstrap(
                 (y, a, b),
                 difference,

@@ -70,9 +70,8 @@ def _check_common(alpha: float, power: float | None, alternative: str) -> float:
     """Validate alpha/power/alternative; return the critical z for the design."""
     alpha = check_alpha(alpha)
     check_alternative(alternative)
-    if power is not None:
-        if not isinstance(power, int | float) or not 0.0 < power < 1.0:
-            raise InvalidInputError(f"power must be in (0, 1), got {power!r}", field="power")
+    if power is not None and (not isinstance(power, int | float) or not 0.0 < power < 1.0):
+        raise InvalidInputError(f"power must be in (0, 1), got {power!r}", field="power")
     tail = alpha / 2.0 if alternative == "two-sided" else alpha
     if power is not None and power <= tail:
         raise InvalidInputError(

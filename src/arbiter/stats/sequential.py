@@ -355,14 +355,10 @@ def confidence_sequence(
     else:
         # One-sided CS: invert the half-normal mixture (no closed form, 1-D root).
         half = se * _one_sided_critical_z(n, rho, alpha)
-        low, high = (
-            (estimate - half, math.inf)
-            if alternative == "larger"
-            else (
-                -math.inf,
-                estimate + half,
-            )
-        )
+        if alternative == "larger":
+            low, high = estimate - half, math.inf
+        else:
+            low, high = -math.inf, estimate + half
     return SequentialResult(
         estimate=estimate,
         ci_low=low,

@@ -20,10 +20,11 @@ Rules, applied in this order (the first that fires decides):
    ``on_srm="rollback"``.
 3. **Minimum sample.** Either arm below ``min_sample_per_arm`` → ``continue``, with an
    estimate of the remaining sample.
-4. **Primary metric** (two-sided test of challenger − champion at level ``alpha``; an
-   always-valid confidence sequence when ``sequential``, else a fixed-horizon z/Welch
-   test; or a test result computed elsewhere, e.g. a paired McNemar/DeLong test for shadow
-   traffic, passed as ``ArmObservations.primary_result``):
+4. **Primary metric** (two-sided test of challenger − champion at level ``alpha``): an
+   always-valid confidence sequence when ``sequential``, else the fixed-horizon pooled
+   two-proportion z-test or Welch t-test of :mod:`arbiter.stats.proportions` /
+   :mod:`arbiter.stats.means`; or a test result computed elsewhere, e.g. a paired
+   McNemar/DeLong test for shadow traffic, passed as ``ArmObservations.primary_result``.
 
    a. significantly better → ``promote`` (only if every guardrail has an observation);
    b. significantly worse → harm detected: ``rollback`` when serving, ``keep_champion`` in
@@ -60,6 +61,8 @@ from typing import Any, Literal
 from scipy import optimize, stats
 
 from arbiter.errors import InvalidInputError
+from arbiter.stats.means import welch_test
+from arbiter.stats.proportions import two_proportion_test
 from arbiter.stats.sequential import (
     SequentialConfig,
     confidence_sequence,
@@ -653,28 +656,14 @@ def _primary_test(
 def _fixed_horizon(
     champion: ArmStatistic, challenger: ArmStatistic, alpha: float
 ) -> PrimarySummary:
-    """Unpooled z-test (proportions) or Welch t-test (means), two-sided."""
-    estimate = challenger.mean - champion.mean
-    method = "z_test" if isinstance(champion, ProportionStatistic) else "welch_t_test"
-    n_c, n_t = champion.n, challenger.n
-    if min(n_c, n_t) < (1 if method == "z_test" else 2):
-        return PrimarySummary(estimate, -math.inf, math.inf, 1.0, method, "insufficient_data")
-    se2 = champion.variance / n_c + challenger.variance / n_t
-    if not se2 > 0.0:
-        return PrimarySummary(estimate, -math.inf, math.inf, 1.0, method, "zero_variance")
-    se = math.sqrt(se2)
-    if method == "z_test":
-        dist = stats.norm
-        p = float(2.0 * dist.sf(abs(estimate / se)))
-        q = float(dist.ppf(1.0 - alpha / 2.0))
+    """Pooled two-proportion z-test or Welch t-test (two-sided), from the fixed-horizon modules."""
+    if isinstance(champion, ProportionStatistic) and isinstance(challenger, ProportionStatistic):
+        r: Any = two_proportion_test(champion, challenger, alpha=alpha)
     else:
-        df = se2**2 / (
-            (challenger.variance / n_t) ** 2 / (n_t - 1)
-            + (champion.variance / n_c) ** 2 / (n_c - 1)
-        )
-        p = float(2.0 * stats.t.sf(abs(estimate / se), df))
-        q = float(stats.t.ppf(1.0 - alpha / 2.0, df))
-    return PrimarySummary(estimate, estimate - q * se, estimate + q * se, p, method)
+        r = welch_test(champion, challenger, alpha=alpha)  # type: ignore[arg-type]
+    # "zero_baseline" only means the relative lift is undefined; the test itself is valid.
+    status = "ok" if r.status in ("ok", "zero_baseline") else r.status
+    return PrimarySummary(r.difference, r.ci_low, r.ci_high, r.p_value, r.method, status)
 
 
 def _field(result: object, name: str) -> object:

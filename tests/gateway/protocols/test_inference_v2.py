@@ -859,3 +859,120 @@ def test_v2_codec_does_not_import_mlflow() -> None:
     code = "import sys, arbiter.gateway.protocols.inference_v2;print('mlflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- a real tritonclient against a real server -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def v2_server() -> Any:
+    """A minimal Starlette app over the codec, served by uvicorn in a thread."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def infer(request: Request) -> Response:
+        try:
+            parsed = parse_infer_request(await request.body(), request.headers)
+            outputs = [
+                ("doubled", parsed.inputs["x"] * 2),
+                ("label", np.array([b"ok"] * len(parsed.inputs["x"]), dtype=object)),
+            ]
+            body, headers = encode_infer_response(
+                request.path_params["name"],
+                "1",
+                parsed.id,
+                outputs,
+                requested_outputs=parsed.requested_outputs,
+                binary_output_default=parsed.binary_output_default,
+            )
+        except InvalidInputError as exc:
+            return Response(error_body(exc.message), 400, media_type="application/json")
+        return Response(body, headers=headers)
+
+    app = Starlette(routes=[Route("/v2/models/{name}/infer", infer, methods=["POST"])])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    yield f"127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("binary_input", "outputs"),
+    [
+        (True, None),  # tritonclient's defaults
+        (False, None),
+        (True, [("doubled", False)]),
+        (False, [("label", True), ("doubled", False)]),
+    ],
+)
+def test_tritonclient_infer_against_a_live_server(
+    v2_server: str, binary_input: bool, outputs: list[tuple[str, bool]] | None
+) -> None:
+    client = httpclient.InferenceServerClient(v2_server)
+    try:
+        x = np.arange(6, dtype=np.float32).reshape(3, 2)
+        tensor = httpclient.InferInput("x", [3, 2], "FP32")
+        tensor.set_data_from_numpy(x, binary_data=binary_input)
+        requested = (
+            None
+            if outputs is None
+            else [httpclient.InferRequestedOutput(n, binary_data=b) for n, b in outputs]
+        )
+        result = client.infer("fraud", [tensor], outputs=requested, request_id="r-1")
+
+        assert result.get_response()["id"] == "r-1"
+        np.testing.assert_array_equal(result.as_numpy("doubled"), x * 2)
+        if outputs is None or "label" in dict(outputs):
+            assert result.as_numpy("label").tolist() == [b"ok"] * 3
+        else:
+            assert result.as_numpy("label") is None
+    finally:
+        client.close()
+
+
+@pytest.mark.integration
+def test_tritonclient_sees_v2_errors(v2_server: str) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    client = httpclient.InferenceServerClient(v2_server)
+    try:
+        tensor = httpclient.InferInput("x", [1], "FP32")
+        tensor.set_data_from_numpy(np.zeros(1, dtype=np.float32))
+        wanted = [httpclient.InferRequestedOutput("missing")]
+        with pytest.raises(InferenceServerException, match="unknown output 'missing'") as exc:
+            client.infer("fraud", [tensor], outputs=wanted)
+        assert exc.value.status() == "400"
+    finally:
+        client.close()
+
+
+@pytest.mark.integration
+def test_tritonclient_compressed_request_against_a_live_server(v2_server: str) -> None:
+    client = httpclient.InferenceServerClient(v2_server)
+    try:
+        x = np.ones((2, 2), dtype=np.float32)
+        tensor = httpclient.InferInput("x", [2, 2], "FP32")
+        tensor.set_data_from_numpy(x)
+        for algorithm in ("gzip", "deflate"):
+            result = client.infer("fraud", [tensor], request_compression_algorithm=algorithm)
+            np.testing.assert_array_equal(result.as_numpy("doubled"), x * 2)
+    finally:
+        client.close()

@@ -16,4 +16,6 @@ def register_commands(app: typer.Typer) -> None:
     app.command("serve")(serve.serve)
     app.command("report")(report.report)
     app.command("export")(export.export)
-    app.add_typer(stats.app, name="stats", help="Calculators for analysts: tests, sample sizes, SRM.")
+    app.add_typer(
+        stats.app, name="stats", help="Calculators for analysts: tests, sample sizes, SRM."
+    )

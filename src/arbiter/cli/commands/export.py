@@ -24,7 +24,8 @@ def export(
     """
     from arbiter.cli.output import console, print_json
     from arbiter.errors import InvalidInputError, NotFoundError
-    from arbiter.events import EventStore, export as export_events
+    from arbiter.events import EventStore
+    from arbiter.events import export as export_events
     from arbiter.home import Home
 
     if fmt not in ("csv", "parquet"):

@@ -14,7 +14,10 @@ def report(
     home: Path = HomeOption,
     experiment: str = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
     output: Path = typer.Option(
-        None, "--output", "-o", help="Markdown file to write (default HOME/reports/MODEL-report.md)."
+        None,
+        "--output",
+        "-o",
+        help="Markdown file to write (default HOME/reports/MODEL-report.md).",
     ),
     json_output: bool = JsonOption,
 ) -> None:

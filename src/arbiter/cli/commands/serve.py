@@ -35,7 +35,9 @@ def serve(
     from arbiter.gateway.server import serve as run
     from arbiter.home import Home
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     h = Home.at(home)
     if not h.root.exists():
         from arbiter.errors import NotFoundError

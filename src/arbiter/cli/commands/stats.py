@@ -171,8 +171,8 @@ def proportions(
     for column in ("a", "b", "difference", "critical_value", "significant"):
         table.add_column(column)
     for pair in data["pairs"]:
-        table.add_row(*(_fmt(pair[c]) for c in ("a", "b", "difference", "critical_value")),
-                      "yes" if pair["significant"] else "no")  # fmt: skip
+        cells = [_fmt(pair[c]) for c in ("a", "b", "difference", "critical_value")]
+        table.add_row(*cells, "yes" if pair["significant"] else "no")
     console.print(table)
 
 
@@ -181,7 +181,9 @@ def proportions(
 
 @app.command("sample-size", cls=_MultiValueCommand)
 def sample_size(
-    mde: Annotated[float, typer.Option(help="Minimum detectable effect (absolute unless --relative).")],
+    mde: Annotated[
+        float, typer.Option(help="Minimum detectable effect (absolute unless --relative).")
+    ],
     baseline: Annotated[
         float | None,
         typer.Option(help="Control proportion, or control mean for --metric mean."),
@@ -229,9 +231,9 @@ def sample_size(
     data = result.to_dict()
     if current:
         progress = remaining_sample_size(result, current).to_dict()
-        data.update({k: progress[k] for k in ("current_n", "remaining_per_arm",
-                                               "remaining_total", "fraction_complete")})
-        data["progress_status"] = progress["status"]  # fmt: skip
+        for key in ("current_n", "remaining_per_arm", "remaining_total", "fraction_complete"):
+            data[key] = progress[key]
+        data["progress_status"] = progress["status"]
     _emit(data, as_json=json_output, title="Sample size per arm")
 
 
@@ -329,9 +331,11 @@ def compare(
     test: Annotated[str, typer.Option(help="delong, mcnemar, bootstrap or paired-t.")],
     metric: Annotated[
         str | None,
-        typer.Option(help="bootstrap: accuracy, roc_auc, log_loss, mae, rmse, f1...; "
-                     "paired-t: squared (default) or absolute loss."),
-    ] = None,  # fmt: skip
+        typer.Option(
+            help="bootstrap: accuracy, roc_auc, log_loss, mae, rmse, f1...; "
+            "paired-t: squared (default) or absolute loss."
+        ),
+    ] = None,
     alpha: AlphaOption = 0.05,
     n_resamples: Annotated[int, typer.Option(help="Bootstrap replicates.")] = 2000,
     bootstrap_method: Annotated[str, typer.Option(help="BCa or percentile.")] = "BCa",

@@ -29,43 +29,33 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
-import pandas as pd
 
 from arbiter.errors import InvalidInputError, ModelError
+from arbiter.gateway.protocols._v2_frames import inputs_to_dataframe, outputs_from_predictions
+from arbiter.gateway.protocols._v2_tensors import (
+    DATATYPES,
+    NUMPY_DTYPES,
+    TensorSpec,
+    datatype_to_numpy,
+    numpy_to_datatype,
+    tensor_from_binary,
+    tensor_from_json,
+    tensor_specs_from_schema,
+    tensor_to_binary,
+    tensor_to_json,
+)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 CONTENT_TYPE_JSON = "application/json"
 CONTENT_TYPE_BINARY = "application/octet-stream"
 
-# Explicit little-endian dtypes: the extension fixes the byte order, whatever the host's.
-_NUMPY_DTYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-    "BYTES": np.dtype(np.object_),
-}
-DATATYPES: tuple[str, ...] = tuple(_NUMPY_DTYPES)
-_DATATYPE_BY_KIND_SIZE = {
-    (dtype.kind, dtype.itemsize): name for name, dtype in _NUMPY_DTYPES.items() if name != "BYTES"
-}
-_LENGTH = struct.Struct("<I")
 _DEFAULT_MAX_DECOMPRESSED = 256 * 2**20
 
 
@@ -113,51 +103,6 @@ class InferRequest:
     requested_outputs: tuple[RequestedOutput, ...] = ()
     binary_output_default: bool = False
     parameters: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class TensorSpec:
-    """A tensor in model metadata: name, v2 datatype and shape (``-1`` for a variable size)."""
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-
-
-def datatype_to_numpy(datatype: str) -> np.dtype:
-    """The numpy dtype for a v2 datatype (``"FP32"`` → ``float32``, ``"BYTES"`` → ``object``).
-
-    Raises
-    ------
-    InvalidInputError
-        The datatype is not one of :data:`DATATYPES`.
-    """
-    try:
-        return _NUMPY_DTYPES[datatype]
-    except (KeyError, TypeError):
-        raise InvalidInputError(
-            f"unsupported datatype {datatype!r}; expected one of {', '.join(DATATYPES)}",
-            field="datatype",
-        ) from None
-
-
-def numpy_to_datatype(dtype: np.dtype | type) -> str:
-    """The v2 datatype for a numpy dtype; object, ``str_`` and ``bytes_`` arrays are BYTES.
-
-    Raises
-    ------
-    InvalidInputError
-        The dtype has no v2 counterpart (complex, datetime, structured...).
-    """
-    dtype = np.dtype(dtype)
-    if dtype.kind in "OUS":
-        return "BYTES"
-    try:
-        return _DATATYPE_BY_KIND_SIZE[dtype.kind, dtype.itemsize]
-    except KeyError:
-        raise InvalidInputError(
-            f"numpy dtype {dtype} has no Open Inference Protocol datatype", field="datatype"
-        ) from None
 
 
 def parse_infer_request(
@@ -310,11 +255,11 @@ def encode_infer_response(
             raise ModelError(f"output {name!r}: {exc.message}") from exc
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if binary:
-            raw = _tensor_to_binary(array, datatype)
+            raw = tensor_to_binary(array, datatype)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
-            data = _tensor_to_json(array, datatype, name, where)
+            data = tensor_to_json(array, datatype, name, where)
             nonfinite = nonfinite or (isinstance(data, list) and datatype != "BYTES")
             entry["data"] = data
         entries.append(entry)
@@ -353,132 +298,6 @@ def check_requested_outputs(
                 f"unknown output {wanted.name!r}; the model produces {sorted(known)}",
                 field=f"outputs[{i}].name",
             )
-
-
-def outputs_from_predictions(
-    predictions: Any, *, default_name: str = "predictions"
-) -> list[tuple[str, np.ndarray]]:
-    """Name the tensors in what ``PyFuncModel.predict`` returned.
-
-    An ndarray, list or scalar is one tensor called ``default_name``; a Series is one tensor
-    named after the Series (else ``default_name``); a DataFrame is one 1-D tensor per column;
-    a dict is one tensor per key.
-
-    Returns
-    -------
-    list of (str, numpy.ndarray)
-    """
-    if isinstance(predictions, pd.DataFrame):
-        return [(str(col), predictions[col].to_numpy()) for col in predictions.columns]
-    if isinstance(predictions, pd.Series):
-        name = default_name if predictions.name is None else str(predictions.name)
-        return [(name, predictions.to_numpy())]
-    if isinstance(predictions, Mapping):
-        return [(str(k), np.asarray(v)) for k, v in predictions.items()]
-    return [(default_name, np.asarray(predictions))]
-
-
-def inputs_to_dataframe(
-    inputs: Mapping[str, np.ndarray], columns: Sequence[str], *, decode_bytes: bool = True
-) -> pd.DataFrame:
-    """Build the DataFrame an MLflow column-based signature expects from v2 input tensors.
-
-    Two layouts are accepted: one tensor per column, each ``[batch]`` or ``[batch, 1]`` and
-    named after its column; or a single ``[batch, len(columns)]`` tensor whose columns follow
-    the signature's order.
-
-    Parameters
-    ----------
-    inputs : Mapping of str to numpy.ndarray
-        :attr:`InferRequest.inputs`.
-    columns : sequence of str
-        The signature's column names, in order (``schema.input_names()``).
-    decode_bytes : bool, default True
-        Decode BYTES elements as UTF-8 ``str`` (MLflow ``string`` columns). Set False for
-        ``binary`` columns.
-
-    Returns
-    -------
-    pandas.DataFrame
-
-    Raises
-    ------
-    InvalidInputError
-        Missing or unexpected tensors, wrong shapes, unequal batch sizes or non-UTF-8 BYTES.
-    """
-    names = list(inputs)
-    if len(names) == 1 and names[0] not in columns:
-        array = inputs[names[0]]
-        if array.ndim != 2 or array.shape[1] != len(columns):
-            raise InvalidInputError(
-                f"a single input must have shape [batch, {len(columns)}] with columns "
-                f"{list(columns)}, or send one tensor per column; got shape {list(array.shape)}",
-                field="inputs[0].shape",
-            )
-        if array.dtype == object and decode_bytes:
-            array = np.stack(
-                [_decode_column(array[:, j], 0, names[0]) for j in range(array.shape[1])], 1
-            )
-        return pd.DataFrame(array, columns=list(columns))
-
-    if unexpected := [n for n in names if n not in columns]:
-        raise InvalidInputError(
-            f"unexpected inputs {unexpected}; the model's columns are {list(columns)}",
-            field=f"inputs[{names.index(unexpected[0])}].name",
-        )
-    if missing := [c for c in columns if c not in inputs]:
-        raise InvalidInputError(f"missing inputs for columns {missing}", field="inputs")
-    data: dict[str, np.ndarray] = {}
-    batch = None
-    for column in columns:
-        i = names.index(column)
-        array = inputs[column]
-        if array.ndim == 2 and array.shape[1] == 1:
-            array = array[:, 0]
-        if array.ndim != 1:
-            raise InvalidInputError(
-                f"input {column!r} must have shape [batch] or [batch, 1], got "
-                f"{list(inputs[column].shape)}",
-                field=f"inputs[{i}].shape",
-            )
-        if batch is not None and len(array) != batch:
-            raise InvalidInputError(
-                f"input {column!r} has {len(array)} rows, others have {batch}",
-                field=f"inputs[{i}].shape",
-            )
-        batch = len(array)
-        data[column] = _decode_column(array, i, column) if decode_bytes else array
-    return pd.DataFrame(data, columns=list(columns))
-
-
-def tensor_specs_from_schema(schema: Any) -> list[TensorSpec]:
-    """Describe an MLflow ``Schema`` as v2 tensors for :func:`model_metadata`.
-
-    Column-based schemas become one ``[-1]`` tensor per column (string, binary and datetime
-    columns are BYTES); tensor-based schemas keep their dtype and shape.
-
-    Raises
-    ------
-    InvalidInputError
-        A column type with no v2 datatype (arrays, objects, maps, ``Any``).
-    """
-    specs = []
-    for i, item in enumerate(schema.inputs):
-        name = item.name if item.name is not None else f"input-{i}"
-        if hasattr(item, "shape"):  # mlflow.types.TensorSpec
-            datatype = numpy_to_datatype(item.type)
-            shape = tuple(int(d) for d in item.shape)
-        else:  # mlflow.types.ColSpec
-            to_numpy = getattr(item.type, "to_numpy", None)
-            if to_numpy is None:
-                raise InvalidInputError(
-                    f"column {name!r} of type {item.type} has no v2 datatype", field=name
-                )
-            dtype = to_numpy()
-            datatype = "BYTES" if dtype.kind == "M" else numpy_to_datatype(dtype)
-            shape = (-1,)
-        specs.append(TensorSpec(name, datatype, shape))
-    return specs
 
 
 def model_metadata(
@@ -524,7 +343,7 @@ def _parse_input(
     if not isinstance(name, str) or not name:
         raise InvalidInputError("an input needs a non-empty string 'name'", field=f"{where}.name")
     datatype = spec.get("datatype")
-    if datatype not in _NUMPY_DTYPES:
+    if datatype not in NUMPY_DTYPES:
         raise InvalidInputError(
             f"input {name!r} has unsupported datatype {datatype!r}; expected one of "
             f"{', '.join(DATATYPES)}",
@@ -567,126 +386,16 @@ def _parse_input(
                 "in the body",
                 field=at,
             )
-        array = _tensor_from_binary(binary, offset, size, datatype, count, name, at)
+        array = tensor_from_binary(binary, offset, size, datatype, count, name, at)
         offset += size
     elif "data" in spec:
-        array = _tensor_from_json(spec["data"], datatype, count, name, f"{where}.data")
+        array = tensor_from_json(spec["data"], datatype, count, name, f"{where}.data")
     else:
         raise InvalidInputError(
             f"input {name!r} has neither 'data' nor parameters.binary_data_size",
             field=f"{where}.data",
         )
     return name, array.reshape(shape), offset
-
-
-def _tensor_from_binary(
-    binary: bytearray, offset: int, size: int, datatype: str, count: int, name: str, at: str
-) -> np.ndarray:
-    if datatype == "BYTES":
-        return _bytes_from_binary(binary, offset, size, count, name, at)
-    dtype = _NUMPY_DTYPES[datatype]
-    if size != count * dtype.itemsize:
-        raise InvalidInputError(
-            f"input {name!r}: {count} {datatype} elements take {count * dtype.itemsize} bytes, "
-            f"binary_data_size is {size}",
-            field=at,
-        )
-    if datatype == "BOOL":
-        # Any non-zero byte is true; comparing also normalises 2..255 to a proper bool.
-        return np.frombuffer(binary, np.uint8, count, offset) != 0
-    return np.frombuffer(binary, dtype, count, offset)
-
-
-def _bytes_from_binary(
-    binary: bytearray, offset: int, size: int, count: int, name: str, at: str
-) -> np.ndarray:
-    view = memoryview(binary)
-    end = offset + size
-    elements = []
-    pos = offset
-    for _ in range(count):
-        if pos + 4 > end:
-            raise InvalidInputError(
-                f"input {name!r}: BYTES data ends after {len(elements)} of {count} elements",
-                field=at,
-            )
-        (length,) = _LENGTH.unpack_from(binary, pos)
-        pos += 4
-        if pos + length > end:
-            raise InvalidInputError(
-                f"input {name!r}: BYTES element {len(elements)} declares {length} bytes, "
-                f"past the end of the tensor",
-                field=at,
-            )
-        elements.append(bytes(view[pos : pos + length]))
-        pos += length
-    if pos != end:
-        raise InvalidInputError(
-            f"input {name!r}: {end - pos} bytes left over after {count} BYTES elements",
-            field=at,
-        )
-    return _object_array(elements)
-
-
-def _tensor_from_json(data: Any, datatype: str, count: int, name: str, at: str) -> np.ndarray:
-    if datatype == "BYTES":
-        flat = list(_flatten(data))
-        if not all(isinstance(x, str) for x in flat):
-            raise InvalidInputError(f"input {name!r}: BYTES data must be strings", field=at)
-        array = _object_array([x.encode("utf-8") for x in flat])
-    else:
-        try:
-            array = np.array(data)
-        except OverflowError:  # integers beyond 64 bits
-            array = np.array(data, dtype=object)
-        except (ValueError, TypeError) as exc:
-            raise InvalidInputError(f"input {name!r}: ragged data: {exc}", field=at) from None
-        array = _cast_json_numbers(array, data, datatype, name, at)
-    if array.size != count:
-        raise InvalidInputError(
-            f"input {name!r}: the shape holds {count} elements but 'data' has {array.size}",
-            field=at,
-        )
-    return array.ravel()
-
-
-def _cast_json_numbers(
-    array: np.ndarray, data: Any, datatype: str, name: str, at: str
-) -> np.ndarray:
-    dtype = _NUMPY_DTYPES[datatype]
-    if array.size == 0:
-        return array.astype(dtype)
-    kind = array.dtype.kind
-    if dtype.kind in "iu" and kind in "fO" and all(type(x) is int for x in _flatten(data)):
-        # numpy infers float64 (or object) when 64-bit integers straddle the int64/uint64
-        # boundary, e.g. [2**63, 0]; convert straight to the target, which checks the range.
-        try:
-            return np.array(data, dtype=dtype)
-        except OverflowError:
-            kind = "O"  # reported as out of range below
-    allowed = {"b": "b", "u": "iu", "i": "iu", "f": "iuf"}[dtype.kind]
-    if kind not in allowed:
-        if dtype.kind in "iu" and kind == "O":
-            info = np.iinfo(dtype)
-            message = f"values outside the {datatype} range [{info.min}, {info.max}]"
-        else:
-            expected = {"b": "true/false", "f": "numbers"}
-            if dtype.kind in "iu":
-                # orjson reads integers beyond 64 bits as floats, so say both.
-                info = np.iinfo(dtype)
-                expected[dtype.kind] = f"integers within [{info.min}, {info.max}]"
-            message = f"{datatype} data must be {expected[dtype.kind]}"
-        raise InvalidInputError(f"input {name!r}: {message}", field=at)
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        if array.min() < info.min or array.max() > info.max:
-            raise InvalidInputError(
-                f"input {name!r}: values outside the {datatype} range [{info.min}, {info.max}]",
-                field=at,
-            )
-    # Finite values beyond FP16/FP32 range round to ±inf, as IEEE casting does client-side.
-    with np.errstate(over="ignore"):
-        return array.astype(dtype)
 
 
 def _parse_outputs(outputs: Any, binary_default: bool) -> tuple[RequestedOutput, ...]:
@@ -722,38 +431,6 @@ def _parse_outputs(outputs: Any, binary_default: bool) -> tuple[RequestedOutput,
             )
         requested.append(RequestedOutput(name, binary))
     return tuple(requested)
-
-
-def _tensor_to_binary(array: np.ndarray, datatype: str) -> bytes:
-    if datatype == "BYTES":
-        parts = []
-        for item in array.ravel().tolist():
-            raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
-            parts.append(_LENGTH.pack(len(raw)))
-            parts.append(raw)
-        return b"".join(parts)
-    return np.ascontiguousarray(array, dtype=_NUMPY_DTYPES[datatype]).tobytes()
-
-
-def _tensor_to_json(array: np.ndarray, datatype: str, name: str, where: str) -> Any:
-    if datatype == "BYTES":
-        out = []
-        for item in array.ravel().tolist():
-            if isinstance(item, bytes):
-                try:
-                    item = item.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise InvalidInputError(
-                        f"output {name!r} holds bytes that are not UTF-8 and cannot be sent as "
-                        "JSON; request it with binary_data=true",
-                        field=where,
-                    ) from None
-            out.append(item if isinstance(item, str) else str(item))
-        return out
-    flat = np.ascontiguousarray(array, dtype=_NUMPY_DTYPES[datatype]).ravel()
-    if flat.dtype.kind == "f" and not np.isfinite(flat).all():
-        return flat.tolist()  # signals _dumps to keep NaN/Infinity, see encode_infer_response
-    return flat
 
 
 def _dumps(doc: dict[str, Any], nonfinite: bool) -> bytes:
@@ -839,32 +516,6 @@ def _object(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInputError(f"'{where}' must be a JSON object", field=where)
     return value
-
-
-def _object_array(items: list[Any]) -> np.ndarray:
-    # np.array(items, dtype=object) would try to nest sequences; filling keeps it 1-D.
-    array = np.empty(len(items), dtype=np.object_)
-    array[:] = items
-    return array
-
-
-def _flatten(data: Any) -> Iterator[Any]:
-    if isinstance(data, list):
-        for item in data:
-            yield from _flatten(item)
-    else:
-        yield data
-
-
-def _decode_column(array: np.ndarray, i: int, name: str) -> np.ndarray:
-    if array.dtype != object:
-        return array
-    try:
-        return _object_array([x.decode("utf-8") if isinstance(x, bytes) else x for x in array])
-    except UnicodeDecodeError:
-        raise InvalidInputError(
-            f"input {name!r} holds bytes that are not UTF-8 text", field=f"inputs[{i}]"
-        ) from None
 
 
 __all__ = [

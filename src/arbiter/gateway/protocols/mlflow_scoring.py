@@ -38,9 +38,7 @@ from dataclasses import dataclass
 from io import BytesIO, StringIO
 from typing import Any, Literal
 
-import numpy as np
 import orjson
-import pandas as pd
 from mlflow.exceptions import ERROR_CODE_TO_HTTP_STATUS, MlflowException
 from mlflow.protos.databricks_pb2 import ErrorCode
 from mlflow.pyfunc.scoring_server import (
@@ -392,7 +390,7 @@ def _signature_from_type_hint(metadata: Any) -> bool:
     return bool(check()) if check is not None else False
 
 
-def _call_mlflow(func: Any, *args: Any, field: str) -> pd.DataFrame | np.ndarray | Any:
+def _call_mlflow(func: Any, *args: Any, field: str) -> Any:
     """Call an MLflow parser, re-raising its MlflowException as a ScoringInputError."""
     try:
         return func(*args)

@@ -1,9 +1,221 @@
-"""Open Inference Protocol v2 routes."""
+"""The Open Inference Protocol v2 (KServe v2 / Triton), with Triton's binary tensor extension.
+
+``tritonclient.http`` works against these routes with its defaults. Outputs are
+``predictions`` (one per row) and, for classifiers, ``probabilities`` (rows x classes). The
+unit id comes from the request parameter ``unit_id`` or the unit header; the response
+parameters carry ``arbiter_request_id`` (for /feedback) and ``arm``.
+"""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
+
+from arbiter import __version__
+from arbiter.errors import ArbiterError, InvalidInputError
+from arbiter.gateway.dispatch import FrameInput
+from arbiter.gateway.pool import Endpoint
+from arbiter.gateway.protocols import inference_v2 as v2
+from arbiter.gateway.responses import NotReadyError, ORJSONResponse, status_for
+from arbiter.gateway.routes.ops import readiness
+from arbiter.gateway.state import GatewayState
+from arbiter.servable import ServableModel
+
+PLATFORM = "mlflow_pyfunc"
+
+
+def v2_error(exc: BaseException) -> Response:
+    status = status_for(exc)[0]
+    if status == 422:
+        status = 400  # the protocol reports every bad request as 400
+    return Response(v2.error_body(str(exc)), status_code=status, media_type="application/json")
+
+
+def _champion(endpoint: Endpoint) -> ServableModel:
+    model = endpoint.model(endpoint.config.champion_alias)
+    if model is None:
+        raise NotReadyError(f"model {endpoint.name!r} has no loaded champion yet")
+    return model
+
+
+def _output_names(model: ServableModel) -> list[str]:
+    names = ["predictions"]
+    if model.raw is not None and hasattr(model.raw, "predict_proba") and model.classes:
+        names.append("probabilities")
+    return names
+
+
+async def server_live(request: Request) -> Response:
+    """Liveness (v2).
+
+    ---
+    summary: v2 liveness
+    responses:
+      200: {description: "{\\"live\\": true}"}
+    """
+    return ORJSONResponse({"live": True})
+
+
+async def server_ready(request: Request) -> Response:
+    """Readiness (v2): every model has a champion loaded.
+
+    ---
+    summary: v2 readiness
+    responses:
+      200: {description: "{\\"ready\\": true}"}
+      503: {description: "{\\"ready\\": false}"}
+    """
+    ready, _ = readiness(request.app.state.arbiter)
+    return ORJSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
+async def server_metadata(request: Request) -> Response:
+    """Server metadata (v2).
+
+    ---
+    summary: v2 server metadata
+    responses:
+      200: {description: name, version, extensions}
+    """
+    return ORJSONResponse(
+        {"name": "arbiter", "version": __version__, "extensions": ["binary_tensor_data"]}
+    )
+
+
+async def model_metadata(request: Request) -> Response:
+    """Model metadata (v2): input tensors from the MLflow signature, output tensors.
+
+    ---
+    summary: v2 model metadata
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string}}
+    responses:
+      200: {description: name, versions, platform, inputs, outputs}
+      404: {description: Unknown model}
+    """
+    state: GatewayState = request.app.state.arbiter
+    try:
+        endpoint = state.pool.endpoint(request.path_params["name"])
+        model = _champion(endpoint)
+        schema = model.pyfunc.metadata.get_input_schema()
+        inputs = v2.tensor_specs_from_schema(schema) if schema is not None else []
+        outputs = [v2.TensorSpec("predictions", "FP64", (-1,))]
+        if "probabilities" in _output_names(model):
+            outputs.append(v2.TensorSpec("probabilities", "FP64", (-1, len(model.classes or []))))
+        versions = sorted({m.version for m in endpoint.models.values()}, key=int)
+        return ORJSONResponse(v2.model_metadata(endpoint.name, versions, PLATFORM, inputs, outputs))
+    except ArbiterError as exc:
+        return v2_error(exc)
+
+
+async def model_ready(request: Request) -> Response:
+    """Model readiness (v2).
+
+    ---
+    summary: v2 model readiness
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string}}
+    responses:
+      200: {description: ready}
+      404: {description: Unknown model}
+      503: {description: no champion loaded}
+    """
+    state: GatewayState = request.app.state.arbiter
+    try:
+        endpoint = state.pool.endpoint(request.path_params["name"])
+    except ArbiterError as exc:
+        return v2_error(exc)
+    ready = endpoint.ready
+    return ORJSONResponse(
+        {"name": endpoint.name, "ready": ready}, status_code=200 if ready else 503
+    )
+
+
+def _outputs(model_outputs: list[str], scored: Any) -> list[tuple[str, np.ndarray]]:
+    predictions = np.asarray(scored.raw if scored.raw is not None else scored.predictions)
+    if isinstance(scored.raw, np.ndarray):
+        predictions = scored.raw
+    out = [("predictions", predictions)]
+    if "probabilities" in model_outputs and scored.proba is not None:
+        out.append(("probabilities", scored.proba))
+    return out
+
+
+async def infer(request: Request) -> Response:
+    """Inference (v2), JSON or Triton binary tensors.
+
+    ---
+    summary: Predict (Open Inference Protocol v2)
+    description: >
+      Inputs either one tensor per signature column (`[batch]` or `[batch, 1]`) or one
+      `[batch, n_features]` tensor in signature order. Binary tensor data per Triton's
+      extension (`Inference-Header-Content-Length`). Outputs `predictions` and, for
+      classifiers, `probabilities`. Request parameter `unit_id` makes A/B assignment sticky.
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string}}
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {type: object, required: [inputs]}
+        application/octet-stream:
+          schema: {type: string, format: binary}
+    responses:
+      200: {description: Inference response (JSON or binary)}
+      400: {description: "Bad request: {\\"error\\": ...}"}
+      404: {description: Unknown model}
+    """
+    start = time.perf_counter()
+    state: GatewayState = request.app.state.arbiter
+    name = request.path_params["name"]
+    try:
+        endpoint = state.pool.endpoint(name)
+        champion = _champion(endpoint)
+        parsed = v2.parse_infer_request(await request.body(), request.headers)
+        names = _output_names(champion)
+        v2.check_requested_outputs(parsed.requested_outputs, names)
+        if champion.schema is None:
+            raise InvalidInputError(
+                f"model {name!r} has no input signature; v2 needs column names to build its input",
+                field="inputs",
+            )
+        frame = v2.inputs_to_dataframe(parsed.inputs, champion.schema.names)
+        unit = parsed.parameters.get("unit_id") or request.headers.get(
+            endpoint.config.experiment.unit_header
+        )
+        outcome = state.dispatcher.serve(
+            endpoint,
+            FrameInput(frame),
+            unit_id=str(unit) if unit is not None else None,
+            protocol="v2",
+        )
+        body, headers = v2.encode_infer_response(
+            name,
+            outcome.version,
+            parsed.id,
+            _outputs(names, outcome.scored),
+            requested_outputs=parsed.requested_outputs,
+            binary_output_default=parsed.binary_output_default,
+            parameters={"arbiter_request_id": outcome.request_id, "arm": outcome.arm},
+        )
+    except ArbiterError as exc:
+        state.count_error(name, exc, protocol="v2")
+        return v2_error(exc)
+    state.count_ok(name, outcome.arm, "v2", start)
+    return Response(body, headers=headers)
 
 
 def routes() -> list[Route]:
-    return []
+    return [
+        Route("/v2", server_metadata, methods=["GET"]),
+        Route("/v2/health/live", server_live, methods=["GET"]),
+        Route("/v2/health/ready", server_ready, methods=["GET"]),
+        Route("/v2/models/{name}", model_metadata, methods=["GET"]),
+        Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+    ]

@@ -29,7 +29,9 @@ def require_json(request: Request) -> None:
         )
 
 
-def unit_from(request: Request, body: dict[str, Any] | None, unit_field: str, header: str) -> str | None:
+def unit_from(
+    request: Request, body: dict[str, Any] | None, unit_field: str, header: str
+) -> str | None:
     """The unit id: the body's unit field first, then the configured header."""
     if body is not None and unit_field in body:
         value = body[unit_field]
@@ -127,7 +129,7 @@ async def predict(request: Request) -> Response:
             )
         unit = unit_from(request, body, exp.unit_field, exp.unit_header)
         outcome = state.dispatcher.serve(
-            endpoint, RowsInput(rows, "features"), unit_id=unit, protocol="arbiter"
+            endpoint, RowsInput(rows, "features", single=single), unit_id=unit, protocol="arbiter"
         )
     except ArbiterError as exc:
         state.count_error(name, exc)
@@ -146,6 +148,8 @@ async def predict(request: Request) -> Response:
         payload["prediction"] = scored.predictions[0] if scored.predictions else None
     if scored.proba is not None and scored.classes is not None:
         keys = [str(c) for c in scored.classes]
-        payload["probabilities"] = [dict(zip(keys, row, strict=True)) for row in scored.proba.tolist()]
+        payload["probabilities"] = [
+            dict(zip(keys, row, strict=True)) for row in scored.proba.tolist()
+        ]
     state.count_ok(name, outcome.arm, "arbiter", start)
     return ORJSONResponse(payload)
