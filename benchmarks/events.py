@@ -151,7 +151,7 @@ def _run_process(home: str, batch: int, duration: float, seed: int, queue: Any) 
     queue.put(_run_writer(home, 1, batch, duration, seed))
 
 
-def _markdown(results: list[dict[str, Any]], duration: float, command: str) -> str:
+def _markdown(results: list[dict[str, Any]], duration: float, command: str, load: float) -> str:
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     lines = [
         "## Event store: sustained logging throughput",
@@ -160,6 +160,7 @@ def _markdown(results: list[dict[str, Any]], duration: float, command: str) -> s
         f"- Machine: {os.cpu_count()} cores, {mem_gib:.0f} GiB RAM, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}",
         f"- Command: `{command}`",
+        f"- Load average before the run: {load:.1f} (other jobs shared the machine)",
         f"- Each row: {duration:g} s of appends of realistic prediction rows (~300 bytes, "
         "20 columns) through `EventWriter` (flush_interval 0.5 s, max_batch 50,000, zstd "
         "Parquet segments, fsync + rename per flush), then `close()`; every row was counted "
@@ -168,8 +169,8 @@ def _markdown(results: list[dict[str, Any]], duration: float, command: str) -> s
         "write (table build + Parquet + fsync + rename); peak RSS is per process.",
         "",
         "| API | producers | appended/s | written/s | rows/flush | flush p50 | flush p99 "
-        "| close | stored = appended | peak RSS |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| close | dropped | stored = appended | peak RSS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in results:
         api = (
@@ -179,6 +180,7 @@ def _markdown(results: list[dict[str, Any]], duration: float, command: str) -> s
             f"| `{api}` | {r['producers']} {r['mode']} | {r['appended_per_s']:,.0f} "
             f"| {r['written_per_s']:,.0f} | {r['rows_per_flush']:,.0f} "
             f"| {r['flush_p50_ms']:.0f} ms | {r['flush_p99_ms']:.0f} ms | {r['close_ms']:.0f} ms "
+            f"| {r['dropped']:,} "
             f"| {'yes' if r['stored'] == r['appended'] else 'NO'} ({r['stored']:,}) "
             f"| {r['peak_rss_mib']:.0f} MiB |"
         )
@@ -194,6 +196,7 @@ def main() -> None:
     if args.run_one:
         print(json.dumps(run_one(json.loads(args.run_one), args.duration)))
         return
+    load = os.getloadavg()[0]
     results = []
     for config in CONFIGS:
         out = subprocess.run(
@@ -203,7 +206,7 @@ def main() -> None:
         ).stdout  # fmt: skip
         results.append(json.loads(out.strip().splitlines()[-1]))
     command = " ".join([".venv/bin/python", "benchmarks/events.py", *sys.argv[1:]])
-    report = _markdown(results, args.duration, command)
+    report = _markdown(results, args.duration, command, load)
     print(report)
     if args.out:
         args.out.write_text(report)

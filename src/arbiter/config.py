@@ -47,11 +47,61 @@ class ExperimentConfig(_Frozen):
     shadow_timeout_s: float = Field(default=5.0, gt=0.0)
 
 
+class GuardrailsConfig(_Frozen):
+    """Limits the challenger must respect whatever the primary metric says (null disables one)."""
+
+    max_error_rate: float | None = Field(
+        default=0.01, ge=0.0, le=1.0, description="Challenger share of failed requests."
+    )
+    max_latency_p99_ratio: float | None = Field(
+        default=2.0, ge=1.0, description="Challenger p99 latency / champion p99 latency."
+    )
+    max_shadow_discrepancy: float | None = Field(
+        default=0.30, ge=0.0, le=1.0, description="Shadow: share of rows where the models disagree."
+    )
+
+
+class DecisionConfig(_Frozen):
+    """How ``arbiter analyze`` turns an experiment's evidence into a decision (docs/analysis.md)."""
+
+    preset: Literal["default", "classic_shadow"] = Field(
+        default="default",
+        description="default: paired/sequential tests; classic_shadow: the point-estimate "
+        "shadow heuristic (shadow experiments only).",
+    )
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="Two-sided test level.")
+    sequential: bool = Field(
+        default=True, description="A/B: always-valid confidence sequence, safe to peek."
+    )
+    min_sample_per_arm: int = Field(default=1000, ge=0, description="Labelled rows per arm.")
+    max_sample_per_arm: int | None = Field(
+        default=None, ge=1, description="Planned horizon: reached without a win keeps the champion."
+    )
+    mde: float | None = Field(
+        default=None, gt=0.0, description="Smallest absolute effect worth detecting."
+    )
+    power: float = Field(default=0.8, gt=0.0, lt=1.0)
+    loss: Literal["squared", "absolute"] = Field(
+        default="squared", description="Regression: per-row loss compared between models."
+    )
+    srm_p_threshold: float = Field(default=0.001, gt=0.0, lt=1.0)
+    guardrails: GuardrailsConfig = GuardrailsConfig()
+
+    @model_validator(mode="after")
+    def _max_sample(self) -> DecisionConfig:
+        if self.max_sample_per_arm is not None and self.max_sample_per_arm < max(
+            self.min_sample_per_arm, 1
+        ):
+            raise ValueError("max_sample_per_arm must be >= min_sample_per_arm")
+        return self
+
+
 class ModelConfig(_Frozen):
     """One registered model served at ``/models/{name}``."""
 
     champion_alias: str = "champion"
     experiment: ExperimentConfig = ExperimentConfig()
+    decision: DecisionConfig = DecisionConfig()
 
     def experiment_name(self, model: str) -> str:
         return self.experiment.name or f"{model}-{self.experiment.strategy}"
@@ -141,8 +191,10 @@ def dump_config(config: HomeConfig) -> str:
 
 __all__ = [
     "CONFIG_FILE",
+    "DecisionConfig",
     "EventsConfig",
     "ExperimentConfig",
+    "GuardrailsConfig",
     "HomeConfig",
     "ModelConfig",
     "RegistryConfig",

@@ -9,7 +9,6 @@ before a real model misbehaves in production::
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 from mlflow.pyfunc import PythonModel

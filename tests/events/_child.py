@@ -48,8 +48,11 @@ def run_until_terminated(home: str) -> None:
         stop = True  # close() takes the buffer lock, so it runs in the loop, not in here
 
     signal.signal(signal.SIGTERM, _on_term)
-    # A long interval: without close() the buffered rows would be lost.
-    writer = EventWriter(EventStore(home), flush_interval=30.0).start()
+    # Nothing flushes by itself (long interval, no size trigger): without close() every
+    # buffered row would be lost.
+    writer = EventWriter(
+        EventStore(home), flush_interval=30.0, max_batch=10**8, max_buffer=10**8
+    ).start()
     appended = 0
     print("ready", flush=True)
     while not stop:

@@ -103,6 +103,8 @@ def test_interleaving_statuses_and_errors() -> None:
     assert all_a.status == "zero_variance" and all_a.delta == 1.0
     assert all_a.sign_test_p_value == pytest.approx(2 * 0.5**10)
     assert clustered_interleaving_test([3, 0], [1, 0], [0, 0]).status == "insufficient_data"
+    # Both users prefer B at the same rate (−4/12 = −3/9): zero cluster-robust variance.
+    assert clustered_interleaving_test([2, 1], [6, 4], [4, 4]).status == "zero_variance"
     with pytest.raises(InvalidInputError):
         interleaving_test(-1, 2, 3)
     with pytest.raises(InvalidInputError):

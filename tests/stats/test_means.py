@@ -109,6 +109,17 @@ def test_welch_degenerate_statuses() -> None:
     assert not math.isnan(zero.p_value)
 
 
+@pytest.mark.parametrize("value", [0.1, 0.7, 1e3 / 3, 123.456])
+def test_constant_data_is_zero_variance_despite_rounding(value: float) -> None:
+    # Σx² − (Σx)²/n of constant data can come out as ~1e-18 instead of 0.
+    a, b = mean_stat(np.full(7, value)), mean_stat(np.full(5, value * 1.1))
+    res = welch_test(a, b)
+    assert res.status == "zero_variance" and math.isnan(res.statistic)
+    d = np.ones(7)
+    const = ratio_stat(np.full(7, value), d)
+    assert ratio_test(const, ratio_stat(np.full(7, value * 1.1), d)).status == "zero_variance"
+
+
 def test_welch_rejects_bad_input() -> None:
     good = SampleMeanStatistic(3, 3.0, 5.0)
     with pytest.raises(InvalidInputError):

@@ -41,4 +41,4 @@ def print_json(data: Any) -> None:
 
 def fail(message: str) -> None:
     """Print one error line on stderr (no traceback)."""
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)

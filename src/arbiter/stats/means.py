@@ -102,6 +102,16 @@ def relative_lift(
     return lift, var
 
 
+def negligible_variance(var: float, scale: float) -> bool:
+    """Whether a variance computed from sums is zero up to rounding.
+
+    ``Σx² − (Σx)²/n`` loses about ``eps·mean²`` to cancellation, so constant data can leave a
+    spurious ~1e-18 variance and an astronomically large t. ``scale`` is the size of that
+    error term (e.g. ``mean²/n``); anything below ``1e-12·scale`` is treated as zero.
+    """
+    return var <= 1e-12 * scale
+
+
 # --------------------------------------------------------------------------- Welch
 
 
@@ -136,7 +146,8 @@ def welch_test(
     -------
     MeansResult
         ``status`` is ``"insufficient_data"`` when an arm has fewer than two observations,
-        ``"zero_variance"`` when both sample variances are zero, ``"zero_baseline"`` when the
+        ``"zero_variance"`` when both sample variances are zero (up to rounding, see
+        :func:`negligible_variance`), ``"zero_baseline"`` when the
         relative lift is undefined (``mean(a) == 0``), else ``"ok"``.
 
     Notes
@@ -161,7 +172,7 @@ def welch_test(
     va, vb = a.variance / a.n, b.variance / b.n
     se = math.sqrt(va + vb)
     lift, lift_var = relative_lift(mean_a, mean_b, va, vb)
-    if se == 0.0:
+    if negligible_variance(va + vb, mean_a**2 / a.n + mean_b**2 / b.n):
         return MeansResult(
             NAN, NAN, NAN, mean_a, mean_b, diff, 0.0, diff, diff, lift, lift, lift,
             alpha, alternative, method, STATUS_ZERO_VARIANCE,
@@ -263,7 +274,7 @@ def ratio_test(
     diff = rb - ra
     se = math.sqrt(va + vb)
     lift, lift_var = relative_lift(ra, rb, va, vb)
-    if se == 0.0:
+    if negligible_variance(va + vb, ra**2 / a.n + rb**2 / b.n):
         return MeansResult(
             NAN, NAN, INF, ra, rb, diff, 0.0, diff, diff, lift, lift, lift,
             alpha, alternative, method, STATUS_ZERO_VARIANCE,

@@ -10,11 +10,12 @@ import typer
 
 def register_commands(app: typer.Typer) -> None:
     """Attach every command and command group to ``app``."""
-    from arbiter.cli.commands import demo, export, report, serve, stats
+    from arbiter.cli.commands import analyze, demo, export, report, serve, stats
 
     app.command("demo")(demo.demo)
     app.command("serve")(serve.serve)
     app.command("report")(report.report)
+    app.command("analyze")(analyze.analyze)
     app.command("export")(export.export)
     app.add_typer(
         stats.app, name="stats", help="Calculators for analysts: tests, sample sizes, SRM."

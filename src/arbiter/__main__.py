@@ -1,0 +1,5 @@
+"""``python -m arbiter``: the same as the ``arbiter`` command."""
+
+from arbiter.cli import main
+
+main()

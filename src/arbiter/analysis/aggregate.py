@@ -1,0 +1,591 @@
+"""Per-arm sufficient statistics of one experiment, computed in DuckDB where the events live.
+
+Every function here runs GROUP BY queries over the event-log views of
+:meth:`arbiter.events.EventStore.connect` and returns small dataclasses; no Python loop ever
+touches a row. The one exception to "aggregates only" is :class:`PairedData`: the paired tests
+of a shadow experiment need one value per labelled pair, which is bounded by the labels that
+arrived and is fetched as numpy arrays in one call.
+
+Conventions
+-----------
+``side``
+    ``"champion"`` or ``"challenger"``. In an A/B test it is the ``arm`` that answered; in a
+    shadow test the served rows are the champion and the ``role = 'shadow'`` rows the
+    challenger (their ``arm`` column says which arm *answered the caller*, always champion).
+Forced rows
+    Requests whose arm a tester forced by header are left out everywhere.
+Request-level numbers
+    Latency and errors are per model call, repeated on each row of a batch request, so they
+    are read from the ``row_index = 0`` row: one row per request per model, no GROUP BY on
+    ``request_id`` (which on 10 million rows costs more than everything else together).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import duckdb
+import numpy as np
+
+from arbiter.errors import NotFoundError
+from arbiter.stats.sufficient import ProportionStatistic, SampleMeanStatistic
+
+Task = Literal["classification", "regression"]
+Loss = Literal["squared", "absolute"]
+SIDES: tuple[str, str] = ("champion", "challenger")
+
+# Percentiles kept per arm: enough to draw the latency distribution and read p50/p95/p99.
+LATENCY_PERCENTILES: tuple[float, ...] = tuple(round(q / 100, 2) for q in range(1, 100))
+# Bucket widths for the time series (seconds); the smallest giving at most MAX_BUCKETS wins.
+_BUCKET_WIDTHS_S: tuple[int, ...] = (
+    1, 2, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+    172800, 604800,
+)  # fmt: skip
+MAX_BUCKETS = 60
+
+_SIDE_SQL = "CASE WHEN role = 'shadow' THEN 'challenger' ELSE arm END"
+_WHERE = "model = $model AND experiment = $experiment AND NOT coalesce(forced, false)"
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentInfo:
+    """What the log says about one experiment of one model."""
+
+    model: str
+    experiment: str
+    strategy: str
+    first_ts: datetime
+    last_ts: datetime
+    rows: int
+
+    @property
+    def duration_s(self) -> float:
+        return (self.last_ts - self.first_ts).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class ArmTraffic:
+    """Request-level traffic of one side: counts for SRM, errors, latency percentiles.
+
+    ``units`` counts distinct ``unit_id`` values, a request without one counting as its own
+    unit; ``latency_percentiles_ms`` are the 1st..99th percentiles of successful requests.
+    """
+
+    side: str
+    aliases: tuple[str, ...]
+    versions: tuple[str, ...]
+    requests: int
+    units: int
+    random_requests: int
+    errors: int
+    latency_percentiles_ms: tuple[float, ...]
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else math.nan
+
+    def latency_ms(self, q: float) -> float:
+        """Latency percentile ``q`` (one of :data:`LATENCY_PERCENTILES`); nan without data."""
+        if not self.latency_percentiles_ms:
+            return math.nan
+        return self.latency_percentiles_ms[LATENCY_PERCENTILES.index(q)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "side": self.side,
+            "aliases": list(self.aliases),
+            "versions": list(self.versions),
+            "requests": self.requests,
+            "units": self.units,
+            "random_requests": self.random_requests,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "latency_p50_ms": self.latency_ms(0.5),
+            "latency_p95_ms": self.latency_ms(0.95),
+            "latency_p99_ms": self.latency_ms(0.99),
+        }
+
+
+MetricStatistic = ProportionStatistic | SampleMeanStatistic
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSeries:
+    """Cumulative per-side sufficient statistics at the end of each time bucket.
+
+    ``elapsed_s[i]`` is the end of bucket ``i`` in seconds since the experiment's first event;
+    ``n``, ``sums`` and ``sum_squares`` map a side to cumulative totals up to that bucket.
+    """
+
+    bucket_s: int
+    elapsed_s: tuple[float, ...]
+    n: dict[str, tuple[int, ...]]
+    sums: dict[str, tuple[float, ...]]
+    sum_squares: dict[str, tuple[float, ...]]
+
+    def statistic(self, side: str, i: int, kind: Literal["proportion", "mean"]) -> MetricStatistic:
+        """The cumulative statistic of ``side`` at bucket ``i``."""
+        n = self.n[side][i]
+        if kind == "proportion":
+            return ProportionStatistic(n, round(self.sums[side][i]))
+        return SampleMeanStatistic(n, self.sums[side][i], self.sum_squares[side][i])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bucket_s": self.bucket_s,
+            "elapsed_s": list(self.elapsed_s),
+            "n": {k: list(v) for k, v in self.n.items()},
+            "sums": {k: list(v) for k, v in self.sums.items()},
+            "sum_squares": {k: list(v) for k, v in self.sum_squares.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowAgreement:
+    """Champion vs shadow challenger on every paired row (labelled or not)."""
+
+    pairs: int
+    disagreements: int
+    challenger_more_confident: int
+    disagreements_with_confidence: int
+
+    @property
+    def discrepancy(self) -> ProportionStatistic:
+        return ProportionStatistic(self.pairs, self.disagreements)
+
+    @property
+    def more_confident(self) -> ProportionStatistic:
+        return ProportionStatistic(
+            self.disagreements_with_confidence, self.challenger_more_confident
+        )
+
+
+@dataclass(frozen=True)
+class PairedData:
+    """Labelled champion/challenger pairs of a shadow experiment, as aligned numpy arrays.
+
+    Classification fills ``correct_a``/``correct_b`` (prediction equals label, compared as
+    canonical text in SQL) and, when both models logged a score on every pair and the labels
+    are 0/1, ``y_binary`` with ``score_a``/``score_b``. Regression fills ``y_num`` with
+    ``pred_a``/``pred_b``. ``a`` is the champion, ``b`` the challenger.
+    """
+
+    ts_us: np.ndarray
+    correct_a: np.ndarray | None = None
+    correct_b: np.ndarray | None = None
+    y_binary: np.ndarray | None = None
+    score_a: np.ndarray | None = None
+    score_b: np.ndarray | None = None
+    y_num: np.ndarray | None = None
+    pred_a: np.ndarray | None = None
+    pred_b: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.ts_us.size)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfusionMatrix:
+    """Counts of (label, prediction) for one side, over at most ``max_classes`` labels."""
+
+    side: str
+    labels: tuple[str, ...]
+    counts: tuple[tuple[int, ...], ...]  # counts[i][j]: true labels[i], predicted labels[j]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "side": self.side,
+            "labels": list(self.labels),
+            "counts": [list(r) for r in self.counts],
+        }
+
+
+@dataclass(frozen=True)
+class ExperimentAggregates:
+    """Everything the analysis reads from the log for one experiment."""
+
+    info: ExperimentInfo
+    task: Task
+    traffic: dict[str, ArmTraffic]
+    metric: dict[str, MetricStatistic]
+    timeseries: TimeSeries
+    confusion: tuple[ConfusionMatrix, ...] = ()
+    agreement: ShadowAgreement | None = None
+    paired: PairedData | None = None
+    other_arms: tuple[str, ...] = field(default=())
+
+
+# --- queries ---------------------------------------------------------------------------------
+
+
+def _params(model: str, experiment: str) -> dict[str, Any]:
+    return {"model": model, "experiment": experiment}
+
+
+def experiment_info(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> ExperimentInfo:
+    """Strategy and time span of an experiment.
+
+    Raises
+    ------
+    NotFoundError
+        The model logged nothing, or has no such experiment (the message lists the ones it has).
+    """
+    row = con.execute(
+        f"SELECT any_value(strategy), min(ts), max(ts), count(*) FROM predictions WHERE {_WHERE}",
+        _params(model, experiment),
+    ).fetchone()
+    if row is None or not row[3]:
+        known = list_experiments(con, model)
+        if not known:
+            raise NotFoundError(f"no events logged for model {model!r}")
+        raise NotFoundError(
+            f"model {model!r} has no experiment {experiment!r}; it has: {', '.join(known)}"
+        )
+    strategy, first, last, rows = row
+    return ExperimentInfo(model, experiment, str(strategy), first, last, int(rows))
+
+
+def list_experiments(con: duckdb.DuckDBPyConnection, model: str) -> list[str]:
+    """The experiments ``model`` has logged (unforced rows), oldest first."""
+    rows = con.execute(
+        "SELECT experiment FROM predictions WHERE model = $model AND NOT coalesce(forced, false) "
+        "GROUP BY experiment ORDER BY min(ts)",
+        {"model": model},
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def detect_task(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> Task:
+    """``classification`` when the models report probabilities or few distinct integral labels.
+
+    Same rule as ``arbiter report``: probabilities, or at most 50 distinct predictions none of
+    them fractional, mean a classifier; anything else is a regressor.
+    """
+    row = con.execute(
+        f"""
+        SELECT count(confidence),
+               count(DISTINCT prediction),
+               count(prediction_num) FILTER (WHERE prediction_num <> round(prediction_num))
+        FROM predictions WHERE {_WHERE} AND error IS NULL
+        """,
+        _params(model, experiment),
+    ).fetchone()
+    assert row is not None
+    with_proba, distinct, fractional = row
+    return "classification" if with_proba or (not fractional and distinct <= 50) else "regression"
+
+
+def arm_traffic(
+    con: duckdb.DuckDBPyConnection, model: str, experiment: str
+) -> dict[str, ArmTraffic]:
+    """Requests, units, errors and latency percentiles per side (see module conventions)."""
+    rows = con.execute(
+        f"""
+        SELECT {_SIDE_SQL} AS side,
+               list_sort(list(DISTINCT alias)) AS aliases,
+               list_sort(list(DISTINCT version)) AS versions,
+               count(*) AS requests,
+               count(DISTINCT coalesce(unit_id, 'request:' || request_id)) AS units,
+               count(*) FILTER (WHERE unit_id IS NULL) AS random_requests,
+               count(error) AS errors,
+               quantile_cont(latency_ms, $percentiles) FILTER (WHERE error IS NULL) AS latency
+        FROM predictions
+        WHERE {_WHERE} AND row_index = 0
+        GROUP BY side ORDER BY side
+        """,
+        {**_params(model, experiment), "percentiles": list(LATENCY_PERCENTILES)},
+    ).fetchall()
+    return {
+        r[0]: ArmTraffic(
+            side=r[0],
+            aliases=tuple(a for a in r[1] if a is not None),
+            versions=tuple(v for v in r[2] if v is not None),
+            requests=int(r[3]),
+            units=int(r[4]),
+            random_requests=int(r[5]),
+            errors=int(r[6]),
+            latency_percentiles_ms=tuple(float(x) for x in r[7]) if r[7] else (),
+        )
+        for r in rows
+    }
+
+
+def bucket_width(duration_s: float, max_buckets: int = MAX_BUCKETS) -> int:
+    """Smallest width from a fixed ladder (1 s ... 1 week) giving at most ``max_buckets``."""
+    for width in _BUCKET_WIDTHS_S:
+        if duration_s / width <= max_buckets:
+            return width
+    return math.ceil(duration_s / max_buckets)
+
+
+def _loss_sql(loss: Loss, pred: str, label: str) -> str:
+    return f"({pred} - {label}) ^ 2" if loss == "squared" else f"abs({pred} - {label})"
+
+
+def _cumulative_series(
+    rows: list[tuple[Any, ...]], width_s: int, sides: tuple[str, ...]
+) -> TimeSeries:
+    """Turn ``(side, bucket, n, sum, sum_squares)`` rows into cumulative per-side series."""
+    n_buckets = 1 + max((int(r[1]) for r in rows), default=0)
+    n = {s: np.zeros(n_buckets) for s in sides}
+    sums = {s: np.zeros(n_buckets) for s in sides}
+    squares = {s: np.zeros(n_buckets) for s in sides}
+    for side, bucket, count, total, total_sq in rows:  # one row per (side, bucket): <= 120
+        if side in n:
+            n[side][int(bucket)] = count
+            sums[side][int(bucket)] = total
+            squares[side][int(bucket)] = total_sq
+    return TimeSeries(
+        bucket_s=width_s,
+        elapsed_s=tuple(float(width_s * (i + 1)) for i in range(n_buckets)),
+        n={s: tuple(int(x) for x in np.cumsum(n[s])) for s in sides},
+        sums={s: tuple(np.cumsum(sums[s]).tolist()) for s in sides},
+        sum_squares={s: tuple(np.cumsum(squares[s]).tolist()) for s in sides},
+    )
+
+
+def _metric_from_series(series: TimeSeries, task: Task) -> dict[str, MetricStatistic]:
+    kind: Literal["proportion", "mean"] = "proportion" if task == "classification" else "mean"
+    last = len(series.elapsed_s) - 1
+    return {side: series.statistic(side, last, kind) for side in series.n}
+
+
+def _confusion(
+    con: duckdb.DuckDBPyConnection, table: str, max_classes: int
+) -> tuple[ConfusionMatrix, ...]:
+    """Confusion matrices from ``table(side, label, prediction)``, most frequent labels first."""
+    rows = con.execute(
+        f"SELECT side, label, prediction, count(*) FROM {table} GROUP BY ALL"
+    ).fetchall()
+    totals: dict[str, int] = {}
+    for _, label, _, count in rows:
+        totals[label] = totals.get(label, 0) + count
+    labels = sorted(totals, key=lambda k: (-totals[k], k))[:max_classes]
+    labels.sort()
+    index = {label: i for i, label in enumerate(labels)}
+    out = []
+    for side in SIDES:
+        counts = np.zeros((len(labels), len(labels)), dtype=int)
+        for s, label, prediction, count in rows:
+            if s == side and label in index and prediction in index:
+                counts[index[label], index[prediction]] += count
+        out.append(ConfusionMatrix(side, tuple(labels), tuple(map(tuple, counts.tolist()))))
+    return tuple(out)
+
+
+def aggregate_experiment(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    experiment: str,
+    *,
+    loss: Loss = "squared",
+    max_classes: int = 10,
+) -> ExperimentAggregates:
+    """Compute every per-arm aggregate :func:`~arbiter.analysis.analyze_experiment` needs.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        A connection from :meth:`arbiter.events.EventStore.connect`.
+    model, experiment : str
+        What to aggregate.
+    loss : {"squared", "absolute"}, default "squared"
+        Per-row loss of a regressor (ignored for classifiers).
+    max_classes : int, default 10
+        Confusion matrices keep the most frequent labels only.
+
+    Returns
+    -------
+    ExperimentAggregates
+        ``metric`` holds per-side :class:`ProportionStatistic` (accuracy) or
+        :class:`SampleMeanStatistic` (loss) on labelled, successful rows; for a shadow
+        experiment both are computed on the same labelled pairs, which also fill ``paired``.
+
+    Raises
+    ------
+    NotFoundError
+        Unknown model or experiment.
+    """
+    info = experiment_info(con, model, experiment)
+    task = detect_task(con, model, experiment)
+    traffic = arm_traffic(con, model, experiment)
+    width = bucket_width(info.duration_s)
+    t0 = con.execute("SELECT epoch_us($t)::BIGINT", {"t": info.first_ts}).fetchone()
+    assert t0 is not None
+    params = {**_params(model, experiment), "t0": int(t0[0]), "width": width * 1_000_000}
+    if task == "classification":
+        y_expr = "(prediction = label)::INT"
+        y_a, y_b = "correct_a::INT", "correct_b::INT"
+    else:
+        y_expr = _loss_sql(loss, "prediction_num", "label_num")
+        y_a, y_b = _loss_sql(loss, "num_a", "y_num"), _loss_sql(loss, "num_b", "y_num")
+    # Temporary tables materialise the one expensive step (the label join) once; every
+    # aggregate below reads them. Unique names: the caller owns the connection.
+    suffix = uuid.uuid4().hex[:12]
+    lab, pairs = f"_arbiter_labelled_{suffix}", f"_arbiter_pairs_{suffix}"
+    try:
+        if info.strategy == "shadow":
+            return _aggregate_shadow(
+                con, info, task, traffic, params, width, pairs, y_a, y_b, max_classes
+            )
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE {lab} AS
+            SELECT {_SIDE_SQL} AS side, (epoch_us(ts) - $t0) // $width AS bucket,
+                   {y_expr}::DOUBLE AS y, label, prediction
+            FROM labeled
+            WHERE {_WHERE} AND role = 'served' AND error IS NULL AND label IS NOT NULL
+            """,
+            params,
+        )
+        rows = con.execute(
+            f"SELECT side, bucket, count(y), sum(y), sum(y * y) FROM {lab} "
+            "WHERE y IS NOT NULL GROUP BY ALL"
+        ).fetchall()
+        series = _cumulative_series(rows, width, SIDES)
+        others = tuple(sorted({str(r[0]) for r in rows} - set(SIDES)))
+        confusion = _confusion(con, lab, max_classes) if task == "classification" else ()
+        return ExperimentAggregates(
+            info, task, traffic, _metric_from_series(series, task), series, confusion,
+            other_arms=others,
+        )  # fmt: skip
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {lab}")
+        con.execute(f"DROP TABLE IF EXISTS {pairs}")
+
+
+def _floats(column: Any) -> np.ndarray:
+    """A DuckDB numpy column (masked where SQL had NULL) as floats with NaN for NULL."""
+    return np.ma.filled(np.ma.asarray(column, dtype=float), np.nan)
+
+
+def _aggregate_shadow(
+    con: duckdb.DuckDBPyConnection,
+    info: ExperimentInfo,
+    task: Task,
+    traffic: dict[str, ArmTraffic],
+    params: dict[str, Any],
+    width: int,
+    pairs: str,
+    y_a: str,
+    y_b: str,
+    max_classes: int,
+) -> ExperimentAggregates:
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {pairs} AS
+        WITH s AS (SELECT * FROM predictions
+                   WHERE {_WHERE} AND role = 'served' AND error IS NULL),
+             c AS (SELECT * FROM predictions
+                   WHERE {_WHERE} AND role = 'shadow' AND error IS NULL)
+        SELECT (epoch_us(s.ts) - $t0) // $width AS bucket, epoch_us(s.ts) AS ts_us,
+               f.label, f.label_num AS y_num,
+               s.prediction AS pred_a, c.prediction AS pred_b,
+               s.prediction_num AS num_a, c.prediction_num AS num_b,
+               s.score AS score_a, c.score AS score_b,
+               s.confidence AS conf_a, c.confidence AS conf_b,
+               s.prediction = f.label AS correct_a, c.prediction = f.label AS correct_b
+        FROM s JOIN c USING (request_id, row_index)
+        LEFT JOIN latest_feedback AS f USING (request_id, row_index)
+        """,
+        params,
+    )
+    row = con.execute(
+        f"""
+        SELECT count(*),
+               count(*) FILTER (WHERE pred_a IS DISTINCT FROM pred_b),
+               count(*) FILTER (WHERE pred_a IS DISTINCT FROM pred_b AND conf_b > conf_a),
+               count(*) FILTER (WHERE pred_a IS DISTINCT FROM pred_b
+                                AND conf_a IS NOT NULL AND conf_b IS NOT NULL)
+        FROM {pairs}
+        """
+    ).fetchone()
+    assert row is not None
+    agreement = ShadowAgreement(*(int(x) for x in row))
+    labelled = "label IS NOT NULL" + (
+        ""
+        if task == "classification"
+        else " AND y_num IS NOT NULL AND num_a IS NOT NULL AND num_b IS NOT NULL"
+    )
+    rows = con.execute(
+        f"""
+        SELECT side, bucket, count(*), sum(y), sum(y * y) FROM (
+            SELECT 'champion' AS side, bucket, ({y_a})::DOUBLE AS y FROM {pairs} WHERE {labelled}
+            UNION ALL
+            SELECT 'challenger', bucket, ({y_b})::DOUBLE FROM {pairs} WHERE {labelled}
+        ) GROUP BY ALL
+        """
+    ).fetchall()
+    series = _cumulative_series(rows, width, SIDES)
+    if task == "classification":
+        arrays = con.execute(
+            f"""
+            SELECT ts_us, correct_a, correct_b, y_num, score_a, score_b
+            FROM {pairs} WHERE {labelled} ORDER BY ts_us
+            """
+        ).fetchnumpy()
+        y = _floats(arrays["y_num"])
+        score_a, score_b = _floats(arrays["score_a"]), _floats(arrays["score_b"])
+        # DeLong needs 0/1 labels and a score from both models on every pair.
+        binary = bool(y.size) and bool(np.all(np.isin(y, (0.0, 1.0))))
+        scored = binary and bool(np.all(np.isfinite(score_a)) and np.all(np.isfinite(score_b)))
+        paired = PairedData(
+            ts_us=np.asarray(arrays["ts_us"], dtype=np.int64),
+            correct_a=np.ma.filled(np.ma.asarray(arrays["correct_a"], dtype=bool), False),
+            correct_b=np.ma.filled(np.ma.asarray(arrays["correct_b"], dtype=bool), False),
+            y_binary=y.astype(np.int8) if scored else None,
+            score_a=score_a if scored else None,
+            score_b=score_b if scored else None,
+        )
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE {pairs}_cm AS
+            SELECT 'champion' AS side, label, pred_a AS prediction FROM {pairs} WHERE {labelled}
+            UNION ALL
+            SELECT 'challenger', label, pred_b FROM {pairs} WHERE {labelled}
+            """
+        )
+        try:
+            confusion = _confusion(con, f"{pairs}_cm", max_classes)
+        finally:
+            con.execute(f"DROP TABLE IF EXISTS {pairs}_cm")
+    else:
+        arrays = con.execute(
+            f"SELECT ts_us, y_num, num_a, num_b FROM {pairs} WHERE {labelled} ORDER BY ts_us"
+        ).fetchnumpy()
+        paired = PairedData(
+            ts_us=np.asarray(arrays["ts_us"], dtype=np.int64),
+            y_num=_floats(arrays["y_num"]),
+            pred_a=_floats(arrays["num_a"]),
+            pred_b=_floats(arrays["num_b"]),
+        )
+        confusion = ()
+    return ExperimentAggregates(
+        info, task, traffic, _metric_from_series(series, task), series, confusion,
+        agreement=agreement, paired=paired,
+    )  # fmt: skip
+
+
+__all__ = [
+    "LATENCY_PERCENTILES",
+    "MAX_BUCKETS",
+    "SIDES",
+    "ArmTraffic",
+    "ConfusionMatrix",
+    "ExperimentAggregates",
+    "ExperimentInfo",
+    "PairedData",
+    "ShadowAgreement",
+    "TimeSeries",
+    "aggregate_experiment",
+    "arm_traffic",
+    "bucket_width",
+    "detect_task",
+    "experiment_info",
+    "list_experiments",
+]

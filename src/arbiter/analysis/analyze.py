@@ -1,0 +1,669 @@
+"""Analyse one experiment: aggregates from the log, tests from the statistics core, a verdict.
+
+The order mirrors how an analyst works (docs/analysis.md):
+
+1. **SRM** first (A/B only; a shadow challenger sees every request, there is no split).
+2. **Primary test** of the metric: A/B compares two independent arms (always-valid
+   confidence sequence when ``sequential``, else the pooled z-test / Welch t-test); shadow
+   compares two models on the *same* rows, so it is paired (McNemar for accuracy, paired t on
+   per-row losses for regression), with DeLong's AUC test and an always-valid paired interval
+   as secondary results.
+3. **Guardrails**: error rate, p99 latency relative to the champion, shadow discrepancy.
+4. **Bayesian summary** (chance to beat the champion, expected loss) to communicate the
+   result; it does not decide.
+5. **Verdict** from :func:`arbiter.stats.verdict.decide` (or ``decide_shadow_classic`` with
+   the ``classic_shadow`` preset), listing every criterion it checked.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import numpy as np
+from scipy import stats as _st
+
+from arbiter.analysis.aggregate import (
+    SIDES,
+    ArmTraffic,
+    ExperimentAggregates,
+    MetricStatistic,
+    PairedData,
+    aggregate_experiment,
+    list_experiments,
+)
+from arbiter.analysis.policy import (
+    ERROR_RATE,
+    LATENCY_P99,
+    SHADOW_DISCREPANCY,
+    to_decision_policy,
+)
+from arbiter.config import DecisionConfig, ModelConfig
+from arbiter.errors import InvalidInputError, NotFoundError
+from arbiter.stats.bayesian import BayesianResult, bayesian_summary
+from arbiter.stats.means import welch_test
+from arbiter.stats.paired import delong_test, mcnemar_test, paired_t_test
+from arbiter.stats.proportions import two_proportion_test
+from arbiter.stats.results import SRMResult
+from arbiter.stats.sequential import (
+    always_valid_p_value,
+    confidence_sequence,
+    cs_halfwidth,
+    sequential_rho,
+)
+from arbiter.stats.srm import srm_test
+from arbiter.stats.sufficient import ProportionStatistic
+from arbiter.stats.verdict import (
+    ArmObservations,
+    Criterion,
+    DecisionPolicy,
+    GuardrailObservation,
+    Mode,
+    ShadowClassicPolicy,
+    ShadowObservations,
+    Verdict,
+    decide,
+    decide_shadow_classic,
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A p99 from fewer requests rests on fewer than 10 observations in the tail.
+MIN_LATENCY_REQUESTS = 1000
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class ExperimentAnalysis:
+    """Everything ``arbiter analyze`` found about one experiment.
+
+    Attributes
+    ----------
+    model, experiment, strategy : str
+        What was analysed; ``strategy`` is ``"ab"`` or ``"shadow"``.
+    mode : {"ab", "shadow"}
+        Whether the challenger served users (harm means rollback) or not.
+    task : {"classification", "regression"}
+    metric : str
+        ``"accuracy"`` (higher is better), ``"squared_error"`` or ``"absolute_error"`` (lower).
+    arms : dict
+        Per side (``champion``, ``challenger``): traffic, errors, latency, labelled rows, metric.
+    metric_stats : dict of str to ProportionStatistic or SampleMeanStatistic
+        The primary metric's sufficient statistics per side.
+    srm : SRMResult or None
+        Chi-square test of the assignment counts against ``policy.traffic_weights``; None for
+        shadow experiments.
+    srm_basis : str or None
+        ``"units"`` (distinct unit ids) or ``"requests"``.
+    primary : dict
+        The primary test's result (``estimate``/``difference`` = challenger − champion,
+        ``ci_low``, ``ci_high``, ``p_value``, ``method``, ``status``).
+    secondary : dict of str to dict
+        Other tests worth seeing (fixed-horizon test, DeLong, always-valid paired interval).
+    guardrails : tuple of dict
+        Each guardrail's challenger and champion values, its limit, the Wilson interval of a
+        rate, and its ``status``: ``met``, ``breached``, ``inconclusive`` (too little data to
+        tell; blocks promotion) or ``no_data``.
+    bayesian : BayesianResult or None
+        Communication aid; not part of the decision.
+    verdict : Verdict
+        The decision and every criterion checked.
+    policy : DecisionPolicy
+        The rules applied.
+    effect_over_time : dict
+        ``elapsed_s``, ``estimate``, ``ci_low``, ``ci_high`` of the cumulative effect with its
+        always-valid interval, for plots.
+    aggregates : ExperimentAggregates
+        The raw aggregates (time series, confusion matrices) for reports.
+    notes : tuple of str
+        Caveats found on the way (unknown split, skipped tests, ...).
+    """
+
+    model: str
+    experiment: str
+    strategy: str
+    mode: str
+    task: str
+    metric: str
+    higher_is_better: bool
+    preset: str
+    first_event: datetime
+    last_event: datetime
+    arms: dict[str, dict[str, Any]]
+    metric_stats: dict[str, MetricStatistic]
+    srm: SRMResult | None
+    srm_basis: str | None
+    primary: dict[str, Any]
+    secondary: dict[str, dict[str, Any]]
+    guardrails: tuple[dict[str, Any], ...]
+    bayesian: BayesianResult | None
+    verdict: Verdict
+    policy: DecisionPolicy
+    effect_over_time: dict[str, list[float]]
+    aggregates: ExperimentAggregates = field(repr=False)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def decision(self) -> str:
+        return self.verdict.decision
+
+    @property
+    def criteria(self) -> tuple[Criterion, ...]:
+        """The verdict's criteria as displayed.
+
+        Without the SRM check where there is no split (shadow), and with the numbers of a
+        guardrail that is still inconclusive instead of the core's "no observation yet".
+        """
+        rows = {f"guardrail:{g['name']}": g for g in self.guardrails}
+        out = []
+        for c in self.verdict.reasons:
+            if c.name == "srm" and self.srm is None:
+                continue
+            row = rows.get(c.name)
+            if row is not None and row["status"] == "inconclusive":
+                c = replace(
+                    c,
+                    observed=row["challenger"],
+                    threshold=row["limit"],
+                    detail=f"inconclusive: challenger {row['challenger']:.4g} vs limit "
+                    f"{row['limit']:.4g} is not yet clear from the data; blocks promotion",
+                )
+            out.append(c)
+        return tuple(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready values (NaN stays NaN; the CLI turns it into null)."""
+        agg = self.aggregates
+        return {
+            "model": self.model,
+            "experiment": self.experiment,
+            "strategy": self.strategy,
+            "mode": self.mode,
+            "task": self.task,
+            "metric": self.metric,
+            "higher_is_better": self.higher_is_better,
+            "preset": self.preset,
+            "first_event": self.first_event.isoformat(),
+            "last_event": self.last_event.isoformat(),
+            "decision": self.decision,
+            "criteria": [_criterion(c) for c in self.criteria],
+            "estimated_remaining_sample": self.verdict.estimated_remaining_sample,
+            "arms": _plain(self.arms),
+            "srm": None if self.srm is None else {**self.srm.to_dict(), "basis": self.srm_basis},
+            "primary": _plain(self.primary),
+            "secondary": _plain(self.secondary),
+            "guardrails": _plain(self.guardrails),
+            "bayesian": None if self.bayesian is None else self.bayesian.to_dict(),
+            "verdict": self.verdict.to_dict(),
+            "policy": _policy_dict(self.policy),
+            "effect_over_time": self.effect_over_time,
+            "timeseries": agg.timeseries.to_dict(),
+            "confusion": [c.to_dict() for c in agg.confusion],
+            "notes": list(self.notes),
+        }
+
+
+def _criterion(c: Criterion) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "met": c.met,
+        "observed": c.observed,
+        "threshold": c.threshold,
+        "detail": c.detail,
+    }
+
+
+def _policy_dict(policy: DecisionPolicy) -> dict[str, Any]:
+    out = {
+        name: getattr(policy, name)
+        for name in (
+            "metric_kind", "higher_is_better", "alpha", "min_sample_per_arm",
+            "max_sample_per_arm", "min_detectable_effect", "power", "traffic_weights",
+            "srm_threshold", "mode",
+        )
+    }  # fmt: skip
+    out["sequential"] = policy.uses_sequential
+    out["guardrails"] = [
+        {
+            "name": g.name,
+            "threshold": g.threshold,
+            "comparison": g.comparison,
+            "relative_to_champion": g.relative_to_champion,
+        }
+        for g in policy.guardrails
+    ]
+    return _plain(out)
+
+
+# --- the analysis ----------------------------------------------------------------------------
+
+
+def analyze_experiment(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    experiment: str,
+    policy: DecisionConfig | None = None,
+    *,
+    model_config: ModelConfig | None = None,
+) -> ExperimentAnalysis:
+    """Analyse one experiment of ``model`` and decide champion vs challenger.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        From :meth:`arbiter.events.EventStore.connect`.
+    model, experiment : str
+        The model (endpoint) and experiment name as logged.
+    policy : DecisionConfig, optional
+        The decision rules. Default: ``model_config.decision``, else the defaults.
+    model_config : ModelConfig, optional
+        The model's home configuration. When its experiment is the one analysed and is an
+        A/B test, its ``challenger_share`` is the split the SRM check expects; otherwise an
+        equal split is assumed (and noted).
+
+    Returns
+    -------
+    ExperimentAnalysis
+
+    Raises
+    ------
+    NotFoundError
+        No such model or experiment in the log.
+    InvalidInputError
+        The experiment has no challenger (strategy ``none``).
+    """
+    decision = policy or (model_config.decision if model_config else DecisionConfig())
+    notes: list[str] = []
+    agg = aggregate_experiment(con, model, experiment, loss=decision.loss)
+    info = agg.info
+    if info.strategy not in ("ab", "shadow"):
+        raise InvalidInputError(
+            f"experiment {experiment!r} of model {model!r} has strategy {info.strategy!r}: "
+            "there is no challenger to compare; run a shadow or ab experiment",
+            field="experiment",
+        )
+    mode: Mode = "shadow" if info.strategy == "shadow" else "ab"
+    weights = _traffic_weights(model, experiment, mode, model_config, notes)
+    pol = to_decision_policy(decision, mode=mode, task=agg.task, traffic_weights=weights)
+    if agg.other_arms:
+        notes.append(f"arms other than champion/challenger ignored: {', '.join(agg.other_arms)}")
+    traffic = {side: agg.traffic.get(side) or _empty_traffic(side) for side in SIDES}
+    champ, chall = agg.metric["champion"], agg.metric["challenger"]
+    metric = "accuracy" if agg.task == "classification" else f"{decision.loss}_error"
+
+    srm, srm_basis, counts = None, None, None
+    if mode == "ab":
+        # Assignment is per unit (sticky hash); a request without a unit id is its own unit.
+        with_ids = any(traffic[s].random_requests < traffic[s].requests for s in SIDES)
+        srm_basis = "units" if with_ids else "requests"
+        counts = (traffic["champion"].units, traffic["challenger"].units)
+        srm = srm_test(counts, pol.traffic_weights, threshold=pol.srm_threshold)
+
+    secondary: dict[str, dict[str, Any]] = {}
+    if mode == "shadow":
+        assert agg.paired is not None
+        primary, secondary = _paired_tests(agg.paired, agg.task, decision, pol, notes)
+    else:
+        primary, secondary = _independent_tests(champ, chall, pol)
+
+    guard_obs, guard_rows = _guardrail_observations(agg, traffic, pol)
+    bayes = bayesian_summary(champ, chall, higher_is_better=pol.higher_is_better)
+    if mode == "shadow":
+        notes.append(
+            "Bayesian summary treats the two models as independent samples; the paired test "
+            "is the sharper comparison"
+        )
+
+    preset = decision.preset
+    if preset == "classic_shadow" and (mode != "shadow" or agg.task != "classification"):
+        notes.append("preset classic_shadow applies to shadow classifiers; default rules used")
+        preset = "default"
+    if preset == "classic_shadow":
+        assert agg.agreement is not None
+        verdict = decide_shadow_classic(
+            ShadowObservations(
+                champion_accuracy=champ,  # type: ignore[arg-type]
+                challenger_accuracy=chall,  # type: ignore[arg-type]
+                discrepancy=agg.agreement.discrepancy,
+                challenger_more_confident=agg.agreement.more_confident,
+            ),
+            ShadowClassicPolicy(
+                max_discrepancy=decision.guardrails.max_shadow_discrepancy or 0.30,
+                min_labelled=decision.min_sample_per_arm,
+            ),
+        )
+    else:
+        verdict = decide(
+            ArmObservations(
+                champion=champ,
+                challenger=chall,
+                guardrails=guard_obs,
+                primary_result=primary if mode == "shadow" else None,
+                # Shadow: both models score every pair, so there is no split to check.
+                assignment_counts=counts or (champ.n, champ.n),
+            ),
+            pol,
+        )
+
+    arms = {
+        side: {
+            **traffic[side].to_dict(),
+            "labelled": agg.metric[side].n,
+            metric: agg.metric[side].mean if agg.metric[side].n else math.nan,
+        }
+        for side in SIDES
+    }
+    return ExperimentAnalysis(
+        model=model,
+        experiment=experiment,
+        strategy=info.strategy,
+        mode=mode,
+        task=agg.task,
+        metric=metric,
+        higher_is_better=pol.higher_is_better,
+        preset=preset,
+        first_event=info.first_ts,
+        last_event=info.last_ts,
+        arms=arms,
+        metric_stats=dict(agg.metric),
+        srm=srm,
+        srm_basis=srm_basis,
+        primary=primary,
+        secondary=secondary,
+        guardrails=guard_rows,
+        bayesian=bayes,
+        verdict=verdict,
+        policy=pol,
+        effect_over_time=_effect_over_time(agg, pol, decision),
+        aggregates=agg,
+        notes=tuple(notes),
+    )
+
+
+def analyze_model(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    experiment: str | None = None,
+    *,
+    model_config: ModelConfig | None = None,
+) -> list[ExperimentAnalysis]:
+    """Analyse one experiment, or every shadow/A-B experiment ``model`` has logged.
+
+    Raises
+    ------
+    NotFoundError
+        The model logged nothing, has no such experiment, or only ran without a challenger.
+    """
+    if experiment is not None:
+        return [analyze_experiment(con, model, experiment, model_config=model_config)]
+    names = list_experiments(con, model)
+    if not names:
+        raise NotFoundError(f"no events logged for model {model!r}")
+    strategies = dict(
+        con.execute(
+            "SELECT experiment, any_value(strategy) FROM predictions WHERE model = $model "
+            "GROUP BY experiment",
+            {"model": model},
+        ).fetchall()
+    )
+    runnable = [n for n in names if strategies.get(n) in ("ab", "shadow")]
+    if not runnable:
+        raise NotFoundError(
+            f"model {model!r} has no shadow or ab experiment to analyse "
+            f"(logged: {', '.join(names)})"
+        )
+    return [analyze_experiment(con, model, n, model_config=model_config) for n in runnable]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _empty_traffic(side: str) -> ArmTraffic:
+    return ArmTraffic(side, (), (), 0, 0, 0, 0, ())
+
+
+def _traffic_weights(
+    model: str, experiment: str, mode: Mode, config: ModelConfig | None, notes: list[str]
+) -> tuple[float, float]:
+    if mode != "ab":
+        return (0.5, 0.5)
+    if config is not None and config.experiment_name(model) == experiment:
+        share = config.experiment.challenger_share
+        if 0.0 < share < 1.0:
+            return (1.0 - share, share)
+        notes.append(f"configured challenger_share {share} leaves an arm empty; SRM assumes 50/50")
+        return (0.5, 0.5)
+    # The home config describes the current experiment only; an older one's split is unknown.
+    notes.append(
+        f"the home config does not describe experiment {experiment!r}; SRM assumes a 50/50 split"
+    )
+    return (0.5, 0.5)
+
+
+def _result_dict(result: Any, name: str) -> dict[str, Any]:
+    out = {"name": name, **result.to_dict()}
+    if "estimate" not in out and "difference" in out:
+        out["estimate"] = out["difference"]
+    return out
+
+
+def _independent_tests(
+    champ: MetricStatistic, chall: MetricStatistic, pol: DecisionPolicy
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    if isinstance(champ, ProportionStatistic):
+        fixed = _result_dict(
+            two_proportion_test(champ, chall, alpha=pol.alpha),  # type: ignore[arg-type]
+            "two_proportion_z",
+        )
+    else:
+        fixed = _result_dict(
+            welch_test(champ, chall, alpha=pol.alpha),  # type: ignore[arg-type]
+            "welch_t",
+        )
+    if not pol.uses_sequential:
+        return fixed, {}
+    seq = confidence_sequence(champ, chall, alpha=pol.alpha, config=pol.sequential_config)
+    return _result_dict(seq, "confidence_sequence"), {"fixed_horizon": fixed}
+
+
+def _paired_tests(
+    data: PairedData,
+    task: str,
+    decision: DecisionConfig,
+    pol: DecisionPolicy,
+    notes: list[str],
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    secondary: dict[str, dict[str, Any]] = {}
+    if task == "classification":
+        assert data.correct_a is not None and data.correct_b is not None
+        # McNemar only looks at which model was right on each row; correctness was computed
+        # in SQL (canonical text equality), so compare it against an all-true "truth".
+        truth = np.ones(data.n, dtype=bool)
+        primary = _result_dict(
+            mcnemar_test(truth, data.correct_a, data.correct_b, alpha=pol.alpha), "mcnemar"
+        )
+        diff = data.correct_b.astype(float) - data.correct_a.astype(float)
+        if data.score_a is not None and data.score_b is not None and data.y_binary is not None:
+            secondary["delong_auc"] = _result_dict(
+                delong_test(data.y_binary, data.score_a, data.score_b, alpha=pol.alpha),
+                "delong_auc",
+            )
+        else:
+            notes.append("DeLong AUC test skipped: needs 0/1 labels and scores from both models")
+    else:
+        assert data.y_num is not None and data.pred_a is not None and data.pred_b is not None
+        primary = _result_dict(
+            paired_t_test(
+                data.y_num, data.pred_a, data.pred_b, loss=decision.loss, alpha=pol.alpha
+            ),
+            "paired_t",
+        )
+        loss = np.square if decision.loss == "squared" else np.abs
+        diff = loss(data.pred_b - data.y_num) - loss(data.pred_a - data.y_num)
+    if pol.uses_sequential:
+        secondary["paired_sequential"] = _paired_sequential(diff, pol)
+        notes.append(
+            "the paired primary test is fixed-horizon: judge it once min_sample_per_arm is "
+            "reached; paired_sequential is the interval that stays valid under peeking"
+        )
+    return primary, secondary
+
+
+def _paired_rho(pol: DecisionPolicy) -> float:
+    # One stream of per-pair differences: its planned length is the per-arm sample size,
+    # half of the core's two-arm target.
+    assert pol.sequential_config is not None
+    return sequential_rho(pol.alpha, pol.sequential_config.target_sample_size / 2.0)
+
+
+def _paired_sequential(diff: np.ndarray, pol: DecisionPolicy) -> dict[str, Any]:
+    """Always-valid CS for the mean of one i.i.d. stream of paired differences, eq. (9)."""
+    n = int(diff.size)
+    method = "asymptotic confidence sequence on paired differences"
+    out: dict[str, Any] = {"name": "paired_sequential", "method": method, "n": n}
+    if n < 2 or not float(np.var(diff, ddof=1)) > 0.0:
+        mean = float(diff.mean()) if n else math.nan
+        status = "insufficient_data" if n < 2 else "zero_variance"
+        return {**out, "estimate": mean, "ci_low": -math.inf, "ci_high": math.inf,
+                "p_value": 1.0, "status": status}  # fmt: skip
+    rho = _paired_rho(pol)
+    mean = float(diff.mean())
+    se = float(np.std(diff, ddof=1)) / math.sqrt(n)
+    half = float(cs_halfwidth(se, n, rho, pol.alpha))
+    p = float(always_valid_p_value(mean / se, n, rho))
+    return {**out, "estimate": mean, "ci_low": mean - half, "ci_high": mean + half,
+            "p_value": p, "status": "ok"}  # fmt: skip
+
+
+def _wilson(successes: int, n: int, alpha: float) -> tuple[float, float]:
+    ci = _st.binomtest(successes, n).proportion_ci(1.0 - alpha, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def _rate_state(successes: int, n: int, limit: float, alpha: float) -> tuple[str, float, float]:
+    """``breached`` / ``met`` only when the Wilson interval lies wholly above / below the limit."""
+    low, high = _wilson(successes, n, alpha)
+    if low > limit:
+        return "breached", low, high
+    if high <= limit:
+        return "met", low, high
+    return "inconclusive", low, high
+
+
+def _guardrail_observations(
+    agg: ExperimentAggregates, traffic: dict[str, ArmTraffic], pol: DecisionPolicy
+) -> tuple[tuple[GuardrailObservation, ...], tuple[dict[str, Any], ...]]:
+    """Observations for :func:`decide` and one display row per guardrail.
+
+    A guardrail breach rolls a serving challenger back at once, so a noisy point estimate must
+    not trigger it, nor pass it: rates are handed to ``decide`` only when their Wilson interval
+    at level ``alpha`` lies wholly on one side of the limit, and the p99 latency only once each
+    side has :data:`MIN_LATENCY_REQUESTS` successful requests. Until then the guardrail has "no
+    observation", which blocks promotion (the verdict is ``continue``) without rolling back.
+    """
+    champ, chall = traffic["champion"], traffic["challenger"]
+    limits = {g.name: g for g in pol.guardrails}
+    observations: list[GuardrailObservation] = []
+    rows: list[dict[str, Any]] = []
+    for name, rail in limits.items():
+        row: dict[str, Any] = {"name": name, "challenger": None, "champion": None,
+                               "limit": None, "status": "no_data", "ci_low": None,
+                               "ci_high": None}  # fmt: skip
+        obs: GuardrailObservation | None = None
+        if name in (ERROR_RATE, SHADOW_DISCREPANCY):
+            if name == ERROR_RATE:
+                k, n = chall.errors, chall.requests
+                champion = champ.error_rate if champ.requests else None
+            else:
+                k, n = (
+                    (agg.agreement.disagreements, agg.agreement.pairs) if agg.agreement else (0, 0)
+                )
+                champion = None
+            row.update(limit=rail.threshold, champion=champion)
+            if n:
+                status, low, high = _rate_state(k, n, rail.threshold, pol.alpha)
+                row.update(challenger=k / n, status=status, ci_low=low, ci_high=high)
+                if status != "inconclusive":
+                    obs = GuardrailObservation(name, k / n, champion)
+        elif name == LATENCY_P99:
+            p99_t, p99_c = chall.latency_ms(0.99), champ.latency_ms(0.99)
+            if math.isfinite(p99_t) and math.isfinite(p99_c):
+                limit = p99_c * (1.0 + rail.threshold)
+                enough = min(chall.requests - chall.errors, champ.requests - champ.errors)
+                status = "met" if p99_t <= limit else "breached"
+                if enough < MIN_LATENCY_REQUESTS:
+                    status = "inconclusive"
+                else:
+                    obs = GuardrailObservation(name, p99_t, p99_c)
+                row.update(challenger=p99_t, champion=p99_c, limit=limit, status=status)
+        if obs is not None:
+            observations.append(obs)
+        rows.append(row)
+    return tuple(observations), tuple(rows)
+
+
+def _effect_over_time(
+    agg: ExperimentAggregates, pol: DecisionPolicy, decision: DecisionConfig
+) -> dict[str, list[float]]:
+    """Cumulative effect (challenger − champion) per time bucket with its always-valid CI."""
+    ts = agg.timeseries
+    if agg.paired is not None:
+        data = agg.paired
+        if data.correct_a is not None and data.correct_b is not None:
+            d = data.correct_b.astype(float) - data.correct_a.astype(float)
+        else:
+            assert data.y_num is not None and data.pred_a is not None and data.pred_b is not None
+            loss = np.square if decision.loss == "squared" else np.abs
+            d = loss(data.pred_b - data.y_num) - loss(data.pred_a - data.y_num)
+        t0 = (agg.info.first_ts - _EPOCH) // timedelta(microseconds=1)
+        bucket = (data.ts_us - t0) // (ts.bucket_s * 1_000_000)
+        size = len(ts.elapsed_s)
+        n = np.cumsum(np.bincount(bucket, minlength=size)[:size]).astype(float)
+        s1 = np.cumsum(np.bincount(bucket, weights=d, minlength=size)[:size])
+        s2 = np.cumsum(np.bincount(bucket, weights=d * d, minlength=size)[:size])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            est = s1 / n
+            var = (s2 - s1 * s1 / n) / (n - 1)
+            se = np.sqrt(np.maximum(var, 0.0) / n)
+        total = n
+        rho = _paired_rho(pol)
+    else:
+        n_c, n_t = (np.asarray(ts.n[s], dtype=float) for s in SIDES)
+        s_c, s_t = (np.asarray(ts.sums[s]) for s in SIDES)
+        q_c, q_t = (np.asarray(ts.sum_squares[s]) for s in SIDES)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            m_c, m_t = s_c / n_c, s_t / n_t
+            if agg.task == "classification":  # Bernoulli variance, as ProportionStatistic
+                v_c, v_t = m_c * (1 - m_c), m_t * (1 - m_t)
+            else:
+                v_c = (q_c - s_c * s_c / n_c) / (n_c - 1)
+                v_t = (q_t - s_t * s_t / n_t) / (n_t - 1)
+            est = m_t - m_c
+            se = np.sqrt(np.maximum(v_c, 0.0) / n_c + np.maximum(v_t, 0.0) / n_t)
+        total = n_c + n_t
+        assert pol.sequential_config is not None
+        rho = sequential_rho(pol.alpha, pol.sequential_config.target_sample_size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half = cs_halfwidth(se, np.maximum(total, 1.0), rho, pol.alpha)
+    ok = np.isfinite(est) & np.isfinite(half) & (se > 0)
+    nan = float("nan")
+    return {
+        "elapsed_s": list(ts.elapsed_s),
+        "estimate": [float(e) if k else nan for e, k in zip(est, ok, strict=True)],
+        "ci_low": [float(e - h) if k else nan for e, h, k in zip(est, half, ok, strict=True)],
+        "ci_high": [float(e + h) if k else nan for e, h, k in zip(est, half, ok, strict=True)],
+    }
+
+
+__all__ = ["MIN_LATENCY_REQUESTS", "ExperimentAnalysis", "analyze_experiment", "analyze_model"]

@@ -1,0 +1,101 @@
+"""``arbiter analyze``: decide champion vs challenger from the event log, with the statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from arbiter.cli.options import HomeOption, JsonOption, ModelOption
+
+
+def analyze(
+    model: str = ModelOption,
+    home: Path = HomeOption,
+    experiment: str = typer.Option(
+        None, "--experiment", "-e", help="Only this experiment (default: every shadow/ab one)."
+    ),
+    html: Path = typer.Option(
+        None, "--html", help="HTML report to write (default HOME/reports/MODEL-analysis.html)."
+    ),
+    no_html: bool = typer.Option(False, "--no-html", help="Do not write the HTML report."),
+    json_output: bool = JsonOption,
+) -> None:
+    """Test challenger against champion (SRM, primary test, guardrails) and print the verdict.
+
+    Decision rules and the `decision:` keys of arbiter.yaml: docs/analysis.md. Also writes a
+    self-contained HTML report with plots unless --no-html.
+    """
+    from rich.console import Console
+
+    from arbiter.analysis import analyze_model
+    from arbiter.cli.output import err_console, print_json
+    from arbiter.errors import NotFoundError
+    from arbiter.events import EventStore
+    from arbiter.home import Home
+
+    h = Home.at(home)
+    if not h.events.exists():
+        raise NotFoundError(f"no event log in {h.root}; serve some traffic first")
+    config = h.config()
+    # The spinner goes to stderr so that --json output on stdout stays parseable.
+    with err_console.status("Analysing the event log…") as status:
+        with EventStore(h.root).connect() as con:
+            analyses = analyze_model(con, model, experiment, model_config=config.models.get(model))
+        path = None
+        if not no_html:
+            from arbiter.analysis.html import write_html
+
+            status.update("Rendering the HTML report…")
+            path = write_html(analyses, html or h.reports / f"{model}-analysis.html", model=model)
+    result: dict[str, Any] = {
+        "model": model,
+        "experiments": [a.to_dict() for a in analyses],
+        "html_file": None if path is None else str(path),
+    }
+    if json_output:
+        print_json(result)
+        return
+    console = Console()
+    for a in analyses:
+        _print_analysis(console, a)
+    if path is not None:
+        console.print(f"\nHTML report: {path}")
+
+
+def _print_analysis(console: Any, a: Any) -> None:
+    from rich.table import Table
+
+    from arbiter.cli.render import rich_table
+
+    d = a.to_dict()
+    colour = {"promote": "green", "rollback": "red", "continue": "yellow"}.get(d["decision"], "")
+    console.rule(f"[bold]{d['experiment']}[/bold] ({d['strategy']}, {d['task']}, {d['metric']})")
+    arms = [{"side": side, **values} for side, values in d["arms"].items()]
+    cols = ["side", "requests", "units", "errors", "latency_p99_ms", "labelled", d["metric"]]
+    console.print(rich_table("arms", arms, cols))
+    tests = [{**d["primary"], "name": f"primary: {d['primary']['name']}"}]
+    tests += [{**t, "name": f"secondary: {t['name']}"} for t in d["secondary"].values()]
+    cols = ["name", "estimate", "ci_low", "ci_high", "p_value", "status"]
+    console.print(rich_table("tests (challenger − champion)", tests, cols))
+    if d["bayesian"]:
+        b = d["bayesian"]
+        console.print(
+            f"Bayesian: P(challenger better) = {b['chance_to_beat_control']:.1%}, "
+            f"expected loss if promoted {b['expected_loss_treatment']:.4g}"
+        )
+    criteria = Table(title="criteria", title_justify="left")
+    criteria.add_column("criterion", no_wrap=True)
+    criteria.add_column("met", justify="center")
+    criteria.add_column("detail", overflow="fold")
+    for c in d["criteria"]:
+        mark = "[green]yes[/green]" if c["met"] else "[red]no[/red]"
+        criteria.add_row(c["name"], mark, c["detail"])
+    console.print(criteria)
+    line = f"verdict: [bold {colour}]{d['decision']}[/bold {colour}]"
+    if d["estimated_remaining_sample"]:
+        line += f" (about {d['estimated_remaining_sample']:,} more labelled rows per arm)"
+    console.print(line)
+    for note in d["notes"]:
+        console.print(f"[dim]note: {note}[/dim]")

@@ -1,0 +1,145 @@
+"""Shadow isolation, hot alias swaps under traffic, and security defaults."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from arbiter.errors import ConfigError
+from arbiter.events import EventStore
+from arbiter.gateway.server import check_bind, is_loopback
+from arbiter.registry import MLflowRegistry
+
+
+def _shadow(alias: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "faulty": {
+            "experiment": {"strategy": "shadow", "challenger_alias": alias, **extra},
+        }
+    }
+
+
+def test_raising_challenger_never_affects_the_response(
+    running: Any, fraud_rows: list[dict[str, float]]
+) -> None:
+    server, home = running(_shadow("raising", shadow_max_in_flight=64))
+    with httpx.Client(base_url=server.url) as client:
+        for row in fraud_rows[:30]:
+            r = client.post("/models/faulty/predict", json={"features": row})
+            assert r.status_code == 200 and r.json()["arm"] == "champion"
+        time.sleep(0.5)
+        metrics = client.get("/metrics").text
+    assert 'arbiter_shadow_total{model="faulty",outcome="error"} 30.0' in metrics
+    server.stop()
+    with EventStore(home.root).connect() as con:
+        rows = con.execute(
+            "SELECT role, count(*), count(error) FROM predictions GROUP BY role ORDER BY role"
+        ).fetchall()
+    assert rows == [("served", 30, 0), ("shadow", 30, 30)]
+
+
+def test_hanging_challenger_is_bounded(running: Any, fraud_rows: list[dict[str, float]]) -> None:
+    """A challenger that sleeps 30 s: responses stay fast; shadows time out, then are dropped."""
+    server, home = running(_shadow("hanging", shadow_max_in_flight=2, shadow_timeout_s=0.3))
+    latencies = []
+    with httpx.Client(base_url=server.url) as client:
+        for row in fraud_rows[:40]:
+            start = time.perf_counter()
+            r = client.post("/models/faulty/predict", json={"features": row})
+            latencies.append(time.perf_counter() - start)
+            assert r.status_code == 200
+        time.sleep(0.6)  # let the two accepted shadows reach their timeout
+        metrics = client.get("/metrics").text
+    assert max(latencies) < 0.25, max(latencies)
+    assert 'arbiter_shadow_total{model="faulty",outcome="timeout"} 2.0' in metrics
+    assert 'arbiter_shadow_total{model="faulty",outcome="dropped"} 38.0' in metrics
+    server.stop()  # must not wait 30 s for the hung threads
+    with EventStore(home.root).connect() as con:
+        rows = con.execute(
+            "SELECT role, count(*) FROM predictions GROUP BY role ORDER BY role"
+        ).fetchall()
+    assert rows == [("served", 40), ("shadow", 2)]
+
+
+def test_hot_alias_swap_under_traffic(
+    running: Any, template_home: Any, fraud_rows: list[dict[str, float]]
+) -> None:
+    server, home = running({"fraud": {}}, registry={"poll_interval_s": 0.2})
+    versions: list[str] = []
+    failures: list[int] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(base_url=server.url) as client:
+            i = 0
+            while not stop.is_set():
+                r = client.post("/models/fraud/predict", json={"features": fraud_rows[i % 500]})
+                if r.status_code == 200:
+                    versions.append(r.json()["version"])
+                else:
+                    failures.append(r.status_code)
+                i += 1
+
+    threads = [threading.Thread(target=traffic) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    registry = MLflowRegistry(home.tracking_uri())
+    registry.set_alias("fraud", "champion", template_home.versions["fraud"]["challenger"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (not versions or versions[-1] != "2"):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not failures
+    assert versions[0] == "1" and versions[-1] == "2"
+    switch = versions.index("2")
+    assert set(versions[:switch]) == {"1"}  # a clean switch: no flapping back
+    assert "arbiter_model_swaps_total" in httpx.get(server.url + "/metrics").text
+
+
+def test_unknown_alias_waits_and_champion_serves(
+    running: Any, fraud_rows: list[dict[str, float]]
+) -> None:
+    server, _ = running(
+        {"fraud": {"experiment": {"strategy": "ab", "challenger_alias": "missing"}}}
+    )
+    models = httpx.get(server.url + "/models").json()["models"]
+    assert models[0]["experiment"]["state"] == "waiting_for_challenger"
+    r = httpx.post(
+        server.url + "/models/fraud/predict", json={"unit_id": "a", "features": fraud_rows[0]}
+    )
+    assert r.status_code == 200 and r.json()["arm"] == "champion"
+
+
+def test_loopback_detection_and_bind_refusal() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+    with pytest.raises(ConfigError, match="API token"):
+        check_bind("0.0.0.0", None)
+    check_bind("0.0.0.0", "secret")
+    check_bind("127.0.0.1", None)
+
+
+def test_token_protects_feedback(
+    running: Any, fraud_rows: list[dict[str, float]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARBITER_API_TOKEN", "s3cret")
+    server, home = running({"fraud": {}})
+    with httpx.Client(base_url=server.url) as client:
+        r = client.post("/models/fraud/predict", json={"features": fraud_rows[0]})
+        assert r.status_code == 200  # predictions stay open on loopback
+        label = {"request_id": r.json()["request_id"], "label": 1}
+        assert client.post("/feedback", json=label).status_code == 401
+        wrong = client.post("/feedback", json=label, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
+        ok = client.post("/feedback", json=label, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+    with EventStore(home.root).connect() as con:
+        assert con.execute("SELECT count(*) FROM feedback").fetchone() == (1,)
