@@ -130,14 +130,16 @@ def test_sigterm_under_load_loses_no_acknowledged_event(
     threads = [threading.Thread(target=load) for _ in range(8)]
     for t in threads:
         t.start()
-    time.sleep(2.0)
+    deadline = time.monotonic() + 30  # a loaded CI machine answers slowly: wait for traffic
+    while len(acknowledged) < 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully, then re-raises SIGTERM so a supervisor sees the signal.
     assert proc.wait(30) in (0, -signal.SIGTERM)
     stop.set()
     for t in threads:
         t.join()
-    assert len(acknowledged) > 100
+    assert len(acknowledged) >= 200
     with EventStore(home.root).connect() as con:
         stored = {
             r[0]
