@@ -8,18 +8,10 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from arbiter.demo.data import FEATURES as DEMO_FEATURES
 from arbiter.events import EventStore
 
-FEATURES = [
-    "amount",
-    "hour",
-    "merchant_risk",
-    "distance_km",
-    "tx_last_24h",
-    "card_age_days",
-    "is_online",
-    "is_foreign",
-]
+FEATURES = list(DEMO_FEATURES)
 
 
 def test_unmodified_mlflow_requests(running: Any, fraud_rows: list[dict[str, float]]) -> None:

@@ -24,7 +24,10 @@ def guardrails_for(config: DecisionConfig, *, mode: Mode, task: Task) -> tuple[G
     rails: list[Guardrail] = []
     if limits.max_error_rate is not None:
         rails.append(Guardrail(ERROR_RATE, limits.max_error_rate, "max"))
-    if limits.max_latency_p99_ratio is not None:
+    # Only where the challenger serves: a shadow's latency is measured off the request path,
+    # in a bounded background pool competing with the served traffic, so it is not the latency
+    # users would see (it is still reported, just not used as a gate).
+    if limits.max_latency_p99_ratio is not None and mode != "shadow":
         # decide() expresses relative limits as an allowed degradation: ratio 1.5 -> +50 %.
         rails.append(
             Guardrail(LATENCY_P99, limits.max_latency_p99_ratio - 1.0, relative_to_champion=True)

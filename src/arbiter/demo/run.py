@@ -7,7 +7,8 @@
 4. Shadow phase: send traffic over HTTP with user ids; the challenger scores every request off
    the request path. Post the labels to /feedback as they "arrive".
 5. A/B phase: restart with a 50/50 sticky split; send traffic and labels again.
-6. Print the report and write it to HOME/reports/.
+6. Print the report and the analysis (tests and a verdict per experiment); write both to
+   HOME/reports/ (Markdown and a self-contained HTML file with plots).
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from arbiter.analysis import analyze_model
+    from arbiter.analysis.html import write_html
     from arbiter.demo.data import make_transactions
     from arbiter.demo.train import train_challenger, train_champion
     from arbiter.events import EventStore
@@ -203,8 +206,14 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
     # Leave the home serving the shadow experiment, as `arbiter serve` will pick it up.
     write_config(home, "shadow")
     store = EventStore(home.root)
-    with store.connect() as con:
-        summary = summarize(con, MODEL)
+    with console.status("Analysing: SRM, paired and sequential tests, guardrails, verdicts…"):
+        with store.connect() as con:
+            summary = summarize(con, MODEL)
+            analyses = analyze_model(con, MODEL, model_config=home.config().models.get(MODEL))
+        html = write_html(analyses, home.reports / f"{MODEL}-analysis.html", model=MODEL)
+    summary["analysis"] = [a.to_dict() for a in analyses]
+    summary["analysis_html"] = str(html)
+    summary["_analyses"] = analyses  # for printing; dropped before JSON output
     summary["demo"] = {
         "phases": results,
         "seconds": round(time.perf_counter() - started, 1),

@@ -31,6 +31,7 @@ def analyze(
 
     from arbiter.analysis import analyze_model
     from arbiter.cli.output import err_console, print_json
+    from arbiter.cli.render import print_analysis
     from arbiter.errors import NotFoundError
     from arbiter.events import EventStore
     from arbiter.home import Home
@@ -59,43 +60,6 @@ def analyze(
         return
     console = Console()
     for a in analyses:
-        _print_analysis(console, a)
+        print_analysis(console, a)
     if path is not None:
         console.print(f"\nHTML report: {path}")
-
-
-def _print_analysis(console: Any, a: Any) -> None:
-    from rich.table import Table
-
-    from arbiter.cli.render import rich_table
-
-    d = a.to_dict()
-    colour = {"promote": "green", "rollback": "red", "continue": "yellow"}.get(d["decision"], "")
-    console.rule(f"[bold]{d['experiment']}[/bold] ({d['strategy']}, {d['task']}, {d['metric']})")
-    arms = [{"side": side, **values} for side, values in d["arms"].items()]
-    cols = ["side", "requests", "units", "errors", "latency_p99_ms", "labelled", d["metric"]]
-    console.print(rich_table("arms", arms, cols))
-    tests = [{**d["primary"], "name": f"primary: {d['primary']['name']}"}]
-    tests += [{**t, "name": f"secondary: {t['name']}"} for t in d["secondary"].values()]
-    cols = ["name", "estimate", "ci_low", "ci_high", "p_value", "status"]
-    console.print(rich_table("tests (challenger − champion)", tests, cols))
-    if d["bayesian"]:
-        b = d["bayesian"]
-        console.print(
-            f"Bayesian: P(challenger better) = {b['chance_to_beat_control']:.1%}, "
-            f"expected loss if promoted {b['expected_loss_treatment']:.4g}"
-        )
-    criteria = Table(title="criteria", title_justify="left")
-    criteria.add_column("criterion", no_wrap=True)
-    criteria.add_column("met", justify="center")
-    criteria.add_column("detail", overflow="fold")
-    for c in d["criteria"]:
-        mark = "[green]yes[/green]" if c["met"] else "[red]no[/red]"
-        criteria.add_row(c["name"], mark, c["detail"])
-    console.print(criteria)
-    line = f"verdict: [bold {colour}]{d['decision']}[/bold {colour}]"
-    if d["estimated_remaining_sample"]:
-        line += f" (about {d['estimated_remaining_sample']:,} more labelled rows per arm)"
-    console.print(line)
-    for note in d["notes"]:
-        console.print(f"[dim]note: {note}[/dim]")

@@ -31,7 +31,7 @@ def demo(
     from rich.console import Console
 
     from arbiter.cli.output import print_json
-    from arbiter.cli.render import print_summary
+    from arbiter.cli.render import print_analysis, print_summary
     from arbiter.demo.run import DemoOptions, run_demo
     from arbiter.report.markdown import render_markdown
 
@@ -45,11 +45,15 @@ def demo(
     path = reports / "fraud-report.md"
     path.write_text(render_markdown(summary), encoding="utf-8")
     summary["demo"]["report"] = str(path)
+    analyses = summary.pop("_analyses")
     if json_output:
         print_json(summary)
         return
     print_summary(console, summary)
+    for analysis in analyses:
+        print_analysis(console, analysis)
     console.print(
         f"\nDone in {summary['demo']['seconds']} s. Report: {path}\n"
+        f"Analysis (HTML, with plots): {summary['analysis_html']}\n"
         f"Serve the same models: [bold]arbiter serve --home {summary['demo']['home']}[/bold]"
     )
