@@ -10,13 +10,16 @@ import typer
 
 def register_commands(app: typer.Typer) -> None:
     """Attach every command and command group to ``app``."""
-    from arbiter.cli.commands import analyze, demo, export, report, serve, stats
+    from arbiter.cli.commands import analyze, demo, export, history, report, serve, stats
 
     app.command("demo")(demo.demo)
     app.command("serve")(serve.serve)
     app.command("report")(report.report)
     app.command("analyze")(analyze.analyze)
     app.command("export")(export.export)
+    app.command("history")(history.history)
+    app.command("promote")(history.promote)
+    app.command("rollback")(history.rollback)
     app.add_typer(
         stats.app, name="stats", help="Calculators for analysts: tests, sample sizes, SRM."
     )
