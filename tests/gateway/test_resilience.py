@@ -143,3 +143,45 @@ def test_token_protects_feedback(
         assert ok.status_code == 200
     with EventStore(home.root).connect() as con:
         assert con.execute("SELECT count(*) FROM feedback").fetchone() == (1,)
+
+
+def test_forced_arm_needs_the_token_and_is_excluded_from_reports(
+    running: Any, fraud_rows: list[dict[str, float]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARBITER_API_TOKEN", "s3cret")
+    server, home = running({"fraud": {"experiment": {"strategy": "ab", "challenger_share": 0.0}}})
+    url = server.url + "/models/fraud/predict"
+    body = {"features": fraud_rows[0]}
+    force = {"X-Arbiter-Arm": "challenger"}
+    assert httpx.post(url, json=body, headers=force).status_code == 401
+    auth = {**force, "Authorization": "Bearer s3cret"}
+    forced = httpx.post(url, json=body, headers=auth)
+    assert forced.status_code == 200 and forced.json()["arm"] == "challenger"
+    assert forced.json()["version"] == "2"
+    bad = httpx.post(url, json=body, headers={**auth, "X-Arbiter-Arm": "nobody"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "X-Arbiter-Arm"
+    normal = httpx.post(url, json=body)
+    assert normal.json()["arm"] == "champion"  # share 0: nobody else sees the challenger
+    server.stop()
+    with EventStore(home.root).connect() as con:
+        rows = con.execute(
+            "SELECT arm, forced, count(*) FROM predictions GROUP BY ALL ORDER BY arm"
+        ).fetchall()
+    assert rows == [("challenger", True, 1), ("champion", False, 1)]
+    from arbiter.report.summary import summarize
+
+    with EventStore(home.root).connect() as con:
+        arms = summarize(con, "fraud")["experiments"][0]["arms"]
+    assert [a["arm"] for a in arms] == ["champion"]
+
+
+def test_forcing_without_a_configured_token_is_forbidden(
+    running: Any, fraud_rows: list[dict[str, float]]
+) -> None:
+    server, _ = running({"fraud": {"experiment": {"strategy": "ab"}}})
+    r = httpx.post(
+        server.url + "/models/fraud/predict",
+        json={"features": fraud_rows[0]},
+        headers={"X-Arbiter-Arm": "challenger"},
+    )
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"

@@ -141,6 +141,7 @@ def create_app(
             store=store,
             dispatcher=Dispatcher(writer, metrics, shadows),
             shadows=shadows,
+            token=token,
         )
         app.state.arbiter = state
         poller = asyncio.create_task(_poll_registry(state, config.registry.poll_interval_s))

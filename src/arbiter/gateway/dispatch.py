@@ -22,7 +22,7 @@ from arbiter.gateway.pool import Endpoint
 from arbiter.gateway.responses import NotReadyError
 from arbiter.gateway.shadow import ShadowExecutor
 from arbiter.prediction_log import RequestContext, encode_features, prediction_columns
-from arbiter.routing import CHAMPION
+from arbiter.routing import CHAMPION, Route
 from arbiter.servable import Scored, ServableModel
 
 log = logging.getLogger(__name__)
@@ -150,18 +150,29 @@ class Dispatcher:
         *,
         unit_id: str | None,
         protocol: str,
+        forced_arm: str | None = None,
     ) -> Outcome:
         """Score ``inp`` with the arm the experiment picks; mirror to the shadow if any.
+
+        ``forced_arm`` (a tester's ``X-Arbiter-Arm``) overrides the experiment: the request is
+        served by that arm, not shadowed, and logged with ``forced`` so analyses leave it out.
 
         Raises InvalidInputError (nothing logged), NotReadyError, or ModelError (logged with the
         error, since the request was valid and a model failed on it).
         """
         ts_us = time.time_ns() // 1000
         route = endpoint.strategy.route(unit_id, self.rng.random())
+        if forced_arm is not None:
+            alias = (
+                endpoint.config.champion_alias
+                if forced_arm == CHAMPION
+                else endpoint.config.experiment.challenger_alias
+            )
+            route = Route(forced_arm, alias, None, unit_random=route.unit_random)
         models = endpoint.models  # one read: a concurrent swap cannot mix versions in a request
         arm, alias = route.arm, route.alias
         model = models.get(alias)
-        if model is None and arm != CHAMPION:  # challenger not loaded yet: champion serves
+        if model is None and arm != CHAMPION and forced_arm is None:  # challenger not loaded
             arm, alias = CHAMPION, endpoint.config.champion_alias
             model = models.get(alias)
         if model is None:
@@ -180,6 +191,7 @@ class Dispatcher:
             unit_random=route.unit_random,
             arm=arm,
             protocol=protocol,
+            forced=forced_arm is not None,
         )
         start = time.perf_counter()
         try:

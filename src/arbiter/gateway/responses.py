@@ -49,6 +49,10 @@ class UnauthorizedError(ArbiterError):
     """Missing or wrong API token: HTTP 401."""
 
 
+class ForbiddenError(ArbiterError):
+    """The request asks for something this server does not allow: HTTP 403."""
+
+
 def status_for(exc: BaseException) -> tuple[int, str]:
     """HTTP status and error code for an exception."""
     table: list[tuple[type[BaseException], int, str]] = [
@@ -58,6 +62,7 @@ def status_for(exc: BaseException) -> tuple[int, str]:
         (InvalidInputError, 422, "invalid_input"),
         (NotFoundError, 404, "not_found"),
         (UnauthorizedError, 401, "unauthorized"),
+        (ForbiddenError, 403, "forbidden"),
         (NotReadyError, 503, "not_ready"),
         (ModelError, 500, "model_error"),
         (EventStoreError, 503, "event_store_error"),
@@ -91,6 +96,7 @@ def parse_json(body: bytes) -> Any:
 
 __all__ = [
     "BodyTooLargeError",
+    "ForbiddenError",
     "MalformedBodyError",
     "NotReadyError",
     "ORJSONResponse",

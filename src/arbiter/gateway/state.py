@@ -27,6 +27,7 @@ class GatewayState:
     store: Any  # arbiter.events.EventStore
     dispatcher: Dispatcher
     shadows: dict[str, ShadowExecutor] = field(default_factory=dict)
+    token: str | None = None  # the API token, read once at start-up
     started_at: float = field(default_factory=time.time)
 
     def count_ok(self, model: str, arm: str, protocol: str, start: float) -> None:

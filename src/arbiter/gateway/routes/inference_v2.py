@@ -19,6 +19,7 @@ from starlette.routing import Route
 from arbiter import __version__
 from arbiter.errors import ArbiterError, InvalidInputError
 from arbiter.gateway.dispatch import FrameInput
+from arbiter.gateway.forcing import forced_arm
 from arbiter.gateway.pool import Endpoint
 from arbiter.gateway.protocols import inference_v2 as v2
 from arbiter.gateway.responses import NotReadyError, ORJSONResponse, status_for
@@ -193,6 +194,7 @@ async def infer(request: Request) -> Response:
             FrameInput(frame),
             unit_id=str(unit) if unit is not None else None,
             protocol="v2",
+            forced_arm=forced_arm(request, endpoint, state.token),
         )
         body, headers = v2.encode_infer_response(
             name,

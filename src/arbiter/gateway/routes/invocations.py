@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from arbiter.errors import ArbiterError, InvalidInputError, ModelError, NotFoundError
 from arbiter.gateway.dispatch import FrameInput
+from arbiter.gateway.forcing import forced_arm
 from arbiter.gateway.protocols import mlflow_scoring
 from arbiter.gateway.responses import NotReadyError, status_for
 from arbiter.gateway.state import GatewayState
@@ -58,7 +59,11 @@ async def _score(request: Request, name: str) -> Response:
         )
         unit = request.headers.get(endpoint.config.experiment.unit_header) or None
         outcome = state.dispatcher.serve(
-            endpoint, FrameInput(parsed.data, parsed.params), unit_id=unit, protocol="mlflow"
+            endpoint,
+            FrameInput(parsed.data, parsed.params),
+            unit_id=unit,
+            protocol="mlflow",
+            forced_arm=forced_arm(request, endpoint, state.token),
         )
         body = mlflow_scoring.encode_predictions(outcome.scored.raw, unwrapped=parsed.unwrapped)
     except ArbiterError as exc:

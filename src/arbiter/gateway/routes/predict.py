@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from arbiter.errors import ArbiterError, InvalidInputError
 from arbiter.gateway.dispatch import RowsInput
+from arbiter.gateway.forcing import forced_arm
 from arbiter.gateway.responses import (
     ORJSONResponse,
     UnsupportedMediaTypeError,
@@ -129,7 +130,11 @@ async def predict(request: Request) -> Response:
             )
         unit = unit_from(request, body, exp.unit_field, exp.unit_header)
         outcome = state.dispatcher.serve(
-            endpoint, RowsInput(rows, "features", single=single), unit_id=unit, protocol="arbiter"
+            endpoint,
+            RowsInput(rows, "features", single=single),
+            unit_id=unit,
+            protocol="arbiter",
+            forced_arm=forced_arm(request, endpoint, state.token),
         )
     except ArbiterError as exc:
         state.count_error(name, exc)
