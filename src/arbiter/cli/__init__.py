@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     from arbiter.errors import ArbiterError
 
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone_mode=False returns typer.Exit's code instead of exiting with it.
+        code = app(args=argv, standalone_mode=False)
     except ArbiterError as exc:
         fail(str(exc))
         sys.exit(_exit_code_for(exc))
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         fail(f"unexpected {type(exc).__name__}: {exc} (set ARBITER_DEBUG=1 for the traceback)")
         sys.exit(status_codes.ERROR)
-    sys.exit(status_codes.SUCCESS)
+    sys.exit(code if isinstance(code, int) else status_codes.SUCCESS)
 
 
 __all__ = ["app", "main"]

@@ -10,3 +10,4 @@ CONFIG_ERROR = 4
 REGISTRY_ERROR = 5
 EVENT_STORE_ERROR = 6
 INTERRUPTED = 130
+GATE_FAILED = 10  # arbiter gate: the challenger did not pass the offline gate

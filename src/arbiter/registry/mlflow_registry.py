@@ -182,11 +182,13 @@ class MLflowRegistry:
         metrics: dict[str, float] | None = None,
         tags: dict[str, str] | None = None,
         experiment: str = DEFAULT_EXPERIMENT,
+        extra_pip_requirements: tuple[str, ...] = (),
     ) -> str:
         """Log a fitted scikit-learn model, register it as a new version of ``name``.
 
         ``example`` (a DataFrame of a few rows) gives the signature, so the gateway can validate
-        requests. Returns the new version number as a string.
+        requests. ``extra_pip_requirements`` adds packages the estimator needs beyond
+        scikit-learn (``"lightgbm"`` for its sklearn API). Returns the new version number.
         """
         import mlflow
         import skops.io
@@ -211,7 +213,7 @@ class MLflowRegistry:
                     model,
                     name="model",
                     signature=signature,
-                    pip_requirements=list(SKLEARN_PIP_REQUIREMENTS),
+                    pip_requirements=[*SKLEARN_PIP_REQUIREMENTS, *extra_pip_requirements],
                     serialization_format="skops",
                     skops_trusted_types=trusted or None,
                     registered_model_name=name,
@@ -224,6 +226,86 @@ class MLflowRegistry:
         for alias in aliases:
             self.set_alias(name, alias, version)
         return version
+
+    def start_run(
+        self,
+        *,
+        run_name: str | None = None,
+        params: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        parent_run_id: str | None = None,
+        experiment: str = DEFAULT_EXPERIMENT,
+    ) -> str:
+        """Create a tracking run (left running) and return its id.
+
+        ``parent_run_id`` nests it under another run, as MLflow's UI shows child runs.
+        Finish it with :meth:`end_run`.
+        """
+        from mlflow.entities import Param
+
+        all_tags = dict(tags or {})
+        if parent_run_id is not None:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        try:
+            run = self._client.create_run(
+                self._experiment_id(experiment), run_name=run_name, tags=all_tags
+            )
+            run_id = str(run.info.run_id)
+            if params:
+                # MLflow params are strings of at most 6000 characters, logged once.
+                batch = [Param(k, str(v)[:6000]) for k, v in params.items()]
+                self._client.log_batch(run_id, params=batch)
+        except Exception as exc:
+            raise self._wrap(exc, f"creating run {run_name or ''}".strip()) from exc
+        return run_id
+
+    def end_run(
+        self,
+        run_id: str,
+        *,
+        metrics: dict[str, float] | None = None,
+        tags: dict[str, str] | None = None,
+        status: str = "FINISHED",
+    ) -> None:
+        """Log final ``metrics`` and ``tags`` on a run and set its status (FINISHED, FAILED...)."""
+        import time
+
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        try:
+            self._client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+                tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+            )
+            self._client.set_terminated(run_id, status=status)
+        except Exception as exc:
+            raise self._wrap(exc, f"finishing run {run_id}") from exc
+
+    def model_version_run_id(self, name: str, version: str) -> str | None:
+        """The id of the run that logged ``name`` v``version`` (None if it has none)."""
+        try:
+            found = self._client.get_model_version(name, str(version))
+        except Exception as exc:
+            raise self._wrap(exc, f"{name} v{version}") from exc
+        return found.run_id or None
+
+    def set_model_version_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
+        """Set (overwrite) tags on one model version."""
+        try:
+            for key, value in tags.items():
+                self._client.set_model_version_tag(name, str(version), key, str(value))
+        except Exception as exc:
+            raise self._wrap(exc, f"tagging {name} v{version}") from exc
+
+    def model_version_tags(self, name: str, version: str) -> dict[str, str]:
+        """The tags of one model version."""
+        try:
+            found = self._client.get_model_version(name, str(version))
+        except Exception as exc:
+            raise self._wrap(exc, f"{name} v{version}") from exc
+        return dict(found.tags or {})
 
     def log_pyfunc_model(
         self,

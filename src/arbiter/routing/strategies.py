@@ -6,7 +6,7 @@ builds one per served model from the home's configuration.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from arbiter.routing.split import Arm, Split, sample_shadow
@@ -78,9 +78,12 @@ class ABTest:
     salt: str
     name: str = "ab"
 
-    @property
-    def split(self) -> Split:
-        return Split(self.salt, CHAMPION, (Arm(CHALLENGER, self.challenger_share),))
+    split: Split = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Built once: route() runs on every request.
+        split = Split(self.salt, CHAMPION, (Arm(CHALLENGER, self.challenger_share),))
+        object.__setattr__(self, "split", split)
 
     def route(self, unit_id: str | None, draw: float) -> Route:
         assignment = self.split.assign(unit_id, draw)

@@ -10,13 +10,25 @@ import typer
 
 def register_commands(app: typer.Typer) -> None:
     """Attach every command and command group to ``app``."""
-    from arbiter.cli.commands import analyze, demo, export, history, report, serve, stats
+    from arbiter.cli.commands import (
+        analyze,
+        demo,
+        export,
+        gate,
+        history,
+        report,
+        retrain,
+        serve,
+        stats,
+    )
 
     app.command("demo")(demo.demo)
     app.command("serve")(serve.serve)
     app.command("report")(report.report)
     app.command("analyze")(analyze.analyze)
     app.command("export")(export.export)
+    app.command("retrain")(retrain.retrain)
+    app.command("gate")(gate.gate)
     app.command("history")(history.history)
     app.command("promote")(history.promote)
     app.command("rollback")(history.rollback)

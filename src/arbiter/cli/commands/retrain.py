@@ -1,0 +1,140 @@
+"""``arbiter retrain``: search a model space with Optuna and register the best as challenger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from arbiter.cli.options import HomeOption, JsonOption, ModelOption
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet file as a DataFrame (by extension)."""
+    import pandas as pd
+
+    from arbiter.errors import InvalidInputError, NotFoundError
+
+    if not path.exists():
+        raise NotFoundError(f"no such file: {path}")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix in (".csv", ".txt") or path.name.lower().endswith(".csv.gz"):
+        return pd.read_csv(path)
+    raise InvalidInputError(f"{path}: expected a .csv or .parquet file", field="path")
+
+
+def split_label(frame: pd.DataFrame, label: str, path: Path) -> tuple[pd.DataFrame, Any]:
+    """``(features, labels)`` of a table with a ``label`` column."""
+    from arbiter.errors import InvalidInputError
+
+    if label not in frame.columns:
+        raise InvalidInputError(
+            f"{path} has no column {label!r}; columns: {', '.join(map(str, frame.columns))}",
+            field="--label",
+        )
+    return frame.drop(columns=[label]), frame[label].to_numpy()
+
+
+def retrain(
+    model: str = ModelOption,
+    home: Path = HomeOption,
+    data: Path = typer.Option(..., "--data", "-d", help="Training data (.csv or .parquet)."),
+    label: str = typer.Option(..., "--label", "-l", help="Column of DATA with the labels."),
+    trials: int = typer.Option(20, "--trials", "-n", min=1, help="Number of Optuna trials."),
+    timeout: float = typer.Option(
+        None, "--timeout", help="Stop the search after this many seconds."
+    ),
+    include_traffic: str = typer.Option(
+        None,
+        "--include-traffic",
+        help="Also train on labelled served traffic of MODEL from this period (7d, 12h).",
+    ),
+    search: str = typer.Option("all", "--search", help="Model space: sklearn, lightgbm or all."),
+    metric: str = typer.Option(
+        None,
+        "--metric",
+        help="scikit-learn scorer (default roc_auc; neg_root_mean_squared_error for regression).",
+    ),
+    cv: int = typer.Option(5, "--cv", min=2, help="Cross-validation folds."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampler, folds and estimators."),
+    alias: str = typer.Option("challenger", "--alias", help="Alias for the new version."),
+    json_output: bool = JsonOption,
+) -> None:
+    """Train candidates with a seeded Optuna search, register the best as MODEL@challenger.
+
+    Every trial is logged as an MLflow run (child of one run per search). The best model is
+    refitted on all the data. Then run `arbiter gate` to compare it with the champion.
+    See docs/retrain-and-gate.md.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from arbiter.cli.output import console, err_console, print_json
+    from arbiter.errors import InvalidInputError
+    from arbiter.events import EventStore
+    from arbiter.home import Home
+    from arbiter.registry import registry_for_home
+    from arbiter.retrain import SPACES, TrialSummary, labelled_traffic, parse_duration
+    from arbiter.retrain import retrain as run_retrain
+
+    if search not in SPACES:
+        raise InvalidInputError(
+            f"--search must be one of {', '.join(SPACES)}, got {search!r}", field="--search"
+        )
+    h = Home.at(home)
+    x, y = split_label(read_table(data), label, data)
+    traffic = None
+    if include_traffic:
+        window = parse_duration(include_traffic)
+        if h.events.exists():
+            traffic = labelled_traffic(
+                EventStore(h.root), model, window=window, features=list(x.columns)
+            )
+    registry = registry_for_home(h.root, h.tracking_uri())
+    # The bar goes to stderr so that --json output on stdout stays parseable.
+    with Progress(
+        TextColumn("[bold]search[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[best]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=json_output,
+    ) as progress:
+        task = progress.add_task("search", total=trials, best="")
+
+        def on_trial(summary: TrialSummary) -> None:
+            best = "" if summary.best_value is None else f"best {summary.best_value:.4f}"
+            progress.update(task, completed=summary.n_finished, best=best)
+
+        result = run_retrain(
+            registry,
+            model,
+            x,
+            y,
+            traffic=traffic,
+            search=search,  # type: ignore[arg-type]
+            metric=metric,
+            n_trials=trials,
+            timeout=timeout,
+            cv=cv,
+            seed=seed,
+            alias=alias,
+            on_trial=on_trial,
+        )
+    if json_output:
+        print_json(result.to_dict())
+        return
+    console.print(
+        f"registered [bold]{model}[/bold] v{result.version} as @{result.alias}: "
+        f"{result.metric} {result.best_score:.4f} ± {result.best_score_std:.4f} "
+        f"(best of {result.n_trials} trials, {result.n_rows} rows of which "
+        f"{result.n_traffic_rows} from traffic, {result.duration:.1f} s)"
+    )
+    console.print(f"best parameters: {result.best_params}", highlight=False)
+    console.print(f"search id {result.search_id}; next: arbiter gate --model {model} ...")

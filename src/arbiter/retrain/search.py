@@ -1,0 +1,407 @@
+"""Retraining: a seeded Optuna search over a model space, each trial an MLflow run.
+
+:func:`retrain` cross-validates candidates on the training data (plus recent labelled
+traffic, if given), refits the best on all of it and registers it as a new version with the
+``challenger`` alias. It prints nothing: progress goes to an optional ``on_trial`` callback,
+so the same call works in a notebook and behind the CLI's progress bar.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from arbiter.errors import ArbiterError, InvalidInputError
+from arbiter.registry.mlflow_registry import DEFAULT_EXPERIMENT, MLflowRegistry
+from arbiter.retrain.space import ModelFactory, SpaceName, Task, extra_requirements, model_space
+from arbiter.retrain.tracking import (
+    CV_MEAN,
+    CV_STD,
+    SEARCH_ID_TAG,
+    MLflowTrialLogger,
+    TrialSummary,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+#: Model version tags written by :func:`retrain`.
+TAG_PARENT_RUN = "arbiter.retrain.parent_run_id"
+TAG_METRIC = "arbiter.retrain.metric"
+TAG_CV_SCORE = "arbiter.retrain.cv_score"
+TAG_N_ROWS = "arbiter.retrain.n_rows"
+TAG_N_TRAFFIC_ROWS = "arbiter.retrain.n_traffic_rows"
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainResult:
+    """What :func:`retrain` registered and how it was chosen.
+
+    ``best_score`` is the mean cross-validated ``metric`` of the best trial (higher is better:
+    error metrics are negated, as sklearn's ``neg_*`` scorers do). ``duration`` is in seconds.
+    """
+
+    version: str
+    best_params: dict[str, Any]
+    best_score: float
+    n_trials: int
+    search_id: str
+    duration: float
+    best_score_std: float = math.nan
+    metric: str = ""
+    task: str = ""
+    alias: str = "challenger"
+    n_rows: int = 0
+    n_traffic_rows: int = 0
+    parent_run_id: str = ""
+    trial_run_ids: tuple[str, ...] = field(default_factory=tuple)
+    profile_logged: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a dict of plain Python values."""
+        out = asdict(self)
+        out["trial_run_ids"] = list(self.trial_run_ids)
+        return out
+
+
+def infer_task(y: np.ndarray) -> Task:
+    """``"classification"`` for binary/multi-class targets, else ``"regression"``."""
+    from sklearn.utils.multiclass import type_of_target
+
+    kind = type_of_target(y)
+    if kind in ("binary", "multiclass"):
+        return "classification"
+    if kind in ("continuous",):
+        return "regression"
+    raise InvalidInputError(f"cannot train on a {kind!r} target", field="y")
+
+
+def default_metric(task: Task, y: np.ndarray) -> str:
+    """``roc_auc`` (binary), ``roc_auc_ovr`` (multi-class), ``neg_root_mean_squared_error``."""
+    if task == "regression":
+        return "neg_root_mean_squared_error"
+    return "roc_auc" if np.unique(y).size <= 2 else "roc_auc_ovr"
+
+
+def _training_matrix(
+    x: pd.DataFrame, y: Any, traffic: tuple[pd.DataFrame, Any] | None
+) -> tuple[pd.DataFrame, np.ndarray, int]:
+    import pandas as pd
+
+    if not isinstance(x, pd.DataFrame):
+        raise InvalidInputError("x must be a pandas DataFrame with named columns", field="x")
+    y = np.asarray(y)
+    if y.ndim != 1 or y.size != len(x):
+        raise InvalidInputError(
+            f"y must be one label per row of x: {y.shape} labels for {len(x)} rows", field="y"
+        )
+    frame = x.reset_index(drop=True)
+    n_traffic = 0
+    if traffic is not None:
+        tx, ty = traffic
+        ty = np.asarray(ty)
+        # Traffic logs whatever the callers sent: keep the training columns, drop rows that
+        # lack one (or the label) rather than impute features the model never saw.
+        tx = tx.reindex(columns=frame.columns).reset_index(drop=True)
+        keep = tx.notna().all(axis=1).to_numpy() & pd.notna(ty)
+        dropped = int((~keep).sum())
+        if dropped:
+            log.info("dropped %d traffic rows with a missing feature or label", dropped)
+        tx, ty = tx[keep], ty[keep]
+        n_traffic = len(tx)
+        if n_traffic:
+            if y.dtype.kind in "iub" and ty.dtype.kind == "f":
+                ty = ty.astype(y.dtype)
+            frame = pd.concat([frame, tx], ignore_index=True)
+            y = np.concatenate([y, ty.astype(y.dtype, copy=False)])
+    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if bad:
+        raise InvalidInputError(
+            f"non-numeric feature columns {bad}: encode them before retraining "
+            "(the built-in spaces fit on a float matrix)",
+            field="x",
+        )
+    if len(frame) == 0:
+        raise InvalidInputError("no training rows", field="x")
+    return frame.astype(np.float64), y, n_traffic
+
+
+def _splitter(task: Task, cv: int, seed: int) -> Any:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if task == "classification":
+        return StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
+    return KFold(n_splits=cv, shuffle=True, random_state=seed)
+
+
+def _training_output(estimator: Any, matrix: np.ndarray) -> np.ndarray:
+    """What the model outputs on its training rows: P(positive) for binary classifiers."""
+    proba = getattr(estimator, "predict_proba", None)
+    classes = getattr(estimator, "classes_", None)
+    if proba is not None and classes is not None and len(classes) == 2:
+        return np.asarray(proba(matrix))[:, 1]
+    return np.asarray(estimator.predict(matrix))
+
+
+def _store_reference_profile(
+    registry: MLflowRegistry,
+    name: str,
+    version: str,
+    frame: pd.DataFrame,
+    prediction: np.ndarray,
+    metadata: dict[str, str],
+) -> bool:
+    """Hook: store the training data's drift reference profile with the new version.
+
+    Uses :mod:`arbiter.drift` (``build_profile``, ``log_profile``: the profile goes on the
+    version's run) and returns whether a profile was stored; without that package, nothing.
+    """
+    try:
+        from arbiter.drift import build_profile, log_profile
+    except ImportError:
+        log.debug("arbiter.drift is not available: no reference profile stored")
+        return False
+    profile = build_profile(frame, prediction=prediction, metadata=metadata)
+    log_profile(registry.tracking_uri, name, version, profile, registry_uri=registry.registry_uri)
+    return True
+
+
+def retrain(
+    registry: MLflowRegistry,
+    name: str,
+    x: pd.DataFrame,
+    y: Any,
+    *,
+    traffic: tuple[pd.DataFrame, Any] | None = None,
+    search: SpaceName | ModelFactory = "all",
+    metric: str | None = None,
+    task: Task | None = None,
+    n_trials: int | None = 20,
+    timeout: float | None = None,
+    cv: int = 5,
+    seed: int = 0,
+    alias: str = "challenger",
+    experiment: str = DEFAULT_EXPERIMENT,
+    on_trial: Callable[[TrialSummary], None] | None = None,
+    reference_profile: bool = True,
+    n_jobs: int = 1,
+) -> RetrainResult:
+    """Search a model space with Optuna, register the best model as ``name@alias``.
+
+    Parameters
+    ----------
+    registry : MLflowRegistry
+        Where trial runs are logged and the new version is registered.
+    name : str
+        Registered model name.
+    x : pandas.DataFrame
+        Training features (numeric columns; their names become the model's signature).
+    y : array-like
+        Training labels or targets.
+    traffic : (DataFrame, array), optional
+        Labelled production rows to train on as well (see :func:`labelled_traffic`); aligned
+        to ``x``'s columns, rows missing a feature are dropped.
+    search : {"sklearn", "lightgbm", "all"} or callable, default "all"
+        A built-in space (:func:`model_space`) or a factory ``trial -> estimator``.
+    metric : str, optional
+        A scikit-learn scorer name. Default: ``roc_auc`` for binary classification,
+        ``roc_auc_ovr`` for multi-class, ``neg_root_mean_squared_error`` for regression.
+    task : {"classification", "regression"}, optional
+        Inferred from ``y`` by default.
+    n_trials, timeout : optional
+        Stop after this many trials or seconds, whichever comes first (at least one of them).
+    cv : int, default 5
+        Cross-validation folds (stratified for classification, shuffled with ``seed``).
+    seed : int, default 0
+        Seeds the TPE sampler, the folds and the estimators: same data and seed, same result.
+    alias : str, default "challenger"
+        Alias given to the new version.
+    experiment : str
+        MLflow experiment of the runs.
+    on_trial : callable, optional
+        Called with a :class:`TrialSummary` after each trial (progress bars).
+    reference_profile : bool, default True
+        Store the training data's drift profile with the version (when :mod:`arbiter.drift`
+        is available).
+    n_jobs : int, default 1
+        Parallel folds in ``cross_val_score``.
+
+    Returns
+    -------
+    RetrainResult
+
+    Raises
+    ------
+    InvalidInputError
+        Bad data, space, metric or limits.
+    RegistryError
+        MLflow failed; the search's parent run is marked FAILED.
+    """
+    import optuna
+    from sklearn.metrics import get_scorer
+    from sklearn.model_selection import cross_val_score
+
+    if n_trials is None and timeout is None:
+        raise InvalidInputError("give n_trials or timeout (or both)", field="n_trials")
+    if n_trials is not None and n_trials < 1:
+        raise InvalidInputError(f"n_trials must be >= 1, got {n_trials}", field="n_trials")
+    if cv < 2:
+        raise InvalidInputError(f"cv must be >= 2 folds, got {cv}", field="cv")
+    started = time.perf_counter()
+    frame, labels, n_traffic = _training_matrix(x, y, traffic)
+    task = task or infer_task(labels)
+    metric = metric or default_metric(task, labels)
+    try:
+        get_scorer(metric)
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"unknown metric {metric!r}: use a scikit-learn scorer name (roc_auc, accuracy, "
+            "neg_root_mean_squared_error, ...)",
+            field="metric",
+        ) from exc
+    factory = search if callable(search) else model_space(search, task=task, seed=seed)
+    space_name = search if isinstance(search, str) else getattr(search, "__name__", "custom")
+    matrix = frame.to_numpy()
+    folds = _splitter(task, cv, seed)
+    search_id = uuid.uuid4().hex
+    parent_run_id = registry.start_run(
+        run_name=f"retrain-{name}",
+        params={
+            "search": space_name,
+            "metric": metric,
+            "task": task,
+            "n_trials": n_trials,
+            "timeout": timeout,
+            "cv": cv,
+            "seed": seed,
+            "n_rows": len(frame),
+            "n_traffic_rows": n_traffic,
+        },
+        tags={SEARCH_ID_TAG: search_id, "arbiter.model": name},
+        experiment=experiment,
+    )
+    trial_logger = MLflowTrialLogger(
+        registry, parent_run_id, search_id, model=name, metric=metric, experiment=experiment
+    )
+
+    def objective(trial: Any) -> float:
+        estimator = factory(trial)
+        scores = cross_val_score(
+            estimator, matrix, labels, scoring=metric, cv=folds, n_jobs=n_jobs, error_score="raise"
+        )
+        trial.set_user_attr(CV_MEAN, float(np.mean(scores)))
+        trial.set_user_attr(CV_STD, float(np.std(scores)))
+        return float(np.mean(scores))
+
+    def report(study: Any, trial: Any) -> None:
+        if on_trial is None:
+            return
+        try:
+            best = float(study.best_value)
+        except ValueError:  # no complete trial yet
+            best = None
+        on_trial(
+            TrialSummary(
+                number=trial.number,
+                state=trial.state.name,
+                value=trial.value,
+                cv_std=trial.user_attrs.get(CV_STD),
+                params=dict(trial.params),
+                duration_s=trial.duration.total_seconds() if trial.duration else 0.0,
+                best_value=best,
+                n_finished=len(study.trials),
+                run_id=trial_logger.run_ids.get(trial.number),
+            )
+        )
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no per-trial INFO lines on stderr
+    try:
+        study = optuna.create_study(
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            study_name=search_id,
+        )
+        study.optimize(
+            objective, n_trials=n_trials, timeout=timeout, callbacks=[trial_logger, report]
+        )
+        complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+        if not complete:
+            raise ArbiterError(
+                f"no trial of the search finished (timeout {timeout} s); allow more time"
+            )
+        best = study.best_trial
+        estimator = factory(optuna.trial.FixedTrial(best.params, number=best.number))
+        estimator.fit(matrix, labels)
+        version = registry.log_sklearn_model(
+            name,
+            estimator,
+            frame.head(5),
+            aliases=(alias,),
+            params=best.params,
+            metrics={
+                f"cv_{metric}_mean": best.user_attrs[CV_MEAN],
+                f"cv_{metric}_std": best.user_attrs[CV_STD],
+            },
+            tags={
+                SEARCH_ID_TAG: search_id,
+                TAG_PARENT_RUN: parent_run_id,
+                TAG_METRIC: metric,
+                TAG_CV_SCORE: repr(float(best.value)),
+                TAG_N_ROWS: str(len(frame)),
+                TAG_N_TRAFFIC_ROWS: str(n_traffic),
+            },
+            experiment=experiment,
+            extra_pip_requirements=extra_requirements(estimator),
+        )
+        profile_logged = reference_profile and _store_reference_profile(
+            registry,
+            name,
+            version,
+            frame,
+            _training_output(estimator, matrix),
+            {"model": name, "version": version, SEARCH_ID_TAG: search_id},
+        )
+    except BaseException:
+        try:
+            registry.end_run(parent_run_id, status="FAILED")
+        except Exception:  # keep the original error; this one is only worth a log line
+            log.warning("could not mark run %s as FAILED", parent_run_id, exc_info=True)
+        raise
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    duration = time.perf_counter() - started
+    registry.end_run(
+        parent_run_id,
+        metrics={f"best_cv_{metric}": float(best.value), "duration_s": duration},
+        tags={"arbiter.best_version": version, "arbiter.best_trial": str(best.number)},
+    )
+    return RetrainResult(
+        version=version,
+        best_params=dict(best.params),
+        best_score=float(best.value),
+        n_trials=len(complete),
+        search_id=search_id,
+        duration=duration,
+        best_score_std=float(best.user_attrs[CV_STD]),
+        metric=metric,
+        task=task,
+        alias=alias,
+        n_rows=len(frame),
+        n_traffic_rows=n_traffic,
+        parent_run_id=parent_run_id,
+        trial_run_ids=tuple(trial_logger.run_ids[n] for n in sorted(trial_logger.run_ids)),
+        profile_logged=profile_logged,
+    )
+
+
+__all__ = ["RetrainResult", "default_metric", "infer_task", "retrain"]

@@ -1,0 +1,63 @@
+"""`arbiter retrain`, driven through Typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from arbiter.cli.commands import retrain as retrain_command
+from arbiter.demo.data import make_transactions
+from arbiter.errors import InvalidInputError
+from arbiter.home import Home
+from arbiter.registry import registry_for_home
+
+
+@pytest.fixture
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    app.command("retrain")(retrain_command.retrain)
+    app.command("version")(lambda: None)  # two commands: the app dispatches by name
+    return app
+
+
+@pytest.fixture
+def train_csv(tmp_path: Path) -> Path:
+    train = make_transactions(400, seed=3)
+    path = tmp_path / "train.csv"
+    train.features.assign(is_fraud=train.labels).to_csv(path, index=False)
+    return path
+
+
+def test_retrain_registers_a_challenger(
+    cli: typer.Typer, make_home: Callable[..., Home], train_csv: Path
+) -> None:
+    home = make_home()
+    args = [
+        "retrain", "--home", str(home.root), "--model", "fraud",
+        "--data", str(train_csv), "--label", "is_fraud",
+        "--trials", "2", "--cv", "2", "--search", "sklearn", "--seed", "4",
+        "--include-traffic", "7d", "--json",
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["version"] == "3" and out["n_trials"] == 2 and out["n_traffic_rows"] == 0
+    assert registry_for_home(home.root).aliases("fraud")["challenger"] == "3"
+
+
+def test_retrain_rejects_a_missing_label(
+    cli: typer.Typer, make_home: Callable[..., Home], train_csv: Path
+) -> None:
+    home = make_home()
+    args = [
+        "retrain", "--home", str(home.root), "--model", "fraud",
+        "--data", str(train_csv), "--label", "nope", "--trials", "1",
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert isinstance(result.exception, InvalidInputError)
+    assert "nope" in str(result.exception)
