@@ -45,7 +45,9 @@ def test_core_does_not_import_the_shell(package: str) -> None:
         assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
 
 
-@pytest.mark.parametrize("module", ["arbiter.stats", "arbiter.routing", "arbiter.events"])
+@pytest.mark.parametrize(
+    "module", ["arbiter.stats", "arbiter.routing", "arbiter.events", "arbiter.drift"]
+)
 def test_all_lists_the_public_names(module: str) -> None:
     mod = importlib.import_module(module)
     assert mod.__all__ == sorted(mod.__all__, key=lambda n: (not n.isupper(), n))

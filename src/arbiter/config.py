@@ -45,6 +45,12 @@ class ExperimentConfig(_Frozen):
     shadow_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
     shadow_max_in_flight: int = Field(default=8, ge=1, le=10_000)
     shadow_timeout_s: float = Field(default=5.0, gt=0.0)
+    shadow_executor: Literal["process", "thread"] = Field(
+        default="process",
+        description="process: low-priority worker processes (a CPU-bound challenger cannot "
+        "slow the champion); thread: threads in the gateway process (light challengers).",
+    )
+    shadow_workers: int = Field(default=1, ge=1, le=64, description="process: worker count.")
 
 
 class GuardrailsConfig(_Frozen):

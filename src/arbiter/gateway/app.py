@@ -123,15 +123,22 @@ def create_app(
             flush_interval=config.events.flush_interval_s,
             max_batch=config.events.max_batch,
         ).start()
-        shadows = {
-            name: ShadowExecutor(
+        shadows: dict[str, ShadowExecutor] = {}
+        for name, cfg in config.models.items():
+            if cfg.experiment.strategy != "shadow":
+                continue
+            challenger = pool.endpoints[name].model(cfg.experiment.challenger_alias)
+            shadows[name] = ShadowExecutor(
                 name,
                 max_in_flight=cfg.experiment.shadow_max_in_flight,
                 timeout_s=cfg.experiment.shadow_timeout_s,
+                kind=cfg.experiment.shadow_executor,
+                workers=cfg.experiment.shadow_workers,
+                tracking_uri=getattr(reg, "tracking_uri", None),
+                registry_uri=getattr(reg, "registry_uri", None),
             )
-            for name, cfg in config.models.items()
-            if cfg.experiment.strategy == "shadow"
-        }
+            preload = [(name, challenger.version)] if challenger is not None else []
+            await asyncio.to_thread(shadows[name].start, preload)
         state = GatewayState(
             home=home,
             config=config,

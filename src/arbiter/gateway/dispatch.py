@@ -20,7 +20,7 @@ from arbiter.features import validate_rows
 from arbiter.gateway.metrics import GatewayMetrics
 from arbiter.gateway.pool import Endpoint
 from arbiter.gateway.responses import NotReadyError
-from arbiter.gateway.shadow import ShadowExecutor
+from arbiter.gateway.shadow import ShadowExecutor, ShadowJob
 from arbiter.prediction_log import RequestContext, encode_features, prediction_columns
 from arbiter.routing import CHAMPION, Route
 from arbiter.servable import Scored, ServableModel
@@ -48,6 +48,10 @@ class ModelInput(Protocol):
 
     def score(self, model: ServableModel) -> Scored: ...
 
+    def payload(self) -> tuple[str, Any, dict[str, Any] | None]:
+        """``(kind, data, params)`` to score elsewhere (a shadow worker process)."""
+        ...
+
 
 class RowsInput:
     """Rows as JSON objects (arbiter's protocol, Open Inference Protocol)."""
@@ -74,6 +78,9 @@ class RowsInput:
 
     def score(self, model: ServableModel) -> Scored:
         return model.predict_rows(self.rows)
+
+    def payload(self) -> tuple[str, Any, dict[str, Any] | None]:
+        return "rows", self.rows, None
 
 
 class FrameInput:
@@ -112,6 +119,9 @@ class FrameInput:
 
     def score(self, model: ServableModel) -> Scored:
         return model.predict_frame(self.frame, self.params)
+
+    def payload(self) -> tuple[str, Any, dict[str, Any] | None]:
+        return "frame", self.frame, self.params
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +284,7 @@ class Dispatcher:
                 )
             self._log(ctx, "shadow", alias, model, inp, scored, latency_ms, error)
 
-        if not executor.submit(lambda: inp.score(model), done):
+        if not executor.submit(ShadowJob(model, *inp.payload()), done):
             self.metrics.shadow.labels(endpoint.name, "dropped").inc()
 
 

@@ -1,43 +1,265 @@
 """Shadow execution: score a request with the challenger off the request path.
 
 The caller's response never waits for the shadow. Work is bounded: at most ``max_in_flight``
-shadow calls run at once per model (each in its own worker thread); a request that finds
-every slot busy is dropped and counted rather than queued, so a slow, hanging or failing
-challenger can never build a backlog that hurts the champion. A shadow call that outlives
-``timeout_s`` is logged as a timeout; its slot is freed only when the call really returns, so a
-hung challenger eventually holds every slot and all further shadows are dropped (and counted)
-until it recovers.
+shadow calls per model are accepted at once; a request that finds every slot busy is dropped
+and counted rather than queued, so a slow, hanging or failing challenger can never build a
+backlog. A call that outlives ``timeout_s`` is logged as a timeout; its slot is freed only when
+the call really returns, so a hung challenger ends up holding every slot and further shadows are
+dropped (and counted) until it recovers.
+
+Where the calls run:
+
+``process`` (default)
+    Worker processes at the lowest CPU priority (``nice 19``), each loading the challenger
+    from the registry itself. A CPU-bound challenger holds the GIL; in a thread of the gateway
+    it starves the event loop (champion p99 of seconds at half load, measured in
+    ``benchmarks/gateway.py``), in a low-priority process it only gets the CPU the champion
+    leaves.
+``thread``
+    Daemon threads in the gateway process: no start-up cost, for light challengers and tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import multiprocessing
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from arbiter.servable import Scored, ServableModel
 
 log = logging.getLogger(__name__)
 
 # Called with (scored or None, error or None, latency_ms) exactly once per accepted shadow.
 ShadowDone = Callable[[Any, str | None, float], None]
+Outcome = tuple[Any, str | None, float]
+ExecutorKind = Literal["process", "thread"]
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowJob:
+    """One shadow prediction: which model version, and its input (rows or a frame)."""
+
+    model: ServableModel
+    kind: Literal["rows", "frame"]
+    data: Any
+    params: dict[str, Any] | None = None
+
+    def run(self) -> Scored:
+        return score(self.model, self.kind, self.data, self.params)
+
+
+def score(model: ServableModel, kind: str, data: Any, params: dict[str, Any] | None) -> Scored:
+    if kind == "rows":
+        return model.predict_rows(data)
+    return model.predict_frame(data, params)
+
+
+def _timed(fn: Callable[[], Any]) -> Outcome:
+    start = time.perf_counter()
+    try:
+        result = fn()
+    except Exception as exc:  # a failing challenger is logged, never raised to the caller
+        return None, f"{type(exc).__name__}: {exc}", (time.perf_counter() - start) * 1000.0
+    return result, None, (time.perf_counter() - start) * 1000.0
+
+
+class _ThreadRunner:
+    """Daemon threads, not a ThreadPoolExecutor: the executor joins its threads at exit, so one
+    hung challenger call would keep the process from ever shutting down."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self.size = size
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, preload: list[tuple[str, str]]) -> None:
+        return None
+
+    def run(self, job: ShadowJob, deliver: Callable[[Outcome], None], in_flight: int) -> None:
+        if in_flight > len(self._threads) and len(self._threads) < self.size:
+            thread = threading.Thread(
+                target=self._work, name=f"shadow-{self.name}-{len(self._threads)}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        self._queue.put((job, deliver))
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            job, deliver = item
+            deliver(_timed(job.run))
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+
+
+def _process_main(
+    tracking_uri: str,
+    registry_uri: str | None,
+    tasks: Any,
+    results: Any,
+) -> None:
+    """A shadow worker process: lowest priority, loads models itself, scores jobs forever."""
+    with contextlib.suppress(OSError):
+        os.nice(19)
+    from arbiter.registry import MLflowRegistry
+
+    registry = MLflowRegistry(tracking_uri, registry_uri=registry_uri)
+    models: dict[tuple[str, str], ServableModel] = {}
+
+    def model(name: str, version: str) -> ServableModel:
+        key = (name, version)
+        if key not in models:
+            models.clear()  # keep one version: the challenger moved on
+            models[key] = registry.load(name, version)
+        return models[key]
+
+    def run(name: str, version: str, kind: str, data: Any, params: Any) -> Scored | None:
+        loaded = model(name, version)
+        if kind == "preload":
+            return None
+        return _strip(score(loaded, kind, data, params))
+
+    while (task := tasks.get()) is not None:
+        task_id, *job = task
+        results.put((task_id, _timed(lambda job=job: run(*job))))
+
+
+def _strip(scored: Scored) -> Scored:
+    return Scored(scored.predictions, scored.proba, scored.classes, None)  # raw stays here
+
+
+class _ProcessRunner:
+    """Worker processes fed through a queue; a reader thread hands results back."""
+
+    def __init__(self, name: str, size: int, tracking_uri: str, registry_uri: str | None) -> None:
+        self.name = name
+        self.size = size
+        self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri
+        self._ctx = multiprocessing.get_context("spawn")
+        self._tasks: Any = self._ctx.Queue()
+        self._results: Any = self._ctx.Queue()
+        self._pending: dict[int, Callable[[Outcome], None]] = {}
+        self._ids = itertools.count()
+        self._workers: list[Any] = []
+        self._reader: threading.Thread | None = None
+
+    def start(self, preload: list[tuple[str, str]]) -> None:
+        for i in range(self.size):
+            process = self._ctx.Process(
+                target=_process_main,
+                args=(self.tracking_uri, self.registry_uri, self._tasks, self._results),
+                name=f"arbiter-shadow-{self.name}-{i}",
+                daemon=True,
+            )
+            process.start()
+            self._workers.append(process)
+        self._reader = threading.Thread(
+            target=self._read, name=f"shadow-{self.name}-results", daemon=True
+        )
+        self._reader.start()
+        # Load the challenger before traffic arrives, so the first shadows do not time out.
+        done = threading.Event()
+        waiting = {"n": len(preload) * self.size}
+        lock = threading.Lock()
+
+        def loaded(outcome: Outcome) -> None:
+            if outcome[1] is not None:
+                log.error("shadow worker could not load the challenger: %s", outcome[1])
+            with lock:
+                waiting["n"] -= 1
+                if waiting["n"] <= 0:
+                    done.set()
+
+        if not preload:
+            return
+        for name, version in preload:
+            for _ in range(self.size):
+                self._send(name, version, "preload", None, None, loaded)
+        if not done.wait(120):
+            log.warning("shadow workers of %s still loading after 120 s", self.name)
+
+    def _send(
+        self,
+        name: str,
+        version: str,
+        kind: str,
+        data: Any,
+        params: Any,
+        deliver: Callable[[Outcome], None],
+    ) -> None:
+        task_id = next(self._ids)
+        self._pending[task_id] = deliver
+        self._tasks.put((task_id, name, version, kind, data, params))
+
+    def run(self, job: ShadowJob, deliver: Callable[[Outcome], None], in_flight: int) -> None:
+        self._send(job.model.name, job.model.version, job.kind, job.data, job.params, deliver)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                item = self._results.get()
+            except (EOFError, OSError, TypeError, ValueError):  # queue closed under us
+                return
+            if item is None:
+                return
+            task_id, outcome = item
+            deliver = self._pending.pop(task_id, None)
+            if deliver is not None:
+                deliver(outcome)
+
+    def stop(self) -> None:
+        for process in self._workers:
+            if process.is_alive():
+                process.terminate()  # a hung challenger must not hold up shutdown
+        for process in self._workers:
+            process.join(5)
+        with contextlib.suppress(Exception):
+            self._results.put(None)  # wakes the reader thread, which then exits
+        if self._reader is not None:
+            self._reader.join(5)
+        for q in (self._tasks, self._results):
+            q.close()
+            q.cancel_join_thread()
 
 
 class ShadowExecutor:
-    """Runs shadow predictions in a bounded pool of threads."""
+    """Bounded, isolated shadow predictions for one served model."""
 
-    def __init__(self, name: str, *, max_in_flight: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_in_flight: int,
+        timeout_s: float,
+        kind: ExecutorKind = "thread",
+        workers: int = 1,
+        tracking_uri: str | None = None,
+        registry_uri: str | None = None,
+    ) -> None:
         self.name = name
+        self.kind = kind
         self.max_in_flight = max_in_flight
         self.timeout_s = timeout_s
         self._slots = threading.BoundedSemaphore(max_in_flight)
-        # Daemon threads, not a ThreadPoolExecutor: the executor joins its threads at exit, so
-        # one hung challenger call would keep the process from ever shutting down.
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
+        if kind == "process":
+            if tracking_uri is None:
+                raise ValueError("a process shadow executor needs the registry's tracking URI")
+            self._runner: Any = _ProcessRunner(name, workers, tracking_uri, registry_uri)
+        else:
+            self._runner = _ThreadRunner(name, max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepted = 0
         self.dropped = 0
@@ -45,12 +267,17 @@ class ShadowExecutor:
         self.failures = 0
         self._closed = False
 
+    def start(self, preload: list[tuple[str, str]] | None = None) -> ShadowExecutor:
+        """Start the workers; load the given ``(model, version)`` pairs before returning."""
+        self._runner.start(preload or [])
+        return self
+
     @property
     def in_flight(self) -> int:
-        return self.max_in_flight - self._slots._value
+        return self.max_in_flight - self._slots._value  # a read-only peek
 
-    def submit(self, fn: Callable[[], Any], done: ShadowDone) -> bool:
-        """Start ``fn`` in the background; False (and counted) when saturated or closed.
+    def submit(self, job: ShadowJob, done: ShadowDone) -> bool:
+        """Start ``job`` in the background; False (and counted) when saturated or closed.
 
         Must be called from the event loop thread.
         """
@@ -58,46 +285,23 @@ class ShadowExecutor:
             self.dropped += 1
             return False
         self.accepted += 1
-        task = asyncio.get_running_loop().create_task(self._run(fn, done))
+        task = asyncio.get_running_loop().create_task(self._run(job, done))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
 
-    def _worker(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            fn, loop, future = item
-            outcome = self._call(fn)
-            # The loop may close between the check and the call (shutdown): nothing to tell then.
+    async def _run(self, job: ShadowJob, done: ShadowDone) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+
+        def deliver(outcome: Outcome) -> None:  # from a worker or reader thread
+            self._slots.release()
+            # The loop may close between the check and the call (shutdown): nothing to tell.
             if not loop.is_closed():
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(_set_result, future, outcome)
 
-    def _start_thread(self) -> None:
-        if len(self._threads) < self.max_in_flight:
-            thread = threading.Thread(
-                target=self._worker, name=f"shadow-{self.name}-{len(self._threads)}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
-
-    def _call(self, fn: Callable[[], Any]) -> tuple[Any, str | None, float]:
-        start = time.perf_counter()
-        try:
-            return fn(), None, (time.perf_counter() - start) * 1000.0
-        except Exception as exc:  # a failing challenger is logged, never raised to the caller
-            return None, f"{type(exc).__name__}: {exc}", (time.perf_counter() - start) * 1000.0
-        finally:
-            self._slots.release()
-
-    async def _run(self, fn: Callable[[], Any], done: ShadowDone) -> None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[Any, str | None, float]] = loop.create_future()
-        if self.in_flight > len(self._threads):  # every thread is busy: add one (bounded)
-            self._start_thread()
-        self._queue.put((fn, loop, future))
+        self._runner.run(job, deliver, self.in_flight)
         try:
             result, error, latency_ms = await asyncio.wait_for(
                 asyncio.shield(future), self.timeout_s
@@ -106,7 +310,7 @@ class ShadowExecutor:
             self.timeouts += 1
             done(None, f"timeout after {self.timeout_s:g} s", self.timeout_s * 1000.0)
             return
-        except asyncio.CancelledError:  # shutting down: the slot frees when the thread returns
+        except asyncio.CancelledError:  # shutting down: the slot frees when the call returns
             return
         if error is not None:
             self.failures += 1
@@ -116,15 +320,13 @@ class ShadowExecutor:
             log.exception("logging a shadow result for %s failed", self.name)
 
     async def drain(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` for running shadows to finish (graceful shutdown)."""
+        """Wait up to ``timeout_s`` for running shadows to finish, then stop the workers."""
         self._closed = True
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout_s)
         for task in list(self._tasks):
             task.cancel()
-        # Hung threads are daemons: they do not hold up the process's exit.
-        for _ in self._threads:
-            self._queue.put(None)
+        await asyncio.to_thread(self._runner.stop)
 
 
 def _set_result(future: asyncio.Future[Any], outcome: Any) -> None:
@@ -132,4 +334,4 @@ def _set_result(future: asyncio.Future[Any], outcome: Any) -> None:
         future.set_result(outcome)
 
 
-__all__ = ["ShadowDone", "ShadowExecutor"]
+__all__ = ["ExecutorKind", "ShadowDone", "ShadowExecutor", "ShadowJob"]

@@ -13,6 +13,7 @@ def register_commands(app: typer.Typer) -> None:
     from arbiter.cli.commands import (
         analyze,
         demo,
+        drift,
         export,
         gate,
         history,
@@ -32,6 +33,9 @@ def register_commands(app: typer.Typer) -> None:
     app.command("history")(history.history)
     app.command("promote")(history.promote)
     app.command("rollback")(history.rollback)
+    app.add_typer(
+        drift.app, name="drift", help="Data and prediction drift against the training data."
+    )
     app.add_typer(
         stats.app, name="stats", help="Calculators for analysts: tests, sample sizes, SRM."
     )

@@ -1,0 +1,245 @@
+"""The statistics of drift, as pure functions of counts, sorted samples and quantile sketches.
+
+Each ``*_test`` returns an :class:`Outcome` ``(statistic, p_value, threshold)`` where
+``threshold`` is the statistic value above which one test at level ``alpha`` flags drift,
+floored by a minimum effect. Why the thresholds depend on the sample sizes ``M`` (reference)
+and ``N`` (current): two samples of the same distribution never have identical histograms, and
+the noise shrinks like ``1/M + 1/N``. A fixed PSI cut-off of 0.1 flags pure noise when
+``M = N = 100`` (the null mean of PSI there is ``(1/100 + 1/100)·9 = 0.18``) and misses nothing
+at a million rows, where only effects well below it are significant. So each threshold is a
+null quantile at the chosen level, and the effect floor stops giant samples from flagging
+shifts too small to matter.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from arbiter.drift.profile import sorted_quantiles
+
+_LN2 = math.log(2.0)
+
+
+class Outcome(NamedTuple):
+    """``statistic``, single-test ``p_value`` (None when undefined) and ``threshold``."""
+
+    statistic: float
+    p_value: float | None
+    threshold: float
+
+
+def _noise(m: int, n: int) -> float:
+    return 1.0 / m + 1.0 / n
+
+
+def _effective_bins(ref_counts: np.ndarray, cur_counts: np.ndarray) -> np.ndarray:
+    # A bin empty on both sides carries no information (and no degree of freedom).
+    return (ref_counts + cur_counts) > 0
+
+
+def psi(ref_props: np.ndarray, cur_props: np.ndarray, *, floor: float = 1e-4) -> float:
+    """Population Stability Index ``Σ (c − r)·ln(c / r)`` over bins.
+
+    Proportions below ``floor`` (empty bins) are raised to it, without renormalising, so the
+    logarithm is defined: an empty-vs-1 % bin then adds ``(0.01 − 1e-4)·ln(100) ≈ 0.046``.
+    """
+    r = np.maximum(ref_props, floor)
+    c = np.maximum(cur_props, floor)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def psi_test(
+    ref_counts: np.ndarray,
+    cur_counts: np.ndarray,
+    *,
+    alpha: float,
+    floor: float = 1e-4,
+    min_psi: float = 0.1,
+) -> Outcome:
+    """PSI with its large-sample null distribution.
+
+    For two samples of one distribution, ``PSI ≈ Σ (c − r)²/π`` (second-order expansion of
+    ``ln(c/r)`` around the common proportion ``π``), which is the chi-square homogeneity
+    statistic divided by ``M·N/(M+N)``. Hence ``PSI ≈ (1/M + 1/N)·χ²(B − 1)`` (Yurdakul 2018,
+    "Statistical properties of population stability index"), giving the p-value
+    ``P(χ²(B−1) > PSI/(1/M + 1/N))`` and the threshold
+    ``max(min_psi, (1/M + 1/N)·χ²_{1−α}(B − 1))``. With reference-quantile bins the reference
+    proportions are fixed at ~1/B, but the bins' true masses vary like ``1/M`` instead, so the
+    same formula holds.
+    """
+    keep = _effective_bins(ref_counts, cur_counts)
+    r, c = ref_counts[keep], cur_counts[keep]
+    m, n = int(r.sum()), int(c.sum())
+    value = psi(r / m, c / n, floor=floor)
+    dof = max(int(keep.sum()) - 1, 1)
+    noise = _noise(m, n)
+    p = float(stats.chi2.sf(value / noise, dof))
+    threshold = max(min_psi, noise * float(stats.chi2.isf(alpha, dof)))
+    return Outcome(value, p, threshold)
+
+
+def js_test(
+    ref_counts: np.ndarray, cur_counts: np.ndarray, *, alpha: float, min_distance: float = 0.1
+) -> Outcome:
+    """Jensen–Shannon distance in base 2 (so in [0, 1]) with its null distribution.
+
+    ``JSD = ½ KL(P‖A) + ½ KL(Q‖A)``, ``A = (P + Q)/2``; the distance is ``√JSD``, as
+    ``scipy.spatial.distance.jensenshannon(p, q, base=2)``. Expanding the logarithms,
+    ``JSD (nats) ≈ Σ (p − q)²/(8π)``, so under no drift
+    ``8·ln 2·d² / (1/M + 1/N) ≈ χ²(B − 1)`` (same argument as :func:`psi_test`); the threshold
+    is ``max(min_distance, √((1/M + 1/N)·χ²_{1−α}(B − 1) / (8 ln 2)))``.
+    """
+    keep = _effective_bins(ref_counts, cur_counts)
+    r, c = ref_counts[keep].astype(float), cur_counts[keep].astype(float)
+    m, n = int(r.sum()), int(c.sum())
+    d = float(jensenshannon(r / m, c / n, base=2.0)) if keep.sum() > 1 else 0.0
+    dof = max(int(keep.sum()) - 1, 1)
+    noise = _noise(m, n)
+    p = float(stats.chi2.sf(8.0 * _LN2 * d * d / noise, dof))
+    threshold = max(min_distance, math.sqrt(noise * float(stats.chi2.isf(alpha, dof)) / (8 * _LN2)))
+    return Outcome(d, p, threshold)
+
+
+def chi2_test(ref_counts: np.ndarray, cur_counts: np.ndarray, *, alpha: float) -> Outcome:
+    """Pearson chi-square test of homogeneity on the 2×K table of reference/current counts.
+
+    Categories (or bins) empty on both sides are dropped; a category unseen in the reference
+    keeps its column (expected counts are positive as its pooled total is). No Yates
+    correction, as ``scipy.stats.chi2_contingency(table, correction=False)``.
+    """
+    keep = _effective_bins(ref_counts, cur_counts)
+    table = np.vstack([ref_counts[keep], cur_counts[keep]]).astype(float)
+    k = table.shape[1]
+    if k < 2:
+        return Outcome(0.0, 1.0, math.inf)
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    value = float(np.sum((table - expected) ** 2 / expected))
+    dof = k - 1
+    return Outcome(value, float(stats.chi2.sf(value, dof)), float(stats.chi2.isf(alpha, dof)))
+
+
+def ks_critical(alpha: float, m: int, n: int) -> float:
+    """Asymptotic two-sample KS critical value ``√(−ln(α/2)/2)·√((M + N)/(M·N))``."""
+    return math.sqrt(-math.log(alpha / 2.0) / 2.0) * math.sqrt(_noise(m, n))
+
+
+def ks_test(ref: np.ndarray, cur: np.ndarray, *, alpha: float) -> Outcome:
+    """Exact two-sample KS (``scipy.stats.ks_2samp``, two-sided, ``method="auto"``)."""
+    res = stats.ks_2samp(ref, cur)
+    return Outcome(float(res.statistic), float(res.pvalue), ks_critical(alpha, ref.size, cur.size))
+
+
+def sketch_cdf(quantiles: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Reference CDF from a quantile sketch (knots ``quantiles[k]`` at levels ``k/K``).
+
+    Linear between distinct knots; at a value shared by several knots (an atom) it jumps to the
+    highest level, so the CDF stays right-continuous.
+    """
+    levels = np.linspace(0.0, 1.0, quantiles.size)
+    out = np.interp(x, quantiles, levels, left=0.0, right=1.0)
+    hi = np.searchsorted(quantiles, x, side="right")
+    lo = np.searchsorted(quantiles, x, side="left")
+    atom = hi - lo > 1
+    out[atom] = levels[hi[atom] - 1]
+    return out
+
+
+def ks_sketch_test(
+    quantiles: np.ndarray, m: int, cur_sorted: np.ndarray, *, alpha: float
+) -> Outcome:
+    """KS against a quantile sketch of the reference (approximate, within ~1/K of exact).
+
+    ``D = sup |F_ref − F_cur|`` is attained at a jump of ``F_cur`` (checked from both sides)
+    or at a knot of the piecewise-linear ``F_ref``. The p-value is the asymptotic one that
+    ``ks_2samp(method="asymp")`` uses: ``kstwo.sf(D, round(M·N/(M + N)))``.
+    """
+    n = cur_sorted.size
+    f_ref = sketch_cdf(quantiles, cur_sorted)
+    above = np.arange(1, n + 1) / n  # F_cur at each point (after its jump)
+    below = np.arange(0, n) / n  # just before it
+    d = max(np.max(np.abs(above - f_ref)), np.max(np.abs(f_ref - below)))
+    levels = np.linspace(0.0, 1.0, quantiles.size)
+    f_cur = np.searchsorted(cur_sorted, quantiles, side="right") / n
+    d = float(max(d, np.max(np.abs(f_cur - levels))))
+    en = max(round(m * n / (m + n)), 1)
+    return Outcome(d, float(stats.kstwo.sf(d, en)), ks_critical(alpha, m, n))
+
+
+def wasserstein_noise(quantiles: np.ndarray, m: int, n: int, scale: float) -> float:
+    """Mean of the normalised Wasserstein-1 distance between two samples of the reference.
+
+    ``√(MN/(M+N))·W₁ → ∫|B(F(x))| dx`` for a Brownian bridge ``B`` (del Barrio et al. 1999),
+    and ``E|B(u)| = √(2u(1−u)/π)``, so ``E W₁ ≈ √(1/M + 1/N)·√(2/π)·∫ √(F(1−F)) dx``,
+    computed on the sketch as ``Σ √(u(1−u))·Δq``.
+    """
+    levels = np.linspace(0.0, 1.0, quantiles.size)
+    mid = (levels[1:] + levels[:-1]) / 2.0
+    integral = float(np.sum(np.sqrt(mid * (1.0 - mid)) * np.diff(quantiles)))
+    return math.sqrt(_noise(m, n)) * math.sqrt(2.0 / math.pi) * integral / scale
+
+
+def wasserstein_exact(u: np.ndarray, v: np.ndarray) -> float:
+    """Exact 1-D Wasserstein-1 distance ``∫ |F_u(x) − F_v(x)| dx`` between two samples.
+
+    The same CDF-difference integral as ``scipy.stats.wasserstein_distance`` (which takes
+    ~1 s per million values in scipy 1.17): both CDFs are step functions, so the integral is a
+    sum over the gaps of the merged sorted sample.
+    """
+    u, v = np.sort(u), np.sort(v)
+    merged = np.sort(np.concatenate([u, v]))
+    gaps = np.diff(merged)
+    at = merged[:-1]
+    cdf_u = np.searchsorted(u, at, side="right") / u.size
+    cdf_v = np.searchsorted(v, at, side="right") / v.size
+    return float(np.sum(np.abs(cdf_u - cdf_v) * gaps))
+
+
+def wasserstein_test(
+    ref: np.ndarray | None,
+    cur_sorted: np.ndarray,
+    *,
+    quantiles: np.ndarray,
+    m: int,
+    scale: float,
+    min_distance: float = 0.1,
+) -> Outcome:
+    """Wasserstein-1 distance divided by ``scale`` (the reference standard deviation).
+
+    Exact (:func:`wasserstein_exact`, equal to ``scipy.stats.wasserstein_distance``) when the
+    raw reference ``ref`` is given;
+    otherwise ``∫₀¹ |Q_ref(u) − Q_cur(u)| du`` on the sketch's midpoint levels. No p-value: the
+    threshold is ``max(min_distance, 3 × the null mean of wasserstein_noise)``, a conservative
+    noise floor (the null distribution has no closed form).
+    """
+    if ref is not None:
+        raw = wasserstein_exact(ref, cur_sorted)
+    else:
+        levels = np.linspace(0.0, 1.0, quantiles.size)
+        mid = (levels[1:] + levels[:-1]) / 2.0
+        q_ref = np.interp(mid, levels, quantiles)
+        q_cur = sorted_quantiles(cur_sorted, mid)
+        raw = float(np.mean(np.abs(q_ref - q_cur)))
+    n = cur_sorted.size
+    floor = 3.0 * wasserstein_noise(quantiles, m, n, scale) if quantiles.size > 1 else 0.0
+    return Outcome(raw / scale, None, max(min_distance, floor))
+
+
+__all__ = [
+    "Outcome",
+    "chi2_test",
+    "js_test",
+    "ks_critical",
+    "ks_sketch_test",
+    "ks_test",
+    "psi",
+    "psi_test",
+    "sketch_cdf",
+    "wasserstein_exact",
+    "wasserstein_noise",
+    "wasserstein_test",
+]

@@ -1,0 +1,150 @@
+"""The current window of served traffic, read from the event log (I/O shell).
+
+Features are stored as one JSON text per row; DuckDB parses them in SQL (``json_transform``
+into a struct of the profile's columns), vectorised: a million rows of 20 features take about
+2 s and no Python code runs per row.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from arbiter.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"30m"``, ``"6h"``, ``"1d"``, ``"2w"`` (s, m, h, d, w) → ``timedelta``."""
+    match = _DURATION.match(text or "")
+    if match is None or float(match.group(1)) <= 0:
+        raise InvalidInputError(
+            f"window must be a positive number with a unit s, m, h, d or w (e.g. 6h, 1d); "
+            f"got {text!r}",
+            field="window",
+        )
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+@dataclass(frozen=True)
+class Window:
+    """Served rows of one model in a window.
+
+    Attributes
+    ----------
+    features : pandas.DataFrame
+        One column per requested feature (float for numeric, text for categorical; missing
+        keys are null).
+    scores, predictions : pandas.Series
+        The model's score (``score``, else ``prediction_num``) and label text, on rows served
+        by ``version`` when one was given (null elsewhere, dropped by the drift check).
+    start, end : datetime or None
+        Time span of the rows read.
+    """
+
+    features: pd.DataFrame
+    scores: pd.Series
+    predictions: pd.Series
+    start: datetime | None
+    end: datetime | None
+
+    @property
+    def n(self) -> int:
+        return len(self.features)
+
+
+def _literal(text: str) -> str:
+    # A SQL string literal (json_transform needs a constant structure, not a parameter).
+    return "'" + text.replace("'", "''") + "'"
+
+
+def read_window(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    columns: Mapping[str, str],
+    *,
+    window: timedelta | None = None,
+    last: int | None = None,
+    version: str | None = None,
+    now: datetime | None = None,
+) -> Window:
+    """Read served, successful, unforced predictions of ``model``.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        From ``EventStore(home).connect()``.
+    model : str
+    columns : mapping of feature name to "numeric" or "categorical"
+    window : timedelta, optional
+        Rows with ``ts >= now - window``.
+    last : int, optional
+        The most recent ``last`` rows (after the window filter, if both are given).
+    version : str, optional
+        Only rows served by this version contribute scores/predictions (features come from
+        every served row: the inputs do not depend on the model that answered).
+    now : datetime, optional
+        End of the window (default: the current time, UTC).
+
+    Returns
+    -------
+    Window
+    """
+    if last is not None and last < 1:
+        raise InvalidInputError(f"--last must be >= 1, got {last!r}", field="last")
+    params: list[Any] = []
+    # json_transform parses each JSON text once into a struct of the wanted columns (values
+    # that do not convert become NULL); extracting the keys one by one would parse it once
+    # per column (18 s instead of 2.3 s for 1M rows × 20 features).
+    spec = json.dumps(
+        {name: "DOUBLE" if kind == "numeric" else "VARCHAR" for name, kind in columns.items()}
+    )
+    select = [f"unnest(json_transform(features, {_literal(spec)}))"] if columns else []
+    if version is None:
+        select += ["COALESCE(score, prediction_num) AS __score", "prediction AS __prediction"]
+    else:
+        select += [
+            "CASE WHEN version = ? THEN COALESCE(score, prediction_num) END AS __score",
+            "CASE WHEN version = ? THEN prediction END AS __prediction",
+        ]
+        params += [version, version]
+    where = ["model = ?", "role = 'served'", "error IS NULL", "forced IS NOT TRUE"]
+    params.append(model)
+    if window is not None:
+        end = now or datetime.now(UTC)
+        where.append("ts >= ?")
+        params.append(end - window)
+        if now is not None:
+            where.append("ts <= ?")
+            params.append(now)
+    sql = f"SELECT {', '.join(select) or '1 AS __none'}, ts AS __ts FROM predictions"
+    sql += " WHERE " + " AND ".join(where)
+    if last is not None:
+        sql += " ORDER BY ts DESC LIMIT ?"
+        params.append(int(last))
+    # Through Arrow: the DB-API ``.df()`` path makes an extra copy (and warns under pandas 3).
+    frame = con.sql(sql, params=params).to_arrow_table().to_pandas()
+    ts, scores, predictions = frame["__ts"], frame["__score"], frame["__prediction"]
+    frame = frame[list(columns)]
+    start = ts.min() if len(ts) else None
+    end_ts = ts.max() if len(ts) else None
+    return Window(
+        frame,
+        scores,
+        predictions,
+        None if start is None else start.to_pydatetime(),
+        None if end_ts is None else end_ts.to_pydatetime(),
+    )
+
+
+__all__ = ["Window", "parse_duration", "read_window"]
