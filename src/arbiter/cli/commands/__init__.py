@@ -17,6 +17,7 @@ def register_commands(app: typer.Typer) -> None:
         export,
         gate,
         history,
+        loop,
         report,
         retrain,
         serve,
@@ -35,6 +36,9 @@ def register_commands(app: typer.Typer) -> None:
     app.command("rollback")(history.rollback)
     app.add_typer(
         drift.app, name="drift", help="Data and prediction drift against the training data."
+    )
+    app.add_typer(
+        loop.app, name="loop", help="The closed loop: drift, retrain, gate, shadow test, promote."
     )
     app.add_typer(
         stats.app, name="stats", help="Calculators for analysts: tests, sample sizes, SRM."

@@ -1,0 +1,90 @@
+"""The drift step's use of :mod:`arbiter.drift`: reference profile vs the served window."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from arbiter.loop.steps import LoopContext
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def check(ctx: LoopContext, champion: str | None, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Drift evidence for the decision record; no profile or no traffic means no drift."""
+    from arbiter.drift import check_drift, load_profile
+    from arbiter.drift.window import parse_duration, read_window
+    from arbiter.errors import NotFoundError
+
+    if champion is None:
+        return {"drifted": False, "status": "no_champion", "summary": "no champion to compare"}
+    try:
+        reference = load_profile(
+            ctx.registry.tracking_uri, ctx.model, champion, registry_uri=ctx.registry.registry_uri
+        )
+    except NotFoundError as exc:
+        return {
+            "drifted": False,
+            "status": "no_reference",
+            "reference_version": champion,
+            "summary": f"v{champion} has no reference profile; drift not checked ({exc})",
+        }
+    window = inputs.get("drift_window")
+    columns = {c.name: c.kind for c in reference.columns}
+    with ctx.events.connect() as con:
+        served = read_window(
+            con,
+            ctx.model,
+            columns,
+            window=parse_duration(window) if window else None,
+            version=champion,
+        )
+    current = served.features
+    base = {"reference_version": champion, "window": window, "rows": len(current)}
+    if len(current) == 0:
+        return {
+            **base,
+            "drifted": False,
+            "status": "no_traffic",
+            "summary": f"no served traffic in the last {window or 'window'}; drift not checked",
+        }
+    result = check_drift(
+        reference,
+        current,
+        current_prediction=served.scores if reference.prediction is not None else None,
+    )
+    drifted = [f.column for f in result.features if f.drifted]
+    return {
+        **base,
+        "drifted": bool(result.drifted),
+        "status": "ok",
+        "n_drifted": int(result.n_drifted),
+        "n_tested": int(result.n_tested),
+        "share": _num(result.share),
+        "share_threshold": _num(result.share_threshold),
+        "prediction_drifted": None
+        if result.prediction is None
+        else bool(result.prediction.drifted),
+        "features": [
+            {
+                "column": f.column,
+                "method": f.method,
+                "statistic": _num(f.statistic),
+                "p_value": _num(f.p_value if f.p_value_adjusted is None else f.p_value_adjusted),
+                "drifted": bool(f.drifted),
+                "status": f.status,
+            }
+            for f in result.features
+        ],
+        "summary": (
+            f"{result.n_drifted}/{result.n_tested} features drifted"
+            + (f" ({', '.join(drifted)})" if drifted else "")
+            + f" on {len(current)} served rows"
+        ),
+    }
