@@ -91,3 +91,17 @@ def test_help_lists_commands() -> None:
     assert result.exit_code == 0
     for command in ("demo", "serve", "report", "export", "stats"):
         assert command in result.output
+
+
+def test_compact(home_with_events: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["compact", "--home", str(home_with_events), "--min-age", "0", "--grace", "0", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["segments_after"]["predictions"] <= report["segments_before"]["predictions"]
+    again = CliRunner().invoke(
+        app, ["report", "--home", str(home_with_events), "-m", "fraud", "--json"]
+    )
+    assert json.loads(again.stdout)["experiments"][0]["requests"] == 10  # nothing lost

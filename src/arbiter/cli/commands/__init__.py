@@ -12,6 +12,7 @@ def register_commands(app: typer.Typer) -> None:
     """Attach every command and command group to ``app``."""
     from arbiter.cli.commands import (
         analyze,
+        compact,
         demo,
         drift,
         export,
@@ -29,6 +30,7 @@ def register_commands(app: typer.Typer) -> None:
     app.command("report")(report.report)
     app.command("analyze")(analyze.analyze)
     app.command("export")(export.export)
+    app.command("compact")(compact.compact)
     app.command("retrain")(retrain.retrain)
     app.command("gate")(gate.gate)
     app.command("history")(history.history)

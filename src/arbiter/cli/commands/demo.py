@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from arbiter.cli.options import HomeOption, JsonOption
 
+SCENARIOS = ("default", "drift")
+
 
 def demo(
     home: Path = HomeOption,
-    requests: int = typer.Option(2_000, "--requests", min=10, help="Requests per phase."),
+    requests: int | None = typer.Option(
+        None,
+        "--requests",
+        min=10,
+        help="Requests per phase [default: 2000; drift scenario: per half, 1000].",
+    ),
     concurrency: int = typer.Option(16, "--concurrency", min=1, help="Concurrent HTTP requests."),
     seed: int = typer.Option(7, "--seed", help="Seed of the synthetic data."),
+    scenario: str = typer.Option(
+        "default",
+        "--scenario",
+        help="default: champion vs challenger, shadow then A/B. drift: the traffic shifts "
+        "halfway and the closed loop detects it, retrains, gates, shadow-tests and promotes "
+        "(writes the drift and experiment reports).",
+    ),
     json_output: bool = JsonOption,
 ) -> None:
     """Train a champion and a challenger, serve them, test them on live HTTP traffic, report.
@@ -22,6 +37,9 @@ def demo(
     the gateway on a free loopback port, runs a shadow phase then an A/B phase with user ids,
     posts labels, and prints the comparison. Afterwards `arbiter serve --home HOME` serves the
     same models. HOME is wiped first only if an earlier demo created it.
+
+    With `--scenario drift`, the closed loop (`arbiter loop`) runs on traffic whose distribution
+    shifts halfway, and writes the drift and experiment reports (HTML) to HOME/reports/.
     """
     from arbiter.threads import single_threaded_native_pools
 
@@ -30,15 +48,28 @@ def demo(
 
     from rich.console import Console
 
+    from arbiter.errors import InvalidInputError
+
+    if scenario not in SCENARIOS:
+        raise InvalidInputError(
+            f"--scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}",
+            field="--scenario",
+        )
+    logging.basicConfig(level=logging.WARNING)
+    console = Console(stderr=json_output)
+    if scenario == "drift":
+        _drift(home, requests, concurrency, seed, json_output, console)
+        return
+
     from arbiter.cli.output import print_json
     from arbiter.cli.render import print_analysis, print_summary
     from arbiter.demo.run import DemoOptions, run_demo
     from arbiter.report.markdown import render_markdown
 
-    logging.basicConfig(level=logging.WARNING)
-    console = Console(stderr=json_output)
     summary = run_demo(
-        home, DemoOptions(requests=requests, concurrency=concurrency, seed=seed), console=console
+        home,
+        DemoOptions(requests=requests or 2_000, concurrency=concurrency, seed=seed),
+        console=console,
     )
     reports = Path(summary["demo"]["home"]) / "reports"
     reports.mkdir(parents=True, exist_ok=True)
@@ -56,4 +87,40 @@ def demo(
         f"\nDone in {summary['demo']['seconds']} s. Report: {path}\n"
         f"Analysis (HTML, with plots): {summary['analysis_html']}\n"
         f"Serve the same models: [bold]arbiter serve --home {summary['demo']['home']}[/bold]"
+    )
+
+
+def _drift(
+    home: Path, requests: int | None, concurrency: int, seed: int, json_output: bool, console: Any
+) -> None:
+    import os
+
+    from arbiter.cli.output import print_json
+    from arbiter.demo.drift_scenario import DriftDemoOptions, run_drift_demo
+
+    # The loop reads reference profiles from MLflow; its download bars would break the steps.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+    sizes: dict[str, Any] = {"concurrency": concurrency, "seed": seed}
+    if requests is not None:
+        sizes["requests"] = requests
+    summary = run_drift_demo(home, DriftDemoOptions(**sizes), console=console)
+    summary.pop("_analysis")
+    if json_output:
+        print_json(summary)
+        return
+    versions, reports = summary["versions"], summary["reports"]
+    console.print(
+        f"\n[bold]{summary['verdict'] or summary['status']}[/bold]: {summary['reason'] or ''}\n"
+        f"champion v{versions['champion_before']} → v{versions['champion_after']} "
+        f"(aliases now {versions['aliases']})"
+    )
+    console.print(f"\nDone in {summary['seconds']} s.")
+    if reports["drift_html"]:
+        console.print(f"Drift report (HTML): {reports['drift_html']}")
+    if reports["analysis_html"]:
+        console.print(f"Shadow-test analysis (HTML): {reports['analysis_html']}")
+    console.print(
+        f"Decision record: {summary['decision_record']}\n"
+        f"History: [bold]arbiter loop history --home {summary['home']} --model fraud[/bold]"
     )
