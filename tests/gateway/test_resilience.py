@@ -185,3 +185,30 @@ def test_forcing_without_a_configured_token_is_forbidden(
         headers={"X-Arbiter-Arm": "challenger"},
     )
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+
+
+def test_new_challenger_is_loaded_by_shadow_workers_before_it_is_mirrored(
+    running: Any, fraud_rows: list[dict[str, float]]
+) -> None:
+    """A challenger that appears after start-up: shadows wait for the workers to load it
+    (dropped meanwhile, never timed out), then run."""
+    server, home = running(
+        {"faulty": {"experiment": {"strategy": "shadow", "challenger_alias": "late"}}},
+        registry={"poll_interval_s": 0.2},
+    )
+    MLflowRegistry(home.tracking_uri()).set_alias("faulty", "late", "1")
+    with httpx.Client(base_url=server.url) as client:
+        deadline = time.monotonic() + 60
+        ok = 0.0
+        while time.monotonic() < deadline and ok < 5:
+            assert (
+                client.post("/models/faulty/predict", json={"features": fraud_rows[0]}).status_code
+                == 200
+            )
+            time.sleep(0.2)
+            metrics = client.get("/metrics").text
+            for line in metrics.splitlines():
+                if line.startswith('arbiter_shadow_total{model="faulty",outcome="ok"}'):
+                    ok = float(line.split()[-1])
+        assert ok >= 5
+        assert 'outcome="timeout"' not in client.get("/metrics").text

@@ -78,8 +78,14 @@ async def _poll_registry(state: GatewayState, interval_s: float) -> None:
             log.exception("registry poll failed")
             continue
         state.metrics.registry_up.set(1 if state.pool.status.reachable else 0)
-        for model, alias, _old, _new in swaps:
+        for model, alias, _old, new in swaps:
             state.metrics.swaps.labels(model, alias).inc()
+            executor = state.shadows.get(model)
+            if (
+                executor is not None
+                and alias == state.config.models[model].experiment.challenger_alias
+            ):
+                executor.ensure_loading(model, new)  # before the first mirrored request
 
 
 def create_app(

@@ -85,6 +85,12 @@ class _ThreadRunner:
     def start(self, preload: list[tuple[str, str]]) -> None:
         return None
 
+    def is_ready(self, name: str, version: str) -> bool:
+        return True  # the model object travels with the job
+
+    def ensure_loading(self, name: str, version: str) -> None:
+        return None
+
     def run(self, job: ShadowJob, deliver: Callable[[Outcome], None], in_flight: int) -> None:
         if in_flight > len(self._threads) and len(self._threads) < self.size:
             thread = threading.Thread(
@@ -155,6 +161,12 @@ class _ProcessRunner:
         self._ids = itertools.count()
         self._workers: list[Any] = []
         self._reader: threading.Thread | None = None
+        # Versions every worker has loaded, and those being loaded. Jobs for a version that is
+        # not ready are dropped, not queued: a worker loading a model for seconds would make
+        # every queued shadow time out and read as a failing challenger.
+        self._ready: set[tuple[str, str]] = set()
+        self._loading: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
 
     def start(self, preload: list[tuple[str, str]]) -> None:
         for i in range(self.size):
@@ -171,25 +183,43 @@ class _ProcessRunner:
         )
         self._reader.start()
         # Load the challenger before traffic arrives, so the first shadows do not time out.
+        events = [self.ensure_loading(name, version) for name, version in preload]
+        for event in events:
+            if not event.wait(120):
+                log.warning("shadow workers of %s still loading after 120 s", self.name)
+
+    def is_ready(self, name: str, version: str) -> bool:
+        return (name, version) in self._ready
+
+    def ensure_loading(self, name: str, version: str) -> threading.Event:
+        """Have every worker load ``version`` (once); the event is set when they all have."""
+        key = (name, version)
         done = threading.Event()
-        waiting = {"n": len(preload) * self.size}
-        lock = threading.Lock()
+        with self._lock:
+            if key in self._ready:
+                done.set()
+                return done
+            if key in self._loading:
+                return done  # someone else is waiting on the first request's event
+            self._loading.add(key)
+        remaining = {"n": self.size, "failed": False}
 
         def loaded(outcome: Outcome) -> None:
-            if outcome[1] is not None:
-                log.error("shadow worker could not load the challenger: %s", outcome[1])
-            with lock:
-                waiting["n"] -= 1
-                if waiting["n"] <= 0:
-                    done.set()
+            with self._lock:
+                if outcome[1] is not None:
+                    remaining["failed"] = True
+                    log.error("shadow worker could not load %s v%s: %s", name, version, outcome[1])
+                remaining["n"] -= 1
+                if remaining["n"] > 0:
+                    return
+                self._loading.discard(key)
+                if not remaining["failed"]:
+                    self._ready = {k for k in self._ready if k[0] != name} | {key}
+            done.set()
 
-        if not preload:
-            return
-        for name, version in preload:
-            for _ in range(self.size):
-                self._send(name, version, "preload", None, None, loaded)
-        if not done.wait(120):
-            log.warning("shadow workers of %s still loading after 120 s", self.name)
+        for _ in range(self.size):
+            self._send(name, version, "preload", None, None, loaded)
+        return done
 
     def _send(
         self,
@@ -272,6 +302,10 @@ class ShadowExecutor:
         self._runner.start(preload or [])
         return self
 
+    def ensure_loading(self, name: str, version: str) -> None:
+        """Start loading a new challenger version in the workers (no wait)."""
+        self._runner.ensure_loading(name, version)
+
     @property
     def in_flight(self) -> int:
         return self.max_in_flight - self._slots._value  # a read-only peek
@@ -281,6 +315,10 @@ class ShadowExecutor:
 
         Must be called from the event loop thread.
         """
+        if not self._runner.is_ready(job.model.name, job.model.version):
+            self._runner.ensure_loading(job.model.name, job.model.version)
+            self.dropped += 1  # the new challenger is still loading in the workers
+            return False
         if self._closed or not self._slots.acquire(blocking=False):
             self.dropped += 1
             return False
