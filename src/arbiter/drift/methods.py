@@ -149,23 +149,44 @@ def sketch_cdf(quantiles: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def sketch_cdf_left(quantiles: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Left limit ``F_ref(x−)`` of :func:`sketch_cdf`: below an atom's jump, equal elsewhere."""
+    levels = np.linspace(0.0, 1.0, quantiles.size)
+    out = np.interp(x, quantiles, levels, left=0.0, right=1.0)
+    hi = np.searchsorted(quantiles, x, side="right")
+    lo = np.searchsorted(quantiles, x, side="left")
+    atom = hi - lo > 1
+    out[atom] = levels[lo[atom]]
+    return out
+
+
 def ks_sketch_test(
     quantiles: np.ndarray, m: int, cur_sorted: np.ndarray, *, alpha: float
 ) -> Outcome:
     """KS against a quantile sketch of the reference (approximate, within ~1/K of exact).
 
-    ``D = sup |F_ref − F_cur|`` is attained at a jump of ``F_cur`` (checked from both sides)
-    or at a knot of the piecewise-linear ``F_ref``. The p-value is the asymptotic one that
-    ``ks_2samp(method="asymp")`` uses: ``kstwo.sf(D, round(M·N/(M + N)))``.
+    ``D = sup |F_ref − F_cur|``. Both CDFs are right-continuous and change only at the current
+    sample's distinct values (jumps of ``F_cur``) and at the sketch's knots (kinks and atoms of
+    ``F_ref``), so the supremum is attained at one of those points, on the value itself or
+    just below it. Comparing per distinct value, not per sample, matters for discrete columns:
+    a run of tied values is one jump of ``F_cur``, not many. The p-value is the asymptotic one
+    that ``ks_2samp(method="asymp")`` uses: ``kstwo.sf(D, round(M·N/(M + N)))``.
     """
     n = cur_sorted.size
-    f_ref = sketch_cdf(quantiles, cur_sorted)
-    above = np.arange(1, n + 1) / n  # F_cur at each point (after its jump)
-    below = np.arange(0, n) / n  # just before it
-    d = max(np.max(np.abs(above - f_ref)), np.max(np.abs(f_ref - below)))
+    values, first, counts = np.unique(cur_sorted, return_index=True, return_counts=True)
+    d = max(
+        float(np.max(np.abs((first + counts) / n - sketch_cdf(quantiles, values)))),
+        float(np.max(np.abs(first / n - sketch_cdf_left(quantiles, values)))),
+    )
     levels = np.linspace(0.0, 1.0, quantiles.size)
-    f_cur = np.searchsorted(cur_sorted, quantiles, side="right") / n
-    d = float(max(d, np.max(np.abs(f_cur - levels))))
+    knots, k_first, k_counts = np.unique(quantiles, return_index=True, return_counts=True)
+    at = np.searchsorted(cur_sorted, knots, side="right") / n
+    before = np.searchsorted(cur_sorted, knots, side="left") / n
+    d = max(
+        d,
+        float(np.max(np.abs(at - levels[k_first + k_counts - 1]))),
+        float(np.max(np.abs(before - levels[k_first]))),
+    )
     en = max(round(m * n / (m + n)), 1)
     return Outcome(d, float(stats.kstwo.sf(d, en)), ks_critical(alpha, m, n))
 
