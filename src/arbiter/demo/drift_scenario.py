@@ -91,9 +91,6 @@ def write_drift_config(home: Home, options: DriftDemoOptions) -> HomeConfig:
                         unit_field="user_id",
                         shadow_sample_rate=1.0,
                         shadow_max_in_flight=options.concurrency,
-                        # The gateway loads a new challenger on its alias poll; process workers
-                        # would load it lazily on the first mirrored request, past the timeout.
-                        shadow_executor="thread",
                     ),
                     decision=DecisionConfig(min_sample_per_arm=options.min_sample_per_arm),
                 ).model_dump()
