@@ -259,7 +259,7 @@ def list_experiments(con: duckdb.DuckDBPyConnection, model: str) -> list[str]:
     """The experiments ``model`` has logged (unforced rows), oldest first."""
     rows = con.execute(
         "SELECT experiment FROM predictions WHERE model = $model AND NOT coalesce(forced, false) "
-        "GROUP BY experiment ORDER BY min(ts)",
+        "GROUP BY experiment ORDER BY min(ts), experiment",  # ties: by name, deterministically
         {"model": model},
     ).fetchall()
     return [r[0] for r in rows]

@@ -33,7 +33,7 @@ def experiments(con: duckdb.DuckDBPyConnection, model: str) -> list[dict[str, An
         SELECT experiment, any_value(strategy) AS strategy,
                min(ts) AS first_ts, max(ts) AS last_ts, count(DISTINCT request_id) AS requests
         FROM predictions WHERE model = ? AND NOT coalesce(forced, false)
-        GROUP BY experiment ORDER BY first_ts
+        GROUP BY experiment ORDER BY first_ts, experiment
         """,
         [model],
     )
