@@ -146,6 +146,13 @@ def wait_for(condition: Callable[[], bool], timeout: float = 15.0, what: str = "
     raise AssertionError(f"timed out waiting for {what or condition}")
 
 
+def shadow_ready(url: str) -> bool:
+    """Whether the gateway's shadow workers have loaded the current challenger."""
+    models = httpx.get(f"{url}/models", timeout=10.0).json()["models"]
+    shadow = models[0]["experiment"].get("shadow", {})
+    return bool(shadow.get("ready"))
+
+
 def served_versions(url: str) -> dict[str, str]:
     models = httpx.get(f"{url}/models", timeout=10.0).json()["models"]
     return next(m["aliases"] for m in models if m["name"] == MODEL)

@@ -24,6 +24,7 @@ from tests.loop.conftest import (
     logged_rows,
     send,
     served_versions,
+    shadow_ready,
     wait_for,
 )
 
@@ -65,6 +66,8 @@ def test_drift_retrain_gate_shadow_promote(
 
     # The gateway picks the new challenger up on its next poll; labelled traffic follows.
     wait_for(lambda: served_versions(url).get("challenger") == candidate, what="hot swap")
+    # Shadows of a version the workers are still loading are dropped, not queued.
+    wait_for(lambda: shadow_ready(url), timeout=60.0, what="shadow workers loading v3")
     send(url, n=500, seed=14, shift=1.0, labels=True)
     wait_for(lambda: logged_rows(home, role="shadow", version=candidate) >= 500, what="v3 rows")
 

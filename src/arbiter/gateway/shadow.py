@@ -306,6 +306,22 @@ class ShadowExecutor:
         """Start loading a new challenger version in the workers (no wait)."""
         self._runner.ensure_loading(name, version)
 
+    def is_ready(self, name: str, version: str) -> bool:
+        """Whether shadows of ``version`` run now (else they are dropped while it loads)."""
+        return bool(self._runner.is_ready(name, version))
+
+    def describe(self, name: str, version: str | None) -> dict[str, object]:
+        """What ``GET /models`` shows about this executor."""
+        return {
+            "executor": self.kind,
+            "ready": version is not None and self.is_ready(name, version),
+            "in_flight": self.in_flight,
+            "accepted": self.accepted,
+            "dropped": self.dropped,
+            "timeouts": self.timeouts,
+            "failures": self.failures,
+        }
+
     @property
     def in_flight(self) -> int:
         return self.max_in_flight - self._slots._value  # a read-only peek

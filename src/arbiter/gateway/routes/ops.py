@@ -17,12 +17,21 @@ async def list_models(request: Request) -> Response:
     ---
     summary: List served models
     description: Each model's name, the versions behind its aliases, and its experiment
-      (strategy, split, state).
+      (strategy, split, state; for shadow experiments whether the shadow workers have loaded
+      the challenger, and their counters).
     responses:
       200: {description: "{\\"models\\": [...]}"}
     """
     state: GatewayState = request.app.state.arbiter
-    return ORJSONResponse({"models": state.pool.describe()})
+    models = state.pool.describe()
+    for item in models:
+        executor = state.shadows.get(item["name"])
+        if executor is not None:
+            alias = item["experiment"].get("challenger_alias")
+            item["experiment"]["shadow"] = executor.describe(
+                item["name"], item["aliases"].get(alias)
+            )
+    return ORJSONResponse({"models": models})
 
 
 async def healthz(request: Request) -> Response:
