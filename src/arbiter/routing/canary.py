@@ -41,8 +41,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from arbiter.errors import InvalidInputError
-from arbiter.routing.split import Arm, Split
-from arbiter.routing.strategies import CHALLENGER, CHAMPION, Route
+from arbiter.routing.split import Split
+from arbiter.routing.strategies import ABTest, Route
 from arbiter.stats.verdict import Decision, Verdict
 
 CanaryStatus = Literal["running", "paused", "promoted", "rolled_back", "aborted"]
@@ -569,10 +569,14 @@ class CanaryStrategy:
     name: str = "canary"
 
     split: Split = field(init=False, repr=False, compare=False)
+    _ab: ABTest = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        split = Split(self.salt, CHAMPION, (Arm(CHALLENGER, self.share),))
-        object.__setattr__(self, "split", split)
+        # A canary stage routes exactly like an A/B test at the stage's share: one routing
+        # implementation serves both.
+        ab = ABTest(self.champion_alias, self.challenger_alias, self.share, self.salt)
+        object.__setattr__(self, "_ab", ab)
+        object.__setattr__(self, "split", ab.split)
 
     @classmethod
     def from_state(
@@ -590,12 +594,10 @@ class CanaryStrategy:
         return cls(champion_alias, challenger_alias, state.share(plan), salt)
 
     def route(self, unit_id: str | None, draw: float) -> Route:
-        assignment = self.split.assign(unit_id, draw)
-        alias = self.challenger_alias if assignment.arm == CHALLENGER else self.champion_alias
-        return Route(assignment.arm, alias, None, unit_random=assignment.random)
+        return self._ab.route(unit_id, draw)
 
     def weights(self) -> dict[str, float]:
-        return self.split.weights()
+        return self._ab.weights()
 
 
 # --- private helpers ---------------------------------------------------------------------
