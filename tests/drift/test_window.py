@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arbiter.drift.window import parse_duration, read_window
+from arbiter.drift.window import WindowSpec, parse_duration, parse_window, read_window
 from arbiter.errors import InvalidInputError
 from arbiter.events import EventStore, EventWriter
 
@@ -94,6 +94,20 @@ def test_parse_duration() -> None:
             parse_duration(bad)
 
 
+def test_parse_window_takes_a_period_a_row_count_or_none() -> None:
+    assert parse_window("6h") == WindowSpec(period=timedelta(hours=6), text="6h")
+    assert parse_window("5000 rows") == WindowSpec(rows=5000, text="5000 rows")
+    assert parse_window("1 row").rows == 1 and parse_window("20ROWS").rows == 20
+    assert parse_window(None) == parse_window("none") == parse_window(" None ") == WindowSpec()
+    assert parse_window("7d").describe() == "last 7d"
+    assert parse_window("300 rows").describe() == "last 300 rows"
+    assert WindowSpec().describe() == "whole log"
+    for bad in ("", "0 rows", "-5 rows", "5 row s", "1y", "rows"):
+        with pytest.raises(InvalidInputError) as info:
+            parse_window(bad, field="drift_window")
+        assert info.value.field == "drift_window" and "'5000 rows'" in str(info.value)
+
+
 def test_window_by_time_and_by_count(tmp_path: Path) -> None:
     store = _write(tmp_path)
     columns = {"age": "numeric", "city": "categorical", "vip": "categorical", "gone": "numeric"}
@@ -108,6 +122,9 @@ def test_window_by_time_and_by_count(tmp_path: Path) -> None:
         assert w.scores.notna().all()
         last = read_window(con, "fraud", columns, last=100)
         assert last.n == 100 and last.end == NOW - timedelta(minutes=1)
+        # ``now`` bounds the last rows too: the window as it stood ten minutes ago.
+        earlier = read_window(con, "fraud", columns, last=100, now=NOW - timedelta(minutes=10))
+        assert earlier.n == 100 and earlier.end == NOW - timedelta(minutes=10)
         by_version = read_window(con, "fraud", columns, last=400, version="1")
         assert by_version.scores.notna().sum() == 200  # scores only from version 1 rows
         assert by_version.n == 400  # features from every served row

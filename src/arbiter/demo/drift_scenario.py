@@ -246,7 +246,7 @@ def _drift_report(home: Home, record: CycleRecord) -> Path | None:
     """Re-run the drift step's check on the same window and write it as HTML."""
     from arbiter.drift import check_drift, load_profile
     from arbiter.drift.html import write_drift_html
-    from arbiter.drift.window import parse_duration, read_window
+    from arbiter.drift.window import parse_window, read_window
     from arbiter.events import EventStore
     from arbiter.loop.record import parse_iso
     from arbiter.registry import registry_for_home
@@ -259,12 +259,14 @@ def _drift_report(home: Home, record: CycleRecord) -> Path | None:
     registry = registry_for_home(home.root)
     profile = load_profile(registry.tracking_uri, MODEL, champion)
     columns = {c.name: c.kind for c in profile.columns}
+    spec = parse_window(window)
     with EventStore(home.root).connect() as con:
         served = read_window(
             con,
             MODEL,
             columns,
-            window=parse_duration(window) if window else None,
+            window=spec.period,
+            last=spec.rows,
             version=champion,
             now=parse_iso(step.finished_at),
         )
@@ -277,7 +279,7 @@ def _drift_report(home: Home, record: CycleRecord) -> Path | None:
         result,
         home.reports / f"{MODEL}-drift.html",
         title=f"{MODEL}: served traffic vs v{champion}'s training data",
-        subtitle=f"the loop's drift check, cycle {record.cycle_id}, window {window}",
+        subtitle=f"the loop's drift check, cycle {record.cycle_id}, {spec.describe()}",
     )
 
 
@@ -431,7 +433,6 @@ def run_drift_demo(
         traffic["before_shift"] = _send(
             console, server.url, before, "traffic before the shift", options
         )
-        shift_started = time.time()
         after = make_transactions(options.requests, seed=options.seed + 2, shift=options.shift)
         traffic["after_shift"] = _send(
             console, server.url, after, f"traffic after the shift ({options.shift:g})", options
@@ -439,14 +440,15 @@ def run_drift_demo(
         sent += 2 * options.requests
         _wait_for_log(store, served_sql, [MODEL], sent)
 
-        # The drift window is the shifted half (whole seconds since the shift, rounded down);
-        # the retrain learns from part of the original data and every labelled request.
+        # The drift window is the shifted half, by row count (a period would depend on how
+        # fast the traffic went and when the check starts); the retrain learns from part of
+        # the original data and every labelled request.
         loop_options = LoopOptions(
             data=train_file,
             label=LABEL,
             holdout=holdout,
             traffic_window="1h",
-            drift_window=f"{max(1, int(time.time() - shift_started))}s",
+            drift_window=f"{options.requests} rows",
             trials=options.trials,
             cv=options.cv,
             seed=options.seed,

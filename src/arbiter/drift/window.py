@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_ROWS = re.compile(r"^\s*(\d+)\s*rows?\s*$", re.IGNORECASE)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -34,6 +35,49 @@ def parse_duration(text: str) -> timedelta:
             field="window",
         )
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Which served rows a drift check reads: a period back from now, or the last N rows."""
+
+    period: timedelta | None = None
+    rows: int | None = None
+    text: str = "none"
+
+    def describe(self) -> str:
+        """For messages: "last 7d", "last 5000 rows", "whole log"."""
+        if self.rows is not None:
+            return f"last {self.rows} rows"
+        return "whole log" if self.period is None else f"last {self.text.strip()}"
+
+
+def parse_window(text: str | None, *, field: str = "window") -> WindowSpec:
+    """``"7d"`` (a period, as :func:`parse_duration`) or ``"5000 rows"`` (the most recent rows).
+
+    A row count makes the comparison independent of the traffic rate and of when the check
+    runs: a period that starts "now minus 10 s" reads fewer rows the later the check starts.
+    ``None`` or ``"none"`` means every served row.
+    """
+    if text is None or text.strip().lower() == "none":
+        return WindowSpec()
+    match = _ROWS.match(text)
+    if match is not None:
+        rows = int(match.group(1))
+        if rows < 1:
+            raise InvalidInputError(
+                f"a window of rows needs at least 1 row (e.g. '5000 rows'); got {text!r}",
+                field=field,
+            )
+        return WindowSpec(rows=rows, text=text)
+    try:
+        return WindowSpec(period=parse_duration(text), text=text)
+    except InvalidInputError:
+        raise InvalidInputError(
+            "window must be a period with a unit s, m, h, d or w (e.g. 6h, 7d), a number of "
+            f"recent rows (e.g. '5000 rows') or 'none'; got {text!r}",
+            field=field,
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -94,7 +138,7 @@ def read_window(
         Only rows served by this version contribute scores/predictions (features come from
         every served row: the inputs do not depend on the model that answered).
     now : datetime, optional
-        End of the window (default: the current time, UTC).
+        End of the window and of ``last`` (default: the current time, UTC).
 
     Returns
     -------
@@ -121,12 +165,11 @@ def read_window(
     where = ["model = ?", "role = 'served'", "error IS NULL", "forced IS NOT TRUE"]
     params.append(model)
     if window is not None:
-        end = now or datetime.now(UTC)
         where.append("ts >= ?")
-        params.append(end - window)
-        if now is not None:
-            where.append("ts <= ?")
-            params.append(now)
+        params.append((now or datetime.now(UTC)) - window)
+    if now is not None:  # also bounds ``last``: the rows as they stood at ``now``
+        where.append("ts <= ?")
+        params.append(now)
     sql = f"SELECT {', '.join(select) or '1 AS __none'}, ts AS __ts FROM predictions"
     sql += " WHERE " + " AND ".join(where)
     if last is not None:

@@ -19,7 +19,7 @@ def _num(value: Any) -> float | None:
 def check(ctx: LoopContext, champion: str | None, inputs: dict[str, Any]) -> dict[str, Any]:
     """Drift evidence for the decision record; no profile or no traffic means no drift."""
     from arbiter.drift import check_drift, load_profile
-    from arbiter.drift.window import parse_duration, read_window
+    from arbiter.drift.window import parse_window, read_window
     from arbiter.errors import NotFoundError
 
     if champion is None:
@@ -36,13 +36,15 @@ def check(ctx: LoopContext, champion: str | None, inputs: dict[str, Any]) -> dic
             "summary": f"v{champion} has no reference profile; drift not checked ({exc})",
         }
     window = inputs.get("drift_window")
+    spec = parse_window(window, field="drift_window")
     columns = {c.name: c.kind for c in reference.columns}
     with ctx.events.connect() as con:
         served = read_window(
             con,
             ctx.model,
             columns,
-            window=parse_duration(window) if window else None,
+            window=spec.period,
+            last=spec.rows,
             version=champion,
         )
     current = served.features
@@ -52,7 +54,7 @@ def check(ctx: LoopContext, champion: str | None, inputs: dict[str, Any]) -> dic
             **base,
             "drifted": False,
             "status": "no_traffic",
-            "summary": f"no served traffic in the last {window or 'window'}; drift not checked",
+            "summary": f"no served traffic in the {spec.describe()}; drift not checked",
         }
     result = check_drift(
         reference,

@@ -30,7 +30,10 @@ TrafficOption = typer.Option(
     help="Also train on labelled traffic of this period; 'none' for the file only.",
 )
 DriftWindowOption = typer.Option(
-    "7d", "--drift-window", help="Served traffic compared with the reference; 'none' for all."
+    "7d",
+    "--drift-window",
+    help="Served traffic compared with the reference: a period (6h, 7d), the most recent "
+    "rows ('5000 rows'), or 'none' for all.",
 )
 TrialsOption = typer.Option(20, "--trials", min=1, help="Optuna trials of the retrain search.")
 SearchOption = typer.Option("sklearn", "--search", help="Model space: sklearn, lightgbm, all.")
@@ -48,8 +51,10 @@ def _options(
     search: str,
     drift_window: str = "7d",
 ) -> Any:
+    from arbiter.drift.window import parse_window
     from arbiter.loop import LoopOptions, parse_duration
 
+    parse_window(drift_window, field="drift_window")  # refuse a bad window before the cycle starts
     return LoopOptions(
         force=force,
         every_s=None if every is None else parse_duration(every, field="every"),
