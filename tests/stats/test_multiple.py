@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
 
 from arbiter.errors import InvalidInputError
 from arbiter.stats.multiple import adjust_p_values, benjamini_hochberg, holm
@@ -45,6 +46,9 @@ def test_holm_matches_reference(p: list[float], alpha: float) -> None:
     np.testing.assert_allclose(res.adjusted_p_values, expected, rtol=RTOL, atol=1e-300)
     assert res.reject == tuple(bool(x <= alpha) for x in res.adjusted_p_values)
     assert res.p_values == tuple(p)
+    reject, adjusted, _, _ = multipletests(p, alpha=alpha, method="holm")
+    np.testing.assert_allclose(res.adjusted_p_values, adjusted, rtol=RTOL, atol=1e-300)
+    assert res.reject == tuple(bool(r) for r in reject)
 
 
 @settings(max_examples=50, deadline=None)

@@ -395,3 +395,119 @@ def test_zero_baseline_is_still_a_valid_fixed_horizon_test() -> None:
     v = decide(ArmObservations(P(2000, 0), P(2000, 40)), DecisionPolicy(sequential=False))
     assert v.primary is not None and v.primary.status == "ok"
     assert v.decision == "promote"
+
+
+# --- canary: harm at every look -------------------------------------------------------------
+
+
+def _one_sided_harm_p(champion: ProportionStatistic, challenger: ProportionStatistic) -> float:
+    """Independent re-derivation of the canary harm p-value: Agresti–Caffo pseudo-counts,
+    then 1 / M+ of the half-normal mixture (eq. 155 of arXiv:2103.06476v7, one-sided),
+    with rho tuned at 2 alpha for the default 5,000 observations."""
+    na, nb = champion.n + 2, challenger.n + 2
+    pa, pb = (champion.successes + 1) / na, (challenger.successes + 1) / nb
+    se = math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb)
+    z = (pb - pa) / se
+    t = na + nb
+    a2 = 2 * 0.05  # one-sided: rho from the two-sided optimum at 2 alpha
+    u_star = float(-np.real(__import__("scipy.special").special.lambertw(-(a2**2) / math.e, -1)))
+    rho2 = (u_star - 1) / 5000.0
+    u = t * rho2
+    log_m = (
+        u * z * z / (2 * (u + 1))
+        - 0.5 * math.log1p(u)
+        + math.log(2)
+        + stats.norm.logcdf(-z * math.sqrt(u / (u + 1)))
+    )
+    return min(1.0, math.exp(-log_m))
+
+
+def test_canary_detects_harm_before_the_minimum_sample() -> None:
+    champion, challenger = P(400, 360), P(60, 36)  # 90 % vs 60 % accuracy, 60 labelled rows
+    policy = DecisionPolicy(mode="canary", min_sample_per_arm=1000, traffic_weights=(400, 60))
+    v = decide(ArmObservations(champion, challenger), policy)
+    assert v.decision == "rollback"
+    harm = _reason(v, "primary_no_harm")
+    assert not harm.met
+    assert harm.observed == pytest.approx(_one_sided_harm_p(champion, challenger), rel=1e-9)
+    assert not _reason(v, "min_sample").met  # recorded, but harm did not wait for it
+    assert v.primary is not None and v.primary.ci_low == -math.inf  # one-sided bound
+    # An A/B test waits for its minimum sample; so does a canary that shows no harm.
+    ab = DecisionPolicy(mode="ab", min_sample_per_arm=1000, traffic_weights=(400, 60))
+    assert decide(ArmObservations(champion, challenger), ab).decision == "continue"
+    fine = decide(ArmObservations(champion, P(60, 55)), policy)
+    assert fine.decision == "continue" and _reason(fine, "primary_no_harm").met
+    assert not _reason(fine, "min_sample").met and fine.primary is not None
+
+
+def test_canary_harm_lower_is_better_and_no_data() -> None:
+    policy = DecisionPolicy(
+        mode="canary", metric_kind="mean", higher_is_better=False, check_srm=False
+    )
+    rng = np.random.default_rng(2)
+
+    def stat(x: np.ndarray) -> SampleMeanStatistic:
+        return SampleMeanStatistic(x.size, float(x.sum()), float((x**2).sum()))
+
+    worse = decide(ArmObservations(stat(rng.normal(1, 1, 500)), stat(rng.normal(2, 1, 80))), policy)
+    assert worse.decision == "rollback"
+    few = decide(ArmObservations(stat(rng.normal(1, 1, 500)), stat(rng.normal(9, 1, 10))), policy)
+    assert few.decision == "continue"  # a mean needs 30 rows per arm before a harm test
+    assert _reason(few, "primary_no_harm").met
+    empty = decide(ArmObservations(P(0, 0), P(0, 0)), DecisionPolicy(mode="canary"))
+    assert empty.decision == "continue"
+
+
+def test_canary_is_always_sequential() -> None:
+    assert DecisionPolicy(mode="canary").uses_sequential
+    with pytest.raises(InvalidInputError) as info:
+        DecisionPolicy(mode="canary", sequential=False)
+    assert info.value.field == "sequential"
+    from arbiter.analysis.policy import to_decision_policy
+    from arbiter.config import DecisionConfig
+
+    config = DecisionConfig(sequential=False)
+    assert to_decision_policy(config, mode="canary", task="classification").sequential is True
+    assert to_decision_policy(config, mode="ab", task="classification").sequential is False
+
+
+def test_srm_check_can_be_skipped() -> None:
+    arms = ArmObservations(BASE, SAME, assignment_counts=(10, 1000))
+    v = decide(arms, DecisionPolicy(mode="canary", check_srm=False))
+    assert "srm" not in {c.name for c in v.reasons} and v.srm_p_value is None
+    assert decide(arms, DecisionPolicy(mode="canary")).srm_p_value is not None
+
+
+def _canary_false_rollbacks(runs: int, looks: int, accuracy: float, seed: int) -> float:
+    """Share of identical-arm canaries rolled back at any of ``looks`` checkpoints: 400
+    requests per look, split like a 1 % -> 5 % -> 25 % -> 50 % -> 100 % ramp."""
+    rng = np.random.default_rng(seed)
+    shares = (0.01, 0.05, 0.25, 0.5, 1.0)
+    policy = DecisionPolicy(mode="canary", check_srm=False)
+    rolled = 0
+    for _ in range(runs):
+        na = nb = ka = kb = 0
+        for i in range(looks):
+            b = int(rng.binomial(400, shares[i * len(shares) // looks]))
+            na, nb = na + 400 - b, nb + b
+            ka += int(rng.binomial(400 - b, accuracy))
+            kb += int(rng.binomial(b, accuracy))
+            if decide(ArmObservations(P(na, ka), P(nb, kb)), policy).decision == "rollback":
+                rolled += 1
+                break
+    return rolled / runs
+
+
+def test_identical_canaries_are_rarely_rolled_back() -> None:
+    """300 runs x 30 looks (about 1.5 s): at most alpha, with Monte-Carlo slack (binomial
+    upper tail below 0.001)."""
+    for accuracy, seed in ((0.8, 11), (0.97, 12)):
+        rate = _canary_false_rollbacks(300, 30, accuracy, seed)
+        assert stats.binom.sf(round(rate * 300) - 1, 300, 0.05) > 0.001, rate
+
+
+@pytest.mark.slow
+def test_identical_canaries_are_rarely_rolled_back_full() -> None:
+    for accuracy, seed in ((0.5, 21), (0.8, 22), (0.97, 23)):
+        rate = _canary_false_rollbacks(2000, 60, accuracy, seed)
+        assert rate <= 0.05, rate

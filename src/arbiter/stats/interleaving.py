@@ -19,6 +19,14 @@ with G users: the CR1 sandwich of an intercept-only regression clustered by user
 Zeger 1986; Cameron & Miller 2015, "A Practitioner's Guide to Cluster-Robust Inference",
 *J. Human Resources* 50(2)), equal to the delta-method variance of a ratio of means (Deng,
 Knoblich & Lu 2018). With one impression per user it reduces to the i.i.d. variance.
+The CI and p-value use Student's t with ``G − 1`` degrees of freedom, as Cameron & Miller
+(2015, §VI.C) recommend for CR1 with few clusters (it is also what Stata and statsmodels'
+``cov_type="cluster"`` with ``use_t`` do); with many users it equals the normal test.
+
+:func:`interleaving_confidence_sequence` turns the clustered result into an always-valid
+interval and p-value (the asymptotic confidence sequence of
+:func:`arbiter.stats.sequential.cs_halfwidth` with one observation per user), for an
+experiment that is looked at repeatedly and stopped at the first decisive look.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from arbiter.stats.results import (
     STATUS_ZERO_VARIANCE,
     InterleavingResult,
 )
+from arbiter.stats.sequential import always_valid_p_value, cs_halfwidth
 
 
 def _sign_test(wins_a: int, wins_b: int) -> float:
@@ -69,6 +78,7 @@ def _result(
     ties: int,
     n_clusters: int,
     method: str,
+    dof: float = math.inf,
 ) -> InterleavingResult:
     total = wins_a + wins_b + ties
     if var <= 0.0:
@@ -78,9 +88,9 @@ def _result(
         )  # fmt: skip
     se = math.sqrt(var)
     z = delta / se
-    lo, hi = interval(delta, se, alpha, "two-sided")
+    lo, hi = interval(delta, se, alpha, "two-sided", dof)
     return InterleavingResult(
-        delta, se, lo, hi, z, p_value_from_statistic(z, "two-sided"), sign_p,
+        delta, se, lo, hi, z, p_value_from_statistic(z, "two-sided", dof), sign_p,
         wins_a, wins_b, ties, total, n_clusters, alpha, method, STATUS_OK,
     )  # fmt: skip
 
@@ -146,7 +156,8 @@ def clustered_interleaving_test(
     -------
     InterleavingResult
         ``delta`` over all impressions, its cluster-robust standard error (module docstring),
-        normal CI and z-test. ``sign_test_p_value`` is the sign test at the user level: a user
+        and the CI and test from Student's t with ``G − 1`` degrees of freedom (``statistic``
+        is the t statistic). ``sign_test_p_value`` is the sign test at the user level: a user
         votes for A if they gave A more wins than B, and users without a preference are
         excluded, so correlated impressions count once. ``status`` is ``"insufficient_data"``
         with fewer than two users.
@@ -159,7 +170,7 @@ def clustered_interleaving_test(
         )
     alpha = check_alpha(alpha)
     method = (
-        "interleaving delta, cluster-robust (CR1, by user) z-test; "
+        "interleaving delta, cluster-robust (CR1, by user) t-test with G-1 df; "
         "exact sign test on per-user preferences"
     )
     n_u = wa + wb + t
@@ -184,7 +195,40 @@ def clustered_interleaving_test(
     else:
         resid = y - delta * n_u
         var = g / (g - 1) * float(np.sum(resid**2)) / float(total) ** 2
-    return _result(delta, var, alpha, sign_p, sum_a, sum_b, sum_t, g, method)
+    return _result(delta, var, alpha, sign_p, sum_a, sum_b, sum_t, g, method, g - 1)
 
 
-__all__ = ["clustered_interleaving_test", "interleaving_test"]
+def interleaving_confidence_sequence(
+    result: InterleavingResult, *, rho: float
+) -> tuple[float, float, float]:
+    """Always-valid ``(ci_low, ci_high, p_value)`` for Δ of a clustered interleaving result.
+
+    Parameters
+    ----------
+    result : InterleavingResult
+        From :func:`clustered_interleaving_test`.
+    rho : float
+        Mixing parameter of the confidence sequence
+        (:func:`arbiter.stats.sequential.sequential_rho` of the number of users at which it
+        should be tightest).
+
+    Returns
+    -------
+    tuple of float
+        The asymptotic confidence sequence of Waudby-Smith et al. (2023, eq. 9) around Δ with
+        ``t = G`` users as the observations and ``SE²`` the cluster-robust variance (users
+        are independent; their impressions are not), and the always-valid p-value
+        ``1 / M_t`` of the same normal-mixture e-process, so ``p < alpha`` exactly when the
+        sequence excludes 0. Unlike the t-test these hold simultaneously over every look,
+        so the experiment may be checked after each batch and stopped when decisive. NaN
+        when the result has no standard error (``status`` not ``"ok"``).
+    """
+    if result.status != STATUS_OK:
+        return NAN, NAN, NAN
+    g = result.n_clusters
+    half = float(cs_halfwidth(result.standard_error, g, rho, result.alpha))
+    p = float(always_valid_p_value(result.delta / result.standard_error, g, rho))
+    return result.delta - half, result.delta + half, p
+
+
+__all__ = ["clustered_interleaving_test", "interleaving_confidence_sequence", "interleaving_test"]

@@ -139,7 +139,9 @@ def k_proportion_test(
         ``chi2``/``p_value``/``dof`` of Pearson's test of independence on the 2×k table
         (no continuity correction), and one :class:`MarascuiloPair` per ``i < j`` with
         ``difference = p_j − p_i``. ``status`` is ``"insufficient_data"`` if an arm is empty and
-        ``"zero_variance"`` if every arm is all successes or all failures.
+        ``"zero_variance"`` if every arm is all successes or all failures. A pair whose two
+        arms both have zero variance (each at p = 0 or 1) is not testable: its
+        ``critical_value`` is nan and it is never significant.
 
     Notes
     -----
@@ -180,7 +182,13 @@ def k_proportion_test(
     pairs = []
     for i, j in itertools.combinations(range(k), 2):
         diff = props[j] - props[i]
-        critical = scale * math.sqrt(var[i] + var[j])
+        pair_var = var[i] + var[j]
+        if pair_var == 0.0:
+            # Both arms all successes or all failures: the Wald-type range would be 0 and any
+            # difference (0/5 against 5/5) would count as significant. Not testable.
+            pairs.append(MarascuiloPair(i, j, diff, NAN, False))
+            continue
+        critical = scale * math.sqrt(pair_var)
         pairs.append(MarascuiloPair(i, j, diff, critical, bool(abs(diff) > critical)))
     return KProportionResult(chi2_stat, p_value, dof, props, tuple(pairs), alpha, method, status)
 

@@ -5,7 +5,8 @@
 :class:`DecisionPolicy`. It returns a :class:`Verdict` that lists every criterion it
 checked, so a report can show *why*.
 
-Rules, applied in this order (the first that fires decides):
+Rules, applied in this order (the first that fires decides; in ``canary`` mode 2b is
+checked after the ``min_sample`` criterion is recorded but before it can stop the verdict):
 
 1. **Guardrails.** A breached guardrail → ``rollback`` when the challenger serves users
    (``mode`` ``"ab"`` or ``"canary"``), ``keep_champion`` when it does not (``"shadow"``,
@@ -13,15 +14,23 @@ Rules, applied in this order (the first that fires decides):
    values are compared as given; pass a conservative statistic (e.g. an upper confidence
    bound of the error rate) when noise matters. Harm first: a guardrail breach wins even
    over an SRM alarm, because rolling back is always safe.
-2. **Sample-ratio mismatch.** Pearson's chi-square goodness of fit of the arm counts to
-   ``traffic_weights`` (:func:`arbiter.stats.srm.srm_test`). ``p < srm_threshold`` (0.001) means the
-   assignment is broken and no comparison can be trusted: never promote. The decision is
-   ``continue`` with the SRM criterion failed (an alarm for a human), or ``rollback`` when
-   ``on_srm="rollback"``.
+2. **Sample-ratio mismatch** (unless ``check_srm`` is off). Pearson's chi-square goodness of
+   fit of the arm counts to ``traffic_weights`` (:func:`arbiter.stats.srm.srm_test`).
+   ``p < srm_threshold`` (0.001) means the assignment is broken and no comparison can be
+   trusted: never promote. The decision is ``continue`` with the SRM criterion failed (an
+   alarm for a human), or ``rollback`` when ``on_srm="rollback"``.
+2b. **Harm at every look** (``mode="canary"`` only, without an external ``primary_result``):
+   a one-sided always-valid confidence sequence of challenger − champion in the harmful
+   direction at level ``alpha``, whatever the sample size → ``rollback`` when significant.
+   A canary exposes users from its first request, so harm must stop it at 1 % traffic, long
+   before ``min_sample_per_arm`` labelled rows exist; the sequence is valid at every look
+   (see :func:`_canary_harm`). The two-sided primary test below then only judges
+   improvement, so harm is tested once, at level ``alpha``.
 3. **Minimum sample.** Either arm below ``min_sample_per_arm`` → ``continue``, with an
    estimate of the remaining sample.
 4. **Primary metric** (two-sided test of challenger − champion at level ``alpha``): an
-   always-valid confidence sequence when ``sequential``, else the fixed-horizon pooled
+   always-valid confidence sequence when ``sequential`` (always in ``canary`` mode: a canary
+   peeks at every checkpoint), else the fixed-horizon pooled
    two-proportion z-test or Welch t-test of :mod:`arbiter.stats.proportions` /
    :mod:`arbiter.stats.means`; or a test result computed elsewhere, e.g. a paired
    McNemar/DeLong test for shadow traffic, passed as ``ArmObservations.primary_result``.
@@ -191,7 +200,8 @@ class DecisionPolicy:
     sequential : bool or None, default=None
         Always-valid confidence sequence (safe to look at any time) versus a fixed-horizon
         test. ``None``: sequential for online modes (``ab``, ``canary``, ``shadow``),
-        fixed-horizon for ``offline``.
+        fixed-horizon for ``offline``. ``False`` is refused in ``canary`` mode: a canary
+        looks at its data at every checkpoint, which a fixed-horizon test does not survive.
     sequential_config : SequentialConfig or None, default=None
         ``None``: tuned for ``2 * max_sample_per_arm`` total observations when that is set,
         else :class:`SequentialConfig` defaults.
@@ -210,6 +220,10 @@ class DecisionPolicy:
         Configured (champion, challenger) split, for the SRM check.
     srm_threshold : float, default=0.001
         SRM alarm when the chi-square p-value is below this.
+    check_srm : bool, default=True
+        Run the SRM check. ``False`` when no split can be checked at this look (e.g. a canary
+        stage at 100 %, or too few units since the stage's grace window); the verdict then
+        has no ``srm`` criterion.
     on_srm : {"continue", "rollback"}, default="continue"
         Decision when SRM is detected (never promote either way).
     mode : {"ab", "canary", "shadow", "offline"}, default="ab"
@@ -231,6 +245,7 @@ class DecisionPolicy:
     srm_threshold: float = 0.001
     on_srm: Literal["continue", "rollback"] = "continue"
     mode: Mode = "ab"
+    check_srm: bool = True
 
     def __post_init__(self) -> None:
         if self.metric_kind not in ("proportion", "mean"):
@@ -282,6 +297,12 @@ class DecisionPolicy:
                 f"mode must be one of 'ab', 'canary', 'shadow', 'offline', got {self.mode!r}",
                 field="mode",
             )
+        if self.mode == "canary" and self.sequential is False:
+            raise InvalidInputError(
+                "a canary looks at its data at every checkpoint, so its tests must be "
+                "sequential; leave sequential=None (or True) in mode 'canary'",
+                field="sequential",
+            )
         names = [g.name for g in self.guardrails]
         if len(set(names)) != len(names):
             raise InvalidInputError(
@@ -290,7 +311,10 @@ class DecisionPolicy:
 
     @property
     def uses_sequential(self) -> bool:
-        """Whether the primary test is the always-valid confidence sequence."""
+        """Whether the primary test is the always-valid confidence sequence (always in
+        ``canary`` mode)."""
+        if self.mode == "canary":
+            return True
         return self.sequential if self.sequential is not None else self.mode != "offline"
 
     @property
@@ -376,24 +400,28 @@ def decide(arms: ArmObservations, policy: DecisionPolicy) -> Verdict:
         return Verdict(harm, tuple(reasons))
 
     # 2. Sample-ratio mismatch.
-    counts = arms.assignment_counts or (int(arms.champion.n), int(arms.challenger.n))
-    srm = srm_test(counts, policy.traffic_weights, threshold=policy.srm_threshold)
-    srm_p = 1.0 if math.isnan(srm.p_value) else srm.p_value  # nan: no units yet
-    srm_ok = not srm.mismatch
-    reasons.append(
-        Criterion(
-            "srm",
-            srm_ok,
-            srm_p,
-            policy.srm_threshold,
-            f"chi-square p={srm_p:.3g} for counts {counts} vs weights {policy.traffic_weights}"
-            + ("" if srm_ok else ": assignment is broken, results cannot be trusted"),
+    srm_p: float | None = None
+    if policy.check_srm:
+        counts = arms.assignment_counts or (int(arms.champion.n), int(arms.challenger.n))
+        srm = srm_test(counts, policy.traffic_weights, threshold=policy.srm_threshold)
+        srm_p = 1.0 if math.isnan(srm.p_value) else srm.p_value  # nan: no units yet
+        srm_ok = not srm.mismatch
+        reasons.append(
+            Criterion(
+                "srm",
+                srm_ok,
+                srm_p,
+                policy.srm_threshold,
+                f"chi-square p={srm_p:.3g} for counts {counts} vs weights "
+                f"{policy.traffic_weights}"
+                + ("" if srm_ok else ": assignment is broken, results cannot be trusted"),
+            )
         )
-    )
-    if not srm_ok:
-        return Verdict(policy.on_srm, tuple(reasons), srm_p_value=srm_p)
+        if not srm_ok:
+            return Verdict(policy.on_srm, tuple(reasons), srm_p_value=srm_p)
 
-    # 3. Minimum sample.
+    # 3. Minimum sample (listed before the canary's harm test, which does not wait for it,
+    # so a rollback's evidence still says whether the sample had been reached).
     n_min = min(arms.champion.n, arms.challenger.n)
     enough = n_min >= policy.min_sample_per_arm
     reasons.append(
@@ -405,9 +433,29 @@ def decide(arms: ArmObservations, policy: DecisionPolicy) -> Verdict:
             f"smallest arm has {n_min} of the {policy.min_sample_per_arm} required",
         )
     )
+
+    # 2b. Canary: harm at every look, whatever the sample.
+    early_harm = policy.mode == "canary" and arms.primary_result is None
+    harm_test: PrimarySummary | None = None
+    if early_harm:
+        harm_test = _canary_harm(arms.champion, arms.challenger, policy)
+        harmed = harm_test.status == "ok" and harm_test.p_value < policy.alpha
+        reasons.append(
+            Criterion(
+                "primary_no_harm",
+                not harmed,
+                harm_test.p_value,
+                policy.alpha,
+                f"one-sided {_describe(harm_test)}: "
+                + ("challenger significantly worse" if harmed else "no significant harm"),
+            )
+        )
+        if harmed:
+            return Verdict(harm, tuple(reasons), primary=harm_test, srm_p_value=srm_p)
+
     if not enough:
         remaining = _remaining_sample(arms, policy)
-        return Verdict("continue", tuple(reasons), remaining, srm_p_value=srm_p)
+        return Verdict("continue", tuple(reasons), remaining, primary=harm_test, srm_p_value=srm_p)
 
     # 4. Primary metric.
     primary = (
@@ -420,20 +468,20 @@ def decide(arms: ArmObservations, policy: DecisionPolicy) -> Verdict:
     sign = 1.0 if policy.higher_is_better else -1.0
     better = significant and sign * primary.estimate > 0
     worse = significant and sign * primary.estimate < 0
-    label = f"{primary.method}: estimate={primary.estimate:.4g} "
-    label += f"CI=[{primary.ci_low:.4g}, {primary.ci_high:.4g}] p={primary.p_value:.3g}"
-    if primary.status != "ok":
-        label += f" (status {primary.status})"
+    label = _describe(primary)
     reasons.append(Criterion("primary_improvement", better, primary.p_value, policy.alpha, label))
-    reasons.append(
-        Criterion(
-            "primary_no_harm",
-            not worse,
-            primary.p_value,
-            policy.alpha,
-            "challenger significantly worse" if worse else "no significant harm",
+    if early_harm:
+        worse = False  # harm was tested at step 2b, one-sided at level alpha
+    else:
+        reasons.append(
+            Criterion(
+                "primary_no_harm",
+                not worse,
+                primary.p_value,
+                policy.alpha,
+                "challenger significantly worse" if worse else "no significant harm",
+            )
         )
-    )
     verdict = _primary_verdict(arms, policy, primary, better, worse, missing, harm, reasons)
     return Verdict(verdict[0], tuple(reasons), verdict[1], primary=primary, srm_p_value=srm_p)
 
@@ -651,6 +699,70 @@ def _primary_test(
         )
         return PrimarySummary(r.estimate, r.ci_low, r.ci_high, r.p_value, r.method, r.status)
     return _fixed_horizon(champion, challenger, policy.alpha)
+
+
+#: Labelled rows per arm before a mean metric's harm is tested in a canary (see _canary_harm).
+CANARY_HARM_MIN_MEAN_N = 30
+
+
+def _canary_harm(
+    champion: ArmStatistic, challenger: ArmStatistic, policy: DecisionPolicy
+) -> PrimarySummary:
+    """One-sided always-valid test of harm (challenger worse than champion) at ``alpha``.
+
+    The half-normal mixture e-process of :func:`arbiter.stats.sequential.confidence_sequence`
+    with ``alternative`` toward harm ("smaller" when higher is better). It mixes only over
+    harmful effects, so by Ville's inequality the probability that a challenger no worse
+    than the champion *ever* crosses ``1/alpha`` (at any of the unlimited looks, whatever
+    the sample size) is at most ``alpha`` (asymptotically, as for every CS here). This is
+    the rigorous form of "the two-sided CS at level ``2 alpha`` gives a one-sided bound at
+    ``alpha``": the two-sided mixture is the average of the two half-mixtures, so on the
+    harmful side it crosses ``1/(2 alpha)`` almost exactly when the harmful half-mixture
+    crosses ``1/alpha`` (the other half is negligible there), and ``rho`` is tuned at
+    ``2 alpha`` (:func:`~arbiter.stats.sequential.sequential_rho`). A two-sided test at
+    ``alpha`` would spend only ``alpha / 2`` on the one direction a canary acts on.
+
+    Small samples. The sequence plugs in each arm's sample variance, which is 0 for a
+    proportion arm with all rows right (or wrong): at a 1 % stage the challenger's first
+    labelled row, if wrong, would be "significantly" worse than a 400-row champion (about
+    2 % of identical canaries rolled back at their first look in a simulation). Proportions
+    therefore get one pseudo-success and one pseudo-failure per arm (the Agresti–Caffo
+    adjustment), which bounds the variance away from 0 and vanishes as ``n`` grows (identical
+    arms: 2.2 % false rollbacks over 30 looks at ``alpha`` = 0.05, 1 % at 97 % accuracy);
+    a mean metric (a regression loss, often skewed) is tested once both arms have
+    :data:`CANARY_HARM_MIN_MEAN_N` rows (``status="insufficient_data"`` before).
+    """
+    if min(champion.n, challenger.n) == 0:
+        return PrimarySummary(math.nan, -math.inf, math.inf, 1.0, "asymptotic_cs", "no_data")
+    if isinstance(champion, ProportionStatistic) and isinstance(challenger, ProportionStatistic):
+        champion = ProportionStatistic(champion.n + 2, champion.successes + 1)
+        challenger = ProportionStatistic(challenger.n + 2, challenger.successes + 1)
+    elif min(champion.n, challenger.n) < CANARY_HARM_MIN_MEAN_N:
+        return PrimarySummary(
+            challenger.mean - champion.mean,
+            -math.inf,
+            math.inf,
+            1.0,
+            "asymptotic_cs",
+            "insufficient_data",
+        )
+    alternative: Literal["smaller", "larger"] = "smaller" if policy.higher_is_better else "larger"
+    r = confidence_sequence(
+        champion,
+        challenger,
+        alpha=policy.alpha,
+        alternative=alternative,
+        config=_sequential_config(policy),
+    )
+    return PrimarySummary(r.estimate, r.ci_low, r.ci_high, r.p_value, r.method, r.status)
+
+
+def _describe(primary: PrimarySummary) -> str:
+    label = f"{primary.method}: estimate={primary.estimate:.4g} "
+    label += f"CI=[{primary.ci_low:.4g}, {primary.ci_high:.4g}] p={primary.p_value:.3g}"
+    if primary.status != "ok":
+        label += f" (status {primary.status})"
+    return label
 
 
 def _fixed_horizon(
