@@ -160,9 +160,35 @@ def test_linear_ramp_to_plan() -> None:
     shares = [s.share for s in plan.stages]
     assert shares[0] == pytest.approx(0.05) and shares[-2:] == [0.5, 1.0]
     assert len(shares) == 11
-    assert all(s.min_duration_s == 60.0 and s.min_requests == 10 for s in plan.stages)
+    # the zero-share first step is merged into the first stage (a stage needs a share > 0)
+    assert [s.min_duration_s for s in plan.stages] == [120.0] + [60.0] * 10
+    assert all(s.min_requests == 10 for s in plan.stages)
     full = LinearRamp(0.1, 1.0, 100.0, 50.0).to_plan()
     assert [s.share for s in full.stages] == pytest.approx([0.1, 0.55, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("start", "target", "duration", "step"),
+    [(0.0, 0.5, 600.0, 60.0), (0.0, 1.0, 100.0, 30.0), (0.1, 1.0, 100.0, 50.0),
+     (0.0, 0.3, 10.0, 10.0), (0.2, 0.8, 95.0, 20.0)],
+)  # fmt: skip
+def test_linear_ramp_plan_never_runs_ahead_of_share_at(
+    start: float, target: float, duration: float, step: float
+) -> None:
+    """With every stage lasting exactly its minimum, the plan's share at time t equals
+    share_at(t) from the first step on (before it, the first positive share), and the
+    target is reached at duration_s, not a step early."""
+    ramp = LinearRamp(start, target, duration, step)
+    plan = ramp.to_plan()
+    begins = list(itertools.accumulate((s.min_duration_s for s in plan.stages), initial=0.0))
+    ramp_stages = plan.stages if target == 1.0 else plan.stages[:-1]
+    for i, stage in enumerate(ramp_stages):
+        assert ramp.share_at(begins[i]) <= stage.share
+        if i > 0 or start > 0:
+            assert ramp.share_at(begins[i]) == pytest.approx(stage.share)
+    if len(ramp_stages) > 1:  # a one-step ramp from 0 has nothing to wait for
+        assert begins[len(ramp_stages) - 1] == pytest.approx(duration)
+    assert ramp.share_at(begins[len(ramp_stages)]) == target
 
 
 # --- state machine ----------------------------------------------------------------------
@@ -299,7 +325,7 @@ def test_inputs_from_verdict() -> None:
         decide(harm, policy), champion_requests=1, challenger_requests=2
     )
     assert (inputs.verdict_decision, inputs.guardrail_breaches) == ("rollback", ())
-    assert inputs.primary_sample_reached is True
+    # Harm is tested at every look in canary mode, before (and whatever) the minimum sample.
     assert any(r.startswith("primary:") for r in inputs.verdict_reasons)
 
     small = ArmObservations(
@@ -342,7 +368,31 @@ def test_force_promote_and_abort() -> None:
     assert aborted.share(PLAN) == 0.0
 
 
-@pytest.mark.parametrize("status", ["promoted", "rolled_back", "aborted"])
+def test_share_true_is_not_a_share() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        CanaryStage(True)  # type: ignore[arg-type]
+    assert info.value.field == "share"
+
+
+def test_share_of_a_stage_the_plan_lacks_is_zero() -> None:
+    """The plan changed under a running canary: route nothing rather than raise IndexError."""
+    assert _at(len(PLAN.stages)).share(PLAN) == 0.0
+    assert _at(len(PLAN.stages), "paused").share(PLAN) == 0.0
+
+
+def test_supersede_ends_a_live_canary_at_zero() -> None:
+    from arbiter.routing.canary import supersede
+
+    for status in ("running", "paused", "promoted"):
+        state = supersede(_at(1, status), T0 + 5, "champion moved")
+        assert state.status == "superseded" and state.terminal and state.share(PLAN) == 0.0
+        assert state.history[-1].action == "supersede"
+        assert CanaryState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    with pytest.raises(InvalidInputError, match="that is rolled_back"):
+        supersede(_at(1, "rolled_back"), T0, "x")
+
+
+@pytest.mark.parametrize("status", ["promoted", "rolled_back", "aborted", "superseded"])
 def test_manual_operations_refuse_terminal_states(status: str) -> None:
     state = _at(1, status)
     for op in (
@@ -465,3 +515,22 @@ def test_units_at_5_percent_remain_at_25_percent_along_the_default_plan() -> Non
         previous = current
         state, _ = advance(state, plan, _inputs(), state.stage_started_at + 1e4)
     assert state.status == "promoted"
+
+
+def test_an_srm_alarm_holds_the_canary_but_guardrails_still_roll_back() -> None:
+    """decide() stops at an SRM alarm without testing the primary metric, so advancing would
+    ramp a challenger whose quality was never checked."""
+    from arbiter.routing.canary import CanaryPlan, CanaryStage, CanaryState, CheckpointInputs
+    from arbiter.routing.canary import advance as step
+    from arbiter.stats.verdict import Criterion, Verdict
+
+    plan = CanaryPlan((CanaryStage(0.1), CanaryStage(1.0)), require_primary_sample=False)
+    state = CanaryState.start(0.0)
+    srm = Criterion("srm", False, 1e-6, 0.001, "chi-square p=1e-06: assignment is broken")
+    inputs = CheckpointInputs.from_verdict(
+        Verdict("continue", (srm,)), champion_requests=900, challenger_requests=100
+    )
+    assert inputs.blockers and "srm" in inputs.blockers[0]
+    assert step(state, plan, inputs, 10.0) == (state, "hold")
+    breached = CheckpointInputs(900, 100, "continue", (), ("error_rate: 0.2",), None, ("srm",))
+    assert step(state, plan, breached, 10.0)[1] == "rollback"

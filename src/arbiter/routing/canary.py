@@ -17,13 +17,15 @@ The pieces:
   2. a guardrail breached → ``rollback``;
   3. the verdict is ``rollback`` (significant harm on the primary metric, or an SRM alarm
      with ``on_srm="rollback"``) → ``rollback``;
+  3b. a blocker (an SRM alarm with ``on_srm="continue"``: the data cannot be trusted) → ``hold``;
   4. the stage's ``min_requests`` challenger requests or ``min_duration_s`` not yet reached
      → ``hold``, state unchanged;
   5. last stage: the primary metric has reached its minimum sample (when
      ``plan.require_primary_sample``) → ``promote``, else ``hold``;
   6. otherwise → ``advance`` to the next stage, whose clock starts at ``now``.
 
-* :func:`pause`, :func:`resume`, :func:`force_promote`, :func:`abort` — operator actions.
+* :func:`pause`, :func:`resume`, :func:`force_promote`, :func:`abort` — operator actions;
+  :func:`supersede` — the shell's terminal record when the aliases moved under a canary.
 * :class:`CanaryStrategy` — the routing :class:`~arbiter.routing.strategies.Strategy` for the
   current share. It uses one :class:`~arbiter.routing.split.Split` salt for the whole canary,
   so growing the share only extends the challenger's bucket range: a unit that saw the
@@ -45,13 +47,21 @@ from arbiter.routing.split import Split
 from arbiter.routing.strategies import ABTest, Route
 from arbiter.stats.verdict import Decision, Verdict
 
-CanaryStatus = Literal["running", "paused", "promoted", "rolled_back", "aborted"]
+CanaryStatus = Literal["running", "paused", "promoted", "rolled_back", "aborted", "superseded"]
 Action = Literal["hold", "advance", "rollback", "promote", "none"]
 RecordAction = Literal[
-    "start", "advance", "rollback", "promote", "pause", "resume", "force_promote", "abort"
+    "start",
+    "advance",
+    "rollback",
+    "promote",
+    "pause",
+    "resume",
+    "force_promote",
+    "abort",
+    "supersede",
 ]
 
-TERMINAL_STATUSES: frozenset[str] = frozenset({"promoted", "rolled_back", "aborted"})
+TERMINAL_STATUSES: frozenset[str] = frozenset({"promoted", "rolled_back", "aborted", "superseded"})
 STATE_SCHEMA = 1  # bump when CanaryState.to_dict() changes shape
 
 _STATUSES: tuple[str, ...] = get_args(CanaryStatus)
@@ -80,7 +90,11 @@ class CanaryStage:
     min_duration_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.share, int | float) and 0.0 < self.share <= 1.0):
+        if not (
+            isinstance(self.share, int | float)
+            and not isinstance(self.share, bool)  # True is an int: share=True is a typo
+            and 0.0 < self.share <= 1.0
+        ):
             raise InvalidInputError(
                 f"CanaryStage.share must be in (0, 1], got {self.share!r}", field="share"
             )
@@ -235,18 +249,31 @@ class LinearRamp:
         """The ramp as a :class:`CanaryPlan`, so it is gated by the same rules.
 
         One stage per distinct positive share at ``0, step_s, 2 step_s, ...``, each lasting at
-        least ``step_s`` (the last step may be shorter) and ``min_requests``. A 100 % stage is
-        appended when ``target_share < 1``: promotion always goes through full traffic.
+        least until the next step (the last step may be shorter) and ``min_requests``. A 100 %
+        stage is appended when ``target_share < 1``: promotion always goes through full
+        traffic.
+
+        A stage needs a positive share, so with ``start_share=0`` the first step (share 0 in
+        :meth:`share_at`) cannot be a stage of its own: it is merged into the first positive
+        stage, which then lasts two steps. Every later stage therefore starts (at the
+        earliest) when :meth:`share_at` reaches its share and the target is reached at
+        ``duration_s``, not one step early; only the first step routes ``share_at(step_s)``
+        instead of nothing.
         """
         times = [k * self.step_s for k in range(math.ceil(self.duration_s / self.step_s))]
         times.append(self.duration_s)
         stages: list[CanaryStage] = []
-        for i, t in enumerate(times):
+        begins: list[float] = []  # when share_at reaches each stage's share
+        for t in times:
             share = self.share_at(t)
             if share <= 0.0 or (stages and share <= stages[-1].share):
                 continue
-            until = times[i + 1] if i + 1 < len(times) else t + self.step_s
-            stages.append(CanaryStage(share, min_requests, min(self.step_s, until - t)))
+            stages.append(CanaryStage(share, min_requests, 0.0))
+            begins.append(t)
+        begins[0] = 0.0  # the canary starts at once, on its first positive share
+        for i, stage in enumerate(stages):
+            until = begins[i + 1] if i + 1 < len(stages) else begins[i] + self.step_s
+            stages[i] = replace(stage, min_duration_s=until - begins[i])
         if stages[-1].share < 1.0:
             stages.append(CanaryStage(1.0, min_requests, self.step_s))
         return CanaryPlan(tuple(stages), analysis_interval_s, **plan_options)
@@ -269,10 +296,11 @@ class CanaryState:
 
     Attributes
     ----------
-    status : {"running", "paused", "promoted", "rolled_back", "aborted"}
-        ``promoted``, ``rolled_back`` and ``aborted`` are terminal. :func:`abort` records an
-        operator abort as ``rolled_back`` (the challenger stops serving, which is what a
-        rollback is); ``aborted`` is accepted from storage and treated as terminal at 0 %.
+    status : {"running", "paused", "promoted", "rolled_back", "aborted", "superseded"}
+        All but ``running`` and ``paused`` are terminal. :func:`abort` records an operator
+        abort as ``rolled_back`` (the challenger stops serving, which is what a rollback is);
+        ``aborted`` is never produced, only accepted from storage and treated as terminal at
+        0 %. ``superseded`` (:func:`supersede`): the aliases moved under the canary.
     stage : int
         Index into the plan's stages.
     stage_started_at : float
@@ -281,7 +309,8 @@ class CanaryState:
         ``now`` when the canary started.
     version : int
         Incremented by every transition. The shell writes a new state only if the stored
-        one still has ``version - 1`` (compare-and-set), so two controllers cannot both act.
+        one still has ``version - 1``; with a store lacking a conditional write (MLflow) this
+        narrows but does not close the race, see :mod:`arbiter.canary.store`.
     history : tuple of DecisionRecord
         Every transition, oldest first.
     """
@@ -304,10 +333,17 @@ class CanaryState:
         return self.status in TERMINAL_STATUSES
 
     def share(self, plan: CanaryPlan) -> float:
-        """Challenger share now: the stage's while running or paused, 1 once promoted, else 0."""
+        """Challenger share now: the stage's while running or paused, 1 once promoted, else 0.
+
+        A stage the plan does not have (the plan changed under a running canary) gives 0: the
+        champion serves everything until an operator aborts the canary. Raising here would
+        make every reader (status, routing) fail instead of the one place that can say why.
+        """
         if self.status == "promoted":
             return 1.0
-        if self.status in ("rolled_back", "aborted"):
+        if self.status != "running" and self.status != "paused":
+            return 0.0
+        if not 0 <= self.stage < len(plan.stages):
             return 0.0
         return plan.stages[self.stage].share
 
@@ -388,6 +424,9 @@ class CheckpointInputs:
     primary_sample_reached : bool or None, default=None
         Whether the primary metric reached the policy's minimum sample; ``None`` = unknown
         (treated as not reached when the plan requires it).
+    blockers : tuple of str, default=()
+        Reasons the evidence cannot be trusted right now (a sample-ratio mismatch): the canary
+        neither advances nor promotes while any is present, but guardrails still roll back.
     """
 
     champion_requests: int
@@ -396,6 +435,7 @@ class CheckpointInputs:
     verdict_reasons: tuple[str, ...] = ()
     guardrail_breaches: tuple[str, ...] = ()
     primary_sample_reached: bool | None = None
+    blockers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("champion_requests", "challenger_requests"):
@@ -427,12 +467,17 @@ class CheckpointInputs:
         """
         breaches = list(guardrail_breaches)
         reasons: list[str] = []
+        blockers: list[str] = []
         sample_reached = False
         for c in verdict.reasons:
             if c.name == "min_sample":
                 sample_reached = c.met
             if c.met:
                 continue
+            if c.name == "srm":
+                # The verdict stops at an SRM alarm without testing the primary metric: moving
+                # on would ramp a challenger whose quality was never checked.
+                blockers.append(f"srm: {c.detail}")
             if c.name.startswith("guardrail:") and c.observed is not None:
                 breaches.append(f"{c.name.removeprefix('guardrail:')}: {c.detail}")
             else:
@@ -450,6 +495,7 @@ class CheckpointInputs:
             tuple(reasons),
             tuple(breaches),
             sample_reached,
+            tuple(blockers),
         )
 
 
@@ -504,6 +550,8 @@ def advance(
     if inputs.verdict_decision == "rollback":
         reasons = ("verdict: rollback (significant harm)", *inputs.verdict_reasons)
         return _transition(state, now, "rollback", "rolled_back", i, reasons), "rollback"
+    if inputs.blockers:
+        return state, "hold"
     stage = plan.stages[i]
     elapsed = max(0.0, now - state.stage_started_at)
     if inputs.challenger_requests < stage.min_requests or elapsed < stage.min_duration_s:
@@ -551,6 +599,19 @@ def abort(state: CanaryState, now: float, reason: str | None = None) -> CanarySt
     _require(state, ("running", "paused"), "abort")
     why = ("aborted by operator", *((reason,) if reason else ()))
     return _transition(state, now, "abort", "rolled_back", state.stage, why)
+
+
+def supersede(state: CanaryState, now: float, reason: str) -> CanaryState:
+    """End a canary whose aliases moved under it: status ``superseded``, share 0.
+
+    The shell calls it when the champion (or challenger) alias points elsewhere than the
+    versions the canary compares, or when a promotion could not be applied because the
+    champion moved: the comparison it was running no longer exists, and replacing it
+    silently would lose its history. Allowed from ``running``, ``paused`` and ``promoted``
+    (a promotion whose alias move failed).
+    """
+    _require(state, ("running", "paused", "promoted"), "supersede")
+    return _transition(state, now, "supersede", "superseded", state.stage, (reason,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -680,4 +741,5 @@ __all__ = [
     "force_promote",
     "pause",
     "resume",
+    "supersede",
 ]

@@ -94,4 +94,47 @@ class ABTest:
         return self.split.weights()
 
 
-__all__ = ["CHALLENGER", "CHAMPION", "ABTest", "ChampionOnly", "Route", "Shadow", "Strategy"]
+@dataclass(frozen=True, slots=True)
+class MultiArmTest:
+    """A/B/n: units are split between the champion and several challengers by a sticky hash.
+
+    Each challenger's arm is named after its alias (``arms`` maps arm name -> share); the
+    champion takes what is left. With one challenger named ``challenger`` this routes exactly
+    like :class:`ABTest` with the same salt.
+    """
+
+    champion_alias: str
+    challengers: tuple[tuple[str, str, float], ...]  # (arm, alias, share)
+    salt: str
+    name: str = "ab"
+
+    split: Split = field(init=False, repr=False, compare=False)
+    _aliases: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        arms = tuple(Arm(arm, share) for arm, _alias, share in self.challengers)
+        object.__setattr__(self, "split", Split(self.salt, CHAMPION, arms))
+        aliases = {CHAMPION: self.champion_alias}
+        aliases.update({arm: alias for arm, alias, _share in self.challengers})
+        object.__setattr__(self, "_aliases", aliases)
+
+    def route(self, unit_id: str | None, draw: float) -> Route:
+        assignment = self.split.assign(unit_id, draw)
+        return Route(
+            assignment.arm, self._aliases[assignment.arm], None, unit_random=assignment.random
+        )
+
+    def weights(self) -> dict[str, float]:
+        return self.split.weights()
+
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "ABTest",
+    "ChampionOnly",
+    "MultiArmTest",
+    "Route",
+    "Shadow",
+    "Strategy",
+]
