@@ -218,7 +218,7 @@ def test_experiment_without_challenger(store: EventStore, rng: np.random.Generat
     with store.connect() as con:
         with pytest.raises(InvalidInputError, match="no challenger"):
             analyze_experiment(con, "m", "m-none")
-        with pytest.raises(NotFoundError, match="no shadow or ab experiment"):
+        with pytest.raises(NotFoundError, match="no experiment with a challenger"):
             analyze_model(con, "m")
 
 

@@ -372,8 +372,10 @@ def _sum_by(rows: list[tuple[Any, ...]], key: tuple[int, ...]) -> list[tuple[Any
     return [(*k, *v) for k, v in totals.items()]
 
 
-def _confusion(rows: list[tuple[Any, ...]], max_classes: int) -> tuple[ConfusionMatrix, ...]:
-    """Confusion matrices from ``(side, label, prediction, count, ...)`` rows.
+def _confusion(
+    rows: list[tuple[Any, ...]], max_classes: int, sides: tuple[str, ...] = SIDES
+) -> tuple[ConfusionMatrix, ...]:
+    """Confusion matrices (one per side) from ``(side, label, prediction, count, ...)`` rows.
 
     Keeps the ``max_classes`` most frequent true labels, in sorted order.
     """
@@ -384,7 +386,7 @@ def _confusion(rows: list[tuple[Any, ...]], max_classes: int) -> tuple[Confusion
     labels.sort()
     index = {label: i for i, label in enumerate(labels)}
     out = []
-    for side in SIDES:
+    for side in sides:
         counts = np.zeros((len(labels), len(labels)), dtype=int)
         for s, label, prediction, count, *_ in rows:
             if s == side and label in index and prediction in index:
@@ -400,6 +402,7 @@ def aggregate_experiment(
     *,
     loss: Loss = "squared",
     max_classes: int = 10,
+    arms: tuple[str, ...] | None = None,
 ) -> ExperimentAggregates:
     """Compute every per-arm aggregate :func:`~arbiter.analysis.analyze_experiment` needs.
 
@@ -413,6 +416,10 @@ def aggregate_experiment(
         Per-row loss of a regressor (ignored for classifiers).
     max_classes : int, default 10
         Confusion matrices keep the most frequent labels only.
+    arms : tuple of str, optional
+        A/B/n: the arms (champion first) whose metric, time series and confusion matrices to
+        keep; default :data:`SIDES`. Served arms not listed end up in ``other_arms``. Ignored
+        for shadow experiments, which always have exactly two sides.
 
     Returns
     -------
@@ -464,10 +471,13 @@ def aggregate_experiment(
             """,
             params,
         ).fetchall()
-        series = _cumulative_series(_sum_by(rows, (0, 1)), width, SIDES)
-        others = tuple(sorted({str(r[0]) for r in rows} - set(SIDES)))
+        sides = arms or SIDES
+        series = _cumulative_series(_sum_by(rows, (0, 1)), width, sides)
+        others = tuple(sorted({str(r[0]) for r in rows} - set(sides)))
         confusion = (
-            _confusion(_sum_by(rows, (0, 2, 3)), max_classes) if task == "classification" else ()
+            _confusion(_sum_by(rows, (0, 2, 3)), max_classes, sides)
+            if task == "classification"
+            else ()
         )
         return ExperimentAggregates(
             info, task, traffic, _metric_from_series(series, task), series, confusion,

@@ -35,6 +35,13 @@ from arbiter.analysis.aggregate import (
     aggregate_experiment,
     list_experiments,
 )
+from arbiter.analysis.kinds import (
+    Analysis,
+    analyzer_for,
+    configured_arms,
+    has_challenger_list,
+    logged_shape,
+)
 from arbiter.analysis.policy import (
     ERROR_RATE,
     LATENCY_P99,
@@ -70,6 +77,8 @@ from arbiter.stats.verdict import (
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Strategies ``analyze_model`` analyses when no experiment is named.
+ANALYSED_STRATEGIES = ("ab", "shadow", "interleave", "bandit")
 # A p99 from fewer requests rests on fewer than 10 observations in the tail.
 MIN_LATENCY_REQUESTS = 1000
 
@@ -256,8 +265,12 @@ def analyze_experiment(
     policy: DecisionConfig | None = None,
     *,
     model_config: ModelConfig | None = None,
-) -> ExperimentAnalysis:
+) -> ExperimentAnalysis | Analysis:
     """Analyse one experiment of ``model`` and decide champion vs challenger.
+
+    A/B/n, interleaving and bandit experiments are handed to their own analyses
+    (:mod:`arbiter.analysis.kinds`), which return other :class:`~arbiter.analysis.kinds.Analysis`
+    objects.
 
     Parameters
     ----------
@@ -284,6 +297,12 @@ def analyze_experiment(
         The experiment has no challenger (strategy ``none``).
     """
     decision = policy or (model_config.decision if model_config else DecisionConfig())
+    strategy, n_arms = logged_shape(con, model, experiment)
+    n_arms = max(n_arms, configured_arms(model_config, model, experiment))
+    listed = has_challenger_list(model_config, model, experiment)
+    other = analyzer_for(strategy or "", n_arms, challenger_list=listed)
+    if other is not None:
+        return other(con, model, experiment, model_config=model_config, policy=policy)
     notes: list[str] = []
     agg = aggregate_experiment(con, model, experiment, loss=decision.loss)
     info = agg.info
@@ -397,8 +416,8 @@ def analyze_model(
     experiment: str | None = None,
     *,
     model_config: ModelConfig | None = None,
-) -> list[ExperimentAnalysis]:
-    """Analyse one experiment, or every shadow/A-B experiment ``model`` has logged.
+) -> list[ExperimentAnalysis | Analysis]:
+    """Analyse one experiment, or every experiment with a challenger ``model`` has logged.
 
     Raises
     ------
@@ -417,10 +436,10 @@ def analyze_model(
             {"model": model},
         ).fetchall()
     )
-    runnable = [n for n in names if strategies.get(n) in ("ab", "shadow")]
+    runnable = [n for n in names if strategies.get(n) in ANALYSED_STRATEGIES]
     if not runnable:
         raise NotFoundError(
-            f"model {model!r} has no shadow or ab experiment to analyse "
+            f"model {model!r} has no experiment with a challenger to analyse "
             f"(logged: {', '.join(names)})"
         )
     return [analyze_experiment(con, model, n, model_config=model_config) for n in runnable]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -50,6 +51,19 @@ def _num(value: Any) -> str:
     if not math.isfinite(v):
         return "—" if math.isnan(v) else ("∞" if v > 0 else "−∞")
     return f"{v:.4g}"
+
+
+def html_table(header: list[str], rows: list[list[Any]]) -> str:
+    """An escaped ``<table>``: numbers right-aligned and formatted by :func:`_num`, text left."""
+    import html
+
+    def cell(v: Any) -> str:
+        cls = "" if isinstance(v, int | float) and not isinstance(v, bool) else ' class="l"'
+        return f"<td{cls}>{html.escape(_num(v))}</td>"
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(cell(v) for v in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _figure(width: float = 5.2, height: float = 3.2) -> Figure:
@@ -222,7 +236,7 @@ def _tests(d: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def render_html(
-    analyses: list[ExperimentAnalysis], *, model: str, generated_at: datetime | None = None
+    analyses: Sequence[Any], *, model: str, generated_at: datetime | None = None
 ) -> str:
     """Render the report as one HTML string (inline CSS, base64 PNG plots, no external links).
 
@@ -240,6 +254,7 @@ def render_html(
     str
     """
     import jinja2
+    import markupsafe
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["num"] = _num
@@ -247,6 +262,9 @@ def render_html(
     template = env.from_string(source)
     items = []
     for a in analyses:
+        if not isinstance(a, ExperimentAnalysis):  # A/B/n, interleaving, bandit: own section
+            items.append({"custom_html": markupsafe.Markup(a.html_section())})
+            continue
         d = a.to_dict()
         items.append(
             {
@@ -260,7 +278,7 @@ def render_html(
     return template.render(model=model, analyses=items, generated_at=when)
 
 
-def write_html(analyses: list[ExperimentAnalysis], path: str | Path, *, model: str) -> Path:
+def write_html(analyses: Sequence[Any], path: str | Path, *, model: str) -> Path:
     """Render :func:`render_html` into ``path`` (parent folders created); return the path."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -268,4 +286,4 @@ def write_html(analyses: list[ExperimentAnalysis], path: str | Path, *, model: s
     return out
 
 
-__all__ = ["Plot", "plots", "render_html", "write_html"]
+__all__ = ["Plot", "html_table", "plots", "render_html", "write_html"]

@@ -61,9 +61,10 @@ def to_decision_policy(
     Returns
     -------
     DecisionPolicy
-        ``sequential_config`` is always explicit, so the analysis shows the very interval the
-        decision used: tuned to ``2 * max_sample_per_arm`` total observations when a horizon is
-        planned, else to the core's default.
+        Sequential in ``canary`` mode whatever ``config.sequential`` says (a canary peeks at
+        every checkpoint). ``sequential_config`` is always explicit, so the analysis shows the
+        very interval the decision used: tuned to ``2 * max_sample_per_arm`` total observations
+        when a horizon is planned, else to the core's default.
     """
     seq = (
         SequentialConfig(target_sample_size=2.0 * config.max_sample_per_arm)
@@ -74,7 +75,8 @@ def to_decision_policy(
         metric_kind="proportion" if task == "classification" else "mean",
         higher_is_better=task == "classification",
         alpha=config.alpha,
-        sequential=config.sequential,
+        # A canary looks at its data at every checkpoint: only a sequential test survives that.
+        sequential=True if mode == "canary" else config.sequential,
         sequential_config=seq,
         min_sample_per_arm=config.min_sample_per_arm,
         max_sample_per_arm=config.max_sample_per_arm,

@@ -82,6 +82,11 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
 
 def print_analysis(console: Any, a: Any) -> None:
     """One experiment's analysis: arms, tests, criteria and the verdict."""
+    from arbiter.analysis import ExperimentAnalysis
+
+    if not isinstance(a, ExperimentAnalysis):  # A/B/n, interleaving, bandit render themselves
+        a.render(console)
+        return
     d = a.to_dict()
     colour = {"promote": "green", "rollback": "red", "continue": "yellow"}.get(d["decision"], "")
     console.rule(f"[bold]{d['experiment']}[/bold] ({d['strategy']}, {d['task']}, {d['metric']})")

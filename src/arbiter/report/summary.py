@@ -233,7 +233,11 @@ def summarize(
             "last_event": exp["last_ts"].isoformat() if exp["last_ts"] else None,
             "requests": exp["requests"],
             "arms": arm_stats(con, model, name),
-            "quality": model_quality(con, model, name, task),
+            # Interleaving labels are clicks on items, not a ground truth a ranking could be
+            # "accurate" against: which ranker wins is `arbiter analyze`'s interleaving test.
+            "quality": []
+            if exp["strategy"] == "interleave"
+            else model_quality(con, model, name, task),
         }
         if exp["strategy"] == "shadow":
             comparison = shadow_comparison(con, model, name, task)

@@ -14,7 +14,10 @@ def analyze(
     model: str = ModelOption,
     home: Path = HomeOption,
     experiment: str = typer.Option(
-        None, "--experiment", "-e", help="Only this experiment (default: every shadow/ab one)."
+        None,
+        "--experiment",
+        "-e",
+        help="Only this experiment (default: every shadow, ab, interleave and bandit one).",
     ),
     html: Path = typer.Option(
         None, "--html", help="HTML report to write (default HOME/reports/MODEL-analysis.html)."
@@ -23,6 +26,10 @@ def analyze(
     json_output: bool = JsonOption,
 ) -> None:
     """Test challenger against champion (SRM, primary test, guardrails) and print the verdict.
+
+    A/B/n experiments get the k-arm analysis (a winner only when significantly best),
+    interleaving experiments the per-impression credit and clustered test, bandits their
+    allocation over time and P(best). Canaries decide by themselves: `arbiter canary status`.
 
     Decision rules and the `decision:` keys of arbiter.yaml: docs/analysis.md. Also writes a
     self-contained HTML report with plots unless --no-html.

@@ -1,0 +1,768 @@
+"""Analysis of an interleaving experiment: which ranker do users prefer, and is it significant?
+
+Input, from the event log (see :mod:`arbiter.gateway.ranking`):
+
+* one impression per ``/rank`` request whose lists were merged: the ``impression`` column of
+  its champion's ``role = 'interleaved'`` row (merged list, teams, method, coin flip, and the
+  rankings cut to what credit reads);
+* clicks, posted to ``/feedback`` as ``{"request_id", "clicks": [...]}`` and stored as labels
+  ``{"clicks": [...]}``. Clicks accumulate: every click row of a request counts (a set, so
+  repeats do not matter), unlike class labels where the latest wins.
+
+Credit rules (:func:`arbiter.routing.interleaving.credit`): team-draft credits each click to
+the team that contributed the item; balanced compares clicks within the top ``cutoff`` of
+each ranking. The ranker with more credited clicks wins the impression; equal credit is a
+tie; impressions without clicks carry no preference and are left out (reported).
+Clicked ids that were not shown in the impression cannot be credited: they are dropped and
+counted (``unshown_clicks``), since ``/feedback`` accepts clicks before the impression is
+flushed to the log and so cannot check them itself. Item ids compare as text (``3`` and
+``"3"`` are one item).
+
+Cost. Only impressions with at least one click carry a preference, so only those are
+decoded in Python, streamed from DuckDB in batches (``fetchmany``); impressions, feedback,
+users and methods are counted in SQL. On 1M impressions of 10-item lists (half with a
+clicks row) the analysis takes seconds; numbers in ``docs/interleaving-and-bandits.md``.
+
+The test (:func:`arbiter.stats.interleaving.clustered_interleaving_test`) clusters by user
+(``unit_id``; an impression without one is its own cluster), because one user's impressions
+are correlated. Results are reported challenger-oriented: ``delta`` is
+``(wins_challenger − wins_champion) / (impressions with clicks)``, positive when users prefer
+the challenger.
+
+Decision (``decision`` block of the model's config):
+
+* ``promote``: the challenger wins significantly, at least ``min_sample_per_arm``
+  impressions with clicks, and the challenger's failure rate is not above
+  ``guardrails.max_error_rate``;
+* ``rollback``: the champion wins significantly with that sample; or the challenger's failure
+  rate is clearly (one-sided exact binomial test at ``alpha``) above the limit; or
+  ``max_sample_per_arm`` impressions were reached without a significant challenger win;
+* ``keep_champion``: at ``max_sample_per_arm`` the challenger wins significantly but its
+  failure rate is above the limit without being clearly so (it can no longer be promoted,
+  and more data would not end the experiment);
+* ``continue`` otherwise, with the reasons.
+
+"Significantly" depends on ``decision.sequential``. With ``sequential: true`` (the default)
+it means the always-valid confidence sequence of Δ excludes 0
+(:func:`arbiter.stats.interleaving.interleaving_confidence_sequence`, one observation per
+user, tightest at ``min_sample_per_arm`` users): the experiment may be analysed after every
+batch and stopped at the first decisive look with a false-positive rate of at most
+``alpha``. With ``sequential: false`` it is the clustered t-test at ``p < alpha``, narrower
+but valid only when decided once, at a planned sample size.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import numpy as np
+import orjson
+from scipy import stats as _st
+
+from arbiter.config import DecisionConfig, ModelConfig
+from arbiter.events.feedback import CLICKS_PREFIX
+from arbiter.routing.interleaving import (
+    TEAM_A,
+    TEAM_B,
+    Interleaving,
+    credit,
+)
+from arbiter.stats.interleaving import (
+    clustered_interleaving_test,
+    interleaving_confidence_sequence,
+    interleaving_test,
+)
+from arbiter.stats.results import STATUS_OK, STATUS_ZERO_VARIANCE, InterleavingResult
+from arbiter.stats.sequential import sequential_rho
+from arbiter.stats.verdict import Criterion
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+NO_CLICKS = orjson.dumps({"clicks": []}).decode()  # an empty clicks label, as stored
+BATCH = 10_000  # impressions with clicks fetched from DuckDB at a time
+
+
+@dataclass(frozen=True, slots=True)
+class Impression:
+    """One logged interleaved impression that received at least one click."""
+
+    request_id: str
+    unit: str  # the user, or the request id when the request had no unit id
+    ts: datetime
+    interleaving: Interleaving
+    clicks: frozenset[str]  # clicked ids that were shown
+    unshown_clicks: int  # clicked ids that were not in the merged list
+    has_feedback: bool  # at least one clicks row arrived (possibly empty)
+
+
+@dataclass(frozen=True)
+class InterleaveAnalysis:
+    """Everything ``arbiter analyze`` found about one interleaving experiment.
+
+    Attributes
+    ----------
+    model, experiment, strategy : str
+        What was analysed (``strategy`` is ``"interleave"``).
+    methods : dict of str to int
+        Impressions per interleaving method (``team_draft``, ``balanced``).
+    counts : dict of str to int
+        ``impressions``, ``with_feedback``, ``with_clicks``, ``clicks``, ``unshown_clicks``,
+        ``users``, ``fallbacks`` (requests answered by the champion alone),
+        ``challenger_failures`` and ``challenger_attempts``.
+    wins : dict of str to int
+        ``champion``, ``challenger``, ``ties`` over impressions with clicks.
+    test : InterleavingResult
+        The clustered test, champion-oriented as the core returns it (``delta > 0``: the
+        champion is preferred); see :attr:`preference` for the challenger's view.
+    unclustered : InterleavingResult
+        The same data treated as independent impressions (for reference; the decision uses
+        :attr:`test`).
+    decision : str
+        ``promote``, ``rollback``, ``keep_champion`` or ``continue``.
+    criteria : tuple of Criterion
+        Every check behind the decision.
+    cumulative : dict of str to list
+        ``elapsed_s`` and ``delta`` (challenger-oriented) after each impression with clicks.
+    sequential : dict of str to float, optional
+        With ``policy.sequential``: the always-valid ``ci_low``, ``ci_high`` (challenger
+        preference) and ``p_value``, and the mixing parameter ``rho``; the decision uses them.
+    """
+
+    model: str
+    experiment: str
+    strategy: str
+    first_event: datetime | None
+    last_event: datetime | None
+    methods: dict[str, int]
+    counts: dict[str, int]
+    wins: dict[str, int]
+    test: InterleavingResult
+    unclustered: InterleavingResult
+    decision: str  # type: ignore[misc]  # a plain field satisfies the protocol's property
+    criteria: tuple[Criterion, ...]
+    policy: DecisionConfig
+    cumulative: dict[str, list[float]] = field(repr=False)
+    notes: tuple[str, ...] = ()
+    sequential: dict[str, float] | None = None
+
+    @property
+    def decision_p_value(self) -> float:
+        """The p-value the decision compares with ``alpha`` (always-valid when sequential)."""
+        return _decision_p(self.test, self.sequential)
+
+    @property
+    def preference(self) -> dict[str, float]:
+        """The challenger's preference Δ with its interval (positive: challenger preferred)."""
+        t = self.test
+        return {
+            "delta": -t.delta,
+            "ci_low": -t.ci_high,
+            "ci_high": -t.ci_low,
+            "standard_error": t.standard_error,
+            "p_value": t.p_value,
+            "sign_test_p_value": t.sign_test_p_value,
+        }
+
+    @property
+    def winner(self) -> str | None:
+        """The ranker users prefer significantly (as the decision judges it), else None."""
+        p = self.decision_p_value
+        if not p < self.policy.alpha or self.test.delta == 0:
+            return None
+        return CHAMPION if self.test.delta > 0 else CHALLENGER
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready values (NaN stays NaN; the CLI turns it into null)."""
+        return {
+            "model": self.model,
+            "experiment": self.experiment,
+            "strategy": self.strategy,
+            "kind": "interleave",
+            "first_event": None if self.first_event is None else self.first_event.isoformat(),
+            "last_event": None if self.last_event is None else self.last_event.isoformat(),
+            "decision": self.decision,
+            "winner": self.winner,
+            "criteria": [_criterion(c) for c in self.criteria],
+            "methods": dict(self.methods),
+            "counts": dict(self.counts),
+            "wins": dict(self.wins),
+            "preference": self.preference,
+            "n_users": self.test.n_clusters,
+            "test": _oriented(self.test),
+            "unclustered": _oriented(self.unclustered),
+            "policy": {
+                "alpha": self.policy.alpha,
+                "min_sample_per_arm": self.policy.min_sample_per_arm,
+                "max_sample_per_arm": self.policy.max_sample_per_arm,
+                "max_error_rate": self.policy.guardrails.max_error_rate,
+                "sequential": self.policy.sequential,
+            },
+            "sequential": None if self.sequential is None else dict(self.sequential),
+            "notes": list(self.notes),
+        }
+
+    def render(self, console: Any) -> None:
+        """Print wins, the test, the criteria and the decision to a Rich console."""
+        from rich.table import Table
+
+        console.rule(f"[bold]{self.experiment}[/bold] (interleaving: {_methods(self.methods)})")
+        c = self.counts
+        console.print(
+            f"{c['impressions']:,} interleaved impressions from {c['users']:,} users; "
+            f"{c['with_clicks']:,} with clicks ({c['clicks']:,} clicks); "
+            f"{c['fallbacks']:,} answered by the champion alone"
+        )
+        wins = Table(title="impressions won", title_justify="left")
+        for col in ("champion", "challenger", "ties"):
+            wins.add_column(col, justify="right")
+        wins.add_row(*(f"{self.wins[k]:,}" for k in ("champion", "challenger", "ties")))
+        console.print(wins)
+        p = self.preference
+        console.print(
+            f"preference for the challenger Δ = {_fmt(p['delta'])} "
+            f"[{_fmt(p['ci_low'])}, {_fmt(p['ci_high'])}] "
+            f"({1 - self.policy.alpha:.0%} CI, clustered by user); "
+            f"p = {_fmt(p['p_value'])}, per-user sign test p = {_fmt(p['sign_test_p_value'])}"
+        )
+        if self.sequential is not None:
+            s = self.sequential
+            console.print(
+                f"always-valid {1 - self.policy.alpha:.0%} confidence sequence "
+                f"[{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}], p = {_fmt(s['p_value'])} "
+                "(safe to peek; the decision uses it)"
+            )
+        criteria = Table(title="criteria", title_justify="left")
+        criteria.add_column("criterion", no_wrap=True)
+        criteria.add_column("met", justify="center")
+        criteria.add_column("detail", overflow="fold")
+        for cr in self.criteria:
+            criteria.add_row(
+                cr.name, "[green]yes[/green]" if cr.met else "[red]no[/red]", cr.detail
+            )
+        console.print(criteria)
+        colour = {
+            "promote": "green",
+            "rollback": "red",
+            "continue": "yellow",
+            "keep_champion": "blue",
+        }[self.decision]
+        line = f"verdict: [bold {colour}]{self.decision}[/bold {colour}]"
+        if self.winner:
+            line += f" (users prefer the [bold]{self.winner}[/bold])"
+        console.print(line)
+        for note in self.notes:
+            console.print(f"[dim]note: {note}[/dim]")
+
+    def html_section(self) -> str:
+        """An escaped HTML fragment (``<h2>`` and below) with tables and embedded PNG plots."""
+        return _html_section(self)
+
+
+def decode_impression(text: str) -> Interleaving:
+    """Rebuild the :class:`Interleaving` of an ``impression`` column.
+
+    The writer is :func:`arbiter.gateway.ranking.encode_impression` (keep the two in step).
+    Item ids become text, so clicks match whatever JSON type the ranker used. Rankings absent
+    from the column (team-draft credit does not read them) come back empty.
+    """
+    data = orjson.loads(text)
+    return Interleaving(
+        tuple(str(i) for i in data["items"]),
+        tuple(TEAM_A if t == CHAMPION else TEAM_B for t in data["teams"]),
+        data["method"],
+        tuple(str(i) for i in data.get("ranking_a", ())),
+        tuple(str(i) for i in data.get("ranking_b", ())),
+        bool(data["a_first"]),
+    )
+
+
+# The impressions of one experiment: the champion's row of each merged request carries it
+# (older logs also repeat it on the challenger's row, which this ignores).
+_IMPRESSIONS = """
+    imp AS (
+        SELECT request_id, coalesce(unit_id, 'request:' || request_id) AS unit, ts, impression
+        FROM predictions
+        WHERE model = $model AND experiment = $experiment AND role = 'interleaved'
+          AND arm = 'champion' AND impression IS NOT NULL AND NOT coalesce(forced, false)
+    ), clk AS (
+        SELECT request_id, list(label) AS labels, bool_or(label <> $empty) AS clicked
+        FROM feedback
+        WHERE row_index = 0 AND starts_with(label, $prefix)
+          AND request_id IN (SELECT request_id FROM imp)
+        GROUP BY request_id
+    )
+"""
+
+
+def _impression_counts(
+    con: duckdb.DuckDBPyConnection, params: dict[str, Any]
+) -> tuple[int, int, int, datetime | None, dict[str, int]]:
+    """``(impressions, with feedback, users, first ts, methods)``, all counted in SQL."""
+    row = con.execute(
+        f"""
+        WITH {_IMPRESSIONS}
+        SELECT count(*), count(clk.request_id), count(DISTINCT imp.unit), min(imp.ts),
+               count(*) FILTER (WHERE starts_with(imp.impression, '{{"method":"team_draft"')),
+               count(*) FILTER (WHERE starts_with(imp.impression, '{{"method":"balanced"'))
+        FROM imp LEFT JOIN clk USING (request_id)
+        """,
+        params,
+    ).fetchone()
+    assert row is not None
+    methods = {m: int(c) for m, c in (("team_draft", row[4]), ("balanced", row[5])) if c}
+    return int(row[0]), int(row[1]), int(row[2]), row[3], methods
+
+
+def iter_clicked_impressions(
+    con: duckdb.DuckDBPyConnection, model: str, experiment: str, *, batch: int = BATCH
+) -> Iterator[Impression]:
+    """Interleaved impressions with at least one clicked id, oldest first, streamed.
+
+    Clicks are joined in SQL first, so impressions nobody clicked are never fetched or
+    decoded (:func:`analyze_interleave` counts them in SQL). Rows arrive ``batch`` at a time,
+    so memory does not grow with the log. Forced requests (a tester's ``X-Arbiter-Arm``) are
+    never interleaved, so none appear.
+    """
+    columns = {r[0] for r in con.execute("DESCRIBE predictions").fetchall()}
+    if "impression" not in columns:  # only segments written before interleaving existed
+        return
+    cur = con.execute(
+        f"""
+        WITH {_IMPRESSIONS}
+        SELECT imp.request_id, imp.unit, imp.ts, imp.impression, clk.labels
+        FROM imp JOIN clk USING (request_id)
+        WHERE clk.clicked
+        ORDER BY imp.ts, imp.request_id
+        """,
+        _params(model, experiment),
+    )
+    while rows := cur.fetchmany(batch):
+        for request_id, unit, ts, text, labels in rows:
+            il = decode_impression(text)
+            clicked = {str(c) for label in labels for c in orjson.loads(label)["clicks"]}
+            shown = clicked.intersection(il.items)
+            yield Impression(
+                request_id, unit, ts, il, frozenset(shown), len(clicked) - len(shown), True
+            )
+
+
+def _params(model: str, experiment: str) -> dict[str, Any]:
+    return {"model": model, "experiment": experiment, "prefix": CLICKS_PREFIX, "empty": NO_CLICKS}
+
+
+def analyze_interleave(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    experiment: str,
+    *,
+    model_config: ModelConfig | None = None,
+    policy: DecisionConfig | None = None,
+) -> InterleaveAnalysis:
+    """Analyse an interleaving experiment: credit, clustered test, guardrail, decision.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        From :meth:`arbiter.events.EventStore.connect`.
+    model, experiment : str
+        What to analyse.
+    model_config : ModelConfig, optional
+        Its ``decision`` block sets alpha, ``sequential``, the sample sizes and the
+        error-rate guardrail.
+    policy : DecisionConfig, optional
+        Overrides ``model_config.decision``.
+
+    Returns
+    -------
+    InterleaveAnalysis
+        Degenerate data (no impressions, no clicks, one user) gives ``continue`` with the
+        test's status saying why, not an error.
+    """
+    decision = policy or (model_config.decision if model_config else DecisionConfig())
+    alpha = decision.alpha
+    columns = {r[0] for r in con.execute("DESCRIBE predictions").fetchall()}
+    if "impression" in columns:
+        n_imp, n_feedback, n_users, t0, methods = _impression_counts(
+            con, _params(model, experiment)
+        )
+    else:  # only segments written before interleaving existed
+        n_imp, n_feedback, n_users, t0, methods = 0, 0, 0, None, {}
+    per_user: dict[str, list[int]] = {}
+    with_clicks = n_clicks = unshown = diff = 0
+    elapsed: list[float] = []
+    delta: list[float] = []
+    for imp in iter_clicked_impressions(con, model, experiment):
+        unshown += imp.unshown_clicks
+        c = credit(imp.interleaving, imp.clicks)
+        if c.n_clicks == 0:  # only unshown ids were clicked: no preference
+            continue
+        with_clicks += 1
+        n_clicks += c.n_clicks
+        o = c.outcome
+        per_user.setdefault(imp.unit, [0, 0, 0])[0 if o > 0 else 1 if o < 0 else 2] += 1
+        diff -= o  # challenger-oriented: outcome is +1 when A (the champion) wins
+        elapsed.append((imp.ts - t0).total_seconds() if t0 is not None else 0.0)
+        delta.append(diff / with_clicks)
+    counts_arr = np.array(list(per_user.values()), dtype=np.int64).reshape(-1, 3)
+    wa, wb, ties = counts_arr[:, 0], counts_arr[:, 1], counts_arr[:, 2]
+    test = clustered_interleaving_test(wa, wb, ties, alpha=alpha)
+    unclustered = interleaving_test(int(wa.sum()), int(wb.sum()), int(ties.sum()), alpha=alpha)
+    seq: dict[str, float] | None = None
+    if decision.sequential:
+        rho = sequential_rho(alpha, max(decision.min_sample_per_arm, 2))
+        lo, hi, p_seq = interleaving_confidence_sequence(test, rho=rho)
+        seq = {"ci_low": -hi, "ci_high": -lo, "p_value": p_seq, "rho": rho}
+    attempts, failures, fallbacks, first, last = _challenger_health(con, model, experiment)
+    counts = {
+        "impressions": n_imp,
+        "with_feedback": n_feedback,
+        "with_clicks": with_clicks,
+        "clicks": n_clicks,
+        "unshown_clicks": unshown,
+        "users": n_users,
+        "fallbacks": fallbacks,
+        "challenger_attempts": attempts,
+        "challenger_failures": failures,
+    }
+    verdict, criteria = _decide(test, counts, decision, seq)
+    notes = []
+    if counts["unshown_clicks"]:
+        notes.append(
+            f"{counts['unshown_clicks']} clicked item ids were not in their impression's "
+            "merged list and were not credited (clicks posted for the wrong request_id?)"
+        )
+    if counts["impressions"] > counts["with_feedback"]:
+        notes.append(
+            f"{counts['impressions'] - counts['with_feedback']} impressions got no clicks "
+            "feedback at all (not even an empty list); they count as impressions without clicks"
+        )
+    if counts["fallbacks"]:
+        notes.append(
+            f"{counts['fallbacks']} requests were answered by the champion alone because the "
+            "challenger failed or was not loaded; they carry no preference"
+        )
+    if "balanced" in methods:
+        notes.append(
+            "balanced interleaving can prefer a ranker under random clicks when one ranking "
+            "is a shifted copy of the other (A = d1 d2 d3, B = d2 d3 d4: B wins 3 of 4 single "
+            "random clicks); team-draft has no such bias"
+        )
+    return InterleaveAnalysis(
+        model=model,
+        experiment=experiment,
+        strategy="interleave",
+        first_event=first,
+        last_event=last,
+        methods=methods,
+        counts=counts,
+        wins={
+            CHAMPION: test.wins_a,
+            CHALLENGER: test.wins_b,
+            "ties": test.ties,
+        },
+        test=test,
+        unclustered=unclustered,
+        decision=verdict,
+        criteria=criteria,
+        policy=decision,
+        cumulative={"elapsed_s": elapsed, "delta": delta},
+        notes=tuple(notes),
+        sequential=seq,
+    )
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _challenger_health(
+    con: duckdb.DuckDBPyConnection, model: str, experiment: str
+) -> tuple[int, int, int, datetime | None, datetime | None]:
+    """``(challenger attempts, challenger failures, fallbacks, first ts, last ts)`` of /rank."""
+    row = con.execute(
+        """
+        SELECT count(*) FILTER (WHERE arm = 'challenger' AND role = 'interleaved'),
+               count(*) FILTER (WHERE arm = 'challenger' AND role = 'interleaved'
+                                AND error IS NOT NULL),
+               count(DISTINCT request_id) FILTER (WHERE arm = 'champion' AND role = 'served'),
+               min(ts), max(ts)
+        FROM predictions
+        WHERE model = $model AND experiment = $experiment AND protocol = 'rank'
+          AND NOT coalesce(forced, false)
+        """,
+        {"model": model, "experiment": experiment},
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2]), row[3], row[4]
+
+
+def _usable_p(t: InterleavingResult) -> float:
+    """The t-test's p-value, or the per-user sign test's when the t-test is degenerate."""
+    if t.status == STATUS_OK and math.isfinite(t.p_value):
+        return t.p_value
+    return t.sign_test_p_value if t.n_clusters >= 2 else math.nan
+
+
+def _decision_p(t: InterleavingResult, seq: dict[str, float] | None) -> float:
+    """The always-valid p-value when sequential, else the fixed-sample one.
+
+    With zero variance (every user has the same mean outcome) neither test has a standard
+    error, and the per-user sign test decides in both modes.
+    """
+    if seq is not None and t.status != STATUS_ZERO_VARIANCE:
+        return seq["p_value"] if math.isfinite(seq["p_value"]) else math.nan
+    return _usable_p(t)
+
+
+def _decide(
+    test: InterleavingResult,
+    counts: dict[str, int],
+    policy: DecisionConfig,
+    seq: dict[str, float] | None = None,
+) -> tuple[str, tuple[Criterion, ...]]:
+    alpha = policy.alpha
+    n = counts["with_clicks"]
+    p = _decision_p(test, seq)
+    significant = p < alpha and test.delta != 0
+    challenger_wins = significant and test.delta < 0
+    champion_wins = significant and test.delta > 0
+    pref = -test.delta
+    criteria = [
+        Criterion(
+            "sample",
+            n >= policy.min_sample_per_arm,
+            float(n),
+            float(policy.min_sample_per_arm),
+            f"{n:,} impressions with clicks (need {policy.min_sample_per_arm:,})",
+        ),
+        Criterion(
+            "test",
+            test.status == STATUS_OK,
+            None,
+            None,
+            f"clustered interleaving test: {test.status} ({test.n_clusters} users)"
+            + (
+                "; every user has the same mean outcome, so the per-user sign test decides"
+                if test.status == "zero_variance"
+                else ""
+            ),
+        ),
+        Criterion(
+            "significance",
+            bool(significant),
+            None if math.isnan(p) else p,
+            alpha,
+            f"{'always-valid ' if seq is not None else ''}p = {_fmt(p)} vs alpha {alpha:g}; "
+            f"preference for the challenger Δ = {_fmt(pref)}"
+            + (
+                f", confidence sequence [{_fmt(seq['ci_low'])}, {_fmt(seq['ci_high'])}]"
+                if seq is not None
+                else " (fixed-sample test: decide once, at the planned sample)"
+            ),
+        ),
+    ]
+    limit = policy.guardrails.max_error_rate
+    attempts, failures = counts["challenger_attempts"], counts["challenger_failures"]
+    breach_clear = False
+    if limit is not None:
+        rate = failures / attempts if attempts else 0.0
+        if attempts and failures:
+            breach_clear = (
+                _st.binomtest(failures, attempts, limit, alternative="greater").pvalue < alpha
+            )
+        criteria.append(
+            Criterion(
+                "guardrail:error_rate",
+                rate <= limit,
+                rate,
+                limit,
+                f"challenger failed {failures:,} of {attempts:,} ranking calls"
+                + (" (clearly above the limit)" if breach_clear else ""),
+            )
+        )
+    sample_met = criteria[0].met
+    guard_met = all(c.met for c in criteria if c.name.startswith("guardrail:"))
+    horizon = policy.max_sample_per_arm
+    if breach_clear:
+        return "rollback", tuple(criteria)
+    if champion_wins and sample_met:
+        return "rollback", tuple(criteria)
+    if challenger_wins and sample_met and guard_met:
+        return "promote", tuple(criteria)
+    if horizon is not None and n >= horizon and challenger_wins:  # guardrail unmet, not breached
+        criteria.append(
+            Criterion(
+                "horizon",
+                False,
+                float(n),
+                float(horizon),
+                f"reached {horizon:,} impressions with clicks; the challenger wins but its "
+                "failure rate is above the limit: keep the champion",
+            )
+        )
+        return "keep_champion", tuple(criteria)
+    if horizon is not None and n >= horizon and not challenger_wins:
+        criteria.append(
+            Criterion(
+                "horizon",
+                False,
+                float(n),
+                float(horizon),
+                f"reached {horizon:,} impressions with clicks without a significant "
+                "challenger win: keep the champion",
+            )
+        )
+        return "rollback", tuple(criteria)
+    return "continue", tuple(criteria)
+
+
+def _oriented(t: InterleavingResult) -> dict[str, Any]:
+    """A test result as plain values, plus the challenger-oriented Δ and interval."""
+    return {
+        **t.to_dict(),
+        "challenger_delta": -t.delta,
+        "challenger_ci_low": -t.ci_high,
+        "challenger_ci_high": -t.ci_low,
+    }
+
+
+def _criterion(c: Criterion) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "met": c.met,
+        "observed": c.observed,
+        "threshold": c.threshold,
+        "detail": c.detail,
+    }
+
+
+def _methods(methods: dict[str, int]) -> str:
+    return ", ".join(m.replace("_", "-") for m in methods) or "no impressions"
+
+
+def _fmt(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return f"{v:.4g}"
+
+
+def _plots(a: InterleaveAnalysis) -> list[tuple[str, str, str]]:
+    from arbiter.analysis.html import _figure, _png, _time_axis
+
+    out = []
+    fig = _figure()
+    ax = fig.add_subplot()
+    names = ["champion", "challenger", "ties"]
+    ax.bar(names, [a.wins[k] for k in names], color=["#0969da", "#bf3989", "#8c959f"])
+    ax.set_ylabel("impressions won")
+    out.append(
+        (
+            "impressions won",
+            "Impressions with clicks won by each ranker (more credited clicks) or tied.",
+            _png(fig),
+        )
+    )
+    cum = a.cumulative
+    if cum["delta"]:
+        t, xlabel = _time_axis(cum["elapsed_s"])
+        fig = _figure()
+        ax = fig.add_subplot()
+        ax.axhline(0.0, color="#57606a", lw=0.8)
+        ax.plot(t, cum["delta"], color="#1f2328", label="cumulative Δ")
+        p = a.preference
+        if math.isfinite(p["ci_low"]):
+            ax.axhspan(
+                p["ci_low"], p["ci_high"], color="#8250df", alpha=0.2, lw=0,
+                label=f"final {1 - a.policy.alpha:.0%} CI (clustered)",
+            )  # fmt: skip
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("preference for the challenger")
+        ax.legend(loc="best")
+        out.append(
+            (
+                "cumulative preference",
+                "(challenger wins − champion wins) / impressions with clicks, as impressions "
+                "arrived; the band is the final interval.",
+                _png(fig),
+            )
+        )
+    return out
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    from arbiter.analysis.html import html_table
+
+    return html_table(header, rows)
+
+
+def _html_section(a: InterleaveAnalysis) -> str:
+    e = html.escape
+    p = a.preference
+    c = a.counts
+    parts = [
+        f'<h2>{e(a.experiment)} <span class="meta">(interleaving: '
+        f"{e(_methods(a.methods))})</span></h2>",
+        f'<p>Decision: <span class="decision {e(a.decision)}">{e(a.decision)}</span>'
+        + (f" &nbsp; users prefer the <b>{e(a.winner)}</b>" if a.winner else "")
+        + "</p>",
+        f'<p class="meta">{c["impressions"]:,} interleaved impressions from {c["users"]:,} '
+        f"users, {c['with_clicks']:,} with clicks; {c['fallbacks']:,} answered by the champion "
+        f"alone; alpha {a.policy.alpha:g}.</p>",
+        "<h3>Criteria</h3>",
+        _table(
+            ["criterion", "met", "observed", "threshold", "detail"],
+            [[cr.name, cr.met, cr.observed, cr.threshold, cr.detail] for cr in a.criteria],
+        ),
+        "<h3>Preference</h3>",
+        _table(
+            [
+                "test",
+                "champion wins",
+                "challenger wins",
+                "ties",
+                "Δ (challenger)",
+                "CI low",
+                "CI high",
+                "p",
+                "sign test p",
+                "clusters",
+            ],
+            [
+                [
+                    name,
+                    t.wins_a,
+                    t.wins_b,
+                    t.ties,
+                    -t.delta,
+                    -t.ci_high,
+                    -t.ci_low,
+                    t.p_value,
+                    t.sign_test_p_value,
+                    t.n_clusters,
+                ]
+                for name, t in (("clustered by user", a.test), ("per impression", a.unclustered))
+            ],
+        ),
+        f"<p>Preference for the challenger Δ = {e(_fmt(p['delta']))} "
+        f"[{e(_fmt(p['ci_low']))}, {e(_fmt(p['ci_high']))}]; {e(a.test.method)}.</p>",
+        '<h3>Plots</h3><div class="plots">',
+    ]
+    for title, caption, data in _plots(a):
+        parts.append(
+            f'<figure><img alt="{e(title)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{e(caption)}</figcaption></figure>"
+        )
+    parts.append("</div>")
+    if a.notes:
+        items = "".join(f"<li>{e(n)}</li>" for n in a.notes)
+        parts.append(f'<h3>Notes</h3><ul class="notes">{items}</ul>')
+    return "\n".join(parts)
+
+
+__all__ = ["Impression", "InterleaveAnalysis", "analyze_interleave", "decode_impression",
+           "iter_clicked_impressions"]  # fmt: skip
