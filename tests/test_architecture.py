@@ -19,6 +19,8 @@ SHELL = (
     "arbiter.demo",
     "arbiter.report",
     "arbiter.analysis",
+    "arbiter.canary",
+    "arbiter.loop",
     "mlflow",
     "starlette",
     "uvicorn",
@@ -46,7 +48,8 @@ def test_core_does_not_import_the_shell(package: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["arbiter.stats", "arbiter.routing", "arbiter.events", "arbiter.drift"]
+    "module",
+    ["arbiter.stats", "arbiter.routing", "arbiter.events", "arbiter.drift", "arbiter.canary"],
 )
 def test_all_lists_the_public_names(module: str) -> None:
     mod = importlib.import_module(module)

@@ -47,6 +47,10 @@ class ModelError(ArbiterError):
     """A model raised while predicting."""
 
 
+class ModelTimeoutError(ModelError):
+    """A model did not answer within its time limit (the call may still be running)."""
+
+
 class EventStoreError(ArbiterError):
     """The event store could not durably write or read."""
 
@@ -57,6 +61,7 @@ __all__ = [
     "EventStoreError",
     "InvalidInputError",
     "ModelError",
+    "ModelTimeoutError",
     "NotFoundError",
     "RegistryError",
 ]

@@ -61,6 +61,7 @@ def prediction_columns(
     classes: Sequence[Any] | None = None,
     latency_ms: float,
     error: str | None = None,
+    impression: str | None = None,
 ) -> dict[str, list[Any]]:
     """Columns for the rows one model produced for one request (one row per input row)."""
     n = len(features_json)
@@ -105,6 +106,7 @@ def prediction_columns(
         "features": list(features_json),
         "protocol": [ctx.protocol] * n,
         "forced": [ctx.forced] * n,
+        "impression": [impression] * n,
     }
     assert tuple(columns) == PREDICTION_COLUMNS, "prediction_columns out of step with the schema"
     return columns

@@ -59,4 +59,38 @@ class BusyModel(PythonModel):
         return np.full(len(model_input), self.constant, dtype=np.int64)
 
 
-__all__ = ["BusyModel", "FailingModel", "SlowModel"]
+class SimulatedClassifier(PythonModel):
+    """A binary classifier with a chosen accuracy and failure rate, for simulations.
+
+    The input carries the truth (column ``truth``, 0/1) and a row key (column ``key``); the
+    model answers the truth on a share ``accuracy`` of rows and the opposite on the rest, and
+    raises on a share ``error_rate`` of requests. Which rows it gets wrong and which requests
+    fail are decided by a BLAKE2b hash of ``(salt, key)``, so a model is deterministic, two
+    models with different salts err on independent rows, and a simulation is reproducible.
+    This is what lets a canary simulation put "5 points less accurate" or "fails 20 % of the
+    time" through the real gateway, registry and event log.
+    """
+
+    def __init__(self, accuracy: float, error_rate: float = 0.0, salt: str = "sim") -> None:
+        self.accuracy = accuracy
+        self.error_rate = error_rate
+        self.salt = salt
+
+    def _uniform(self, key: object, purpose: str) -> float:
+        import hashlib
+
+        digest = hashlib.blake2b(
+            f"{self.salt}\x1f{purpose}\x1f{key}".encode(), digest_size=8
+        ).digest()
+        return int.from_bytes(digest, "big") / 2**64
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        keys = list(model_input["key"])
+        if keys and self._uniform(keys[0], "error") < self.error_rate:
+            raise RuntimeError("injected failure (arbiter.testing.SimulatedClassifier)")
+        truth = np.asarray(model_input["truth"], dtype=np.int64)
+        right = np.array([self._uniform(k, "correct") < self.accuracy for k in keys], dtype=bool)
+        return np.where(right, truth, 1 - truth).astype(np.int64)
+
+
+__all__ = ["BusyModel", "FailingModel", "SimulatedClassifier", "SlowModel"]

@@ -15,13 +15,46 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from arbiter.errors import EventStoreError, InvalidInputError
 from arbiter.events.schema import FEEDBACK_SCHEMA, canonical_label
 
-_ALLOWED = frozenset({"request_id", "row_index", "label", "ts"})
+_ALLOWED = frozenset({"request_id", "row_index", "label", "clicks", "ts"})
 _INT32_MAX = 2**31 - 1
+MAX_CLICKS = 1_000
+CLICKS_PREFIX = '{"clicks":'  # every clicks label starts so (see clicks_label)
+
+
+def clicks_label(clicks: Any, field: str) -> str:
+    """The label text storing clicks on a ranked list: ``{"clicks": [item ids]}``.
+
+    Clicks on an interleaved ``/rank`` impression are stored as a label of its request, so
+    they are durable and exported like any label. Whether each clicked item was shown is
+    checked at analysis time (:mod:`arbiter.analysis.interleave`), where the impression is
+    read back from the event log; here only the shape is checked.
+
+    Raises
+    ------
+    InvalidInputError
+        ``clicks`` is not a list of at most :data:`MAX_CLICKS` string or integer item ids.
+    """
+    if not isinstance(clicks, list | tuple):
+        raise InvalidInputError(
+            f"clicks must be a list of item ids, got {type(clicks).__name__}", field=field
+        )
+    if len(clicks) > MAX_CLICKS:
+        raise InvalidInputError(
+            f"{len(clicks)} clicks in one row; the limit is {MAX_CLICKS}", field=field
+        )
+    for j, item in enumerate(clicks):
+        if isinstance(item, bool) or not isinstance(item, str | int) or item == "":
+            raise InvalidInputError(
+                f"item ids are non-empty strings or integers, got {item!r}",
+                field=f"{field}[{j}]",
+            )
+    return orjson.dumps({"clicks": list(clicks)}).decode()
 
 
 def feedback_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
@@ -31,7 +64,9 @@ def feedback_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     ----------
     rows : sequence of mapping
         Each with ``request_id`` (non-empty str), ``row_index`` (int >= 0), ``label`` (any
-        non-null value, canonicalised by :func:`canonical_label`) and optionally ``ts``
+        non-null value, canonicalised by :func:`canonical_label`, whose text must not start
+        with :data:`CLICKS_PREFIX`) or ``clicks`` (item ids clicked in a ranked list, stored by
+        :func:`clicks_label`; ``row_index`` must be 0), and optionally ``ts``
         (timezone-aware datetime or int microseconds since the epoch; default now).
 
     Returns
@@ -73,9 +108,29 @@ def feedback_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
                 f"row_index must be an integer >= 0, got {row_index!r}",
                 field=f"rows[{i}].row_index",
             )
-        label, label_num = canonical_label(row.get("label"))
+        if "clicks" in row:
+            if "label" in row:
+                raise InvalidInputError(
+                    "send either label or clicks, not both", field=f"rows[{i}].clicks"
+                )
+            if row_index != 0:
+                # The analysis reads clicks from row 0 only; storing others would lose them.
+                raise InvalidInputError(
+                    f"clicks belong to row 0 of a /rank request, got row_index {row_index}",
+                    field=f"rows[{i}].row_index",
+                )
+            label, label_num = clicks_label(row["clicks"], f"rows[{i}].clicks"), None
+        else:
+            label, label_num = canonical_label(row.get("label"))
+            if label is not None and label.startswith(CLICKS_PREFIX):
+                # Stored, it would be read back as clicks on a ranked list.
+                raise InvalidInputError(
+                    f"a label must not start with {CLICKS_PREFIX!r}, which marks clicks; "
+                    "send clicks as the clicks field",
+                    field=f"rows[{i}].label",
+                )
         if label is None:
-            raise InvalidInputError("label is required", field=f"rows[{i}].label")
+            raise InvalidInputError("label (or clicks) is required", field=f"rows[{i}].label")
         ts = row.get("ts", now_us)
         if isinstance(ts, datetime) and ts.tzinfo is None:
             raise InvalidInputError("ts must be timezone-aware (e.g. UTC)", field=f"rows[{i}].ts")

@@ -46,6 +46,12 @@ PREDICTIONS_SCHEMA = pa.schema(
         ("features", pa.string()),  # JSON object of the input row
         ("protocol", pa.string()),  # "arbiter" | "mlflow" | "v2" | "inprocess"
         ("forced", pa.bool_()),  # arm forced by a tester header: excluded from analysis
+        # Interleaved rankings (/rank, strategy interleave): JSON {"method", "a_first", "k",
+        # "items", "teams", "ranking_a", "ranking_b"}, everything credit needs to be recomputed
+        # from the log alone; null for every other row. A column of its own rather than packed
+        # into `prediction`: the merged list and its teams belong to neither ranker's row, and a
+        # nullable column costs old segments nothing (views read them with union_by_name).
+        ("impression", pa.string()),
     ]
 )
 

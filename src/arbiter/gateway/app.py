@@ -21,12 +21,13 @@ from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
 from arbiter.config import HomeConfig
+from arbiter.gateway.controllers import prime_controllers, start_controllers, stop_controllers
 from arbiter.gateway.dispatch import Dispatcher
 from arbiter.gateway.metrics import GatewayMetrics
 from arbiter.gateway.middleware.auth import TokenAuthMiddleware
 from arbiter.gateway.middleware.body_limit import BodyLimitMiddleware
 from arbiter.gateway.pool import ModelPool
-from arbiter.gateway.routes import feedback, inference_v2, invocations, ops, predict
+from arbiter.gateway.routes import admin, feedback, inference_v2, invocations, ops, predict, rank
 from arbiter.gateway.shadow import ShadowExecutor
 from arbiter.gateway.state import GatewayState
 from arbiter.home import Home
@@ -35,7 +36,8 @@ from arbiter.registry.base import ModelRegistry
 log = logging.getLogger("arbiter.gateway")
 
 SHUTDOWN_SHADOW_GRACE_S = 5.0
-PROTECTED_PREFIXES = ("/feedback", "/admin")
+# /admin checks its own token (routes/admin.py), which may differ from the API token.
+PROTECTED_PREFIXES = ("/feedback",)
 
 
 def _schema_generator() -> SchemaGenerator:
@@ -58,6 +60,7 @@ def routes() -> list[Route]:
     return [
         Route("/models", ops.list_models, methods=["GET"]),
         Route("/models/{name}/predict", predict.predict, methods=["POST"]),
+        Route("/models/{name}/rank", rank.rank, methods=["POST"]),
         Route("/models/{name}/invocations", invocations.invocations, methods=["POST"]),
         Route("/invocations", invocations.invocations_single, methods=["POST"]),
         Route("/feedback", feedback.feedback, methods=["POST"]),
@@ -66,6 +69,7 @@ def routes() -> list[Route]:
         Route("/metrics", ops.metrics, methods=["GET"]),
         Route("/openapi.json", ops.openapi, methods=["GET"], include_in_schema=False),
         *inference_v2.routes(),
+        *admin.routes(),
     ]
 
 
@@ -155,9 +159,12 @@ def create_app(
             dispatcher=Dispatcher(writer, metrics, shadows),
             shadows=shadows,
             token=token,
+            admin_token=config.admin_token(),
         )
         app.state.arbiter = state
+        await prime_controllers(state)
         poller = asyncio.create_task(_poll_registry(state, config.registry.poll_interval_s))
+        controllers = start_controllers(state)
         for name, endpoint in pool.endpoints.items():
             log.info(
                 "serving %s: %s (%s)",
@@ -172,11 +179,13 @@ def create_app(
         try:
             yield
         finally:
+            await stop_controllers(controllers)
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
             for executor in shadows.values():
                 await executor.drain(SHUTDOWN_SHADOW_GRACE_S)
+            state.dispatcher.close()
             await asyncio.to_thread(writer.close)
             # Give frozen objects back to the collector, so extension modules (DuckDB's
             # nanobind bindings) can be torn down cleanly at interpreter exit.

@@ -15,7 +15,6 @@ from starlette.requests import Request
 from arbiter.errors import InvalidInputError
 from arbiter.gateway.pool import Endpoint
 from arbiter.gateway.responses import ForbiddenError, UnauthorizedError
-from arbiter.routing import CHALLENGER, CHAMPION
 
 HEADER = "X-Arbiter-Arm"
 
@@ -32,14 +31,7 @@ def forced_arm(request: Request, endpoint: Endpoint, token: str | None) -> str |
     scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.strip(), token):
         raise UnauthorizedError(f"{HEADER} requires 'Authorization: Bearer <token>'")
-    allowed = (
-        (CHAMPION,)
-        if endpoint.config.experiment.strategy == "none"
-        else (
-            CHAMPION,
-            CHALLENGER,
-        )
-    )
+    allowed = tuple(endpoint.arms)
     if arm not in allowed:
         raise InvalidInputError(
             f"{HEADER} must be one of {list(allowed)}, got {arm!r}", field=HEADER

@@ -75,8 +75,28 @@ class GatewayMetrics:
             multiprocess_mode="liveall",
             **kw,
         )
+        self.bandit_share = Gauge(
+            "arbiter_bandit_share",
+            "Traffic share a bandit's controller allocates to each arm (last update).",
+            ["model", "arm"],
+            multiprocess_mode="livemostrecent",
+            **kw,
+        )
         self.feedback = Counter(
             "arbiter_feedback_total", "Labels durably stored via /feedback.", **kw
+        )
+        self.canary_share = Gauge(
+            "arbiter_canary_share",
+            "Challenger share this worker routes for a canary model.",
+            ["model"],
+            multiprocess_mode="liveall",
+            **kw,
+        )
+        self.canary_transitions = Counter(
+            "arbiter_canary_transitions_total",
+            "Canary transitions this worker wrote, by model and action.",
+            ["model", "action"],
+            **kw,
         )
         self._collect_hooks: list[Callable[[], None]] = []
 

@@ -18,17 +18,39 @@ from typing import Any
 from arbiter.config import HomeConfig, ModelConfig
 from arbiter.errors import ArbiterError, NotFoundError
 from arbiter.registry.base import ModelRegistry
-from arbiter.routing import ABTest, ChampionOnly, Shadow, Strategy
+from arbiter.routing import CHALLENGER, ABTest, ChampionOnly, MultiArmTest, Shadow, Strategy
 from arbiter.servable import ServableModel
 
 log = logging.getLogger(__name__)
 
 
 def build_strategy(name: str, config: ModelConfig) -> Strategy:
-    """The routing strategy configured for model ``name``."""
+    """The routing strategy configured for model ``name``, as it starts.
+
+    Canary and bandit strategies start here (canary at 0 %, bandit uniform) and are replaced
+    by their controllers (:mod:`arbiter.gateway.controllers`) from the shared state before
+    the gateway takes traffic.
+    """
     exp = config.experiment
     if exp.strategy == "shadow":
         return Shadow(config.champion_alias, exp.challenger_alias, exp.shadow_sample_rate)
+    if exp.strategy == "ab" and exp.challengers:
+        return MultiArmTest(
+            config.champion_alias,
+            tuple((c.alias, c.alias, c.share) for c in exp.challengers),
+            salt=config.experiment_name(name),
+        )
+    if exp.strategy == "canary":
+        from arbiter.routing.canary import CanaryStrategy
+
+        return CanaryStrategy(
+            config.champion_alias, exp.challenger_alias, 0.0, salt=config.experiment_name(name)
+        )
+    if exp.strategy == "bandit":
+        from arbiter.routing.bandit import BanditStrategy
+
+        arms = config.arms()
+        return BanditStrategy.from_allocation(arms, [1.0 / len(arms)] * len(arms))
     if exp.strategy == "ab":
         return ABTest(
             config.champion_alias,
@@ -36,6 +58,11 @@ def build_strategy(name: str, config: ModelConfig) -> Strategy:
             exp.challenger_share,
             salt=config.experiment_name(name),
         )
+    if exp.strategy == "interleave":
+        # Interleaving happens per request in /rank, which scores both rankers and merges
+        # their lists (arbiter.gateway.ranking). Any other protocol (/predict, invocations) is
+        # served by the champion alone, logged under the experiment's strategy name.
+        return ChampionOnly(config.champion_alias, name="interleave")
     return ChampionOnly(config.champion_alias)
 
 
@@ -48,16 +75,21 @@ class Endpoint:
     strategy: Strategy
     models: dict[str, ServableModel] = field(default_factory=dict)  # alias -> model
     load_errors: dict[str, str] = field(default_factory=dict)  # alias -> last load error
+    canary: dict[str, Any] | None = None  # set by the canary controller (arbiter.gateway.canary)
+    bandit: dict[str, Any] | None = None  # the bandit controller's last update (GET /models)
 
     @property
     def experiment(self) -> str:
         return self.config.experiment_name(self.name)
 
     @property
+    def arms(self) -> dict[str, str]:
+        """Arm name -> alias (see :meth:`ModelConfig.arms`)."""
+        return self.config.arms()
+
+    @property
     def aliases_needed(self) -> tuple[str, ...]:
-        if self.config.experiment.strategy == "none":
-            return (self.config.champion_alias,)
-        return (self.config.champion_alias, self.config.experiment.challenger_alias)
+        return tuple(dict.fromkeys(self.config.arms().values()))
 
     def model(self, alias: str) -> ServableModel | None:
         return self.models.get(alias)
@@ -72,7 +104,7 @@ class Endpoint:
             return "no_champion"
         if self.config.experiment.strategy == "none":
             return "champion_only"
-        if self.config.experiment.challenger_alias not in self.models:
+        if any(alias not in self.models for alias in self.aliases_needed):
             return "waiting_for_challenger"
         return "running"
 
@@ -183,10 +215,17 @@ class ModelPool:
                 },
             }
             if exp.strategy != "none":
-                item["experiment"]["challenger_alias"] = exp.challenger_alias
+                arms = endpoint.arms
+                if CHALLENGER in arms:
+                    item["experiment"]["challenger_alias"] = arms[CHALLENGER]
+                item["experiment"]["arms"] = arms
                 item["experiment"]["split"] = endpoint.strategy.weights()
             if exp.strategy == "shadow":
                 item["experiment"]["shadow_sample_rate"] = exp.shadow_sample_rate
+            if exp.strategy == "canary":
+                item["experiment"]["canary"] = endpoint.canary or {"status": "unknown"}
+            if exp.strategy == "bandit" and endpoint.bandit is not None:
+                item["experiment"]["bandit"] = endpoint.bandit
             if endpoint.load_errors:
                 item["load_errors"] = dict(endpoint.load_errors)
             out.append(item)

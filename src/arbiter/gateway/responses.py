@@ -17,6 +17,7 @@ from arbiter.errors import (
     EventStoreError,
     InvalidInputError,
     ModelError,
+    ModelTimeoutError,
     NotFoundError,
     RegistryError,
 )
@@ -64,6 +65,7 @@ def status_for(exc: BaseException) -> tuple[int, str]:
         (UnauthorizedError, 401, "unauthorized"),
         (ForbiddenError, 403, "forbidden"),
         (NotReadyError, 503, "not_ready"),
+        (ModelTimeoutError, 504, "model_timeout"),
         (ModelError, 500, "model_error"),
         (EventStoreError, 503, "event_store_error"),
         (RegistryError, 503, "registry_error"),

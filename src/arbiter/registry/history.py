@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from arbiter.errors import ArbiterError, NotFoundError
+from arbiter.errors import ArbiterError, NotFoundError, RegistryError
 from arbiter.registry.mlflow_registry import MLflowRegistry
 
 TAG_PREFIX = "arbiter.alias_move."
@@ -61,9 +61,17 @@ def default_actor() -> str:
 
 
 def _record(registry: MLflowRegistry, move: AliasMove) -> None:
-    registry.client.set_registered_model_tag(
-        move.model, f"{TAG_PREFIX}{move.ts_us:020d}", json.dumps(move.to_dict(), sort_keys=True)
-    )
+    try:
+        registry.client.set_registered_model_tag(
+            move.model,
+            f"{TAG_PREFIX}{move.ts_us:020d}",
+            json.dumps(move.to_dict(), sort_keys=True),
+        )
+    except Exception as exc:  # MlflowException or a transport error: one arbiter error type
+        raise RegistryError(
+            f"{move.model}@{move.alias} moved to {_v(move.to_version)}, but recording the move "
+            f"failed: {exc}"
+        ) from exc
 
 
 def move_alias(

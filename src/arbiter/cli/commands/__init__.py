@@ -12,6 +12,7 @@ def register_commands(app: typer.Typer) -> None:
     """Attach every command and command group to ``app``."""
     from arbiter.cli.commands import (
         analyze,
+        canary,
         compact,
         demo,
         drift,
@@ -41,6 +42,9 @@ def register_commands(app: typer.Typer) -> None:
     )
     app.add_typer(
         loop.app, name="loop", help="The closed loop: drift, retrain, gate, shadow test, promote."
+    )
+    app.add_typer(
+        canary.app, name="canary", help="Canary releases: status, pause, resume, promote, abort."
     )
     app.add_typer(
         stats.app, name="stats", help="Calculators for analysts: tests, sample sizes, SRM."

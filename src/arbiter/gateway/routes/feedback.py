@@ -59,7 +59,9 @@ async def feedback(request: Request) -> Response:
     description: >
       One object `{"request_id": "...", "row_index": 0, "label": 1}` (`outcome` is accepted
       for numeric outcomes; `row_index` defaults to 0), `{"feedback": [ ... ]}`, or an array of
-      such objects. All rows are validated first: one bad row rejects the whole request and
+      such objects. For a ranked list from /rank send `"clicks": ["item-3", ...]` (the clicked
+      item ids; `[]` for an impression without clicks) instead of `label`.
+      All rows are validated first: one bad row rejects the whole request and
       nothing is stored. Requires the API token when one is configured.
     requestBody:
       required: true
@@ -68,6 +70,7 @@ async def feedback(request: Request) -> Response:
           schema:
             oneOf:
               - {type: object, required: [request_id, label]}
+              - {type: object, required: [request_id, clicks]}
               - {type: object, required: [feedback]}
               - {type: array, items: {type: object}}
     responses:

@@ -189,7 +189,7 @@ async def infer(request: Request) -> Response:
         unit = parsed.parameters.get("unit_id") or request.headers.get(
             endpoint.config.experiment.unit_header
         )
-        outcome = state.dispatcher.serve(
+        outcome = await state.dispatcher.aserve(
             endpoint,
             FrameInput(frame),
             unit_id=str(unit) if unit is not None else None,

@@ -58,7 +58,7 @@ async def _score(request: Request, name: str) -> Response:
             metadata=champion.pyfunc.metadata,
         )
         unit = request.headers.get(endpoint.config.experiment.unit_header) or None
-        outcome = state.dispatcher.serve(
+        outcome = await state.dispatcher.aserve(
             endpoint,
             FrameInput(parsed.data, parsed.params),
             unit_id=unit,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from starlette.requests import Request
@@ -31,7 +32,7 @@ async def list_models(request: Request) -> Response:
             item["experiment"]["shadow"] = executor.describe(
                 item["name"], item["aliases"].get(alias)
             )
-    return ORJSONResponse({"models": models})
+    return ORJSONResponse({"models": models, "pid": os.getpid()})  # which worker answered
 
 
 async def healthz(request: Request) -> Response:

@@ -47,6 +47,20 @@ def unit_from(
     return request.headers.get(header) or None
 
 
+async def json_object(request: Request, allowed: set[str]) -> dict[str, Any]:
+    """The request's JSON body: an object with no field outside ``allowed`` (else a 4xx)."""
+    require_json(request)
+    body = parse_json(await request.body())
+    if not isinstance(body, dict):
+        raise InvalidInputError("the body must be a JSON object", field="body")
+    extra = sorted(set(body) - allowed)
+    if extra:
+        raise InvalidInputError(
+            f"unexpected field {extra[0]!r}; allowed: {sorted(allowed)}", field=extra[0]
+        )
+    return body
+
+
 async def predict(request: Request) -> Response:
     """Score one row or a batch with the model's experiment.
 
@@ -102,17 +116,8 @@ async def predict(request: Request) -> Response:
     name = request.path_params["name"]
     try:
         endpoint = state.pool.endpoint(name)
-        require_json(request)
-        body = parse_json(await request.body())
-        if not isinstance(body, dict):
-            raise InvalidInputError("the body must be a JSON object", field="body")
         exp = endpoint.config.experiment
-        allowed = {"features", exp.unit_field}
-        extra = sorted(set(body) - allowed)
-        if extra:
-            raise InvalidInputError(
-                f"unexpected field {extra[0]!r}; allowed: {sorted(allowed)}", field=extra[0]
-            )
+        body = await json_object(request, {"features", exp.unit_field})
         if "features" not in body:
             raise InvalidInputError("missing field 'features'", field="features")
         features = body["features"]
@@ -129,7 +134,7 @@ async def predict(request: Request) -> Response:
                 field="features",
             )
         unit = unit_from(request, body, exp.unit_field, exp.unit_header)
-        outcome = state.dispatcher.serve(
+        outcome = await state.dispatcher.aserve(
             endpoint,
             RowsInput(rows, "features", single=single),
             unit_id=unit,
