@@ -7,7 +7,12 @@
 4. Shadow phase: send traffic over HTTP with user ids; the challenger scores every request off
    the request path. Post the labels to /feedback as they "arrive".
 5. A/B phase: restart with a 50/50 sticky split; send traffic and labels again.
-6. Print the report and the analysis (tests and a verdict per experiment); write both to
+6. Canaries: the challenger ramps 10 % → 50 % → 100 % and is promoted (the old champion keeps
+   ``previous``); then a broken release (fails one request in five) is rolled back within a
+   few dozen of its requests and archived. Decision records: ``arbiter canary status``.
+7. Interleaving: two rankers of a synthetic catalogue are interleaved on ``/rank`` and the
+   clicks decide which ranks better (:mod:`arbiter.demo.ranking`).
+8. Print the report and the analysis (tests and a verdict per experiment); write both to
    HOME/reports/ (Markdown and a self-contained HTML file with plots).
 """
 
@@ -40,6 +45,8 @@ class DemoOptions:
     concurrency: int = 16
     label_batch: int = 250
     seed: int = 7
+    canary_requests: int = 2_000  # the most each canary may take (they end sooner)
+    ranking_queries: int = 1_500  # interleaving demo; 0 skips it
 
 
 def prepare_home(root: Path) -> Home:
@@ -88,6 +95,7 @@ async def send_traffic(
     concurrency: int,
     label_batch: int,
     advance: Callable[[int], None],
+    model: str = MODEL,
 ) -> dict[str, Any]:
     """POST every row to /predict with its user id, then its label to /feedback in batches."""
     import httpx
@@ -112,7 +120,7 @@ async def send_traffic(
             nonlocal errors
             async with semaphore:
                 response = await client.post(
-                    f"/models/{MODEL}/predict", json={"user_id": users[i], "features": rows[i]}
+                    f"/models/{model}/predict", json={"user_id": users[i], "features": rows[i]}
                 )
             if response.status_code != 200:
                 errors += 1
@@ -203,8 +211,18 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
                     )
                 )
                 results[strategy]["url"] = server.url
-    # Leave the home serving the shadow experiment, as `arbiter serve` will pick it up.
-    write_config(home, "shadow")
+        canaries = _canaries(home, registry, example, options, progress)
+    # Leave the home with a canary on the default plan, as `arbiter serve` will pick it up:
+    # it serves the champion, `arbiter canary status` shows the demo's last canary, and a
+    # newly registered challenger starts a real canary (1 % → 5 % → 25 % → 50 % → 100 %).
+    write_config(home, "canary")
+    ranking = None
+    if options.ranking_queries:
+        from arbiter.demo.ranking import run_ranking_demo
+
+        ranking = run_ranking_demo(
+            home, console, n_queries=options.ranking_queries, seed=options.seed, render=False
+        )
     store = EventStore(home.root)
     with console.status("Analysing: SRM, paired and sequential tests, guardrails, verdicts…"):
         with store.connect() as con:
@@ -214,12 +232,52 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
     summary["analysis"] = [a.to_dict() for a in analyses]
     summary["analysis_html"] = str(html)
     summary["_analyses"] = analyses  # for printing; dropped before JSON output
+    summary["canaries"] = canaries
+    if ranking is not None:
+        summary["_ranking_analysis"] = ranking.pop("_analysis")
+        summary["ranking"] = ranking
     summary["demo"] = {
         "phases": results,
         "seconds": round(time.perf_counter() - started, 1),
         "home": str(home.root),
     }
     return summary
+
+
+def _canaries(
+    home: Home, registry: Any, example: Any, options: DemoOptions, progress: Any
+) -> dict[str, Any]:
+    """Two canaries: the better challenger ramps and is promoted; a broken release that
+    fails one request in five is rolled back and archived."""
+    from arbiter.demo.canary import fraud_canary_config, run_canary_phase
+    from arbiter.demo.data import make_transactions
+    from arbiter.testing import FailingModel
+
+    traffic = make_transactions(2 * options.canary_requests, seed=options.seed + 2)
+    rows = traffic.features.to_dict("records")
+    users = [f"c-{u}" for u in traffic.users.tolist()]  # new users: a fresh sticky split
+    labels = traffic.labels.tolist()
+    config = fraud_canary_config(MODEL)
+    out: dict[str, Any] = {}
+    n = options.canary_requests
+    for phase, lo in (("promote", 0), ("rollback", n)):
+        if phase == "rollback":
+            registry.log_pyfunc_model(
+                MODEL, FailingModel(rate=0.2), example, aliases=("challenger",)
+            )
+        task = progress.add_task(f"canary ({phase} expected)", total=n)
+        out[phase] = run_canary_phase(
+            home,
+            config,
+            MODEL,
+            rows[lo : lo + n],
+            users[lo : lo + n],
+            labels[lo : lo + n],
+            concurrency=options.concurrency,
+            advance=lambda k, task=task: progress.advance(task, k),
+        )
+        progress.update(task, completed=n)
+    return out
 
 
 def _np_default(value: Any) -> Any:

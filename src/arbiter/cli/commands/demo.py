@@ -77,17 +77,47 @@ def demo(
     path.write_text(render_markdown(summary), encoding="utf-8")
     summary["demo"]["report"] = str(path)
     analyses = summary.pop("_analyses")
+    ranking = summary.pop("_ranking_analysis", None)
     if json_output:
         print_json(summary)
         return
     print_summary(console, summary)
     for analysis in analyses:
         print_analysis(console, analysis)
+    _print_canaries(console, summary["canaries"])
+    if ranking is not None:
+        ranking.render(console)
+    home_dir = summary["demo"]["home"]
     console.print(
         f"\nDone in {summary['demo']['seconds']} s. Report: {path}\n"
         f"Analysis (HTML, with plots): {summary['analysis_html']}\n"
-        f"Serve the same models: [bold]arbiter serve --home {summary['demo']['home']}[/bold]"
+        f"Canary decision records: {home_dir}/canary/fraud/ "
+        f"([bold]arbiter canary status --home {home_dir} --model fraud[/bold])\n"
+        f"Alias history: [bold]arbiter history --home {home_dir} --model fraud[/bold]\n"
+        f"Serve the same models: [bold]arbiter serve --home {home_dir}[/bold]"
     )
+
+
+def _print_canaries(console: Any, canaries: dict[str, Any]) -> None:
+    """Each canary's decision records: when, what, at which share, and why."""
+    from rich.table import Table
+
+    for run in canaries.values():
+        console.rule(
+            f"[bold]canary[/bold] v{run['challenger_version']} against champion "
+            f"v{run['champion_version']}: {run['outcome']} after {run['requests']} requests"
+        )
+        history = run["history"]
+        start = history[0]["at"] if history else 0.0
+        table = Table(show_header=True, header_style="bold")
+        for col in ("t (s)", "action", "stage", "why"):
+            table.add_column(col, justify="right" if col == "t (s)" else "left")
+        for record in history:
+            stage = f"{record['from_stage']} → {record['to_stage']}"
+            why = "; ".join(record["reasons"])
+            table.add_row(f"{record['at'] - start:.1f}", record["action"], stage, why)
+        console.print(table)
+        console.print(f"aliases now: {run['aliases']}")
 
 
 def _drift(
