@@ -262,3 +262,67 @@ def test_decision_yaml_rejects_typos(tmp_path) -> None:  # type: ignore[no-untyp
     path.write_text("models:\n  m:\n    decision:\n      alpah: 0.1\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"models\.m\.decision\.alpah"):
         load_config(path)
+
+
+def test_returning_users_are_analysed_per_user(store: EventStore) -> None:
+    """Users send many requests and keep their arm: tests count users (delta method).
+
+    Reference: statsmodels' cluster-robust (CR0, clusters = users) variance of each arm's
+    row-level accuracy, times n/(n-1) (the delta method's sample covariances use n-1).
+    """
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(7)
+    n_users = 600
+    user_arm = np.where(rng.random(n_users) < 0.5, "challenger", "champion")
+    skill = rng.beta(3, 1.5, n_users)  # users differ: one user's rows are correlated
+    per_user = rng.integers(1, 15, n_users)
+    user = np.repeat(np.arange(n_users), per_user)
+    n = user.size
+    y = rng.integers(0, 2, n)
+    correct = rng.random(n) < skill[user]
+    pred = np.where(correct, y, 1 - y)
+    columns = {
+        "request_id": [f"r{i}" for i in range(n)],
+        "experiment": ["m-ab"] * n,
+        "strategy": ["ab"] * n,
+        "unit_id": [f"u{u}" for u in user],
+        "arm": user_arm[user],
+        "prediction": pred.astype(str),
+        "prediction_num": pred.astype(float),
+        "score": np.where(pred == 1, 0.8, 0.2),
+        "confidence": np.full(n, 0.8),
+    }
+    write_log(store, columns, y)
+    a = _analyze(store, model_config=AB_CONFIG, policy=DecisionConfig(sequential=False))
+
+    assert any("labelled rows repeat units" in note for note in a.notes)
+    assert a.primary["name"] == "delta_method_z"
+    variance = {}
+    for side in ("champion", "challenger"):
+        rows = user_arm[user] == side
+        assert a.arms[side]["labelled"] == rows.sum()
+        units = int((user_arm == side).sum())
+        assert a.arms[side]["labelled_units"] == units == a.metric_stats[side].n
+        fit = sm.OLS(correct[rows].astype(float), np.ones(rows.sum())).fit(
+            cov_type="cluster", cov_kwds={"groups": user[rows], "use_correction": False}
+        )
+        assert a.metric_stats[side].mean == pytest.approx(float(fit.params[0]), rel=1e-12)
+        variance[side] = float(fit.bse[0]) ** 2 * units / (units - 1)
+    se = np.sqrt(variance["champion"] + variance["challenger"])
+    assert a.primary["standard_error"] == pytest.approx(se, rel=1e-9)
+    reference_p = stats.norm.sf(abs(a.primary["difference"]) / se) * 2
+    assert a.primary["p_value"] == pytest.approx(reference_p, rel=1e-6)
+    # A row-level standard error would have been 40 % too small here.
+    rows_c, rows_t = (user_arm[user] == s for s in ("champion", "challenger"))
+    row_se = np.sqrt(
+        correct[rows_c].var(ddof=0) / rows_c.sum() + correct[rows_t].var(ddof=0) / rows_t.sum()
+    )
+    assert se > 1.5 * row_se
+    # Sequential (the default): the confidence sequence on the same per-user statistics.
+    seq = _analyze(store, model_config=AB_CONFIG)
+    assert seq.primary["name"] == "confidence_sequence"
+    assert seq.primary["std_error"] == pytest.approx(se, rel=1e-9)
+    assert (
+        seq.to_dict()["arms"]["champion"]["labelled_units"] == a.arms["champion"]["labelled_units"]
+    )

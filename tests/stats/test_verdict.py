@@ -511,3 +511,33 @@ def test_identical_canaries_are_rarely_rolled_back_full() -> None:
     for accuracy, seed in ((0.5, 21), (0.8, 22), (0.97, 23)):
         rate = _canary_false_rollbacks(2000, 60, accuracy, seed)
         assert rate <= 0.05, rate
+
+
+def test_per_unit_ratio_arms_are_decided_on_the_delta_method_test() -> None:
+    """Repeated rows per unit: the same data decided per row look more certain than per unit."""
+    from arbiter.stats.sufficient import RatioStatistic
+
+    def arm(rate: float, units: int, seed: int) -> tuple[ProportionStatistic, RatioStatistic]:
+        rng = np.random.default_rng(seed)
+        d = rng.integers(1, 30, units).astype(float)
+        skill = np.clip(rng.normal(rate, 0.25, units), 0, 1)  # units differ a lot
+        m = rng.binomial(d.astype(int), skill).astype(float)
+        rows = ProportionStatistic(int(d.sum()), int(m.sum()))
+        per_unit = RatioStatistic(
+            units, m.sum(), (m * m).sum(), d.sum(), (d * d).sum(), (m * d).sum()
+        )
+        return rows, per_unit
+
+    (rows_a, unit_a), (rows_b, unit_b) = arm(0.60, 400, 1), arm(0.64, 400, 2)
+    policy = DecisionPolicy(min_sample_per_arm=100, sequential=False)
+    by_row = decide(ArmObservations(rows_a, rows_b), policy)
+    by_unit = decide(ArmObservations(unit_a, unit_b, assignment_counts=(400, 400)), policy)
+    assert by_row.primary is not None and by_unit.primary is not None
+    assert by_unit.primary.estimate == pytest.approx(by_row.primary.estimate)
+    assert "delta-method" in by_unit.primary.method
+    width = by_unit.primary.ci_high - by_unit.primary.ci_low
+    assert width > 1.5 * (by_row.primary.ci_high - by_row.primary.ci_low)
+    seq = decide(ArmObservations(unit_a, unit_b), DecisionPolicy(min_sample_per_arm=100))
+    assert seq.primary is not None and seq.primary.status == "ok"
+    with pytest.raises(InvalidInputError, match="same kind"):
+        decide(ArmObservations(rows_a, unit_b), policy)

@@ -32,7 +32,7 @@ import duckdb
 import numpy as np
 
 from arbiter.errors import NotFoundError
-from arbiter.stats.sufficient import ProportionStatistic, SampleMeanStatistic
+from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic, SampleMeanStatistic
 
 Task = Literal["classification", "regression"]
 Loss = Literal["squared", "absolute"]
@@ -223,6 +223,15 @@ class ExperimentAggregates:
     agreement: ShadowAgreement | None = None
     paired: PairedData | None = None
     other_arms: tuple[str, ...] = field(default=())
+    per_unit: dict[str, RatioStatistic] = field(default_factory=dict)
+    """Served experiments: the metric per randomisation unit (``m`` = a unit's summed metric,
+    ``d`` = its labelled rows; a row without a unit id is its own unit), for the delta-method
+    tests when units repeat. Empty for shadow experiments (both models score every pair)."""
+
+    def units_repeat(self, side: str, factor: float = 1.0) -> bool:
+        """Whether ``side``'s labelled rows outnumber its labelled units (times ``factor``)."""
+        unit = self.per_unit.get(side)
+        return unit is not None and unit.d_sum > factor * unit.n
 
 
 # --- queries ---------------------------------------------------------------------------------
@@ -481,10 +490,42 @@ def aggregate_experiment(
         )
         return ExperimentAggregates(
             info, task, traffic, _metric_from_series(series, task), series, confusion,
-            other_arms=others,
+            other_arms=others, per_unit=_per_unit(con, params, y_expr, sides),
         )  # fmt: skip
     finally:
         con.execute(f"DROP TABLE IF EXISTS {pairs}")
+
+
+def _per_unit(
+    con: duckdb.DuckDBPyConnection, params: dict[str, Any], y_expr: str, sides: tuple[str, ...]
+) -> dict[str, RatioStatistic]:
+    """Per side, the metric as a ratio over units: the sums the delta method needs.
+
+    Assignment is sticky per unit, so a unit's rows share an arm and are correlated; the
+    units, not the rows, are the independent observations. One GROUP BY per unit, then one
+    per side: the result is a handful of numbers, whatever the number of rows.
+    """
+    rows = con.execute(
+        f"""
+        SELECT side, count(*), sum(m), sum(m * m), sum(d), sum(d * d), sum(m * d) FROM (
+            SELECT side, sum(y) AS m, count(y)::DOUBLE AS d FROM (
+                SELECT {_SIDE_SQL} AS side, coalesce(unit_id, request_id) AS unit,
+                       {y_expr}::DOUBLE AS y
+                FROM labeled
+                WHERE {_WHERE} AND role = 'served' AND error IS NULL AND label IS NOT NULL
+            ) AS t
+            WHERE y IS NOT NULL
+            GROUP BY side, unit
+        ) AS u
+        GROUP BY side
+        """,
+        {k: params[k] for k in ("model", "experiment")},
+    ).fetchall()
+    out = {s: RatioStatistic(0, 0.0, 0.0, 0.0, 0.0, 0.0) for s in sides}
+    for side, n, *sums in rows:
+        if side in out:
+            out[side] = RatioStatistic(int(n), *(float(v) for v in sums))
+    return out
 
 
 def _floats(column: Any) -> np.ndarray:

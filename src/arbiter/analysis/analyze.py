@@ -51,7 +51,7 @@ from arbiter.analysis.policy import (
 from arbiter.config import DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError, NotFoundError
 from arbiter.stats.bayesian import BayesianResult, bayesian_summary
-from arbiter.stats.means import welch_test
+from arbiter.stats.means import ratio_test, welch_test
 from arbiter.stats.paired import delong_test, mcnemar_test, paired_t_test
 from arbiter.stats.proportions import two_proportion_test
 from arbiter.stats.results import SRMResult
@@ -62,7 +62,7 @@ from arbiter.stats.sequential import (
     sequential_rho,
 )
 from arbiter.stats.srm import srm_test
-from arbiter.stats.sufficient import ProportionStatistic
+from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic
 from arbiter.stats.verdict import (
     ArmObservations,
     Criterion,
@@ -108,7 +108,7 @@ class ExperimentAnalysis:
         ``"accuracy"`` (higher is better), ``"squared_error"`` or ``"absolute_error"`` (lower).
     arms : dict
         Per side (``champion``, ``challenger``): traffic, errors, latency, labelled rows, metric.
-    metric_stats : dict of str to ProportionStatistic or SampleMeanStatistic
+    metric_stats : dict of str to ProportionStatistic, SampleMeanStatistic or RatioStatistic
         The primary metric's sufficient statistics per side.
     srm : SRMResult or None
         Chi-square test of the assignment counts against ``policy.traffic_weights``; None for
@@ -150,7 +150,7 @@ class ExperimentAnalysis:
     first_event: datetime
     last_event: datetime
     arms: dict[str, dict[str, Any]]
-    metric_stats: dict[str, MetricStatistic]
+    metric_stats: dict[str, MetricStatistic | RatioStatistic]
     srm: SRMResult | None
     srm_basis: str | None
     primary: dict[str, Any]
@@ -166,6 +166,12 @@ class ExperimentAnalysis:
     @property
     def decision(self) -> str:
         return self.verdict.decision
+
+    @property
+    def sample_unit(self) -> str:
+        """What the sample sizes count: "units" when repeated units are analysed per unit."""
+        per_unit = isinstance(self.metric_stats.get("champion"), RatioStatistic)
+        return "units" if per_unit else "rows"
 
     @property
     def criteria(self) -> tuple[Criterion, ...]:
@@ -208,6 +214,7 @@ class ExperimentAnalysis:
             "decision": self.decision,
             "criteria": [_criterion(c) for c in self.criteria],
             "estimated_remaining_sample": self.verdict.estimated_remaining_sample,
+            "sample_unit": self.sample_unit,
             "arms": _plain(self.arms),
             "srm": None if self.srm is None else {**self.srm.to_dict(), "basis": self.srm_basis},
             "primary": _plain(self.primary),
@@ -334,6 +341,7 @@ def analyze_experiment(
         assert agg.paired is not None
         primary, secondary = _paired_tests(agg.paired, agg.task, decision, pol, notes)
     else:
+        champ, chall = _per_unit_if_repeated(agg, champ, chall, notes)
         primary, secondary = _independent_tests(champ, chall, pol)
 
     guard_obs, guard_rows = _guardrail_observations(agg, traffic, pol)
@@ -379,6 +387,7 @@ def analyze_experiment(
         side: {
             **traffic[side].to_dict(),
             "labelled": agg.metric[side].n,
+            "labelled_units": agg.per_unit[side].n if side in agg.per_unit else None,
             metric: agg.metric[side].mean if agg.metric[side].n else math.nan,
         }
         for side in SIDES
@@ -395,7 +404,7 @@ def analyze_experiment(
         first_event=info.first_ts,
         last_event=info.last_ts,
         arms=arms,
-        metric_stats=dict(agg.metric),
+        metric_stats={"champion": champ, "challenger": chall},
         srm=srm,
         srm_basis=srm_basis,
         primary=primary,
@@ -477,13 +486,47 @@ def _result_dict(result: Any, name: str) -> dict[str, Any]:
     return out
 
 
+def _per_unit_if_repeated(
+    agg: ExperimentAggregates,
+    champ: MetricStatistic,
+    chall: MetricStatistic,
+    notes: list[str],
+) -> tuple[MetricStatistic | RatioStatistic, MetricStatistic | RatioStatistic]:
+    """The arms' statistics per randomisation unit when a unit has several labelled rows.
+
+    Assignment is sticky per unit (user), so a returning user's rows share an arm and are
+    correlated; a row-level test would treat them as independent and understate the
+    variance (false promotions). With repeats, every test, the minimum sample and the
+    remaining-sample estimate count units and use the delta-method variance of the ratio
+    "metric summed per unit / labelled rows per unit" (the row-level mean, with a
+    cluster-robust variance). With one row per unit the two are the same test, so the
+    row-level statistics are kept.
+    """
+    if not any(agg.units_repeat(side) for side in SIDES):
+        return champ, chall
+    a, b = agg.per_unit["champion"], agg.per_unit["challenger"]
+    notes.append(
+        f"labelled rows repeat units ({champ.n:,} rows from {a.n:,} units on the champion, "
+        f"{chall.n:,} from {b.n:,} on the challenger): tests, minimum sample and remaining "
+        "sample count units, with the delta-method variance (rows of one unit are correlated)"
+    )
+    return a, b
+
+
 def _independent_tests(
-    champ: MetricStatistic, chall: MetricStatistic, pol: DecisionPolicy
+    champ: MetricStatistic | RatioStatistic,
+    chall: MetricStatistic | RatioStatistic,
+    pol: DecisionPolicy,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     if isinstance(champ, ProportionStatistic):
         fixed = _result_dict(
             two_proportion_test(champ, chall, alpha=pol.alpha),  # type: ignore[arg-type]
             "two_proportion_z",
+        )
+    elif isinstance(champ, RatioStatistic):
+        fixed = _result_dict(
+            ratio_test(champ, chall, alpha=pol.alpha),  # type: ignore[arg-type]
+            "delta_method_z",
         )
     else:
         fixed = _result_dict(
@@ -635,7 +678,11 @@ def _guardrail_observations(
 def _effect_over_time(
     agg: ExperimentAggregates, pol: DecisionPolicy, decision: DecisionConfig
 ) -> dict[str, list[float]]:
-    """Cumulative effect (challenger − champion) per time bucket with its always-valid CI."""
+    """Cumulative effect (challenger − champion) per time bucket with its always-valid CI.
+
+    When units repeat, the band is the row-level band widened by the final design effect
+    (an approximation; the verdict's test is exact per unit).
+    """
     ts = agg.timeseries
     if agg.paired is not None:
         data = agg.paired
@@ -671,6 +718,14 @@ def _effect_over_time(
             est = m_t - m_c
             se = np.sqrt(np.maximum(v_c, 0.0) / n_c + np.maximum(v_t, 0.0) / n_t)
         total = n_c + n_t
+        if any(agg.units_repeat(side) for side in SIDES) and len(se):
+            # Units repeat: the tests use per-unit (delta-method) variances, which this
+            # per-bucket series cannot (a unit spans buckets). Approximation: scale every
+            # point by the final design effect, so the last point matches the test.
+            a, b = agg.per_unit["champion"], agg.per_unit["challenger"]
+            if min(a.n, b.n) >= 2 and se[-1] > 0:
+                se = se * math.sqrt(a.variance / a.n + b.variance / b.n) / se[-1]
+                total = total * (a.n + b.n) / max(total[-1], 1.0)
         assert pol.sequential_config is not None
         rho = sequential_rho(pol.alpha, pol.sequential_config.target_sample_size)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -92,6 +92,8 @@ def print_analysis(console: Any, a: Any) -> None:
     console.rule(f"[bold]{d['experiment']}[/bold] ({d['strategy']}, {d['task']}, {d['metric']})")
     arms = [{"side": side, **values} for side, values in d["arms"].items()]
     cols = ["side", "requests", "units", "errors", "latency_p99_ms", "labelled", d["metric"]]
+    if d.get("sample_unit") == "units":  # tests count labelled units: show them
+        cols.insert(6, "labelled_units")
     console.print(rich_table("arms", arms, cols))
     tests = [{**d["primary"], "name": f"primary: {d['primary']['name']}"}]
     tests += [{**t, "name": f"secondary: {t['name']}"} for t in d["secondary"].values()]
@@ -113,7 +115,10 @@ def print_analysis(console: Any, a: Any) -> None:
     console.print(criteria)
     line = f"verdict: [bold {colour}]{d['decision']}[/bold {colour}]"
     if d["estimated_remaining_sample"]:
-        line += f" (about {d['estimated_remaining_sample']:,} more labelled rows per arm)"
+        line += (
+            f" (about {d['estimated_remaining_sample']:,} more labelled "
+            f"{d.get('sample_unit', 'rows')} per arm)"
+        )
     console.print(line)
     for note in d["notes"]:
         console.print(f"[dim]note: {note}[/dim]")

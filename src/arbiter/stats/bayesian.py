@@ -37,7 +37,7 @@ from typing import Any, Literal
 from scipy import integrate, optimize, special, stats
 
 from arbiter.errors import InvalidInputError
-from arbiter.stats.sufficient import ProportionStatistic, SampleMeanStatistic
+from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic, SampleMeanStatistic
 
 BayesianStatus = Literal["ok", "no_data", "insufficient_data", "zero_variance"]
 
@@ -236,8 +236,8 @@ def beta_prob_greater(a_1: float, b_1: float, a_2: float, b_2: float) -> float:
 
 
 def normal_summary(
-    control: SampleMeanStatistic,
-    treatment: SampleMeanStatistic,
+    control: SampleMeanStatistic | RatioStatistic,
+    treatment: SampleMeanStatistic | RatioStatistic,
     *,
     credible_level: float = 0.95,
     higher_is_better: bool = True,
@@ -261,9 +261,11 @@ def normal_summary(
     """
     _check_level(credible_level)
     for name, stat in (("control", control), ("treatment", treatment)):
-        if not isinstance(stat, SampleMeanStatistic):
+        if not isinstance(stat, SampleMeanStatistic | RatioStatistic):
             raise InvalidInputError(
-                f"{name} must be a SampleMeanStatistic, got {type(stat).__name__}", field=name
+                f"{name} must be a SampleMeanStatistic or RatioStatistic, got "
+                f"{type(stat).__name__}",
+                field=name,
             )
         if stat.n < 0:
             raise InvalidInputError(f"{name}.n must be >= 0, got {stat.n}", field=f"{name}.n")
@@ -319,8 +321,8 @@ def normal_summary(
 
 
 def bayesian_summary(
-    control: ProportionStatistic | SampleMeanStatistic,
-    treatment: ProportionStatistic | SampleMeanStatistic,
+    control: ProportionStatistic | SampleMeanStatistic | RatioStatistic,
+    treatment: ProportionStatistic | SampleMeanStatistic | RatioStatistic,
     *,
     credible_level: float = 0.95,
     higher_is_better: bool = True,
@@ -351,7 +353,12 @@ def bayesian_summary(
             credible_level=credible_level,
             higher_is_better=higher_is_better,
         )
-    if isinstance(control, SampleMeanStatistic) and isinstance(treatment, SampleMeanStatistic):
+    means = SampleMeanStatistic | RatioStatistic  # a ratio: a mean per unit, delta-method variance
+    if (
+        isinstance(control, means)
+        and isinstance(treatment, means)
+        and type(control) is type(treatment)
+    ):
         if prior is not None:
             raise InvalidInputError(
                 "prior applies to proportions only; pass prior=None for a continuous metric",

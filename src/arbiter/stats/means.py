@@ -214,16 +214,9 @@ def ratio_mean_and_variance(stat: RatioStatistic) -> tuple[float, float]:
     Knoblich & Lu 2018).
     Returns ``(nan, nan)`` when ``n < 2`` or ``sum(d) == 0``.
     """
-    n = stat.n
-    if n < 2 or stat.d_sum == 0.0:
+    if stat.n < 2 or stat.d_sum == 0.0:
         return NAN, NAN
-    mu_m, mu_d = stat.m_sum / n, stat.d_sum / n
-    var_m = (stat.m_sum_squares - stat.m_sum * stat.m_sum / n) / (n - 1)
-    var_d = (stat.d_sum_squares - stat.d_sum * stat.d_sum / n) / (n - 1)
-    cov = (stat.m_d_sum_product - stat.m_sum * stat.d_sum / n) / (n - 1)
-    ratio = mu_m / mu_d
-    var = (var_m / mu_d**2 - 2.0 * mu_m * cov / mu_d**3 + mu_m**2 * var_d / mu_d**4) / n
-    return ratio, max(var, 0.0)
+    return stat.mean, stat.variance / stat.n
 
 
 def ratio_test(

@@ -62,11 +62,12 @@ import numpy.typing as npt
 from scipy import optimize, special
 
 from arbiter.errors import InvalidInputError
-from arbiter.stats.sufficient import ProportionStatistic, SampleMeanStatistic
+from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic, SampleMeanStatistic
 
 Alternative = Literal["two-sided", "larger", "smaller"]
 SequentialStatus = Literal["ok", "no_data", "insufficient_data", "zero_variance"]
-ArmStatistic = ProportionStatistic | SampleMeanStatistic
+# A RatioStatistic is a row-level metric analysed per randomisation unit (delta method).
+ArmStatistic = ProportionStatistic | SampleMeanStatistic | RatioStatistic
 
 _ALTERNATIVES: tuple[str, ...] = ("two-sided", "larger", "smaller")
 
@@ -318,7 +319,7 @@ def confidence_sequence(
 
     Parameters
     ----------
-    control, treatment : ProportionStatistic or SampleMeanStatistic
+    control, treatment : ProportionStatistic, SampleMeanStatistic or RatioStatistic
         Sufficient statistics of each arm (both of the same kind).
     alpha : float, default=0.05
         Level; the CS covers the true difference at all times with probability ``1 - alpha``.
@@ -435,7 +436,7 @@ def msprt(
 
     Parameters
     ----------
-    control, treatment : ProportionStatistic or SampleMeanStatistic
+    control, treatment : ProportionStatistic, SampleMeanStatistic or RatioStatistic
         Sufficient statistics of each arm.
     alpha : float, default=0.05
         Level.
@@ -519,9 +520,9 @@ def _check_alpha(alpha: float, alternative: str) -> None:
 
 def _check_pair(control: object, treatment: object) -> None:
     for name, stat in (("control", control), ("treatment", treatment)):
-        if not isinstance(stat, ProportionStatistic | SampleMeanStatistic):
+        if not isinstance(stat, ProportionStatistic | SampleMeanStatistic | RatioStatistic):
             raise InvalidInputError(
-                f"{name} must be a ProportionStatistic or SampleMeanStatistic, "
+                f"{name} must be a ProportionStatistic, SampleMeanStatistic or RatioStatistic, "
                 f"got {type(stat).__name__}",
                 field=name,
             )
@@ -546,7 +547,13 @@ def _difference(control: ArmStatistic, treatment: ArmStatistic) -> tuple[float, 
     estimate = float(treatment.mean - control.mean)
     if control.n == 0 or treatment.n == 0:
         return estimate, 0.0, n, "no_data"
-    if isinstance(control, SampleMeanStatistic) and min(control.n, treatment.n) < 2:
+    if (
+        isinstance(control, SampleMeanStatistic | RatioStatistic)
+        and min(control.n, treatment.n) < 2
+    ):
+        return estimate, 0.0, n, "insufficient_data"
+    ratios = isinstance(treatment, RatioStatistic) and isinstance(control, RatioStatistic)
+    if ratios and 0.0 in (control.d_sum, treatment.d_sum):  # type: ignore[union-attr]
         return estimate, 0.0, n, "insufficient_data"
     var = treatment.variance / treatment.n + control.variance / control.n
     if not var > 0.0:

@@ -62,7 +62,11 @@ class SampleMeanStatistic:
 class RatioStatistic:
     """A ratio metric sum(m)/sum(d) over ``n`` units (e.g. clicks per impression per user).
 
-    Carries the cross-product needed by the delta method.
+    Carries the cross-product needed by the delta method. This is also how a row-level
+    metric is analysed when randomisation is per unit and units send several rows: ``m`` =
+    a unit's correct predictions (or summed loss), ``d`` = its labelled rows. ``n`` then
+    counts units, and :attr:`variance` is per unit, so ``variance / n`` is the variance of
+    the ratio, as for the other statistics.
     """
 
     n: int
@@ -75,6 +79,25 @@ class RatioStatistic:
     @property
     def mean(self) -> float:
         return self.m_sum / self.d_sum if self.d_sum != 0 else 0.0
+
+    @property
+    def variance(self) -> float:
+        """Per-unit variance of the linearised ratio; ``variance / n`` is Var(R) (delta method).
+
+        ``(s_m² − 2·R·s_md + R²·s_d²) / μ_d²`` with unbiased sample (co)variances of the
+        per-unit ``m`` and ``d`` (Deng, Knoblich & Lu 2018). It equals the cluster-robust
+        (CR0) variance of the row-level mean times ``n / (n − 1)``. 0 when ``n < 2`` or
+        ``sum(d) == 0``.
+        """
+        n = self.n
+        if n < 2 or self.d_sum == 0.0:
+            return 0.0
+        mu_m, mu_d = self.m_sum / n, self.d_sum / n
+        var_m = (self.m_sum_squares - self.m_sum * self.m_sum / n) / (n - 1)
+        var_d = (self.d_sum_squares - self.d_sum * self.d_sum / n) / (n - 1)
+        cov = (self.m_d_sum_product - self.m_sum * self.d_sum / n) / (n - 1)
+        ratio = mu_m / mu_d
+        return max((var_m - 2.0 * ratio * cov + ratio * ratio * var_d) / mu_d**2, 0.0)
 
     def __add__(self, other: RatioStatistic) -> RatioStatistic:
         return RatioStatistic(

@@ -70,7 +70,7 @@ from typing import Any, Literal
 from scipy import optimize, stats
 
 from arbiter.errors import InvalidInputError
-from arbiter.stats.means import welch_test
+from arbiter.stats.means import ratio_test, welch_test
 from arbiter.stats.proportions import two_proportion_test
 from arbiter.stats.sequential import (
     SequentialConfig,
@@ -79,12 +79,13 @@ from arbiter.stats.sequential import (
     sequential_rho,
 )
 from arbiter.stats.srm import srm_test
-from arbiter.stats.sufficient import ProportionStatistic, SampleMeanStatistic
+from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic, SampleMeanStatistic
 
 Decision = Literal["promote", "keep_champion", "continue", "rollback"]
 MetricKind = Literal["proportion", "mean"]
 Mode = Literal["ab", "canary", "shadow", "offline"]
-ArmStatistic = ProportionStatistic | SampleMeanStatistic
+# RatioStatistic: the metric analysed per randomisation unit when units repeat (delta method).
+ArmStatistic = ProportionStatistic | SampleMeanStatistic | RatioStatistic
 
 _SERVING_MODES: tuple[str, ...] = ("ab", "canary")
 
@@ -630,12 +631,19 @@ def _check_arms(arms: ArmObservations, policy: DecisionPolicy) -> None:
             f"policy must be a DecisionPolicy, got {type(policy).__name__}", field="policy"
         )
     kind = ProportionStatistic if policy.metric_kind == "proportion" else SampleMeanStatistic
+    if type(arms.champion) is not type(arms.challenger):
+        raise InvalidInputError(
+            "arms.champion and arms.challenger must be the same kind of statistic, got "
+            f"{type(arms.champion).__name__} and {type(arms.challenger).__name__}",
+            field="arms.challenger",
+        )
     for name in ("champion", "challenger"):
         stat = getattr(arms, name)
-        if not isinstance(stat, kind):
+        # A RatioStatistic is either kind of metric, analysed per randomisation unit.
+        if not isinstance(stat, kind | RatioStatistic):
             raise InvalidInputError(
-                f"arms.{name} must be a {kind.__name__} for metric_kind="
-                f"{policy.metric_kind!r}, got {type(stat).__name__}",
+                f"arms.{name} must be a {kind.__name__} (or a RatioStatistic per unit) for "
+                f"metric_kind={policy.metric_kind!r}, got {type(stat).__name__}",
                 field=f"arms.{name}",
             )
         if stat.n < 0 or (
@@ -768,9 +776,11 @@ def _describe(primary: PrimarySummary) -> str:
 def _fixed_horizon(
     champion: ArmStatistic, challenger: ArmStatistic, alpha: float
 ) -> PrimarySummary:
-    """Pooled two-proportion z-test or Welch t-test (two-sided), from the fixed-horizon modules."""
+    """Pooled two-proportion z-test, Welch t-test or delta-method ratio z-test (two-sided)."""
     if isinstance(champion, ProportionStatistic) and isinstance(challenger, ProportionStatistic):
         r: Any = two_proportion_test(champion, challenger, alpha=alpha)
+    elif isinstance(champion, RatioStatistic) and isinstance(challenger, RatioStatistic):
+        r = ratio_test(champion, challenger, alpha=alpha)
     else:
         r = welch_test(champion, challenger, alpha=alpha)  # type: ignore[arg-type]
     # "zero_baseline" only means the relative lift is undefined; the test itself is valid.
