@@ -12,9 +12,7 @@ import sys
 
 import typer
 
-from arbiter.cli import status_codes
-from arbiter.cli.commands import register_commands
-from arbiter.cli.output import fail
+from arbiter.cli import commands, output, status_codes
 
 app = typer.Typer(
     name="arbiter",
@@ -27,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-register_commands(app)
+commands.register_commands(app)
 
 
 def _exit_code_for(exc: BaseException) -> int:
@@ -55,13 +53,13 @@ def main(argv: list[str] | None = None) -> None:
         # standalone_mode=False returns typer.Exit's code instead of exiting with it.
         code = app(args=argv, standalone_mode=False)
     except ArbiterError as exc:
-        fail(str(exc))
+        output.fail(str(exc))
         sys.exit(_exit_code_for(exc))
     except KeyboardInterrupt:
-        fail("interrupted")
+        output.fail("interrupted")
         sys.exit(status_codes.INTERRUPTED)
     except typer.Abort:
-        fail("aborted")
+        output.fail("aborted")
         sys.exit(status_codes.INTERRUPTED)
     except SystemExit:
         raise
@@ -72,7 +70,9 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(exc.exit_code)
         if os.environ.get("ARBITER_DEBUG"):
             raise
-        fail(f"unexpected {type(exc).__name__}: {exc} (set ARBITER_DEBUG=1 for the traceback)")
+        output.fail(
+            f"unexpected {type(exc).__name__}: {exc} (set ARBITER_DEBUG=1 for the traceback)"
+        )
         sys.exit(status_codes.ERROR)
     sys.exit(code if isinstance(code, int) else status_codes.SUCCESS)
 

@@ -49,3 +49,6 @@ def register_commands(app: typer.Typer) -> None:
     app.add_typer(
         stats.app, name="stats", help="Calculators for analysts: tests, sample sizes, SRM."
     )
+
+
+__all__ = ["register_commands"]

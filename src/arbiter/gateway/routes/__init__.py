@@ -1,0 +1,3 @@
+"""The gateway's HTTP routes, one module per group of endpoints."""
+
+__all__: list[str] = []
