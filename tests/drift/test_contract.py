@@ -236,3 +236,14 @@ def test_test_prepared_equals_test_on_categories(cls: type) -> None:
     prepared = d.test_prepared(dict(Counter(cur.tolist())))
     assert prepared == d.test(cur)
     assert prepared.drifted is True
+
+
+def test_test_prepared_refuses_the_wrong_form(detector_cls: type) -> None:
+    d = detector_cls().fit(_numeric(1), name="age")
+    with pytest.raises(InvalidInputError, match=r"test_prepared.*'age'.*use test") as info:
+        d.test_prepared({"a": 3})
+    assert info.value.field == "current"
+    if detector_cls in CATEGORICAL:
+        c = detector_cls().fit(_categorical(1, [0.25] * 4))
+        with pytest.raises(InvalidInputError, match="mapping of category to count"):
+            c.test_prepared(np.array([1.0, 2.0]))

@@ -273,9 +273,22 @@ class Detector:
         -------
         DriftResult
             Identical to ``test`` on the raw values these were converted from.
+
+        Raises
+        ------
+        InvalidInputError
+            ``current`` is not of the form the reference's kind needs (use ``test`` for raw
+            values).
         """
         self._check_is_fitted()
         s = self.ref_stats_
+        if not isinstance(current, np.ndarray if s.kind == "numeric" else Mapping):
+            form = "a float array" if s.kind == "numeric" else "a mapping of category to count"
+            raise InvalidInputError(
+                f"test_prepared on the {s.kind} column {s.name!r} takes {form}, got "
+                f"{type(current).__name__}; use test() for raw values",
+                field="current",
+            )
         n_cur = current.size if isinstance(current, np.ndarray) else sum(current.values())
         if s.n == 0 or n_cur == 0:
             return self._result(methods.Outcome(np.nan, None, np.nan), int(n_cur), "empty")
