@@ -161,8 +161,8 @@ def worker_window(rows: int) -> dict[str, Any]:
     import numpy as np
 
     from arbiter.drift import build_profile, check_drift
-    from arbiter.drift.window import read_window
     from arbiter.events import EventStore, EventWriter
+    from arbiter.events.window import read_window
 
     rng = np.random.default_rng(0)
     names = [f"num_{i:02d}" for i in range(N_NUMERIC)] + [f"cat_{j:02d}" for j in range(6)]

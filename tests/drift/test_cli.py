@@ -245,7 +245,8 @@ def test_event_log_against_the_stored_profile(
     assert out["features"]["x"]["approximate"] is True
 
     # The Python API behind it: log_profile / load_profile round trip, unknown version.
-    from arbiter.drift import build_profile, load_profile, log_profile
+    from arbiter.drift import build_profile
+    from arbiter.registry.profiles import load_profile, log_profile
 
     uri = f"sqlite:///{home / 'mlflow.db'}"
     profile = build_profile({"x": np.arange(100.0)}, metadata={"model": "m"})

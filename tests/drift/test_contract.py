@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections import Counter
 
 import numpy as np
 import pytest
 
+from arbiter.drift import DETECTORS as REGISTRY
 from arbiter.drift import (
     ChiSquareDetector,
+    Detector,
+    DriftConfig,
     DriftResult,
     JSDetector,
     KSDetector,
@@ -18,6 +22,7 @@ from arbiter.drift import (
     WassersteinDetector,
     build_profile,
 )
+from arbiter.drift.config import METHODS, METHODS_FOR_KIND
 from arbiter.errors import ArbiterError, InvalidInputError
 
 DETECTORS = [KSDetector, PSIDetector, ChiSquareDetector, JSDetector, WassersteinDetector]
@@ -147,3 +152,98 @@ def test_categorical_contract(cls: type) -> None:
 def test_order_based_methods_refuse_categorical_columns(cls: type) -> None:
     with pytest.raises(InvalidInputError, match="not defined for categorical"):
         cls().fit(_categorical(1, [0.25] * 4))
+
+
+# -- the registry and from_config ------------------------------------------------------------
+
+# Every parameter set away from its default, so a field read from the wrong place shows.
+NON_DEFAULT = DriftConfig(
+    alpha=0.05,
+    bins=7,
+    psi_min=0.2,
+    psi_floor=1e-3,
+    js_min=0.15,
+    wasserstein_min=0.3,
+    histograms=False,
+)
+
+
+def test_registry_holds_every_method_and_the_suite_covers_it() -> None:
+    assert set(REGISTRY) == set(METHODS)
+    for method, cls in REGISTRY.items():
+        assert issubclass(cls, Detector)
+        assert cls.method == method
+        for kind, allowed in METHODS_FOR_KIND.items():
+            assert (kind in cls.kinds) is (method in allowed), (method, kind)
+    # every registered detector runs this contract suite
+    assert set(REGISTRY.values()) == set(DETECTORS)
+
+
+def test_from_config_reads_every_param_from_the_config(detector_cls: type) -> None:
+    config_names = {f.name for f in dataclasses.fields(DriftConfig)}
+    fields = detector_cls.config_fields
+    assert set(fields) == set(detector_cls().get_params())  # no parameter left at its default
+    assert set(fields.values()) <= config_names
+    d = detector_cls.from_config(NON_DEFAULT)
+    assert type(d) is detector_cls
+    assert not hasattr(d, "ref_stats_")  # built, not fitted
+    assert d.get_params() == {p: getattr(NON_DEFAULT, f) for p, f in fields.items()}
+    assert d.get_params() != detector_cls().get_params()
+
+
+def test_from_config_defaults_are_the_constructor_defaults(detector_cls: type) -> None:
+    assert detector_cls.from_config(DriftConfig()).get_params() == detector_cls().get_params()
+
+
+def test_from_config_names_the_bad_config_field(detector_cls: type) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        detector_cls.from_config(DriftConfig(alpha=2.0))
+    assert info.value.field == "alpha"
+    with pytest.raises(InvalidInputError) as info:
+        detector_cls.from_config(DriftConfig(psi_floor=0.5))
+    assert info.value.field == "psi_floor"
+
+
+def test_from_config_detector_equals_the_constructed_one(detector_cls: type) -> None:
+    fields = detector_cls.config_fields
+    built = detector_cls(**{p: getattr(NON_DEFAULT, f) for p, f in fields.items()})
+    ref, cur = _numeric(1), _numeric(2, shift=0.2)
+    assert detector_cls.from_config(NON_DEFAULT).fit(ref).test(cur) == built.fit(ref).test(cur)
+
+
+# -- test_prepared -----------------------------------------------------------------------------
+
+
+def test_test_prepared_before_fit_raises_not_fitted(detector_cls: type) -> None:
+    with pytest.raises(NotFittedError):
+        detector_cls().test_prepared(_numeric(0))
+
+
+def test_test_prepared_equals_test_on_numbers(detector_cls: type) -> None:
+    raw = _numeric(2, shift=0.3)
+    raw[::50] = np.nan  # test drops them; prepared input comes without
+    raw[1::97] = np.inf
+    d = detector_cls().fit(_numeric(1))
+    prepared = d.test_prepared(raw[np.isfinite(raw)])
+    assert prepared == d.test(raw)
+    assert prepared.n_current == int(np.isfinite(raw).sum())
+
+
+@pytest.mark.parametrize("cls", CATEGORICAL, ids=lambda c: c.__name__)
+def test_test_prepared_equals_test_on_categories(cls: type) -> None:
+    cur = _categorical(2, [0.1, 0.2, 0.3, 0.4])
+    d = cls().fit(_categorical(1, [0.4, 0.3, 0.2, 0.1]))
+    prepared = d.test_prepared(dict(Counter(cur.tolist())))
+    assert prepared == d.test(cur)
+    assert prepared.drifted is True
+
+
+def test_test_prepared_refuses_the_wrong_form(detector_cls: type) -> None:
+    d = detector_cls().fit(_numeric(1), name="age")
+    with pytest.raises(InvalidInputError, match=r"test_prepared.*'age'.*use test") as info:
+        d.test_prepared({"a": 3})
+    assert info.value.field == "current"
+    if detector_cls in CATEGORICAL:
+        c = detector_cls().fit(_categorical(1, [0.25] * 4))
+        with pytest.raises(InvalidInputError, match="mapping of category to count"):
+            c.test_prepared(np.array([1.0, 2.0]))

@@ -53,8 +53,9 @@ class LoopData:
 def loop_template(tmp_path_factory: pytest.TempPathFactory) -> LoopData:
     from arbiter.demo.data import make_transactions
     from arbiter.demo.train import train_champion
-    from arbiter.drift import build_profile, log_profile
+    from arbiter.drift import build_profile
     from arbiter.registry import registry_for_home
+    from arbiter.registry.profiles import log_profile
 
     root = tmp_path_factory.mktemp("loop-template")
     registry = registry_for_home(root)

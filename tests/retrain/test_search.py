@@ -84,7 +84,7 @@ def test_trials_are_runs_and_the_best_is_the_challenger(registry: MLflowRegistry
     # the drift reference profile travels with the version when arbiter.drift is installed
     assert result.profile_logged is (importlib.util.find_spec("arbiter.drift") is not None)
     if result.profile_logged:
-        from arbiter.drift import load_profile
+        from arbiter.registry.profiles import load_profile
 
         load_profile(registry.tracking_uri, "fraud", result.version)
 

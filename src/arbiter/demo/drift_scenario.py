@@ -244,12 +244,13 @@ def _wait_for_alias(url: str, alias: str, version: str, timeout: float = 30.0) -
 
 def _drift_report(home: Home, record: CycleRecord) -> Path | None:
     """Re-run the drift step's check on the same window and write it as HTML."""
-    from arbiter.drift import check_drift, load_profile
+    from arbiter.drift import check_drift
     from arbiter.drift.html import write_drift_html
-    from arbiter.drift.window import parse_window, read_window
     from arbiter.events import EventStore
+    from arbiter.events.window import parse_window, read_window
     from arbiter.loop.record import parse_iso
     from arbiter.registry import registry_for_home
+    from arbiter.registry.profiles import load_profile
 
     step = record.steps.get("drift")
     champion = record.aliases_at_start.get("champion")
@@ -312,8 +313,9 @@ def _register_champion(home: Home, options: DriftDemoOptions) -> tuple[str, Path
     """Train and register the champion with its profile; write part of its data for the loop."""
     from arbiter.demo.data import make_transactions
     from arbiter.demo.train import train_champion
-    from arbiter.drift import build_profile, log_profile
+    from arbiter.drift import build_profile
     from arbiter.registry import registry_for_home
+    from arbiter.registry.profiles import log_profile
 
     train = make_transactions(options.train_rows, seed=options.seed)
     champion = train_champion(train.features, train.labels)

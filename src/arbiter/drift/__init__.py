@@ -1,10 +1,12 @@
 """Drift monitoring: is the data the model sees now still like the data it was trained on?
 
-The functional core (:mod:`~arbiter.drift.methods`, :mod:`~arbiter.drift.detectors`,
-:mod:`~arbiter.drift.profile`, :mod:`~arbiter.drift.check`) is pure numpy/scipy and does no
-I/O. The shell reads the inputs: :mod:`~arbiter.drift.artifacts` stores reference profiles with
-model versions in MLflow, :mod:`~arbiter.drift.window` reads a window of served traffic from
-the event log, :mod:`~arbiter.drift.html` renders reports. See docs/drift.md.
+This package is pure core (numpy/scipy; statsmodels for the multiple-testing correction) and
+does no I/O: :mod:`~arbiter.drift.methods` holds the statistics, :mod:`~arbiter.drift.detectors`
+the per-column estimators (registered by method name in :data:`DETECTORS`),
+:mod:`~arbiter.drift.profile` the reference profile, :mod:`~arbiter.drift.check` the dataset
+check. The shell feeds it: :mod:`arbiter.registry.profiles` stores reference profiles with model
+versions in MLflow and :mod:`arbiter.events.window` reads a window of served traffic from the
+event log. See docs/drift.md.
 
 >>> profile = build_profile(train_frame, prediction=model.predict(train_frame))  # doctest: +SKIP
 >>> result = check_drift(profile, current_frame)  # doctest: +SKIP
@@ -13,11 +15,12 @@ the event log, :mod:`~arbiter.drift.html` renders reports. See docs/drift.md.
 
 from __future__ import annotations
 
-from arbiter.drift.artifacts import PROFILE_ARTIFACT, load_profile, log_profile
 from arbiter.drift.check import check_drift, default_method
 from arbiter.drift.config import DriftConfig
 from arbiter.drift.detectors import (
+    DETECTORS,
     ChiSquareDetector,
+    Detector,
     JSDetector,
     KSDetector,
     NotFittedError,
@@ -28,10 +31,11 @@ from arbiter.drift.profile import ColumnProfile, ReferenceProfile, build_profile
 from arbiter.drift.results import DatasetDriftResult, DriftResult, Histogram
 
 __all__ = [
-    "PROFILE_ARTIFACT",
+    "DETECTORS",
     "ChiSquareDetector",
     "ColumnProfile",
     "DatasetDriftResult",
+    "Detector",
     "DriftConfig",
     "DriftResult",
     "Histogram",
@@ -44,6 +48,4 @@ __all__ = [
     "build_profile",
     "check_drift",
     "default_method",
-    "load_profile",
-    "log_profile",
 ]

@@ -26,7 +26,7 @@ import numpy as np
 
 from arbiter.drift._frame import Frame, as_float, category_counts, column_names, infer_kind
 from arbiter.drift.config import METHODS_FOR_KIND, DriftConfig
-from arbiter.drift.detectors import DETECTORS, _Detector
+from arbiter.drift.detectors import DETECTORS, Detector
 from arbiter.drift.profile import PREDICTION, ColumnProfile, ReferenceProfile
 from arbiter.drift.results import DatasetDriftResult, DriftResult, Kind, Method
 from arbiter.errors import InvalidInputError
@@ -39,31 +39,6 @@ def default_method(kind: Kind, n_reference: int, n_current: int, exact_max_n: in
     if kind == "numeric":
         return "ks" if n_eff <= exact_max_n else "psi"
     return "chi2" if n_eff <= exact_max_n else "js"
-
-
-def _detector(method: Method, config: DriftConfig) -> _Detector:
-    if method == "psi":
-        return DETECTORS["psi"](
-            alpha=config.alpha,
-            bins=config.bins,
-            min_psi=config.psi_min,
-            floor=config.psi_floor,
-            histogram=config.histograms,
-        )
-    if method == "js":
-        return DETECTORS["js"](
-            alpha=config.alpha,
-            bins=config.bins,
-            min_distance=config.js_min,
-            histogram=config.histograms,
-        )
-    if method == "chi2":
-        return DETECTORS["chi2"](alpha=config.alpha, bins=config.bins, histogram=config.histograms)
-    if method == "wasserstein":
-        return DETECTORS["wasserstein"](
-            alpha=config.alpha, min_distance=config.wasserstein_min, histogram=config.histograms
-        )
-    return DETECTORS["ks"](alpha=config.alpha, histogram=config.histograms)
 
 
 def _missing(name: str, kind: Kind, n_ref: int, method: Method) -> DriftResult:
@@ -79,7 +54,7 @@ def check_column(
     config: DriftConfig,
     *,
     kind: Kind | None = None,
-) -> tuple[DriftResult, _Detector]:
+) -> tuple[DriftResult, Detector]:
     """Test one column (raw values or a ColumnProfile as reference) on its own."""
     if isinstance(reference, ColumnProfile):
         kind = config.kinds.get(name, reference.kind) if name != PREDICTION else reference.kind
@@ -106,8 +81,8 @@ def check_column(
             f"use one of {', '.join(sorted(METHODS_FOR_KIND[kind]))}",
             field=f"methods.{name}",
         )
-    detector = _detector(method, config).fit(reference, name=name, kind=kind)
-    return detector._test_prepared(cur), detector
+    detector = DETECTORS[method].from_config(config).fit(reference, name=name, kind=kind)
+    return detector.test_prepared(cur), detector
 
 
 def _adjust(p_values: list[float], config: DriftConfig) -> list[float]:
@@ -168,7 +143,7 @@ def check_drift(
         )
 
     results: list[DriftResult] = []
-    detectors: list[_Detector | None] = []
+    detectors: list[Detector | None] = []
     for name in names:
         ref = profile.column(name) if profile is not None else reference[name]
         if name not in cur_names:

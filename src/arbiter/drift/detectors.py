@@ -1,11 +1,17 @@
 """Per-column drift detectors with scikit-learn's estimator API.
 
-``__init__`` only stores keyword-only parameters; :meth:`fit` validates them (sklearn's
-``_parameter_constraints``), summarises the reference into ``ref_stats_`` (a
-:class:`~arbiter.drift.profile.ColumnProfile`) and :meth:`test` compares a current sample with
-it, returning a :class:`~arbiter.drift.results.DriftResult`. ``fit`` takes raw values (exact
-tests; the finite values are kept in ``ref_values_``) or a ``ColumnProfile`` from a stored
-reference profile (approximate where the method needs the distribution: KS, Wasserstein).
+``__init__`` only stores keyword-only parameters; :meth:`~Detector.fit` validates them
+(sklearn's ``_parameter_constraints``), summarises the reference into ``ref_stats_`` (a
+:class:`~arbiter.drift.profile.ColumnProfile`) and :meth:`~Detector.test` compares a current
+sample with it, returning a :class:`~arbiter.drift.results.DriftResult`. ``fit`` takes raw
+values (exact tests; the finite values are kept in ``ref_values_``) or a ``ColumnProfile`` from
+a stored reference profile (approximate where the method needs the distribution: KS,
+Wasserstein).
+
+:data:`DETECTORS` maps each method name of :class:`~arbiter.drift.config.DriftConfig` to its
+class, and :meth:`Detector.from_config` builds a detector with the parameters a config sets for
+that method, so a caller picks a detector by name without knowing its constructor. A new
+method is one subclass (declaring ``method`` and ``config_fields``) plus its registry line.
 
 Errors: :class:`NotFittedError` (``test`` before ``fit``; a ``ValueError`` and
 ``AttributeError`` as in sklearn) and :class:`~arbiter.errors.InvalidInputError` (bad
@@ -15,14 +21,20 @@ parameter, method not defined for the column's kind).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Self
 
 import numpy as np
 
 from arbiter.drift import methods
 from arbiter.drift._frame import as_float, category_counts, infer_kind
-from arbiter.drift.config import PSI_FLOOR, check_bins, check_level, check_nonnegative
+from arbiter.drift.config import (
+    PSI_FLOOR,
+    DriftConfig,
+    check_bins,
+    check_level,
+    check_nonnegative,
+)
 from arbiter.drift.profile import (
     ColumnProfile,
     bin_counts,
@@ -55,11 +67,26 @@ def _check_bool(value: object, name: str) -> bool:
     return value
 
 
-class _Detector:
-    """Shared fit/test machinery; subclasses implement :meth:`_statistic`."""
+class Detector:
+    """Base of the per-column detectors: shared fit/test machinery.
+
+    Subclasses set ``method`` (their name in :data:`DETECTORS`), ``kinds`` (the column kinds
+    they test), ``config_fields`` (constructor parameter → :class:`DriftConfig` field, read by
+    :meth:`from_config`) and implement ``_counts`` (binned comparisons) or ``_numeric``.
+
+    Attributes
+    ----------
+    method : str
+        The method name, as in :attr:`DriftConfig.methods` and :attr:`DriftResult.method`.
+    kinds : frozenset of str
+        Column kinds the method is defined for.
+    config_fields : mapping of str to str
+        Which :class:`DriftConfig` field sets each constructor parameter.
+    """
 
     method: ClassVar[Method]
     kinds: ClassVar[frozenset[str]] = frozenset({"numeric", "categorical"})
+    config_fields: ClassVar[Mapping[str, str]] = {"alpha": "alpha", "histogram": "histograms"}
     _parameter_constraints: ClassVar[dict[str, Callable[[Any, str], Any]]] = {
         "alpha": check_level,
         "histogram": _check_bool,
@@ -68,6 +95,33 @@ class _Detector:
     def __init__(self, *, alpha: float = 0.01, histogram: bool = True) -> None:
         self.alpha = alpha
         self.histogram = histogram
+
+    @classmethod
+    def from_config(cls, config: DriftConfig) -> Self:
+        """A detector with the parameters ``config`` sets for this method.
+
+        :func:`~arbiter.drift.check_drift` builds every column's detector this way from one
+        :class:`DriftConfig`, so the config's field names (``psi_min``, ``js_min``,
+        ``histograms``...) map to each constructor's own (``min_psi``, ``min_distance``,
+        ``histogram``...) in one declared place, ``config_fields``.
+
+        Parameters
+        ----------
+        config : DriftConfig
+            Validated here, so a bad field is reported under the config's name for it.
+
+        Returns
+        -------
+        Detector
+            Unfitted, of this class.
+
+        Raises
+        ------
+        InvalidInputError
+            ``config`` has a bad field.
+        """
+        config.validate()
+        return cls(**{param: getattr(config, name) for param, name in cls.config_fields.items()})
 
     # -- sklearn-style plumbing ---------------------------------------------------------------
 
@@ -198,11 +252,43 @@ class _Detector:
         """
         self._check_is_fitted()
         if self.ref_stats_.kind == "numeric":
-            return self._test_prepared(as_float(current))
-        return self._test_prepared(category_counts(current))
+            return self.test_prepared(as_float(current))
+        return self.test_prepared(category_counts(current))
 
-    def _test_prepared(self, current: np.ndarray | dict[str, int]) -> DriftResult:
+    def test_prepared(self, current: np.ndarray | Mapping[str, int]) -> DriftResult:
+        """:meth:`test` on a current sample already converted to the form it compares.
+
+        A caller that converted the column once (as :func:`~arbiter.drift.check_drift` does,
+        to choose the method from the current sample's size) tests it without a second pass
+        over the raw values.
+
+        Parameters
+        ----------
+        current : numpy.ndarray or mapping of str to int
+            For a numeric reference, the finite float64 values (missing and non-finite values
+            already dropped); for a categorical one, the count of each category, keyed by its
+            canonical text (as ``test`` computes them).
+
+        Returns
+        -------
+        DriftResult
+            Identical to ``test`` on the raw values these were converted from.
+
+        Raises
+        ------
+        InvalidInputError
+            ``current`` is not of the form the reference's kind needs (use ``test`` for raw
+            values).
+        """
+        self._check_is_fitted()
         s = self.ref_stats_
+        if not isinstance(current, np.ndarray if s.kind == "numeric" else Mapping):
+            form = "a float array" if s.kind == "numeric" else "a mapping of category to count"
+            raise InvalidInputError(
+                f"test_prepared on the {s.kind} column {s.name!r} takes {form}, got "
+                f"{type(current).__name__}; use test() for raw values",
+                field="current",
+            )
         n_cur = current.size if isinstance(current, np.ndarray) else sum(current.values())
         if s.n == 0 or n_cur == 0:
             return self._result(methods.Outcome(np.nan, None, np.nan), int(n_cur), "empty")
@@ -278,7 +364,7 @@ class _Detector:
     def _counts(self, ref_counts: np.ndarray, cur_counts: np.ndarray) -> methods.Outcome:
         raise NotImplementedError
 
-    def _align(self, current: dict[str, int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def _align(self, current: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Reference and current counts over the union of categories.
 
         Categories unseen in the reference get a reference count of 0, unless the profile
@@ -332,11 +418,12 @@ class _Detector:
         return Histogram(tuple(names), tuple(ref_p), tuple(cur_p))
 
 
-class _BinnedDetector(_Detector):
+class _BinnedDetector(Detector):
     _parameter_constraints: ClassVar[dict[str, Callable[[Any, str], Any]]] = {
-        **_Detector._parameter_constraints,
+        **Detector._parameter_constraints,
         "bins": lambda v, name: check_bins(v),
     }
+    config_fields: ClassVar[Mapping[str, str]] = {**Detector.config_fields, "bins": "bins"}
 
     def __init__(self, *, alpha: float = 0.01, bins: int = 10, histogram: bool = True) -> None:
         super().__init__(alpha=alpha, histogram=histogram)
@@ -364,6 +451,11 @@ class PSIDetector(_BinnedDetector):
         **_BinnedDetector._parameter_constraints,
         "min_psi": check_nonnegative,
         "floor": _check_floor,
+    }
+    config_fields: ClassVar[Mapping[str, str]] = {
+        **_BinnedDetector.config_fields,
+        "min_psi": "psi_min",
+        "floor": "psi_floor",
     }
 
     def __init__(
@@ -405,6 +497,10 @@ class JSDetector(_BinnedDetector):
         **_BinnedDetector._parameter_constraints,
         "min_distance": check_nonnegative,
     }
+    config_fields: ClassVar[Mapping[str, str]] = {
+        **_BinnedDetector.config_fields,
+        "min_distance": "js_min",
+    }
 
     def __init__(
         self,
@@ -443,7 +539,7 @@ class ChiSquareDetector(_BinnedDetector):
         return methods.chi2_test(ref_counts, cur_counts, alpha=self.alpha)
 
 
-class KSDetector(_Detector):
+class KSDetector(Detector):
     """Two-sample Kolmogorov–Smirnov test (numeric columns).
 
     Exact ``scipy.stats.ks_2samp`` when fitted on raw values; against a profile's quantile
@@ -469,7 +565,7 @@ class KSDetector(_Detector):
         )
 
 
-class WassersteinDetector(_Detector):
+class WassersteinDetector(Detector):
     """Wasserstein-1 distance divided by the reference standard deviation (numeric columns).
 
     Parameters
@@ -485,8 +581,12 @@ class WassersteinDetector(_Detector):
     method: ClassVar[Method] = "wasserstein"
     kinds: ClassVar[frozenset[str]] = frozenset({"numeric"})
     _parameter_constraints: ClassVar[dict[str, Callable[[Any, str], Any]]] = {
-        **_Detector._parameter_constraints,
+        **Detector._parameter_constraints,
         "min_distance": check_nonnegative,
+    }
+    config_fields: ClassVar[Mapping[str, str]] = {
+        **Detector.config_fields,
+        "min_distance": "wasserstein_min",
     }
 
     def __init__(
@@ -516,7 +616,8 @@ class WassersteinDetector(_Detector):
         )
 
 
-DETECTORS: dict[str, type[_Detector]] = {
+# The registry: method name -> detector class (the names of ``DriftConfig.methods``).
+DETECTORS: Mapping[str, type[Detector]] = {
     "ks": KSDetector,
     "psi": PSIDetector,
     "chi2": ChiSquareDetector,
@@ -527,6 +628,7 @@ DETECTORS: dict[str, type[_Detector]] = {
 __all__ = [
     "DETECTORS",
     "ChiSquareDetector",
+    "Detector",
     "JSDetector",
     "KSDetector",
     "NotFittedError",

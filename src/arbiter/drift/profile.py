@@ -1,7 +1,7 @@
 """The reference profile: what a drift check needs to know about the training data.
 
 Built once at training time by :func:`build_profile` and stored as JSON next to the model
-(see :mod:`arbiter.drift.artifacts`), so checks never need the raw training set. Per column:
+(see :mod:`arbiter.registry.profiles`), so checks never need the raw training set. Per column:
 
 * numeric: ``n``, mean, std (ddof 0), min/max, reference-quantile bin edges with their exact
   counts (for PSI), and a quantile sketch — ``sketch_size + 1`` quantiles at levels ``k/K`` —

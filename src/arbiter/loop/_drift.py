@@ -18,9 +18,10 @@ def _num(value: Any) -> float | None:
 
 def check(ctx: LoopContext, champion: str | None, inputs: dict[str, Any]) -> dict[str, Any]:
     """Drift evidence for the decision record; no profile or no traffic means no drift."""
-    from arbiter.drift import check_drift, load_profile
-    from arbiter.drift.window import parse_window, read_window
+    from arbiter.drift import check_drift
     from arbiter.errors import NotFoundError
+    from arbiter.events.window import parse_window, read_window
+    from arbiter.registry.profiles import load_profile
 
     if champion is None:
         return {"drifted": False, "status": "no_champion", "summary": "no champion to compare"}

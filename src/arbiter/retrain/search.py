@@ -162,11 +162,13 @@ def _store_reference_profile(
 ) -> bool:
     """Hook: store the training data's drift reference profile with the new version.
 
-    Uses :mod:`arbiter.drift` (``build_profile``, ``log_profile``: the profile goes on the
-    version's run) and returns whether a profile was stored; without that package, nothing.
+    Uses :func:`arbiter.drift.build_profile` and :func:`arbiter.registry.profiles.log_profile`
+    (the profile goes on the version's run) and returns whether a profile was stored; without
+    :mod:`arbiter.drift`, nothing.
     """
     try:
-        from arbiter.drift import build_profile, log_profile
+        from arbiter.drift import build_profile
+        from arbiter.registry.profiles import log_profile
     except ImportError:
         log.debug("arbiter.drift is not available: no reference profile stored")
         return False

@@ -235,11 +235,11 @@ def drift(
 def _from_event_log(
     home: Path, model: str, version: str | None, window: str | None, last: int | None
 ) -> tuple[Any, Any, Any, Any, str, dict[str, Any]]:
-    from arbiter.drift.artifacts import load_profile
-    from arbiter.drift.window import parse_duration, read_window
     from arbiter.errors import NotFoundError
     from arbiter.events import EventStore
+    from arbiter.events.window import parse_duration, read_window
     from arbiter.home import Home
+    from arbiter.registry.profiles import load_profile
 
     h = Home.at(home)
     tracking_uri = h.tracking_uri()
@@ -334,8 +334,8 @@ def profile(
         out.write_text(prof.to_json(), encoding="utf-8")
         result["file"] = str(out)
     if model is not None:
-        from arbiter.drift.artifacts import log_profile
         from arbiter.home import Home
+        from arbiter.registry.profiles import log_profile
 
         h = Home.at(home or Path("./arbiter-home"))
         result["artifact_uri"] = log_profile(h.tracking_uri(), model, str(version), prof)

@@ -51,7 +51,7 @@ def _options(
     search: str,
     drift_window: str = "7d",
 ) -> Any:
-    from arbiter.drift.window import parse_window
+    from arbiter.events.window import parse_window
     from arbiter.loop import LoopOptions, parse_duration
 
     parse_window(drift_window, field="drift_window")  # refuse a bad window before the cycle starts

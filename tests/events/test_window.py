@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arbiter.drift.window import WindowSpec, parse_duration, parse_window, read_window
 from arbiter.errors import InvalidInputError
 from arbiter.events import EventStore, EventWriter
+from arbiter.events.window import WindowSpec, parse_duration, parse_window, read_window
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

@@ -2,7 +2,9 @@
 
 The profile goes on the run that produced the version, at ``arbiter/reference_profile.json``,
 so it travels with the model: whatever serves version V can check drift against V's training
-data. MLflow is imported inside the functions, keeping ``import arbiter.drift`` light.
+data. The profile itself (:class:`~arbiter.drift.ReferenceProfile`) is pure core; this module is
+the shell that stores it. MLflow is imported inside the functions, so importing this module
+stays light.
 """
 
 from __future__ import annotations
