@@ -17,6 +17,7 @@ from typing import Any
 
 from arbiter.errors import NotFoundError
 from arbiter.home import Home
+from arbiter.loop.context import LoopContext, StepFunction
 from arbiter.loop.plan import Finish, RunStep, next_action
 from arbiter.loop.record import (
     STEPS,
@@ -28,7 +29,7 @@ from arbiter.loop.record import (
     start_step,
     utc_now,
 )
-from arbiter.loop.steps import DEFAULT_STEPS, LoopContext, StepFunction
+from arbiter.loop.steps import DEFAULT_STEPS
 from arbiter.loop.store import CycleStore
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ def run_cycle(
     config = h.config()
     store = CycleStore(h.root)
     with store.lock(model):
-        registry = registry_for_home(h.root, config.registry.tracking_uri)
+        registry = registry_for_home(h.root)
         ctx = LoopContext(h, model, config, registry, EventStore(h.root))
         notes: list[str] = []
         record = store.open_cycle(model)
