@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arbiter.config import DecisionConfig, ExperimentConfig, HomeConfig, ModelConfig, dump_config
-from arbiter.demo.run import MODEL, prepare_home, send_traffic
+from arbiter.demo.run import MODEL, prepare_home
+from arbiter.demo.traffic import send_traffic
 
 if TYPE_CHECKING:
     from arbiter.demo.data import FraudData
