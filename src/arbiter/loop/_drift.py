@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 def check(ctx: LoopContext, champion: str | None, inputs: dict[str, Any]) -> dict[str, Any]:
     """Drift evidence for the decision record; no profile or no traffic means no drift."""
     from arbiter.drift import check_drift, load_profile
-    from arbiter.drift.window import parse_window, read_window
+    from arbiter.drift.window import read_window
+    from arbiter.durations import parse_window
     from arbiter.errors import NotFoundError
 
     if champion is None:

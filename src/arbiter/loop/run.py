@@ -58,12 +58,13 @@ class LoopOptions:
     holdout : path, optional
         Holdout file for the offline gate.
     traffic_window : str, optional
-        Also train on labelled traffic of this period (``"30d"``); None to use the file only.
+        Also train on labelled traffic of this window (``"30d"``, ``"5000 rows"``; see
+        :func:`arbiter.durations.parse_window`); None to use the file only.
     trials, cv, seed, search
         Passed to :func:`arbiter.retrain.retrain`.
     drift_window : str, optional
-        Period of served traffic compared with the champion's reference profile; None for
-        every served row.
+        Window of served traffic compared with the champion's reference profile (``"7d"``,
+        ``"5000 rows"``); None for every served row.
     """
 
     force: bool = False
