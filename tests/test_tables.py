@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from arbiter.errors import InvalidInputError, NotFoundError
-from arbiter.tables import read_table
+from arbiter.tables import read_table, split_label
 
 FRAME = pd.DataFrame({"x": [1.5, 2.5, 3.5], "label": [0, 1, 0]})
 
@@ -44,3 +44,12 @@ def test_unreadable_file_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="could not read") as info:
         read_table(path, field="data")
     assert info.value.field == "data"
+
+
+def test_split_label_names_the_file_and_the_columns() -> None:
+    x, y = split_label(FRAME, "label", source="t.csv")
+    assert list(x.columns) == ["x"] and y.tolist() == [0, 1, 0]
+    with pytest.raises(
+        InvalidInputError, match=r"t.csv has no label column 'y'; columns: x, label"
+    ):
+        split_label(FRAME, "y", source="t.csv", field="--label")

@@ -8,7 +8,7 @@ level: it reads files (pandas is imported on first use, to keep ``arbiter --help
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from arbiter.errors import InvalidInputError, NotFoundError
 
@@ -61,4 +61,24 @@ def read_table(path: str | Path, *, field: str = "path") -> pd.DataFrame:
     )
 
 
-__all__ = ["CSV_SUFFIXES", "PARQUET_SUFFIXES", "read_table"]
+def split_label(
+    frame: pd.DataFrame, label: str, *, source: str | Path, field: str = "label"
+) -> tuple[pd.DataFrame, Any]:
+    """``(features, labels)`` of a table with the column ``label``.
+
+    Raises
+    ------
+    InvalidInputError
+        ``frame`` has no column ``label``; the message names ``source`` (the file) and lists
+        the columns it has, ``field`` names the option that gave the label.
+    """
+    if label not in frame.columns:
+        raise InvalidInputError(
+            f"{source} has no label column {label!r}; columns: "
+            f"{', '.join(map(str, frame.columns))}",
+            field=field,
+        )
+    return frame.drop(columns=[label]), frame[label].to_numpy()
+
+
+__all__ = ["CSV_SUFFIXES", "PARQUET_SUFFIXES", "read_table", "split_label"]

@@ -28,17 +28,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from arbiter.errors import ConfigError, InvalidInputError
 from arbiter.loop.context import LoopContext, StepFunction, StepOutcome
 from arbiter.loop.record import CycleRecord, iso, parse_iso, utc_now
 from arbiter.stats import finite_or_none
-from arbiter.tables import read_table
-
-if TYPE_CHECKING:
-    import pandas as pd
-
+from arbiter.tables import read_table, split_label
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +50,6 @@ TAG_PROMOTED_AT = "arbiter.loop.promoted_at"
 
 
 # --- data ------------------------------------------------------------------------------------
-
-
-def split_label(frame: pd.DataFrame, label: str, *, what: str) -> tuple[pd.DataFrame, Any]:
-    if label not in frame.columns:
-        raise InvalidInputError(
-            f"{what} has no label column {label!r} (columns: {', '.join(map(str, frame.columns))})",
-            field="label",
-        )
-    return frame.drop(columns=[label]), frame[label].to_numpy()
 
 
 def _fmt(value: float) -> str:
@@ -126,9 +113,7 @@ def retrain_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutc
     if inputs.get("data"):
         if not label:
             raise InvalidInputError("--label names the label column of --data", field="label")
-        x, y = split_label(
-            read_table(inputs["data"], field="data"), label, what=str(inputs["data"])
-        )
+        x, y = split_label(read_table(inputs["data"], field="data"), label, source=inputs["data"])
     traffic = None
     window = inputs.get("traffic_window")
     if window:
@@ -383,9 +368,6 @@ __all__ = [
     "TAG_ARCHIVED_REASON",
     "TAG_CYCLE",
     "TAG_PROMOTED_AT",
-    "LoopContext",
-    "StepFunction",
-    "StepOutcome",
     "archive_step",
     "drift_step",
     "gate_step",
@@ -394,5 +376,4 @@ __all__ = [
     "resolve_search",
     "retrain_step",
     "shadow_step",
-    "split_label",
 ]

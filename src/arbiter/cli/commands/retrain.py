@@ -3,26 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import typer
 
 from arbiter.cli.options import HomeOption, JsonOption, ModelOption
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-
-def split_label(frame: pd.DataFrame, label: str, path: Path) -> tuple[pd.DataFrame, Any]:
-    """``(features, labels)`` of a table with a ``label`` column."""
-    from arbiter.errors import InvalidInputError
-
-    if label not in frame.columns:
-        raise InvalidInputError(
-            f"{path} has no column {label!r}; columns: {', '.join(map(str, frame.columns))}",
-            field="--label",
-        )
-    return frame.drop(columns=[label]), frame[label].to_numpy()
 
 
 def retrain(
@@ -69,14 +53,14 @@ def retrain(
     from arbiter.registry import registry_for_home
     from arbiter.retrain import SPACES, TrialSummary, labelled_traffic
     from arbiter.retrain import retrain as run_retrain
-    from arbiter.tables import read_table
+    from arbiter.tables import read_table, split_label
 
     if search not in SPACES:
         raise InvalidInputError(
             f"--search must be one of {', '.join(SPACES)}, got {search!r}", field="--search"
         )
     h = Home.at(home)
-    x, y = split_label(read_table(data, field="--data"), label, data)
+    x, y = split_label(read_table(data, field="--data"), label, source=data, field="--label")
     traffic = None
     if include_traffic:
         window = parse_window(include_traffic, field="include_traffic")
