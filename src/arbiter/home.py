@@ -15,7 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from arbiter.config import CONFIG_FILE, HomeConfig, load_config
+from arbiter.config import CONFIG_FILE, HomeConfig, ModelConfig, load_config
+
+#: The challenger alias of a model whose configuration names none (no experiment, or A/B/n).
+DEFAULT_CHALLENGER_ALIAS = "challenger"
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,22 @@ class Home:
     def config(self) -> HomeConfig:
         return load_config(self.config_path)
 
+    def model_config(self, model: str, config: HomeConfig | None = None) -> ModelConfig:
+        """``model``'s settings in ``arbiter.yaml``, or the defaults when it is not configured."""
+        config = config or self.config()
+        return config.models.get(model) or ModelConfig()
+
+    def aliases(self, model: str, config: HomeConfig | None = None) -> tuple[str, str]:
+        """``(champion alias, challenger alias)`` of ``model`` as ``arbiter.yaml`` names them.
+
+        The gateway serves these aliases, so every command that moves or reads them (promote,
+        rollback, gate, retrain, drift, the loop) must use the same names, not the defaults.
+        A model without one challenger (no experiment, or several) gets ``"challenger"``.
+        """
+        model_config = self.model_config(model, config)
+        arms = model_config.arms()
+        return model_config.champion_alias, arms.get("challenger", DEFAULT_CHALLENGER_ALIAS)
+
     def tracking_uri(self, config: HomeConfig | None = None) -> str:
         """The configured tracking URI, or the embedded SQLite store in this home."""
         config = config or self.config()
@@ -63,4 +82,4 @@ class Home:
         return self.artifacts.as_uri()
 
 
-__all__ = ["Home"]
+__all__ = ["DEFAULT_CHALLENGER_ALIAS", "Home"]

@@ -245,9 +245,10 @@ def test_compare_errors(holdout: dict, tmp_path: Path) -> None:
     assert isinstance(unknown_test, InvalidInputError)
     no_metric = run_error("compare", "--data", str(holdout["csv"]), *base[:-1], "bootstrap")
     assert isinstance(no_metric, InvalidInputError)
-    txt = tmp_path / "data.txt"
-    txt.write_text("a,b\n1,2\n")
-    assert isinstance(run_error("compare", "--data", str(txt), *base), InvalidInputError)
+    xlsx = tmp_path / "data.xlsx"
+    xlsx.write_text("a,b\n1,2\n")
+    unsupported = run_error("compare", "--data", str(xlsx), *base)
+    assert isinstance(unsupported, InvalidInputError) and "unsupported" in str(unsupported)
 
 
 # --------------------------------------------------------------------------- the real entry point

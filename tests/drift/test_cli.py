@@ -254,3 +254,23 @@ def test_event_log_against_the_stored_profile(
     assert load_profile(uri, "m", version) == profile
     with pytest.raises(NotFoundError):
         load_profile(uri, "m", "99")
+
+
+def test_event_log_uses_the_configured_champion_alias(
+    app: typer.Typer, home_with_model: tuple[Path, str]
+) -> None:
+    from mlflow import MlflowClient
+
+    from arbiter.config import HomeConfig, dump_config
+
+    home, version = home_with_model
+    config = HomeConfig.model_validate({"models": {"m": {"champion_alias": "prod"}}})
+    (home / "arbiter.yaml").write_text(dump_config(config), encoding="utf-8")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.set_registered_model_alias("m", "prod", version)
+    client.delete_registered_model_alias("m", "champion")
+    out = CliRunner().invoke(app, ["drift", "--home", str(home), "--model", "m", "--last", "10"])
+    # prod -> v1 is found; v1 has no profile yet, and the error says how to make one.
+    assert isinstance(out.exception, NotFoundError)
+    assert "arbiter drift profile" in str(out.exception), out.exception

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from arbiter.durations import WindowSpec, parse_duration, parse_window
 from arbiter.errors import InvalidInputError
 from arbiter.events import EventStore, EventWriter
-from arbiter.events.window import WindowSpec, parse_duration, parse_window, read_window
+from arbiter.events.window import read_window
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -85,11 +86,13 @@ def _write(home: Path, n: int = 400) -> EventStore:
 
 
 def test_parse_duration() -> None:
+    # The one grammar of arbiter.durations (tests/test_durations.py): 1h30m works here too.
     assert parse_duration("30m") == timedelta(minutes=30)
     assert parse_duration("6h") == timedelta(hours=6)
     assert parse_duration("1d") == timedelta(days=1)
     assert parse_duration("1.5h") == timedelta(minutes=90)
-    for bad in ("", "1", "d", "-1d", "0h", "1y"):
+    assert parse_duration("1h30m") == timedelta(minutes=90)
+    for bad in ("", "d", "-1d", "0h", "1y"):
         with pytest.raises(InvalidInputError):
             parse_duration(bad)
 
@@ -102,7 +105,7 @@ def test_parse_window_takes_a_period_a_row_count_or_none() -> None:
     assert parse_window("7d").describe() == "last 7d"
     assert parse_window("300 rows").describe() == "last 300 rows"
     assert WindowSpec().describe() == "whole log"
-    for bad in ("", "0 rows", "-5 rows", "5 row s", "1y", "rows"):
+    for bad in ("", "0 rows", "-5 rows", "5 row s", "1y", "rows", "5000"):
         with pytest.raises(InvalidInputError) as info:
             parse_window(bad, field="drift_window")
         assert info.value.field == "drift_window" and "'5000 rows'" in str(info.value)

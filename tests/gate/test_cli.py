@@ -74,3 +74,23 @@ def test_failure_code_survives_non_standalone_mode(
     with pytest.raises(SystemExit) as info:
         cli(args=args, standalone_mode=False)
     assert info.value.code == gate_command.GATE_FAILED
+
+
+def test_gate_defaults_to_the_configured_aliases(
+    cli: typer.Typer, make_home: Callable[..., Home], files: dict[str, Path]
+) -> None:
+    home = make_home(
+        {
+            "fraud": {
+                "champion_alias": "prod",
+                "experiment": {"strategy": "shadow", "challenger_alias": "candidate"},
+            }
+        }
+    )
+    registry = registry_for_home(home.root)
+    registry.set_alias("fraud", "prod", "2")  # the other way round from champion/challenger
+    registry.set_alias("fraud", "candidate", "1")
+    result = CliRunner().invoke(cli, _gate_args(home, files["holdout"], "--no-record", "--json"))
+    assert result.exit_code in (0, gate_command.GATE_FAILED), result.output
+    out = json.loads(result.stdout)
+    assert (out["champion_version"], out["challenger_version"]) == ("2", "1")

@@ -12,9 +12,16 @@ import pytest
 from arbiter.errors import NotFoundError
 from arbiter.gate import TAG_CHAMPION, TAG_PASSED
 from arbiter.home import Home
-from arbiter.loop import CycleRecord, CycleStore, LoopOptions, StepOutcome, run_cycle
+from arbiter.loop import (
+    CycleRecord,
+    CycleStore,
+    LoopContext,
+    LoopOptions,
+    StepOutcome,
+    run_cycle,
+)
 from arbiter.loop.record import utc_now
-from arbiter.loop.steps import CANDIDATE_ALIAS, TAG_ARCHIVED, TAG_ARCHIVED_REASON, LoopContext
+from arbiter.loop.steps import CANDIDATE_ALIAS, TAG_ARCHIVED, TAG_ARCHIVED_REASON
 from arbiter.registry import registry_for_home
 from tests.loop.conftest import (
     LABEL,

@@ -1,4 +1,4 @@
-"""The pure part: decision records, the next-step function, durations, the record store."""
+"""The pure part: decision records, the next-step function, the record store."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 
 from arbiter.errors import ArbiterError, InvalidInputError
 from arbiter.loop import CycleRecord, CycleStore, Finish, RunStep, next_action, retrain_trigger
-from arbiter.loop.duration import format_duration, parse_duration
 from arbiter.loop.record import fail_step, finish_cycle, finish_step, new_cycle, start_step
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -130,23 +129,6 @@ def test_record_round_trips_through_json_in_step_order() -> None:
     assert list(back.steps) == ["drift", "retrain", "gate", "shadow", "online"]
     with pytest.raises(InvalidInputError, match="format"):
         CycleRecord.from_dict({**raw, "format": 99})
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"), [("90s", 90), ("15m", 900), ("1h30m", 5400), ("7d", 604800), ("2.5", 2.5)]
-)
-def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "1x", "h", "-5", "0s", "1h 30m"])
-def test_parse_duration_rejects(text: str) -> None:
-    with pytest.raises(InvalidInputError):
-        parse_duration(text, field="every")
-
-
-def test_format_duration() -> None:
-    assert [format_duration(s) for s in (5, 60, 5400, 90061)] == ["5s", "1m", "1h30m", "1d1h1m1s"]
 
 
 def test_store_saves_atomically_and_lists(tmp_path: Path) -> None:

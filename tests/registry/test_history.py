@@ -58,3 +58,50 @@ def test_cli(make_home: Any) -> None:
     assert json.loads(rolled.stdout)["to_version"] == "1"
     shown = json.loads(runner.invoke(app, ["history", *args]).stdout)
     assert shown["aliases"]["champion"] == "1" and len(shown["moves"]) == 4
+
+
+# Aliases configured in arbiter.yaml (the names the gateway serves), not the default names.
+RENAMED = {
+    "fraud": {
+        "champion_alias": "prod",
+        "experiment": {"strategy": "shadow", "challenger_alias": "candidate"},
+    }
+}
+
+
+def test_promote_and_rollback_move_the_configured_champion_alias(make_home: Any) -> None:
+    home = make_home(RENAMED)
+    registry = MLflowRegistry(home.tracking_uri())
+    registry.set_alias("fraud", "prod", "1")
+    runner = CliRunner()
+    args = ["--home", str(home.root), "-m", "fraud", "--json"]
+    promoted = runner.invoke(app, ["promote", *args, "--version", "2"])
+    assert promoted.exit_code == 0, promoted.output
+    moves = json.loads(promoted.stdout)["moves"]
+    assert (moves[0]["alias"], moves[0]["from_version"]) == ("prod", "1")
+    aliases = registry.aliases("fraud")
+    assert (aliases["prod"], aliases["previous"], aliases["champion"]) == ("2", "1", "1")
+    rolled = runner.invoke(app, ["rollback", *args])
+    assert rolled.exit_code == 0, rolled.output
+    assert json.loads(rolled.stdout)["alias"] == "prod"
+    assert registry.aliases("fraud")["prod"] == "1"
+
+
+def test_commands_use_the_configured_registry_uri(make_home: Any) -> None:
+    import shutil
+
+    from arbiter.registry import registry_for_home
+
+    home = make_home({"fraud": {}})
+    registry_db = home.root / "registry.db"
+    shutil.copy(home.mlflow_db, registry_db)  # a separate registry store, as a server would be
+    uri = f"sqlite:///{registry_db}"
+    home = make_home({"fraud": {}}, registry={"registry_uri": uri})
+    assert registry_for_home(home.root).registry_uri == uri
+    args = ["--home", str(home.root), "-m", "fraud", "--json"]
+    promoted = CliRunner().invoke(app, ["promote", *args, "--version", "2"])
+    assert promoted.exit_code == 0, promoted.output
+    assert MLflowRegistry(home.tracking_uri(), registry_uri=uri).aliases("fraud")["champion"] == "2"
+    assert MLflowRegistry(home.tracking_uri()).aliases("fraud")["champion"] == "1"  # untouched
+    shown = json.loads(CliRunner().invoke(app, ["history", *args]).stdout)
+    assert shown["aliases"]["champion"] == "2" and len(shown["moves"]) == 2

@@ -61,3 +61,22 @@ def test_retrain_rejects_a_missing_label(
     result = CliRunner().invoke(cli, args)
     assert isinstance(result.exception, InvalidInputError)
     assert "nope" in str(result.exception)
+
+
+def test_retrain_registers_under_the_configured_challenger_alias(
+    cli: typer.Typer, make_home: Callable[..., Home], train_csv: Path
+) -> None:
+    home = make_home(
+        {"fraud": {"experiment": {"strategy": "shadow", "challenger_alias": "candidate"}}}
+    )
+    args = [
+        "retrain", "--home", str(home.root), "--model", "fraud",
+        "--data", str(train_csv), "--label", "is_fraud",
+        "--trials", "1", "--cv", "2", "--search", "sklearn",
+        "--include-traffic", "1h30m", "--json",  # the duration grammar of `arbiter loop`
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    aliases = registry_for_home(home.root).aliases("fraud")
+    assert aliases["candidate"] == json.loads(result.stdout)["version"] == "3"
+    assert aliases["challenger"] == "2"  # the default name is not the configured one

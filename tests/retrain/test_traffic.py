@@ -18,7 +18,7 @@ from arbiter.events import EventStore
 from arbiter.home import Home
 from arbiter.inprocess import ShadowExperiment
 from arbiter.registry import registry_for_home
-from arbiter.retrain import labelled_traffic, parse_duration, retrain
+from arbiter.retrain import labelled_traffic, retrain
 
 
 @pytest.fixture(scope="module")
@@ -67,20 +67,6 @@ def test_requested_columns_in_order(logged: Any) -> None:
     assert list(x.columns) == ["hour", "amount", "missing"]
     np.testing.assert_array_equal(x["hour"], features["hour"])
     assert x["missing"].isna().all()
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [("7d", timedelta(days=7)), ("12h", timedelta(hours=12)), ("1.5w", timedelta(weeks=1.5))],
-)
-def test_parse_duration(text: str, expected: timedelta) -> None:
-    assert parse_duration(text) == expected
-
-
-@pytest.mark.parametrize("text", ["", "7", "d7", "7 days", "-1d"])
-def test_parse_duration_rejects(text: str) -> None:
-    with pytest.raises(InvalidInputError):
-        parse_duration(text)
 
 
 def test_retrain_on_training_data_plus_traffic(logged: Any, make_home: Callable[..., Home]) -> None:

@@ -371,7 +371,7 @@ def run_canary_phase(
     registry, as an operator would with ``arbiter canary status``.
     """
     from arbiter.canary import CanaryService
-    from arbiter.demo.run import send_traffic
+    from arbiter.demo.traffic import send_traffic
     from arbiter.gateway.app import create_app
     from arbiter.gateway.server import ServerThread
     from arbiter.registry import registry_for_home

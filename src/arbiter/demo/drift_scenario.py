@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arbiter.config import DecisionConfig, ExperimentConfig, HomeConfig, ModelConfig, dump_config
-from arbiter.demo.run import MODEL, prepare_home, send_traffic
+from arbiter.demo.run import MODEL, prepare_home
+from arbiter.demo.traffic import send_traffic
 
 if TYPE_CHECKING:
     from arbiter.demo.data import FraudData
@@ -246,8 +247,9 @@ def _drift_report(home: Home, record: CycleRecord) -> Path | None:
     """Re-run the drift step's check on the same window and write it as HTML."""
     from arbiter.drift import check_drift
     from arbiter.drift.html import write_drift_html
+    from arbiter.durations import parse_window
     from arbiter.events import EventStore
-    from arbiter.events.window import parse_window, read_window
+    from arbiter.events.window import read_window
     from arbiter.loop.record import parse_iso
     from arbiter.registry import registry_for_home
     from arbiter.registry.profiles import load_profile

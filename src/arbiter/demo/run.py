@@ -22,7 +22,6 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,13 @@ from typing import Any
 import numpy as np
 
 from arbiter.config import ExperimentConfig, HomeConfig, ModelConfig, dump_config
+from arbiter.demo.traffic import MODEL, send_traffic
 from arbiter.errors import ConfigError
 from arbiter.home import Home
 
 log = logging.getLogger(__name__)
 
 MARKER = ".arbiter-demo"
-MODEL = "fraud"
 
 
 @dataclass(frozen=True)
@@ -84,58 +83,6 @@ def write_config(home: Home, strategy: str, *, poll_interval_s: float = 2.0) -> 
     )
     home.config_path.write_text(dump_config(config), encoding="utf-8")
     return config
-
-
-async def send_traffic(
-    url: str,
-    rows: list[dict[str, Any]],
-    users: list[str],
-    labels: list[int],
-    *,
-    concurrency: int,
-    label_batch: int,
-    advance: Callable[[int], None],
-    model: str = MODEL,
-) -> dict[str, Any]:
-    """POST every row to /predict with its user id, then its label to /feedback in batches."""
-    import httpx
-
-    semaphore = asyncio.Semaphore(concurrency)
-    pending: list[dict[str, Any]] = []
-    arms: dict[str, int] = {}
-    errors = 0
-    labels_stored = 0
-
-    async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
-
-        async def flush_labels() -> None:
-            nonlocal labels_stored, pending
-            batch, pending = pending, []
-            if batch:
-                response = await client.post("/feedback", json={"feedback": batch})
-                response.raise_for_status()
-                labels_stored += response.json()["stored"]
-
-        async def one(i: int) -> None:
-            nonlocal errors
-            async with semaphore:
-                response = await client.post(
-                    f"/models/{model}/predict", json={"user_id": users[i], "features": rows[i]}
-                )
-            if response.status_code != 200:
-                errors += 1
-                advance(1)
-                return
-            body = response.json()
-            arms[body["arm"]] = arms.get(body["arm"], 0) + 1
-            pending.append({"request_id": body["request_id"], "label": labels[i]})
-            if len(pending) >= label_batch:
-                await flush_labels()
-            advance(1)
-
-        await asyncio.gather(*(one(i) for i in range(len(rows))))
-        await flush_labels()
-    return {"arms": arms, "errors": errors, "labels": labels_stored}
 
 
 def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> dict[str, Any]:
@@ -286,4 +233,4 @@ def _np_default(value: Any) -> Any:
     raise TypeError
 
 
-__all__ = ["DemoOptions", "prepare_home", "run_demo", "send_traffic", "write_config"]
+__all__ = ["MODEL", "DemoOptions", "prepare_home", "run_demo", "write_config"]

@@ -26,6 +26,7 @@ from arbiter.drift._frame import Frame, as_float, category_counts, column_names,
 from arbiter.drift.config import KINDS, check_bins
 from arbiter.drift.results import Kind
 from arbiter.errors import InvalidInputError
+from arbiter.stats import finite_or_none
 
 FORMAT = "arbiter.reference_profile"
 FORMAT_VERSION = 1
@@ -66,8 +67,7 @@ class ColumnProfile:
         out["n_missing"] = self.n_missing
         if self.kind == "numeric":
             for key in ("mean", "std", "min", "max"):
-                value = getattr(self, key)
-                out[key] = value if math.isfinite(value) else None
+                out[key] = finite_or_none(getattr(self, key))
             out["bin_edges"] = list(self.bin_edges)
             out["bin_counts"] = list(self.bin_counts)
             out["quantiles"] = list(self.quantiles)

@@ -7,19 +7,14 @@ result carries a ``status`` other than ``"ok"`` and ``drifted=False``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
+
+from arbiter.stats import finite_or_none
 
 Kind = Literal["numeric", "categorical"]
 Method = Literal["ks", "psi", "chi2", "js", "wasserstein"]
 Status = Literal["ok", "empty", "missing_in_current", "zero_reference_spread"]
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +84,10 @@ class DriftResult:
             "column": self.column,
             "kind": self.kind,
             "method": self.method,
-            "statistic": _finite_or_none(self.statistic),
-            "p_value": _finite_or_none(self.p_value),
-            "p_value_adjusted": _finite_or_none(self.p_value_adjusted),
-            "threshold": _finite_or_none(self.threshold),
+            "statistic": finite_or_none(self.statistic),
+            "p_value": finite_or_none(self.p_value),
+            "p_value_adjusted": finite_or_none(self.p_value_adjusted),
+            "threshold": finite_or_none(self.threshold),
             "drifted": self.drifted,
             "n_reference": self.n_reference,
             "n_current": self.n_current,

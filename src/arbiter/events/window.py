@@ -8,7 +8,6 @@ into a struct of the profile's columns), vectorised: a million rows of 20 featur
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,65 +18,6 @@ from arbiter.errors import InvalidInputError
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_ROWS = re.compile(r"^\s*(\d+)\s*rows?\s*$", re.IGNORECASE)
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"30m"``, ``"6h"``, ``"1d"``, ``"2w"`` (s, m, h, d, w) → ``timedelta``."""
-    match = _DURATION.match(text or "")
-    if match is None or float(match.group(1)) <= 0:
-        raise InvalidInputError(
-            f"window must be a positive number with a unit s, m, h, d or w (e.g. 6h, 1d); "
-            f"got {text!r}",
-            field="window",
-        )
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-
-
-@dataclass(frozen=True)
-class WindowSpec:
-    """Which served rows a drift check reads: a period back from now, or the last N rows."""
-
-    period: timedelta | None = None
-    rows: int | None = None
-    text: str = "none"
-
-    def describe(self) -> str:
-        """For messages: "last 7d", "last 5000 rows", "whole log"."""
-        if self.rows is not None:
-            return f"last {self.rows} rows"
-        return "whole log" if self.period is None else f"last {self.text.strip()}"
-
-
-def parse_window(text: str | None, *, field: str = "window") -> WindowSpec:
-    """``"7d"`` (a period, as :func:`parse_duration`) or ``"5000 rows"`` (the most recent rows).
-
-    A row count makes the comparison independent of the traffic rate and of when the check
-    runs: a period that starts "now minus 10 s" reads fewer rows the later the check starts.
-    ``None`` or ``"none"`` means every served row.
-    """
-    if text is None or text.strip().lower() == "none":
-        return WindowSpec()
-    match = _ROWS.match(text)
-    if match is not None:
-        rows = int(match.group(1))
-        if rows < 1:
-            raise InvalidInputError(
-                f"a window of rows needs at least 1 row (e.g. '5000 rows'); got {text!r}",
-                field=field,
-            )
-        return WindowSpec(rows=rows, text=text)
-    try:
-        return WindowSpec(period=parse_duration(text), text=text)
-    except InvalidInputError:
-        raise InvalidInputError(
-            "window must be a period with a unit s, m, h, d or w (e.g. 6h, 7d), a number of "
-            f"recent rows (e.g. '5000 rows') or 'none'; got {text!r}",
-            field=field,
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -190,4 +130,4 @@ def read_window(
     )
 
 
-__all__ = ["Window", "parse_duration", "read_window"]
+__all__ = ["Window", "read_window"]

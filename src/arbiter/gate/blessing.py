@@ -15,12 +15,12 @@ Later steps (promotion, the closed loop) call :func:`is_blessed` before acting o
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, datetime
 from typing import Any
 
 from arbiter.gate.result import GateResult
 from arbiter.registry.mlflow_registry import MLflowRegistry
+from arbiter.stats import finite_or_none
 
 TAG_PASSED = "arbiter.gate.passed"
 TAG_SNAPSHOT = "arbiter.gate.snapshot"
@@ -33,8 +33,10 @@ TAG_TS = "arbiter.gate.ts"
 _MAX_SUMMARY = 4_000
 
 
-def _num(x: float) -> float | None:
-    return round(x, 6) if isinstance(x, float) and math.isfinite(x) else None
+def _rounded(x: float) -> float | None:
+    # Six decimals keep the tag short; NaN (no score) becomes null.
+    value = finite_or_none(x)
+    return None if value is None else round(value, 6)
 
 
 def summary_json(result: GateResult) -> str:
@@ -43,11 +45,11 @@ def summary_json(result: GateResult) -> str:
     summary: dict[str, Any] = {
         "passed": result.passed,
         "metric": result.metric,
-        "champion": _num(result.champion_score),
-        "challenger": _num(result.challenger_score),
-        "improvement": _num(result.improvement),
+        "champion": _rounded(result.champion_score),
+        "challenger": _rounded(result.challenger_score),
+        "improvement": _rounded(result.improvement),
         "test": result.primary_test,
-        "p_value": None if primary is None else _num(primary.p_value),
+        "p_value": None if primary is None else _rounded(primary.p_value),
         "n": result.n_rows,
         "failed": list(result.failed_criteria),
     }

@@ -9,18 +9,12 @@ pure decision over a record; the step functions in :mod:`arbiter.loop.steps` do 
 
 from __future__ import annotations
 
-from arbiter.loop.duration import format_duration, parse_duration
+from arbiter.loop.context import LoopContext, StepOutcome
 from arbiter.loop.plan import Finish, RunStep, next_action, retrain_trigger
 from arbiter.loop.record import STEPS, CycleRecord, StepRecord
 from arbiter.loop.run import LoopOptions, LoopRun, run_cycle
 from arbiter.loop.schedule import ScheduleResult, run_schedule
-from arbiter.loop.steps import (
-    CANDIDATE_ALIAS,
-    DEFAULT_STEPS,
-    PREVIOUS_ALIAS,
-    LoopContext,
-    StepOutcome,
-)
+from arbiter.loop.steps import CANDIDATE_ALIAS, DEFAULT_STEPS, PREVIOUS_ALIAS
 from arbiter.loop.store import CycleStore
 
 __all__ = [
@@ -38,9 +32,7 @@ __all__ = [
     "ScheduleResult",
     "StepOutcome",
     "StepRecord",
-    "format_duration",
     "next_action",
-    "parse_duration",
     "retrain_trigger",
     "run_cycle",
     "run_schedule",

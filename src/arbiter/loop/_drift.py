@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
+from arbiter.stats import finite_or_none
+
 if TYPE_CHECKING:
-    from arbiter.loop.steps import LoopContext
-
-
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
+    from arbiter.loop.context import LoopContext
 
 
 def check(ctx: LoopContext, champion: str | None, inputs: dict[str, Any]) -> dict[str, Any]:
     """Drift evidence for the decision record; no profile or no traffic means no drift."""
     from arbiter.drift import check_drift
+    from arbiter.durations import parse_window
     from arbiter.errors import NotFoundError
-    from arbiter.events.window import parse_window, read_window
+    from arbiter.events.window import read_window
     from arbiter.registry.profiles import load_profile
 
     if champion is None:
@@ -69,8 +64,8 @@ def check(ctx: LoopContext, champion: str | None, inputs: dict[str, Any]) -> dic
         "status": "ok",
         "n_drifted": int(result.n_drifted),
         "n_tested": int(result.n_tested),
-        "share": _num(result.share),
-        "share_threshold": _num(result.share_threshold),
+        "share": finite_or_none(result.share),
+        "share_threshold": finite_or_none(result.share_threshold),
         "prediction_drifted": None
         if result.prediction is None
         else bool(result.prediction.drifted),
@@ -78,8 +73,10 @@ def check(ctx: LoopContext, champion: str | None, inputs: dict[str, Any]) -> dic
             {
                 "column": f.column,
                 "method": f.method,
-                "statistic": _num(f.statistic),
-                "p_value": _num(f.p_value if f.p_value_adjusted is None else f.p_value_adjusted),
+                "statistic": finite_or_none(f.statistic),
+                "p_value": finite_or_none(
+                    f.p_value if f.p_value_adjusted is None else f.p_value_adjusted
+                ),
                 "drifted": bool(f.drifted),
                 "status": f.status,
             }

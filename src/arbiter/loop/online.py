@@ -11,7 +11,6 @@ version it was compared against: :func:`scoped_connection` opens the event log w
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +22,7 @@ from arbiter.errors import NotFoundError
 from arbiter.events import EventStore
 from arbiter.events.query import connect
 from arbiter.loop.record import iso
+from arbiter.stats import finite_or_none
 
 # Rows of other models and experiments pass; rows of this experiment pass when they belong to
 # a request the candidate shadowed: its own shadow row and the champion's served row.
@@ -78,13 +78,6 @@ def scoped_connection(
     return con
 
 
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def summarize_analysis(analysis: ExperimentAnalysis) -> dict[str, Any]:
     """The part of an analysis worth keeping in a decision record (JSON-safe)."""
     primary = analysis.primary
@@ -96,10 +89,10 @@ def summarize_analysis(analysis: ExperimentAnalysis) -> dict[str, Any]:
         "requests": {side: int(arm["requests"]) for side, arm in analysis.arms.items()},
         "primary": {
             "method": primary.get("name"),
-            "estimate": _number(primary.get("estimate")),
-            "ci_low": _number(primary.get("ci_low")),
-            "ci_high": _number(primary.get("ci_high")),
-            "p_value": _number(primary.get("p_value")),
+            "estimate": finite_or_none(primary.get("estimate")),
+            "ci_low": finite_or_none(primary.get("ci_low")),
+            "ci_high": finite_or_none(primary.get("ci_high")),
+            "p_value": finite_or_none(primary.get("p_value")),
         },
         "criteria": [
             {"name": c.name, "met": bool(c.met), "detail": c.detail} for c in analysis.criteria

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from arbiter.loop.duration import format_duration
+from arbiter.durations import format_duration
 from arbiter.loop.record import CycleRecord, Verdict, parse_iso
 
 

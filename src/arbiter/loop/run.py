@@ -17,6 +17,7 @@ from typing import Any
 
 from arbiter.errors import NotFoundError
 from arbiter.home import Home
+from arbiter.loop.context import LoopContext, StepFunction
 from arbiter.loop.plan import Finish, RunStep, next_action
 from arbiter.loop.record import (
     STEPS,
@@ -28,7 +29,7 @@ from arbiter.loop.record import (
     start_step,
     utc_now,
 )
-from arbiter.loop.steps import DEFAULT_STEPS, LoopContext, StepFunction
+from arbiter.loop.steps import DEFAULT_STEPS
 from arbiter.loop.store import CycleStore
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,13 @@ class LoopOptions:
     holdout : path, optional
         Holdout file for the offline gate.
     traffic_window : str, optional
-        Also train on labelled traffic of this period (``"30d"``); None to use the file only.
+        Also train on labelled traffic of this window (``"30d"``, ``"5000 rows"``; see
+        :func:`arbiter.durations.parse_window`); None to use the file only.
     trials, cv, seed, search
         Passed to :func:`arbiter.retrain.retrain`.
     drift_window : str, optional
-        Period of served traffic compared with the champion's reference profile; None for
-        every served row.
+        Window of served traffic compared with the champion's reference profile (``"7d"``,
+        ``"5000 rows"``); None for every served row.
     """
 
     force: bool = False
@@ -192,7 +194,7 @@ def run_cycle(
     config = h.config()
     store = CycleStore(h.root)
     with store.lock(model):
-        registry = registry_for_home(h.root, config.registry.tracking_uri)
+        registry = registry_for_home(h.root)
         ctx = LoopContext(h, model, config, registry, EventStore(h.root))
         notes: list[str] = []
         record = store.open_cycle(model)

@@ -27,21 +27,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
-from arbiter.config import HomeConfig, ModelConfig
-from arbiter.errors import ConfigError, InvalidInputError, NotFoundError
-from arbiter.home import Home
+from arbiter.errors import ConfigError, InvalidInputError
+from arbiter.loop.context import LoopContext, StepFunction, StepOutcome
 from arbiter.loop.record import CycleRecord, iso, parse_iso, utc_now
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from arbiter.events import EventStore
-    from arbiter.registry import MLflowRegistry
+from arbiter.stats import finite_or_none
+from arbiter.tables import read_table, split_label
 
 log = logging.getLogger(__name__)
 
@@ -56,68 +49,7 @@ TAG_ARCHIVED_REASON = "arbiter.archived_reason"
 TAG_PROMOTED_AT = "arbiter.loop.promoted_at"
 
 
-@dataclass(frozen=True)
-class LoopContext:
-    """What every step needs: the home, its configuration, the registry and the event log."""
-
-    home: Home
-    model: str
-    config: HomeConfig
-    registry: MLflowRegistry
-    events: EventStore
-
-    @property
-    def model_config(self) -> ModelConfig:
-        return self.config.models.get(self.model) or ModelConfig()
-
-    @property
-    def champion_alias(self) -> str:
-        return self.model_config.champion_alias
-
-    @property
-    def challenger_alias(self) -> str:
-        return self.model_config.experiment.challenger_alias
-
-
-@dataclass(frozen=True)
-class StepOutcome:
-    """A step's evidence; ``waiting`` when the step must run again later (online test)."""
-
-    evidence: dict[str, Any]
-    waiting: bool = False
-
-
-StepFunction = Callable[[LoopContext, CycleRecord, str], StepOutcome]
-
-
 # --- data ------------------------------------------------------------------------------------
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A CSV or Parquet file as a DataFrame."""
-    import pandas as pd
-
-    p = Path(path)
-    if not p.exists():
-        raise NotFoundError(f"data file {p} does not exist")
-    if p.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(p)
-    if p.suffix.lower() in (".csv", ".txt"):
-        return pd.read_csv(p)
-    raise InvalidInputError(f"{p}: expected a .csv or .parquet file", field="data")
-
-
-def split_label(frame: pd.DataFrame, label: str, *, what: str) -> tuple[pd.DataFrame, Any]:
-    if label not in frame.columns:
-        raise InvalidInputError(
-            f"{what} has no label column {label!r} (columns: {', '.join(map(str, frame.columns))})",
-            field="label",
-        )
-    return frame.drop(columns=[label]), frame[label].to_numpy()
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
 
 
 def _fmt(value: float) -> str:
@@ -181,7 +113,7 @@ def retrain_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutc
     if inputs.get("data"):
         if not label:
             raise InvalidInputError("--label names the label column of --data", field="label")
-        x, y = split_label(read_table(inputs["data"]), label, what=str(inputs["data"]))
+        x, y = split_label(read_table(inputs["data"], field="data"), label, source=inputs["data"])
     traffic = None
     window = inputs.get("traffic_window")
     if window:
@@ -248,7 +180,7 @@ def gate_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutcome
     result = offline_gate(
         ctx.registry,
         ctx.model,
-        read_table(inputs["holdout"]),
+        read_table(inputs["holdout"], field="holdout"),
         inputs["label"],
         home=ctx.home.root,
         champion_version=record.aliases_at_start.get(ctx.champion_alias),
@@ -263,9 +195,9 @@ def gate_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutcome
             "champion_version": result.champion_version,
             "challenger_version": result.challenger_version,
             "metric": result.metric,
-            "champion_score": _finite(result.champion_score),
-            "challenger_score": _finite(result.challenger_score),
-            "improvement": _finite(result.improvement),
+            "champion_score": finite_or_none(result.champion_score),
+            "challenger_score": finite_or_none(result.challenger_score),
+            "improvement": finite_or_none(result.improvement),
             "primary_test": result.primary_test,
             "n_rows": result.n_rows,
             "failed_criteria": list(result.failed_criteria),
@@ -436,17 +368,12 @@ __all__ = [
     "TAG_ARCHIVED_REASON",
     "TAG_CYCLE",
     "TAG_PROMOTED_AT",
-    "LoopContext",
-    "StepFunction",
-    "StepOutcome",
     "archive_step",
     "drift_step",
     "gate_step",
     "online_step",
     "promote_step",
-    "read_table",
     "resolve_search",
     "retrain_step",
     "shadow_step",
-    "split_label",
 ]

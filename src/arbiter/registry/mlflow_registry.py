@@ -341,12 +341,22 @@ class MLflowRegistry:
 
 
 def registry_for_home(home: Path | str, tracking_uri: str | None = None) -> MLflowRegistry:
-    """The registry of a home folder: its configured URI, or the embedded SQLite store."""
+    """The registry of a home folder, as ``arbiter.yaml`` configures it.
+
+    Its ``registry.tracking_uri`` (default: the embedded SQLite store) and
+    ``registry.registry_uri`` (default: the tracking URI), the same ones the gateway and
+    ``arbiter canary`` use, so every command reads and moves the aliases the gateway serves.
+    ``tracking_uri`` overrides the configured one.
+    """
     from arbiter.home import Home
 
     h = Home.at(home, create=True)
-    uri = tracking_uri or h.tracking_uri()
-    return MLflowRegistry(uri, artifact_location=h.artifact_location())
+    config = h.config()
+    return MLflowRegistry(
+        tracking_uri or h.tracking_uri(config),
+        registry_uri=config.registry.registry_uri,
+        artifact_location=h.artifact_location(),
+    )
 
 
 __all__ = ["SKLEARN_PIP_REQUIREMENTS", "MLflowRegistry", "registry_for_home"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from arbiter.retrain.search import RetrainResult, default_metric, infer_task, retrain
 from arbiter.retrain.space import SPACES, ModelFactory, extra_requirements, model_space
 from arbiter.retrain.tracking import SEARCH_ID_TAG, MLflowTrialLogger, TrialSummary
-from arbiter.retrain.traffic import labelled_traffic, parse_duration
+from arbiter.retrain.traffic import labelled_traffic
 
 __all__ = [
     "SEARCH_ID_TAG",
@@ -24,6 +24,5 @@ __all__ = [
     "infer_task",
     "labelled_traffic",
     "model_space",
-    "parse_duration",
     "retrain",
 ]

@@ -7,13 +7,13 @@ expanded into columns by DuckDB in one query, so no Python loop touches the rows
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from arbiter.durations import parse_window
 from arbiter.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -21,25 +21,12 @@ if TYPE_CHECKING:
 
     from arbiter.events import EventStore
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _NUMERIC_JSON = {"UBIGINT", "BIGINT", "DOUBLE", "BOOLEAN", "INTEGER", "FLOAT", "HUGEINT"}
 
 _FILTER = """
     model = ? AND role = 'served' AND error IS NULL AND NOT coalesce(forced, false)
     AND label IS NOT NULL AND features IS NOT NULL
 """
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"7d"`` → 7 days. Units: s, m, h, d, w."""
-    match = _DURATION.match(text)
-    if not match:
-        raise InvalidInputError(
-            f"duration {text!r} must be a number and a unit (s, m, h, d, w), e.g. 7d or 12h",
-            field="window",
-        )
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
 def _quote_ident(name: str) -> str:
@@ -85,7 +72,9 @@ def labelled_traffic(
     model : str
         Registered model name (the endpoint the rows were sent to).
     window : timedelta or str, optional
-        Only rows whose request arrived within this period before ``now`` (``"7d"``).
+        Only rows whose request arrived within this period before ``now``; a string is a
+        window as :func:`arbiter.durations.parse_window` reads it (``"7d"``, or
+        ``"5000 rows"``: the most recent rows, as ``last``).
     last : int, optional
         Only the most recent ``last`` rows (after ``window``, if both are given).
     features : sequence of str, optional
@@ -105,9 +94,14 @@ def labelled_traffic(
 
     if last is not None and last < 1:
         raise InvalidInputError(f"last must be >= 1, got {last}", field="last")
+    span = window
+    if isinstance(window, str):
+        spec = parse_window(window, field="window")
+        span = spec.period
+        if spec.rows is not None:
+            last = spec.rows if last is None else min(last, spec.rows)
     where, args = _FILTER, [model]
-    if window is not None:
-        span = parse_duration(window) if isinstance(window, str) else window
+    if span is not None:
         where += " AND ts >= ?"
         args.append((now or datetime.now(UTC)) - span)
     with store.connect() as con:
@@ -143,4 +137,4 @@ def labelled_traffic(
     return pd.DataFrame(frame), y
 
 
-__all__ = ["labelled_traffic", "parse_duration"]
+__all__ = ["labelled_traffic"]

@@ -54,6 +54,7 @@ from arbiter.stats.results import (
     SampleSizeResult,
     SRMResult,
     TwoProportionResult,
+    finite_or_none,
 )
 from arbiter.stats.sequential import (
     SequentialConfig,
@@ -138,6 +139,7 @@ __all__ = [
     "decide_shadow_classic",
     "delong_components",
     "delong_test",
+    "finite_or_none",
     "holm",
     "interleaving_test",
     "k_proportion_test",

@@ -12,8 +12,9 @@ Sign convention throughout: arm/model ``a`` is the baseline (control), ``b`` the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, SupportsFloat
 
 # Status codes shared by the results in this module.
 STATUS_OK = "ok"
@@ -25,6 +26,19 @@ STATUS_NO_DISCORDANT = "no_discordant_pairs"
 STATUS_SINGLE_CLASS = "single_class"
 STATUS_COMPLETE = "complete"
 STATUS_RUNNING = "running"
+
+
+def finite_or_none(value: SupportsFloat | None) -> float | None:
+    """``value`` as a float, or ``None`` when it is missing, NaN or infinite.
+
+    JSON has no NaN or infinity (and other tools reject them), so results use this when they
+    write an undefined number (a p-value of an empty arm, a score of a failed model) into a
+    dict, a record or a tag. Accepts numpy scalars and ints.
+    """
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _plain(value: Any) -> Any:
@@ -262,4 +276,5 @@ __all__ = [
     "SRMResult",
     "SampleSizeResult",
     "TwoProportionResult",
+    "finite_or_none",
 ]

@@ -25,24 +25,6 @@ app = typer.Typer(
 )
 
 
-def _read_table(path: Path) -> Any:
-    import pandas as pd
-
-    from arbiter.errors import InvalidInputError, NotFoundError
-
-    if not path.exists():
-        raise NotFoundError(f"file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix in {".parquet", ".pq"}:
-        return pd.read_parquet(path)
-    if suffix in {".csv", ".txt"}:
-        return pd.read_csv(path)
-    raise InvalidInputError(
-        f"{path}: expected a .csv or .parquet file (or a profile .json for --reference)",
-        field="path",
-    )
-
-
 def _parse_methods(items: list[str] | None) -> dict[str, str]:
     from arbiter.errors import InvalidInputError
 
@@ -116,17 +98,16 @@ def _print_result(result: Any, header: str) -> None:
         )
 
 
-def _champion_version(tracking_uri: str, model: str) -> str:
+def _champion_version(registry: Any, model: str, alias: str) -> str:
     from arbiter.errors import NotFoundError
-    from arbiter.registry.mlflow_registry import MLflowRegistry
 
-    aliases = MLflowRegistry(tracking_uri).aliases(model)
-    if "champion" not in aliases:
+    aliases = registry.aliases(model)
+    if alias not in aliases:
         raise NotFoundError(
-            f"model {model!r} has no champion alias; pass --version to pick the version whose "
-            "reference profile to use"
+            f"model {model!r} has no {alias!r} alias (its champion); pass --version to pick "
+            "the version whose reference profile to use"
         )
-    return aliases["champion"]
+    return aliases[alias]
 
 
 @app.callback(invoke_without_command=True)
@@ -147,7 +128,10 @@ def drift(
         None, "--version", help="Model version whose profile to use (default: the champion)."
     ),
     window: str = typer.Option(
-        None, "--window", "-w", help="Time window of served traffic, e.g. 30m, 6h, 1d."
+        None,
+        "--window",
+        "-w",
+        help="Window of served traffic: a period (30m, 1h30m, 1d) or recent rows ('5000 rows').",
     ),
     last: int = typer.Option(None, "--last", help="The most recent N served rows."),
     methods: list[str] = typer.Option(
@@ -178,6 +162,7 @@ def drift(
     from arbiter.cli.output import print_json
     from arbiter.drift import DriftConfig, ReferenceProfile, check_drift
     from arbiter.errors import InvalidInputError
+    from arbiter.tables import read_table
 
     config_kwargs: dict[str, Any] = {
         "methods": _parse_methods(methods),
@@ -200,8 +185,8 @@ def drift(
                 raise NotFoundError(f"file not found: {reference}")
             ref: Any = ReferenceProfile.from_json(reference.read_bytes())
         else:
-            ref = _read_table(reference)
-        cur: Any = _read_table(current)
+            ref = read_table(reference, field="reference")
+        cur: Any = read_table(current, field="current")
         title = f"{reference.name} → {current.name}"
         meta = {"reference": str(reference), "current": str(current)}
     elif model is not None:
@@ -235,24 +220,27 @@ def drift(
 def _from_event_log(
     home: Path, model: str, version: str | None, window: str | None, last: int | None
 ) -> tuple[Any, Any, Any, Any, str, dict[str, Any]]:
+    from arbiter.durations import parse_window
     from arbiter.errors import NotFoundError
     from arbiter.events import EventStore
-    from arbiter.events.window import parse_duration, read_window
+    from arbiter.events.window import read_window
     from arbiter.home import Home
+    from arbiter.registry import registry_for_home
     from arbiter.registry.profiles import load_profile
 
     h = Home.at(home)
-    tracking_uri = h.tracking_uri()
-    version = version or _champion_version(tracking_uri, model)
-    profile = load_profile(tracking_uri, model, version)
+    registry = registry_for_home(h.root)
+    version = version or _champion_version(registry, model, h.aliases(model)[0])
+    profile = load_profile(
+        registry.tracking_uri, model, version, registry_uri=registry.registry_uri
+    )
     if not h.events.exists():
         raise NotFoundError(f"no event log in {h.root}; serve some traffic first")
-    span = parse_duration(window) if window else None
-    if span is None and last is None:
-        span = parse_duration("1d")
+    spec = parse_window(window if window or last is not None else "1d", field="window")
+    rows = min((n for n in (spec.rows, last) if n is not None), default=None)
     columns = {c.name: c.kind for c in profile.columns}
     with EventStore(h.root).connect() as con:
-        w = read_window(con, model, columns, window=span, last=last, version=version)
+        w = read_window(con, model, columns, window=spec.period, last=rows, version=version)
     if w.n == 0:
         raise NotFoundError(
             f"no served rows of {model!r} in the window ({window or ''}{last or ''}); "
@@ -313,7 +301,9 @@ def profile(
         )
     if model is not None and version is None:
         raise InvalidInputError("--model needs --version", field="version")
-    frame = _read_table(data)
+    from arbiter.tables import read_table
+
+    frame = read_table(data, field="data")
     skip = set(_split(exclude))
     columns = [c for c in map(str, frame.columns) if c not in skip and c != prediction_column]
     kinds: dict[str, Any] = dict.fromkeys(_split(categorical), "categorical")
@@ -334,11 +324,13 @@ def profile(
         out.write_text(prof.to_json(), encoding="utf-8")
         result["file"] = str(out)
     if model is not None:
-        from arbiter.home import Home
+        from arbiter.registry import registry_for_home
         from arbiter.registry.profiles import log_profile
 
-        h = Home.at(home or Path("./arbiter-home"))
-        result["artifact_uri"] = log_profile(h.tracking_uri(), model, str(version), prof)
+        registry = registry_for_home(home or Path("./arbiter-home"))
+        result["artifact_uri"] = log_profile(
+            registry.tracking_uri, model, str(version), prof, registry_uri=registry.registry_uri
+        )
     if json_output:
         print_json(result)
         return

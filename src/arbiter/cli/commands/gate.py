@@ -20,10 +20,14 @@ def gate(
     holdout: Path = typer.Option(..., "--holdout", help="Holdout data (.csv or .parquet)."),
     label: str = typer.Option(..., "--label", "-l", help="Column of the holdout with labels."),
     challenger_version: str = typer.Option(
-        None, "--challenger-version", help="Version to gate (default: MODEL@challenger)."
+        None,
+        "--challenger-version",
+        help="Version to gate (default: the challenger alias).",
     ),
     champion_version: str = typer.Option(
-        None, "--champion-version", help="Version to beat (default: MODEL@champion)."
+        None,
+        "--champion-version",
+        help="Version to beat (default: the champion alias).",
     ),
     metric: str = typer.Option(
         None, "--metric", help="roc_auc, accuracy, f1, log_loss, rmse, mae... (default: auto)."
@@ -60,11 +64,11 @@ def gate(
     """
     from rich.table import Table
 
-    from arbiter.cli.commands.retrain import read_table
     from arbiter.cli.output import console, err_console, print_json
     from arbiter.gate import GateConfig, offline_gate
     from arbiter.home import Home
     from arbiter.registry import registry_for_home
+    from arbiter.tables import read_table
 
     config = GateConfig(
         metric=metric,
@@ -77,8 +81,9 @@ def gate(
         min_slice_rows=min_slice_rows,
     )
     h = Home.at(home)
-    frame = read_table(holdout)
-    registry = registry_for_home(h.root, h.tracking_uri())
+    frame = read_table(holdout, field="--holdout")
+    registry = registry_for_home(h.root)
+    champion_alias, challenger_alias = h.aliases(model)
     with err_console.status("Scoring champion and challenger on the holdout…"):
         result = offline_gate(
             registry,
@@ -88,6 +93,8 @@ def gate(
             home=h.root,
             champion_version=champion_version,
             challenger_version=challenger_version,
+            champion_alias=champion_alias,
+            challenger_alias=challenger_alias,
             config=config,
             record=not no_record,
         )

@@ -44,18 +44,28 @@ def promote(
     reason: str = typer.Option("manual promotion", "--reason", help="Recorded in the history."),
     json_output: bool = JsonOption,
 ) -> None:
-    """Make VERSION the champion; the old champion keeps the `previous` alias."""
+    """Make VERSION the champion (the model's configured champion alias); the old champion
+    keeps the `previous` alias."""
     from arbiter.cli.output import console, print_json
+    from arbiter.home import Home
     from arbiter.registry import registry_for_home
     from arbiter.registry.history import promote as do_promote
 
     registry = registry_for_home(home)
-    expected = registry.aliases(model).get("champion")
-    moves = do_promote(registry, model, version, expected_champion=expected, reason=reason)
+    champion_alias = Home.at(home).aliases(model)[0]
+    expected = registry.aliases(model).get(champion_alias)
+    moves = do_promote(
+        registry,
+        model,
+        version,
+        expected_champion=expected,
+        reason=reason,
+        champion_alias=champion_alias,
+    )
     if json_output:
         print_json({"model": model, "moves": [m.to_dict() for m in moves]})
         return
-    console.print(f"{model}: champion v{expected} → v{version} (previous = v{expected})")
+    console.print(f"{model}: {champion_alias} v{expected} → v{version} (previous = v{expected})")
 
 
 def rollback(
@@ -67,14 +77,16 @@ def rollback(
     """Move the champion back to the `previous` version in one step (running gateways follow
     within one poll interval)."""
     from arbiter.cli.output import console, print_json
+    from arbiter.home import Home
     from arbiter.registry import registry_for_home
     from arbiter.registry.history import rollback as do_rollback
 
-    move = do_rollback(registry_for_home(home), model, reason=reason)
+    champion_alias = Home.at(home).aliases(model)[0]
+    move = do_rollback(registry_for_home(home), model, reason=reason, champion_alias=champion_alias)
     if json_output:
         print_json(move.to_dict())
         return
-    console.print(f"{model}: champion v{move.from_version} → v{move.to_version}")
+    console.print(f"{model}: {champion_alias} v{move.from_version} → v{move.to_version}")
 
 
 def _when(ts_us: int) -> str:

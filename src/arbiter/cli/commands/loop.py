@@ -51,14 +51,16 @@ def _options(
     search: str,
     drift_window: str = "7d",
 ) -> Any:
-    from arbiter.events.window import parse_window
-    from arbiter.loop import LoopOptions, parse_duration
+    from arbiter.durations import parse_duration, parse_window
+    from arbiter.loop import LoopOptions
 
-    parse_window(drift_window, field="drift_window")  # refuse a bad window before the cycle starts
+    # Refuse a bad window before the cycle starts.
+    parse_window(drift_window, field="drift_window")
+    parse_window(traffic_window, field="traffic_window")
     return LoopOptions(
         force=force,
-        every_s=None if every is None else parse_duration(every, field="every"),
-        max_wait_s=parse_duration(max_wait, field="max_wait"),
+        every_s=None if every is None else parse_duration(every, field="every").total_seconds(),
+        max_wait_s=parse_duration(max_wait, field="max_wait").total_seconds(),
         data=data,
         label=label,
         holdout=holdout,
@@ -194,7 +196,8 @@ def schedule(
     import logging
 
     from arbiter.cli.output import print_json
-    from arbiter.loop import parse_duration, run_schedule
+    from arbiter.durations import parse_duration
+    from arbiter.loop import run_schedule
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -212,7 +215,11 @@ def schedule(
         drift_window,
     )
     result = run_schedule(
-        home, model, parse_duration(every, field="every"), options, max_cycles=max_cycles
+        home,
+        model,
+        parse_duration(every, field="every").total_seconds(),
+        options,
+        max_cycles=max_cycles,
     )
     if json_output:
         print_json(result.to_dict())

@@ -3,42 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import typer
 
 from arbiter.cli.options import HomeOption, JsonOption, ModelOption
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """A CSV or Parquet file as a DataFrame (by extension)."""
-    import pandas as pd
-
-    from arbiter.errors import InvalidInputError, NotFoundError
-
-    if not path.exists():
-        raise NotFoundError(f"no such file: {path}")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if suffix in (".csv", ".txt") or path.name.lower().endswith(".csv.gz"):
-        return pd.read_csv(path)
-    raise InvalidInputError(f"{path}: expected a .csv or .parquet file", field="path")
-
-
-def split_label(frame: pd.DataFrame, label: str, path: Path) -> tuple[pd.DataFrame, Any]:
-    """``(features, labels)`` of a table with a ``label`` column."""
-    from arbiter.errors import InvalidInputError
-
-    if label not in frame.columns:
-        raise InvalidInputError(
-            f"{path} has no column {label!r}; columns: {', '.join(map(str, frame.columns))}",
-            field="--label",
-        )
-    return frame.drop(columns=[label]), frame[label].to_numpy()
 
 
 def retrain(
@@ -53,7 +21,8 @@ def retrain(
     include_traffic: str = typer.Option(
         None,
         "--include-traffic",
-        help="Also train on labelled served traffic of MODEL from this period (7d, 12h).",
+        help="Also train on labelled served traffic of MODEL from this period (7d, 1h30m) "
+        "or its most recent rows ('5000 rows').",
     ),
     search: str = typer.Option("all", "--search", help="Model space: sklearn, lightgbm or all."),
     metric: str = typer.Option(
@@ -63,10 +32,12 @@ def retrain(
     ),
     cv: int = typer.Option(5, "--cv", min=2, help="Cross-validation folds."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampler, folds and estimators."),
-    alias: str = typer.Option("challenger", "--alias", help="Alias for the new version."),
+    alias: str = typer.Option(
+        None, "--alias", help="Alias for the new version (default: the configured challenger)."
+    ),
     json_output: bool = JsonOption,
 ) -> None:
-    """Train candidates with a seeded Optuna search, register the best as MODEL@challenger.
+    """Train candidates with a seeded Optuna search, register the best as the challenger.
 
     Every trial is logged as an MLflow run (child of one run per search). The best model is
     refitted on all the data. Then run `arbiter gate` to compare it with the champion.
@@ -75,27 +46,34 @@ def retrain(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from arbiter.cli.output import console, err_console, print_json
+    from arbiter.durations import parse_window
     from arbiter.errors import InvalidInputError
     from arbiter.events import EventStore
     from arbiter.home import Home
     from arbiter.registry import registry_for_home
-    from arbiter.retrain import SPACES, TrialSummary, labelled_traffic, parse_duration
+    from arbiter.retrain import SPACES, TrialSummary, labelled_traffic
     from arbiter.retrain import retrain as run_retrain
+    from arbiter.tables import read_table, split_label
 
     if search not in SPACES:
         raise InvalidInputError(
             f"--search must be one of {', '.join(SPACES)}, got {search!r}", field="--search"
         )
     h = Home.at(home)
-    x, y = split_label(read_table(data), label, data)
+    x, y = split_label(read_table(data, field="--data"), label, source=data, field="--label")
     traffic = None
     if include_traffic:
-        window = parse_duration(include_traffic)
+        window = parse_window(include_traffic, field="include_traffic")
         if h.events.exists():
             traffic = labelled_traffic(
-                EventStore(h.root), model, window=window, features=list(x.columns)
+                EventStore(h.root),
+                model,
+                window=window.period,
+                last=window.rows,
+                features=list(x.columns),
             )
-    registry = registry_for_home(h.root, h.tracking_uri())
+    registry = registry_for_home(h.root)
+    alias = alias or h.aliases(model)[1]
     # The bar goes to stderr so that --json output on stdout stays parseable.
     with Progress(
         TextColumn("[bold]search[/bold]"),

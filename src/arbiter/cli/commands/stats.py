@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from arbiter.errors import InvalidInputError, NotFoundError
+from arbiter.errors import InvalidInputError
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -282,24 +282,6 @@ _LOSS_ALIASES = {
 }
 
 
-def _read_table(path: Path) -> Any:
-    import pandas as pd
-
-    if not path.is_file():
-        raise NotFoundError(f"data file not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return pd.read_csv(path)
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"could not read {path}: {exc}", field="--data") from exc
-    raise InvalidInputError(
-        f"unsupported data file type {suffix!r} for {path}; use .csv or .parquet", field="--data"
-    )
-
-
 def _bootstrap_metric(name: str | None) -> Any:
     from arbiter.stats.paired import BOOTSTRAP_METRICS
 
@@ -351,7 +333,9 @@ def compare(
         raise InvalidInputError(
             f"--test must be one of {', '.join(_TESTS)}; got {test!r}", field="--test"
         )
-    frame = _read_table(data)
+    from arbiter.tables import read_table
+
+    frame = read_table(data, field="--data")
     columns = {"--label": label, "--a": a, "--b": b}
     for option, column in columns.items():
         if column not in frame.columns:
