@@ -172,25 +172,55 @@ def connect(
         Time zone set to UTC so exported timestamps do not depend on the host.
     """
     con = duckdb.connect(database)
-    con.execute("SET TimeZone = 'UTC'")
     # Empty tables carry the exact schema, so views exist with the right types before the
     # first event is written.
     con.register("_empty_predictions", PREDICTIONS_SCHEMA.empty_table())
-    empty_feedback = FEEDBACK_SCHEMA.empty_table()
-    empty_feedback = empty_feedback.append_column("filename", pa.array([], pa.string()))
-    empty_feedback = empty_feedback.append_column("file_row_number", pa.array([], pa.int64()))
-    con.register("_empty_feedback", empty_feedback)
+    con.register("_empty_feedback", _with_file_columns(FEEDBACK_SCHEMA.empty_table()))
+    _create_views(
+        con,
+        _source_sql("predictions", prediction_files, with_file_columns=False),
+        _source_sql("feedback", feedback_files, with_file_columns=True),
+    )
+    return con
 
-    con.execute(
-        "CREATE VIEW predictions AS "
-        + _source_sql("predictions", prediction_files, with_file_columns=False)
-    )
-    con.execute(
-        "CREATE VIEW _feedback_raw AS "
-        + _source_sql("feedback", feedback_files, with_file_columns=True)
-    )
+
+def connect_tables(predictions: pa.Table, feedback: pa.Table) -> duckdb.DuckDBPyConnection:
+    """Return a connection with the same views as :func:`connect`, over in-memory tables.
+
+    For logs built in memory (tests, simulations) rather than read from segment files. The
+    rows of ``feedback`` count as written in table order (a later row wins a ``ts`` tie).
+
+    Parameters
+    ----------
+    predictions, feedback : pyarrow.Table
+        Rows with the columns of :data:`~arbiter.events.schema.PREDICTIONS_SCHEMA` and
+        :data:`~arbiter.events.schema.FEEDBACK_SCHEMA`.
+
+    Returns
+    -------
+    duckdb.DuckDBPyConnection
+        Time zone set to UTC.
+    """
+    con = duckdb.connect()
+    con.register("_predictions_table", predictions)
+    con.register("_feedback_table", _with_file_columns(feedback))
+    _create_views(con, "SELECT * FROM _predictions_table", "SELECT * FROM _feedback_table")
+    return con
+
+
+def _with_file_columns(feedback: pa.Table) -> pa.Table:
+    # The columns read_parquet adds with filename/file_row_number, which the label rule reads.
+    n = feedback.num_rows
+    feedback = feedback.append_column("filename", pa.array([""] * n, pa.string()))
+    return feedback.append_column("file_row_number", pa.array(range(n), pa.int64()))
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, predictions: str, feedback_raw: str) -> None:
+    """Create every view of :data:`VIEWS` from the two source queries."""
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE VIEW predictions AS " + predictions)
+    con.execute("CREATE VIEW _feedback_raw AS " + feedback_raw)
     con.execute(
         "CREATE VIEW feedback AS SELECT * EXCLUDE (filename, file_row_number) FROM _feedback_raw"
     )
     con.execute(_VIEWS_SQL.format(latest=latest_labels_sql()))
-    return con
