@@ -55,6 +55,9 @@ _BUCKET_WIDTHS_S: tuple[int, ...] = (
 )  # fmt: skip
 MAX_BUCKETS = 60
 
+# SQL in this module interpolates only fixed fragments (this expression, the loss and metric
+# expressions of _loss_sql over fixed column names, a generated temp-table name, the scope's
+# WHERE text); every value is a bound $parameter.
 _SIDE_SQL = "CASE WHEN role = 'shadow' THEN 'challenger' ELSE arm END"
 
 

@@ -90,7 +90,9 @@ MIN_SRM_EXPECTED = 10
 #: Registry poll interval assumed for the SRM grace window when the caller gives none.
 DEFAULT_POLL_INTERVAL_S: float = RegistryConfig.model_fields["poll_interval_s"].default
 SIDES = ("champion", "challenger")
-_ROWS = "_canary_rows"  # temp table of the canary's rows, filled once per checkpoint
+# Temp table of the canary's rows, filled once per checkpoint. SQL here interpolates only
+# this name, fixed metric expressions and the scope's WHERE text; values are bound parameters.
+_ROWS = "_canary_rows"
 
 
 @dataclass(frozen=True)

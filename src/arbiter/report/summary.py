@@ -96,6 +96,7 @@ def model_quality(
     con: duckdb.DuckDBPyConnection, model: str, experiment: str, task: str
 ) -> list[dict[str, Any]]:
     """Accuracy (classification) or MAE/RMSE (regression) of each model on labelled rows."""
+    # One of two fixed SQL fragments (as ``quality`` below); values go in as parameters.
     metric = (
         "avg((prediction = label)::INT) AS accuracy"
         if task == "classification"
