@@ -12,7 +12,14 @@ import pyarrow as pa
 import pytest
 
 from arbiter.errors import InvalidInputError
-from arbiter.events import FEEDBACK_SCHEMA, PREDICTIONS_SCHEMA, EventStore, Scope
+from arbiter.events import (
+    FEEDBACK_SCHEMA,
+    PREDICTIONS_SCHEMA,
+    EventStore,
+    Scope,
+    count_events,
+    export,
+)
 from arbiter.events.query import VIEWS, latest_labels_sql, restrict_predictions
 from arbiter.events.segments import write_segment
 from arbiter.events.views import connect_tables
@@ -148,13 +155,16 @@ def test_scope_renders_bound_parameters_only() -> None:
     assert info.value.field == "last"
 
 
-def test_scope_with_a_quote_in_the_model_name(mixed: EventStore) -> None:
+def test_scope_with_a_quote_in_the_model_name(mixed: EventStore, tmp_path: Path) -> None:
     scope = Scope(QUOTED, QUOTED)
     with mixed.connect() as con:
         rows = con.execute(
             f"SELECT request_id, label FROM labeled WHERE {scope.where()}", scope.params
         ).fetchall()
     assert rows == [("q", "1")]
+    assert count_events(mixed, model=QUOTED) == 1
+    assert count_events(mixed, model="m") == 7  # forced rows included: a raw count
+    assert export(mixed, QUOTED, tmp_path / "q.csv") == 1
 
 
 def test_scope_time_and_row_windows(store: EventStore) -> None:
