@@ -24,6 +24,7 @@ import duckdb
 import numpy as np
 import orjson
 
+from arbiter.events.views import connect as connect_views
 from arbiter.gateway.ranking import encode_impression
 from arbiter.routing.interleaving import TEAM_A, Interleaving, interleave
 
@@ -75,7 +76,8 @@ def write_log(
     con.execute(
         f"""
         COPY (
-            SELECT printf('r%08d', j) AS request_id, $model AS model, $exp AS experiment,
+            SELECT printf('r%08d', j) AS request_id, 0::INTEGER AS row_index,
+                   $model AS model, $exp AS experiment,
                    'interleave' AS strategy, arm, 'interleaved' AS role, 'rank' AS protocol,
                    false AS forced, printf('user-%d', hash(j) % {max(n // 10, 1)}) AS unit_id,
                    make_timestamp(1700000000000000 + j * 1000) AS ts, NULL::VARCHAR AS error,
@@ -104,12 +106,8 @@ def write_log(
 
 
 def connect(root: Path) -> duckdb.DuckDBPyConnection:
-    """DuckDB with ``predictions`` and ``feedback`` views over the written files."""
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"CREATE VIEW predictions AS SELECT * FROM '{root / 'predictions.parquet'}'")
-    con.execute(f"CREATE VIEW feedback AS SELECT * FROM '{root / 'feedback.parquet'}'")
-    return con
+    """DuckDB with the event-store views over the written files."""
+    return connect_views([root / "predictions.parquet"], [root / "feedback.parquet"])
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from arbiter.events.feedback import feedback_columns
 from arbiter.events.schema import FEEDBACK_SCHEMA, PREDICTIONS_SCHEMA
+from arbiter.events.views import connect_tables
 from arbiter.gateway.ranking import encode_impression
 from arbiter.prediction_log import RequestContext, prediction_columns
 from arbiter.routing.interleaving import TEAM_A, Interleaving, credit, interleave
@@ -88,16 +89,10 @@ class Log:
             self.feedback[name].extend(values)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB with ``predictions`` and ``feedback`` as the store names them."""
-        con = duckdb.connect()
-        con.execute("SET TimeZone = 'UTC'")
+        """An in-memory DuckDB with the views of :mod:`arbiter.events.query`."""
         predictions = pa.Table.from_pydict(self.predictions, schema=PREDICTIONS_SCHEMA)
         feedback = pa.Table.from_pydict(self.feedback, schema=FEEDBACK_SCHEMA)
-        con.register("_p", predictions)
-        con.register("_f", feedback)
-        con.execute("CREATE VIEW predictions AS SELECT * FROM _p")
-        con.execute("CREATE VIEW feedback AS SELECT * FROM _f")
-        return con
+        return connect_tables(predictions, feedback)
 
 
 def taste_clicks(il: Interleaving, taste: np.ndarray, rng: np.random.Generator) -> list[str]:

@@ -13,7 +13,9 @@ Conventions
     shadow test the served rows are the champion and the ``role = 'shadow'`` rows the
     challenger (their ``arm`` column says which arm *answered the caller*, always champion).
 Forced rows
-    Requests whose arm a tester forced by header are left out everywhere.
+    Requests whose arm a tester forced by header are left out everywhere: every query reads
+    the ``unforced``, ``served``, ``shadowed`` or ``labeled`` view of
+    :mod:`arbiter.events.query`, narrowed by a :class:`~arbiter.events.query.Scope`.
 Request-level numbers
     Latency and errors are per model call, repeated on each row of a batch request, so they
     are read from the ``row_index = 0`` row: one row per request per model, no GROUP BY on
@@ -32,6 +34,7 @@ import duckdb
 import numpy as np
 
 from arbiter.errors import NotFoundError
+from arbiter.events.query import Scope
 from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic, SampleMeanStatistic
 
 Task = Literal["classification", "regression"]
@@ -52,8 +55,10 @@ _BUCKET_WIDTHS_S: tuple[int, ...] = (
 )  # fmt: skip
 MAX_BUCKETS = 60
 
+# SQL in this module interpolates only fixed fragments (this expression, the loss and metric
+# expressions of _loss_sql over fixed column names, a generated temp-table name, the scope's
+# WHERE text); every value is a bound $parameter.
 _SIDE_SQL = "CASE WHEN role = 'shadow' THEN 'challenger' ELSE arm END"
-_WHERE = "model = $model AND experiment = $experiment AND NOT coalesce(forced, false)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,10 +242,6 @@ class ExperimentAggregates:
 # --- queries ---------------------------------------------------------------------------------
 
 
-def _params(model: str, experiment: str) -> dict[str, Any]:
-    return {"model": model, "experiment": experiment}
-
-
 def experiment_info(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> ExperimentInfo:
     """Strategy and time span of an experiment.
 
@@ -249,9 +250,11 @@ def experiment_info(con: duckdb.DuckDBPyConnection, model: str, experiment: str)
     NotFoundError
         The model logged nothing, or has no such experiment (the message lists the ones it has).
     """
+    scope = Scope(model, experiment)
     row = con.execute(
-        f"SELECT any_value(strategy), min(ts), max(ts), count(*) FROM predictions WHERE {_WHERE}",
-        _params(model, experiment),
+        f"SELECT any_value(strategy), min(ts), max(ts), count(*) FROM unforced "
+        f"WHERE {scope.where()}",
+        scope.params,
     ).fetchone()
     if row is None or not row[3]:
         known = list_experiments(con, model)
@@ -266,10 +269,11 @@ def experiment_info(con: duckdb.DuckDBPyConnection, model: str, experiment: str)
 
 def list_experiments(con: duckdb.DuckDBPyConnection, model: str) -> list[str]:
     """The experiments ``model`` has logged (unforced rows), oldest first."""
+    scope = Scope(model)
     rows = con.execute(
-        "SELECT experiment FROM predictions WHERE model = $model AND NOT coalesce(forced, false) "
+        f"SELECT experiment FROM unforced WHERE {scope.where()} "
         "GROUP BY experiment ORDER BY min(ts), experiment",  # ties: by name, deterministically
-        {"model": model},
+        scope.params,
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -280,14 +284,15 @@ def detect_task(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> 
     Same rule as ``arbiter report``: probabilities, or at most 50 distinct predictions none of
     them fractional, mean a classifier; anything else is a regressor.
     """
+    scope = Scope(model, experiment)
     row = con.execute(
         f"""
         SELECT count(confidence),
                count(DISTINCT prediction),
                count(prediction_num) FILTER (WHERE prediction_num <> round(prediction_num))
-        FROM predictions WHERE {_WHERE} AND error IS NULL
+        FROM unforced WHERE {scope.where()} AND error IS NULL
         """,
-        _params(model, experiment),
+        scope.params,
     ).fetchone()
     assert row is not None
     with_proba, distinct, fractional = row
@@ -298,6 +303,7 @@ def arm_traffic(
     con: duckdb.DuckDBPyConnection, model: str, experiment: str
 ) -> dict[str, ArmTraffic]:
     """Requests, units, errors and latency percentiles per side (see module conventions)."""
+    scope = Scope(model, experiment)
     rows = con.execute(
         f"""
         SELECT {_SIDE_SQL} AS side,
@@ -309,11 +315,11 @@ def arm_traffic(
                count(*) FILTER (WHERE unit_id IS NULL) AS random_requests,
                count(error) AS errors,
                quantile_cont(latency_ms, $percentiles) FILTER (WHERE error IS NULL) AS latency
-        FROM predictions
-        WHERE {_WHERE} AND row_index = 0
+        FROM unforced
+        WHERE {scope.where()} AND row_index = 0
         GROUP BY side ORDER BY side
         """,
-        {**_params(model, experiment), "percentiles": list(LATENCY_PERCENTILES)},
+        {**scope.params, "percentiles": list(LATENCY_PERCENTILES)},
     ).fetchall()
     return {
         r[0]: ArmTraffic(
@@ -448,7 +454,8 @@ def aggregate_experiment(
     width = bucket_width(info.duration_s)
     t0 = con.execute("SELECT epoch_us($t)::BIGINT", {"t": info.first_ts}).fetchone()
     assert t0 is not None
-    params = {**_params(model, experiment), "t0": int(t0[0]), "width": width * 1_000_000}
+    scope = Scope(model, experiment)
+    params = {**scope.params, "t0": int(t0[0]), "width": width * 1_000_000}
     if task == "classification":
         y_expr = "(prediction = label)::INT"
         y_a, y_b = "correct_a::INT", "correct_b::INT"
@@ -461,7 +468,7 @@ def aggregate_experiment(
     try:
         if info.strategy == "shadow":
             return _aggregate_shadow(
-                con, info, task, traffic, params, width, pairs, y_a, y_b, max_classes
+                con, info, task, traffic, scope, params, width, pairs, y_a, y_b, max_classes
             )
         # One pass over the label join: grouped by (side, bucket) and, for a classifier,
         # also by (label, prediction), so the same rows give the time series (sum over the
@@ -473,7 +480,7 @@ def aggregate_experiment(
                 SELECT {_SIDE_SQL} AS side, (epoch_us(ts) - $t0) // $width AS bucket,
                        {y_expr}::DOUBLE AS y, {keys}
                 FROM labeled
-                WHERE {_WHERE} AND role = 'served' AND error IS NULL AND label IS NOT NULL
+                WHERE {scope.where()} AND role = 'served' AND error IS NULL AND label IS NOT NULL
             ) AS t (side, bucket, y, label, prediction)
             WHERE y IS NOT NULL
             GROUP BY ALL
@@ -490,14 +497,14 @@ def aggregate_experiment(
         )
         return ExperimentAggregates(
             info, task, traffic, _metric_from_series(series, task), series, confusion,
-            other_arms=others, per_unit=_per_unit(con, params, y_expr, sides),
+            other_arms=others, per_unit=_per_unit(con, scope, y_expr, sides),
         )  # fmt: skip
     finally:
         con.execute(f"DROP TABLE IF EXISTS {pairs}")
 
 
 def _per_unit(
-    con: duckdb.DuckDBPyConnection, params: dict[str, Any], y_expr: str, sides: tuple[str, ...]
+    con: duckdb.DuckDBPyConnection, scope: Scope, y_expr: str, sides: tuple[str, ...]
 ) -> dict[str, RatioStatistic]:
     """Per side, the metric as a ratio over units: the sums the delta method needs.
 
@@ -512,14 +519,14 @@ def _per_unit(
                 SELECT {_SIDE_SQL} AS side, coalesce(unit_id, request_id) AS unit,
                        {y_expr}::DOUBLE AS y
                 FROM labeled
-                WHERE {_WHERE} AND role = 'served' AND error IS NULL AND label IS NOT NULL
+                WHERE {scope.where()} AND role = 'served' AND error IS NULL AND label IS NOT NULL
             ) AS t
             WHERE y IS NOT NULL
             GROUP BY side, unit
         ) AS u
         GROUP BY side
         """,
-        {k: params[k] for k in ("model", "experiment")},
+        scope.params,
     ).fetchall()
     out = {s: RatioStatistic(0, 0.0, 0.0, 0.0, 0.0, 0.0) for s in sides}
     for side, n, *sums in rows:
@@ -538,6 +545,7 @@ def _aggregate_shadow(
     info: ExperimentInfo,
     task: Task,
     traffic: dict[str, ArmTraffic],
+    scope: Scope,
     params: dict[str, Any],
     width: int,
     pairs: str,
@@ -548,10 +556,8 @@ def _aggregate_shadow(
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {pairs} AS
-        WITH s AS (SELECT * FROM predictions
-                   WHERE {_WHERE} AND role = 'served' AND error IS NULL),
-             c AS (SELECT * FROM predictions
-                   WHERE {_WHERE} AND role = 'shadow' AND error IS NULL)
+        WITH s AS (SELECT * FROM served WHERE {scope.where()} AND error IS NULL),
+             c AS (SELECT * FROM shadowed WHERE {scope.where()} AND error IS NULL)
         SELECT (epoch_us(s.ts) - $t0) // $width AS bucket, epoch_us(s.ts) AS ts_us,
                f.label, f.label_num AS y_num,
                s.prediction AS pred_a, c.prediction AS pred_b,

@@ -50,6 +50,7 @@ from arbiter.analysis.policy import (
 )
 from arbiter.config import DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError, NotFoundError
+from arbiter.events.query import Scope
 from arbiter.stats.bayesian import BayesianResult, bayesian_summary
 from arbiter.stats.means import ratio_test, welch_test
 from arbiter.stats.paired import delong_test, mcnemar_test, paired_t_test
@@ -438,11 +439,12 @@ def analyze_model(
     names = list_experiments(con, model)
     if not names:
         raise NotFoundError(f"no events logged for model {model!r}")
+    scope = Scope(model)
     strategies = dict(
         con.execute(
-            "SELECT experiment, any_value(strategy) FROM predictions WHERE model = $model "
+            f"SELECT experiment, any_value(strategy) FROM unforced WHERE {scope.where()} "
             "GROUP BY experiment",
-            {"model": model},
+            scope.params,
         ).fetchall()
     )
     runnable = [n for n in names if strategies.get(n) in ANALYSED_STRATEGIES]

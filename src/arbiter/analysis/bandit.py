@@ -44,6 +44,7 @@ import numpy as np
 
 from arbiter.config import BanditSettings, DecisionConfig, ModelConfig
 from arbiter.errors import NotFoundError
+from arbiter.events.query import Scope, latest_labels_sql
 from arbiter.routing.bandit import BanditConfig, BanditState, Reward, allocation, update_batch
 
 if TYPE_CHECKING:
@@ -70,24 +71,19 @@ ADJUSTED_INFERENCE_WARNING = (
 # its request id says nothing about the arm's answer, so it is neither a reward nor invalid;
 # the row is counted in ``failed`` instead of ``served``.
 # Latest label per served row, by the rule of the ``labeled`` view (latest ts, then later file,
-# then later row: :mod:`arbiter.events.query`), but computed on this experiment's labels only:
-# the semi join filters the raw feedback before the arg_max aggregation, so the cost follows
-# the experiment rather than every label ever posted (2 M predictions + 1.2 M labels: 0.3 s,
-# against 0.65 s through the ``latest_feedback`` view, which aggregates every label first).
+# then later row: :func:`arbiter.events.query.latest_labels_sql`), but computed on this
+# experiment's labels only: the semi join filters the raw feedback before the arg_max
+# aggregation, so the cost follows the experiment rather than every label ever posted (2 M
+# predictions + 1.2 M labels: 0.3 s, against 0.65 s through the ``latest_feedback`` view,
+# which aggregates every label first).
 _REWARDS_SQL = """
-WITH served AS (
+WITH exp_rows AS (
     SELECT arm, request_id, row_index, error IS NOT NULL AS failed
-    FROM predictions
-    WHERE model = $model AND experiment = $experiment AND role = 'served'
-      AND NOT coalesce(forced, false)
+    FROM served
+    WHERE {scope}
 ),
 rewards AS (
-    SELECT request_id, row_index,
-           arg_max({{'reward': label_num}}, (ts, filename, file_row_number)).reward AS reward
-    FROM _feedback_raw
-    SEMI JOIN (SELECT request_id, row_index FROM served WHERE NOT failed)
-        USING (request_id, row_index)
-    GROUP BY request_id, row_index
+    SELECT request_id, row_index, label_num AS reward FROM ({latest})
 )
 SELECT s.arm,
        count(*) FILTER (WHERE NOT s.failed) AS served,
@@ -95,7 +91,7 @@ SELECT s.arm,
        coalesce(sum(r.reward) FILTER (WHERE {valid}), 0.0) AS reward_sum,
        count(r.request_id) FILTER (WHERE NOT coalesce({valid}, false)) AS invalid,
        count(*) FILTER (WHERE s.failed) AS failed
-FROM served AS s
+FROM exp_rows AS s
 LEFT JOIN rewards AS r
     ON NOT s.failed AND s.request_id = r.request_id AND s.row_index = r.row_index
 GROUP BY s.arm
@@ -167,8 +163,15 @@ def bandit_rewards(
     dict of str to ArmRewards
         Keyed by arm, in the order of ``arms``.
     """
-    sql = _REWARDS_SQL.format(valid=_VALID_SQL[reward])
-    rows = con.execute(sql, {"model": model, "experiment": experiment}).fetchall()
+    scope = Scope(model, experiment)
+    latest = latest_labels_sql(
+        "SEMI JOIN (SELECT request_id, row_index FROM exp_rows WHERE NOT failed) "
+        "USING (request_id, row_index)",
+        fields=("label_num",),
+    )
+    # valid: one of the fixed _VALID_SQL expressions, chosen by the reward kind.
+    sql = _REWARDS_SQL.format(scope=scope.where(), latest=latest, valid=_VALID_SQL[reward])
+    rows = con.execute(sql, scope.params).fetchall()
     found = {
         str(arm): ArmRewards(
             str(arm), int(served), int(rewarded), float(total), int(invalid), int(failed)
@@ -258,13 +261,11 @@ def allocation_history(
     buckets: int = HISTORY_BUCKETS,
 ) -> AllocationHistory:
     """Requests served per arm per time bucket (``row_index = 0``: one row per request)."""
-    where = (
-        "model = $model AND experiment = $experiment AND role = 'served' AND row_index = 0 "
-        "AND NOT coalesce(forced, false)"
-    )
-    params = {"model": model, "experiment": experiment}
+    scope = Scope(model, experiment)
+    where = f"{scope.where()} AND row_index = 0"
+    params = scope.params
     row = con.execute(
-        f"SELECT min(ts), epoch_us(min(ts)), epoch_us(max(ts)) FROM predictions WHERE {where}",
+        f"SELECT min(ts), epoch_us(min(ts)), epoch_us(max(ts)) FROM served WHERE {where}",
         params,
     ).fetchone()
     if row is None or row[0] is None:
@@ -272,7 +273,7 @@ def allocation_history(
     start, t0, t1 = row
     width_us = max(math.ceil((t1 - t0 + 1) / buckets), 1)
     counts = con.execute(
-        f"SELECT arm, (epoch_us(ts) - $t0) // $w AS bucket, count(*) FROM predictions "
+        f"SELECT arm, (epoch_us(ts) - $t0) // $w AS bucket, count(*) FROM served "
         f"WHERE {where} GROUP BY ALL",
         {**params, "t0": t0, "w": width_us},
     ).fetchall()
@@ -601,13 +602,13 @@ def analyze_bandit(
     else:
         aliases = {}
         settings = BanditSettings(reward="bounded")
+        scope = Scope(model, experiment)
         logged = [
             r[0]
             for r in con.execute(
-                "SELECT DISTINCT arm FROM predictions WHERE model = $model AND "
-                "experiment = $experiment AND role = 'served' AND NOT coalesce(forced, false) "
+                f"SELECT DISTINCT arm FROM served WHERE {scope.where()} "
                 "ORDER BY arm = 'champion' DESC, arm",
-                {"model": model, "experiment": experiment},
+                scope.params,
             ).fetchall()
         ]
         if not logged:

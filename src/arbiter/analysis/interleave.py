@@ -67,6 +67,7 @@ from scipy import stats as _st
 
 from arbiter.config import DecisionConfig, ModelConfig
 from arbiter.events.feedback import CLICKS_PREFIX
+from arbiter.events.query import Scope
 from arbiter.routing.interleaving import (
     TEAM_A,
     TEAM_B,
@@ -284,12 +285,13 @@ def decode_impression(text: str) -> Interleaving:
 
 # The impressions of one experiment: the champion's row of each merged request carries it
 # (older logs also repeat it on the challenger's row, which this ignores).
-_IMPRESSIONS = """
+def _impressions(scope: Scope) -> str:
+    return f"""
     imp AS (
         SELECT request_id, coalesce(unit_id, 'request:' || request_id) AS unit, ts, impression
-        FROM predictions
-        WHERE model = $model AND experiment = $experiment AND role = 'interleaved'
-          AND arm = 'champion' AND impression IS NOT NULL AND NOT coalesce(forced, false)
+        FROM unforced
+        WHERE {scope.where()} AND role = 'interleaved'
+          AND arm = 'champion' AND impression IS NOT NULL
     ), clk AS (
         SELECT request_id, list(label) AS labels, bool_or(label <> $empty) AS clicked
         FROM feedback
@@ -301,18 +303,18 @@ _IMPRESSIONS = """
 
 
 def _impression_counts(
-    con: duckdb.DuckDBPyConnection, params: dict[str, Any]
+    con: duckdb.DuckDBPyConnection, model: str, experiment: str
 ) -> tuple[int, int, int, datetime | None, dict[str, int]]:
     """``(impressions, with feedback, users, first ts, methods)``, all counted in SQL."""
     row = con.execute(
         f"""
-        WITH {_IMPRESSIONS}
+        WITH {_impressions(Scope(model, experiment))}
         SELECT count(*), count(clk.request_id), count(DISTINCT imp.unit), min(imp.ts),
                count(*) FILTER (WHERE starts_with(imp.impression, '{{"method":"team_draft"')),
                count(*) FILTER (WHERE starts_with(imp.impression, '{{"method":"balanced"'))
         FROM imp LEFT JOIN clk USING (request_id)
         """,
-        params,
+        _params(model, experiment),
     ).fetchone()
     assert row is not None
     methods = {m: int(c) for m, c in (("team_draft", row[4]), ("balanced", row[5])) if c}
@@ -334,7 +336,7 @@ def iter_clicked_impressions(
         return
     cur = con.execute(
         f"""
-        WITH {_IMPRESSIONS}
+        WITH {_impressions(Scope(model, experiment))}
         SELECT imp.request_id, imp.unit, imp.ts, imp.impression, clk.labels
         FROM imp JOIN clk USING (request_id)
         WHERE clk.clicked
@@ -353,7 +355,7 @@ def iter_clicked_impressions(
 
 
 def _params(model: str, experiment: str) -> dict[str, Any]:
-    return {"model": model, "experiment": experiment, "prefix": CLICKS_PREFIX, "empty": NO_CLICKS}
+    return {**Scope(model, experiment).params, "prefix": CLICKS_PREFIX, "empty": NO_CLICKS}
 
 
 def analyze_interleave(
@@ -388,9 +390,7 @@ def analyze_interleave(
     alpha = decision.alpha
     columns = {r[0] for r in con.execute("DESCRIBE predictions").fetchall()}
     if "impression" in columns:
-        n_imp, n_feedback, n_users, t0, methods = _impression_counts(
-            con, _params(model, experiment)
-        )
+        n_imp, n_feedback, n_users, t0, methods = _impression_counts(con, model, experiment)
     else:  # only segments written before interleaving existed
         n_imp, n_feedback, n_users, t0, methods = 0, 0, 0, None, {}
     per_user: dict[str, list[int]] = {}
@@ -484,18 +484,18 @@ def _challenger_health(
     con: duckdb.DuckDBPyConnection, model: str, experiment: str
 ) -> tuple[int, int, int, datetime | None, datetime | None]:
     """``(challenger attempts, challenger failures, fallbacks, first ts, last ts)`` of /rank."""
+    scope = Scope(model, experiment)
     row = con.execute(
-        """
+        f"""
         SELECT count(*) FILTER (WHERE arm = 'challenger' AND role = 'interleaved'),
                count(*) FILTER (WHERE arm = 'challenger' AND role = 'interleaved'
                                 AND error IS NOT NULL),
                count(DISTINCT request_id) FILTER (WHERE arm = 'champion' AND role = 'served'),
                min(ts), max(ts)
-        FROM predictions
-        WHERE model = $model AND experiment = $experiment AND protocol = 'rank'
-          AND NOT coalesce(forced, false)
+        FROM unforced
+        WHERE {scope.where()} AND protocol = 'rank'
         """,
-        {"model": model, "experiment": experiment},
+        scope.params,
     ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1]), int(row[2]), row[3], row[4]

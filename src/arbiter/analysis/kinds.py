@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import duckdb
 
 from arbiter.config import ModelConfig
+from arbiter.events.query import Scope
 
 
 @runtime_checkable
@@ -71,11 +72,11 @@ def logged_shape(
     con: duckdb.DuckDBPyConnection, model: str, experiment: str
 ) -> tuple[str | None, int]:
     """``(strategy, number of served arms)`` of an experiment as logged (forced rows left out)."""
+    scope = Scope(model, experiment)
     row = con.execute(
         "SELECT any_value(strategy), count(DISTINCT arm) FILTER (WHERE role = 'served') "
-        "FROM predictions WHERE model = $model AND experiment = $experiment "
-        "AND NOT coalesce(forced, false)",
-        {"model": model, "experiment": experiment},
+        f"FROM unforced WHERE {scope.where()}",
+        scope.params,
     ).fetchone()
     if row is None or row[0] is None:
         return None, 0

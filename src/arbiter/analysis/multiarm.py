@@ -109,6 +109,7 @@ from arbiter.analysis.analyze import _guardrail_observations
 from arbiter.analysis.policy import LATENCY_P99, to_decision_policy
 from arbiter.config import DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError
+from arbiter.events.query import Scope
 from arbiter.stats.anova import welch_anova
 from arbiter.stats.means import welch_test
 from arbiter.stats.multiple import holm
@@ -450,13 +451,13 @@ def _arm_plan(
         arms = (CHAMPION, *(c.alias for c in exp.challengers))
         shares = tuple(c.share for c in exp.challengers)
         return arms, dict(config.arms()), (max(1.0 - sum(shares), 0.0), *shares)
+    scope = Scope(model, experiment)
     logged = [
         str(r[0])
         for r in con.execute(
-            "SELECT DISTINCT arm FROM predictions WHERE model = $model AND experiment = "
-            "$experiment AND role = 'served' AND arm IS NOT NULL AND NOT coalesce(forced, false) "
+            f"SELECT DISTINCT arm FROM served WHERE {scope.where()} AND arm IS NOT NULL "
             "ORDER BY arm",
-            {"model": model, "experiment": experiment},
+            scope.params,
         ).fetchall()
     ]
     arms = (CHAMPION, *(a for a in logged if a != CHAMPION))
@@ -501,12 +502,12 @@ def _note_repeat_units(
     understates the truth and the p-values are anti-conservative. A batch request (several
     rows, one unit) does the same. A request without a unit id is its own unit.
     """
+    scope = Scope(model, experiment)
     row = con.execute(
         "SELECT count(*), count(DISTINCT coalesce(unit_id, 'request:' || request_id)) "
-        "FROM labeled WHERE model = $model AND experiment = $experiment AND role = 'served' "
-        "AND error IS NULL AND label IS NOT NULL AND NOT coalesce(forced, false) "
-        "AND list_contains($arms, arm)",
-        {"model": model, "experiment": experiment, "arms": list(arms)},
+        f"FROM labeled WHERE {scope.where()} AND role = 'served' "
+        "AND error IS NULL AND label IS NOT NULL AND list_contains($arms, arm)",
+        {**scope.params, "arms": list(arms)},
     ).fetchone()
     rows, units = (int(row[0]), int(row[1])) if row else (0, 0)
     if units and rows > REPEAT_UNIT_RATIO * units:

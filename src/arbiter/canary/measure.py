@@ -54,6 +54,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -66,6 +67,7 @@ from arbiter.analysis.policy import ERROR_RATE, LATENCY_P99, to_decision_policy
 from arbiter.config import ModelConfig, RegistryConfig
 from arbiter.drift.methods import psi_test
 from arbiter.errors import NotFoundError
+from arbiter.events.query import Scope, latest_labels_sql
 from arbiter.routing.canary import CanaryPlan, CanaryState, CheckpointInputs
 from arbiter.stats.sufficient import ProportionStatistic, SampleMeanStatistic
 from arbiter.stats.verdict import (
@@ -88,7 +90,9 @@ MIN_SRM_EXPECTED = 10
 #: Registry poll interval assumed for the SRM grace window when the caller gives none.
 DEFAULT_POLL_INTERVAL_S: float = RegistryConfig.model_fields["poll_interval_s"].default
 SIDES = ("champion", "challenger")
-_ROWS = "_canary_rows"  # temp table of the canary's rows, filled once per checkpoint
+# Temp table of the canary's rows, filled once per checkpoint. SQL here interpolates only
+# this name, fixed metric expressions and the scope's WHERE text; values are bound parameters.
+_ROWS = "_canary_rows"
 
 
 @dataclass(frozen=True)
@@ -196,13 +200,17 @@ def _excess_p_value(k_b: int, n_b: int, k_a: int, n_a: int) -> float:
     return float(_st.fisher_exact(table, alternative="greater").pvalue)
 
 
-def _ts(seconds: float) -> str:
-    """A TIMESTAMPTZ constant for ``seconds`` since the epoch, exact to the microsecond.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-    Inlined rather than bound so DuckDB folds it and prunes Parquet row groups on ``ts``
-    (``epoch_us(ts) >= ...`` hides the column behind a function and reads every row group).
+
+def _ts(seconds: float) -> datetime:
+    """A UTC datetime for ``seconds`` since the epoch, exact to the microsecond.
+
+    Bound as a TIMESTAMPTZ parameter and compared with ``ts`` itself, so DuckDB pushes the
+    bound into the scan and prunes Parquet row groups on ``ts`` (``epoch_us(ts) >= ...`` would
+    hide the column behind a function and read every row group).
     """
-    return f"make_timestamptz({round(seconds * 1e6)}::BIGINT)"
+    return _EPOCH + timedelta(microseconds=round(seconds * 1e6))
 
 
 def measure_checkpoint(
@@ -243,12 +251,8 @@ def measure_checkpoint(
     t0 = time.perf_counter()
     # The checkpoint shares the process (and the 2 cores) with request handling: one thread.
     con.execute("SET threads = 1")
-    params = {
-        "model": model,
-        "experiment": experiment,
-        "champ_v": champion_version,
-        "chall_v": challenger_version,
-    }
+    scope = Scope(model, experiment, start=_ts(state.started_at))
+    params = {**scope.params, "champ_v": champion_version, "chall_v": challenger_version}
     # Filter once, on the raw columns (Parquet row groups pruned on ts), then aggregate the
     # small table several times instead of scanning the log once per statistic.
     con.execute(
@@ -256,9 +260,8 @@ def measure_checkpoint(
         CREATE OR REPLACE TEMP TABLE {_ROWS} AS
         SELECT request_id, row_index, ts, arm, unit_id, unit_random, error, latency_ms,
                prediction, prediction_num
-        FROM predictions
-        WHERE ts >= {_ts(state.started_at)} AND model = $model AND experiment = $experiment
-          AND role = 'served' AND NOT coalesce(forced, false)
+        FROM served
+        WHERE {scope.where()}
           AND ((arm = 'champion' AND version IS NOT DISTINCT FROM $champ_v)
                OR (arm = 'challenger' AND version = $chall_v))
         """,
@@ -297,12 +300,13 @@ def _measure(
     rows = con.execute(
         f"""
         SELECT arm, count(*),
-               count(*) FILTER (WHERE ts >= {_ts(state.stage_started_at)}),
+               count(*) FILTER (WHERE ts >= $stage_start),
                count(error),
                quantile_cont(latency_ms, 0.99) FILTER (WHERE error IS NULL)
         FROM {_ROWS} WHERE row_index = 0
         GROUP BY arm
-        """
+        """,
+        {"stage_start": _ts(state.stage_started_at)},
     ).fetchall()
     by_arm = {r[0]: r for r in rows}
     requests = {s: int(by_arm[s][1]) if s in by_arm else 0 for s in SIDES}
@@ -400,9 +404,10 @@ def _stage_srm(
                count(DISTINCT unit_id) FILTER (WHERE NOT coalesce(unit_random, false)
                                                  AND unit_id IS NOT NULL),
                count(*) FILTER (WHERE coalesce(unit_random, false) OR unit_id IS NULL)
-        FROM {_ROWS} WHERE row_index = 0 AND ts >= {_ts(start)}
+        FROM {_ROWS} WHERE row_index = 0 AND ts >= $srm_start
         GROUP BY arm
-        """
+        """,
+        {"srm_start": _ts(start)},
     ).fetchall()
     found = {r[0]: (int(r[1]), int(r[2])) for r in rows}
     units = {s: found.get(s, (0, 0))[0] for s in SIDES}
@@ -423,9 +428,9 @@ def _primary_statistics(
 ) -> dict[str, ProportionStatistic | SampleMeanStatistic]:
     """Per-arm statistic of the primary metric on labelled, successful rows.
 
-    Only the labels of the canary's own request ids are aggregated (latest label wins, with
-    the ordering of the ``latest_feedback`` view of :mod:`arbiter.events.query`, which this
-    restricts before its ``GROUP BY``). Joining ``latest_feedback`` whole aggregates every
+    Only the labels of the canary's own request ids are aggregated (latest label wins, by
+    :func:`arbiter.events.query.latest_labels_sql`, the rule of the ``latest_feedback`` view,
+    restricted before its ``GROUP BY``). Joining ``latest_feedback`` whole aggregates every
     label ever posted: on a million-row log whose canary holds the last 20 % of the rows,
     0.35 s against 0.07 s (the same when the canary is the whole log).
     """
@@ -435,22 +440,17 @@ def _primary_statistics(
         y = "(r.prediction_num - f.label_num) ^ 2"
     else:
         y = "abs(r.prediction_num - f.label_num)"
+    latest = latest_labels_sql(
+        "WHERE request_id IN (SELECT request_id FROM ok)", fields=("label", "label_num")
+    )
     rows = con.execute(
         f"""
         WITH ok AS (SELECT * FROM {_ROWS} WHERE error IS NULL),
-        latest AS (
-            SELECT request_id, row_index,
-                   arg_max({{'label': label, 'label_num': label_num}},
-                           (ts, filename, file_row_number)) AS v
-            FROM _feedback_raw
-            WHERE request_id IN (SELECT request_id FROM ok)
-            GROUP BY request_id, row_index
-        )
+        latest AS ({latest})
         SELECT arm, count(y), coalesce(sum(y), 0), coalesce(sum(y * y), 0) FROM (
             SELECT r.arm, {y} AS y
             FROM ok AS r
-            JOIN (SELECT request_id, row_index, v.label AS label, v.label_num AS label_num
-                  FROM latest) AS f
+            JOIN latest AS f
               ON r.request_id = f.request_id AND r.row_index = f.row_index
             WHERE f.label IS NOT NULL
         ) GROUP BY arm
@@ -497,13 +497,18 @@ def _psi(
     n_a, n_b, deciles = row
     if not n_a or not n_b:
         return None
+    edge_params: dict[str, float] = {}
     if task != "classification" and deciles:
         edges = sorted(set(float(x) for x in deciles))
-        case = " ".join(f"WHEN prediction_num <= {e!r} THEN {i}" for i, e in enumerate(edges))
+        # One bound parameter per edge ($e0, $e1, ...): names generated here, values bound.
+        edge_params = {f"e{i}": e for i, e in enumerate(edges)}
+        case = " ".join(f"WHEN prediction_num <= $e{i} THEN {i}" for i in range(len(edges)))
         key, basis = f"CASE {case} ELSE {len(edges)} END", "prediction_deciles"
     else:
         key, basis = "prediction", "predicted_class"
-    counts = con.execute(f"SELECT arm, {key} AS bin, count(*) FROM {base} GROUP BY ALL").fetchall()
+    counts = con.execute(
+        f"SELECT arm, {key} AS bin, count(*) FROM {base} GROUP BY ALL", edge_params
+    ).fetchall()
     bins = sorted({r[1] for r in counts}, key=str)
     index = {b: i for i, b in enumerate(bins)}
     ref, cur = np.zeros(len(bins)), np.zeros(len(bins))

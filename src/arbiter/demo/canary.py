@@ -308,9 +308,8 @@ def _challenger_counts(store: Any, experiment: str, until: float | None) -> tupl
                    count(*) FILTER (WHERE EXISTS (
                        SELECT 1 FROM feedback f WHERE f.request_id = p.request_id
                        AND ($until IS NULL OR epoch_us(f.ts) <= $until * 1e6)))
-            FROM predictions p
-            WHERE p.experiment = $experiment AND p.role = 'served' AND p.arm = 'challenger'
-              AND NOT coalesce(p.forced, false)
+            FROM served p
+            WHERE p.experiment = $experiment AND p.arm = 'challenger'
               AND ($until IS NULL OR epoch_us(p.ts) <= $until * 1e6)
             """,
             params,

@@ -205,13 +205,13 @@ def _send(console: Any, url: str, data: FraudData, what: str, options: DriftDemo
         )
 
 
-def _count(store: EventStore, sql: str, params: list[Any]) -> int:
+def _count(store: EventStore, sql: str, params: dict[str, Any]) -> int:
     with store.connect() as con:
         row = con.execute(sql, params).fetchone()
     return int(row[0]) if row else 0
 
 
-def _wait_for_log(store: EventStore, sql: str, params: list[Any], target: int) -> int:
+def _wait_for_log(store: EventStore, sql: str, params: dict[str, Any], target: int) -> int:
     """Wait until the gateway's batched writes show ``target`` rows (or stop growing)."""
     deadline = time.monotonic() + 30.0
     last, stable_since = -1, time.monotonic()
@@ -401,7 +401,7 @@ def run_drift_demo(
     from rich.console import Console
 
     from arbiter.demo.data import make_transactions
-    from arbiter.events import EventStore
+    from arbiter.events import EventStore, Scope
     from arbiter.gateway.app import create_app
     from arbiter.gateway.server import ServerThread
     from arbiter.loop import CycleStore, LoopOptions, run_cycle
@@ -423,10 +423,10 @@ def run_drift_demo(
     )
 
     store = EventStore(home.root)
-    served_sql = "SELECT count(*) FROM labeled WHERE model = ? AND role = 'served' "
+    scope = Scope(MODEL)
+    served_sql = f"SELECT count(*) FROM labeled WHERE {scope.where()} AND role = 'served' "
     served_sql += "AND label IS NOT NULL"
-    shadow_sql = "SELECT count(*) FROM predictions WHERE model = ? AND role = 'shadow' "
-    shadow_sql += "AND version = ?"
+    shadow_sql = f"SELECT count(*) FROM shadowed WHERE {scope.where()} AND version = $version"
     narrator = _Narrator(console, [])
     steps = narrator.steps()
     traffic: dict[str, Any] = {"online": []}
@@ -442,7 +442,7 @@ def run_drift_demo(
             console, server.url, after, f"traffic after the shift ({options.shift:g})", options
         )
         sent += 2 * options.requests
-        _wait_for_log(store, served_sql, [MODEL], sent)
+        _wait_for_log(store, served_sql, scope.params, sent)
 
         # The drift window is the shifted half, by row count (a period would depend on how
         # fast the traffic went and when the check starts); the retrain learns from part of
@@ -474,9 +474,9 @@ def run_drift_demo(
             )
             traffic["online"].append(result)
             sent += options.online_requests
-            _wait_for_log(store, served_sql, [MODEL], sent)
+            _wait_for_log(store, served_sql, scope.params, sent)
             n = sum(r["labels"] for r in traffic["online"])
-            _wait_for_log(store, shadow_sql, [MODEL, candidate], n)
+            _wait_for_log(store, shadow_sql, {**scope.params, "version": candidate}, n)
             run = run_cycle(home.root, MODEL, steps=steps)
         promoted = run.record.verdict == "promoted" and candidate is not None
         if promoted and _wait_for_alias(server.url, "champion", str(candidate), timeout=10.0):

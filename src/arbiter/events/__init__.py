@@ -2,13 +2,14 @@
 
 Write predictions through a buffered :class:`EventWriter`, feedback through
 :meth:`EventStore.write_feedback` (durable on return), and query with :meth:`EventStore.connect`
-(views ``predictions``, ``feedback``, ``labeled``). See ``docs/design/event-store.md``.
+(views ``served``, ``shadowed``, ``labeled`` and the rest of :mod:`arbiter.events.query`, narrowed
+by a :class:`Scope`). See ``docs/design/event-store.md``.
 """
 
 from __future__ import annotations
 
 from arbiter.events.export import export
-from arbiter.events.query import count_events
+from arbiter.events.query import Scope, count_events
 from arbiter.events.schema import (
     FEEDBACK_COLUMNS,
     FEEDBACK_SCHEMA,
@@ -28,6 +29,7 @@ __all__ = [
     "CompactionResult",
     "EventStore",
     "EventWriter",
+    "Scope",
     "WriterStats",
     "canonical_label",
     "count_events",

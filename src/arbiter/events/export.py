@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 import duckdb
 
 from arbiter.errors import EventStoreError, InvalidInputError, NotFoundError
+from arbiter.events.query import Scope
 from arbiter.events.segments import fsync_dir
 
 if TYPE_CHECKING:
@@ -26,8 +27,9 @@ def export(
 ) -> int:
     """Write every prediction of ``model``, with its latest label, to ``path``.
 
-    The rows are those of the ``labeled`` view (prediction columns plus ``label``,
-    ``label_num``, ``label_ts``), ordered by ``ts``, ``request_id``, ``row_index``, ``role``.
+    The rows are those of the ``all_labeled`` view, forced rows included (prediction columns
+    plus ``label``, ``label_num``, ``label_ts``), ordered by ``ts``, ``request_id``,
+    ``row_index``, ``role``.
     The file is written under a temporary name next to ``path`` and renamed, so ``path`` is
     either the complete export or untouched.
 
@@ -65,10 +67,11 @@ def export(
     dest = Path(path)
     if not dest.parent.is_dir():
         raise NotFoundError(f"cannot export to {dest}: directory {dest.parent} does not exist")
+    scope = Scope(model)
     con = store.connect()
     try:
         ((rows,),) = con.sql(
-            "SELECT count(*) FROM predictions WHERE model = $model", params={"model": model}
+            f"SELECT count(*) FROM predictions WHERE {scope.where()}", params=scope.params
         ).fetchall()
         if rows == 0:
             known = [
@@ -82,8 +85,9 @@ def export(
                 f"models with events: {', '.join(map(repr, known)) or 'none'}"
             )
         relation = con.sql(
-            "SELECT * FROM labeled WHERE model = $model ORDER BY ts, request_id, row_index, role",
-            params={"model": model},
+            f"SELECT * FROM all_labeled WHERE {scope.where()} "
+            "ORDER BY ts, request_id, row_index, role",
+            params=scope.params,
         )
         temp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         try:

@@ -1,119 +1,166 @@
-"""DuckDB views over the segment files, and counting queries.
+"""The query layer: which rows a query reads, as named views and a scope with bound parameters.
 
-:func:`connect` returns an in-memory DuckDB connection with three views:
+Every query in arbiter reads one of the views of :func:`arbiter.events.views.connect` (opened
+by :meth:`arbiter.events.EventStore.connect`) and narrows it with a :class:`Scope`:
 
 ``predictions``
-    Every prediction row (:data:`~arbiter.events.schema.PREDICTIONS_SCHEMA`).
+    Every prediction row, forced rows included (export, raw counts).
 ``feedback``
-    Every label ever posted (:data:`~arbiter.events.schema.FEEDBACK_SCHEMA`), duplicates included.
+    Every label ever posted, duplicates included.
+``latest_feedback``
+    The latest label of each ``(request_id, row_index)`` (largest ``ts``; on a tie the later
+    segment file, then the later row): ``label``, ``label_num``, ``label_ts``.
+``unforced``
+    ``predictions`` without the rows a tester forced to an arm, every role.
+``served``
+    ``unforced`` rows with ``role = 'served'``.
+``shadowed``
+    ``unforced`` rows with ``role = 'shadow'``.
 ``labeled``
-    ``predictions`` LEFT JOIN the latest label per ``(request_id, row_index)``, adding ``label``,
-    ``label_num`` and ``label_ts`` (null when no label came).
+    ``unforced`` LEFT JOIN ``latest_feedback`` (label columns null until a label came).
+``all_labeled``
+    ``predictions`` LEFT JOIN ``latest_feedback`` (forced rows included: export).
 
-The views read an explicit list of files taken at connect time, not a glob: the list can leave
-out segments that compaction has already merged (so nothing is counted twice), and every query
-on one connection sees the same snapshot. Connect again to see newer events; connecting is cheap.
+No module writes ``NOT coalesce(forced, false)`` or ``model = '...'`` itself: the views say
+which rows count, :class:`Scope` which model, experiment and window, and every value reaches
+DuckDB as a bound ``$name`` parameter, never as text in the SQL::
+
+    scope = Scope("fraud", "fraud-ab", start=since)
+    con.execute(f"SELECT arm, count(*) FROM served WHERE {scope.where()} GROUP BY arm",
+                scope.params)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from arbiter.errors import InvalidInputError
-from arbiter.events.schema import FEEDBACK_SCHEMA, PREDICTIONS_SCHEMA
+from arbiter.events.views import TABLES, VIEWS, Table, latest_labels_sql
 
 if TYPE_CHECKING:
     from arbiter.events.store import EventStore
 
-Table = Literal["predictions", "feedback"]
-TABLES: tuple[Table, ...] = ("predictions", "feedback")
-
-# Latest label wins. Ties on ts (two labels in the same microsecond) go to the one written
-# later: later segment name, then later row within the segment.
-_LABELED_SQL = """
-CREATE VIEW latest_feedback AS
-SELECT request_id, row_index, latest.label AS label, latest.label_num AS label_num,
-       latest.ts AS label_ts
-FROM (
-    -- arg_max over a row key is a hash aggregate: about 1.6x faster than the equivalent
-    -- row_number() window (5 M labels: 1.0 s against 1.6 s on 2 cores), which must sort.
-    SELECT request_id, row_index,
-           arg_max({'label': label, 'label_num': label_num, 'ts': ts},
-                   (ts, filename, file_row_number)) AS latest
-    FROM _feedback_raw
-    GROUP BY request_id, row_index
-);
-
-CREATE VIEW labeled AS
-SELECT p.*, f.label, f.label_num, f.label_ts
-FROM predictions AS p
-LEFT JOIN latest_feedback AS f
-    ON p.request_id = f.request_id AND p.row_index = f.row_index;
-"""
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+# Rows of one request share ts, so request_id and row_index make "the last N rows" one set.
+_NEWEST_FIRST = "ts DESC, request_id DESC, row_index DESC"
 
 
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which rows of a view a query reads: one model, optionally one experiment and a window.
 
-
-def _source_sql(name: str, files: Sequence[Path], *, with_file_columns: bool) -> str:
-    if not files:
-        return f"SELECT * FROM _empty_{name}"
-    listing = ", ".join(_sql_string(str(f)) for f in files)
-    extra = ", filename = true, file_row_number = true" if with_file_columns else ""
-    # union_by_name: segments written before a column was added simply lack it.
-    return f"SELECT * FROM read_parquet([{listing}], union_by_name = true{extra})"
-
-
-def connect(
-    prediction_files: Sequence[Path],
-    feedback_files: Sequence[Path],
-    *,
-    database: str = ":memory:",
-) -> duckdb.DuckDBPyConnection:
-    """Return a DuckDB connection with the ``predictions``, ``feedback`` and ``labeled`` views.
+    :meth:`where` renders the filter with bound parameters (``$model``, ``$experiment``,
+    ``$start``, ``$end``; :meth:`newest` adds ``$last``) and :attr:`params` holds their values,
+    so a model name with a quote in it is just a value. The time bounds stay plain comparisons
+    on ``ts``, which DuckDB pushes into the Parquet scan.
 
     Parameters
     ----------
-    prediction_files, feedback_files : sequence of Path
-        Live segment files of each table (see :func:`~arbiter.events.segments.list_segments`).
-        An empty list gives a view with the table's columns and no rows.
-    database : str, default ":memory:"
-        DuckDB database for the connection; views are created in it.
+    model : str
+        The endpoint whose rows to read.
+    experiment : str, optional
+        Only this experiment's rows.
+    start, end : datetime, optional
+        Only rows with ``start <= ts`` and ``ts <= end`` (both inclusive: ``end`` is "the log as
+        it stood then").
+    last : int, optional
+        Only the ``last`` most recent rows (after the time bounds), rendered by
+        :meth:`newest`: newest first by ``ts``, then ``request_id``, then ``row_index``, so the
+        same log always gives the same rows.
 
-    Returns
-    -------
-    duckdb.DuckDBPyConnection
-        Time zone set to UTC so exported timestamps do not depend on the host.
+    Raises
+    ------
+    InvalidInputError
+        ``last`` below 1.
     """
-    con = duckdb.connect(database)
-    con.execute("SET TimeZone = 'UTC'")
-    # Empty tables carry the exact schema, so views exist with the right types before the
-    # first event is written.
-    con.register("_empty_predictions", PREDICTIONS_SCHEMA.empty_table())
-    empty_feedback = FEEDBACK_SCHEMA.empty_table()
-    empty_feedback = empty_feedback.append_column("filename", pa.array([], pa.string()))
-    empty_feedback = empty_feedback.append_column("file_row_number", pa.array([], pa.int64()))
-    con.register("_empty_feedback", empty_feedback)
 
-    con.execute(
-        "CREATE VIEW predictions AS "
-        + _source_sql("predictions", prediction_files, with_file_columns=False)
-    )
-    con.execute(
-        "CREATE VIEW _feedback_raw AS "
-        + _source_sql("feedback", feedback_files, with_file_columns=True)
-    )
-    con.execute(
-        "CREATE VIEW feedback AS SELECT * EXCLUDE (filename, file_row_number) FROM _feedback_raw"
-    )
-    con.execute(_LABELED_SQL)
-    return con
+    model: str
+    experiment: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    last: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.last is not None and self.last < 1:
+            raise InvalidInputError(f"last must be >= 1, got {self.last!r}", field="last")
+
+    def where(self, alias: str | None = None) -> str:
+        """The filter as SQL (no leading ``WHERE``), reading columns of ``alias`` if given.
+
+        ``alias`` is a table alias of the caller's query (an identifier, checked), for joins
+        where the bare column names would be ambiguous.
+        """
+        if alias is not None and not _IDENTIFIER.match(alias):
+            raise ValueError(f"alias must be an SQL identifier, got {alias!r}")
+        col = f"{alias}." if alias else ""
+        parts = [f"{col}model = $model"]
+        if self.experiment is not None:
+            parts.append(f"{col}experiment = $experiment")
+        if self.start is not None:
+            parts.append(f"{col}ts >= $start")
+        if self.end is not None:
+            parts.append(f"{col}ts <= $end")
+        return " AND ".join(parts)
+
+    def newest(self) -> str:
+        """``ORDER BY ... LIMIT $last`` keeping the ``last`` newest rows; ``""`` without it."""
+        return "" if self.last is None else f"ORDER BY {_NEWEST_FIRST} LIMIT $last"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The values of the parameters :meth:`where` and :meth:`newest` render, by name."""
+        values: dict[str, Any] = {"model": self.model}
+        if self.experiment is not None:
+            values["experiment"] = self.experiment
+        if self.start is not None:
+            values["start"] = self.start
+        if self.end is not None:
+            values["end"] = self.end
+        if self.last is not None:
+            values["last"] = int(self.last)
+        return values
+
+
+def restrict_predictions(
+    con: duckdb.DuckDBPyConnection, predicate: str, params: Mapping[str, Any]
+) -> None:
+    """Narrow the ``predictions`` view of ``con`` to the rows ``predicate`` keeps.
+
+    Every view reads ``predictions`` by name, so ``served``, ``labeled`` and the rest follow,
+    and code that reads them runs unchanged on the narrowed log (the loop judges one candidate
+    of a shadow experiment this way). The unrestricted rows stay readable as
+    ``_all_predictions``.
+
+    A view cannot hold parameters, so each ``$name`` of ``predicate`` is stored as a DuckDB
+    variable of the connection (``SET VARIABLE``, bound) and read with ``getvariable``, which
+    DuckDB folds into a constant: filters are still pushed into the scan. Variables belong to
+    the connection: a ``con.cursor()`` does not see them.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        From :meth:`arbiter.events.EventStore.connect`; changed in place.
+    predicate : str
+        A boolean SQL expression over the columns of ``predictions`` with ``$name`` parameters.
+    params : mapping of str to value
+        A value (``None`` is SQL NULL) for every ``$name`` in ``predicate``.
+    """
+    names = set(_PARAMETER.findall(predicate))
+    missing = names - set(params)
+    if missing:
+        raise ValueError(f"no value for parameters {sorted(missing)}")
+    con.execute("ALTER VIEW predictions RENAME TO _all_predictions")
+    for name in sorted(names):  # identifiers matched by _PARAMETER, values bound
+        con.execute(f"SET VARIABLE arbiter_{name} = $value", {"value": params[name]})
+    body = _PARAMETER.sub(lambda m: f"getvariable('arbiter_{m.group(1)}')", predicate)
+    con.execute(f"CREATE VIEW predictions AS SELECT * FROM _all_predictions WHERE {body}")
 
 
 def count_events(
@@ -122,7 +169,7 @@ def count_events(
     *,
     model: str | None = None,
 ) -> int:
-    """Count the rows of one table, optionally for one model.
+    """Count the rows of one table (forced rows included), optionally for one model.
 
     Parameters
     ----------
@@ -152,11 +199,24 @@ def count_events(
     con = store.connect()
     try:
         if model is None:
+            # table is one of TABLES (checked above): an identifier from a fixed list.
             ((count,),) = con.sql(f"SELECT count(*) FROM {table}").fetchall()
         else:
+            scope = Scope(model)
             ((count,),) = con.sql(
-                "SELECT count(*) FROM predictions WHERE model = $model", params={"model": model}
+                f"SELECT count(*) FROM predictions WHERE {scope.where()}", params=scope.params
             ).fetchall()
     finally:
         con.close()
     return int(count)
+
+
+__all__ = [
+    "TABLES",
+    "VIEWS",
+    "Scope",
+    "Table",
+    "count_events",
+    "latest_labels_sql",
+    "restrict_predictions",
+]

@@ -25,8 +25,8 @@ import pyarrow as pa
 from arbiter.errors import EventStoreError, InvalidInputError
 from arbiter.events import segments
 from arbiter.events.feedback import GroupCommitter, feedback_columns
-from arbiter.events.query import TABLES, Table, connect
 from arbiter.events.schema import FEEDBACK_SCHEMA, PREDICTIONS_SCHEMA
+from arbiter.events.views import TABLES, Table, connect
 
 _SCHEMAS: dict[str, pa.Schema] = {"predictions": PREDICTIONS_SCHEMA, "feedback": FEEDBACK_SCHEMA}
 
@@ -82,10 +82,12 @@ class EventStore:
         return segments.list_segments(self.table_dir(table))
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """Open a DuckDB connection with ``predictions``, ``feedback`` and ``labeled`` views.
+        """Open a DuckDB connection with the views of :mod:`arbiter.events.views`.
 
-        The views are a snapshot of the segments present now (see :mod:`arbiter.events.query`);
-        connect again to see newer events. Close the connection when done.
+        ``predictions``, ``feedback``, ``latest_feedback``, ``unforced``, ``served``,
+        ``shadowed``, ``labeled`` and ``all_labeled`` (see :mod:`arbiter.events.query`). They
+        are a snapshot of the segments present now; connect again to see newer events. Close
+        the connection when done.
         """
         return connect(self.segments("predictions"), self.segments("feedback"))
 

@@ -4,8 +4,9 @@ A shadow experiment keeps its name while the ``challenger`` alias moves from ver
 version, so the log of ``fraud-shadow`` may hold several challengers. The loop judges the
 candidate it put under test on the requests that candidate shadowed, and on the champion
 version it was compared against: :func:`scoped_connection` opens the event log with a
-``predictions`` view restricted to those rows (the ``labeled`` view follows, as it reads
-``predictions`` by name), and :func:`evaluate_candidate` runs
+``predictions`` view restricted to those rows (:func:`arbiter.events.query.restrict_predictions`:
+``served``, ``shadowed``, ``labeled`` and the other views follow, as they read ``predictions``
+by name), and :func:`evaluate_candidate` runs
 :func:`arbiter.analysis.analyze_experiment` on it unchanged.
 """
 
@@ -20,21 +21,18 @@ from arbiter.analysis import ExperimentAnalysis, analyze_experiment
 from arbiter.config import ModelConfig
 from arbiter.errors import NotFoundError
 from arbiter.events import EventStore
-from arbiter.events.query import connect
+from arbiter.events.query import Scope, restrict_predictions
 from arbiter.loop.record import iso
 from arbiter.stats import finite_or_none
 
 # Rows of other models and experiments pass; rows of this experiment pass when they belong to
 # a request the candidate shadowed: its own shadow row and the champion's served row.
 _SCOPE_SQL = """
-CREATE VIEW predictions AS
-SELECT * FROM _all_predictions
-WHERE NOT (model = $model AND experiment = $experiment)
+NOT ({scope})
    OR (role = 'shadow' AND version = $candidate)
    OR (role <> 'shadow' AND ($champion IS NULL OR version = $champion) AND request_id IN (
         SELECT request_id FROM _all_predictions
-        WHERE model = $model AND experiment = $experiment
-          AND role = 'shadow' AND version = $candidate))
+        WHERE {scope} AND role = 'shadow' AND version = $candidate))
 """
 
 
@@ -58,20 +56,14 @@ def scoped_connection(
     champion : str, optional
         Keep the served rows of this champion version only.
     """
-    con = connect(store.segments("predictions"), store.segments("feedback"))
+    con = store.connect()
     try:
-        con.execute("ALTER VIEW predictions RENAME TO _all_predictions")
-        # Views cannot take parameters: bind them into the text as SQL literals.
-        sql = _SCOPE_SQL
-        for name, value in (
-            ("model", model),
-            ("experiment", experiment),
-            ("candidate", candidate),
-            ("champion", champion),
-        ):
-            literal = "NULL" if value is None else "'" + str(value).replace("'", "''") + "'"
-            sql = sql.replace(f"${name}", literal)
-        con.execute(sql)
+        scope = Scope(model, experiment)
+        restrict_predictions(
+            con,
+            _SCOPE_SQL.format(scope=scope.where()),
+            {**scope.params, "candidate": candidate, "champion": champion},
+        )
     except Exception:
         con.close()
         raise

@@ -1,7 +1,9 @@
 """Per-experiment summaries of the event log, computed in SQL where the events live.
 
 Every number here is an aggregate DuckDB computes over the Parquet segments; Python only
-arranges the rows into dicts. Forced requests (a tester chose the arm) are left out.
+arranges the rows into dicts. Forced requests (a tester chose the arm) are left out: the
+queries read the ``unforced``, ``served``, ``shadowed`` and ``labeled`` views of
+:mod:`arbiter.events.query`, narrowed by a :class:`~arbiter.events.query.Scope`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 import duckdb
 
 from arbiter.errors import NotFoundError
+from arbiter.events.query import Scope
 
 # The classic shadow-test criteria (e.g. Sato, Wider & Windheuser's "Continuous Delivery for
 # Machine Learning" and common MLOps practice): the challenger should rarely disagree with the
@@ -19,7 +22,7 @@ SHADOW_MAX_DISCREPANCY = 0.30
 SHADOW_MIN_MORE_CONFIDENT = 0.50
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     cursor = con.execute(sql, params)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -27,29 +30,31 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[d
 
 def experiments(con: duckdb.DuckDBPyConnection, model: str) -> list[dict[str, Any]]:
     """The experiments a model has logged, oldest first."""
+    scope = Scope(model)
     return _rows(
         con,
-        """
+        f"""
         SELECT experiment, any_value(strategy) AS strategy,
                min(ts) AS first_ts, max(ts) AS last_ts, count(DISTINCT request_id) AS requests
-        FROM predictions WHERE model = ? AND NOT coalesce(forced, false)
+        FROM unforced WHERE {scope.where()}
         GROUP BY experiment ORDER BY first_ts, experiment
         """,
-        [model],
+        scope.params,
     )
 
 
 def _task(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> str:
     """``classification`` when the model reports probabilities or few distinct labels."""
+    scope = Scope(model, experiment)
     row = con.execute(
-        """
+        f"""
         SELECT count(confidence) AS with_proba,
                count(DISTINCT prediction) AS distinct_predictions,
                count(prediction_num) FILTER (WHERE prediction_num <> round(prediction_num))
                    AS fractional
-        FROM predictions WHERE model = ? AND experiment = ? AND error IS NULL
+        FROM unforced WHERE {scope.where()} AND error IS NULL
         """,
-        [model, experiment],
+        scope.params,
     ).fetchone()
     assert row is not None
     with_proba, distinct, fractional = row
@@ -60,16 +65,17 @@ def _task(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> str:
 
 def arm_stats(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> list[dict[str, Any]]:
     """Requests, errors and latency percentiles per (role, arm, alias, version)."""
+    scope = Scope(model, experiment)
     return _rows(
         con,
-        """
+        f"""
         WITH per_request AS (
             SELECT role, arm, alias, version, request_id,
                    any_value(latency_ms) AS latency_ms,
                    bool_or(error IS NOT NULL) AS failed,
                    count(*) AS rows
-            FROM predictions
-            WHERE model = ? AND experiment = ? AND NOT coalesce(forced, false)
+            FROM unforced
+            WHERE {scope.where()}
             GROUP BY ALL
         )
         SELECT role, arm, alias, version,
@@ -82,7 +88,7 @@ def arm_stats(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> li
         FROM per_request
         GROUP BY ALL ORDER BY role DESC, arm, version
         """,
-        [model, experiment],
+        scope.params,
     )
 
 
@@ -90,22 +96,23 @@ def model_quality(
     con: duckdb.DuckDBPyConnection, model: str, experiment: str, task: str
 ) -> list[dict[str, Any]]:
     """Accuracy (classification) or MAE/RMSE (regression) of each model on labelled rows."""
+    # One of two fixed SQL fragments (as ``quality`` below); values go in as parameters.
     metric = (
         "avg((prediction = label)::INT) AS accuracy"
         if task == "classification"
         else "avg(abs(prediction_num - label_num)) AS mae, "
         "sqrt(avg((prediction_num - label_num) ^ 2)) AS rmse"
     )
+    scope = Scope(model, experiment)
     return _rows(
         con,
         f"""
         SELECT role, arm, alias, version, count(*) AS labeled_rows, {metric}
         FROM labeled
-        WHERE model = ? AND experiment = ? AND error IS NULL AND label IS NOT NULL
-              AND NOT coalesce(forced, false)
+        WHERE {scope.where()} AND error IS NULL AND label IS NOT NULL
         GROUP BY ALL ORDER BY role DESC, arm, version
         """,
-        [model, experiment],
+        scope.params,
     )
 
 
@@ -134,13 +141,13 @@ def shadow_comparison(
         sqrt(avg((c.prediction_num - s.label_num) ^ 2)) AS challenger_rmse
         """
     )
+    scope = Scope(model, experiment)
     rows = _rows(
         con,
         f"""
-        WITH s AS (SELECT * FROM labeled WHERE model = ? AND experiment = ? AND role = 'served'
-                   AND error IS NULL AND NOT coalesce(forced, false)),
-             c AS (SELECT * FROM predictions WHERE model = ? AND experiment = ? AND role = 'shadow'
-                   AND error IS NULL)
+        WITH s AS (SELECT * FROM labeled WHERE {scope.where()} AND role = 'served'
+                   AND error IS NULL),
+             c AS (SELECT * FROM shadowed WHERE {scope.where()} AND error IS NULL)
         SELECT count(*) AS paired_rows,
                any_value(s.version) AS champion_version,
                any_value(c.version) AS challenger_version,
@@ -153,13 +160,13 @@ def shadow_comparison(
                {quality}
         FROM s JOIN c USING (request_id, row_index)
         """,
-        [model, experiment, model, experiment],
+        scope.params,
     )
     out = rows[0]
     shadow_total = con.execute(
-        "SELECT count(*) FILTER (WHERE error IS NOT NULL), count(*) FROM predictions "
-        "WHERE model = ? AND experiment = ? AND role = 'shadow'",
-        [model, experiment],
+        "SELECT count(*) FILTER (WHERE error IS NOT NULL), count(*) FROM shadowed "
+        f"WHERE {scope.where()}",
+        scope.params,
     ).fetchone()
     assert shadow_total is not None
     out["shadow_error_rows"], out["shadow_rows"] = shadow_total

@@ -1,13 +1,15 @@
 """Recent labelled production traffic as a training set, read from the event log.
 
-Rows come from the ``labeled`` view: served predictions (``role = 'served'``, no error, not
-forced by a tester header) of one model that received a label. The ``features`` JSON is
+Rows come from the ``labeled`` view of :mod:`arbiter.events.query` (forced rows left out):
+served predictions (``role = 'served'``, no error) of one model that received a label,
+narrowed to a window by a :class:`~arbiter.events.query.Scope`. The ``features`` JSON is
 expanded into columns by DuckDB in one query, so no Python loop touches the rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,7 @@ import numpy as np
 
 from arbiter.durations import parse_window
 from arbiter.errors import InvalidInputError
+from arbiter.events.query import Scope
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,26 +26,25 @@ if TYPE_CHECKING:
 
 _NUMERIC_JSON = {"UBIGINT", "BIGINT", "DOUBLE", "BOOLEAN", "INTEGER", "FLOAT", "HUGEINT"}
 
-_FILTER = """
-    model = ? AND role = 'served' AND error IS NULL AND NOT coalesce(forced, false)
-    AND label IS NOT NULL AND features IS NOT NULL
-"""
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+_FILTER = "role = 'served' AND error IS NULL AND label IS NOT NULL AND features IS NOT NULL"
 
 
 def _json_path(name: str) -> str:
-    # A JSON path string literal for key `name`, quoted so dots and spaces are literal.
+    # The JSON path of key `name` (bound as a parameter), quoted so dots and spaces are literal.
     key = name.replace("\\", "\\\\").replace('"', '\\"')
-    return "'" + f'$."{key}"'.replace("'", "''") + "'"
+    return f'$."{key}"'
 
 
-def _feature_types(con: Any, where: str, args: list[Any]) -> dict[str, str]:
-    """Key -> JSON type over the selected rows (``json_group_structure``), in first-seen order."""
+def _feature_types(con: Any, scope: Scope) -> dict[str, str]:
+    """Key -> JSON type over the selected rows (``json_group_structure``), in first-seen order.
+
+    Every row of the time window counts, not only the ``last`` ones.
+    """
+    scope = replace(scope, last=None)
     row = con.execute(
-        f"SELECT json_group_structure(features::JSON) FROM labeled WHERE {where}", args
+        "SELECT json_group_structure(features::JSON) FROM labeled "
+        f"WHERE {scope.where()} AND {_FILTER}",
+        scope.params,
     ).fetchone()
     if row is None or row[0] is None:
         return {}
@@ -100,32 +102,32 @@ def labelled_traffic(
         span = spec.period
         if spec.rows is not None:
             last = spec.rows if last is None else min(last, spec.rows)
-    where, args = _FILTER, [model]
-    if span is not None:
-        where += " AND ts >= ?"
-        args.append((now or datetime.now(UTC)) - span)
+    start = None if span is None else (now or datetime.now(UTC)) - span
+    scope = Scope(model, start=start, last=last)
     with store.connect() as con:
-        types = _feature_types(con, where, args)
+        types = _feature_types(con, scope)
         names = list(features) if features is not None else list(types)
         columns = []
+        paths: dict[str, str] = {}
         for i, name in enumerate(names):
-            path = _json_path(name)
+            paths[f"path{i}"] = _json_path(name)  # $path0, $path1, ...: generated names
             if features is not None or types.get(name, "DOUBLE") in _NUMERIC_JSON:
-                expr = f"TRY_CAST(json_extract(features, {path}) AS DOUBLE)"
+                expr = f"TRY_CAST(json_extract(features, $path{i}) AS DOUBLE)"
             else:
-                expr = f"json_extract_string(features, {path})"
+                expr = f"json_extract_string(features, $path{i})"
             columns.append(f"{expr} AS f{i}")
         select = ", ".join([*columns, "label", "label_num"])
-        limit = f" LIMIT {int(last)}" if last is not None else ""
-        # Newest first for LIMIT, then back to arrival order; (ts, request_id, row_index) makes
-        # the order total, so the same log always gives the same frame.
+        # scope.newest(): newest first for LIMIT $last; then back to arrival order.
+        # (ts, request_id, row_index) makes the order total, so the same log always gives the
+        # same frame.
         query = f"""
             SELECT * EXCLUDE (ts, request_id, row_index) FROM (
-                SELECT ts, request_id, row_index, {select} FROM labeled WHERE {where}
-                ORDER BY ts DESC, request_id DESC, row_index DESC{limit}
+                SELECT ts, request_id, row_index, {select} FROM labeled
+                WHERE {scope.where()} AND {_FILTER}
+                {scope.newest()}
             ) ORDER BY ts, request_id, row_index
         """
-        frame = con.execute(query, args).df()
+        frame = con.execute(query, {**scope.params, **paths}).df()
     label_num = frame.pop("label_num")
     label = frame.pop("label")
     frame.columns = names
