@@ -4,7 +4,7 @@ The functional core (:mod:`~arbiter.drift.methods`, :mod:`~arbiter.drift.detecto
 :mod:`~arbiter.drift.profile`, :mod:`~arbiter.drift.check`) is pure numpy/scipy and does no
 I/O. The shell reads the inputs: :mod:`~arbiter.drift.artifacts` stores reference profiles with
 model versions in MLflow, :mod:`~arbiter.drift.window` reads a window of served traffic from
-the event log, :mod:`~arbiter.drift.html` renders reports. See docs/drift.md.
+the event log; :mod:`arbiter.report.drift` renders reports. See docs/drift.md.
 
 >>> profile = build_profile(train_frame, prediction=model.predict(train_frame))  # doctest: +SKIP
 >>> result = check_drift(profile, current_frame)  # doctest: +SKIP
