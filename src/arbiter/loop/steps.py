@@ -36,6 +36,7 @@ from arbiter.config import HomeConfig, ModelConfig
 from arbiter.errors import ConfigError, InvalidInputError, NotFoundError
 from arbiter.home import Home
 from arbiter.loop.record import CycleRecord, iso, parse_iso, utc_now
+from arbiter.report.format import format_number
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -118,10 +119,6 @@ def split_label(frame: pd.DataFrame, label: str, *, what: str) -> tuple[pd.DataF
 
 def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4g}" if math.isfinite(value) else "n/a"
 
 
 def resolve_search(search: str) -> Any:
@@ -272,8 +269,8 @@ def gate_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutcome
             "criteria": [
                 {"name": c.name, "met": bool(c.met), "detail": c.detail} for c in result.criteria
             ],
-            "summary": f"{result.metric} {_fmt(result.champion_score)} -> "
-            f"{_fmt(result.challenger_score)} on {result.n_rows} rows"
+            "summary": f"{result.metric} {format_number(result.champion_score, missing='n/a')} "
+            f"-> {format_number(result.challenger_score, missing='n/a')} on {result.n_rows} rows"
             + (f"; failed: {failed}" if failed else ""),
         }
     )
