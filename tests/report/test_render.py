@@ -117,6 +117,15 @@ def test_drift_report_renders_in_every_form() -> None:
     assert "| x |" in drift_markdown(result, title="m")
 
 
+def test_public_names_resolve_lazily() -> None:
+    import arbiter.report as report
+
+    assert report.__all__ == sorted(report.__all__, key=lambda n: (not n.isupper(), n))
+    assert all(hasattr(report, name) for name in report.__all__)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        report.no_such_name  # noqa: B018
+
+
 def test_one_number_formatter() -> None:
     assert format_number(None) == "—" and format_number(float("nan"), missing="n/a") == "n/a"
     assert format_number(True) == "yes" and format_number(12345) == "12,345"

@@ -104,6 +104,16 @@ DECISION_COLOURS: dict[str, DecisionColour] = {
 """Decision -> colour, shared by the terminal and the HTML report (its CSS classes)."""
 
 
+def reason_text(reason: Any) -> str:
+    """A reason as a sentence: a criterion's ``detail``, or the text itself.
+
+    The bandit lists its reasons as sentences, the other analyses as criteria; a renderer
+    shows either the same way.
+    """
+    detail = getattr(reason, "detail", None)
+    return str(reason if detail is None else detail)
+
+
 def interleaving_methods(methods: dict[str, int]) -> str:
     """The interleaving methods of an experiment as a reader names them (``team-draft``)."""
     return ", ".join(m.replace("_", "-") for m in methods) or "no impressions"
@@ -123,4 +133,5 @@ __all__ = [
     "format_number",
     "interleaving_methods",
     "is_number",
+    "reason_text",
 ]

@@ -23,6 +23,7 @@ from arbiter.report.format import (
     format_number,
     interleaving_methods,
     is_number,
+    reason_text,
 )
 from arbiter.report.plots import plots
 
@@ -148,7 +149,12 @@ def _(a: BanditAnalysis) -> markupsafe.Markup:
         for r in a.arm_rows()
     ]  # fmt: skip
     return _section(
-        "bandit.html.j2", a=a, arm_rows=rows, warning=ADJUSTED_INFERENCE_WARNING, plots=plots(a)
+        "bandit.html.j2",
+        a=a,
+        reasons=[reason_text(r) for r in a.reasons],
+        arm_rows=rows,
+        warning=ADJUSTED_INFERENCE_WARNING,
+        plots=plots(a),
     )
 
 

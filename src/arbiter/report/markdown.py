@@ -14,7 +14,7 @@ from arbiter.analysis.analyze import ExperimentAnalysis
 from arbiter.analysis.bandit import ADJUSTED_INFERENCE_WARNING, BanditAnalysis
 from arbiter.analysis.interleave import InterleaveAnalysis
 from arbiter.analysis.multiarm import MultiArmAnalysis
-from arbiter.report.format import format_number, interleaving_methods
+from arbiter.report.format import Style, format_number, interleaving_methods, reason_text
 
 ARM_COLUMNS = (
     "role",
@@ -32,24 +32,32 @@ ARM_COLUMNS = (
 CRITERIA_COLUMNS = ("name", "met", "observed", "threshold", "detail")
 
 
-def cell(value: Any) -> str:
-    """A table cell: the number formatter's fixed style, pipes escaped."""
-    return format_number(value, style="fixed").replace("|", "\\|")
+def cell(value: Any, style: Style = "fixed") -> str:
+    """A table cell: the number formatter (fixed decimals by default), pipes escaped."""
+    return format_number(value, style=style).replace("|", "\\|")
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """A Markdown table of ``rows`` (dicts) with the named columns; ``_none_`` when empty."""
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], style: Style = "fixed") -> str:
+    """A Markdown table of ``rows`` (dicts) with the named columns; ``_none_`` when empty.
+
+    ``style="fixed"`` lines up traffic and latency columns; analyses use ``"general"`` so
+    that small p-values keep their digits.
+    """
     if not rows:
         return "_none_\n"
     head = "| " + " | ".join(columns) + " |"
     rule = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+    body = ["| " + " | ".join(cell(r.get(c), style) for c in columns) + " |" for r in rows]
     return "\n".join([head, rule, *body]) + "\n"
 
 
+def _general(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    return table(rows, columns, "general")
+
+
 def _criteria(criteria: Sequence[Any]) -> str:
-    return table([{c: getattr(x, c) for c in CRITERIA_COLUMNS} for x in criteria],
-                 CRITERIA_COLUMNS)  # fmt: skip
+    rows = [{c: getattr(x, c) for c in CRITERIA_COLUMNS} for x in criteria]
+    return _general(rows, CRITERIA_COLUMNS)
 
 
 def render_markdown(summary: dict[str, Any]) -> str:
@@ -116,14 +124,14 @@ def _(a: ExperimentAnalysis) -> str:
     arms = [{"side": side, **values} for side, values in d["arms"].items()]
     cols = ["side", "requests", "units", "errors", "error_rate", "latency_p50_ms",
             "latency_p99_ms", "labelled", a.metric]  # fmt: skip
-    out.append(table(arms, cols))
+    out.append(_general(arms, cols))
     tests = [{"test": f"primary: {d['primary']['name']}", **d["primary"]}]
     tests += [{"test": f"secondary: {t['name']}", **t} for t in d["secondary"].values()]
     out.append("### Tests (challenger − champion)\n")
-    out.append(table(tests, ["test", "method", "estimate", "ci_low", "ci_high", "p_value",
-                             "status"]))  # fmt: skip
+    cols = ["test", "method", "estimate", "ci_low", "ci_high", "p_value", "status"]
+    out.append(_general(tests, cols))
     out.append("### Guardrails\n")
-    out.append(table(d["guardrails"], ["name", "challenger", "champion", "limit", "status"]))
+    out.append(_general(d["guardrails"], ["name", "challenger", "champion", "limit", "status"]))
     return "\n".join(out + _notes(a.notes))
 
 
@@ -137,15 +145,17 @@ def _(a: MultiArmAnalysis) -> str:
     out += ["### Criteria\n", _criteria(a.criteria), "### Arms\n"]
     arms = [{"arm": arm, "alias": a.aliases.get(arm), "share": a.weights[arm], **a.arm_rows[arm]}
             for arm in a.arms]  # fmt: skip
-    out.append(table(arms, ["arm", "alias", "share", "requests", "units", "errors",
-                            "latency_p99_ms", "labelled", a.metric]))  # fmt: skip
+    cols = ["arm", "alias", "share", "requests", "units", "errors", "latency_p99_ms",
+            "labelled", a.metric]  # fmt: skip
+    out.append(_general(arms, cols))
     out.append(f"### Pairwise comparisons ({a.multiplicity})\n")
     pairs = [{"pair": f"{r['b']} − {r['a']}", **r} for r in a.pairwise]
-    out.append(table(pairs, ["pair", "method", "estimate", "ci_low", "ci_high", "p_value",
-                             "adjusted_p_value", "significant"]))  # fmt: skip
+    cols = ["pair", "method", "estimate", "ci_low", "ci_high", "p_value", "adjusted_p_value",
+            "significant"]  # fmt: skip
+    out.append(_general(pairs, cols))
     out.append("### Guardrails\n")
     rails = [{"arm": arm, **g} for arm, rows in a.guardrails.items() for g in rows]
-    out.append(table(rails, ["arm", "name", "challenger", "champion", "limit", "status"]))
+    out.append(_general(rails, ["arm", "name", "challenger", "champion", "limit", "status"]))
     return "\n".join(out + _notes(a.notes))
 
 
@@ -155,19 +165,20 @@ def _(a: InterleaveAnalysis) -> str:
     if a.winner:
         out.append(f"Users prefer the **{a.winner}**.\n")
     out += ["### Criteria\n", _criteria(a.criteria), "### Preference for the challenger\n"]
-    out.append(table([{**a.wins, **a.preference}], ["champion", "challenger", "ties", "delta",
-                                                    "ci_low", "ci_high", "p_value"]))  # fmt: skip
+    cols = ["champion", "challenger", "ties", "delta", "ci_low", "ci_high", "p_value"]
+    out.append(_general([{**a.wins, **a.preference}], cols))
     return "\n".join(out + _notes(a.notes))
 
 
 @analysis_markdown.register(BanditAnalysis)
 def _(a: BanditAnalysis) -> str:
     out = _header(a, f"bandit, {a.reward} reward")
-    out += [*(f"- {r}" for r in a.reasons), "", f"> **Warning.** {ADJUSTED_INFERENCE_WARNING}\n"]
+    out += [f"- {reason_text(r)}" for r in a.reasons]
+    out += ["", f"> **Warning.** {ADJUSTED_INFERENCE_WARNING}\n"]
     out.append("### Arms\n")
-    out.append(table(a.arm_rows(), ["arm", "alias", "served", "rewarded", "invalid_rewards",
-                                    "mean_reward_naive", "posterior_mean", "p_best",
-                                    "current_allocation"]))  # fmt: skip
+    cols = ["arm", "alias", "served", "rewarded", "invalid_rewards", "mean_reward_naive",
+            "posterior_mean", "p_best", "current_allocation"]  # fmt: skip
+    out.append(_general(a.arm_rows(), cols))
     return "\n".join(out + _notes(a.notes))
 
 

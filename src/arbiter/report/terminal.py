@@ -17,7 +17,12 @@ from arbiter.analysis.analyze import ExperimentAnalysis
 from arbiter.analysis.bandit import ADJUSTED_INFERENCE_WARNING, BanditAnalysis
 from arbiter.analysis.interleave import InterleaveAnalysis
 from arbiter.analysis.multiarm import MultiArmAnalysis
-from arbiter.report.format import decision_colour, format_number, interleaving_methods
+from arbiter.report.format import (
+    decision_colour,
+    format_number,
+    interleaving_methods,
+    reason_text,
+)
 
 HEADERS = {
     "latency_p50_ms": "p50 ms",
@@ -250,7 +255,7 @@ def _(a: BanditAnalysis, console: Console) -> None:
     console.print(f"[yellow]warning: {ADJUSTED_INFERENCE_WARNING}[/yellow]")
     console.print(f"decision: {decision_markup(a.decision)}")
     for reason in a.reasons:
-        console.print(f"  - {reason}")
+        console.print(f"  - {reason_text(reason)}")
     print_notes(console, a.notes)
 
 
