@@ -32,10 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from arbiter.analysis import analyze_experiment
-from arbiter.analysis.html import write_html
 from arbiter.config import DecisionConfig
 from arbiter.events import FEEDBACK_SCHEMA, PREDICTIONS_SCHEMA, EventStore
 from arbiter.events.segments import write_segment
+from arbiter.report.html import write_html
 
 T0_US = 1_795_996_800_000_000  # 2026-11-24 00:00 UTC
 SPAN_US = 7 * 86_400 * 1_000_000  # a week of traffic

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from arbiter.analysis import analyze_model
-from arbiter.analysis.html import write_html
 from arbiter.events import EventStore
+from arbiter.report.html import write_html
 from tests.analysis.test_analyze import _shadow_log
 
 

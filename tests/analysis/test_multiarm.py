@@ -21,7 +21,6 @@ from statsmodels.stats.oneway import anova_oneway
 from typer.testing import CliRunner
 
 from arbiter.analysis import analyze_experiment, analyze_model
-from arbiter.analysis.html import write_html
 from arbiter.analysis.kinds import Analysis
 from arbiter.analysis.multiarm import (
     MultiArmAnalysis,
@@ -32,8 +31,10 @@ from arbiter.analysis.multiarm import (
 from arbiter.cli import app
 from arbiter.config import HomeConfig, ModelConfig, dump_config
 from arbiter.events import EventStore, EventWriter
+from arbiter.report.html import html_section, write_html
 from arbiter.report.markdown import render_markdown
 from arbiter.report.summary import summarize
+from arbiter.report.terminal import print_analysis
 from arbiter.routing import MultiArmTest
 from arbiter.stats.anova import welch_anova
 from arbiter.stats.proportions import k_proportion_test
@@ -394,10 +395,10 @@ def test_render_html_and_cli(
 ) -> None:
     a = multiarm({"champion": (1500, 0.80), "b": (1500, 0.80), "c": (1500, 0.88)})
     console = Console(record=True, width=200)
-    a.render(console)
+    print_analysis(console, a)
     text = console.export_text()
     assert "verdict: promote arm c" in text and "c − champion" in text
-    fragment = a.html_section()
+    fragment = html_section(a)
     assert fragment.startswith("<h2>") and "<script" not in fragment
     images = re.findall(r'<img [^>]*src="([^"]+)"', fragment)
     assert len(images) == 3 and all(s.startswith("data:image/png;base64,") for s in images)

@@ -25,6 +25,7 @@ from arbiter.analysis.kinds import Analysis
 from arbiter.config import ModelConfig
 from arbiter.events import PREDICTIONS_SCHEMA, EventStore
 from arbiter.events.segments import write_segment
+from arbiter.report.html import html_section
 from arbiter.routing.bandit import BanditConfig, BanditState
 
 T0_US = 1_790_000_000_000_000
@@ -226,7 +227,7 @@ def test_analysis_without_config_and_escaped_html(store: EventStore) -> None:
     d = a.to_dict()
     assert d["warning"] == ADJUSTED_INFERENCE_WARNING and d["in_warmup"] is False
     assert [row["arm"] for row in d["arms"]] == ["champion", "challenger"]
-    fragment = a.html_section()
+    fragment = html_section(a)
     assert "<b>bandit</b>" not in fragment and "&lt;b&gt;bandit&lt;/b&gt;" in fragment
     assert fragment.count("data:image/png;base64,") == 2
 

@@ -47,6 +47,45 @@ def test_report_json_and_markdown(home_with_events: Path) -> None:
     assert "Classic shadow criteria" in out.read_text()
 
 
+def test_report_shows_the_shadow_verdict(home_with_events: Path) -> None:
+    out = home_with_events / "r.md"
+    args = ["report", "--home", str(home_with_events), "-m", "fraud", "-o", str(out)]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    (section,) = json.loads(result.stdout)["experiments"]
+    verdict = section["verdict"]
+    assert verdict["decision"] in ("promote", "keep_champion", "continue")
+    names = [c["name"] for c in section["shadow_criteria"]]
+    assert [c["name"] for c in verdict["criteria"]] == names
+    assert verdict["decision"] == ("promote" if all(c["met"] for c in verdict["criteria"]) else
+                                   "keep_champion")  # fmt: skip
+    assert f"### Verdict: **{verdict['decision']}**" in out.read_text()
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"verdict: {verdict['decision']}" in result.output
+
+
+def test_report_shadow_thresholds_follow_the_decision_config(home_with_events: Path) -> None:
+    from arbiter.config import HomeConfig, dump_config
+
+    def criteria() -> dict[str, dict[str, object]]:
+        result = CliRunner().invoke(
+            app, ["report", "--home", str(home_with_events), "-m", "fraud", "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        (section,) = json.loads(result.stdout)["experiments"]
+        return {c["name"]: c for c in section["verdict"]["criteria"]}
+
+    rate = criteria()["discrepancy_rate"]["observed"]
+    assert isinstance(rate, float) and 0.0 < rate < 0.30
+    config = HomeConfig.model_validate(
+        {"models": {"fraud": {"decision": {"guardrails": {"max_shadow_discrepancy": rate / 2}}}}}
+    )
+    (home_with_events / "arbiter.yaml").write_text(dump_config(config), encoding="utf-8")
+    c = criteria()["discrepancy_rate"]
+    assert c["threshold"] == f"< {rate / 2}" and c["met"] is False
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_export(home_with_events: Path, tmp_path: Path, fmt: str) -> None:
     target = tmp_path / f"out.{fmt}"

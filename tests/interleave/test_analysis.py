@@ -14,6 +14,8 @@ from arbiter.analysis.interleave import InterleaveAnalysis, analyze_interleave, 
 from arbiter.analysis.kinds import Analysis
 from arbiter.config import DecisionConfig
 from arbiter.gateway.ranking import encode_impression
+from arbiter.report.html import html_section
+from arbiter.report.terminal import print_analysis
 from arbiter.routing.interleaving import (
     Credit,
     Interleaving,
@@ -195,7 +197,7 @@ def test_no_impressions_is_a_result_not_an_error() -> None:
     assert a.decision == "continue" and a.counts["impressions"] == 0
     assert a.test.status == "insufficient_data" and a.winner is None
     json.dumps(a.to_dict(), allow_nan=True)
-    assert "<h2>" in a.html_section()
+    assert "<h2>" in html_section(a)
 
 
 def test_a_failing_challenger_blocks_promotion_and_clearly_failing_rolls_back() -> None:
@@ -220,10 +222,10 @@ def test_render_html_and_protocol() -> None:
     a = analyze(log)
     assert isinstance(a, Analysis)
     console = Console(record=True, width=120)
-    a.render(console)
+    print_analysis(console, a)
     text = console.export_text()
     assert "impressions won" in text and f"verdict: {a.decision}" in text
-    section = a.html_section()
+    section = html_section(a)
     assert section.startswith("<h2>") and section.count("data:image/png;base64,") == 2
     d = a.to_dict()
     assert d["decision"] == a.decision and d["kind"] == "interleave"

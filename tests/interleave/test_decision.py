@@ -11,6 +11,8 @@ from arbiter.analysis.interleave import _decide
 from arbiter.config import DecisionConfig
 from arbiter.errors import InvalidInputError
 from arbiter.events.feedback import feedback_columns
+from arbiter.report.html import html_section
+from arbiter.report.terminal import print_analysis
 from arbiter.routing.interleaving import team_draft
 from arbiter.stats.interleaving import (
     clustered_interleaving_test,
@@ -162,8 +164,8 @@ def test_keep_champion_renders() -> None:
         a = analyze_interleave(con, MODEL, EXPERIMENT, policy=policy)
     assert a.decision == "keep_champion"
     console = Console(record=True, width=120)
-    a.render(console)
-    assert "keep_champion" in console.export_text() and "keep_champion" in a.html_section()
+    print_analysis(console, a)
+    assert "keep_champion" in console.export_text() and "keep_champion" in html_section(a)
 
 
 def _row(**kw: object) -> dict[str, object]:

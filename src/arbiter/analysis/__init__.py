@@ -2,8 +2,8 @@
 
 The shell side of the statistics core: :mod:`~arbiter.analysis.aggregate` computes per-arm
 sufficient statistics in DuckDB, :mod:`~arbiter.analysis.analyze` runs the tests of
-:mod:`arbiter.stats` on them and decides, :mod:`~arbiter.analysis.html` renders a
-self-contained HTML report. See ``docs/analysis.md``.
+:mod:`arbiter.stats` on them and decides. Rendering (terminal, HTML, Markdown) is
+:mod:`arbiter.report`'s. See ``docs/analysis.md``.
 """
 
 from __future__ import annotations

@@ -32,12 +32,11 @@ a decision.
 from __future__ import annotations
 
 import hashlib
-import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -46,9 +45,6 @@ from arbiter.config import BanditSettings, DecisionConfig, ModelConfig
 from arbiter.errors import NotFoundError
 from arbiter.events.query import Scope, latest_labels_sql
 from arbiter.routing.bandit import BanditConfig, BanditState, Reward, allocation, update_batch
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 P_BEST_THRESHOLD = 0.95
 """Posterior probability of being best at which an arm is said to lead."""
@@ -393,131 +389,6 @@ class BanditAnalysis:
             },
             "notes": list(self.notes),
         }
-
-    def render(self, console: Any) -> None:
-        from rich.table import Table
-
-        console.rule(f"[bold]{self.experiment}[/bold] (bandit, {self.reward} reward)")
-        table = Table(title="arms", title_justify="left")
-        cols = (
-            "arm",
-            "served",
-            "rewarded",
-            "invalid",
-            "mean (naive)",
-            "posterior mean",
-            "P(best)",
-            "allocation now",
-        )
-        for col in cols:
-            table.add_column(col, justify="left" if col == "arm" else "right")
-        for row in self.arm_rows():
-            table.add_row(
-                row["arm"],
-                f"{row['served']:,}",
-                f"{row['rewarded']:,}",
-                f"{row['invalid_rewards']:,}",
-                _fmt(row["mean_reward_naive"]),
-                _fmt(row["posterior_mean"]),
-                f"{row['p_best']:.1%}",
-                f"{row['current_allocation']:.1%}",
-            )
-        console.print(table)
-        console.print(f"[yellow]warning: {ADJUSTED_INFERENCE_WARNING}[/yellow]")
-        colour = {"keep_champion": "green", "confirm_with_ab": "cyan"}.get(self.decision, "yellow")
-        console.print(f"decision: [bold {colour}]{self.decision}[/bold {colour}]")
-        for reason in self.reasons:
-            console.print(f"  - {reason}")
-        for note in self.notes:
-            console.print(f"[dim]note: {note}[/dim]")
-
-    def html_section(self) -> str:
-        e = html.escape
-        head = (
-            "<tr><th class='l'>arm</th><th class='l'>alias</th><th>served</th><th>rewarded</th>"
-            "<th>invalid</th><th>mean (naive)</th><th>posterior mean</th><th>P(best)</th>"
-            "<th>allocation now</th></tr>"
-        )
-        body = "".join(
-            f"<tr><td class='l'>{e(r['arm'])}</td><td class='l'>{e(r['alias'] or '—')}</td>"
-            f"<td>{r['served']:,}</td><td>{r['rewarded']:,}</td><td>{r['invalid_rewards']:,}</td>"
-            f"<td>{e(_fmt(r['mean_reward_naive']))}</td><td>{e(_fmt(r['posterior_mean']))}</td>"
-            f"<td>{r['p_best']:.1%}</td><td>{r['current_allocation']:.1%}</td></tr>"
-            for r in self.arm_rows()
-        )
-        reasons = "".join(f"<li>{e(r)}</li>" for r in self.reasons)
-        notes = "".join(f"<li>{e(n)}</li>" for n in self.notes)
-        figures = "".join(
-            f"<figure><img alt='{e(title)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{e(caption)}</figcaption></figure>"
-            for title, caption, data in self._plots()
-        )
-        c = self.state.config
-        return (
-            f"<h2>{e(self.experiment)} <span class='meta'>(bandit, {e(self.reward)} reward, "
-            f"warm-up {c.n_warmup}, floor {c.floor:g})</span></h2>"
-            f"<p>Decision: <span class='decision {e(self.decision)}'>{e(self.decision)}</span></p>"
-            f"<ul>{reasons}</ul>"
-            f"<p class='unmet'><strong>Warning.</strong> {e(ADJUSTED_INFERENCE_WARNING)}</p>"
-            f"<h3>Arms</h3><table>{head}{body}</table>"
-            f"<h3>Plots</h3><div class='plots'>{figures}</div>"
-            + (f"<ul class='notes'>{notes}</ul>" if notes else "")
-        )
-
-    def _plots(self) -> list[tuple[str, str, str]]:
-        from arbiter.analysis.html import _figure, _png, _time_axis
-
-        out = []
-        h = self.history
-        if h.elapsed_s:
-            fig: Figure = _figure()
-            ax = fig.add_subplot()
-            t, xlabel = _time_axis(h.elapsed_s)
-            shares = h.shares()
-            ax.stackplot(
-                t,
-                *[np.nan_to_num(np.asarray(shares[a]), nan=0.0) for a in shares],
-                labels=list(shares),
-                alpha=0.85,
-            )
-            ax.set_ylim(0, 1)
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel("share of requests")
-            ax.legend(loc="upper left", framealpha=0.9)
-            out.append(
-                (
-                    "allocation over time",
-                    f"Share of requests each arm served per {h.bucket_s:.3g} s bucket, as logged "
-                    "(what the gateway did, across every worker).",
-                    _png(fig),
-                )
-            )
-        fig = _figure()
-        ax = fig.add_subplot()
-        from scipy import stats
-
-        params = self.state.posterior_params
-        # Show where the posteriors have mass, not all of [0, 1].
-        lo = float(stats.beta.ppf(0.0005, params[:, 0], params[:, 1]).min())
-        hi = float(stats.beta.ppf(0.9995, params[:, 0], params[:, 1]).max())
-        x = np.linspace(lo, hi, 501)
-        for i, arm in enumerate(self.state.arms):
-            ax.plot(x, stats.beta.pdf(x, params[i, 0], params[i, 1]), label=arm)
-        ax.set_xlabel("mean reward")
-        ax.set_ylabel("posterior density")
-        ax.legend(loc="best")
-        out.append(
-            (
-                "posteriors",
-                "Beta posterior of each arm's mean reward (uniform prior).",
-                _png(fig),
-            )
-        )
-        return out
-
-
-def _fmt(value: float) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
 
 def decide_bandit(

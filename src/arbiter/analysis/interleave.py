@@ -53,7 +53,6 @@ but valid only when decided once, at a planned sample size.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -207,62 +206,6 @@ class InterleaveAnalysis:
             "sequential": None if self.sequential is None else dict(self.sequential),
             "notes": list(self.notes),
         }
-
-    def render(self, console: Any) -> None:
-        """Print wins, the test, the criteria and the decision to a Rich console."""
-        from rich.table import Table
-
-        console.rule(f"[bold]{self.experiment}[/bold] (interleaving: {_methods(self.methods)})")
-        c = self.counts
-        console.print(
-            f"{c['impressions']:,} interleaved impressions from {c['users']:,} users; "
-            f"{c['with_clicks']:,} with clicks ({c['clicks']:,} clicks); "
-            f"{c['fallbacks']:,} answered by the champion alone"
-        )
-        wins = Table(title="impressions won", title_justify="left")
-        for col in ("champion", "challenger", "ties"):
-            wins.add_column(col, justify="right")
-        wins.add_row(*(f"{self.wins[k]:,}" for k in ("champion", "challenger", "ties")))
-        console.print(wins)
-        p = self.preference
-        console.print(
-            f"preference for the challenger Δ = {_fmt(p['delta'])} "
-            f"[{_fmt(p['ci_low'])}, {_fmt(p['ci_high'])}] "
-            f"({1 - self.policy.alpha:.0%} CI, clustered by user); "
-            f"p = {_fmt(p['p_value'])}, per-user sign test p = {_fmt(p['sign_test_p_value'])}"
-        )
-        if self.sequential is not None:
-            s = self.sequential
-            console.print(
-                f"always-valid {1 - self.policy.alpha:.0%} confidence sequence "
-                f"[{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}], p = {_fmt(s['p_value'])} "
-                "(safe to peek; the decision uses it)"
-            )
-        criteria = Table(title="criteria", title_justify="left")
-        criteria.add_column("criterion", no_wrap=True)
-        criteria.add_column("met", justify="center")
-        criteria.add_column("detail", overflow="fold")
-        for cr in self.criteria:
-            criteria.add_row(
-                cr.name, "[green]yes[/green]" if cr.met else "[red]no[/red]", cr.detail
-            )
-        console.print(criteria)
-        colour = {
-            "promote": "green",
-            "rollback": "red",
-            "continue": "yellow",
-            "keep_champion": "blue",
-        }[self.decision]
-        line = f"verdict: [bold {colour}]{self.decision}[/bold {colour}]"
-        if self.winner:
-            line += f" (users prefer the [bold]{self.winner}[/bold])"
-        console.print(line)
-        for note in self.notes:
-            console.print(f"[dim]note: {note}[/dim]")
-
-    def html_section(self) -> str:
-        """An escaped HTML fragment (``<h2>`` and below) with tables and embedded PNG plots."""
-        return _html_section(self)
 
 
 def decode_impression(text: str) -> Interleaving:
@@ -641,127 +584,10 @@ def _criterion(c: Criterion) -> dict[str, Any]:
     }
 
 
-def _methods(methods: dict[str, int]) -> str:
-    return ", ".join(m.replace("_", "-") for m in methods) or "no impressions"
-
-
 def _fmt(v: float | None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
     return f"{v:.4g}"
-
-
-def _plots(a: InterleaveAnalysis) -> list[tuple[str, str, str]]:
-    from arbiter.analysis.html import _figure, _png, _time_axis
-
-    out = []
-    fig = _figure()
-    ax = fig.add_subplot()
-    names = ["champion", "challenger", "ties"]
-    ax.bar(names, [a.wins[k] for k in names], color=["#0969da", "#bf3989", "#8c959f"])
-    ax.set_ylabel("impressions won")
-    out.append(
-        (
-            "impressions won",
-            "Impressions with clicks won by each ranker (more credited clicks) or tied.",
-            _png(fig),
-        )
-    )
-    cum = a.cumulative
-    if cum["delta"]:
-        t, xlabel = _time_axis(cum["elapsed_s"])
-        fig = _figure()
-        ax = fig.add_subplot()
-        ax.axhline(0.0, color="#57606a", lw=0.8)
-        ax.plot(t, cum["delta"], color="#1f2328", label="cumulative Δ")
-        p = a.preference
-        if math.isfinite(p["ci_low"]):
-            ax.axhspan(
-                p["ci_low"], p["ci_high"], color="#8250df", alpha=0.2, lw=0,
-                label=f"final {1 - a.policy.alpha:.0%} CI (clustered)",
-            )  # fmt: skip
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("preference for the challenger")
-        ax.legend(loc="best")
-        out.append(
-            (
-                "cumulative preference",
-                "(challenger wins − champion wins) / impressions with clicks, as impressions "
-                "arrived; the band is the final interval.",
-                _png(fig),
-            )
-        )
-    return out
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    from arbiter.analysis.html import html_table
-
-    return html_table(header, rows)
-
-
-def _html_section(a: InterleaveAnalysis) -> str:
-    e = html.escape
-    p = a.preference
-    c = a.counts
-    parts = [
-        f'<h2>{e(a.experiment)} <span class="meta">(interleaving: '
-        f"{e(_methods(a.methods))})</span></h2>",
-        f'<p>Decision: <span class="decision {e(a.decision)}">{e(a.decision)}</span>'
-        + (f" &nbsp; users prefer the <b>{e(a.winner)}</b>" if a.winner else "")
-        + "</p>",
-        f'<p class="meta">{c["impressions"]:,} interleaved impressions from {c["users"]:,} '
-        f"users, {c['with_clicks']:,} with clicks; {c['fallbacks']:,} answered by the champion "
-        f"alone; alpha {a.policy.alpha:g}.</p>",
-        "<h3>Criteria</h3>",
-        _table(
-            ["criterion", "met", "observed", "threshold", "detail"],
-            [[cr.name, cr.met, cr.observed, cr.threshold, cr.detail] for cr in a.criteria],
-        ),
-        "<h3>Preference</h3>",
-        _table(
-            [
-                "test",
-                "champion wins",
-                "challenger wins",
-                "ties",
-                "Δ (challenger)",
-                "CI low",
-                "CI high",
-                "p",
-                "sign test p",
-                "clusters",
-            ],
-            [
-                [
-                    name,
-                    t.wins_a,
-                    t.wins_b,
-                    t.ties,
-                    -t.delta,
-                    -t.ci_high,
-                    -t.ci_low,
-                    t.p_value,
-                    t.sign_test_p_value,
-                    t.n_clusters,
-                ]
-                for name, t in (("clustered by user", a.test), ("per impression", a.unclustered))
-            ],
-        ),
-        f"<p>Preference for the challenger Δ = {e(_fmt(p['delta']))} "
-        f"[{e(_fmt(p['ci_low']))}, {e(_fmt(p['ci_high']))}]; {e(a.test.method)}.</p>",
-        '<h3>Plots</h3><div class="plots">',
-    ]
-    for title, caption, data in _plots(a):
-        parts.append(
-            f'<figure><img alt="{e(title)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{e(caption)}</figcaption></figure>"
-        )
-    parts.append("</div>")
-    if a.notes:
-        items = "".join(f"<li>{e(n)}</li>" for n in a.notes)
-        parts.append(f'<h3>Notes</h3><ul class="notes">{items}</ul>')
-    return "\n".join(parts)
 
 
 __all__ = ["Impression", "InterleaveAnalysis", "analyze_interleave", "decode_impression",

@@ -4,8 +4,8 @@
 A/B). Other experiment shapes need other statistics: k arms (A/B/n: chi-square, Marascuilo,
 Holm), interleaved rankings (credit per impression, sign test clustered by user) and bandits
 (allocation over time; adaptively collected data). Each lives in its own module and returns
-an object satisfying :class:`Analysis`, which the CLI and the HTML report render through
-``render`` and ``html_section``.
+an object satisfying :class:`Analysis`, which :mod:`arbiter.report` renders (terminal, HTML,
+Markdown) by its type.
 """
 
 from __future__ import annotations
@@ -32,14 +32,6 @@ class Analysis(Protocol):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values, including ``decision``."""
-        ...
-
-    def render(self, console: Any) -> None:
-        """Print the analysis to a Rich console (``arbiter analyze``)."""
-        ...
-
-    def html_section(self) -> str:
-        """A self-contained, escaped HTML fragment for the report (``<h2>`` and below)."""
         ...
 
 

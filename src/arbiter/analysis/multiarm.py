@@ -87,7 +87,6 @@ Decision rules (the first that fires decides)
 
 from __future__ import annotations
 
-import html
 import itertools
 import math
 from dataclasses import dataclass, field, replace
@@ -95,7 +94,6 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
-import numpy as np
 from scipy import optimize
 from scipy import stats as _st
 
@@ -124,7 +122,6 @@ from arbiter.stats.verdict import Criterion, DecisionPolicy
 CHAMPION = "champion"
 REPEAT_UNIT_RATIO = 1.2
 """Labelled rows per distinct unit above which the analysis notes that units repeat."""
-_PALETTE = ("#0969da", "#bf3989", "#1a7f37", "#9a6700", "#8250df", "#cf222e", "#57606a")
 
 
 @dataclass(frozen=True)
@@ -244,69 +241,6 @@ class MultiArmAnalysis:
             "confusion": [c.to_dict() for c in self.aggregates.confusion],
             "notes": list(self.notes),
         }
-
-    def render(self, console: Any) -> None:
-        """Print arms, tests, guardrails, criteria and the verdict to a Rich console."""
-        from rich.table import Table
-
-        from arbiter.cli.render import rich_table
-
-        d = self.to_dict()
-        console.rule(
-            f"[bold]{self.experiment}[/bold] (A/B/n, {len(self.arms)} arms, {self.task}, "
-            f"{self.metric})"
-        )
-        arms = [{"arm": a, "alias": self.aliases.get(a), **self.arm_rows[a]} for a in self.arms]
-        cols = ["arm", "alias", "requests", "units", "errors", "latency_p99_ms", "labelled"]
-        console.print(rich_table("arms", arms, [*cols, self.metric]))
-        if self.srm is not None:
-            console.print(
-                f"SRM ({self.srm_basis}): chi-square p = {self.srm.p_value:.3g} "
-                f"({'MISMATCH' if self.srm.mismatch else 'ok'}) for expected shares "
-                + ", ".join(f"{a} {self.weights[a]:.3g}" for a in self.arms)
-            )
-        om = self.omnibus
-        console.print(
-            f"omnibus: {om['method']}: statistic = {om['statistic']:.4g}, p = {om['p_value']:.3g}"
-        )
-        rows = [
-            {**r, "name": f"{r['b']} − {r['a']}", "marascuilo": r.get("marascuilo_significant")}
-            for r in d["pairwise"]
-        ]
-        cols = ["name", "estimate", "ci_low", "ci_high", "p_value", "adjusted_p_value"]
-        cols += ["significant"] + (["marascuilo"] if self.task == "classification" else [])
-        console.print(rich_table(f"pairwise ({self.multiplicity})", rows, cols))
-        rails = [{"arm": a, **g} for a, rs in d["guardrails"].items() for g in rs]
-        console.print(
-            rich_table("guardrails", rails, ["arm", "name", "challenger", "limit", "status"])
-        )
-        criteria = Table(title="criteria", title_justify="left")
-        criteria.add_column("criterion", no_wrap=True)
-        criteria.add_column("met", justify="center")
-        criteria.add_column("detail", overflow="fold")
-        for c in self.criteria:
-            criteria.add_row(c.name, "[green]yes[/green]" if c.met else "[red]no[/red]", c.detail)
-        console.print(criteria)
-        colour = {"promote": "green", "rollback": "red", "continue": "yellow"}.get(
-            self.decision, ""
-        )
-        line = f"verdict: [bold {colour}]{self.decision}[/bold {colour}]"
-        if self.winner:
-            line += f" arm [bold]{self.winner}[/bold]"
-        if self.rollback_arms:
-            line += f" arm(s) [bold]{', '.join(self.rollback_arms)}[/bold]"
-        if self.remaining_per_arm:
-            line += " (more labelled rows per arm: " + ", ".join(
-                f"{a} {n:,}" for a, n in self.remaining_per_arm.items()
-            )
-            line += ")"
-        console.print(line)
-        for note in self.notes:
-            console.print(f"[dim]note: {note}[/dim]")
-
-    def html_section(self) -> str:
-        """An escaped HTML fragment (``<h2>`` and below) with tables and embedded PNG plots."""
-        return _html_section(self)
 
 
 # --- the analysis ----------------------------------------------------------------------------
@@ -799,161 +733,6 @@ def _fmt(value: Any) -> str:
 def _criterion(c: Criterion) -> dict[str, Any]:
     return {"name": c.name, "met": c.met, "observed": c.observed, "threshold": c.threshold,
             "detail": c.detail}  # fmt: skip
-
-
-# --- HTML ------------------------------------------------------------------------------------
-
-
-def _colour(i: int) -> str:
-    return _PALETTE[i % len(_PALETTE)]
-
-
-def _plots(a: MultiArmAnalysis) -> list[tuple[str, str, str]]:
-    """(title, caption, base64 PNG) of the metric over time, the effects and the split."""
-    from arbiter.analysis.html import _figure, _png, _time_axis
-
-    out = []
-    ts = a.aggregates.timeseries
-    kind = "proportion" if a.task == "classification" else "mean"
-    fig = _figure()
-    ax = fig.add_subplot()
-    t, xlabel = _time_axis(ts.elapsed_s)
-    z = float(_st.norm.ppf(0.975))
-    for i, arm in enumerate(a.arms):
-        series = [ts.statistic(arm, k, kind) for k in range(len(t))]
-        n = np.array([s.n for s in series], dtype=float)
-        mean = np.array([s.mean if s.n else np.nan for s in series])
-        var = np.array([s.variance for s in series])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            half = z * np.sqrt(var / n)
-        ax.plot(t, mean, color=_colour(i), label=arm)
-        ax.fill_between(t, mean - half, mean + half, color=_colour(i), alpha=0.15, lw=0)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"cumulative {a.metric}")
-    ax.legend(loc="best")
-    out.append((f"{a.metric} over time",
-                f"Cumulative {a.metric} per arm on labelled rows, pointwise 95 % intervals.",
-                _png(fig)))  # fmt: skip
-
-    fig = _figure()
-    ax = fig.add_subplot()
-    rows = list(a.pairwise)
-    y = np.arange(len(rows))[::-1]
-    for yi, r in zip(y, rows, strict=True):
-        lo, hi = r["ci_low"], r["ci_high"]
-        colour = "#cf222e" if r["significant"] else "#57606a"
-        if math.isfinite(lo) and math.isfinite(hi):
-            ax.plot([lo, hi], [yi, yi], color=colour, lw=2)
-        ax.plot([r["estimate"]], [yi], "o", color=colour)
-    ax.axvline(0.0, color="#57606a", lw=0.8)
-    ax.set_yticks(y, [f"{r['b']} − {r['a']}" for r in rows])
-    ax.set_xlabel(f"difference in {a.metric}")
-    out.append(("pairwise differences",
-                f"Every pair with its family-wise interval ({a.multiplicity}); red: significant.",
-                _png(fig)))  # fmt: skip
-
-    fig = _figure()
-    ax = fig.add_subplot()
-    x = np.arange(len(a.arms))
-    units = [a.arm_rows[arm]["units"] for arm in a.arms]
-    total = sum(units)
-    ax.bar(x - 0.2, units, width=0.4, color="#0969da", label="observed")
-    ax.bar(x + 0.2, [total * a.weights[arm] for arm in a.arms], width=0.4, color="#d0d7de",
-           label="expected")  # fmt: skip
-    ax.set_xticks(x, list(a.arms))
-    ax.set_ylabel(a.srm_basis or "units")
-    if a.srm is not None:
-        verdict = "mismatch" if a.srm.mismatch else "no mismatch"
-        ax.set_title(f"SRM chi-square p = {_fmt(a.srm.p_value)} ({verdict})", fontsize=9)
-    ax.legend(loc="lower right")
-    out.append(("traffic split", "Units per arm against the configured shares.", _png(fig)))
-    return out
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    from arbiter.analysis.html import html_table
-
-    return html_table(header, rows)
-
-
-def _html_section(a: MultiArmAnalysis) -> str:
-    e = html.escape
-    parts = [
-        f'<h2>{e(a.experiment)} <span class="meta">(A/B/n, {len(a.arms)} arms, {e(a.task)}, '
-        f"metric: {e(a.metric)})</span></h2>",
-        f'<p>Decision: <span class="decision {e(a.decision)}">{e(a.decision)}</span>',
-    ]
-    if a.winner:
-        parts.append(f" &nbsp; promote arm <b>{e(a.winner)}</b>")
-    if a.rollback_arms:
-        parts.append(f" &nbsp; roll back arm(s) <b>{e(', '.join(a.rollback_arms))}</b>")
-    if a.remaining_per_arm:
-        more = ", ".join(f"{arm} {n:,}" for arm, n in a.remaining_per_arm.items())
-        parts.append(f" &nbsp; more labelled rows per arm: {e(more)}")
-    parts.append("</p>")
-    parts.append(
-        f'<p class="meta">Events from {e(a.first_event.isoformat())} to '
-        f"{e(a.last_event.isoformat())}; alpha {a.policy.alpha:g}; multiplicity: "
-        f"{e(a.multiplicity)}.</p>"
-    )
-    parts.append("<h3>Criteria</h3>")
-    parts.append(
-        _table(["criterion", "met", "observed", "threshold", "detail"],
-               [[c.name, c.met, c.observed, c.threshold, c.detail] for c in a.criteria])
-    )  # fmt: skip
-    parts.append("<h3>Arms</h3>")
-    parts.append(
-        _table(
-            ["arm", "alias", "share", "requests", "units", "errors", "p99 ms", "labelled",
-             a.metric],
-            [[arm, a.aliases.get(arm), a.weights[arm], r["requests"], r["units"], r["errors"],
-              r["latency_p99_ms"], r["labelled"], r[a.metric]]
-             for arm, r in a.arm_rows.items()],
-        )
-    )  # fmt: skip
-    om = a.omnibus
-    parts.append(
-        f"<p>Omnibus: {e(om['method'])}: statistic {e(_fmt(om['statistic']))}, "
-        f"p = {e(_fmt(om['p_value']))} ({e(om['status'])}).</p>"
-    )
-    if a.srm is not None:
-        parts.append(
-            f"<p>Sample-ratio mismatch ({e(a.srm_basis or '')}): chi-square p = "
-            f"{e(_fmt(a.srm.p_value))} — "
-            + ('<span class="unmet">MISMATCH: do not trust the comparison</span>'
-               if a.srm.mismatch else '<span class="met">consistent with the shares</span>')
-            + ".</p>"
-        )  # fmt: skip
-    parts.append("<h3>Pairwise comparisons</h3>")
-    header = ["pair", "method", "estimate", "CI low", "CI high", "p", "adjusted p", "significant"]
-    if a.task == "classification":
-        header.append("Marascuilo")
-    parts.append(
-        _table(
-            header,
-            [[f"{r['b']} − {r['a']}", r["method"], r["estimate"], r["ci_low"], r["ci_high"],
-              r["p_value"], r["adjusted_p_value"], r["significant"],
-              *([r.get("marascuilo_significant")] if a.task == "classification" else [])]
-             for r in a.pairwise],
-        )
-    )  # fmt: skip
-    parts.append("<h3>Guardrails</h3>")
-    parts.append(
-        _table(["arm", "guardrail", "challenger", "champion", "limit", "status"],
-               [[arm, g["name"], g["challenger"], g["champion"], g["limit"], g["status"]]
-                for arm, rows in a.guardrails.items() for g in rows])
-    )  # fmt: skip
-    parts.append('<h3>Plots</h3><div class="plots">')
-    for title, caption, data in _plots(a):
-        parts.append(
-            f'<figure><img alt="{e(title)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{e(caption)}</figcaption></figure>"
-        )
-    parts.append("</div>")
-    if a.notes:
-        items = "".join(f"<li>{e(n)}</li>" for n in a.notes)
-        parts.append(f'<h3>Notes</h3><ul class="notes">{items}</ul>')
-    return "\n".join(parts)
 
 
 __all__ = ["MultiArmAnalysis", "analyze_multiarm"]

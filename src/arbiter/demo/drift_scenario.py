@@ -246,13 +246,13 @@ def _wait_for_alias(url: str, alias: str, version: str, timeout: float = 30.0) -
 def _drift_report(home: Home, record: CycleRecord) -> Path | None:
     """Re-run the drift step's check on the same window and write it as HTML."""
     from arbiter.drift import check_drift
-    from arbiter.drift.html import write_drift_html
     from arbiter.durations import parse_window
     from arbiter.events import EventStore
     from arbiter.events.window import read_window
     from arbiter.loop.record import parse_iso
     from arbiter.registry import registry_for_home
     from arbiter.registry.profiles import load_profile
+    from arbiter.report.drift import write_drift_html
 
     step = record.steps.get("drift")
     champion = record.aliases_at_start.get("champion")
@@ -289,10 +289,10 @@ def _drift_report(home: Home, record: CycleRecord) -> Path | None:
 def _analysis_report(home: Home, record: CycleRecord) -> tuple[Path | None, Any]:
     """The online test the loop judged (the candidate's shadow rows only), as HTML."""
     from arbiter.analysis import analyze_experiment
-    from arbiter.analysis.html import write_html
     from arbiter.errors import NotFoundError
     from arbiter.events import EventStore
     from arbiter.loop.online import scoped_connection
+    from arbiter.report.html import write_html
 
     candidate = record.candidate_version
     if candidate is None or "online" not in record.steps:

@@ -292,7 +292,9 @@ def run_ranking_demo(
     with EventStore(home.root).connect() as con:
         analysis = analyze_interleave(con, MODEL, EXPERIMENT, model_config=config.models[MODEL])
     if render:
-        analysis.render(console)
+        from arbiter.report.terminal import print_analysis
+
+        print_analysis(console, analysis)
     return {
         "traffic": traffic,
         "analysis": analysis.to_dict(),

@@ -91,13 +91,13 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from arbiter.analysis import analyze_model
-    from arbiter.analysis.html import write_html
     from arbiter.demo.data import make_transactions
     from arbiter.demo.train import train_challenger, train_champion
     from arbiter.events import EventStore
     from arbiter.gateway.app import create_app
     from arbiter.gateway.server import ServerThread
     from arbiter.registry import registry_for_home
+    from arbiter.report.html import write_html
     from arbiter.report.summary import summarize
 
     console = console or Console()
@@ -173,8 +173,9 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
     store = EventStore(home.root)
     with console.status("Analysing: SRM, paired and sequential tests, guardrails, verdicts…"):
         with store.connect() as con:
-            summary = summarize(con, MODEL)
-            analyses = analyze_model(con, MODEL, model_config=home.config().models.get(MODEL))
+            config = home.config().models.get(MODEL)
+            summary = summarize(con, MODEL, decision=None if config is None else config.decision)
+            analyses = analyze_model(con, MODEL, model_config=config)
         html = write_html(analyses, home.reports / f"{MODEL}-analysis.html", model=MODEL)
     summary["analysis"] = [a.to_dict() for a in analyses]
     summary["analysis_html"] = str(html)

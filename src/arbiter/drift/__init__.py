@@ -6,7 +6,7 @@ the per-column estimators (registered by method name in :data:`DETECTORS`),
 :mod:`~arbiter.drift.profile` the reference profile, :mod:`~arbiter.drift.check` the dataset
 check. The shell feeds it: :mod:`arbiter.registry.profiles` stores reference profiles with model
 versions in MLflow and :mod:`arbiter.events.window` reads a window of served traffic from the
-event log. See docs/drift.md.
+event log, and :mod:`arbiter.report.drift` renders reports. See docs/drift.md.
 
 >>> profile = build_profile(train_frame, prediction=model.predict(train_frame))  # doctest: +SKIP
 >>> result = check_drift(profile, current_frame)  # doctest: +SKIP

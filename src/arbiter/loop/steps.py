@@ -26,13 +26,13 @@ safe to run again after a crash part-way through it:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from arbiter.errors import ConfigError, InvalidInputError
 from arbiter.loop.context import LoopContext, StepFunction, StepOutcome
 from arbiter.loop.record import CycleRecord, iso, parse_iso, utc_now
+from arbiter.report.format import format_number
 from arbiter.stats import finite_or_none
 from arbiter.tables import read_table, split_label
 
@@ -50,10 +50,6 @@ TAG_PROMOTED_AT = "arbiter.loop.promoted_at"
 
 
 # --- data ------------------------------------------------------------------------------------
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4g}" if math.isfinite(value) else "n/a"
 
 
 def resolve_search(search: str) -> Any:
@@ -204,8 +200,8 @@ def gate_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutcome
             "criteria": [
                 {"name": c.name, "met": bool(c.met), "detail": c.detail} for c in result.criteria
             ],
-            "summary": f"{result.metric} {_fmt(result.champion_score)} -> "
-            f"{_fmt(result.challenger_score)} on {result.n_rows} rows"
+            "summary": f"{result.metric} {format_number(result.champion_score, missing='n/a')} "
+            f"-> {format_number(result.challenger_score, missing='n/a')} on {result.n_rows} rows"
             + (f"; failed: {failed}" if failed else ""),
         }
     )

@@ -1,34 +1,20 @@
-"""Markdown rendering of a report summary (what ``arbiter report`` writes to a file)."""
+"""Markdown rendering: what ``arbiter report`` writes to a file, and analyses as Markdown.
+
+:func:`render_markdown` renders a report summary (:func:`arbiter.report.summary.summarize`);
+:func:`analysis_markdown` one analysis result, dispatching on its type.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import singledispatch
 from typing import Any
 
-
-def fmt(value: Any) -> str:
-    """A number as people read it: rates as percentages-free decimals, latencies to 0.01 ms."""
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if value != value:  # NaN
-            return "–"
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:,.2f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    if not rows:
-        return "_none_\n"
-    head = "| " + " | ".join(columns) + " |"
-    rule = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
-    return "\n".join([head, rule, *body]) + "\n"
-
+from arbiter.analysis.analyze import ExperimentAnalysis
+from arbiter.analysis.bandit import ADJUSTED_INFERENCE_WARNING, BanditAnalysis
+from arbiter.analysis.interleave import InterleaveAnalysis
+from arbiter.analysis.multiarm import MultiArmAnalysis
+from arbiter.report.format import Style, format_number, interleaving_methods, reason_text
 
 ARM_COLUMNS = (
     "role",
@@ -43,16 +29,46 @@ ARM_COLUMNS = (
     "latency_p95_ms",
     "latency_p99_ms",
 )
+CRITERIA_COLUMNS = ("name", "met", "observed", "threshold", "detail")
+
+
+def cell(value: Any, style: Style = "fixed") -> str:
+    """A table cell: the number formatter (fixed decimals by default), pipes escaped."""
+    return format_number(value, style=style).replace("|", "\\|")
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], style: Style = "fixed") -> str:
+    """A Markdown table of ``rows`` (dicts) with the named columns; ``_none_`` when empty.
+
+    ``style="fixed"`` lines up traffic and latency columns; analyses use ``"general"`` so
+    that small p-values keep their digits.
+    """
+    if not rows:
+        return "_none_\n"
+    head = "| " + " | ".join(columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(cell(r.get(c), style) for c in columns) + " |" for r in rows]
+    return "\n".join([head, rule, *body]) + "\n"
+
+
+def _general(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    return table(rows, columns, "general")
+
+
+def _criteria(criteria: Sequence[Any]) -> str:
+    rows = [{c: getattr(x, c) for c in CRITERIA_COLUMNS} for x in criteria]
+    return _general(rows, CRITERIA_COLUMNS)
 
 
 def render_markdown(summary: dict[str, Any]) -> str:
+    """A report summary as Markdown: traffic, quality, shadow comparison and verdict."""
     out = [f"# arbiter report: model `{summary['model']}`\n"]
     for section in summary["experiments"]:
         out.append(
             f"## Experiment `{section['experiment']}` ({section['strategy']}, {section['task']})\n"
         )
         out.append(
-            f"{fmt(section['requests'])} requests from {section['first_event']} "
+            f"{format_number(section['requests'])} requests from {section['first_event']} "
             f"to {section['last_event']}.\n"
         )
         out.append("### Traffic, errors and latency\n")
@@ -74,12 +90,97 @@ def render_markdown(summary: dict[str, Any]) -> str:
         if "verdict" in section:
             verdict = section["verdict"]
             out.append(f"### Verdict: **{verdict['decision']}**\n")
-            out.append(
-                table(
-                    verdict.get("criteria", []), ["name", "met", "observed", "threshold", "detail"]
-                )
-            )
+            out.append(table(verdict["criteria"], CRITERIA_COLUMNS))
     return "\n".join(out)
 
 
-__all__ = ["fmt", "render_markdown", "table"]
+def _header(a: Any, shape: str) -> list[str]:
+    return [
+        f"## Experiment `{a.experiment}` ({shape})\n",
+        f"Decision: **{a.decision}**\n",
+    ]
+
+
+def _notes(notes: Sequence[str]) -> list[str]:
+    return ["### Notes\n", *(f"- {n}" for n in notes), ""] if notes else []
+
+
+@singledispatch
+def analysis_markdown(analysis: Any) -> str:
+    """One analysis result as Markdown (tables, no plots); dispatches on the result type."""
+    raise TypeError(f"no Markdown rendering for {type(analysis).__name__}")
+
+
+@analysis_markdown.register(ExperimentAnalysis)
+def _(a: ExperimentAnalysis) -> str:
+    d = a.to_dict()
+    out = _header(a, f"{a.strategy}, {a.task}, metric: {a.metric}")
+    if d["estimated_remaining_sample"]:
+        out.append(
+            f"About {format_number(d['estimated_remaining_sample'])} more labelled "
+            f"{a.sample_unit} per arm expected to be needed.\n"
+        )
+    out += ["### Criteria\n", _criteria(a.criteria), "### Arms\n"]
+    arms = [{"side": side, **values} for side, values in d["arms"].items()]
+    cols = ["side", "requests", "units", "errors", "error_rate", "latency_p50_ms",
+            "latency_p99_ms", "labelled", a.metric]  # fmt: skip
+    out.append(_general(arms, cols))
+    tests = [{"test": f"primary: {d['primary']['name']}", **d["primary"]}]
+    tests += [{"test": f"secondary: {t['name']}", **t} for t in d["secondary"].values()]
+    out.append("### Tests (challenger − champion)\n")
+    cols = ["test", "method", "estimate", "ci_low", "ci_high", "p_value", "status"]
+    out.append(_general(tests, cols))
+    out.append("### Guardrails\n")
+    out.append(_general(d["guardrails"], ["name", "challenger", "champion", "limit", "status"]))
+    return "\n".join(out + _notes(a.notes))
+
+
+@analysis_markdown.register(MultiArmAnalysis)
+def _(a: MultiArmAnalysis) -> str:
+    out = _header(a, f"A/B/n, {len(a.arms)} arms, {a.task}, metric: {a.metric}")
+    if a.winner:
+        out.append(f"Promote arm **{a.winner}**.\n")
+    if a.rollback_arms:
+        out.append(f"Roll back arm(s) **{', '.join(a.rollback_arms)}**.\n")
+    out += ["### Criteria\n", _criteria(a.criteria), "### Arms\n"]
+    arms = [{"arm": arm, "alias": a.aliases.get(arm), "share": a.weights[arm], **a.arm_rows[arm]}
+            for arm in a.arms]  # fmt: skip
+    cols = ["arm", "alias", "share", "requests", "units", "errors", "latency_p99_ms",
+            "labelled", a.metric]  # fmt: skip
+    out.append(_general(arms, cols))
+    out.append(f"### Pairwise comparisons ({a.multiplicity})\n")
+    pairs = [{"pair": f"{r['b']} − {r['a']}", **r} for r in a.pairwise]
+    cols = ["pair", "method", "estimate", "ci_low", "ci_high", "p_value", "adjusted_p_value",
+            "significant"]  # fmt: skip
+    out.append(_general(pairs, cols))
+    out.append("### Guardrails\n")
+    rails = [{"arm": arm, **g} for arm, rows in a.guardrails.items() for g in rows]
+    out.append(_general(rails, ["arm", "name", "challenger", "champion", "limit", "status"]))
+    return "\n".join(out + _notes(a.notes))
+
+
+@analysis_markdown.register(InterleaveAnalysis)
+def _(a: InterleaveAnalysis) -> str:
+    out = _header(a, f"interleaving: {interleaving_methods(a.methods)}")
+    if a.winner:
+        out.append(f"Users prefer the **{a.winner}**.\n")
+    out += ["### Criteria\n", _criteria(a.criteria), "### Preference for the challenger\n"]
+    cols = ["champion", "challenger", "ties", "delta", "ci_low", "ci_high", "p_value"]
+    out.append(_general([{**a.wins, **a.preference}], cols))
+    return "\n".join(out + _notes(a.notes))
+
+
+@analysis_markdown.register(BanditAnalysis)
+def _(a: BanditAnalysis) -> str:
+    out = _header(a, f"bandit, {a.reward} reward")
+    out += [f"- {reason_text(r)}" for r in a.reasons]
+    out += ["", f"> **Warning.** {ADJUSTED_INFERENCE_WARNING}\n"]
+    out.append("### Arms\n")
+    cols = ["arm", "alias", "served", "rewarded", "invalid_rewards", "mean_reward_naive",
+            "posterior_mean", "p_best", "current_allocation"]  # fmt: skip
+    out.append(_general(a.arm_rows(), cols))
+    return "\n".join(out + _notes(a.notes))
+
+
+__all__ = ["ARM_COLUMNS", "CRITERIA_COLUMNS", "analysis_markdown", "cell", "render_markdown",
+           "table"]  # fmt: skip

@@ -12,12 +12,14 @@ from typing import Any
 
 import duckdb
 
+from arbiter.config import DecisionConfig
 from arbiter.errors import NotFoundError
 from arbiter.events.query import Scope
 
 # The classic shadow-test criteria (e.g. Sato, Wider & Windheuser's "Continuous Delivery for
 # Machine Learning" and common MLOps practice): the challenger should rarely disagree with the
-# champion, and when it does it should be the more confident one.
+# champion, and when it does it should be the more confident one. The discrepancy limit is the
+# model's ``decision.guardrails.max_shadow_discrepancy``; this is its default.
 SHADOW_MAX_DISCREPANCY = 0.30
 SHADOW_MIN_MORE_CONFIDENT = 0.50
 
@@ -173,16 +175,27 @@ def shadow_comparison(
     return out
 
 
-def classic_shadow_criteria(comparison: dict[str, Any], task: str) -> list[dict[str, Any]]:
-    """The classic shadow checks, each met/unmet with its number."""
+def classic_shadow_criteria(
+    comparison: dict[str, Any],
+    task: str,
+    *,
+    max_discrepancy: float = SHADOW_MAX_DISCREPANCY,
+    min_more_confident: float = SHADOW_MIN_MORE_CONFIDENT,
+) -> list[dict[str, Any]]:
+    """The classic shadow checks, each met/unmet with its number and a sentence.
+
+    ``max_discrepancy`` is the model's ``decision.guardrails.max_shadow_discrepancy``
+    (:func:`summarize` passes it), the same limit ``arbiter analyze`` applies.
+    """
     criteria: list[dict[str, Any]] = []
     discrepancy = comparison.get("discrepancy_rate")
     criteria.append(
         {
             "name": "discrepancy_rate",
             "observed": discrepancy,
-            "threshold": f"< {SHADOW_MAX_DISCREPANCY}",
-            "met": discrepancy is not None and discrepancy < SHADOW_MAX_DISCREPANCY,
+            "threshold": f"< {max_discrepancy}",
+            "met": discrepancy is not None and discrepancy < max_discrepancy,
+            "detail": "share of paired rows where the two models disagree",
         }
     )
     more = comparison.get("challenger_more_confident_on_disagreements")
@@ -190,8 +203,9 @@ def classic_shadow_criteria(comparison: dict[str, Any], task: str) -> list[dict[
         {
             "name": "challenger_more_confident_on_disagreements",
             "observed": more,
-            "threshold": f"> {SHADOW_MIN_MORE_CONFIDENT}",
-            "met": more is not None and more > SHADOW_MIN_MORE_CONFIDENT,
+            "threshold": f"> {min_more_confident}",
+            "met": more is not None and more > min_more_confident,
+            "detail": "share of disagreements where the challenger is the more confident model",
         }
     )
     if task == "classification":
@@ -202,6 +216,7 @@ def classic_shadow_criteria(comparison: dict[str, Any], task: str) -> list[dict[
                 "observed": None if a is None or b is None else b - a,
                 "threshold": "> 0",
                 "met": a is not None and b is not None and b > a,
+                "detail": "challenger accuracy − champion accuracy on labelled rows",
             }
         )
     else:
@@ -212,15 +227,58 @@ def classic_shadow_criteria(comparison: dict[str, Any], task: str) -> list[dict[
                 "observed": None if a is None or b is None else b - a,
                 "threshold": "< 0",
                 "met": a is not None and b is not None and b < a,
+                "detail": "challenger MAE − champion MAE on labelled rows",
             }
         )
     return criteria
 
 
-def summarize(
-    con: duckdb.DuckDBPyConnection, model: str, experiment: str | None = None
+def classic_shadow_verdict(
+    comparison: dict[str, Any], criteria: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Everything ``arbiter report`` shows for one model (one or every experiment)."""
+    """The report's verdict on a shadow experiment from the classic criteria.
+
+    The rule of :func:`arbiter.stats.verdict.decide_shadow_classic` on the summary's rates:
+    ``continue`` until labelled rows arrive, then ``promote`` when every criterion holds,
+    else ``keep_champion`` (a shadow challenger serves nobody, so never ``rollback``). A
+    point-estimate heuristic without error control: ``arbiter analyze`` has the tests.
+    """
+    if not comparison.get("labeled_rows"):
+        decision = "continue"
+    else:
+        decision = "promote" if all(c["met"] for c in criteria) else "keep_champion"
+    return {"decision": decision, "criteria": criteria}
+
+
+def summarize(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    experiment: str | None = None,
+    *,
+    decision: DecisionConfig | None = None,
+) -> dict[str, Any]:
+    """Everything ``arbiter report`` shows for one model (one or every experiment).
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        From :meth:`arbiter.events.EventStore.connect`.
+    model : str
+        The model (endpoint) as logged.
+    experiment : str, optional
+        Only this experiment (default: every one, oldest first).
+    decision : DecisionConfig, optional
+        The model's ``decision:`` section; its ``guardrails.max_shadow_discrepancy`` is the
+        shadow discrepancy limit (default 0.30 when absent or disabled).
+
+    Returns
+    -------
+    dict
+        ``model`` and one section per experiment; a shadow experiment's section has the
+        ``shadow`` comparison, its ``shadow_criteria`` and their ``verdict``.
+    """
+    limit = (decision or DecisionConfig()).guardrails.max_shadow_discrepancy
+    max_discrepancy = SHADOW_MAX_DISCREPANCY if limit is None else limit
     found = experiments(con, model)
     if not found:
         raise NotFoundError(f"no events logged for model {model!r}")
@@ -249,7 +307,9 @@ def summarize(
         if exp["strategy"] == "shadow":
             comparison = shadow_comparison(con, model, name, task)
             section["shadow"] = comparison
-            section["shadow_criteria"] = classic_shadow_criteria(comparison, task)
+            criteria = classic_shadow_criteria(comparison, task, max_discrepancy=max_discrepancy)
+            section["shadow_criteria"] = criteria
+            section["verdict"] = classic_shadow_verdict(comparison, criteria)
         sections.append(section)
     return {"model": model, "experiments": sections}
 
@@ -259,6 +319,7 @@ __all__ = [
     "SHADOW_MIN_MORE_CONFIDENT",
     "arm_stats",
     "classic_shadow_criteria",
+    "classic_shadow_verdict",
     "experiments",
     "model_quality",
     "shadow_comparison",

@@ -38,10 +38,10 @@ def analyze(
 
     from arbiter.analysis import analyze_model
     from arbiter.cli.output import err_console, print_json
-    from arbiter.cli.render import print_analysis
     from arbiter.errors import NotFoundError
     from arbiter.events import EventStore
     from arbiter.home import Home
+    from arbiter.report.terminal import print_analysis
 
     h = Home.at(home)
     if not h.events.exists():
@@ -53,7 +53,7 @@ def analyze(
             analyses = analyze_model(con, model, experiment, model_config=config.models.get(model))
         path = None
         if not no_html:
-            from arbiter.analysis.html import write_html
+            from arbiter.report.html import write_html
 
             status.update("Rendering the HTML report…")
             path = write_html(analyses, html or h.reports / f"{model}-analysis.html", model=model)

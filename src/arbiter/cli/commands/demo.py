@@ -62,9 +62,9 @@ def demo(
         return
 
     from arbiter.cli.output import print_json
-    from arbiter.cli.render import print_analysis, print_summary
     from arbiter.demo.run import DemoOptions, run_demo
     from arbiter.report.markdown import render_markdown
+    from arbiter.report.terminal import print_analysis, print_summary
 
     summary = run_demo(
         home,
@@ -86,7 +86,7 @@ def demo(
         print_analysis(console, analysis)
     _print_canaries(console, summary["canaries"])
     if ranking is not None:
-        ranking.render(console)
+        print_analysis(console, ranking)
     home_dir = summary["demo"]["home"]
     console.print(
         f"\nDone in {summary['demo']['seconds']} s. Report: {path}\n"

@@ -45,57 +45,10 @@ def _split(text: str | None) -> tuple[str, ...]:
 
 def _print_result(result: Any, header: str) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    from arbiter.drift.html import drift_order
+    from arbiter.report.drift import print_drift
 
-    console = Console()
-    console.rule(header)
-    table = Table(title="features (most drifted first)", title_justify="left")
-    for name, justify in [
-        ("column", "left"),
-        ("kind", "left"),
-        ("method", "left"),
-        ("statistic", "right"),
-        ("threshold", "right"),
-        ("p (adj.)", "right"),
-        ("n cur", "right"),
-        ("drifted", "center"),
-    ]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-
-    def fmt(v: Any) -> str:
-        return "—" if v is None or v != v else f"{v:.4g}"
-
-    rows = sorted(result.features, key=drift_order)
-    if result.prediction is not None:
-        rows.append(result.prediction)
-    for r in rows:
-        mark = "[red]yes[/red]" if r.drifted else "[green]no[/green]"
-        if r.status != "ok":
-            mark = f"[yellow]{r.status}[/yellow]"
-        table.add_row(
-            r.column,
-            r.kind,
-            r.method,
-            fmt(r.statistic),
-            fmt(r.threshold),
-            fmt(r.p_value_adjusted if r.p_value_adjusted is not None else r.p_value),
-            f"{r.n_current:,}",
-            mark,
-        )
-    console.print(table)
-    colour = "red" if result.drifted else "green"
-    console.print(
-        f"dataset drift: [bold {colour}]{'yes' if result.drifted else 'no'}[/bold {colour}] "
-        f"({result.n_drifted}/{result.n_tested} features, share {result.share:.2f}, "
-        f"threshold {result.share_threshold:.2f})"
-    )
-    if result.prediction is not None:
-        p = result.prediction
-        console.print(
-            f"prediction drift: {'yes' if p.drifted else 'no'} ({p.method} {p.statistic:.4g})"
-        )
+    print_drift(Console(), result, header)
 
 
 def _champion_version(registry: Any, model: str, alias: str) -> str:
@@ -205,7 +158,7 @@ def drift(
     )
     path = None
     if html is not None:
-        from arbiter.drift.html import write_drift_html
+        from arbiter.report.drift import write_drift_html
 
         subtitle = ", ".join(f"{k}: {v}" for k, v in meta.items())
         path = write_drift_html(result, html, title=title, subtitle=subtitle)

@@ -68,6 +68,7 @@ def gate(
     from arbiter.gate import GateConfig, offline_gate
     from arbiter.home import Home
     from arbiter.registry import registry_for_home
+    from arbiter.report.format import format_number
     from arbiter.tables import read_table
 
     config = GateConfig(
@@ -111,8 +112,8 @@ def gate(
             table.add_row(
                 c.name,
                 "[green]yes[/]" if c.met else "[red]no[/]",
-                f"{c.observed:.4g}",
-                f"{c.threshold:.4g}",
+                format_number(c.observed),
+                format_number(c.threshold),
                 "" if c.n is None else str(c.n),
                 c.detail,
             )

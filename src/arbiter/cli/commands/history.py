@@ -16,9 +16,9 @@ def history(
 ) -> None:
     """Every alias move of MODEL: when, who, from which version to which, and why."""
     from arbiter.cli.output import console, print_json
-    from arbiter.cli.render import rich_table
     from arbiter.registry import registry_for_home
     from arbiter.registry.history import history as read_history
+    from arbiter.report.terminal import rich_table
 
     registry = registry_for_home(home)
     moves = [m.to_dict() for m in read_history(registry, model)]

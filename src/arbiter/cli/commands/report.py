@@ -28,18 +28,21 @@ def report(
     from rich.console import Console
 
     from arbiter.cli.output import print_json
-    from arbiter.cli.render import print_summary
     from arbiter.errors import NotFoundError
     from arbiter.events import EventStore
     from arbiter.home import Home
     from arbiter.report.markdown import render_markdown
     from arbiter.report.summary import summarize
+    from arbiter.report.terminal import print_summary
 
     h = Home.at(home)
     if not h.events.exists():
         raise NotFoundError(f"no event log in {h.root}; serve some traffic first")
+    config = h.config().models.get(model)
     with EventStore(h.root).connect() as con:
-        summary = summarize(con, model, experiment)
+        summary = summarize(
+            con, model, experiment, decision=None if config is None else config.decision
+        )
     path = output or h.reports / f"{model}-report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_markdown(summary), encoding="utf-8")

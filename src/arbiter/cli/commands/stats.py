@@ -12,7 +12,6 @@ Options that take several values (``--successes``, ``--trials``, ``--counts``, `
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -84,22 +83,9 @@ def _repeat(option: str, text: str) -> list[str]:
 # --------------------------------------------------------------------------- output helpers
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "n/a"
-        if math.isinf(value):
-            return "∞" if value > 0 else "-∞"
-        return f"{value:.6g}"
-    if isinstance(value, list | tuple):
-        return ", ".join(_fmt(v) for v in value)
-    return str(value)
-
-
 def _emit(data: dict[str, Any], *, as_json: bool, title: str, skip: tuple[str, ...] = ()) -> None:
     from arbiter.cli.output import console, print_json
+    from arbiter.report.format import format_number
 
     if as_json:
         print_json(data)
@@ -111,7 +97,7 @@ def _emit(data: dict[str, Any], *, as_json: bool, title: str, skip: tuple[str, .
     table.add_column("value")
     for key, value in data.items():
         if key not in skip:
-            table.add_row(key, _fmt(value))
+            table.add_row(key, format_number(value, digits=6, missing="n/a"))
     console.print(table)
 
 
@@ -166,12 +152,16 @@ def proportions(
     from rich.table import Table
 
     from arbiter.cli.output import console
+    from arbiter.report.format import format_number
 
     table = Table(title=f"Marascuilo pairwise comparisons (alpha={alpha})")
     for column in ("a", "b", "difference", "critical_value", "significant"):
         table.add_column(column)
     for pair in data["pairs"]:
-        cells = [_fmt(pair[c]) for c in ("a", "b", "difference", "critical_value")]
+        cells = [
+            format_number(pair[c], digits=6, missing="n/a")
+            for c in ("a", "b", "difference", "critical_value")
+        ]
         table.add_row(*cells, "yes" if pair["significant"] else "no")
     console.print(table)
 

@@ -1,0 +1,137 @@
+"""How numbers and decisions look, for every renderer (terminal, HTML, Markdown).
+
+One number formatter and one decision-colour map: a p-value reads the same in the terminal,
+the HTML report and the Markdown file, and ``promote`` is green everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+MISSING = "—"
+"""What a missing or undefined (None, NaN) number prints as."""
+
+Style = Literal["general", "fixed", "percent"]
+
+
+def format_number(
+    value: Any,
+    *,
+    digits: int = 4,
+    style: Style = "general",
+    missing: str = MISSING,
+) -> str:
+    """A value as people read it in a table cell or a sentence.
+
+    Integers get thousands separators, floats ``digits`` significant digits, infinities a
+    sign and ``∞``, None and NaN ``missing``; booleans read ``yes``/``no``, strings pass
+    through, and a list or tuple is formatted item by item, comma-separated.
+
+    Parameters
+    ----------
+    value : Any
+        The value to show.
+    digits : int, default 4
+        Significant digits (``general``) or decimals (``fixed``, ``percent``).
+    style : {"general", "fixed", "percent"}, default "general"
+        ``general``: ``f"{v:.{digits}g}"``. ``fixed``: ``digits`` decimals below 10 and two,
+        with separators, above (latencies in ms, rates), for Markdown tables that line up.
+        ``percent``: the fraction as a percentage with ``digits`` decimals.
+    missing : str, default "—"
+        Shown for None and NaN (``"n/a"`` where a dash would read as a minus).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> format_number(0.012345), format_number(12345), format_number(None)
+    ('0.01235', '12,345', '—')
+    >>> format_number(1234.5, style="fixed"), format_number(0.25, style="percent", digits=1)
+    ('1,234.50', '25.0%')
+    """
+    if value is None:
+        return missing
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):,}"
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        if math.isnan(v):
+            return missing
+        if math.isinf(v):
+            return "∞" if v > 0 else "−∞"
+        if style == "percent":
+            return f"{v:.{digits}%}"
+        if style == "fixed":
+            return f"{v:.{digits}f}" if abs(v) < 10 else f"{v:,.2f}"
+        return f"{v:.{digits}g}"
+    if isinstance(value, Sequence):
+        return ", ".join(
+            format_number(v, digits=digits, style=style, missing=missing) for v in value
+        )
+    return str(value)
+
+
+def is_number(value: Any) -> bool:
+    """Whether a table cell holds a number (right-aligned) rather than text or a flag."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionColour:
+    """A decision's colour: a Rich colour name for the terminal, a hex value for HTML."""
+
+    terminal: str
+    html: str
+
+
+DECISION_COLOURS: dict[str, DecisionColour] = {
+    "promote": DecisionColour("green", "#1a7f37"),
+    "keep_champion": DecisionColour("blue", "#57606a"),
+    "continue": DecisionColour("yellow", "#9a6700"),
+    "rollback": DecisionColour("red", "#cf222e"),
+    "confirm_with_ab": DecisionColour("cyan", "#0969da"),
+}
+"""Decision -> colour, shared by the terminal and the HTML report (its CSS classes)."""
+
+
+def reason_text(reason: Any) -> str:
+    """A reason as a sentence: a criterion's ``detail``, or the text itself.
+
+    The bandit lists its reasons as sentences, the other analyses as criteria; a renderer
+    shows either the same way.
+    """
+    detail = getattr(reason, "detail", None)
+    return str(reason if detail is None else detail)
+
+
+def interleaving_methods(methods: dict[str, int]) -> str:
+    """The interleaving methods of an experiment as a reader names them (``team-draft``)."""
+    return ", ".join(m.replace("_", "-") for m in methods) or "no impressions"
+
+
+def decision_colour(decision: str) -> DecisionColour:
+    """The colour of a decision; an unknown one is the terminal default and grey."""
+    return DECISION_COLOURS.get(decision, DecisionColour("default", "#57606a"))
+
+
+__all__ = [
+    "DECISION_COLOURS",
+    "MISSING",
+    "DecisionColour",
+    "Style",
+    "decision_colour",
+    "format_number",
+    "interleaving_methods",
+    "is_number",
+    "reason_text",
+]

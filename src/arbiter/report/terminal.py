@@ -1,0 +1,272 @@
+"""Rich rendering for people at a terminal (``--json`` skips this).
+
+:func:`print_analysis` dispatches on the analysis type; :func:`print_summary` prints what
+``arbiter report`` found; :func:`rich_table` is the one table every command uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import singledispatch
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from arbiter.analysis.analyze import ExperimentAnalysis
+from arbiter.analysis.bandit import ADJUSTED_INFERENCE_WARNING, BanditAnalysis
+from arbiter.analysis.interleave import InterleaveAnalysis
+from arbiter.analysis.multiarm import MultiArmAnalysis
+from arbiter.report.format import (
+    decision_colour,
+    format_number,
+    interleaving_methods,
+    reason_text,
+)
+
+HEADERS = {
+    "latency_p50_ms": "p50 ms",
+    "latency_p95_ms": "p95 ms",
+    "latency_p99_ms": "p99 ms",
+    "error_rate": "err rate",
+    "version": "v",
+    "labeled_rows": "labelled",
+}
+# The terminal table leaves out what the Markdown file has room for (alias, rows, rate).
+ARM_TABLE = (
+    "role",
+    "arm",
+    "version",
+    "requests",
+    "errors",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+)
+LEFT = frozenset({"role", "arm", "alias", "name", "metric", "threshold", "detail"})
+CRITERIA_COLUMNS = ("name", "met", "observed", "threshold", "detail")
+
+
+def rich_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Table:
+    """A table of ``rows`` (dicts) with the named columns, numbers right-aligned."""
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for column in columns:
+        table.add_column(
+            HEADERS.get(column, column.replace("_", " ")),
+            justify="left" if column in LEFT else "right",
+            no_wrap=column in LEFT,
+        )
+    for row in rows:
+        table.add_row(*(format_number(row.get(c), style="fixed") for c in columns))
+    return table
+
+
+def decision_markup(decision: str) -> str:
+    """The decision in bold, in its colour (Rich markup)."""
+    colour = decision_colour(decision).terminal
+    return f"[bold {colour}]{decision}[/bold {colour}]"
+
+
+def criteria_table(criteria: Sequence[Any]) -> Table:
+    """Every criterion of a verdict: met in green, unmet in red, with its detail."""
+    table = Table(title="criteria", title_justify="left")
+    table.add_column("criterion", no_wrap=True)
+    table.add_column("met", justify="center")
+    table.add_column("detail", overflow="fold")
+    for c in criteria:
+        table.add_row(c.name, "[green]yes[/green]" if c.met else "[red]no[/red]", c.detail)
+    return table
+
+
+def print_notes(console: Console, notes: Sequence[str]) -> None:
+    for note in notes:
+        console.print(f"[dim]note: {note}[/dim]")
+
+
+def print_summary(console: Console, summary: dict[str, Any]) -> None:
+    """What ``arbiter report`` found: traffic, quality, shadow comparison and verdict."""
+    console.rule(f"model [bold]{summary['model']}[/bold]")
+    for section in summary["experiments"]:
+        console.print(
+            f"\n[bold]{section['experiment']}[/bold] ({section['strategy']}, {section['task']}): "
+            f"{format_number(section['requests'])} requests"
+        )
+        console.print(rich_table("traffic, errors, latency", section["arms"], ARM_TABLE))
+        if section["quality"]:
+            cols = ["role", "arm", "alias", "version", "labeled_rows"]
+            cols += ["accuracy"] if section["task"] == "classification" else ["mae", "rmse"]
+            console.print(rich_table("quality on labelled rows", section["quality"], cols))
+        if "shadow" in section:
+            shadow = [{"metric": k, "value": v} for k, v in section["shadow"].items()]
+            console.print(rich_table("shadow comparison", shadow, ["metric", "value"]))
+            console.print(
+                rich_table(
+                    "classic shadow criteria",
+                    section["shadow_criteria"],
+                    ["name", "observed", "threshold", "met"],
+                )
+            )
+        if "verdict" in section:
+            verdict = section["verdict"]
+            console.print(f"verdict: {decision_markup(verdict['decision'])}")
+            console.print(rich_table("criteria", verdict["criteria"], CRITERIA_COLUMNS))
+
+
+def print_analysis(console: Console, analysis: Any) -> None:
+    """Print one experiment's analysis (arms, tests, criteria, verdict) to a Rich console.
+
+    Dispatches on the analysis type (:func:`functools.singledispatch`): every result type
+    registers its own layout below.
+    """
+    _print(analysis, console)
+
+
+@singledispatch
+def _print(analysis: Any, console: Console) -> None:
+    raise TypeError(f"no terminal rendering for {type(analysis).__name__}")
+
+
+@_print.register(ExperimentAnalysis)
+def _(a: ExperimentAnalysis, console: Console) -> None:
+    d = a.to_dict()
+    console.rule(f"[bold]{d['experiment']}[/bold] ({d['strategy']}, {d['task']}, {d['metric']})")
+    arms = [{"side": side, **values} for side, values in d["arms"].items()]
+    cols = ["side", "requests", "units", "errors", "latency_p99_ms", "labelled", d["metric"]]
+    if d.get("sample_unit") == "units":  # tests count labelled units: show them
+        cols.insert(6, "labelled_units")
+    console.print(rich_table("arms", arms, cols))
+    tests = [{**d["primary"], "name": f"primary: {d['primary']['name']}"}]
+    tests += [{**t, "name": f"secondary: {t['name']}"} for t in d["secondary"].values()]
+    cols = ["name", "estimate", "ci_low", "ci_high", "p_value", "status"]
+    console.print(rich_table("tests (challenger − champion)", tests, cols))
+    if d["bayesian"]:
+        b = d["bayesian"]
+        chance = format_number(b["chance_to_beat_control"], style="percent", digits=1)
+        console.print(
+            f"Bayesian: P(challenger better) = {chance}, "
+            f"expected loss if promoted {format_number(b['expected_loss_treatment'])}"
+        )
+    console.print(criteria_table(a.criteria))
+    line = f"verdict: {decision_markup(d['decision'])}"
+    if d["estimated_remaining_sample"]:
+        line += (
+            f" (about {format_number(d['estimated_remaining_sample'])} more labelled "
+            f"{d.get('sample_unit', 'rows')} per arm)"
+        )
+    console.print(line)
+    print_notes(console, d["notes"])
+
+
+@_print.register(MultiArmAnalysis)
+def _(a: MultiArmAnalysis, console: Console) -> None:
+    d = a.to_dict()
+    console.rule(f"[bold]{a.experiment}[/bold] (A/B/n, {len(a.arms)} arms, {a.task}, {a.metric})")
+    arms = [{"arm": arm, "alias": a.aliases.get(arm), **a.arm_rows[arm]} for arm in a.arms]
+    cols = ["arm", "alias", "requests", "units", "errors", "latency_p99_ms", "labelled"]
+    console.print(rich_table("arms", arms, [*cols, a.metric]))
+    if a.srm is not None:
+        shares = ", ".join(f"{arm} {format_number(a.weights[arm], digits=3)}" for arm in a.arms)
+        console.print(
+            f"SRM ({a.srm_basis}): chi-square p = {format_number(a.srm.p_value, digits=3)} "
+            f"({'MISMATCH' if a.srm.mismatch else 'ok'}) for expected shares {shares}"
+        )
+    om = a.omnibus
+    console.print(
+        f"omnibus: {om['method']}: statistic = {format_number(om['statistic'])}, "
+        f"p = {format_number(om['p_value'], digits=3)}"
+    )
+    rows = [
+        {**r, "name": f"{r['b']} − {r['a']}", "marascuilo": r.get("marascuilo_significant")}
+        for r in d["pairwise"]
+    ]
+    cols = ["name", "estimate", "ci_low", "ci_high", "p_value", "adjusted_p_value"]
+    cols += ["significant"] + (["marascuilo"] if a.task == "classification" else [])
+    console.print(rich_table(f"pairwise ({a.multiplicity})", rows, cols))
+    rails = [{"arm": arm, **g} for arm, rs in d["guardrails"].items() for g in rs]
+    console.print(rich_table("guardrails", rails, ["arm", "name", "challenger", "limit", "status"]))
+    console.print(criteria_table(a.criteria))
+    line = f"verdict: {decision_markup(a.decision)}"
+    if a.winner:
+        line += f" arm [bold]{a.winner}[/bold]"
+    if a.rollback_arms:
+        line += f" arm(s) [bold]{', '.join(a.rollback_arms)}[/bold]"
+    if a.remaining_per_arm:
+        more = ", ".join(f"{arm} {format_number(n)}" for arm, n in a.remaining_per_arm.items())
+        line += f" (more labelled rows per arm: {more})"
+    console.print(line)
+    print_notes(console, a.notes)
+
+
+@_print.register(InterleaveAnalysis)
+def _(a: InterleaveAnalysis, console: Console) -> None:
+    console.rule(f"[bold]{a.experiment}[/bold] (interleaving: {interleaving_methods(a.methods)})")
+    c = {k: format_number(v) for k, v in a.counts.items()}
+    console.print(
+        f"{c['impressions']} interleaved impressions from {c['users']} users; "
+        f"{c['with_clicks']} with clicks ({c['clicks']} clicks); "
+        f"{c['fallbacks']} answered by the champion alone"
+    )
+    wins = Table(title="impressions won", title_justify="left")
+    for col in ("champion", "challenger", "ties"):
+        wins.add_column(col, justify="right")
+    wins.add_row(*(format_number(a.wins[k]) for k in ("champion", "challenger", "ties")))
+    console.print(wins)
+    p = {k: format_number(v) for k, v in a.preference.items()}
+    level = format_number(1 - a.policy.alpha, style="percent", digits=0)
+    console.print(
+        f"preference for the challenger Δ = {p['delta']} [{p['ci_low']}, {p['ci_high']}] "
+        f"({level} CI, clustered by user); "
+        f"p = {p['p_value']}, per-user sign test p = {p['sign_test_p_value']}"
+    )
+    if a.sequential is not None:
+        s = {k: format_number(v) for k, v in a.sequential.items()}
+        console.print(
+            f"always-valid {level} confidence sequence [{s['ci_low']}, {s['ci_high']}], "
+            f"p = {s['p_value']} (safe to peek; the decision uses it)"
+        )
+    console.print(criteria_table(a.criteria))
+    line = f"verdict: {decision_markup(a.decision)}"
+    if a.winner:
+        line += f" (users prefer the [bold]{a.winner}[/bold])"
+    console.print(line)
+    print_notes(console, a.notes)
+
+
+@_print.register(BanditAnalysis)
+def _(a: BanditAnalysis, console: Console) -> None:
+    console.rule(f"[bold]{a.experiment}[/bold] (bandit, {a.reward} reward)")
+    table = Table(title="arms", title_justify="left")
+    cols = ("arm", "served", "rewarded", "invalid", "mean (naive)", "posterior mean", "P(best)",
+            "allocation now")  # fmt: skip
+    for col in cols:
+        table.add_column(col, justify="left" if col == "arm" else "right")
+    for row in a.arm_rows():
+        table.add_row(
+            row["arm"],
+            format_number(row["served"]),
+            format_number(row["rewarded"]),
+            format_number(row["invalid_rewards"]),
+            format_number(row["mean_reward_naive"]),
+            format_number(row["posterior_mean"]),
+            format_number(row["p_best"], style="percent", digits=1),
+            format_number(row["current_allocation"], style="percent", digits=1),
+        )
+    console.print(table)
+    console.print(f"[yellow]warning: {ADJUSTED_INFERENCE_WARNING}[/yellow]")
+    console.print(f"decision: {decision_markup(a.decision)}")
+    for reason in a.reasons:
+        console.print(f"  - {reason_text(reason)}")
+    print_notes(console, a.notes)
+
+
+__all__ = [
+    "ARM_TABLE",
+    "CRITERIA_COLUMNS",
+    "HEADERS",
+    "LEFT",
+    "criteria_table",
+    "decision_markup",
+    "print_analysis",
+    "print_summary",
+    "rich_table",
+]
