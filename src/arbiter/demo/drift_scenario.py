@@ -226,15 +226,23 @@ def _wait_for_log(store: EventStore, sql: str, params: dict[str, Any], target: i
         time.sleep(0.2)
 
 
-def _wait_for_alias(url: str, alias: str, version: str, timeout: float = 30.0) -> bool:
-    """Wait until the gateway serves ``version`` under ``alias`` (its next registry poll)."""
+def _wait_for_alias(
+    url: str, alias: str, version: str, timeout: float = 30.0, *, shadow: bool = False
+) -> bool:
+    """Wait until the gateway serves ``version`` under ``alias`` (its next registry poll).
+
+    ``shadow``: also until its shadow workers have loaded that version. Until then the gateway
+    mirrors nothing to it, and a round of traffic sent earlier tests nothing (on a busy machine
+    loading the model in the worker processes takes seconds).
+    """
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         models = httpx.get(f"{url}/models", timeout=10.0).json()["models"]
-        aliases = next((m["aliases"] for m in models if m["name"] == MODEL), {})
-        if aliases.get(alias) == version:
+        model = next((m for m in models if m["name"] == MODEL), {})
+        ready = not shadow or bool(model.get("experiment", {}).get("shadow", {}).get("ready"))
+        if model.get("aliases", {}).get(alias) == version and ready:
             return True
         time.sleep(0.2)
     return False
@@ -464,7 +472,9 @@ def run_drift_demo(
         for i in range(options.max_online_rounds):
             if run.record.finished or candidate is None:
                 break
-            if i == 0 and not _wait_for_alias(server.url, "challenger", candidate):
+            if i == 0 and not _wait_for_alias(
+                server.url, "challenger", candidate, timeout=60.0, shadow=True
+            ):
                 console.print(f"[yellow]the gateway did not pick up v{candidate} in time[/]")
             data = make_transactions(
                 options.online_requests, seed=options.seed + 10 + i, shift=options.shift
