@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from arbiter.config import DecisionConfig, ExperimentConfig, HomeConfig, ModelConfig, dump_config
+from arbiter.config import DecisionConfig, HomeConfig, ModelConfig, ShadowExperiment, dump_config
 from arbiter.demo.run import MODEL, prepare_home, send_traffic
 
 if TYPE_CHECKING:
@@ -85,9 +85,8 @@ def write_drift_config(home: Home, options: DriftDemoOptions) -> HomeConfig:
             "events": {"flush_interval_s": 0.2},
             "models": {
                 MODEL: ModelConfig(
-                    experiment=ExperimentConfig(
+                    experiment=ShadowExperiment(
                         name=EXPERIMENT,
-                        strategy="shadow",
                         unit_field="user_id",
                         shadow_sample_rate=1.0,
                         shadow_max_in_flight=options.concurrency,

@@ -11,6 +11,7 @@ from typing import Any
 import duckdb
 
 from arbiter.errors import NotFoundError
+from arbiter.strategies import SPECS
 
 # The classic shadow-test criteria (e.g. Sato, Wider & Windheuser's "Continuous Delivery for
 # Machine Learning" and common MLOps practice): the challenger should rarely disagree with the
@@ -210,6 +211,14 @@ def classic_shadow_criteria(comparison: dict[str, Any], task: str) -> list[dict[
     return criteria
 
 
+def shadow_section(
+    con: duckdb.DuckDBPyConnection, model: str, experiment: str, task: str
+) -> dict[str, Any]:
+    """The shadow strategy's report keys: the comparison on the same rows and the criteria."""
+    comparison = shadow_comparison(con, model, experiment, task)
+    return {"shadow": comparison, "shadow_criteria": classic_shadow_criteria(comparison, task)}
+
+
 def summarize(
     con: duckdb.DuckDBPyConnection, model: str, experiment: str | None = None
 ) -> dict[str, Any]:
@@ -233,16 +242,14 @@ def summarize(
             "last_event": exp["last_ts"].isoformat() if exp["last_ts"] else None,
             "requests": exp["requests"],
             "arms": arm_stats(con, model, name),
-            # Interleaving labels are clicks on items, not a ground truth a ranking could be
-            # "accurate" against: which ranker wins is `arbiter analyze`'s interleaving test.
-            "quality": []
-            if exp["strategy"] == "interleave"
-            else model_quality(con, model, name, task),
         }
-        if exp["strategy"] == "shadow":
-            comparison = shadow_comparison(con, model, name, task)
-            section["shadow"] = comparison
-            section["shadow_criteria"] = classic_shadow_criteria(comparison, task)
+        # What the strategy's spec adds; a strategy no longer registered gets the defaults.
+        spec = SPECS.get(exp["strategy"])
+        scored = spec is None or spec.labels_score_models
+        section["quality"] = model_quality(con, model, name, task) if scored else []
+        extra = None if spec is None else spec.hook("report")
+        if extra is not None:
+            section.update(extra(con, model, name, task))
         sections.append(section)
     return {"model": model, "experiments": sections}
 
@@ -255,5 +262,6 @@ __all__ = [
     "experiments",
     "model_quality",
     "shadow_comparison",
+    "shadow_section",
     "summarize",
 ]
