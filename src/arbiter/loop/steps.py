@@ -36,6 +36,7 @@ from arbiter.config import HomeConfig, ModelConfig, ShadowExperiment
 from arbiter.errors import ConfigError, InvalidInputError, NotFoundError
 from arbiter.home import Home
 from arbiter.loop.record import CycleRecord, iso, parse_iso, utc_now
+from arbiter.strategies.base import OneChallenger
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,7 +77,9 @@ class LoopContext:
 
     @property
     def challenger_alias(self) -> str:
-        return self.model_config.experiment.challenger_alias
+        exp = self.model_config.experiment
+        # A strategy without a challenger alias (none) keeps the default name.
+        return exp.challenger_alias if isinstance(exp, OneChallenger) else "challenger"
 
 
 @dataclass(frozen=True)
