@@ -7,10 +7,12 @@ builds one per served model from the home's configuration.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from arbiter.routing.interleaving import Method
 from arbiter.routing.split import Arm, Split, sample_shadow
+
+if TYPE_CHECKING:  # interleaving imports numpy; routing a request does not need it
+    from arbiter.routing.interleaving import Method
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from arbiter.routing.bandit import BanditStrategy
 from arbiter.strategies.base import (
     ExperimentConfig,
     Frozen,
@@ -23,6 +22,7 @@ from arbiter.strategies.spec import Controller, LiveEndpoint, MetricSpec, Strate
 
 if TYPE_CHECKING:
     from arbiter.config import ModelConfig
+    from arbiter.routing.bandit import BanditStrategy
 
 
 class BanditSettings(Frozen):
@@ -59,6 +59,9 @@ class BanditExperiment(IsolatedArms, SeveralChallengers):
 
 def routing(model: str, config: ModelConfig) -> BanditStrategy:
     """A uniform allocation until the controller applies the first update."""
+    # Imported here: the bandit core loads numpy, which reading arbiter.yaml does not need.
+    from arbiter.routing.bandit import BanditStrategy
+
     arms = config.arms()
     return BanditStrategy.from_allocation(arms, [1.0 / len(arms)] * len(arms))
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from arbiter.routing.canary import CanaryStrategy
 from arbiter.strategies.base import (
     ExperimentConfig,
     Frozen,
@@ -25,6 +24,7 @@ from arbiter.strategies.spec import Controller, LiveEndpoint, MetricSpec, Strate
 
 if TYPE_CHECKING:
     from arbiter.config import ModelConfig
+    from arbiter.routing.canary import CanaryStrategy
 
 
 class CanaryStageConfig(Frozen):
@@ -109,6 +109,10 @@ class CanaryExperiment(IsolatedArms, OneChallenger):
 
 def routing(model: str, config: ModelConfig) -> CanaryStrategy:
     """0 % to the challenger until the controller applies the stored canary state."""
+    # Imported here, not at the top: the canary core loads the statistics (scipy), which
+    # reading arbiter.yaml does not need. (No cycle: arbiter.routing imports no strategy.)
+    from arbiter.routing.canary import CanaryStrategy
+
     exp = config.experiment
     assert isinstance(exp, CanaryExperiment)
     return CanaryStrategy(
