@@ -18,19 +18,19 @@ from pydantic import Field, SerializeAsAny, ValidationError, field_validator, mo
 from arbiter.errors import ConfigError
 from arbiter.routing import CHALLENGER, CHAMPION
 from arbiter.strategies import ExperimentConfig
-from arbiter.strategies.ab import ABExperiment
-from arbiter.strategies.bandit import BanditExperiment, BanditSettings
+from arbiter.strategies.ab import ABExperimentConfig
+from arbiter.strategies.bandit import BanditExperimentConfig, BanditSettings
 from arbiter.strategies.base import ChallengerConfig
 from arbiter.strategies.base import Frozen as _Frozen
 from arbiter.strategies.canary import (
     CanaryConfig,
-    CanaryExperiment,
+    CanaryExperimentConfig,
     CanaryRampConfig,
     CanaryStageConfig,
 )
-from arbiter.strategies.interleave import InterleaveConfig, InterleaveExperiment
-from arbiter.strategies.none import NoExperiment
-from arbiter.strategies.shadow import ShadowExperiment
+from arbiter.strategies.interleave import InterleaveConfig, InterleaveExperimentConfig
+from arbiter.strategies.none import NoneExperimentConfig
+from arbiter.strategies.shadow import ShadowExperimentConfig
 
 CONFIG_FILE = "arbiter.yaml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -91,7 +91,7 @@ class ModelConfig(_Frozen):
     champion_alias: str = "champion"
     # Validated by the model of its ``strategy`` (arbiter.strategies); SerializeAsAny dumps
     # that model's keys, not only the shared ones.
-    experiment: SerializeAsAny[ExperimentConfig] = NoExperiment()
+    experiment: SerializeAsAny[ExperimentConfig] = NoneExperimentConfig()
     decision: DecisionConfig = DecisionConfig()
 
     def experiment_name(self, model: str) -> str:
@@ -205,11 +205,11 @@ def dump_config(config: HomeConfig) -> str:
 
 __all__ = [
     "CONFIG_FILE",
-    "ABExperiment",
-    "BanditExperiment",
+    "ABExperimentConfig",
+    "BanditExperimentConfig",
     "BanditSettings",
     "CanaryConfig",
-    "CanaryExperiment",
+    "CanaryExperimentConfig",
     "CanaryRampConfig",
     "CanaryStageConfig",
     "ChallengerConfig",
@@ -219,12 +219,12 @@ __all__ = [
     "GuardrailsConfig",
     "HomeConfig",
     "InterleaveConfig",
-    "InterleaveExperiment",
+    "InterleaveExperimentConfig",
     "ModelConfig",
-    "NoExperiment",
+    "NoneExperimentConfig",
     "RegistryConfig",
     "ServerConfig",
-    "ShadowExperiment",
+    "ShadowExperimentConfig",
     "dump_config",
     "load_config",
 ]

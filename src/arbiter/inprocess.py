@@ -30,7 +30,7 @@ from arbiter.prediction_log import RequestContext, encode_features, prediction_c
 from arbiter.routing import CHALLENGER, CHAMPION
 from arbiter.servable import Scored
 from arbiter.strategies import spec_for
-from arbiter.strategies.ab import ABExperiment as ABConfig
+from arbiter.strategies.ab import ABExperimentConfig
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ class ABExperiment(_Experiment):
     ) -> None:
         super().__init__(champion, challenger, **kwargs)
         # The ab strategy's own routing, built as the gateway builds it (arbiter.strategies).
-        exp = ABConfig(name=self.experiment, challenger_share=share)
+        exp = ABExperimentConfig(name=self.experiment, challenger_share=share)
         self.routing = spec_for(self.strategy).routing(self.model, ModelConfig(experiment=exp))
 
     def predict(self, x: Any, unit_id: str | None = None) -> Answer:

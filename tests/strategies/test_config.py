@@ -13,15 +13,15 @@ import pytest
 import yaml
 
 from arbiter.config import (
-    ABExperiment,
-    BanditExperiment,
-    CanaryExperiment,
+    ABExperimentConfig,
+    BanditExperimentConfig,
+    CanaryExperimentConfig,
     ExperimentConfig,
     HomeConfig,
-    InterleaveExperiment,
+    InterleaveExperimentConfig,
     ModelConfig,
-    NoExperiment,
-    ShadowExperiment,
+    NoneExperimentConfig,
+    ShadowExperimentConfig,
     dump_config,
     load_config,
 )
@@ -29,9 +29,9 @@ from arbiter.errors import ConfigError
 
 # One experiment per strategy, each with non-default values for its own keys.
 EXPERIMENTS: dict[str, tuple[type[ExperimentConfig], dict[str, Any]]] = {
-    "none": (NoExperiment, {"unit_field": "user_id"}),
+    "none": (NoneExperimentConfig, {"unit_field": "user_id"}),
     "shadow": (
-        ShadowExperiment,
+        ShadowExperimentConfig,
         {
             "challenger_alias": "next",
             "shadow_sample_rate": 0.25,
@@ -42,15 +42,15 @@ EXPERIMENTS: dict[str, tuple[type[ExperimentConfig], dict[str, Any]]] = {
         },
     ),
     "ab": (
-        ABExperiment,
+        ABExperimentConfig,
         {"challenger_share": 0.2, "isolate_arms": True, "challenger_timeout_s": 1.5},
     ),
     "abn": (
-        ABExperiment,
+        ABExperimentConfig,
         {"challengers": [{"alias": "b", "share": 0.3}, {"alias": "c", "share": 0.3}]},
     ),
     "canary": (
-        CanaryExperiment,
+        CanaryExperimentConfig,
         {
             "canary": {
                 "stages": [{"share": 0.1, "min_requests": 10}, {"share": 1.0}],
@@ -59,9 +59,9 @@ EXPERIMENTS: dict[str, tuple[type[ExperimentConfig], dict[str, Any]]] = {
             }
         },
     ),
-    "interleave": (InterleaveExperiment, {"interleave": {"method": "balanced", "length": 5}}),
+    "interleave": (InterleaveExperimentConfig, {"interleave": {"method": "balanced", "length": 5}}),
     "bandit": (
-        BanditExperiment,
+        BanditExperimentConfig,
         {"challengers": [{"alias": "b"}], "bandit": {"reward": "bounded", "floor": 0.1}},
     ),
 }
@@ -90,7 +90,7 @@ def test_no_experiment_and_no_strategy_mean_none(tmp_path: Path) -> None:
     path = tmp_path / "arbiter.yaml"
     path.write_text("models:\n  a: {}\n  b:\n    experiment: {unit_field: user_id}\n")
     config = load_config(path)
-    assert type(config.models["a"].experiment) is NoExperiment
+    assert type(config.models["a"].experiment) is NoneExperimentConfig
     assert config.models["b"].experiment.strategy == "none"
     assert config.models["a"].arms() == {"champion": "champion"}
     assert config.models["a"].experiment_name("a") == "a-none"
@@ -104,8 +104,8 @@ def test_arms_and_isolation_per_strategy() -> None:
         {"experiment": {"strategy": "ab", "challengers": [{"alias": "b", "share": 0.5}]}}
     )
     assert abn.arms() == {"champion": "champion", "b": "b"}
-    assert ModelConfig(experiment=CanaryExperiment()).experiment.arms_isolated()
-    assert ModelConfig(experiment=ShadowExperiment()).arms() == {
+    assert ModelConfig(experiment=CanaryExperimentConfig()).experiment.arms_isolated()
+    assert ModelConfig(experiment=ShadowExperimentConfig()).arms() == {
         "champion": "champion",
         "challenger": "challenger",
     }
@@ -190,4 +190,4 @@ def test_each_strategy_keeps_its_validation(
 def test_the_shared_base_is_not_built_directly() -> None:
     with pytest.raises(TypeError, match="model_validate"):
         ExperimentConfig(strategy="ab")
-    assert type(ExperimentConfig.model_validate({"strategy": "ab"})) is ABExperiment
+    assert type(ExperimentConfig.model_validate({"strategy": "ab"})) is ABExperimentConfig

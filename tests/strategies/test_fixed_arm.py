@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # --- the strategy: one module -------------------------------------------------------------
 
 
-class FixedArmExperiment(ExperimentConfig):
+class FixedArmExperimentConfig(ExperimentConfig):
     """Serve ``alias`` to everyone (its arm is named after it)."""
 
     strategy: Literal["fixed_arm"] = "fixed_arm"
@@ -53,7 +53,7 @@ class FixedArm:
 
 def routing(model: str, config: ModelConfig) -> FixedArm:
     exp = config.experiment
-    assert isinstance(exp, FixedArmExperiment)
+    assert isinstance(exp, FixedArmExperimentConfig)
     return FixedArm(exp.alias)
 
 
@@ -94,7 +94,7 @@ def analyze_fixed_arm(
 
 SPEC = StrategySpec(
     name="fixed_arm",
-    config=FixedArmExperiment,
+    config=FixedArmExperimentConfig,
     routing=routing,
     analysis=analyze_fixed_arm,
     describe=describe_arms,
@@ -119,7 +119,7 @@ def test_fixed_arm_is_served_logged_analysed_and_reported(
 
     server, home = running(MODELS)  # a real gateway (uvicorn) on the home's arbiter.yaml
     config = load_config(home.config_path)
-    assert isinstance(config.models["fraud"].experiment, FixedArmExperiment)
+    assert isinstance(config.models["fraud"].experiment, FixedArmExperimentConfig)
     challenger = template_home.versions["fraud"]["challenger"]
 
     with httpx.Client(base_url=server.url) as client:

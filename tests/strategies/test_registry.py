@@ -7,7 +7,7 @@ import pytest
 from arbiter.errors import ConfigError
 from arbiter.routing import Strategy
 from arbiter.strategies import SPECS, StrategySpec, register, resolve_hook, spec_for
-from arbiter.strategies.none import NoExperiment
+from arbiter.strategies.none import NoneExperimentConfig
 
 BUILTIN = ("none", "shadow", "ab", "canary", "interleave", "bandit")
 
@@ -63,7 +63,7 @@ def test_an_unknown_strategy_lists_the_known_ones() -> None:
 
 def test_a_taken_name_cannot_be_registered_again() -> None:
     register(SPECS["none"])  # the same spec again: a no-op
-    other = StrategySpec(name="none", config=NoExperiment, routing=SPECS["none"].routing)
+    other = StrategySpec(name="none", config=NoneExperimentConfig, routing=SPECS["none"].routing)
     with pytest.raises(ConfigError, match="already registered"):
         register(other)
 

@@ -43,7 +43,7 @@ from arbiter.analysis.policy import (
     SHADOW_DISCREPANCY,
     to_decision_policy,
 )
-from arbiter.config import ABExperiment, DecisionConfig, ModelConfig
+from arbiter.config import ABExperimentConfig, DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError, NotFoundError
 from arbiter.stats.bayesian import BayesianResult, bayesian_summary
 from arbiter.stats.means import ratio_test, welch_test
@@ -488,7 +488,11 @@ def _traffic_weights(
     if mode != "ab":
         return (0.5, 0.5)
     exp = None if config is None else config.experiment
-    if isinstance(exp, ABExperiment) and config and config.experiment_name(model) == experiment:
+    if (
+        isinstance(exp, ABExperimentConfig)
+        and config
+        and config.experiment_name(model) == experiment
+    ):
         share = exp.challenger_share
         if 0.0 < share < 1.0:
             return (1.0 - share, share)

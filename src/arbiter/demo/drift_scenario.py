@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from arbiter.config import DecisionConfig, HomeConfig, ModelConfig, ShadowExperiment, dump_config
+from arbiter.config import (
+    DecisionConfig,
+    HomeConfig,
+    ModelConfig,
+    ShadowExperimentConfig,
+    dump_config,
+)
 from arbiter.demo.run import MODEL, prepare_home, send_traffic
 
 if TYPE_CHECKING:
@@ -85,7 +91,7 @@ def write_drift_config(home: Home, options: DriftDemoOptions) -> HomeConfig:
             "events": {"flush_interval_s": 0.2},
             "models": {
                 MODEL: ModelConfig(
-                    experiment=ShadowExperiment(
+                    experiment=ShadowExperimentConfig(
                         name=EXPERIMENT,
                         unit_field="user_id",
                         shadow_sample_rate=1.0,

@@ -32,7 +32,7 @@ from arbiter.gateway.shadow import ShadowExecutor
 from arbiter.gateway.state import GatewayState
 from arbiter.home import Home
 from arbiter.registry.base import ModelRegistry
-from arbiter.strategies.shadow import ShadowExperiment
+from arbiter.strategies.shadow import ShadowExperimentConfig
 
 log = logging.getLogger("arbiter.gateway")
 
@@ -135,7 +135,7 @@ def create_app(
         shadows: dict[str, ShadowExecutor] = {}
         for name, cfg in config.models.items():
             exp = cfg.experiment
-            if not isinstance(exp, ShadowExperiment):  # only shadows mirror requests
+            if not isinstance(exp, ShadowExperimentConfig):  # only shadows mirror requests
                 continue
             challenger = pool.endpoints[name].model(exp.challenger_alias)
             shadows[name] = ShadowExecutor(

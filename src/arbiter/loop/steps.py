@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from arbiter.config import HomeConfig, ModelConfig, ShadowExperiment
+from arbiter.config import HomeConfig, ModelConfig, ShadowExperimentConfig
 from arbiter.errors import ConfigError, InvalidInputError, NotFoundError
 from arbiter.home import Home
 from arbiter.loop.record import CycleRecord, iso, parse_iso, utc_now
@@ -285,7 +285,7 @@ def gate_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutcome
 def shadow_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutcome:
     """Point the challenger alias at the candidate; the gateway mirrors to it after a poll."""
     exp = ctx.model_config.experiment
-    if not isinstance(exp, ShadowExperiment):
+    if not isinstance(exp, ShadowExperimentConfig):
         raise ConfigError(
             f"models.{ctx.model}.experiment.strategy is {exp.strategy!r} in "
             f"{ctx.home.config_path}; the loop's online test needs `strategy: shadow`"

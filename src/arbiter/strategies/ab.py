@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from arbiter.config import ModelConfig
 
 
-class ABExperiment(IsolatedArms, SeveralChallengers):
+class ABExperimentConfig(IsolatedArms, SeveralChallengers):
     """An A/B or A/B/n test."""
 
     strategy: Literal["ab"] = "ab"
@@ -29,7 +29,7 @@ class ABExperiment(IsolatedArms, SeveralChallengers):
     )
 
     @model_validator(mode="after")
-    def _shares(self) -> ABExperiment:
+    def _shares(self) -> ABExperimentConfig:
         if sum(c.share for c in self.challengers) > 1.0 + 1e-9:
             raise ValueError("challenger shares sum to more than 1")
         return self
@@ -38,7 +38,7 @@ class ABExperiment(IsolatedArms, SeveralChallengers):
 def routing(model: str, config: ModelConfig) -> ABTest | MultiArmTest:
     """The sticky split, salted with the experiment name."""
     exp = config.experiment
-    assert isinstance(exp, ABExperiment)
+    assert isinstance(exp, ABExperimentConfig)
     salt = config.experiment_name(model)
     if exp.challengers:
         return MultiArmTest(
@@ -51,10 +51,10 @@ def routing(model: str, config: ModelConfig) -> ABTest | MultiArmTest:
 
 SPEC = StrategySpec(
     name="ab",
-    config=ABExperiment,
+    config=ABExperimentConfig,
     routing=routing,
     analysis="arbiter.analysis.ab:analyze_ab",
     describe=describe_arms,
 )
 
-__all__ = ["SPEC", "ABExperiment", "routing"]
+__all__ = ["SPEC", "ABExperimentConfig", "routing"]

@@ -40,14 +40,14 @@ class BanditSettings(Frozen):
     )
 
 
-class BanditExperiment(IsolatedArms, SeveralChallengers):
+class BanditExperimentConfig(IsolatedArms, SeveralChallengers):
     """A bandit over the champion and one or several challengers."""
 
     strategy: Literal["bandit"] = "bandit"
     bandit: BanditSettings = BanditSettings()
 
     @model_validator(mode="after")
-    def _floor(self) -> BanditExperiment:
+    def _floor(self) -> BanditExperimentConfig:
         n_arms = 1 + len(self.challenger_arms())
         if self.bandit.floor * n_arms > 1.0:
             raise ValueError(
@@ -76,7 +76,7 @@ def describe(config: ExperimentConfig, endpoint: LiveEndpoint) -> dict[str, Any]
 
 SPEC = StrategySpec(
     name="bandit",
-    config=BanditExperiment,
+    config=BanditExperimentConfig,
     routing=routing,
     controller=Controller(
         run="arbiter.gateway.bandit:run_bandit_controller",
@@ -96,4 +96,4 @@ SPEC = StrategySpec(
     ),
 )
 
-__all__ = ["SPEC", "BanditExperiment", "BanditSettings", "describe", "routing"]
+__all__ = ["SPEC", "BanditExperimentConfig", "BanditSettings", "describe", "routing"]

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from arbiter.strategies.spec import SPECS, spec_for
+from arbiter.strategies.spec import SPECS, LiveEndpoint, spec_for
 
 
 class Frozen(BaseModel):
@@ -57,7 +57,7 @@ class ExperimentConfig(Frozen):
             # __init__ cannot return another class: point at what can.
             raise TypeError(
                 "ExperimentConfig is the shared base; use ExperimentConfig.model_validate(raw) "
-                "or the strategy's own model (e.g. arbiter.config.ABExperiment)"
+                "or the strategy's own model (e.g. arbiter.config.ABExperimentConfig)"
             )
         super().__init__(**data)
 
@@ -175,7 +175,7 @@ class IsolatedArms(Frozen):
         return self.isolate_by_default if self.isolate_arms is None else self.isolate_arms
 
 
-def describe_arms(config: ExperimentConfig, endpoint: Any) -> dict[str, Any]:
+def describe_arms(config: ExperimentConfig, endpoint: LiveEndpoint) -> dict[str, Any]:
     """The ``GET /models`` keys of any strategy with challengers: arms and the live split."""
     arms = endpoint.arms
     out: dict[str, Any] = {}

@@ -98,7 +98,7 @@ class CanaryConfig(Frozen):
         return self
 
 
-class CanaryExperiment(IsolatedArms, OneChallenger):
+class CanaryExperimentConfig(IsolatedArms, OneChallenger):
     """A canary release of the challenger."""
 
     isolate_by_default: ClassVar[bool] = True  # the untrusted new model
@@ -114,7 +114,7 @@ def routing(model: str, config: ModelConfig) -> CanaryStrategy:
     from arbiter.routing.canary import CanaryStrategy
 
     exp = config.experiment
-    assert isinstance(exp, CanaryExperiment)
+    assert isinstance(exp, CanaryExperimentConfig)
     return CanaryStrategy(
         config.champion_alias, exp.challenger_alias, 0.0, salt=config.experiment_name(model)
     )
@@ -127,7 +127,7 @@ def describe(config: ExperimentConfig, endpoint: LiveEndpoint) -> dict[str, Any]
 
 SPEC = StrategySpec(
     name="canary",
-    config=CanaryExperiment,
+    config=CanaryExperimentConfig,
     routing=routing,
     controller=Controller(
         run="arbiter.gateway.canary:run_canary_controller",
@@ -156,7 +156,7 @@ SPEC = StrategySpec(
 __all__ = [
     "SPEC",
     "CanaryConfig",
-    "CanaryExperiment",
+    "CanaryExperimentConfig",
     "CanaryRampConfig",
     "CanaryStageConfig",
     "describe",

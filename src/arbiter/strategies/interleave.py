@@ -28,7 +28,7 @@ class InterleaveConfig(Frozen):
     )
 
 
-class InterleaveExperiment(OneChallenger):
+class InterleaveExperimentConfig(OneChallenger):
     """An interleaving test of the champion ranker against the challenger."""
 
     strategy: Literal["interleave"] = "interleave"
@@ -38,7 +38,7 @@ class InterleaveExperiment(OneChallenger):
 def routing(model: str, config: ModelConfig) -> Interleave:
     """Champion-only routing that carries the merge settings ``/rank`` reads."""
     exp = config.experiment
-    assert isinstance(exp, InterleaveExperiment)
+    assert isinstance(exp, InterleaveExperimentConfig)
     return Interleave(
         config.champion_alias,
         exp.challenger_alias,
@@ -49,7 +49,7 @@ def routing(model: str, config: ModelConfig) -> Interleave:
 
 SPEC = StrategySpec(
     name="interleave",
-    config=InterleaveExperiment,
+    config=InterleaveExperimentConfig,
     routing=routing,
     analysis="arbiter.analysis.interleave:analyze_interleave",
     describe=describe_arms,
@@ -58,4 +58,4 @@ SPEC = StrategySpec(
     labels_score_models=False,
 )
 
-__all__ = ["SPEC", "InterleaveConfig", "InterleaveExperiment", "routing"]
+__all__ = ["SPEC", "InterleaveConfig", "InterleaveExperimentConfig", "routing"]

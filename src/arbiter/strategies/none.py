@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from arbiter.config import ModelConfig
 
 
-class NoExperiment(ExperimentConfig):
+class NoneExperimentConfig(ExperimentConfig):
     """The champion alone: only the keys every strategy shares."""
 
     strategy: Literal["none"] = "none"
@@ -23,6 +23,6 @@ def routing(model: str, config: ModelConfig) -> ChampionOnly:
     return ChampionOnly(config.champion_alias)
 
 
-SPEC = StrategySpec(name="none", config=NoExperiment, routing=routing)
+SPEC = StrategySpec(name="none", config=NoneExperimentConfig, routing=routing)
 
-__all__ = ["SPEC", "NoExperiment", "routing"]
+__all__ = ["SPEC", "NoneExperimentConfig", "routing"]

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from arbiter.config import ModelConfig
 
 
-class ShadowExperiment(OneChallenger):
+class ShadowExperimentConfig(OneChallenger):
     """A shadow test: the challenger scores a sample of the champion's requests off the path."""
 
     strategy: Literal["shadow"] = "shadow"
@@ -36,23 +36,23 @@ class ShadowExperiment(OneChallenger):
 def routing(model: str, config: ModelConfig) -> Shadow:
     """The champion serves; ``shadow_sample_rate`` of requests name the challenger to mirror to."""
     exp = config.experiment
-    assert isinstance(exp, ShadowExperiment)
+    assert isinstance(exp, ShadowExperimentConfig)
     return Shadow(config.champion_alias, exp.challenger_alias, exp.shadow_sample_rate)
 
 
 def describe(config: ExperimentConfig, endpoint: LiveEndpoint) -> dict[str, Any]:
     """Arms, split and the sample rate."""
-    assert isinstance(config, ShadowExperiment)
+    assert isinstance(config, ShadowExperimentConfig)
     return {**describe_arms(config, endpoint), "shadow_sample_rate": config.shadow_sample_rate}
 
 
 SPEC = StrategySpec(
     name="shadow",
-    config=ShadowExperiment,
+    config=ShadowExperimentConfig,
     routing=routing,
     analysis="arbiter.analysis.analyze:analyze_shadow",
     describe=describe,
     report="arbiter.report.summary:shadow_section",
 )
 
-__all__ = ["SPEC", "ShadowExperiment", "describe", "routing"]
+__all__ = ["SPEC", "ShadowExperimentConfig", "describe", "routing"]
