@@ -67,6 +67,7 @@ def prepare_home(root: Path) -> Home:
 _STRATEGY_SETTINGS: dict[str, dict[str, Any]] = {
     "shadow": {"shadow_sample_rate": 1.0, "shadow_max_in_flight": 16},
     "ab": {"challenger_share": 0.5},
+    "canary": {},
 }
 
 
