@@ -243,7 +243,11 @@ def prepare(home: Path) -> dict[str, Any]:
 def write_config(home: Path, model: str, strategy: str) -> None:
     from arbiter.config import ExperimentConfig, HomeConfig, ModelConfig, dump_config
 
-    config = HomeConfig(models={model: ModelConfig(experiment=ExperimentConfig(strategy=strategy))})
+    config = HomeConfig(
+        models={
+            model: ModelConfig(experiment=ExperimentConfig.model_validate({"strategy": strategy}))
+        }
+    )
     (home / "arbiter.yaml").write_text(dump_config(config), encoding="utf-8")
 
 

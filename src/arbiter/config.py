@@ -7,201 +7,33 @@ default. The schema is documented in the README ("Configuration").
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from arbiter.errors import ConfigError
+from arbiter.routing import CHALLENGER, CHAMPION
+from arbiter.strategies import ExperimentConfig
+from arbiter.strategies.ab import ABExperimentConfig
+from arbiter.strategies.bandit import BanditExperimentConfig, BanditSettings
+from arbiter.strategies.base import ChallengerConfig
+from arbiter.strategies.base import Frozen as _Frozen
+from arbiter.strategies.canary import (
+    CanaryConfig,
+    CanaryExperimentConfig,
+    CanaryRampConfig,
+    CanaryStageConfig,
+)
+from arbiter.strategies.interleave import InterleaveConfig, InterleaveExperimentConfig
+from arbiter.strategies.none import NoneExperimentConfig
+from arbiter.strategies.shadow import ShadowExperimentConfig
 
 CONFIG_FILE = "arbiter.yaml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ChallengerConfig(_Frozen):
-    """One challenger of an A/B/n test or a bandit: its alias (also its arm name) and share."""
-
-    alias: str
-    share: float = Field(
-        default=0.0, ge=0.0, le=1.0, description="A/B/n: share of units sent to this challenger."
-    )
-
-
-class CanaryStageConfig(_Frozen):
-    """One stage of a canary plan (see arbiter.routing.canary.CanaryStage)."""
-
-    share: float = Field(gt=0.0, le=1.0, description="Challenger share during the stage.")
-    min_requests: int = Field(default=0, ge=0, description="Challenger requests in the stage.")
-    min_duration_s: float = Field(default=0.0, ge=0.0, description="Seconds the stage lasts.")
-
-
-class CanaryRampConfig(_Frozen):
-    """A time-based linear ramp instead of explicit stages."""
-
-    start_share: float = Field(default=0.0, ge=0.0, lt=1.0)
-    target_share: float = Field(default=1.0, gt=0.0, le=1.0)
-    duration_s: float = Field(gt=0.0, description="Seconds from start_share to target_share.")
-    step_s: float = Field(gt=0.0, description="The share changes every step_s seconds.")
-    min_requests: int = Field(default=0, ge=0, description="Challenger requests per step.")
-
-    @model_validator(mode="after")
-    def _shape(self) -> CanaryRampConfig:
-        if self.start_share >= self.target_share:
-            raise ValueError("start_share must be below target_share")
-        if self.step_s > self.duration_s:
-            raise ValueError("step_s must be <= duration_s")
-        return self
-
-
-class CanaryConfig(_Frozen):
-    """How a canary ramps, how often it is checked, and what a rollback does."""
-
-    stages: list[CanaryStageConfig] | None = Field(
-        default=None,
-        description="Explicit plan; default 1% -> 5% -> 25% -> 50% -> 100% (docs/canary.md).",
-    )
-    ramp: CanaryRampConfig | None = Field(
-        default=None, description="Time-based linear ramp instead of stages."
-    )
-    analysis_interval_s: float = Field(
-        default=60.0, gt=0.0, description="Seconds between checkpoint analyses."
-    )
-    require_primary_sample: bool = Field(
-        default=True,
-        description="Promote only once the primary metric reached decision.min_sample_per_arm "
-        "labelled rows per arm; false for models without labels (guardrails only).",
-    )
-    max_prediction_psi: float | None = Field(
-        default=0.25,
-        gt=0.0,
-        description="Guardrail: PSI of the challenger's predictions against the champion's "
-        "since the canary started (null disables).",
-    )
-    on_rollback: Literal["archive", "flag"] = Field(
-        default="archive",
-        description="archive: remove the challenger alias and tag the version archived; "
-        "flag: only tag the version.",
-    )
-
-    @model_validator(mode="after")
-    def _one_plan(self) -> CanaryConfig:
-        if self.stages is not None and self.ramp is not None:
-            raise ValueError("give either stages or ramp, not both")
-        if self.stages is not None:
-            if not self.stages:
-                raise ValueError("stages must not be empty")
-            shares = [s.share for s in self.stages]
-            if any(b <= a for a, b in itertools.pairwise(shares)):
-                raise ValueError("stage shares must be strictly increasing")
-            if shares[-1] != 1.0:
-                raise ValueError("the last stage must have share 1.0 (the promotion stage)")
-        return self
-
-
-class InterleaveConfig(_Frozen):
-    """Interleaving of two rankers (ranking models answer an ordered list of item ids)."""
-
-    method: Literal["team_draft", "balanced"] = "team_draft"
-    length: int | None = Field(
-        default=10, ge=1, description="Items in the merged list (null: as long as both lists)."
-    )
-
-
-class BanditSettings(_Frozen):
-    """Thompson sampling over the champion and the challengers."""
-
-    reward: Literal["binary", "bounded"] = Field(
-        default="binary", description="binary: labels 0/1; bounded: any reward in [0, 1]."
-    )
-    floor: float = Field(default=0.05, ge=0.0, lt=1.0, description="Minimum share of every arm.")
-    warmup: int = Field(
-        default=100, ge=0, description="Uniform allocation until every arm has this many rewards."
-    )
-    update_interval_s: float = Field(
-        default=10.0, gt=0.0, description="Seconds between allocation updates from the event log."
-    )
-
-
-class ExperimentConfig(_Frozen):
-    """How challengers get traffic for one model."""
-
-    name: str | None = Field(
-        default=None, description="Experiment name; also the hashing salt. Default: MODEL-STRATEGY."
-    )
-    strategy: Literal["none", "shadow", "ab", "canary", "interleave", "bandit"] = "none"
-    challenger_alias: str = "challenger"
-    challenger_share: float = Field(
-        default=0.5, ge=0.0, le=1.0, description="A/B: share of units sent to the challenger."
-    )
-    challengers: list[ChallengerConfig] = Field(
-        default_factory=list,
-        description="A/B/n and bandit: several challengers (each alias is also its arm name); "
-        "replaces challenger_alias/challenger_share.",
-    )
-    unit_field: str = Field(
-        default="unit_id", description="Request field (arbiter JSON) that identifies the unit."
-    )
-    unit_header: str = Field(
-        default="X-Unit-Id", description="HTTP header that identifies the unit (any protocol)."
-    )
-    shadow_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
-    shadow_max_in_flight: int = Field(default=8, ge=1, le=10_000)
-    shadow_timeout_s: float = Field(default=5.0, gt=0.0)
-    shadow_executor: Literal["process", "thread"] = Field(
-        default="process",
-        description="process: low-priority worker processes (a CPU-bound challenger cannot "
-        "slow the champion); thread: threads in the gateway process (light challengers).",
-    )
-    shadow_workers: int = Field(default=1, ge=1, le=64, description="process: worker count.")
-    isolate_arms: bool | None = Field(
-        default=None,
-        description="Score the arms serving users off the event loop, each side in its own "
-        "small thread pool, with challenger_timeout_s: a slow or hung challenger cannot stall "
-        "the worker. Default (null): on for canary (the untrusted new model), off for ab and "
-        "bandit, where scoring inline saves about 0.3 ms p50 and 2 ms p99 per request.",
-    )
-    challenger_timeout_s: float = Field(
-        default=5.0,
-        gt=0.0,
-        description="With isolate_arms: a challenger slower than this answers 504 and the "
-        "request is logged as its error (so a canary rolls a hung challenger back).",
-    )
-
-    def arms_isolated(self) -> bool:
-        """Whether the served arms score in thread pools (see ``isolate_arms``)."""
-        if self.strategy not in ("ab", "canary", "bandit"):
-            return False
-        return self.strategy == "canary" if self.isolate_arms is None else self.isolate_arms
-
-    canary: CanaryConfig = CanaryConfig()
-    interleave: InterleaveConfig = InterleaveConfig()
-    bandit: BanditSettings = BanditSettings()
-
-    @model_validator(mode="after")
-    def _challengers(self) -> ExperimentConfig:
-        if not self.challengers:
-            return self
-        if self.strategy not in ("ab", "bandit"):
-            raise ValueError(
-                f"challengers (several challengers) apply to strategy ab or bandit, "
-                f"not {self.strategy!r}; use challenger_alias"
-            )
-        aliases = [c.alias for c in self.challengers]
-        if len(set(aliases)) != len(aliases):
-            raise ValueError(f"challenger aliases must be distinct, got {aliases}")
-        if "champion" in aliases:
-            raise ValueError("'champion' is the champion's arm name; use another alias")
-        if self.strategy == "ab" and sum(c.share for c in self.challengers) > 1.0 + 1e-9:
-            raise ValueError("challenger shares sum to more than 1")
-        return self
 
 
 class GuardrailsConfig(_Frozen):
@@ -257,7 +89,9 @@ class ModelConfig(_Frozen):
     """One registered model served at ``/models/{name}``."""
 
     champion_alias: str = "champion"
-    experiment: ExperimentConfig = ExperimentConfig()
+    # Validated by the model of its ``strategy`` (arbiter.strategies); SerializeAsAny dumps
+    # that model's keys, not only the shared ones.
+    experiment: SerializeAsAny[ExperimentConfig] = NoneExperimentConfig()
     decision: DecisionConfig = DecisionConfig()
 
     def experiment_name(self, model: str) -> str:
@@ -270,15 +104,7 @@ class ModelConfig(_Frozen):
         (``experiment.challengers``): each challenger's arm is named after its alias. No
         experiment: the champion only.
         """
-        exp = self.experiment
-        arms = {"champion": self.champion_alias}
-        if exp.strategy == "none":
-            return arms
-        if exp.challengers:
-            arms.update({c.alias: c.alias for c in exp.challengers})
-        else:
-            arms["challenger"] = exp.challenger_alias
-        return arms
+        return {CHAMPION: self.champion_alias, **self.experiment.challenger_arms()}
 
 
 class RegistryConfig(_Frozen):
@@ -331,21 +157,15 @@ class HomeConfig(_Frozen):
     @model_validator(mode="after")
     def _aliases_differ(self) -> HomeConfig:
         for name, model in self.models.items():
-            exp = model.experiment
-            if exp.strategy != "none" and exp.challenger_alias == model.champion_alias:
+            for arm, alias in model.experiment.challenger_arms().items():
+                if alias != model.champion_alias:
+                    continue
+                if arm == CHALLENGER:
+                    raise ValueError(
+                        f"models.{name}: challenger_alias and champion_alias are both {alias!r}"
+                    )
                 raise ValueError(
-                    f"models.{name}: challenger_alias and champion_alias are both "
-                    f"{model.champion_alias!r}"
-                )
-            if exp.strategy == "bandit" and exp.bandit.floor * len(model.arms()) > 1.0:
-                raise ValueError(
-                    f"models.{name}: bandit.floor {exp.bandit.floor} times "
-                    f"{len(model.arms())} arms exceeds 1; use at most {1 / len(model.arms()):.4g}"
-                )
-            if any(c.alias == model.champion_alias for c in exp.challengers):
-                raise ValueError(
-                    f"models.{name}: a challenger alias equals champion_alias "
-                    f"{model.champion_alias!r}"
+                    f"models.{name}: a challenger alias equals champion_alias {alias!r}"
                 )
         return self
 
@@ -385,8 +205,11 @@ def dump_config(config: HomeConfig) -> str:
 
 __all__ = [
     "CONFIG_FILE",
+    "ABExperimentConfig",
+    "BanditExperimentConfig",
     "BanditSettings",
     "CanaryConfig",
+    "CanaryExperimentConfig",
     "CanaryRampConfig",
     "CanaryStageConfig",
     "ChallengerConfig",
@@ -396,9 +219,12 @@ __all__ = [
     "GuardrailsConfig",
     "HomeConfig",
     "InterleaveConfig",
+    "InterleaveExperimentConfig",
     "ModelConfig",
+    "NoneExperimentConfig",
     "RegistryConfig",
     "ServerConfig",
+    "ShadowExperimentConfig",
     "dump_config",
     "load_config",
 ]

@@ -24,10 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from arbiter.config import ModelConfig
 from arbiter.errors import InvalidInputError
 from arbiter.prediction_log import RequestContext, encode_features, prediction_columns
-from arbiter.routing import CHALLENGER, CHAMPION, Arm, Split
+from arbiter.routing import CHALLENGER, CHAMPION
 from arbiter.servable import Scored
+from arbiter.strategies import spec_for
+from arbiter.strategies.ab import ABExperimentConfig
 
 
 @dataclass(frozen=True)
@@ -218,11 +221,13 @@ class ABExperiment(_Experiment):
         self, champion: Any, challenger: Any, *, share: float = 0.5, **kwargs: Any
     ) -> None:
         super().__init__(champion, challenger, **kwargs)
-        self.split = Split(self.experiment, CHAMPION, (Arm(CHALLENGER, share),))
+        # The ab strategy's own routing, built as the gateway builds it (arbiter.strategies).
+        exp = ABExperimentConfig(name=self.experiment, challenger_share=share)
+        self.routing = spec_for(self.strategy).routing(self.model, ModelConfig(experiment=exp))
 
     def predict(self, x: Any, unit_id: str | None = None) -> Answer:
-        assignment = self.split.assign(unit_id, self._rng.random())
-        return self._run(x, unit_id, assignment.arm, random_unit=assignment.random)
+        route = self.routing.route(unit_id, self._rng.random())
+        return self._run(x, unit_id, route.arm, random_unit=route.unit_random)
 
 
 def _ms(start: float) -> float:

@@ -60,8 +60,8 @@ def test_a_hung_canary_challenger_times_out_and_is_rolled_back(
         ("bandit", None, False),
         ("ab", True, True),
         ("canary", False, False),
-        ("shadow", True, False),  # the champion alone serves; shadows have their own executor
-        ("none", True, False),
+        ("shadow", None, False),  # the champion alone serves; shadows have their own executor
+        ("none", None, False),
     ],
 )
 def test_which_experiments_score_their_arms_off_the_event_loop(
@@ -69,8 +69,25 @@ def test_which_experiments_score_their_arms_off_the_event_loop(
 ) -> None:
     from arbiter.config import ExperimentConfig
 
-    exp = ExperimentConfig.model_validate({"strategy": strategy, "isolate_arms": isolate})
+    raw = (
+        {"strategy": strategy}
+        if isolate is None
+        else {"strategy": strategy, "isolate_arms": isolate}
+    )
+    exp = ExperimentConfig.model_validate(raw)
     assert exp.arms_isolated() is expected
+
+
+@pytest.mark.parametrize("strategy", ["shadow", "none", "interleave"])
+def test_isolate_arms_belongs_to_the_strategies_that_serve_a_challenger(strategy: str) -> None:
+    from pydantic import ValidationError
+
+    from arbiter.config import ExperimentConfig
+
+    with pytest.raises(
+        ValidationError, match="isolate_arms applies to strategy ab, bandit or canary"
+    ):
+        ExperimentConfig.model_validate({"strategy": strategy, "isolate_arms": True})
 
 
 def test_an_isolated_ab_challenger_that_hangs_gets_504_while_the_champion_serves(

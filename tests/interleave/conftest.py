@@ -83,19 +83,21 @@ def ranker_config(
     length: int | None = 10,
     min_sample: int = 50,
 ) -> dict[str, Any]:
-    """The ``models:`` block of an interleaving experiment on ``ranker``."""
-    return {
-        MODEL: {
-            "experiment": {
-                "name": f"{MODEL}-{strategy}-{method}",
-                "strategy": strategy,
-                "challenger_alias": challenger_alias,
-                "unit_field": "user_id",
-                "interleave": {"method": method, "length": length},
-            },
-            "decision": {"min_sample_per_arm": min_sample},
-        }
+    """The ``models:`` block of an interleaving experiment on ``ranker``.
+
+    Another ``strategy`` gets the keys it has: a challenger (unless ``none``), no
+    ``interleave`` block.
+    """
+    experiment: dict[str, Any] = {
+        "name": f"{MODEL}-{strategy}-{method}",
+        "strategy": strategy,
+        "unit_field": "user_id",
     }
+    if strategy != "none":
+        experiment["challenger_alias"] = challenger_alias
+    if strategy == "interleave":
+        experiment["interleave"] = {"method": method, "length": length}
+    return {MODEL: {"experiment": experiment, "decision": {"min_sample_per_arm": min_sample}}}
 
 
 @pytest.fixture

@@ -33,22 +33,17 @@ from arbiter.analysis.aggregate import (
     MetricStatistic,
     PairedData,
     aggregate_experiment,
+    experiment_info,
     list_experiments,
 )
-from arbiter.analysis.kinds import (
-    Analysis,
-    analyzer_for,
-    configured_arms,
-    has_challenger_list,
-    logged_shape,
-)
+from arbiter.analysis.kinds import Analysis, analysis_for, logged_shape
 from arbiter.analysis.policy import (
     ERROR_RATE,
     LATENCY_P99,
     SHADOW_DISCREPANCY,
     to_decision_policy,
 )
-from arbiter.config import DecisionConfig, ModelConfig
+from arbiter.config import ABExperimentConfig, DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError, NotFoundError
 from arbiter.events.query import Scope
 from arbiter.stats.bayesian import BayesianResult, bayesian_summary
@@ -78,8 +73,6 @@ from arbiter.stats.verdict import (
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: Strategies ``analyze_model`` analyses when no experiment is named.
-ANALYSED_STRATEGIES = ("ab", "shadow", "interleave", "bandit")
 # A p99 from fewer requests rests on fewer than 10 observations in the tail.
 MIN_LATENCY_REQUESTS = 1000
 
@@ -274,11 +267,11 @@ def analyze_experiment(
     *,
     model_config: ModelConfig | None = None,
 ) -> ExperimentAnalysis | Analysis:
-    """Analyse one experiment of ``model`` and decide champion vs challenger.
+    """Analyse one experiment of ``model`` with the analysis its strategy's spec declares.
 
-    A/B/n, interleaving and bandit experiments are handed to their own analyses
-    (:mod:`arbiter.analysis.kinds`), which return other :class:`~arbiter.analysis.kinds.Analysis`
-    objects.
+    Shadow and two-arm A/B experiments get :func:`compare_arms`; A/B/n, interleaving and
+    bandit experiments their own analyses, which return other
+    :class:`~arbiter.analysis.kinds.Analysis` objects (see :mod:`arbiter.strategies`).
 
     Parameters
     ----------
@@ -295,32 +288,59 @@ def analyze_experiment(
 
     Returns
     -------
-    ExperimentAnalysis
+    ExperimentAnalysis or Analysis
 
     Raises
     ------
     NotFoundError
         No such model or experiment in the log.
     InvalidInputError
-        The experiment has no challenger (strategy ``none``).
+        The experiment's strategy has nothing to analyse (``none``; a canary decides at its
+        checkpoints).
     """
-    decision = policy or (model_config.decision if model_config else DecisionConfig())
-    strategy, n_arms = logged_shape(con, model, experiment)
-    n_arms = max(n_arms, configured_arms(model_config, model, experiment))
-    listed = has_challenger_list(model_config, model, experiment)
-    other = analyzer_for(strategy or "", n_arms, challenger_list=listed)
-    if other is not None:
-        return other(con, model, experiment, model_config=model_config, policy=policy)
-    notes: list[str] = []
-    agg = aggregate_experiment(con, model, experiment, loss=decision.loss)
-    info = agg.info
-    if info.strategy not in ("ab", "shadow"):
+    strategy, _ = logged_shape(con, model, experiment)
+    if strategy is None:  # only forced requests, or no such experiment (NotFoundError)
+        strategy = experiment_info(con, model, experiment).strategy
+    analysis = analysis_for(strategy)
+    if analysis is None:
         raise InvalidInputError(
-            f"experiment {experiment!r} of model {model!r} has strategy {info.strategy!r}: "
+            f"experiment {experiment!r} of model {model!r} has strategy {strategy!r}: "
             "there is no challenger to compare; run a shadow or ab experiment",
             field="experiment",
         )
-    mode: Mode = "shadow" if info.strategy == "shadow" else "ab"
+    return analysis(con, model, experiment, model_config=model_config, policy=policy)
+
+
+def analyze_shadow(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    experiment: str,
+    *,
+    model_config: ModelConfig | None = None,
+    policy: DecisionConfig | None = None,
+) -> ExperimentAnalysis:
+    """The shadow strategy's analysis: both models on the same rows (paired tests)."""
+    return compare_arms(con, model, experiment, "shadow", policy, model_config=model_config)
+
+
+def compare_arms(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    experiment: str,
+    mode: Mode,
+    policy: DecisionConfig | None = None,
+    *,
+    model_config: ModelConfig | None = None,
+) -> ExperimentAnalysis:
+    """Compare champion and challenger and decide: paired (``shadow``) or split (``ab``).
+
+    Parameters are those of :func:`analyze_experiment`; ``mode`` says how the challenger saw
+    traffic.
+    """
+    decision = policy or (model_config.decision if model_config else DecisionConfig())
+    notes: list[str] = []
+    agg = aggregate_experiment(con, model, experiment, loss=decision.loss)
+    info = agg.info
     weights = _traffic_weights(model, experiment, mode, model_config, notes)
     pol = to_decision_policy(decision, mode=mode, task=agg.task, traffic_weights=weights)
     if agg.other_arms:
@@ -447,7 +467,8 @@ def analyze_model(
             scope.params,
         ).fetchall()
     )
-    runnable = [n for n in names if strategies.get(n) in ANALYSED_STRATEGIES]
+    # Those whose strategy's spec declares an analysis (arbiter.strategies).
+    runnable = [n for n in names if analysis_for(strategies.get(n)) is not None]
     if not runnable:
         raise NotFoundError(
             f"model {model!r} has no experiment with a challenger to analyse "
@@ -468,8 +489,13 @@ def _traffic_weights(
 ) -> tuple[float, float]:
     if mode != "ab":
         return (0.5, 0.5)
-    if config is not None and config.experiment_name(model) == experiment:
-        share = config.experiment.challenger_share
+    exp = None if config is None else config.experiment
+    if (
+        isinstance(exp, ABExperimentConfig)
+        and config
+        and config.experiment_name(model) == experiment
+    ):
+        share = exp.challenger_share
         if 0.0 < share < 1.0:
             return (1.0 - share, share)
         notes.append(f"configured challenger_share {share} leaves an arm empty; SRM assumes 50/50")
@@ -742,4 +768,11 @@ def _effect_over_time(
     }
 
 
-__all__ = ["MIN_LATENCY_REQUESTS", "ExperimentAnalysis", "analyze_experiment", "analyze_model"]
+__all__ = [
+    "MIN_LATENCY_REQUESTS",
+    "ExperimentAnalysis",
+    "analyze_experiment",
+    "analyze_model",
+    "analyze_shadow",
+    "compare_arms",
+]

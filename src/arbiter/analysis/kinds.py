@@ -1,10 +1,10 @@
-"""Analyses other than the two-arm comparison: which strategy is analysed by which module.
+"""Which analysis a strategy gets, and the shape every analysis result has.
 
-:func:`~arbiter.analysis.analyze.analyze_experiment` compares champion and challenger (shadow,
-A/B). Other experiment shapes need other statistics: k arms (A/B/n: chi-square, Marascuilo,
-Holm), interleaved rankings (credit per impression, sign test clustered by user) and bandits
-(allocation over time; adaptively collected data). Each lives in its own module and returns
-an object satisfying :class:`Analysis`, which :mod:`arbiter.report` renders (terminal, HTML,
+Each strategy's spec (:mod:`arbiter.strategies`) names its analysis: the two-arm comparison
+(:func:`~arbiter.analysis.analyze.compare_arms`: shadow, A/B), k arms (A/B/n: chi-square,
+Marascuilo, Holm), interleaved rankings (credit per impression, sign test clustered by user) or
+bandits (allocation over time; adaptively collected data). Each returns an object satisfying
+:class:`Analysis`, :mod:`arbiter.report` renders (terminal, HTML,
 Markdown) by its type.
 """
 
@@ -17,6 +17,8 @@ import duckdb
 
 from arbiter.config import ModelConfig
 from arbiter.events.query import Scope
+from arbiter.strategies import SPECS
+from arbiter.strategies.base import SeveralChallengers
 
 
 @runtime_checkable
@@ -38,26 +40,14 @@ class Analysis(Protocol):
 Analyzer = Callable[..., Analysis]
 
 
-def analyzer_for(strategy: str, n_arms: int, *, challenger_list: bool = False) -> Analyzer | None:
-    """The analysis function for an experiment that is not a two-arm comparison, else None.
+def analysis_for(strategy: str | None) -> Analyzer | None:
+    """The analysis the spec of ``strategy`` declares, imported; None when there is none.
 
-    ``challenger_list``: the home config names the challengers in ``experiment.challengers``
-    (arms named after their aliases), which only the k-arm analysis reads, even for one.
+    A strategy that is not registered (a name in an old event log) has no analysis either.
     Called as ``fn(con, model, experiment, model_config=..., policy=...)``.
     """
-    if strategy == "ab" and (n_arms > 2 or challenger_list):
-        from arbiter.analysis.multiarm import analyze_multiarm
-
-        return analyze_multiarm
-    if strategy == "interleave":
-        from arbiter.analysis.interleave import analyze_interleave
-
-        return analyze_interleave
-    if strategy == "bandit":
-        from arbiter.analysis.bandit import analyze_bandit
-
-        return analyze_bandit
-    return None
+    spec = SPECS.get(strategy or "")
+    return None if spec is None else spec.hook("analysis")
 
 
 def logged_shape(
@@ -87,6 +77,7 @@ def has_challenger_list(config: ModelConfig | None, model: str, experiment: str)
     return (
         config is not None
         and config.experiment_name(model) == experiment
+        and isinstance(config.experiment, SeveralChallengers)
         and bool(config.experiment.challengers)
     )
 
@@ -94,7 +85,7 @@ def has_challenger_list(config: ModelConfig | None, model: str, experiment: str)
 __all__ = [
     "Analysis",
     "Analyzer",
-    "analyzer_for",
+    "analysis_for",
     "configured_arms",
     "has_challenger_list",
     "logged_shape",

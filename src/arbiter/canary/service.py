@@ -48,7 +48,7 @@ from arbiter.canary.store import (
     write_record,
     write_state,
 )
-from arbiter.config import ModelConfig
+from arbiter.config import CanaryExperimentConfig, ModelConfig
 from arbiter.errors import ArbiterError, ConfigError, InvalidInputError
 from arbiter.registry.history import default_actor
 from arbiter.routing.canary import (
@@ -117,7 +117,7 @@ class CanaryService:
         settle_s: float | None = None,
         poll_interval_s: float = 5.0,
     ) -> None:
-        if config.experiment.strategy != "canary":
+        if not isinstance(config.experiment, CanaryExperimentConfig):
             raise ConfigError(
                 f"models.{model}.experiment.strategy is {config.experiment.strategy!r}, not "
                 "'canary'; set it to 'canary' to run a canary release"

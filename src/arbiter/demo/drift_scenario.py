@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from arbiter.config import DecisionConfig, ExperimentConfig, HomeConfig, ModelConfig, dump_config
+from arbiter.config import (
+    DecisionConfig,
+    HomeConfig,
+    ModelConfig,
+    ShadowExperimentConfig,
+    dump_config,
+)
 from arbiter.demo.run import MODEL, prepare_home
 from arbiter.demo.traffic import send_traffic
 
@@ -86,9 +92,8 @@ def write_drift_config(home: Home, options: DriftDemoOptions) -> HomeConfig:
             "events": {"flush_interval_s": 0.2},
             "models": {
                 MODEL: ModelConfig(
-                    experiment=ExperimentConfig(
+                    experiment=ShadowExperimentConfig(
                         name=EXPERIMENT,
-                        strategy="shadow",
                         unit_field="user_id",
                         shadow_sample_rate=1.0,
                         shadow_max_in_flight=options.concurrency,

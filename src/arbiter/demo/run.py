@@ -62,6 +62,14 @@ def prepare_home(root: Path) -> Home:
     return home
 
 
+# Each strategy's own keys (a key of another strategy is a config error).
+_STRATEGY_SETTINGS: dict[str, dict[str, Any]] = {
+    "shadow": {"shadow_sample_rate": 1.0, "shadow_max_in_flight": 16},
+    "ab": {"challenger_share": 0.5},
+    "canary": {},
+}
+
+
 def write_config(home: Home, strategy: str, *, poll_interval_s: float = 2.0) -> HomeConfig:
     config = HomeConfig.model_validate(
         {
@@ -69,13 +77,13 @@ def write_config(home: Home, strategy: str, *, poll_interval_s: float = 2.0) -> 
             "events": {"flush_interval_s": 0.2},
             "models": {
                 MODEL: ModelConfig(
-                    experiment=ExperimentConfig(
-                        name=f"{MODEL}-{strategy}",
-                        strategy=strategy,  # type: ignore[arg-type]
-                        challenger_share=0.5,
-                        unit_field="user_id",
-                        shadow_sample_rate=1.0,
-                        shadow_max_in_flight=16,
+                    experiment=ExperimentConfig.model_validate(
+                        {
+                            "name": f"{MODEL}-{strategy}",
+                            "strategy": strategy,
+                            "unit_field": "user_id",
+                            **_STRATEGY_SETTINGS[strategy],
+                        }
                     )
                 ).model_dump()
             },

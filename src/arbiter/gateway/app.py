@@ -32,6 +32,7 @@ from arbiter.gateway.shadow import ShadowExecutor
 from arbiter.gateway.state import GatewayState
 from arbiter.home import Home
 from arbiter.registry.base import ModelRegistry
+from arbiter.strategies.shadow import ShadowExperimentConfig
 
 log = logging.getLogger("arbiter.gateway")
 
@@ -85,10 +86,8 @@ async def _poll_registry(state: GatewayState, interval_s: float) -> None:
         for model, alias, _old, new in swaps:
             state.metrics.swaps.labels(model, alias).inc()
             executor = state.shadows.get(model)
-            if (
-                executor is not None
-                and alias == state.config.models[model].experiment.challenger_alias
-            ):
+            exp = state.config.models[model].experiment
+            if executor is not None and alias in exp.challenger_arms().values():
                 executor.ensure_loading(model, new)  # before the first mirrored request
 
 
@@ -135,15 +134,16 @@ def create_app(
         ).start()
         shadows: dict[str, ShadowExecutor] = {}
         for name, cfg in config.models.items():
-            if cfg.experiment.strategy != "shadow":
+            exp = cfg.experiment
+            if not isinstance(exp, ShadowExperimentConfig):  # only shadows mirror requests
                 continue
-            challenger = pool.endpoints[name].model(cfg.experiment.challenger_alias)
+            challenger = pool.endpoints[name].model(exp.challenger_alias)
             shadows[name] = ShadowExecutor(
                 name,
-                max_in_flight=cfg.experiment.shadow_max_in_flight,
-                timeout_s=cfg.experiment.shadow_timeout_s,
-                kind=cfg.experiment.shadow_executor,
-                workers=cfg.experiment.shadow_workers,
+                max_in_flight=exp.shadow_max_in_flight,
+                timeout_s=exp.shadow_timeout_s,
+                kind=exp.shadow_executor,
+                workers=exp.shadow_workers,
                 tracking_uri=getattr(reg, "tracking_uri", None),
                 registry_uri=getattr(reg, "registry_uri", None),
             )

@@ -16,6 +16,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from arbiter.strategies import spec_for
+
 if TYPE_CHECKING:
     from arbiter.gateway.state import GatewayState
 
@@ -24,38 +26,20 @@ log = logging.getLogger(__name__)
 Controller = Callable[["GatewayState", str], Awaitable[None]]
 
 
-def _controller_for(strategy: str) -> Controller | None:
-    # Imported lazily: a gateway without canaries or bandits never loads their machinery.
-    if strategy == "canary":
-        from arbiter.gateway.canary import run_canary_controller
-
-        return run_canary_controller
-    if strategy == "bandit":
-        from arbiter.gateway.bandit import run_bandit_controller
-
-        return run_bandit_controller
-    return None
-
-
 async def prime_controllers(state: GatewayState) -> None:
     """Apply every adaptive strategy's stored state once, before the gateway takes traffic."""
     for name, cfg in state.config.models.items():
-        strategy = cfg.experiment.strategy
-        if strategy == "canary":
-            from arbiter.gateway.canary import prime_canary
-
-            await prime_canary(state, name)
-        elif strategy == "bandit":
-            from arbiter.gateway.bandit import prime_bandit
-
-            await prime_bandit(state, name)
+        prime = spec_for(cfg.experiment.strategy).hook("prime")
+        if prime is not None:
+            await prime(state, name)
 
 
 def start_controllers(state: GatewayState) -> list[asyncio.Task[None]]:
-    """One task per model whose strategy has a controller."""
+    """One task per model whose strategy has a controller (its spec's ``controller``)."""
     tasks = []
     for name, cfg in state.config.models.items():
-        controller = _controller_for(cfg.experiment.strategy)
+        # Resolved lazily: a gateway without canaries or bandits never loads their machinery.
+        controller: Controller | None = spec_for(cfg.experiment.strategy).hook("run")
         if controller is not None:
             tasks.append(asyncio.create_task(controller(state, name), name=f"controller:{name}"))
     return tasks

@@ -19,6 +19,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from arbiter.strategies import SPECS, MetricSpec
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -75,30 +77,22 @@ class GatewayMetrics:
             multiprocess_mode="liveall",
             **kw,
         )
-        self.bandit_share = Gauge(
-            "arbiter_bandit_share",
-            "Traffic share a bandit's controller allocates to each arm (last update).",
-            ["model", "arm"],
-            multiprocess_mode="livemostrecent",
-            **kw,
-        )
         self.feedback = Counter(
             "arbiter_feedback_total", "Labels durably stored via /feedback.", **kw
         )
-        self.canary_share = Gauge(
-            "arbiter_canary_share",
-            "Challenger share this worker routes for a canary model.",
-            ["model"],
-            multiprocess_mode="liveall",
-            **kw,
-        )
-        self.canary_transitions = Counter(
-            "arbiter_canary_transitions_total",
-            "Canary transitions this worker wrote, by model and action.",
-            ["model", "action"],
-            **kw,
-        )
+        # What each registered strategy adds (arbiter.strategies; e.g. the canary's share).
+        self.strategy_metrics: dict[str, Counter | Gauge] = {}
+        for spec in SPECS.values():
+            for metric in spec.metrics:
+                self.strategy_metrics[metric.attr] = _build(metric, target)
         self._collect_hooks: list[Callable[[], None]] = []
+
+    def __getattr__(self, name: str) -> Counter | Gauge:
+        # Only reached for names that are not plain attributes: a strategy's metric.
+        try:
+            return self.__dict__["strategy_metrics"][name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__!r} has no metric {name!r}") from None
 
     def on_collect(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` before every scrape (to copy gauges from live objects)."""
@@ -114,6 +108,18 @@ class GatewayMetrics:
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _build(metric: MetricSpec, registry: CollectorRegistry | None) -> Counter | Gauge:
+    if metric.kind == "counter":
+        return Counter(metric.name, metric.documentation, metric.labels, registry=registry)
+    return Gauge(
+        metric.name,
+        metric.documentation,
+        metric.labels,
+        multiprocess_mode=metric.multiprocess_mode,
+        registry=registry,
+    )
 
 
 __all__ = ["LATENCY_BUCKETS", "GatewayMetrics"]

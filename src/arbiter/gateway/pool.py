@@ -18,8 +18,9 @@ from typing import Any
 from arbiter.config import HomeConfig, ModelConfig
 from arbiter.errors import ArbiterError, NotFoundError
 from arbiter.registry.base import ModelRegistry
-from arbiter.routing import CHALLENGER, ABTest, ChampionOnly, MultiArmTest, Shadow, Strategy
+from arbiter.routing import Strategy
 from arbiter.servable import ServableModel
+from arbiter.strategies import spec_for
 
 log = logging.getLogger(__name__)
 
@@ -27,43 +28,12 @@ log = logging.getLogger(__name__)
 def build_strategy(name: str, config: ModelConfig) -> Strategy:
     """The routing strategy configured for model ``name``, as it starts.
 
-    Canary and bandit strategies start here (canary at 0 %, bandit uniform) and are replaced
-    by their controllers (:mod:`arbiter.gateway.controllers`) from the shared state before
-    the gateway takes traffic.
+    Built by the strategy's spec (:mod:`arbiter.strategies`). Canary and bandit strategies
+    start here (canary at 0 %, bandit uniform) and are replaced by their controllers
+    (:mod:`arbiter.gateway.controllers`) from the shared state before the gateway takes
+    traffic.
     """
-    exp = config.experiment
-    if exp.strategy == "shadow":
-        return Shadow(config.champion_alias, exp.challenger_alias, exp.shadow_sample_rate)
-    if exp.strategy == "ab" and exp.challengers:
-        return MultiArmTest(
-            config.champion_alias,
-            tuple((c.alias, c.alias, c.share) for c in exp.challengers),
-            salt=config.experiment_name(name),
-        )
-    if exp.strategy == "canary":
-        from arbiter.routing.canary import CanaryStrategy
-
-        return CanaryStrategy(
-            config.champion_alias, exp.challenger_alias, 0.0, salt=config.experiment_name(name)
-        )
-    if exp.strategy == "bandit":
-        from arbiter.routing.bandit import BanditStrategy
-
-        arms = config.arms()
-        return BanditStrategy.from_allocation(arms, [1.0 / len(arms)] * len(arms))
-    if exp.strategy == "ab":
-        return ABTest(
-            config.champion_alias,
-            exp.challenger_alias,
-            exp.challenger_share,
-            salt=config.experiment_name(name),
-        )
-    if exp.strategy == "interleave":
-        # Interleaving happens per request in /rank, which scores both rankers and merges
-        # their lists (arbiter.gateway.ranking). Any other protocol (/predict, invocations) is
-        # served by the champion alone, logged under the experiment's strategy name.
-        return ChampionOnly(config.champion_alias, name="interleave")
-    return ChampionOnly(config.champion_alias)
+    return spec_for(config.experiment.strategy).routing(name, config)
 
 
 @dataclass
@@ -102,7 +72,7 @@ class Endpoint:
         """``running`` when every arm is loaded, else what it waits for."""
         if not self.ready:
             return "no_champion"
-        if self.config.experiment.strategy == "none":
+        if not self.config.experiment.challenger_arms():
             return "champion_only"
         if any(alias not in self.models for alias in self.aliases_needed):
             return "waiting_for_challenger"
@@ -214,18 +184,7 @@ class ModelPool:
                     "champion_alias": endpoint.config.champion_alias,
                 },
             }
-            if exp.strategy != "none":
-                arms = endpoint.arms
-                if CHALLENGER in arms:
-                    item["experiment"]["challenger_alias"] = arms[CHALLENGER]
-                item["experiment"]["arms"] = arms
-                item["experiment"]["split"] = endpoint.strategy.weights()
-            if exp.strategy == "shadow":
-                item["experiment"]["shadow_sample_rate"] = exp.shadow_sample_rate
-            if exp.strategy == "canary":
-                item["experiment"]["canary"] = endpoint.canary or {"status": "unknown"}
-            if exp.strategy == "bandit" and endpoint.bandit is not None:
-                item["experiment"]["bandit"] = endpoint.bandit
+            item["experiment"].update(spec_for(exp.strategy).describe(exp, endpoint))
             if endpoint.load_errors:
                 item["load_errors"] = dict(endpoint.load_errors)
             out.append(item)

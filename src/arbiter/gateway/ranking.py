@@ -50,7 +50,7 @@ from arbiter.errors import ArbiterError, ModelError
 from arbiter.gateway.dispatch import Dispatcher, RowsInput, request_context, resolve_model
 from arbiter.gateway.pool import Endpoint
 from arbiter.prediction_log import RequestContext, prediction_columns
-from arbiter.routing import CHALLENGER, CHAMPION, Route
+from arbiter.routing import CHALLENGER, CHAMPION, Interleave
 from arbiter.routing.interleaving import TEAM_A, Interleaving, for_credit, interleave
 from arbiter.servable import Scored, ServableModel
 
@@ -172,12 +172,13 @@ async def rank(
         The ranker whose list would be served failed (logged with the error).
     """
     ts_us = time.time_ns() // 1000
-    exp = endpoint.config.experiment
     models = endpoint.models  # one read: a concurrent swap cannot mix versions
     inp = RowsInput([features], "features", single=True)
-    interleaving = exp.strategy == "interleave" and forced_arm is None
-    if interleaving:
-        route = Route(CHAMPION, endpoint.config.champion_alias, None, unit_random=not unit_id)
+    # The interleave strategy's routing object carries the merge settings (one read, too).
+    plan = endpoint.strategy if isinstance(endpoint.strategy, Interleave) else None
+    interleaving = plan is not None and forced_arm is None
+    if plan is not None and interleaving:
+        route = plan.route(unit_id, 0.0)  # the champion's row carries the impression
     else:
         route = dispatcher.route(endpoint, unit_id, forced_arm)
     arm, alias, model = resolve_model(endpoint, models, route, forced_arm)
@@ -191,7 +192,8 @@ async def rank(
             raise ModelError(first.error)
         return _single(ctx, first, k, None)
 
-    length = min((n for n in (k, exp.interleave.length) if n is not None), default=MAX_K)
+    assert plan is not None
+    length = min((n for n in (k, plan.length) if n is not None), default=MAX_K)
     b_alias = endpoint.arms[CHALLENGER]
     b_model = models.get(b_alias)
     second: _Run | None = None
@@ -232,7 +234,7 @@ async def rank(
         first.ranking,
         second.ranking,
         np.random.default_rng(),  # OS entropy: a fresh, unpredictable coin per request
-        method=exp.interleave.method,
+        method=plan.method,
         k=length,
     )
     teams = [CHAMPION if t == TEAM_A else CHALLENGER for t in merged.teams]

@@ -29,6 +29,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from arbiter.config import ShadowExperimentConfig
 from arbiter.errors import ConfigError, InvalidInputError
 from arbiter.loop.context import LoopContext, StepFunction, StepOutcome
 from arbiter.loop.record import CycleRecord, iso, parse_iso, utc_now
@@ -210,7 +211,7 @@ def gate_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutcome
 def shadow_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutcome:
     """Point the challenger alias at the candidate; the gateway mirrors to it after a poll."""
     exp = ctx.model_config.experiment
-    if exp.strategy != "shadow":
+    if not isinstance(exp, ShadowExperimentConfig):
         raise ConfigError(
             f"models.{ctx.model}.experiment.strategy is {exp.strategy!r} in "
             f"{ctx.home.config_path}; the loop's online test needs `strategy: shadow`"

@@ -15,6 +15,7 @@ import duckdb
 from arbiter.config import DecisionConfig
 from arbiter.errors import NotFoundError
 from arbiter.events.query import Scope
+from arbiter.strategies import SPECS
 
 # The classic shadow-test criteria (e.g. Sato, Wider & Windheuser's "Continuous Delivery for
 # Machine Learning" and common MLOps practice): the challenger should rarely disagree with the
@@ -233,6 +234,27 @@ def classic_shadow_criteria(
     return criteria
 
 
+def shadow_section(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    experiment: str,
+    task: str,
+    *,
+    decision: DecisionConfig | None = None,
+) -> dict[str, Any]:
+    """The shadow strategy's report keys: the comparison on the same rows, the classic
+    criteria (their discrepancy limit from ``decision.guardrails``) and their verdict."""
+    limit = (decision or DecisionConfig()).guardrails.max_shadow_discrepancy
+    max_discrepancy = SHADOW_MAX_DISCREPANCY if limit is None else limit
+    comparison = shadow_comparison(con, model, experiment, task)
+    criteria = classic_shadow_criteria(comparison, task, max_discrepancy=max_discrepancy)
+    return {
+        "shadow": comparison,
+        "shadow_criteria": criteria,
+        "verdict": classic_shadow_verdict(comparison, criteria),
+    }
+
+
 def classic_shadow_verdict(
     comparison: dict[str, Any], criteria: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -277,8 +299,6 @@ def summarize(
         ``model`` and one section per experiment; a shadow experiment's section has the
         ``shadow`` comparison, its ``shadow_criteria`` and their ``verdict``.
     """
-    limit = (decision or DecisionConfig()).guardrails.max_shadow_discrepancy
-    max_discrepancy = SHADOW_MAX_DISCREPANCY if limit is None else limit
     found = experiments(con, model)
     if not found:
         raise NotFoundError(f"no events logged for model {model!r}")
@@ -298,18 +318,14 @@ def summarize(
             "last_event": exp["last_ts"].isoformat() if exp["last_ts"] else None,
             "requests": exp["requests"],
             "arms": arm_stats(con, model, name),
-            # Interleaving labels are clicks on items, not a ground truth a ranking could be
-            # "accurate" against: which ranker wins is `arbiter analyze`'s interleaving test.
-            "quality": []
-            if exp["strategy"] == "interleave"
-            else model_quality(con, model, name, task),
         }
-        if exp["strategy"] == "shadow":
-            comparison = shadow_comparison(con, model, name, task)
-            section["shadow"] = comparison
-            criteria = classic_shadow_criteria(comparison, task, max_discrepancy=max_discrepancy)
-            section["shadow_criteria"] = criteria
-            section["verdict"] = classic_shadow_verdict(comparison, criteria)
+        # What the strategy's spec adds; a strategy no longer registered gets the defaults.
+        spec = SPECS.get(exp["strategy"])
+        scored = spec is None or spec.labels_score_models
+        section["quality"] = model_quality(con, model, name, task) if scored else []
+        extra = None if spec is None else spec.hook("report")
+        if extra is not None:
+            section.update(extra(con, model, name, task, decision=decision))
         sections.append(section)
     return {"model": model, "experiments": sections}
 
@@ -323,5 +339,6 @@ __all__ = [
     "experiments",
     "model_quality",
     "shadow_comparison",
+    "shadow_section",
     "summarize",
 ]

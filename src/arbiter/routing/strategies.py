@@ -7,9 +7,12 @@ builds one per served model from the home's configuration.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from arbiter.routing.split import Arm, Split, sample_shadow
+
+if TYPE_CHECKING:  # interleaving imports numpy; routing a request does not need it
+    from arbiter.routing.interleaving import Method
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -43,6 +46,28 @@ class ChampionOnly:
 
     champion_alias: str
     name: str = "none"
+
+    def route(self, unit_id: str | None, draw: float) -> Route:
+        return Route(CHAMPION, self.champion_alias, None, unit_random=not unit_id)
+
+    def weights(self) -> dict[str, float]:
+        return {CHAMPION: 1.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Interleave:
+    """Interleaving of two rankers: the champion answers every request outside ``/rank``.
+
+    ``/rank`` scores both rankers and merges their lists with ``method`` (at most ``length``
+    items); this object carries those settings and routes every other protocol to the
+    champion alone, so those requests are logged under strategy ``interleave``.
+    """
+
+    champion_alias: str
+    challenger_alias: str
+    method: Method = "team_draft"
+    length: int | None = 10
+    name: str = "interleave"
 
     def route(self, unit_id: str | None, draw: float) -> Route:
         return Route(CHAMPION, self.champion_alias, None, unit_random=not unit_id)
@@ -133,6 +158,7 @@ __all__ = [
     "CHAMPION",
     "ABTest",
     "ChampionOnly",
+    "Interleave",
     "MultiArmTest",
     "Route",
     "Shadow",

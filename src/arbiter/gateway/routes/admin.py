@@ -33,6 +33,7 @@ from arbiter.gateway.responses import (
     parse_json,
 )
 from arbiter.gateway.state import GatewayState
+from arbiter.strategies.canary import CanaryExperimentConfig
 
 #: An operator body holds one short reason: anything bigger is refused before it is read whole.
 MAX_BODY_BYTES = 64 * 1024
@@ -56,7 +57,7 @@ def _service(state: GatewayState, name: str) -> Any:
     from arbiter.canary.store import CanaryConflictError
 
     endpoint = state.pool.endpoint(name)  # NotFoundError -> 404
-    if endpoint.config.experiment.strategy != "canary":
+    if not isinstance(endpoint.config.experiment, CanaryExperimentConfig):
         # The request is well-formed; the model's state (its strategy) does not allow it.
         raise CanaryConflictError(
             f"model {name!r} runs strategy {endpoint.config.experiment.strategy!r}, not a "
