@@ -331,6 +331,11 @@ class BanditAnalysis:
         return self.verdict.decision
 
     @property
+    def decision_(self) -> str:
+        """The former field name of :attr:`decision`, kept for readers of older code."""
+        return self.verdict.decision
+
+    @property
     def leader(self) -> str | None:
         """The arm whose P(best) reached :data:`P_BEST_THRESHOLD`, if any."""
         return self.verdict.winner

@@ -21,7 +21,7 @@ What is error-controlled, precisely:
   ``BREACH_ALPHA / (k − 1)`` (Bonferroni over the challengers), small enough that repeated
   looks keep a false rollback on *some* challenger rare;
 * the **p99 latency** guardrail compares point estimates and has no error guarantee; it is
-  judged only once both arms have :data:`~arbiter.analysis.analyze.MIN_LATENCY_REQUESTS`
+  judged only once both arms have :data:`~arbiter.stats.guardrails.MIN_LATENCY_REQUESTS`
   (1,000) successful requests, where the p99 estimate rests on at least 10 tail requests.
 
 The tests assume independent rows. Assignment is sticky per unit, so a returning unit adds
