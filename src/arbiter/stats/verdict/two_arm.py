@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 from scipy import stats
@@ -89,6 +90,8 @@ def decide(arms: ArmObservations, policy: DecisionPolicy) -> Verdict:
     Returns
     -------
     Verdict
+        ``winner`` is ``"challenger"`` with ``promote``; ``rolled_back`` is
+        ``("challenger",)`` with ``rollback``.
 
     Examples
     --------
@@ -97,6 +100,15 @@ def decide(arms: ArmObservations, policy: DecisionPolicy) -> Verdict:
     'promote'
     """
     _check_arms(arms, policy)
+    verdict = _decide(arms, policy)
+    if verdict.decision == "promote":
+        return replace(verdict, winner="challenger")
+    if verdict.decision == "rollback":
+        return replace(verdict, rolled_back=("challenger",))
+    return verdict
+
+
+def _decide(arms: ArmObservations, policy: DecisionPolicy) -> Verdict:
     reasons: list[Criterion] = []
     harm: Decision = "rollback" if policy.serving else "keep_champion"
 
