@@ -22,12 +22,7 @@ from typer.testing import CliRunner
 
 from arbiter.analysis import analyze_experiment, analyze_model
 from arbiter.analysis.kinds import Analysis
-from arbiter.analysis.multiarm import (
-    MultiArmAnalysis,
-    _decide,
-    _pairwise,
-    analyze_multiarm,
-)
+from arbiter.analysis.multiarm import MultiArmAnalysis, analyze_multiarm
 from arbiter.cli import app
 from arbiter.config import HomeConfig, ModelConfig, dump_config
 from arbiter.events import EventStore, EventWriter
@@ -37,10 +32,11 @@ from arbiter.report.summary import summarize
 from arbiter.report.terminal import print_analysis
 from arbiter.routing import MultiArmTest
 from arbiter.stats.anova import welch_anova
+from arbiter.stats.guardrails import BREACH_ALPHA, check_rate
 from arbiter.stats.proportions import k_proportion_test
 from arbiter.stats.sequential import SequentialConfig, confidence_sequence
 from arbiter.stats.sufficient import ProportionStatistic, SampleMeanStatistic
-from arbiter.stats.verdict import DecisionPolicy
+from arbiter.stats.verdict import DecisionPolicy, decide_multiarm, pairwise_comparisons
 from tests.analysis.conftest import T0_US
 
 EXPERIMENT = "m-abn"
@@ -546,6 +542,7 @@ def test_guardrail_breach_is_judged_at_alpha_over_the_challengers(
     assert (rate["ci_low"], rate["ci_high"]) == pytest.approx((ref.low, ref.high), rel=1e-12)
     assert ref.low < 0.01 < sps.binomtest(24, 1500).proportion_ci(0.95, method="wilson").low
     assert rate["status"] == "inconclusive"
+    assert rate["breach_alpha"] == pytest.approx(BREACH_ALPHA / 3)
     with store.connect() as con:
         four = analyze_multiarm(con, "m", EXPERIMENT, model_config=_config(_equal(arms)))
     assert four.decision != "rollback"
@@ -554,14 +551,25 @@ def test_guardrail_breach_is_judged_at_alpha_over_the_challengers(
     assert p99["alpha"] is None  # a point estimate, no level
 
 
-def test_one_challenger_breaches_at_full_alpha(store: EventStore, rng: np.random.Generator) -> None:
+def test_one_challenger_breaches_at_full_levels(
+    store: EventStore, rng: np.random.Generator
+) -> None:
+    """k − 1 = 1: the levels are not divided. 45 failures in 1,500 (3 %) against a 1 % limit
+    clear the peeking-safe breach rule (exact bound at BREACH_ALPHA, and above the clean
+    champion). 24 in 1,500, which the old rule (Wilson bound at 95 %) breached, no longer do:
+    that rule, applied at every look, rolls back about a fifth of challengers whose true rate
+    is at the limit (arbiter.stats.guardrails)."""
     arms = {"champion": (1500, 0.85), "b": (1500, 0.85)}
-    _write_arms(store, rng, arms, errors={"b": 24 / 1500})
+    _write_arms(store, rng, arms, errors={"b": 45 / 1500})
     with store.connect() as con:
         two = analyze_multiarm(con, "m", EXPERIMENT, model_config=_config({"b": 0.5}))
     rate = next(g for g in two.guardrails["b"] if g["name"] == "error_rate")
-    assert rate["alpha"] == pytest.approx(0.05) and rate["status"] == "breached"
+    assert rate["alpha"] == pytest.approx(0.05) and rate["breach_alpha"] == BREACH_ALPHA
+    assert rate["status"] == "breached"
     assert two.decision == "rollback" and two.rollback_arms == ("b",)
+    assert check_rate("error_rate", 24, 1500, 0.01, champion_events=0, champion_n=1500).status == (
+        "inconclusive"
+    )
 
 
 def _equal(arms: dict[str, Any]) -> dict[str, float]:
@@ -629,7 +637,7 @@ def _null_false_decisions(runs: int, sequential: bool, metric: str, seed: int) -
         min_sample_per_arm=1000,
     )
     looks = NULL_LOOKS[sequential]
-    rails: dict[str, tuple[dict[str, Any], ...]] = {a: () for a in NULL_ARMS[1:]}
+    rails: dict[str, tuple[Any, ...]] = {a: () for a in NULL_ARMS[1:]}
     false = 0
     for _ in range(runs):
         if loss:
@@ -645,8 +653,9 @@ def _null_false_decisions(runs: int, sequential: bool, metric: str, seed: int) -
                 else ProportionStatistic(n, int(hits[i, n - 1]))
                 for i, a in enumerate(NULL_ARMS)
             }
-            pairwise, _ = _pairwise(stats, NULL_ARMS, pol, {})
-            if _decide(NULL_ARMS, stats, None, pairwise, rails, pol)[0] in ("promote", "rollback"):
+            family = pairwise_comparisons(stats, NULL_ARMS, pol)
+            decision = decide_multiarm(NULL_ARMS, stats, family, rails, pol).decision
+            if decision in ("promote", "rollback"):
                 false += 1
                 break
     return false

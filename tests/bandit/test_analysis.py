@@ -18,7 +18,6 @@ from arbiter.analysis.bandit import (
     analyze_bandit,
     bandit_rewards,
     bandit_state,
-    decide_bandit,
     p_best,
 )
 from arbiter.analysis.kinds import Analysis
@@ -27,6 +26,7 @@ from arbiter.events import PREDICTIONS_SCHEMA, EventStore
 from arbiter.events.segments import write_segment
 from arbiter.report.html import html_section
 from arbiter.routing.bandit import BanditConfig, BanditState
+from arbiter.stats.verdict import Verdict, decide_bandit
 
 T0_US = 1_790_000_000_000_000
 EXP = "m-bandit"
@@ -168,22 +168,24 @@ def _state(n: tuple[int, ...], s: tuple[float, ...], warmup: int = 10) -> Bandit
     return BanditState(arms, s, failures, n, BanditConfig(n_warmup=warmup, floor=0.05))
 
 
+def _decide(state: BanditState, p: dict[str, float]) -> Verdict:
+    n = dict(zip(state.arms, state.n, strict=True))
+    return decide_bandit(p, n, warmup=state.config.n_warmup)
+
+
 def test_decision_rules() -> None:
     warm = _state((5, 50), (1.0, 25.0))
-    assert decide_bandit(warm, {"champion": 0.0, "challenger": 1.0})[0] == "continue"
+    assert _decide(warm, {"champion": 0.0, "challenger": 1.0}).decision == "continue"
     tie = _state((100, 100), (50.0, 52.0))
-    decision, leader, reasons = decide_bandit(tie, {"champion": 0.4, "challenger": 0.6})
-    assert (decision, leader) == ("continue", None) and "highest: challenger" in reasons[0]
+    v = _decide(tie, {"champion": 0.4, "challenger": 0.6})
+    assert (v.decision, v.winner) == ("continue", None)
+    assert "highest: challenger" in v.reasons[-1].detail and not v.reasons[-1].met
     done = _state((100, 100), (80.0, 20.0))
-    assert decide_bandit(done, {"champion": 0.999, "challenger": 0.001})[:2] == (
-        "keep_champion",
-        "champion",
-    )
-    decision, leader, reasons = decide_bandit(
-        done, {"champion": 1 - P_BEST_THRESHOLD, "challenger": P_BEST_THRESHOLD}
-    )
-    assert (decision, leader) == ("confirm_with_ab", "challenger")
-    assert "fixed-split A/B" in reasons[-1]
+    v = _decide(done, {"champion": 0.999, "challenger": 0.001})
+    assert (v.decision, v.winner) == ("keep_champion", "champion")
+    v = _decide(done, {"champion": 1 - P_BEST_THRESHOLD, "challenger": P_BEST_THRESHOLD})
+    assert (v.decision, v.winner) == ("confirm_with_ab", "challenger")
+    assert "fixed-split A/B" in v.reasons[-1].detail
 
 
 def test_history_counts_requests_not_rows(store: EventStore) -> None:

@@ -7,7 +7,6 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from arbiter.analysis.interleave import _decide
 from arbiter.config import DecisionConfig
 from arbiter.errors import InvalidInputError
 from arbiter.events.feedback import feedback_columns
@@ -19,6 +18,7 @@ from arbiter.stats.interleaving import (
     interleaving_confidence_sequence,
 )
 from arbiter.stats.sequential import cs_halfwidth, sequential_rho
+from arbiter.stats.verdict import Verdict, decide_interleaving
 
 from .synthetic import EXPERIMENT, MODEL, Log
 
@@ -106,12 +106,26 @@ def test_sequential_decision_holds_alpha_under_many_looks_full() -> None:
     assert seq / runs <= ALPHA
 
 
-def _counts(with_clicks: int, attempts: int = 1_000, failures: int = 0) -> dict[str, int]:
-    return {
-        "with_clicks": with_clicks,
-        "challenger_attempts": attempts,
-        "challenger_failures": failures,
-    }
+def _decide(
+    test: object,
+    with_clicks: int,
+    policy: DecisionConfig,
+    seq: dict[str, float] | None = None,
+    *,
+    attempts: int = 1_000,
+    failures: int = 0,
+) -> Verdict:
+    return decide_interleaving(
+        test,  # type: ignore[arg-type]
+        with_clicks,
+        alpha=policy.alpha,
+        min_sample=policy.min_sample_per_arm,
+        max_sample=policy.max_sample_per_arm,
+        sequential=seq,
+        failures=failures,
+        attempts=attempts,
+        max_error_rate=policy.guardrails.max_error_rate,
+    )
 
 
 def test_decision_uses_the_sequence_when_sequential_and_the_t_test_otherwise() -> None:
@@ -124,11 +138,11 @@ def test_decision_uses_the_sequence_when_sequential_and_the_t_test_otherwise() -
     assert test.p_value < ALPHA < p, "pick data between the two thresholds"
     seq = {"ci_low": -hi, "ci_high": -lo, "p_value": p, "rho": rho}
     policy = DecisionConfig(min_sample_per_arm=100)
-    assert _decide(test, _counts(360), policy, seq)[0] == "continue"
+    assert _decide(test, 360, policy, seq).decision == "continue"
     fixed = DecisionConfig(min_sample_per_arm=100, sequential=False)
-    verdict, criteria = _decide(test, _counts(360), fixed, None)
-    assert verdict == "promote"
-    assert "fixed-sample" in next(c for c in criteria if c.name == "significance").detail
+    verdict = _decide(test, 360, fixed, None)
+    assert verdict.decision == "promote" and verdict.winner == "challenger"
+    assert "fixed-sample" in next(c for c in verdict.reasons if c.name == "significance").detail
 
 
 def test_horizon_with_a_winning_but_unhealthy_challenger_keeps_the_champion() -> None:
@@ -137,12 +151,11 @@ def test_horizon_with_a_winning_but_unhealthy_challenger_keeps_the_champion() ->
     policy = DecisionConfig(
         min_sample_per_arm=10, max_sample_per_arm=150, guardrails={"max_error_rate": 0.01}
     )
-    # 12 failures in 1,000 calls: above 1 % but not clearly (one-sided binomial test).
-    unhealthy = _counts(200, failures=12)
-    assert _decide(test, _counts(100, failures=12), policy)[0] == "continue"
-    verdict, criteria = _decide(test, unhealthy, policy)
-    assert verdict == "keep_champion" and criteria[-1].name == "horizon"
-    assert _decide(test, _counts(200), policy)[0] == "promote"
+    # 12 failures in 1,000 calls: above 1 % but not clearly (no breach).
+    assert _decide(test, 100, policy, failures=12).decision == "continue"
+    verdict = _decide(test, 200, policy, failures=12)
+    assert verdict.decision == "keep_champion" and verdict.reasons[-1].name == "horizon"
+    assert _decide(test, 200, policy).decision == "promote"
 
 
 def test_keep_champion_renders() -> None:

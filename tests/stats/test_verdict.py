@@ -541,3 +541,20 @@ def test_per_unit_ratio_arms_are_decided_on_the_delta_method_test() -> None:
     assert seq.primary is not None and seq.primary.status == "ok"
     with pytest.raises(InvalidInputError, match="same kind"):
         decide(ArmObservations(rows_a, unit_b), policy)
+
+
+def test_verdict_names_the_arm_promoted_or_rolled_back() -> None:
+    promoted = decide(ArmObservations(BASE, BETTER), DecisionPolicy())
+    assert (promoted.decision, promoted.winner, promoted.rolled_back) == (
+        "promote",
+        "challenger",
+        (),
+    )
+    harmed = decide(ArmObservations(BASE, WORSE), DecisionPolicy())
+    assert (harmed.decision, harmed.winner, harmed.rolled_back) == (
+        "rollback",
+        None,
+        ("challenger",),
+    )
+    d = harmed.to_dict()
+    assert d["rolled_back"] == ("challenger",) and d["remaining_per_arm"] is None

@@ -24,7 +24,6 @@ from typing import Any
 
 import duckdb
 import numpy as np
-from scipy import stats as _st
 
 from arbiter.analysis.aggregate import (
     SIDES,
@@ -47,6 +46,13 @@ from arbiter.config import ABExperimentConfig, DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError, NotFoundError
 from arbiter.events.query import Scope
 from arbiter.stats.bayesian import BayesianResult, bayesian_summary
+from arbiter.stats.guardrails import (
+    BREACH_ALPHA,
+    MIN_LATENCY_REQUESTS,
+    GuardrailCheck,
+    check_latency,
+    check_rate,
+)
 from arbiter.stats.means import ratio_test, welch_test
 from arbiter.stats.paired import delong_test, mcnemar_test, paired_t_test
 from arbiter.stats.proportions import two_proportion_test
@@ -73,8 +79,6 @@ from arbiter.stats.verdict import (
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# A p99 from fewer requests rests on fewer than 10 observations in the tail.
-MIN_LATENCY_REQUESTS = 1000
 
 
 def _plain(value: Any) -> Any:
@@ -115,9 +119,10 @@ class ExperimentAnalysis:
     secondary : dict of str to dict
         Other tests worth seeing (fixed-horizon test, DeLong, always-valid paired interval).
     guardrails : tuple of dict
-        Each guardrail's challenger and champion values, its limit, the Wilson interval of a
-        rate, and its ``status``: ``met``, ``breached``, ``inconclusive`` (too little data to
-        tell; blocks promotion) or ``no_data``.
+        Each guardrail's :class:`~arbiter.stats.guardrails.GuardrailCheck` as a dict: the
+        challenger and champion values, the limit, a rate's Wilson interval and breach bound,
+        and its ``status``: ``met``, ``breached``, ``inconclusive`` (too little data to tell;
+        blocks promotion) or ``no_data``.
     bayesian : BayesianResult or None
         Communication aid; not part of the decision.
     verdict : Verdict
@@ -365,7 +370,8 @@ def compare_arms(
         champ, chall = _per_unit_if_repeated(agg, champ, chall, notes)
         primary, secondary = _independent_tests(champ, chall, pol)
 
-    guard_obs, guard_rows = _guardrail_observations(agg, traffic, pol)
+    guard_obs, guard_checks = _guardrail_observations(agg, traffic, pol)
+    guard_rows = tuple(c.to_dict() for c in guard_checks)
     bayes = bayesian_summary(champ, chall, higher_is_better=pol.higher_is_better)
     if mode == "shadow":
         notes.append(
@@ -636,71 +642,52 @@ def _paired_sequential(diff: np.ndarray, pol: DecisionPolicy) -> dict[str, Any]:
             "p_value": p, "status": "ok"}  # fmt: skip
 
 
-def _wilson(successes: int, n: int, alpha: float) -> tuple[float, float]:
-    ci = _st.binomtest(successes, n).proportion_ci(1.0 - alpha, method="wilson")
-    return float(ci.low), float(ci.high)
-
-
-def _rate_state(successes: int, n: int, limit: float, alpha: float) -> tuple[str, float, float]:
-    """``breached`` / ``met`` only when the Wilson interval lies wholly above / below the limit."""
-    low, high = _wilson(successes, n, alpha)
-    if low > limit:
-        return "breached", low, high
-    if high <= limit:
-        return "met", low, high
-    return "inconclusive", low, high
-
-
 def _guardrail_observations(
-    agg: ExperimentAggregates, traffic: dict[str, ArmTraffic], pol: DecisionPolicy
-) -> tuple[tuple[GuardrailObservation, ...], tuple[dict[str, Any], ...]]:
-    """Observations for :func:`decide` and one display row per guardrail.
+    agg: ExperimentAggregates,
+    traffic: dict[str, ArmTraffic],
+    pol: DecisionPolicy,
+    *,
+    breach_alpha: float = BREACH_ALPHA,
+) -> tuple[tuple[GuardrailObservation, ...], tuple[GuardrailCheck, ...]]:
+    """Observations for :func:`decide` and the check of every guardrail.
 
     A guardrail breach rolls a serving challenger back at once, so a noisy point estimate must
-    not trigger it, nor pass it: rates are handed to ``decide`` only when their Wilson interval
-    at level ``alpha`` lies wholly on one side of the limit, and the p99 latency only once each
-    side has :data:`MIN_LATENCY_REQUESTS` successful requests. Until then the guardrail has "no
-    observation", which blocks promotion (the verdict is ``continue``) without rolling back.
+    not trigger it, nor pass it: each is judged by :mod:`arbiter.stats.guardrails` (a rate is
+    breached only past the peeking-safe exact bound at ``breach_alpha`` and significantly above
+    the champion, met when its Wilson interval at ``alpha`` clears the limit; the p99 latency
+    once each side has :data:`MIN_LATENCY_REQUESTS` successful requests). Until it is
+    conclusive a guardrail has "no observation", which blocks promotion (the verdict is
+    ``continue``) without rolling back.
     """
     champ, chall = traffic["champion"], traffic["challenger"]
-    limits = {g.name: g for g in pol.guardrails}
-    observations: list[GuardrailObservation] = []
-    rows: list[dict[str, Any]] = []
-    for name, rail in limits.items():
-        row: dict[str, Any] = {"name": name, "challenger": None, "champion": None,
-                               "limit": None, "status": "no_data", "ci_low": None,
-                               "ci_high": None}  # fmt: skip
-        obs: GuardrailObservation | None = None
-        if name in (ERROR_RATE, SHADOW_DISCREPANCY):
-            if name == ERROR_RATE:
-                k, n = chall.errors, chall.requests
-                champion = champ.error_rate if champ.requests else None
-            else:
-                k, n = (
-                    (agg.agreement.disagreements, agg.agreement.pairs) if agg.agreement else (0, 0)
-                )
-                champion = None
-            row.update(limit=rail.threshold, champion=champion)
-            if n:
-                status, low, high = _rate_state(k, n, rail.threshold, pol.alpha)
-                row.update(challenger=k / n, status=status, ci_low=low, ci_high=high)
-                if status != "inconclusive":
-                    obs = GuardrailObservation(name, k / n, champion)
+    checks: list[GuardrailCheck] = []
+    for rail in pol.guardrails:
+        name = rail.name
+        if name == ERROR_RATE:
+            check = check_rate(
+                name, chall.errors, chall.requests, rail.threshold,
+                champion_events=champ.errors, champion_n=champ.requests,
+                alpha=pol.alpha, breach_alpha=breach_alpha,
+            )  # fmt: skip
+        elif name == SHADOW_DISCREPANCY:
+            k, n = (agg.agreement.disagreements, agg.agreement.pairs) if agg.agreement else (0, 0)
+            check = check_rate(
+                name, k, n, rail.threshold, alpha=pol.alpha, breach_alpha=breach_alpha
+            )
         elif name == LATENCY_P99:
-            p99_t, p99_c = chall.latency_ms(0.99), champ.latency_ms(0.99)
-            if math.isfinite(p99_t) and math.isfinite(p99_c):
-                limit = p99_c * (1.0 + rail.threshold)
-                enough = min(chall.requests - chall.errors, champ.requests - champ.errors)
-                status = "met" if p99_t <= limit else "breached"
-                if enough < MIN_LATENCY_REQUESTS:
-                    status = "inconclusive"
-                else:
-                    obs = GuardrailObservation(name, p99_t, p99_c)
-                row.update(challenger=p99_t, champion=p99_c, limit=limit, status=status)
-        if obs is not None:
-            observations.append(obs)
-        rows.append(row)
-    return tuple(observations), tuple(rows)
+            check = check_latency(
+                name,
+                chall.latency_ms(0.99),
+                champ.latency_ms(0.99),
+                rail.threshold,
+                challenger_ok=chall.requests - chall.errors,
+                champion_ok=champ.requests - champ.errors,
+            )
+        else:
+            check = GuardrailCheck(name, "no_data")
+        checks.append(check)
+    observations = tuple(c.observation for c in checks if c.observation is not None)
+    return observations, tuple(checks)
 
 
 def _effect_over_time(

@@ -45,9 +45,7 @@ from arbiter.config import BanditSettings, DecisionConfig, ModelConfig
 from arbiter.errors import NotFoundError
 from arbiter.events.query import Scope, latest_labels_sql
 from arbiter.routing.bandit import BanditConfig, BanditState, Reward, allocation, update_batch
-
-P_BEST_THRESHOLD = 0.95
-"""Posterior probability of being best at which an arm is said to lead."""
+from arbiter.stats.verdict import P_BEST_THRESHOLD, Verdict, decide_bandit
 
 P_BEST_DRAWS = 200_000
 """Monte-Carlo draws for the reported P(best): standard error at most 0.0011."""
@@ -305,10 +303,9 @@ class BanditAnalysis:
     current_allocation : dict of str to float
         The allocation the gateway's controller computes from this log snapshot.
     history : AllocationHistory
-    leader : str or None
-        The arm whose P(best) reached :data:`P_BEST_THRESHOLD`, if any.
-    reasons : tuple of str
-        Why the decision is what it is.
+    verdict : Verdict
+        The decision of :func:`arbiter.stats.verdict.decide_bandit`; ``leader``,
+        ``decision`` and ``reasons`` read it.
     notes : tuple of str
     """
 
@@ -321,16 +318,29 @@ class BanditAnalysis:
     p_best: dict[str, float]
     current_allocation: dict[str, float]
     history: AllocationHistory
-    leader: str | None
-    decision_: str
-    reasons: tuple[str, ...]
+    verdict: Verdict
     notes: tuple[str, ...] = ()
     strategy: str = field(default="bandit")
 
     @property
     def decision(self) -> str:
         """``continue``, ``keep_champion`` or ``confirm_with_ab`` (see :func:`decide_bandit`)."""
-        return self.decision_
+        return self.verdict.decision
+
+    @property
+    def decision_(self) -> str:
+        """The former field name of :attr:`decision`, kept for readers of older code."""
+        return self.verdict.decision
+
+    @property
+    def leader(self) -> str | None:
+        """The arm whose P(best) reached :data:`P_BEST_THRESHOLD`, if any."""
+        return self.verdict.winner
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why the decision is what it is: the verdict's criteria, in words."""
+        return tuple(c.detail for c in self.verdict.reasons)
 
     def arm_rows(self) -> list[dict[str, Any]]:
         """One plain dict per arm, for tables and JSON."""
@@ -391,47 +401,6 @@ class BanditAnalysis:
         }
 
 
-def decide_bandit(
-    state: BanditState, probabilities: dict[str, float], champion: str = "champion"
-) -> tuple[str, str | None, tuple[str, ...]]:
-    """The decision, the leading arm and the reasons.
-
-    * ``continue`` during the warm-up, or while no arm's P(best) reaches
-      :data:`P_BEST_THRESHOLD`;
-    * ``keep_champion`` when the champion leads;
-    * ``confirm_with_ab`` when a challenger leads: the bandit found a candidate, and a
-      fixed-split A/B test of that challenger against the champion (``strategy: ab``) gives
-      the unbiased effect estimate and the error-controlled decision that promotion needs.
-      The bandit never promotes on its own.
-    """
-    reasons: list[str] = []
-    c = state.config
-    if state.in_warmup:
-        short = [f"{a} ({n})" for a, n in zip(state.arms, state.n, strict=True) if n < c.n_warmup]
-        reasons.append(
-            f"warm-up: every arm needs {c.n_warmup} rewards before the allocation adapts; "
-            f"short: {', '.join(short)}"
-        )
-        return "continue", None, tuple(reasons)
-    best = max(probabilities, key=probabilities.__getitem__)
-    p = probabilities[best]
-    if p < P_BEST_THRESHOLD:
-        reasons.append(
-            f"no arm is best with posterior probability ≥ {P_BEST_THRESHOLD:.0%} "
-            f"(highest: {best}, {p:.1%}); keep collecting rewards"
-        )
-        return "continue", None, tuple(reasons)
-    reasons.append(f"{best} leads: posterior P(best) = {p:.1%} ≥ {P_BEST_THRESHOLD:.0%}")
-    if best == champion:
-        reasons.append("the champion is the best arm; stop the bandit and keep the champion")
-        return "keep_champion", best, tuple(reasons)
-    reasons.append(
-        f"confirm before promoting: run a fixed-split A/B test of {best} against the champion "
-        "(strategy: ab); bandit data do not support a frequentist test"
-    )
-    return "confirm_with_ab", best, tuple(reasons)
-
-
 def analyze_bandit(
     con: duckdb.DuckDBPyConnection,
     model: str,
@@ -456,7 +425,7 @@ def analyze_bandit(
     policy : DecisionConfig, optional
         Accepted for the common analyzer signature and not used: the fixed-split rules it
         holds (alpha, sample sizes, guardrails) do not apply to bandit data; the decision
-        follows :func:`decide_bandit`.
+        follows :func:`arbiter.stats.verdict.decide_bandit`.
 
     Raises
     ------
@@ -501,7 +470,9 @@ def analyze_bandit(
     now = state_allocation(state, allocation_rng(experiment, state))
     probs = p_best(state, np.random.default_rng(0))
     p = {a: float(v) for a, v in zip(state.arms, probs, strict=True)}
-    decision, leader, reasons = decide_bandit(state, p)
+    verdict = decide_bandit(
+        p, dict(zip(state.arms, state.n, strict=True)), warmup=state.config.n_warmup
+    )
     invalid = sum(r.invalid for r in rewards.values())
     if invalid:
         notes.append(
@@ -523,9 +494,7 @@ def analyze_bandit(
         p_best=p,
         current_allocation={a: float(v) for a, v in zip(state.arms, now, strict=True)},
         history=allocation_history(con, model, experiment, arms),
-        leader=leader,
-        decision_=decision,
-        reasons=reasons,
+        verdict=verdict,
         notes=tuple(notes),
     )
 
@@ -544,6 +513,5 @@ __all__ = [
     "bandit_config",
     "bandit_rewards",
     "bandit_state",
-    "decide_bandit",
     "p_best",
 ]

@@ -29,17 +29,19 @@ are correlated. Results are reported challenger-oriented: ``delta`` is
 ``(wins_challenger − wins_champion) / (impressions with clicks)``, positive when users prefer
 the challenger.
 
-Decision (``decision`` block of the model's config):
+Decision (``decision`` block of the model's config), by
+:func:`arbiter.stats.verdict.decide_interleaving`:
 
 * ``promote``: the challenger wins significantly, at least ``min_sample_per_arm``
   impressions with clicks, and the challenger's failure rate is not above
   ``guardrails.max_error_rate``;
 * ``rollback``: the champion wins significantly with that sample; or the challenger's failure
-  rate is clearly (one-sided exact binomial test at ``alpha``) above the limit; or
+  rate is breached by the peeking-safe rule of :mod:`arbiter.stats.guardrails` (exact bound
+  at :data:`~arbiter.stats.guardrails.BREACH_ALPHA` above the limit); or
   ``max_sample_per_arm`` impressions were reached without a significant challenger win;
 * ``keep_champion``: at ``max_sample_per_arm`` the challenger wins significantly but its
-  failure rate is above the limit without being clearly so (it can no longer be promoted,
-  and more data would not end the experiment);
+  failure rate is above the limit without a breach (it can no longer be promoted, and more
+  data would not end the experiment);
 * ``continue`` otherwise, with the reasons.
 
 "Significantly" depends on ``decision.sequential``. With ``sequential: true`` (the default)
@@ -53,7 +55,6 @@ but valid only when decided once, at a planned sample size.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,7 +63,6 @@ from typing import Any
 import duckdb
 import numpy as np
 import orjson
-from scipy import stats as _st
 
 from arbiter.config import DecisionConfig, ModelConfig
 from arbiter.events.feedback import CLICKS_PREFIX
@@ -78,9 +78,14 @@ from arbiter.stats.interleaving import (
     interleaving_confidence_sequence,
     interleaving_test,
 )
-from arbiter.stats.results import STATUS_OK, STATUS_ZERO_VARIANCE, InterleavingResult
+from arbiter.stats.results import InterleavingResult
 from arbiter.stats.sequential import sequential_rho
-from arbiter.stats.verdict import Criterion
+from arbiter.stats.verdict import (
+    Criterion,
+    Verdict,
+    decide_interleaving,
+    interleaving_decision_p_value,
+)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -123,10 +128,12 @@ class InterleaveAnalysis:
     unclustered : InterleavingResult
         The same data treated as independent impressions (for reference; the decision uses
         :attr:`test`).
+    verdict : Verdict
+        The decision of :func:`arbiter.stats.verdict.decide_interleaving`.
     decision : str
-        ``promote``, ``rollback``, ``keep_champion`` or ``continue``.
+        ``promote``, ``rollback``, ``keep_champion`` or ``continue`` (from ``verdict``).
     criteria : tuple of Criterion
-        Every check behind the decision.
+        Every check behind the decision (from ``verdict``).
     cumulative : dict of str to list
         ``elapsed_s`` and ``delta`` (challenger-oriented) after each impression with clicks.
     sequential : dict of str to float, optional
@@ -144,17 +151,24 @@ class InterleaveAnalysis:
     wins: dict[str, int]
     test: InterleavingResult
     unclustered: InterleavingResult
-    decision: str  # type: ignore[misc]  # a plain field satisfies the protocol's property
-    criteria: tuple[Criterion, ...]
+    verdict: Verdict
     policy: DecisionConfig
     cumulative: dict[str, list[float]] = field(repr=False)
     notes: tuple[str, ...] = ()
     sequential: dict[str, float] | None = None
 
     @property
+    def decision(self) -> str:
+        return self.verdict.decision
+
+    @property
+    def criteria(self) -> tuple[Criterion, ...]:
+        return self.verdict.reasons
+
+    @property
     def decision_p_value(self) -> float:
         """The p-value the decision compares with ``alpha`` (always-valid when sequential)."""
-        return _decision_p(self.test, self.sequential)
+        return interleaving_decision_p_value(self.test, self.sequential)
 
     @property
     def preference(self) -> dict[str, float]:
@@ -172,10 +186,7 @@ class InterleaveAnalysis:
     @property
     def winner(self) -> str | None:
         """The ranker users prefer significantly (as the decision judges it), else None."""
-        p = self.decision_p_value
-        if not p < self.policy.alpha or self.test.delta == 0:
-            return None
-        return CHAMPION if self.test.delta > 0 else CHALLENGER
+        return self.verdict.winner
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready values (NaN stays NaN; the CLI turns it into null)."""
@@ -373,7 +384,17 @@ def analyze_interleave(
         "challenger_attempts": attempts,
         "challenger_failures": failures,
     }
-    verdict, criteria = _decide(test, counts, decision, seq)
+    verdict = decide_interleaving(
+        test,
+        with_clicks,
+        alpha=alpha,
+        min_sample=decision.min_sample_per_arm,
+        max_sample=decision.max_sample_per_arm,
+        sequential=seq,
+        failures=failures,
+        attempts=attempts,
+        max_error_rate=decision.guardrails.max_error_rate,
+    )
     notes = []
     if counts["unshown_clicks"]:
         notes.append(
@@ -411,8 +432,7 @@ def analyze_interleave(
         },
         test=test,
         unclustered=unclustered,
-        decision=verdict,
-        criteria=criteria,
+        verdict=verdict,
         policy=decision,
         cumulative={"elapsed_s": elapsed, "delta": delta},
         notes=tuple(notes),
@@ -444,126 +464,6 @@ def _challenger_health(
     return int(row[0]), int(row[1]), int(row[2]), row[3], row[4]
 
 
-def _usable_p(t: InterleavingResult) -> float:
-    """The t-test's p-value, or the per-user sign test's when the t-test is degenerate."""
-    if t.status == STATUS_OK and math.isfinite(t.p_value):
-        return t.p_value
-    return t.sign_test_p_value if t.n_clusters >= 2 else math.nan
-
-
-def _decision_p(t: InterleavingResult, seq: dict[str, float] | None) -> float:
-    """The always-valid p-value when sequential, else the fixed-sample one.
-
-    With zero variance (every user has the same mean outcome) neither test has a standard
-    error, and the per-user sign test decides in both modes.
-    """
-    if seq is not None and t.status != STATUS_ZERO_VARIANCE:
-        return seq["p_value"] if math.isfinite(seq["p_value"]) else math.nan
-    return _usable_p(t)
-
-
-def _decide(
-    test: InterleavingResult,
-    counts: dict[str, int],
-    policy: DecisionConfig,
-    seq: dict[str, float] | None = None,
-) -> tuple[str, tuple[Criterion, ...]]:
-    alpha = policy.alpha
-    n = counts["with_clicks"]
-    p = _decision_p(test, seq)
-    significant = p < alpha and test.delta != 0
-    challenger_wins = significant and test.delta < 0
-    champion_wins = significant and test.delta > 0
-    pref = -test.delta
-    criteria = [
-        Criterion(
-            "sample",
-            n >= policy.min_sample_per_arm,
-            float(n),
-            float(policy.min_sample_per_arm),
-            f"{n:,} impressions with clicks (need {policy.min_sample_per_arm:,})",
-        ),
-        Criterion(
-            "test",
-            test.status == STATUS_OK,
-            None,
-            None,
-            f"clustered interleaving test: {test.status} ({test.n_clusters} users)"
-            + (
-                "; every user has the same mean outcome, so the per-user sign test decides"
-                if test.status == "zero_variance"
-                else ""
-            ),
-        ),
-        Criterion(
-            "significance",
-            bool(significant),
-            None if math.isnan(p) else p,
-            alpha,
-            f"{'always-valid ' if seq is not None else ''}p = {_fmt(p)} vs alpha {alpha:g}; "
-            f"preference for the challenger Δ = {_fmt(pref)}"
-            + (
-                f", confidence sequence [{_fmt(seq['ci_low'])}, {_fmt(seq['ci_high'])}]"
-                if seq is not None
-                else " (fixed-sample test: decide once, at the planned sample)"
-            ),
-        ),
-    ]
-    limit = policy.guardrails.max_error_rate
-    attempts, failures = counts["challenger_attempts"], counts["challenger_failures"]
-    breach_clear = False
-    if limit is not None:
-        rate = failures / attempts if attempts else 0.0
-        if attempts and failures:
-            breach_clear = (
-                _st.binomtest(failures, attempts, limit, alternative="greater").pvalue < alpha
-            )
-        criteria.append(
-            Criterion(
-                "guardrail:error_rate",
-                rate <= limit,
-                rate,
-                limit,
-                f"challenger failed {failures:,} of {attempts:,} ranking calls"
-                + (" (clearly above the limit)" if breach_clear else ""),
-            )
-        )
-    sample_met = criteria[0].met
-    guard_met = all(c.met for c in criteria if c.name.startswith("guardrail:"))
-    horizon = policy.max_sample_per_arm
-    if breach_clear:
-        return "rollback", tuple(criteria)
-    if champion_wins and sample_met:
-        return "rollback", tuple(criteria)
-    if challenger_wins and sample_met and guard_met:
-        return "promote", tuple(criteria)
-    if horizon is not None and n >= horizon and challenger_wins:  # guardrail unmet, not breached
-        criteria.append(
-            Criterion(
-                "horizon",
-                False,
-                float(n),
-                float(horizon),
-                f"reached {horizon:,} impressions with clicks; the challenger wins but its "
-                "failure rate is above the limit: keep the champion",
-            )
-        )
-        return "keep_champion", tuple(criteria)
-    if horizon is not None and n >= horizon and not challenger_wins:
-        criteria.append(
-            Criterion(
-                "horizon",
-                False,
-                float(n),
-                float(horizon),
-                f"reached {horizon:,} impressions with clicks without a significant "
-                "challenger win: keep the champion",
-            )
-        )
-        return "rollback", tuple(criteria)
-    return "continue", tuple(criteria)
-
-
 def _oriented(t: InterleavingResult) -> dict[str, Any]:
     """A test result as plain values, plus the challenger-oriented Δ and interval."""
     return {
@@ -582,12 +482,6 @@ def _criterion(c: Criterion) -> dict[str, Any]:
         "threshold": c.threshold,
         "detail": c.detail,
     }
-
-
-def _fmt(v: float | None) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "—"
-    return f"{v:.4g}"
 
 
 __all__ = ["Impression", "InterleaveAnalysis", "analyze_interleave", "decode_impression",

@@ -15,13 +15,13 @@ What is error-controlled, precisely:
   metric-based rollback is at most ``alpha`` (with ``sequential: true`` at every look; with
   ``sequential: false`` at the one planned look). ``tests/analysis/test_multiarm.py``
   measures it by simulation;
-* the **error-rate guardrail** (the one rate guardrail of an ``ab`` experiment) rolls back on
-  a Wilson interval at level ``alpha / (k − 1)`` (Bonferroni over the challengers), so a
-  false rollback by it on *some* challenger has probability at most about ``alpha`` at one
-  look (Wilson's coverage is close to nominal, not exact; the interval is not time-uniform,
-  so repeated looks inflate it, as in the two-arm analysis);
+* the **error-rate guardrail** (the one rate guardrail of an ``ab`` experiment) rolls back
+  by the one breach rule of :mod:`arbiter.stats.guardrails` (exact bound and excess over the
+  champion at :data:`~arbiter.stats.guardrails.BREACH_ALPHA`), here at
+  ``BREACH_ALPHA / (k − 1)`` (Bonferroni over the challengers), small enough that repeated
+  looks keep a false rollback on *some* challenger rare;
 * the **p99 latency** guardrail compares point estimates and has no error guarantee; it is
-  judged only once both arms have :data:`~arbiter.analysis.analyze.MIN_LATENCY_REQUESTS`
+  judged only once both arms have :data:`~arbiter.stats.guardrails.MIN_LATENCY_REQUESTS`
   (1,000) successful requests, where the p99 estimate rests on at least 10 tail requests.
 
 The tests assume independent rows. Assignment is sticky per unit, so a returning unit adds
@@ -57,16 +57,15 @@ What is computed
      exclude. For accuracy the Marascuilo verdict of each pair is shown beside it: it controls
      the same FWER but has no p-value and is usually less powerful than Holm.
 4. **Guardrails per challenger** against the champion, with the two-arm analysis's rules
-   (:mod:`arbiter.analysis.policy` limits; a rate counts once its Wilson interval clears the
-   limit, the p99 latency ratio once both arms have
-   :data:`~arbiter.analysis.analyze.MIN_LATENCY_REQUESTS` successful requests), except that
-   the Wilson interval is at level ``alpha / (k − 1)``: k − 1 challengers are k − 1 chances
-   of a false breach.
+   (:mod:`arbiter.analysis.policy` limits, :mod:`arbiter.stats.guardrails` judgement), except
+   that both levels are divided by ``k − 1``: k − 1 challengers are k − 1 chances of a false
+   breach.
 
 Decision rules (the first that fires decides)
 ---------------------------------------------
-1. A challenger **breaches a guardrail** → ``rollback``, naming every such arm (rates:
-   Wilson interval at ``alpha / (k − 1)`` wholly above the limit; p99: point estimate).
+The rules are those of :func:`arbiter.stats.verdict.decide_multiarm`:
+
+1. A challenger **breaches a guardrail** → ``rollback``, naming every such arm.
 2. **SRM** (``p < srm_p_threshold``) → ``continue``: never promote on a broken split.
 3. **Minimum sample**: an arm has fewer than ``min_sample_per_arm`` labelled rows →
    ``continue``, with the remaining sample per arm.
@@ -87,15 +86,12 @@ Decision rules (the first that fires decides)
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import duckdb
-from scipy import optimize
-from scipy import stats as _st
 
 from arbiter.analysis.aggregate import (
     ArmTraffic,
@@ -104,20 +100,23 @@ from arbiter.analysis.aggregate import (
     aggregate_experiment,
 )
 from arbiter.analysis.analyze import _guardrail_observations
-from arbiter.analysis.policy import LATENCY_P99, to_decision_policy
+from arbiter.analysis.policy import to_decision_policy
 from arbiter.config import DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError
 from arbiter.events.query import Scope
 from arbiter.stats.anova import welch_anova
-from arbiter.stats.means import welch_test
-from arbiter.stats.multiple import holm
-from arbiter.stats.power import sample_size_means, sample_size_proportions
-from arbiter.stats.proportions import k_proportion_test, two_proportion_test
+from arbiter.stats.guardrails import BREACH_ALPHA
+from arbiter.stats.proportions import k_proportion_test
 from arbiter.stats.results import SRMResult
-from arbiter.stats.sequential import confidence_sequence, cs_halfwidth, sequential_rho
 from arbiter.stats.srm import srm_test
 from arbiter.stats.sufficient import ProportionStatistic
-from arbiter.stats.verdict import Criterion, DecisionPolicy
+from arbiter.stats.verdict import (
+    Criterion,
+    DecisionPolicy,
+    Verdict,
+    decide_multiarm,
+    pairwise_comparisons,
+)
 
 CHAMPION = "champion"
 REPEAT_UNIT_RATIO = 1.2
@@ -153,7 +152,11 @@ class MultiArmAnalysis:
         p-values, ``significant``; for accuracy also the Marascuilo verdict).
     guardrails : dict of str to tuple of dict
         Per challenger, one row per guardrail (``status`` met/breached/inconclusive/no_data;
-        ``alpha``: level of a rate's Wilson interval, ``alpha / (k − 1)``; None for p99).
+        ``alpha``: level of a rate's Wilson interval, ``alpha / (k − 1)``, and
+        ``breach_alpha`` that of its breach bound, ``BREACH_ALPHA / (k − 1)``; None for p99).
+    verdict : Verdict
+        The decision of :func:`arbiter.stats.verdict.decide_multiarm`; the attributes below
+        read it.
     decision : str
         ``promote``, ``rollback``, ``continue`` or ``keep_champion``.
     winner : str or None
@@ -185,14 +188,33 @@ class MultiArmAnalysis:
     pairwise: tuple[dict[str, Any], ...]
     multiplicity: str
     guardrails: dict[str, tuple[dict[str, Any], ...]]
-    decision: str  # type: ignore[misc]  # a plain field satisfies the protocol's property
-    winner: str | None
-    rollback_arms: tuple[str, ...]
-    criteria: tuple[Criterion, ...]
-    remaining_per_arm: dict[str, int] | None
+    verdict: Verdict
     policy: DecisionPolicy
     aggregates: ExperimentAggregates = field(repr=False)
     notes: tuple[str, ...] = ()
+
+    @property
+    def decision(self) -> str:
+        return self.verdict.decision
+
+    @property
+    def winner(self) -> str | None:
+        """The arm to promote (only with ``promote``)."""
+        return self.verdict.winner
+
+    @property
+    def rollback_arms(self) -> tuple[str, ...]:
+        """The harmful challengers (only with ``rollback``)."""
+        return self.verdict.rolled_back
+
+    @property
+    def criteria(self) -> tuple[Criterion, ...]:
+        return self.verdict.reasons
+
+    @property
+    def remaining_per_arm(self) -> dict[str, int] | None:
+        """Additional labelled rows each arm needs (only with ``continue``)."""
+        return self.verdict.remaining_per_arm
 
     def pair(self, a: str, b: str) -> dict[str, Any]:
         """The pairwise row of arms ``a`` and ``b`` (in either order, as stored)."""
@@ -308,22 +330,21 @@ def analyze_multiarm(
 
     srm, srm_basis = _srm(traffic, arms, weights, pol, notes)
     omnibus, marascuilo = _omnibus(stats, arms, pol)
-    pairwise, multiplicity = _pairwise(stats, arms, pol, marascuilo)
+    family = pairwise_comparisons(stats, arms, pol, marascuilo)
     # Bonferroni over the challengers: each is a chance of a false guardrail breach.
-    rail_pol = replace(pol, alpha=pol.alpha / max(len(arms) - 1, 1))
-    guardrails = {
-        a: tuple(
-            {**g, "alpha": None if g["name"] == LATENCY_P99 else rail_pol.alpha}
-            for g in _guardrail_observations(
-                agg, {"champion": traffic[CHAMPION], "challenger": traffic[a]}, rail_pol
-            )[1]
-        )
+    challengers = max(len(arms) - 1, 1)
+    rail_pol = replace(pol, alpha=pol.alpha / challengers)
+    checks = {
+        a: _guardrail_observations(
+            agg,
+            {"champion": traffic[CHAMPION], "challenger": traffic[a]},
+            rail_pol,
+            breach_alpha=BREACH_ALPHA / challengers,
+        )[1]
         for a in arms[1:]
     }
     _note_repeat_units(con, model, experiment, arms, notes)
-    verdict, winner, harmful, criteria, remaining = _decide(
-        arms, stats, srm, pairwise, guardrails, pol
-    )
+    verdict = decide_multiarm(arms, stats, family, checks, pol, srm=srm)
     arm_rows = {
         a: {
             **traffic[a].to_dict(),
@@ -349,14 +370,10 @@ def analyze_multiarm(
         srm=srm,
         srm_basis=srm_basis,
         omnibus=omnibus,
-        pairwise=pairwise,
-        multiplicity=multiplicity,
-        guardrails=guardrails,
-        decision=verdict,
-        winner=winner,
-        rollback_arms=harmful,
-        criteria=criteria,
-        remaining_per_arm=remaining,
+        pairwise=tuple(c.to_dict() for c in family.comparisons),
+        multiplicity=family.multiplicity,
+        guardrails={a: tuple(c.to_dict() for c in rows) for a, rows in checks.items()},
+        verdict=verdict,
         policy=pol,
         aggregates=agg,
         notes=tuple(notes),
@@ -469,265 +486,6 @@ def _omnibus(
                "dof": w.df_num, "df_denom": w.df_denom, "method": w.method,
                "status": w.status}  # fmt: skip
     return omnibus, {}
-
-
-def _pairwise(
-    stats: dict[str, MetricStatistic],
-    arms: tuple[str, ...],
-    pol: DecisionPolicy,
-    marascuilo: dict[tuple[int, int], Any],
-) -> tuple[tuple[dict[str, Any], ...], str]:
-    """Every pair (estimate = later − earlier arm) with family-wise adjusted p-values."""
-    pairs = list(itertools.combinations(range(len(arms)), 2))
-    m = len(pairs)
-    level = pol.alpha / m
-    rows: list[dict[str, Any]] = []
-    for i, j in pairs:
-        a, b = stats[arms[i]], stats[arms[j]]
-        if pol.uses_sequential:
-            r: Any = confidence_sequence(a, b, alpha=level, config=pol.sequential_config)
-            row = {"estimate": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                   "p_value": r.p_value, "method": "asymptotic_cs", "status": r.status}  # fmt: skip
-        else:
-            if isinstance(a, ProportionStatistic) and isinstance(b, ProportionStatistic):
-                r = two_proportion_test(a, b, alpha=level)
-                method = "two_proportion_z"
-            else:
-                r = welch_test(a, b, alpha=level)  # type: ignore[arg-type]
-                method = "welch_t"
-            # "zero_baseline" only means the relative lift is undefined; the test is valid.
-            status = "ok" if r.status in ("ok", "zero_baseline") else r.status
-            row = {"estimate": r.difference, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                   "p_value": r.p_value, "method": method, "status": status}  # fmt: skip
-        row = {"a": arms[i], "b": arms[j], **row}
-        if (i, j) in marascuilo:
-            pair = marascuilo[(i, j)]
-            row["marascuilo_critical_value"] = pair.critical_value
-            row["marascuilo_significant"] = pair.significant
-        rows.append(row)
-    raw = [_usable_p(r) for r in rows]
-    if pol.uses_sequential:
-        adjusted = [min(1.0, m * p) for p in raw]
-        how = (
-            f"Bonferroni over {m} pairs: each confidence sequence at alpha/{m} = {level:.4g}, "
-            "valid at every look"
-        )
-    else:
-        adjusted = list(holm(raw, alpha=pol.alpha).adjusted_p_values)
-        how = (
-            f"Holm over {m} pairs at alpha {pol.alpha:g}; intervals Bonferroni-simultaneous "
-            f"at alpha/{m}"
-        )
-    for row, adj in zip(rows, adjusted, strict=True):
-        row["adjusted_p_value"] = adj
-        row["significant"] = row["status"] == "ok" and adj < pol.alpha
-        if pol.uses_sequential:  # the CS excludes 0 exactly when p < alpha/m
-            row["significant"] = row["significant"] and not row["ci_low"] <= 0.0 <= row["ci_high"]
-    return tuple(rows), how
-
-
-def _usable_p(row: dict[str, Any]) -> float:
-    p = row["p_value"]
-    return float(p) if row["status"] == "ok" and math.isfinite(p) else 1.0
-
-
-def _better(row: dict[str, Any], arm: str, higher_is_better: bool) -> bool:
-    """Whether ``arm`` is significantly better than the other arm of ``row``."""
-    if not row["significant"]:
-        return False
-    sign = 1.0 if higher_is_better else -1.0
-    towards_b = sign * row["estimate"] > 0
-    return towards_b if arm == row["b"] else not towards_b
-
-
-def _decide(
-    arms: tuple[str, ...],
-    stats: dict[str, MetricStatistic],
-    srm: SRMResult | None,
-    pairwise: tuple[dict[str, Any], ...],
-    guardrails: dict[str, tuple[dict[str, Any], ...]],
-    pol: DecisionPolicy,
-) -> tuple[str, str | None, tuple[str, ...], tuple[Criterion, ...], dict[str, int] | None]:
-    """The rules of the module docstring: (decision, winner, harmful arms, criteria, remaining)."""
-    challengers = arms[1:]
-    reasons: list[Criterion] = []
-    pairs = {(r["a"], r["b"]): r for r in pairwise}
-
-    def row(a: str, b: str) -> dict[str, Any]:
-        return pairs.get((a, b)) or pairs[(b, a)]
-
-    # 1. Guardrails, per challenger.
-    breached: list[str] = []
-    for arm in challengers:
-        for g in guardrails[arm]:
-            status = g["status"]
-            observed = g["challenger"]
-            detail = f"{status}: {arm} {_fmt(observed)} vs limit {_fmt(g['limit'])}"
-            if g.get("alpha") is not None:
-                detail += f" (Wilson interval at alpha/{len(challengers)} = {g['alpha']:.4g})"
-            if status in ("inconclusive", "no_data"):
-                detail += " (not yet clear from the data; blocks promotion of this arm)"
-            reasons.append(
-                Criterion(f"guardrail:{g['name']}:{arm}", status == "met", observed, g["limit"],
-                          detail)
-            )  # fmt: skip
-            if status == "breached":
-                breached.append(arm)
-    if breached:
-        harmful = tuple(dict.fromkeys(breached))
-        return "rollback", None, harmful, tuple(reasons), None
-
-    # 2. SRM.
-    if srm is not None:
-        p = 1.0 if math.isnan(srm.p_value) else srm.p_value
-        reasons.append(
-            Criterion("srm", not srm.mismatch, p, pol.srm_threshold,
-                      f"chi-square p={p:.3g} for counts {srm.observed} vs weights "
-                      f"{tuple(round(w, 4) for w in srm.weights)}"
-                      + (": assignment is broken, no arm can be promoted" if srm.mismatch else ""))
-        )  # fmt: skip
-        if srm.mismatch:
-            return "continue", None, (), tuple(reasons), None
-
-    # 3. Minimum sample.
-    n = {a: int(stats[a].n) for a in arms}
-    smallest = min(arms, key=lambda a: n[a])
-    enough = n[smallest] >= pol.min_sample_per_arm
-    reasons.append(
-        Criterion("min_sample", enough, float(n[smallest]), float(pol.min_sample_per_arm),
-                  f"smallest arm {smallest} has {n[smallest]} of the "
-                  f"{pol.min_sample_per_arm} labelled rows required")
-    )  # fmt: skip
-    if not enough:
-        return "continue", None, (), tuple(reasons), _remaining(arms, stats, pol, len(pairwise))
-
-    # 4. Harm: significantly worse than the champion.
-    harmful = tuple(
-        a for a in challengers if _better(row(CHAMPION, a), CHAMPION, pol.higher_is_better)
-    )
-    for arm in challengers:
-        r = row(CHAMPION, arm)
-        worse = arm in harmful
-        reasons.append(
-            Criterion(f"no_harm:{arm}", not worse, r["adjusted_p_value"], pol.alpha,
-                      f"{arm} − champion = {_fmt(r['estimate'])} "
-                      f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}], adjusted p = "
-                      f"{_fmt(r['adjusted_p_value'])}"
-                      + (": significantly worse" if worse else ""))
-        )  # fmt: skip
-    if harmful:
-        return "rollback", None, harmful, tuple(reasons), None
-
-    # 5. The best challenger must beat the champion and every other challenger.
-    sign = 1.0 if pol.higher_is_better else -1.0
-    best = max(challengers, key=lambda a: sign * stats[a].mean)
-    vs_champion = row(CHAMPION, best)
-    beats_champion = _better(vs_champion, best, pol.higher_is_better)
-    reasons.append(
-        Criterion("best_beats_champion", beats_champion, vs_champion["adjusted_p_value"],
-                  pol.alpha,
-                  f"best challenger {best}: {best} − champion = {_fmt(vs_champion['estimate'])}, "
-                  f"adjusted p = {_fmt(vs_champion['adjusted_p_value'])}")
-    )  # fmt: skip
-    others = [a for a in challengers if a != best]
-    unbeaten = [a for a in others if not _better(row(best, a), best, pol.higher_is_better)]
-    worst_p = max((row(best, a)["adjusted_p_value"] for a in others), default=0.0)
-    reasons.append(
-        Criterion("best_beats_other_challengers", not unbeaten, worst_p, pol.alpha,
-                  f"{best} is significantly better than every other challenger"
-                  if not unbeaten
-                  else f"{best} is not significantly better than {', '.join(unbeaten)}")
-    )  # fmt: skip
-    if beats_champion and not unbeaten:
-        pending = [g["name"] for g in guardrails[best] if g["status"] != "met"]
-        if not pending:
-            return "promote", best, (), tuple(reasons), None
-        reasons.append(
-            Criterion(f"guardrails_conclusive:{best}", False, None, None,
-                      f"{best} would win but its guardrails {pending} are not yet conclusive")
-        )  # fmt: skip
-        return "continue", None, (), tuple(reasons), None
-
-    # 6. Planned horizon.
-    if pol.max_sample_per_arm is not None:
-        reached = n[smallest] >= pol.max_sample_per_arm
-        reasons.append(
-            Criterion("max_sample", not reached, float(n[smallest]),
-                      float(pol.max_sample_per_arm),
-                      "planned sample reached without a winner" if reached
-                      else "planned sample not yet reached")
-        )  # fmt: skip
-        if reached:
-            return "keep_champion", None, (), tuple(reasons), None
-
-    # 7. Keep collecting.
-    return "continue", None, (), tuple(reasons), _remaining(arms, stats, pol, len(pairwise))
-
-
-def _remaining(
-    arms: tuple[str, ...], stats: dict[str, MetricStatistic], pol: DecisionPolicy, m: int
-) -> dict[str, int] | None:
-    """More labelled rows per arm (module docstring, rule 7); None when nothing is known."""
-    required = _required_per_arm(arms, stats, pol, m)
-    out: dict[str, int] = {}
-    for a in arms:
-        n = int(stats[a].n)
-        more = max(pol.min_sample_per_arm - n, 0)
-        if required is not None:
-            more = max(more, required - n)
-        if pol.max_sample_per_arm is not None:
-            more = min(more, max(pol.max_sample_per_arm - n, 0))
-        out[a] = int(more)
-    if required is None and not any(out.values()):
-        return None
-    return out
-
-
-def _required_per_arm(
-    arms: tuple[str, ...], stats: dict[str, MetricStatistic], pol: DecisionPolicy, m: int
-) -> int | None:
-    """Per-arm size detecting ``mde`` between two arms at level ``alpha / m`` with ``power``."""
-    mde = pol.min_detectable_effect
-    if mde is None:
-        return None
-    level = pol.alpha / m
-    champion = stats[CHAMPION]
-    if not pol.uses_sequential:
-        if isinstance(champion, ProportionStatistic):
-            if not 0.0 < champion.mean < 1.0 or not 0.0 < champion.mean + mde < 1.0:
-                return None
-            plan = sample_size_proportions(champion.mean, mde, alpha=level, power=pol.power)
-        else:
-            sd = math.sqrt(max(stats[a].variance for a in arms))
-            if not sd > 0.0:
-                return None
-            plan = sample_size_means(mde, sd, alpha=level, power=pol.power)
-        return plan.n_per_arm
-    # Sequential: the worst pair's variance, the n where CS half-width + z_power·SE = MDE
-    # (as arbiter.stats.verdict does for two arms, at the Bonferroni level).
-    v = max(stats[a].variance + stats[b].variance for a, b in itertools.combinations(arms, 2))
-    if not v > 0.0:
-        return None
-    z_power = float(_st.norm.ppf(pol.power))
-    target = pol.sequential_config.target_sample_size if pol.sequential_config else 5000.0
-    rho = sequential_rho(level, target)
-
-    def gap(n: float) -> float:
-        se = math.sqrt(v / n)
-        return float(cs_halfwidth(se, 2.0 * n, rho, level)) + z_power * se - mde
-
-    if gap(1e13) > 0:
-        return None
-    if gap(1.0) <= 0:
-        return 1
-    return math.ceil(optimize.brentq(gap, 1.0, 1e13, rtol=1e-10))
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    v = float(value)
-    return f"{v:.4g}" if math.isfinite(v) or math.isinf(v) else "–"
 
 
 def _criterion(c: Criterion) -> dict[str, Any]:

@@ -17,19 +17,20 @@ pure :func:`~arbiter.routing.canary.advance` needs, with the numbers behind them
   :func:`arbiter.analysis.policy.to_decision_policy`, plus a PSI guardrail.
 
 Noise never rolls a canary back on its own. As in :mod:`arbiter.analysis.analyze`, a guardrail
-is handed to ``decide`` only when the data are conclusive, with one difference: a canary looks
-at its data at every checkpoint (hundreds of looks), so a 95 % interval would be crossed by
-chance sooner or later. The error rate counts as breached only when **both** its one-sided
-exact (Clopper–Pearson) lower bound at level :data:`BREACH_ALPHA` = 0.001 exceeds the limit
-(a 20 %-error challenger still crosses a 1 % limit after about 20 requests) **and** it is
-significantly above the champion's error rate (one-sided Fisher exact test at the same level),
-so a champion whose own baseline is above the limit does not get an identical challenger
-rolled back; with no champion request at all (a plan that starts at 100 %) the absolute bound
-alone decides. It counts as met when the Wilson interval lies below the limit. The p99 ratio
-is judged once both arms have :data:`~arbiter.analysis.analyze.MIN_LATENCY_REQUESTS`
-successful requests; the PSI once each arm has :data:`MIN_PSI_ROWS_PER_BIN` rows per bin on
-average (``MIN_PSI_ROWS_PER_BIN * bins`` rows: the chi-square approximation behind its noise
-threshold fails on near-empty bins, where the 1e-4 floor inflates PSI to several units) and
+is handed to ``decide`` only when the data are conclusive, judged by the one rule of
+:mod:`arbiter.stats.guardrails` (a canary looks at its data at every checkpoint, hundreds of
+looks, so a 95 % interval would be crossed by chance sooner or later): the error rate counts
+as breached only when **both** its one-sided exact (Clopper–Pearson) lower bound at level
+:data:`~arbiter.stats.guardrails.BREACH_ALPHA` = 0.001 exceeds the limit (a 20 %-error
+challenger still crosses a 1 % limit after about 20 requests) **and** it is significantly
+above the champion's error rate (one-sided Fisher exact test at the same level), so a champion
+whose own baseline is above the limit does not get an identical challenger rolled back; with
+no champion request at all (a plan that starts at 100 %) the absolute bound alone decides. It
+counts as met when the Wilson interval lies below the limit. The p99 ratio is judged once both
+arms have :data:`~arbiter.stats.guardrails.MIN_LATENCY_REQUESTS` successful requests; the PSI
+once each arm has :data:`MIN_PSI_ROWS_PER_BIN` rows per bin on average
+(``MIN_PSI_ROWS_PER_BIN * bins`` rows: the chi-square approximation behind its noise threshold
+fails on near-empty bins, where the 1e-4 floor inflates PSI to several units) and
 when it is above the larger of the limit and that noise threshold
 (:func:`arbiter.drift.methods.psi_test`).
 
@@ -59,16 +60,15 @@ from typing import Any
 
 import duckdb
 import numpy as np
-from scipy import stats as _st
 
 from arbiter.analysis.aggregate import detect_task
-from arbiter.analysis.analyze import MIN_LATENCY_REQUESTS
 from arbiter.analysis.policy import ERROR_RATE, LATENCY_P99, to_decision_policy
 from arbiter.config import ModelConfig, RegistryConfig
 from arbiter.drift.methods import psi_test
 from arbiter.errors import NotFoundError
 from arbiter.events.query import Scope, latest_labels_sql
 from arbiter.routing.canary import CanaryPlan, CanaryState, CheckpointInputs
+from arbiter.stats.guardrails import BREACH_ALPHA, check_latency, check_rate
 from arbiter.stats.sufficient import ProportionStatistic, SampleMeanStatistic
 from arbiter.stats.verdict import (
     ArmObservations,
@@ -81,8 +81,6 @@ from arbiter.stats.verdict import (
 
 PSI = "prediction_psi"
 PSI_BINS = 10
-#: Level of the one-sided tests that declare an error-rate breach (see the module docstring).
-BREACH_ALPHA = 0.001
 #: Rows per arm and bin (on average) before the PSI guardrail is judged.
 MIN_PSI_ROWS_PER_BIN = 20
 #: Smallest expected count (units) of either arm before the stage's SRM check runs.
@@ -181,23 +179,6 @@ def srm_window_start(
     """First arrival time (seconds) the stage's SRM check counts: the stage start plus a grace
     of two registry polls and one analysis interval (see the module docstring)."""
     return state.stage_started_at + 2.0 * poll_interval_s + analysis_interval_s
-
-
-def _wilson(k: int, n: int, alpha: float) -> tuple[float, float]:
-    ci = _st.binomtest(k, n).proportion_ci(1.0 - alpha, method="wilson")
-    return float(ci.low), float(ci.high)
-
-
-def _breach_lower_bound(k: int, n: int) -> float:
-    """One-sided exact lower confidence bound of a rate at level ``1 - BREACH_ALPHA``."""
-    ci = _st.binomtest(k, n, alternative="greater").proportion_ci(1.0 - BREACH_ALPHA, "exact")
-    return float(ci.low)
-
-
-def _excess_p_value(k_b: int, n_b: int, k_a: int, n_a: int) -> float:
-    """One-sided Fisher exact p-value of "challenger error rate > champion error rate"."""
-    table = [[k_b, n_b - k_b], [k_a, n_a - k_a]]
-    return float(_st.fisher_exact(table, alternative="greater").pvalue)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -542,42 +523,34 @@ def _guardrails(
         row: dict[str, Any] = {"name": rail.name, "limit": rail.threshold, "status": "no_data"}
         obs = None
         if rail.name == ERROR_RATE and requests["challenger"]:
-            k, n = errors["challenger"], requests["challenger"]
-            k_a, n_a = errors["champion"], requests["champion"]
-            low, high = _wilson(k, n, alpha)
-            breach_low = _breach_lower_bound(k, n)
-            # Relative to the champion: with no champion request there is no baseline and
-            # the absolute bound alone decides (see the module docstring).
-            excess_p = _excess_p_value(k, n, k_a, n_a) if n_a else 0.0
-            if breach_low > rail.threshold and excess_p < BREACH_ALPHA:
-                status = "breached"
-            elif high <= rail.threshold:
-                status = "met"
-            else:
-                status = "inconclusive"
+            # The one rule of arbiter.stats.guardrails: with no champion request there is no
+            # baseline and the absolute bound alone decides (see the module docstring).
+            check = check_rate(
+                rail.name, errors["challenger"], requests["challenger"], rail.threshold,
+                champion_events=errors["champion"], champion_n=requests["champion"],
+                alpha=alpha, breach_alpha=BREACH_ALPHA,
+            )  # fmt: skip
             row.update(
-                challenger=k / n,
-                champion=k_a / n_a if n_a else None,
-                ci_low=low,
-                ci_high=high,
-                breach_bound=breach_low,
-                excess_p_value=excess_p if n_a else None,
-                status=status,
+                (k, v) for k, v in check.to_dict().items() if k not in ("alpha", "breach_alpha")
             )
-            if status != "inconclusive":
-                obs = GuardrailObservation(rail.name, k / n)
+            obs = check.observation
         elif rail.name == LATENCY_P99:
-            a, b = p99["champion"], p99["challenger"]
-            if math.isfinite(a) and math.isfinite(b):
-                limit = a * (1.0 + rail.threshold)
-                ok_a = requests["champion"] - errors["champion"]
-                ok_b = requests["challenger"] - errors["challenger"]
-                status = "met" if b <= limit else "breached"
-                if min(ok_a, ok_b) < MIN_LATENCY_REQUESTS:
-                    status = "inconclusive"
-                else:
-                    obs = GuardrailObservation(rail.name, b, a)
-                row.update(challenger=b, champion=a, limit=limit, status=status)
+            check = check_latency(
+                rail.name,
+                p99["challenger"],
+                p99["champion"],
+                rail.threshold,
+                challenger_ok=requests["challenger"] - errors["challenger"],
+                champion_ok=requests["champion"] - errors["champion"],
+            )
+            if check.status != "no_data":
+                row.update(
+                    challenger=check.challenger,
+                    champion=check.champion,
+                    limit=check.limit,
+                    status=check.status,
+                )
+            obs = check.observation
         elif rail.name == PSI and psi is not None:
             value = psi["value"]
             status = "met"

@@ -19,6 +19,16 @@ from arbiter.stats.bayesian import (
     normal_summary,
 )
 from arbiter.stats.cuped import CupedResult, cuped_test, cuped_theta
+from arbiter.stats.guardrails import (
+    BREACH_ALPHA,
+    MIN_LATENCY_REQUESTS,
+    GuardrailCheck,
+    check_latency,
+    check_rate,
+    exact_lower_bound,
+    excess_p_value,
+    wilson_interval,
+)
 from arbiter.stats.interleaving import clustered_interleaving_test, interleaving_test
 from arbiter.stats.means import ratio_mean_and_variance, ratio_test, welch_test
 from arbiter.stats.multiple import adjust_p_values, benjamini_hochberg, holm
@@ -32,6 +42,7 @@ from arbiter.stats.paired import (
     paired_t_test,
 )
 from arbiter.stats.power import (
+    SEQUENTIAL_MAX_N,
     mde_means,
     mde_proportions,
     power_means,
@@ -39,6 +50,7 @@ from arbiter.stats.power import (
     remaining_sample_size,
     sample_size_means,
     sample_size_proportions,
+    sequential_sample_size,
 )
 from arbiter.stats.proportions import k_proportion_test, two_proportion_test
 from arbiter.stats.results import (
@@ -75,24 +87,36 @@ from arbiter.stats.sufficient import (
     SampleMeanStatistic,
 )
 from arbiter.stats.verdict import (
+    P_BEST_THRESHOLD,
     ArmObservations,
     Criterion,
     Decision,
     DecisionPolicy,
     Guardrail,
     GuardrailObservation,
+    PairwiseComparison,
+    PairwiseFamily,
     PrimarySummary,
     ShadowClassicPolicy,
     ShadowObservations,
     Verdict,
     decide,
+    decide_bandit,
+    decide_interleaving,
+    decide_multiarm,
     decide_shadow_classic,
+    interleaving_decision_p_value,
+    pairwise_comparisons,
 )
 
 __all__ = [
     "BOOTSTRAP_METRICS",
+    "BREACH_ALPHA",
     "DEFAULT_SRM_THRESHOLD",
     "MCNEMAR_EXACT_BELOW",
+    "MIN_LATENCY_REQUESTS",
+    "P_BEST_THRESHOLD",
+    "SEQUENTIAL_MAX_N",
     "ArmObservations",
     "BayesianResult",
     "BetaPrior",
@@ -101,6 +125,7 @@ __all__ = [
     "Decision",
     "DecisionPolicy",
     "Guardrail",
+    "GuardrailCheck",
     "GuardrailObservation",
     "InterleavingResult",
     "KProportionResult",
@@ -109,6 +134,8 @@ __all__ = [
     "MeansResult",
     "MultipleTestingResult",
     "PairedTestResult",
+    "PairwiseComparison",
+    "PairwiseFamily",
     "PowerResult",
     "PrimarySummary",
     "ProportionStatistic",
@@ -130,17 +157,25 @@ __all__ = [
     "benjamini_hochberg",
     "beta_binomial_summary",
     "beta_prob_greater",
+    "check_latency",
+    "check_rate",
     "clustered_interleaving_test",
     "confidence_sequence",
     "cs_halfwidth",
     "cuped_test",
     "cuped_theta",
     "decide",
+    "decide_bandit",
+    "decide_interleaving",
+    "decide_multiarm",
     "decide_shadow_classic",
     "delong_components",
     "delong_test",
+    "exact_lower_bound",
+    "excess_p_value",
     "finite_or_none",
     "holm",
+    "interleaving_decision_p_value",
     "interleaving_test",
     "k_proportion_test",
     "mcnemar_test",
@@ -152,6 +187,7 @@ __all__ = [
     "normal_summary",
     "paired_bootstrap",
     "paired_t_test",
+    "pairwise_comparisons",
     "power_means",
     "power_proportions",
     "ratio_mean_and_variance",
@@ -160,7 +196,9 @@ __all__ = [
     "sample_size_means",
     "sample_size_proportions",
     "sequential_rho",
+    "sequential_sample_size",
     "srm_test",
     "two_proportion_test",
     "welch_test",
+    "wilson_interval",
 ]

@@ -4,17 +4,17 @@ The omnibus test of an A/B/n experiment on a continuous metric (a regressor's pe
 Classic one-way ANOVA assumes equal variances, which two models' losses rarely have; Welch's
 (1951) weighted F test does not, and needs only each arm's ``(n, sum, sum of squares)``, so it
 runs on the :class:`~arbiter.stats.sufficient.SampleMeanStatistic` that SQL computes. A rank
-test (Kruskal–Wallis) would need the raw rows.
+test (Kruskal–Wallis) would need the raw rows. The test itself is statsmodels'
+(``anova_generic`` on summary statistics); this module adapts the inputs and the result.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _st
+from statsmodels.stats.oneway import anova_generic
 
 from arbiter.errors import InvalidInputError
 from arbiter.stats.means import NAN
@@ -57,14 +57,12 @@ def welch_anova(arms: Sequence[SampleMeanStatistic]) -> WelchAnovaResult:
 
     Notes
     -----
-    With weights ``w_i = n_i / s_i²``, ``W = Σ w_i`` and the weighted mean
-    ``x̄_w = Σ w_i x̄_i / W`` (Welch 1951, *Biometrika* 38:330–336)::
-
-        A = Σ w_i (x̄_i − x̄_w)² / (k − 1)
-        λ = Σ (1 − w_i / W)² / (n_i − 1)
-        F = A / (1 + 2 (k − 2) λ / (k² − 1)),   df = (k − 1, (k² − 1) / (3 λ))
-
-    Equals ``statsmodels.stats.oneway.anova_oneway(..., use_var="unequal")`` on the rows.
+    Computed by ``statsmodels.stats.oneway.anova_generic(..., use_var="unequal")`` from each
+    arm's mean, variance and size (Welch 1951, *Biometrika* 38:330–336: weights
+    ``w_i = n_i / s_i²``, ``F = A / (1 + 2 (k − 2) λ / (k² − 1))``,
+    ``df = (k − 1, (k² − 1) / (3 λ))``); the same as ``anova_oneway(..., use_var="unequal")``
+    on the rows. This function only adapts the sufficient statistics and turns degenerate
+    arms into a status.
     """
     arms = list(arms)
     if len(arms) < 2:
@@ -83,15 +81,9 @@ def welch_anova(arms: Sequence[SampleMeanStatistic]) -> WelchAnovaResult:
     var = np.array([arm.variance for arm in arms])
     if np.any(var <= 0.0):
         return WelchAnovaResult(NAN, NAN, k - 1, NAN, means, method, STATUS_ZERO_VARIANCE)
-    x = np.asarray(means)
-    w = n / var
-    total = float(w.sum())
-    centre = float(np.sum(w * x) / total)
-    a = float(np.sum(w * (x - centre) ** 2)) / (k - 1)
-    lam = float(np.sum((1.0 - w / total) ** 2 / (n - 1.0)))
-    statistic = a / (1.0 + 2.0 * (k - 2) * lam / (k * k - 1))
-    df_denom = (k * k - 1) / (3.0 * lam) if lam > 0 else math.inf
-    p_value = float(_st.f.sf(statistic, k - 1, df_denom))
+    r = anova_generic(np.asarray(means), var, n, use_var="unequal")
+    statistic, df_denom = float(r.statistic), float(r.df[1])
+    p_value = float(r.pvalue)
     return WelchAnovaResult(statistic, p_value, k - 1, df_denom, means, method)
 
 

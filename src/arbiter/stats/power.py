@@ -38,6 +38,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Literal
 
+from scipy import optimize
 from scipy import stats as _st
 
 from arbiter.errors import InvalidInputError
@@ -51,6 +52,7 @@ from arbiter.stats.results import (
     RemainingSampleResult,
     SampleSizeResult,
 )
+from arbiter.stats.sequential import cs_halfwidth
 
 ProportionVariance = Literal["unpooled", "arcsine"]
 
@@ -438,7 +440,75 @@ def remaining_sample_size(
     return RemainingSampleResult(target, current, remaining, sum(remaining), fraction, status)
 
 
+#: Largest per-arm size the sequential solver searches; beyond it the MDE is "not reachable".
+SEQUENTIAL_MAX_N = 1e13
+
+
+def sequential_sample_size(
+    variance: float, mde: float, *, alpha: float, power: float, rho: float
+) -> int | None:
+    """Observations per arm at which an always-valid test would detect ``mde`` with ``power``.
+
+    The confidence sequence of :func:`arbiter.stats.sequential.confidence_sequence` is wider
+    than a fixed-horizon interval, so the fixed-horizon formula underestimates what a
+    sequential test needs. This solves, for the per-arm size ``n`` (``2 n`` observations in
+    total, which is what the sequence's half-width is computed on)::
+
+        cs_halfwidth(SE(n), 2 n, rho, alpha) + z_power * SE(n) = mde,   SE(n) = sqrt(variance / n)
+
+    i.e. the size at which an effect of exactly ``mde`` lies ``z_power`` standard errors beyond
+    the sequence's bound (power ``power`` at that look, the normal approximation the fixed
+    plan uses too). The left side decreases in ``n``, so the root is unique (Brent's method).
+    Used for the two-arm remaining sample (:func:`arbiter.stats.verdict.decide`) and for a
+    pair of A/B/n arms at the Bonferroni level (:func:`arbiter.stats.verdict.decide_multiarm`).
+
+    Parameters
+    ----------
+    variance : float
+        Sum of the two arms' per-observation variances (the worst pair's, for A/B/n).
+    mde : float
+        Absolute effect to detect (metric units), > 0.
+    alpha : float
+        Level of the sequence (two-sided).
+    power : float
+        Target power, in (0, 1).
+    rho : float
+        Mixing parameter of the sequence (:func:`arbiter.stats.sequential.sequential_rho`).
+
+    Returns
+    -------
+    int or None
+        The smallest such ``n`` (at least 1); ``None`` when ``variance`` is not positive or
+        the MDE is not reached below :data:`SEQUENTIAL_MAX_N` per arm.
+
+    Examples
+    --------
+    >>> from arbiter.stats.sequential import sequential_rho
+    >>> sequential_sample_size(0.5, 0.05, alpha=0.05, power=0.8, rho=sequential_rho(0.05, 5000))
+    3010
+    """
+    check_alpha(alpha)
+    if not (0.0 < power < 1.0):
+        raise InvalidInputError(f"power must be in (0, 1), got {power!r}", field="power")
+    if not (math.isfinite(mde) and mde > 0.0):
+        raise InvalidInputError(f"mde must be a positive number, got {mde!r}", field="mde")
+    if not variance > 0.0:
+        return None
+    z_power = float(_st.norm.ppf(power))
+
+    def gap(n: float) -> float:
+        se = math.sqrt(variance / n)
+        return float(cs_halfwidth(se, 2.0 * n, rho, alpha)) + z_power * se - mde
+
+    if gap(SEQUENTIAL_MAX_N) > 0:
+        return None
+    if gap(1.0) <= 0:
+        return 1
+    return math.ceil(optimize.brentq(gap, 1.0, SEQUENTIAL_MAX_N, rtol=1e-10))
+
+
 __all__ = [
+    "SEQUENTIAL_MAX_N",
     "mde_means",
     "mde_proportions",
     "power_means",
@@ -446,4 +516,5 @@ __all__ = [
     "remaining_sample_size",
     "sample_size_means",
     "sample_size_proportions",
+    "sequential_sample_size",
 ]

@@ -1,4 +1,4 @@
-"""The decision policy: turn the evidence of a model test into promote / keep / continue / rollback.
+"""The two-arm decision (A/B, canary, shadow, offline): promote / keep / continue / rollback.
 
 :func:`decide` is a pure function of the per-arm sufficient statistics of the primary metric
 (champion = control, challenger = treatment), the guardrail observations, and a frozen
@@ -11,8 +11,9 @@ checked after the ``min_sample`` criterion is recorded but before it can stop th
 1. **Guardrails.** A breached guardrail → ``rollback`` when the challenger serves users
    (``mode`` ``"ab"`` or ``"canary"``), ``keep_champion`` when it does not (``"shadow"``,
    ``"offline"``: nothing to roll back, the challenger is simply not promoted). Guardrail
-   values are compared as given; pass a conservative statistic (e.g. an upper confidence
-   bound of the error rate) when noise matters. Harm first: a guardrail breach wins even
+   values are compared as given; when noise matters pass only conclusive observations, as
+   :attr:`arbiter.stats.guardrails.GuardrailCheck.observation` does (the one peeking-safe
+   breach rule of :mod:`arbiter.stats.guardrails`). Harm first: a guardrail breach wins even
    over an SRM alarm, because rolling back is always safe.
 2. **Sample-ratio mismatch** (unless ``check_srm`` is off). Pearson's chi-square goodness of
    fit of the arm counts to ``traffic_weights`` (:func:`arbiter.stats.srm.srm_test`).
@@ -53,314 +54,27 @@ test with the policy's ``power`` would detect ``min_detectable_effect`` (for the
 sequential test: the ``n`` at which ``CS half-width + z_power * SE = MDE``), using the
 current per-arm variances, at least up to ``min_sample_per_arm`` and capped at
 ``max_sample_per_arm``; ``None`` when it cannot be estimated.
-
-:func:`decide_shadow_classic` is the simpler heuristic some teams use for shadow
-deployments (challenger more accurate, discrepancy < 30 %, challenger more confident on
-> 50 % of disagreements). It compares point estimates with no error control, so it is an
-opt-in preset; the default for shadow traffic is a paired test passed to :func:`decide`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from typing import Any, Literal
 
-from scipy import optimize, stats
+from scipy import stats
 
 from arbiter.errors import InvalidInputError
+from arbiter.stats.guardrails import Guardrail, GuardrailObservation
 from arbiter.stats.means import ratio_test, welch_test
+from arbiter.stats.power import sequential_sample_size
 from arbiter.stats.proportions import two_proportion_test
-from arbiter.stats.sequential import (
-    SequentialConfig,
-    confidence_sequence,
-    cs_halfwidth,
-    sequential_rho,
-)
+from arbiter.stats.sequential import confidence_sequence, sequential_rho
 from arbiter.stats.srm import srm_test
 from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic, SampleMeanStatistic
-
-Decision = Literal["promote", "keep_champion", "continue", "rollback"]
-MetricKind = Literal["proportion", "mean"]
-Mode = Literal["ab", "canary", "shadow", "offline"]
-# RatioStatistic: the metric analysed per randomisation unit when units repeat (delta method).
-ArmStatistic = ProportionStatistic | SampleMeanStatistic | RatioStatistic
-
-_SERVING_MODES: tuple[str, ...] = ("ab", "canary")
-
-
-@dataclass(frozen=True, slots=True)
-class Guardrail:
-    """A limit the challenger must respect, whatever the primary metric says.
-
-    Parameters
-    ----------
-    name : str
-        Identifier matched against :class:`GuardrailObservation` names (e.g.
-        ``"error_rate"``, ``"latency_p99_ms"``, ``"shadow_discrepancy_rate"``, ``"psi"``).
-    threshold : float
-        Absolute limit, or with ``relative_to_champion`` the allowed relative degradation
-        versus the champion (0.1 = 10 % worse).
-    comparison : {"max", "min"}
-        ``"max"``: the challenger must stay at or below the limit (error rate, latency);
-        ``"min"``: at or above it (throughput, accuracy).
-    relative_to_champion : bool, default=False
-        Limit is ``champion + threshold * |champion|`` for ``"max"`` and
-        ``champion - threshold * |champion|`` for ``"min"``.
-    """
-
-    name: str
-    threshold: float
-    comparison: Literal["max", "min"] = "max"
-    relative_to_champion: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise InvalidInputError("Guardrail.name must be non-empty", field="name")
-        if self.comparison not in ("max", "min"):
-            raise InvalidInputError(
-                f"Guardrail {self.name!r}: comparison must be 'max' or 'min', "
-                f"got {self.comparison!r}",
-                field="comparison",
-            )
-        if not math.isfinite(self.threshold):
-            raise InvalidInputError(
-                f"Guardrail {self.name!r}: threshold must be finite, got {self.threshold!r}",
-                field="threshold",
-            )
-        if self.relative_to_champion and self.threshold < 0:
-            raise InvalidInputError(
-                f"Guardrail {self.name!r}: a relative threshold is an allowed degradation "
-                f"and must be >= 0, got {self.threshold!r}",
-                field="threshold",
-            )
-
-
-@dataclass(frozen=True, slots=True)
-class GuardrailObservation:
-    """Observed guardrail value for the challenger (and the champion, for relative limits)."""
-
-    name: str
-    challenger: float
-    champion: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PrimarySummary:
-    """The primary test in a common shape (estimate = challenger − champion)."""
-
-    estimate: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    method: str
-    status: str = "ok"
-
-
-@dataclass(frozen=True, slots=True)
-class ArmObservations:
-    """Everything :func:`decide` looks at.
-
-    Parameters
-    ----------
-    champion, challenger : ProportionStatistic or SampleMeanStatistic
-        Primary-metric sufficient statistics per arm (of ``policy.metric_kind``).
-    guardrails : tuple of GuardrailObservation, default=()
-        One per configured guardrail.
-    primary_result : object or Mapping, optional
-        A primary test computed elsewhere (e.g. a paired test for shadow traffic). Needs
-        ``estimate`` (or ``difference``) and ``p_value`` plus ``ci_low``/``ci_high`` or
-        ``ci`` (a pair), as attributes or mapping keys; optional ``method`` and ``status``
-        (anything but ``"ok"`` counts as not significant). Its estimate must be
-        challenger − champion. When given, ``decide`` does not run its own test.
-    assignment_counts : tuple of int, optional
-        ``(champion, challenger)`` units assigned, for the SRM check; defaults to the
-        statistics' ``n``.
-    """
-
-    champion: ArmStatistic
-    challenger: ArmStatistic
-    guardrails: tuple[GuardrailObservation, ...] = ()
-    primary_result: object | None = None
-    assignment_counts: tuple[int, int] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionPolicy:
-    """How evidence becomes a decision (see the module docstring for the rules).
-
-    Parameters
-    ----------
-    metric_kind : {"proportion", "mean"}, default="proportion"
-        Kind of the primary metric's statistics.
-    higher_is_better : bool, default=True
-        Direction of the primary metric.
-    alpha : float, default=0.05
-        Two-sided level of the primary test.
-    sequential : bool or None, default=None
-        Always-valid confidence sequence (safe to look at any time) versus a fixed-horizon
-        test. ``None``: sequential for online modes (``ab``, ``canary``, ``shadow``),
-        fixed-horizon for ``offline``. ``False`` is refused in ``canary`` mode: a canary
-        looks at its data at every checkpoint, which a fixed-horizon test does not survive.
-    sequential_config : SequentialConfig or None, default=None
-        ``None``: tuned for ``2 * max_sample_per_arm`` total observations when that is set,
-        else :class:`SequentialConfig` defaults.
-    min_sample_per_arm : int, default=1000
-        No decision from the primary metric below this.
-    max_sample_per_arm : int or None, default=None
-        Planned horizon: reached without significance → ``keep_champion``.
-    min_detectable_effect : float or None, default=None
-        Smallest absolute difference worth detecting (metric units); drives the remaining
-        sample estimate and sequential futility.
-    power : float, default=0.8
-        Power used for the remaining sample estimate.
-    guardrails : tuple of Guardrail, default=()
-        Limits on the challenger.
-    traffic_weights : tuple of float, default=(0.5, 0.5)
-        Configured (champion, challenger) split, for the SRM check.
-    srm_threshold : float, default=0.001
-        SRM alarm when the chi-square p-value is below this.
-    check_srm : bool, default=True
-        Run the SRM check. ``False`` when no split can be checked at this look (e.g. a canary
-        stage at 100 %, or too few units since the stage's grace window); the verdict then
-        has no ``srm`` criterion.
-    on_srm : {"continue", "rollback"}, default="continue"
-        Decision when SRM is detected (never promote either way).
-    mode : {"ab", "canary", "shadow", "offline"}, default="ab"
-        Whether the challenger serves users (``ab``, ``canary``), which makes harm a
-        ``rollback`` rather than ``keep_champion``.
-    """
-
-    metric_kind: MetricKind = "proportion"
-    higher_is_better: bool = True
-    alpha: float = 0.05
-    sequential: bool | None = None
-    sequential_config: SequentialConfig | None = None
-    min_sample_per_arm: int = 1000
-    max_sample_per_arm: int | None = None
-    min_detectable_effect: float | None = None
-    power: float = 0.8
-    guardrails: tuple[Guardrail, ...] = ()
-    traffic_weights: tuple[float, float] = (0.5, 0.5)
-    srm_threshold: float = 0.001
-    on_srm: Literal["continue", "rollback"] = "continue"
-    mode: Mode = "ab"
-    check_srm: bool = True
-
-    def __post_init__(self) -> None:
-        if self.metric_kind not in ("proportion", "mean"):
-            raise InvalidInputError(
-                f"metric_kind must be 'proportion' or 'mean', got {self.metric_kind!r}",
-                field="metric_kind",
-            )
-        if not (0.0 < self.alpha < 1.0):
-            raise InvalidInputError(f"alpha must be in (0, 1), got {self.alpha!r}", field="alpha")
-        if not (0.0 < self.power < 1.0):
-            raise InvalidInputError(f"power must be in (0, 1), got {self.power!r}", field="power")
-        if not (isinstance(self.min_sample_per_arm, int) and self.min_sample_per_arm >= 0):
-            raise InvalidInputError(
-                f"min_sample_per_arm must be an int >= 0, got {self.min_sample_per_arm!r}",
-                field="min_sample_per_arm",
-            )
-        if self.max_sample_per_arm is not None and not (
-            isinstance(self.max_sample_per_arm, int)
-            and self.max_sample_per_arm >= max(self.min_sample_per_arm, 1)
-        ):
-            raise InvalidInputError(
-                "max_sample_per_arm must be an int >= min_sample_per_arm (and >= 1), got "
-                f"{self.max_sample_per_arm!r}",
-                field="max_sample_per_arm",
-            )
-        mde = self.min_detectable_effect
-        if mde is not None and not (math.isfinite(mde) and mde > 0):
-            raise InvalidInputError(
-                f"min_detectable_effect must be a positive absolute difference, got {mde!r}",
-                field="min_detectable_effect",
-            )
-        weights = self.traffic_weights
-        if len(weights) != 2 or not all(math.isfinite(w) and w > 0 for w in weights):
-            raise InvalidInputError(
-                f"traffic_weights must be two positive numbers, got {weights!r}",
-                field="traffic_weights",
-            )
-        if not (0.0 < self.srm_threshold < 1.0):
-            raise InvalidInputError(
-                f"srm_threshold must be in (0, 1), got {self.srm_threshold!r}",
-                field="srm_threshold",
-            )
-        if self.on_srm not in ("continue", "rollback"):
-            raise InvalidInputError(
-                f"on_srm must be 'continue' or 'rollback', got {self.on_srm!r}", field="on_srm"
-            )
-        if self.mode not in ("ab", "canary", "shadow", "offline"):
-            raise InvalidInputError(
-                f"mode must be one of 'ab', 'canary', 'shadow', 'offline', got {self.mode!r}",
-                field="mode",
-            )
-        if self.mode == "canary" and self.sequential is False:
-            raise InvalidInputError(
-                "a canary looks at its data at every checkpoint, so its tests must be "
-                "sequential; leave sequential=None (or True) in mode 'canary'",
-                field="sequential",
-            )
-        names = [g.name for g in self.guardrails]
-        if len(set(names)) != len(names):
-            raise InvalidInputError(
-                f"guardrail names must be unique, got {names}", field="guardrails"
-            )
-
-    @property
-    def uses_sequential(self) -> bool:
-        """Whether the primary test is the always-valid confidence sequence (always in
-        ``canary`` mode)."""
-        if self.mode == "canary":
-            return True
-        return self.sequential if self.sequential is not None else self.mode != "offline"
-
-    @property
-    def serving(self) -> bool:
-        """Whether the challenger's outputs reach users in this mode."""
-        return self.mode in _SERVING_MODES
-
-
-@dataclass(frozen=True, slots=True)
-class Criterion:
-    """One check behind a verdict. ``met`` is True when the check passes (is satisfied)."""
-
-    name: str
-    met: bool
-    observed: float | None
-    threshold: float | None
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The decision and its reasons.
-
-    Attributes
-    ----------
-    decision : {"promote", "keep_champion", "continue", "rollback"}
-    reasons : tuple of Criterion
-        Every criterion evaluated, in rule order.
-    estimated_remaining_sample : int or None
-        Additional observations per arm expected to be needed (only when continuing).
-    primary : PrimarySummary or None
-        The primary test (None when a rule before it decided).
-    srm_p_value : float or None
-        Chi-square SRM p-value.
-    """
-
-    decision: Decision
-    reasons: tuple[Criterion, ...]
-    estimated_remaining_sample: int | None = None
-    primary: PrimarySummary | None = None
-    srm_p_value: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the fields as a dict of plain Python values (nested dataclasses too)."""
-        return asdict(self)
+from arbiter.stats.verdict.policy import ArmObservations, ArmStatistic, DecisionPolicy
+from arbiter.stats.verdict.types import Criterion, Decision, PrimarySummary, Verdict
 
 
 def decide(arms: ArmObservations, policy: DecisionPolicy) -> Verdict:
@@ -376,6 +90,8 @@ def decide(arms: ArmObservations, policy: DecisionPolicy) -> Verdict:
     Returns
     -------
     Verdict
+        ``winner`` is ``"challenger"`` with ``promote``; ``rolled_back`` is
+        ``("challenger",)`` with ``rollback``.
 
     Examples
     --------
@@ -384,6 +100,15 @@ def decide(arms: ArmObservations, policy: DecisionPolicy) -> Verdict:
     'promote'
     """
     _check_arms(arms, policy)
+    verdict = _decide(arms, policy)
+    if verdict.decision == "promote":
+        return replace(verdict, winner="challenger")
+    if verdict.decision == "rollback":
+        return replace(verdict, rolled_back=("challenger",))
+    return verdict
+
+
+def _decide(arms: ArmObservations, policy: DecisionPolicy) -> Verdict:
     reasons: list[Criterion] = []
     harm: Decision = "rollback" if policy.serving else "keep_champion"
 
@@ -487,137 +212,6 @@ def decide(arms: ArmObservations, policy: DecisionPolicy) -> Verdict:
     return Verdict(verdict[0], tuple(reasons), verdict[1], primary=primary, srm_p_value=srm_p)
 
 
-@dataclass(frozen=True, slots=True)
-class ShadowClassicPolicy:
-    """Thresholds of the classic shadow-deployment heuristic.
-
-    Parameters
-    ----------
-    max_discrepancy : float, default=0.30
-        Challenger and champion must disagree on fewer than this share of requests.
-    min_confident_share : float, default=0.50
-        On disagreements, the challenger must be the more confident model more often than
-        this share.
-    min_labelled : int, default=1000
-        Labelled requests per model needed before judging accuracy.
-    """
-
-    max_discrepancy: float = 0.30
-    min_confident_share: float = 0.50
-    min_labelled: int = 1000
-
-    def __post_init__(self) -> None:
-        for name in ("max_discrepancy", "min_confident_share"):
-            v = getattr(self, name)
-            if not (0.0 <= v <= 1.0):
-                raise InvalidInputError(f"{name} must be in [0, 1], got {v!r}", field=name)
-        if not (isinstance(self.min_labelled, int) and self.min_labelled >= 0):
-            raise InvalidInputError(
-                f"min_labelled must be an int >= 0, got {self.min_labelled!r}",
-                field="min_labelled",
-            )
-
-
-@dataclass(frozen=True, slots=True)
-class ShadowObservations:
-    """Counts for :func:`decide_shadow_classic`.
-
-    Parameters
-    ----------
-    champion_accuracy, challenger_accuracy : ProportionStatistic
-        Correct predictions out of labelled requests.
-    discrepancy : ProportionStatistic
-        Disagreements out of compared requests.
-    challenger_more_confident : ProportionStatistic
-        Disagreements on which the challenger was more confident, out of disagreements.
-    """
-
-    champion_accuracy: ProportionStatistic
-    challenger_accuracy: ProportionStatistic
-    discrepancy: ProportionStatistic
-    challenger_more_confident: ProportionStatistic
-
-
-def decide_shadow_classic(
-    observations: ShadowObservations, policy: ShadowClassicPolicy | None = None
-) -> Verdict:
-    """The classic shadow preset: promote when three point-estimate criteria hold.
-
-    Challenger accuracy > champion accuracy, discrepancy rate < ``max_discrepancy``, and
-    challenger more confident on > ``min_confident_share`` of disagreements → ``promote``;
-    fewer than ``min_labelled`` labelled requests → ``continue``; otherwise
-    ``keep_champion``. A shadow challenger serves nobody, so this never rolls back. No
-    error control: prefer :func:`decide` with a paired test.
-
-    Parameters
-    ----------
-    observations : ShadowObservations
-        The four counts.
-    policy : ShadowClassicPolicy, optional
-        Thresholds (defaults 30 % / 50 %).
-
-    Returns
-    -------
-    Verdict
-    """
-    policy = policy or ShadowClassicPolicy()
-    for name in (
-        "champion_accuracy",
-        "challenger_accuracy",
-        "discrepancy",
-        "challenger_more_confident",
-    ):
-        stat = getattr(observations, name)
-        if not isinstance(stat, ProportionStatistic) or not (0 <= stat.successes <= stat.n):
-            raise InvalidInputError(
-                f"{name} must be a ProportionStatistic with 0 <= successes <= n", field=name
-            )
-    o = observations
-    n_labelled = min(o.champion_accuracy.n, o.challenger_accuracy.n)
-    enough = n_labelled >= policy.min_labelled and o.discrepancy.n > 0
-    reasons = [
-        Criterion(
-            "min_labelled",
-            enough,
-            float(n_labelled),
-            float(policy.min_labelled),
-            f"{n_labelled} labelled requests per model, {o.discrepancy.n} compared",
-        )
-    ]
-    if not enough:
-        return Verdict("continue", tuple(reasons), policy.min_labelled - n_labelled)
-    acc_c, acc_t = o.champion_accuracy.mean, o.challenger_accuracy.mean
-    disc = o.discrepancy.mean
-    # With no disagreements there is nothing to be more confident about: criterion holds.
-    conf = o.challenger_more_confident.mean if o.challenger_more_confident.n else 1.0
-    reasons += [
-        Criterion(
-            "challenger_more_accurate",
-            acc_t > acc_c,
-            acc_t,
-            acc_c,
-            f"accuracy {acc_t:.4f} vs champion {acc_c:.4f}",
-        ),
-        Criterion(
-            "discrepancy",
-            disc < policy.max_discrepancy,
-            disc,
-            policy.max_discrepancy,
-            f"models disagree on {disc:.1%} of requests",
-        ),
-        Criterion(
-            "challenger_more_confident",
-            conf > policy.min_confident_share,
-            conf,
-            policy.min_confident_share,
-            f"challenger more confident on {conf:.1%} of "
-            f"{o.challenger_more_confident.n} disagreements",
-        ),
-    ]
-    decision: Decision = "promote" if all(c.met for c in reasons) else "keep_champion"
-    return Verdict(decision, tuple(reasons))
-
-
 # --- private helpers ---------------------------------------------------------------------
 
 
@@ -690,20 +284,12 @@ def _guardrail_criterion(rail: Guardrail, obs: GuardrailObservation | None) -> C
     return Criterion(name, bool(met), float(obs.challenger), float(limit), detail)
 
 
-def _sequential_config(policy: DecisionPolicy) -> SequentialConfig:
-    if policy.sequential_config is not None:
-        return policy.sequential_config
-    if policy.max_sample_per_arm is not None:
-        return SequentialConfig(target_sample_size=2.0 * policy.max_sample_per_arm)
-    return SequentialConfig()
-
-
 def _primary_test(
     champion: ArmStatistic, challenger: ArmStatistic, policy: DecisionPolicy
 ) -> PrimarySummary:
     if policy.uses_sequential:
         r = confidence_sequence(
-            champion, challenger, alpha=policy.alpha, config=_sequential_config(policy)
+            champion, challenger, alpha=policy.alpha, config=policy.sequential_config_or_default
         )
         return PrimarySummary(r.estimate, r.ci_low, r.ci_high, r.p_value, r.method, r.status)
     return _fixed_horizon(champion, challenger, policy.alpha)
@@ -760,7 +346,7 @@ def _canary_harm(
         challenger,
         alpha=policy.alpha,
         alternative=alternative,
-        config=_sequential_config(policy),
+        config=policy.sequential_config_or_default,
     )
     return PrimarySummary(r.estimate, r.ci_low, r.ci_high, r.p_value, r.method, r.status)
 
@@ -897,36 +483,13 @@ def _required_per_arm(arms: ArmObservations, policy: DecisionPolicy) -> int | No
     v = arms.champion.variance + arms.challenger.variance  # per-observation, both arms
     if not v > 0.0:
         return None
-    z_power = float(stats.norm.ppf(policy.power))
     if not policy.uses_sequential:
+        z_power = float(stats.norm.ppf(policy.power))
         z_alpha = float(stats.norm.ppf(1.0 - policy.alpha / 2.0))
         return math.ceil((z_alpha + z_power) ** 2 * v / mde**2)
-    cfg = _sequential_config(policy)
+    cfg = policy.sequential_config_or_default
     rho = cfg.rho or sequential_rho(policy.alpha, cfg.target_sample_size)
-
-    def gap(n: float) -> float:
-        se = math.sqrt(v / n)
-        return float(cs_halfwidth(se, 2.0 * n, rho, policy.alpha)) + z_power * se - mde
-
-    hi = 1e13
-    if gap(hi) > 0:
-        return None
-    if gap(1.0) <= 0:
-        return 1
-    return math.ceil(optimize.brentq(gap, 1.0, hi, rtol=1e-10))
+    return sequential_sample_size(v, mde, alpha=policy.alpha, power=policy.power, rho=rho)
 
 
-__all__ = [
-    "ArmObservations",
-    "Criterion",
-    "Decision",
-    "DecisionPolicy",
-    "Guardrail",
-    "GuardrailObservation",
-    "PrimarySummary",
-    "ShadowClassicPolicy",
-    "ShadowObservations",
-    "Verdict",
-    "decide",
-    "decide_shadow_classic",
-]
+__all__ = ["CANARY_HARM_MIN_MEAN_N", "decide"]
