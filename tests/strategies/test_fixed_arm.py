@@ -156,6 +156,15 @@ def test_fixed_arm_is_served_logged_analysed_and_reported(
     (result,) = json.loads(analysed.stdout)["experiments"]
     assert result["strategy"] == "fixed_arm" and result["decision"] == "continue"
 
+    # No renderer was written for FixedArmAnalysis: the terminal and the HTML report show
+    # the generic section (decision, criteria, values).
+    shown = runner.invoke(app, ["analyze", "--home", str(home.root), "-m", "fraud"])
+    assert shown.exit_code == 0, shown.output
+    assert "fraud-fixed_arm" in shown.output and "continue" in shown.output
+    (page,) = (home.root / "reports").glob("*.html")
+    html = page.read_text(encoding="utf-8")
+    assert "fraud-fixed_arm" in html and 'class="decision continue"' in html
+
     reported = runner.invoke(app, ["report", "--home", str(home.root), "-m", "fraud", "--json"])
     assert reported.exit_code == 0, reported.output
     (section,) = json.loads(reported.stdout)["experiments"]

@@ -124,6 +124,38 @@ def decision_colour(decision: str) -> DecisionColour:
     return DECISION_COLOURS.get(decision, DecisionColour("default", "#57606a"))
 
 
+def generic_view(result: Any) -> dict[str, Any]:
+    """The view model of any result of the Analysis protocol (``arbiter.analysis.kinds``).
+
+    The renderers fall back to it for a result type that has no layout of its own, such as a
+    strategy added without a renderer: its decision, the criteria of its ``verdict`` (or its
+    ``criteria``) and the scalar values of its ``to_dict()`` as name/value rows.
+    """
+    needed = ("model", "experiment", "strategy", "decision", "to_dict")
+    if not all(hasattr(result, name) for name in needed):
+        raise TypeError(
+            f"cannot render a {type(result).__name__}: not an analysis result "
+            f"(it needs {', '.join(needed)})"
+        )
+    verdict = getattr(result, "verdict", None)
+    criteria = tuple(getattr(verdict, "reasons", None) or getattr(result, "criteria", ()) or ())
+    scalar = (str, int, float, bool)
+    values = [
+        {"name": name, "value": value}
+        for name, value in result.to_dict().items()
+        if name not in ("model", "experiment", "strategy", "decision")
+        and (value is None or isinstance(value, scalar))
+    ]
+    return {
+        "model": result.model,
+        "experiment": result.experiment,
+        "strategy": result.strategy,
+        "decision": result.decision,
+        "criteria": criteria,
+        "values": values,
+    }
+
+
 __all__ = [
     "DECISION_COLOURS",
     "MISSING",
@@ -131,6 +163,7 @@ __all__ = [
     "Style",
     "decision_colour",
     "format_number",
+    "generic_view",
     "interleaving_methods",
     "is_number",
     "reason_text",

@@ -21,6 +21,7 @@ from arbiter.analysis.multiarm import MultiArmAnalysis
 from arbiter.report.format import (
     DECISION_COLOURS,
     format_number,
+    generic_view,
     interleaving_methods,
     is_number,
     reason_text,
@@ -57,9 +58,14 @@ def render_template(name: str, **context: Any) -> str:
 def html_section(analysis: Any) -> markupsafe.Markup:
     """One experiment's section of the report (``<h2>`` and below), escaped, with its plots.
 
-    Dispatches on the analysis type: every result type registers its own template.
+    Dispatches on the analysis type: every result type registers its own template. Any
+    other result of the Analysis protocol (a strategy added without a renderer) gets the
+    generic section: its decision, criteria and the scalar values of its ``to_dict()``.
     """
-    raise TypeError(f"no HTML section for {type(analysis).__name__}")
+    d = generic_view(analysis)
+    criteria = [[c.name, c.met, c.observed, c.threshold, c.detail] for c in d["criteria"]]
+    values = [[row["name"], row["value"]] for row in d["values"]]
+    return _section("generic.html.j2", d=d, criteria_rows=criteria, value_rows=values)
 
 
 def _section(template: str, **context: Any) -> markupsafe.Markup:

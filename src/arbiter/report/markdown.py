@@ -14,7 +14,13 @@ from arbiter.analysis.analyze import ExperimentAnalysis
 from arbiter.analysis.bandit import ADJUSTED_INFERENCE_WARNING, BanditAnalysis
 from arbiter.analysis.interleave import InterleaveAnalysis
 from arbiter.analysis.multiarm import MultiArmAnalysis
-from arbiter.report.format import Style, format_number, interleaving_methods, reason_text
+from arbiter.report.format import (
+    Style,
+    format_number,
+    generic_view,
+    interleaving_methods,
+    reason_text,
+)
 
 ARM_COLUMNS = (
     "role",
@@ -107,8 +113,17 @@ def _notes(notes: Sequence[str]) -> list[str]:
 
 @singledispatch
 def analysis_markdown(analysis: Any) -> str:
-    """One analysis result as Markdown (tables, no plots); dispatches on the result type."""
-    raise TypeError(f"no Markdown rendering for {type(analysis).__name__}")
+    """One analysis result as Markdown (tables, no plots); dispatches on the result type.
+
+    A result type without a layout of its own (a strategy added without a renderer) shows
+    its decision, criteria and the scalar values of its ``to_dict()``.
+    """
+    d = generic_view(analysis)
+    out = _header(analysis, d["strategy"])
+    if d["criteria"]:
+        out += ["### Criteria\n", _criteria(d["criteria"])]
+    out += ["### Values\n", _general(d["values"], ["name", "value"])]
+    return "\n".join(out)
 
 
 @analysis_markdown.register(ExperimentAnalysis)

@@ -67,8 +67,9 @@ def time_axis(elapsed_s: tuple[float, ...] | list[float]) -> tuple[np.ndarray, s
 
 @singledispatch
 def plots(result: Any) -> list[Plot]:
-    """Every plot of one result, in report order (one implementation per result type)."""
-    raise TypeError(f"no plots for {type(result).__name__}")
+    """Every plot of one result, in report order (one implementation per result type; a
+    result type without one has no plots)."""
+    return []
 
 
 # --- champion vs challenger ------------------------------------------------------------------

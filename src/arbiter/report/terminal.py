@@ -20,6 +20,7 @@ from arbiter.analysis.multiarm import MultiArmAnalysis
 from arbiter.report.format import (
     decision_colour,
     format_number,
+    generic_view,
     interleaving_methods,
     reason_text,
 )
@@ -123,7 +124,14 @@ def print_analysis(console: Console, analysis: Any) -> None:
 
 @singledispatch
 def _print(analysis: Any, console: Console) -> None:
-    raise TypeError(f"no terminal rendering for {type(analysis).__name__}")
+    # Any other result of the Analysis protocol (a strategy added without a renderer of its
+    # own): its decision, its criteria and the scalar values of its to_dict().
+    d = generic_view(analysis)
+    console.rule(f"[bold]{d['experiment']}[/bold] ({d['strategy']})")
+    console.print(f"decision: {decision_markup(d['decision'])}")
+    if d["criteria"]:
+        console.print(criteria_table(d["criteria"]))
+    console.print(rich_table("values", d["values"], ["name", "value"]))
 
 
 @_print.register(ExperimentAnalysis)
