@@ -211,7 +211,7 @@ class ExperimentAnalysis:
             "first_event": self.first_event.isoformat(),
             "last_event": self.last_event.isoformat(),
             "decision": self.decision,
-            "criteria": [_criterion(c) for c in self.criteria],
+            "criteria": [c.to_dict() for c in self.criteria],
             "estimated_remaining_sample": self.verdict.estimated_remaining_sample,
             "sample_unit": self.sample_unit,
             "arms": _plain(self.arms),
@@ -227,16 +227,6 @@ class ExperimentAnalysis:
             "confusion": [c.to_dict() for c in agg.confusion],
             "notes": list(self.notes),
         }
-
-
-def _criterion(c: Criterion) -> dict[str, Any]:
-    return {
-        "name": c.name,
-        "met": c.met,
-        "observed": c.observed,
-        "threshold": c.threshold,
-        "detail": c.detail,
-    }
 
 
 def _policy_dict(policy: DecisionPolicy) -> dict[str, Any]:

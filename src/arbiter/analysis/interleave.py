@@ -199,7 +199,7 @@ class InterleaveAnalysis:
             "last_event": None if self.last_event is None else self.last_event.isoformat(),
             "decision": self.decision,
             "winner": self.winner,
-            "criteria": [_criterion(c) for c in self.criteria],
+            "criteria": [c.to_dict() for c in self.criteria],
             "methods": dict(self.methods),
             "counts": dict(self.counts),
             "wins": dict(self.wins),
@@ -471,16 +471,6 @@ def _oriented(t: InterleavingResult) -> dict[str, Any]:
         "challenger_delta": -t.delta,
         "challenger_ci_low": -t.ci_high,
         "challenger_ci_high": -t.ci_low,
-    }
-
-
-def _criterion(c: Criterion) -> dict[str, Any]:
-    return {
-        "name": c.name,
-        "met": c.met,
-        "observed": c.observed,
-        "threshold": c.threshold,
-        "detail": c.detail,
     }
 
 

@@ -239,7 +239,7 @@ class MultiArmAnalysis:
             "decision": self.decision,
             "winner": self.winner,
             "rollback_arms": list(self.rollback_arms),
-            "criteria": [_criterion(c) for c in self.criteria],
+            "criteria": [c.to_dict() for c in self.criteria],
             "estimated_remaining_sample": max(remaining.values()) if remaining else None,
             "remaining_per_arm": None if remaining is None else dict(remaining),
             "arms": {a: dict(self.arm_rows[a]) for a in self.arms},
@@ -486,11 +486,6 @@ def _omnibus(
                "dof": w.df_num, "df_denom": w.df_denom, "method": w.method,
                "status": w.status}  # fmt: skip
     return omnibus, {}
-
-
-def _criterion(c: Criterion) -> dict[str, Any]:
-    return {"name": c.name, "met": c.met, "observed": c.observed, "threshold": c.threshold,
-            "detail": c.detail}  # fmt: skip
 
 
 __all__ = ["MultiArmAnalysis", "analyze_multiarm"]

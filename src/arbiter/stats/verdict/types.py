@@ -55,6 +55,10 @@ class Criterion:
     threshold: float | None
     detail: str
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (JSON output, decision records)."""
+        return asdict(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
