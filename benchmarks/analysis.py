@@ -116,6 +116,7 @@ def _segment(
             "features": features,
             "protocol": pa.array(np.full(n, "arbiter")),
             "forced": pa.array(np.zeros(n, dtype=bool)),
+            "impression": pa.nulls(n, pa.string()),  # interleaving only
         },
         schema=PREDICTIONS_SCHEMA,
     )
