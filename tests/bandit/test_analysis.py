@@ -296,6 +296,16 @@ def test_failed_rows_earn_no_reward(store: EventStore) -> None:
     }
 
 
+def test_a_config_of_another_strategy_under_the_same_name_is_not_used(store: EventStore) -> None:
+    """The experiment was a bandit; the home now runs an A/B test under the same name."""
+    config = ModelConfig.model_validate({"experiment": {"strategy": "ab", "name": EXP}})
+    rows = [{"request_id": f"r{i}", "arm": ("champion", "challenger")[i % 2]} for i in range(50)]
+    write_predictions(store, rows)
+    with store.connect() as con:
+        a = analyze_bandit(con, "m", EXP, model_config=config)
+    assert a.aliases == {} and a.reward == "bounded"  # the log's arms, default settings
+
+
 def test_impossible_default_floor_without_configuration_becomes_uniform(
     store: EventStore,
 ) -> None:

@@ -41,7 +41,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from arbiter.config import BanditSettings, DecisionConfig, ModelConfig
+from arbiter.config import BanditExperimentConfig, BanditSettings, DecisionConfig, ModelConfig
 from arbiter.errors import NotFoundError
 from arbiter.events.query import Scope, latest_labels_sql
 from arbiter.routing.bandit import BanditConfig, BanditState, Reward, allocation, update_batch
@@ -433,11 +433,18 @@ def analyze_bandit(
         The experiment served nothing.
     """
     notes: list[str] = []
-    own = model_config is not None and model_config.experiment_name(model) == experiment
+    # The home config describes this experiment only if it names it and is still a bandit (a
+    # config since switched to another strategy under the same experiment name is not).
+    exp_config = None if model_config is None else model_config.experiment
+    own = (
+        model_config is not None
+        and isinstance(exp_config, BanditExperimentConfig)
+        and model_config.experiment_name(model) == experiment
+    )
     if own:
-        assert model_config is not None
+        assert model_config is not None and isinstance(exp_config, BanditExperimentConfig)
         aliases = model_config.arms()
-        settings = model_config.experiment.bandit
+        settings = exp_config.bandit
         arms = list(aliases)
     else:
         aliases = {}
