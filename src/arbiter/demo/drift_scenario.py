@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from arbiter.config import (
     DecisionConfig,
@@ -66,6 +66,9 @@ class DriftDemoOptions:
         regression and HistGradientBoosting).
     min_sample_per_arm : int
         Labelled rows per side before the online test may decide.
+    shadow_executor : {"process", "thread"}
+        Where the candidate scores its shadow requests (``experiment.shadow_executor``):
+        low-priority worker processes (the default), or threads of the gateway process.
     """
 
     requests: int = 1_000
@@ -82,6 +85,7 @@ class DriftDemoOptions:
     concurrency: int = 16
     label_batch: int = 250
     seed: int = 7
+    shadow_executor: Literal["process", "thread"] = "process"
 
 
 def write_drift_config(home: Home, options: DriftDemoOptions) -> HomeConfig:
@@ -97,6 +101,7 @@ def write_drift_config(home: Home, options: DriftDemoOptions) -> HomeConfig:
                         unit_field="user_id",
                         shadow_sample_rate=1.0,
                         shadow_max_in_flight=options.concurrency,
+                        shadow_executor=options.shadow_executor,
                     ),
                     decision=DecisionConfig(min_sample_per_arm=options.min_sample_per_arm),
                 ).model_dump()
