@@ -16,6 +16,14 @@ import yaml
 from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from arbiter.errors import ConfigError
+from arbiter.metric_definitions import (
+    EventMetric,
+    LabelMetric,
+    MetricDefinition,
+    MetricGuardrail,
+    RatioMetric,
+    check_metrics,
+)
 from arbiter.routing import CHALLENGER, CHAMPION
 from arbiter.strategies import ExperimentConfig
 from arbiter.strategies.ab import ABExperimentConfig
@@ -75,6 +83,19 @@ class DecisionConfig(_Frozen):
     )
     srm_p_threshold: float = Field(default=0.001, gt=0.0, lt=1.0)
     guardrails: GuardrailsConfig = GuardrailsConfig()
+    primary_metric: str | None = Field(
+        default=None,
+        description="A metric defined under the model's metrics that decides the experiment. "
+        "Default: model quality (accuracy for a classifier, the loss for a regressor).",
+    )
+    guardrail_metrics: tuple[MetricGuardrail, ...] = Field(
+        default=(), description="Metrics that must not get worse beyond a margin."
+    )
+    cuped: bool = Field(
+        default=False,
+        description="Outcome metrics: use each unit's same metric before its first exposure "
+        "as a covariate (CUPED variance reduction).",
+    )
 
     @model_validator(mode="after")
     def _max_sample(self) -> DecisionConfig:
@@ -93,6 +114,15 @@ class ModelConfig(_Frozen):
     # that model's keys, not only the shared ones.
     experiment: SerializeAsAny[ExperimentConfig] = NoneExperimentConfig()
     decision: DecisionConfig = DecisionConfig()
+    metrics: dict[str, MetricDefinition] = Field(
+        default_factory=dict,
+        description="Business and quality metrics by name (docs/metrics.md).",
+    )
+
+    @model_validator(mode="after")
+    def _metric_references(self) -> ModelConfig:
+        check_metrics(self.metrics, self.decision.primary_metric, self.decision.guardrail_metrics)
+        return self
 
     def experiment_name(self, model: str) -> str:
         return self.experiment.name or f"{model}-{self.experiment.strategy}"
@@ -214,14 +244,18 @@ __all__ = [
     "CanaryStageConfig",
     "ChallengerConfig",
     "DecisionConfig",
+    "EventMetric",
     "EventsConfig",
     "ExperimentConfig",
     "GuardrailsConfig",
     "HomeConfig",
     "InterleaveConfig",
     "InterleaveExperimentConfig",
+    "LabelMetric",
+    "MetricGuardrail",
     "ModelConfig",
     "NoneExperimentConfig",
+    "RatioMetric",
     "RegistryConfig",
     "ServerConfig",
     "ShadowExperimentConfig",

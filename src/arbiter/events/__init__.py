@@ -13,6 +13,8 @@ from arbiter.events.query import Scope, count_events
 from arbiter.events.schema import (
     FEEDBACK_COLUMNS,
     FEEDBACK_SCHEMA,
+    OUTCOME_COLUMNS,
+    OUTCOMES_SCHEMA,
     PREDICTION_COLUMNS,
     PREDICTIONS_SCHEMA,
     canonical_label,
@@ -24,6 +26,8 @@ from arbiter.events.writer import EventWriter, WriterStats
 __all__ = [
     "FEEDBACK_COLUMNS",
     "FEEDBACK_SCHEMA",
+    "OUTCOMES_SCHEMA",
+    "OUTCOME_COLUMNS",
     "PREDICTIONS_SCHEMA",
     "PREDICTION_COLUMNS",
     "CompactionResult",

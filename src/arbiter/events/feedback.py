@@ -151,8 +151,8 @@ class _Group:
 
     __slots__ = ("columns", "done", "error", "rows")
 
-    def __init__(self) -> None:
-        self.columns: dict[str, list[Any]] = {name: [] for name in FEEDBACK_SCHEMA.names}
+    def __init__(self, schema: pa.Schema) -> None:
+        self.columns: dict[str, list[Any]] = {name: [] for name in schema.names}
         self.rows = 0
         self.done = False
         self.error: BaseException | None = None
@@ -167,13 +167,26 @@ class GroupCommitter:
         ``write(table)`` writes one segment durably, raising on failure.
     linger_s : float, default 0.002
         How long a leader waits for more callers before writing.
+    schema : pyarrow.Schema, default FEEDBACK_SCHEMA
+        The columns of the rows committed (feedback, outcomes).
+    what : str, default "feedback"
+        What the rows are, for error messages.
     """
 
-    def __init__(self, write: Callable[[pa.Table], object], *, linger_s: float = 0.002) -> None:
+    def __init__(
+        self,
+        write: Callable[[pa.Table], object],
+        *,
+        linger_s: float = 0.002,
+        schema: pa.Schema = FEEDBACK_SCHEMA,
+        what: str = "feedback",
+    ) -> None:
         self._write = write
         self._linger_s = linger_s
+        self._schema = schema
+        self._what = what
         self._cond = threading.Condition()
-        self._current = _Group()
+        self._current = _Group(schema)
         self._busy = False
 
     def commit(self, columns: Mapping[str, list[Any]], rows: int) -> None:
@@ -197,7 +210,7 @@ class GroupCommitter:
                     self._lead()
         if group.error is not None:
             raise EventStoreError(
-                f"could not durably write {group.rows} feedback rows: {group.error}"
+                f"could not durably write {group.rows} {self._what} rows: {group.error}"
             ) from group.error
 
     def _lead(self) -> None:
@@ -206,11 +219,11 @@ class GroupCommitter:
         if self._linger_s > 0:
             # Releases the lock so other callers can join the open group meanwhile.
             self._cond.wait(self._linger_s)
-        group, self._current = self._current, _Group()
+        group, self._current = self._current, _Group(self._schema)
         self._cond.release()
         error: BaseException | None = None
         try:
-            table = pa.Table.from_pydict(group.columns, schema=FEEDBACK_SCHEMA)
+            table = pa.Table.from_pydict(group.columns, schema=self._schema)
             self._write(table)
         except BaseException as exc:
             # Every waiter in the group must learn it failed, whatever the exception; only

@@ -8,6 +8,10 @@ Two tables:
     request of N rows yields N rows per model, told apart by ``row_index``.
 ``feedback``
     Ground truth that arrived later, keyed by ``(request_id, row_index)``.
+``outcomes``
+    Business events of a unit (a purchase, a session, a chargeback), keyed by ``unit_id`` and
+    time, not by request: they are attributed to the arm a unit was exposed to at analysis
+    time (:mod:`arbiter.analysis.metrics`), from its first exposure on.
 
 Values are canonicalised by :func:`canonical_label` so a prediction ``1`` and a label ``1.0``
 compare equal in SQL (both become ``"1"``).
@@ -65,8 +69,19 @@ FEEDBACK_SCHEMA = pa.schema(
     ]
 )
 
+OUTCOMES_SCHEMA = pa.schema(
+    [
+        ("unit_id", pa.string()),  # the unit the event belongs to (the experiment's unit)
+        ("event", pa.string()),  # event name, e.g. "purchase"; metrics select on it
+        ("value", pa.float64()),  # amount (revenue, count...); 1.0 when the caller sent none
+        ("ts", TS),  # when the event happened (attribution windows use it)
+        ("request_id", pa.string()),  # optional: the prediction request that led to it
+    ]
+)
+
 PREDICTION_COLUMNS: tuple[str, ...] = tuple(PREDICTIONS_SCHEMA.names)
 FEEDBACK_COLUMNS: tuple[str, ...] = tuple(FEEDBACK_SCHEMA.names)
+OUTCOME_COLUMNS: tuple[str, ...] = tuple(OUTCOMES_SCHEMA.names)
 
 
 def canonical_label(value: Any) -> tuple[str | None, float | None]:

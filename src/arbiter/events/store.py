@@ -4,10 +4,12 @@ Layout under the arbiter home::
 
     HOME/events/predictions/seg-*.parquet, cmp-*.parquet
     HOME/events/feedback/seg-*.parquet, cmp-*.parquet
+    HOME/events/outcomes/seg-*.parquet, cmp-*.parquet
     HOME/events/.compact.lock
 
 Predictions arrive through an :class:`~arbiter.events.writer.EventWriter` (buffered, flushed in
-the background); feedback through :meth:`EventStore.write_feedback` (durable before it returns).
+the background); feedback and outcomes through :meth:`EventStore.write_feedback` and
+:meth:`EventStore.write_outcomes` (durable before they return).
 """
 
 from __future__ import annotations
@@ -25,10 +27,15 @@ import pyarrow as pa
 from arbiter.errors import EventStoreError, InvalidInputError
 from arbiter.events import segments
 from arbiter.events.feedback import GroupCommitter, feedback_columns
-from arbiter.events.schema import FEEDBACK_SCHEMA, PREDICTIONS_SCHEMA
+from arbiter.events.outcomes import outcome_columns
+from arbiter.events.schema import FEEDBACK_SCHEMA, OUTCOMES_SCHEMA, PREDICTIONS_SCHEMA
 from arbiter.events.views import TABLES, Table, connect
 
-_SCHEMAS: dict[str, pa.Schema] = {"predictions": PREDICTIONS_SCHEMA, "feedback": FEEDBACK_SCHEMA}
+_SCHEMAS: dict[str, pa.Schema] = {
+    "predictions": PREDICTIONS_SCHEMA,
+    "feedback": FEEDBACK_SCHEMA,
+    "outcomes": OUTCOMES_SCHEMA,
+}
 
 
 class EventStore:
@@ -40,10 +47,11 @@ class EventStore:
     Parameters
     ----------
     home : str or os.PathLike
-        The arbiter home folder. ``events/predictions`` and ``events/feedback`` are created.
+        The arbiter home folder. ``events/predictions``, ``events/feedback`` and
+        ``events/outcomes`` are created.
     feedback_linger_s : float, default 0.002
-        Group-commit window of :meth:`write_feedback`: concurrent calls within it share one
-        segment and one fsync.
+        Group-commit window of :meth:`write_feedback` and :meth:`write_outcomes`: concurrent
+        calls within it share one segment and one fsync.
     """
 
     def __init__(self, home: str | os.PathLike[str], *, feedback_linger_s: float = 0.002) -> None:
@@ -55,6 +63,12 @@ class EventStore:
         except OSError as exc:
             raise EventStoreError(f"cannot create the event store in {self.root}: {exc}") from exc
         self._feedback = GroupCommitter(self._write_feedback_segment, linger_s=feedback_linger_s)
+        self._outcomes = GroupCommitter(
+            self._write_outcome_segment,
+            linger_s=feedback_linger_s,
+            schema=OUTCOMES_SCHEMA,
+            what="outcome",
+        )
 
     def __repr__(self) -> str:
         return f"EventStore({str(self.home)!r})"
@@ -77,6 +91,11 @@ class EventStore:
         """Directory of the ``feedback`` segments."""
         return self.root / "feedback"
 
+    @property
+    def outcomes_dir(self) -> Path:
+        """Directory of the ``outcomes`` segments."""
+        return self.root / "outcomes"
+
     def segments(self, table: Table) -> list[Path]:
         """Return ``table``'s live segment files (compacted sources left out), oldest first."""
         return segments.list_segments(self.table_dir(table))
@@ -85,11 +104,16 @@ class EventStore:
         """Open a DuckDB connection with the views of :mod:`arbiter.events.views`.
 
         ``predictions``, ``feedback``, ``latest_feedback``, ``unforced``, ``served``,
-        ``shadowed``, ``labeled`` and ``all_labeled`` (see :mod:`arbiter.events.query`). They
+        ``shadowed``, ``labeled``, ``all_labeled`` and ``outcomes`` (see
+        :mod:`arbiter.events.query`). They
         are a snapshot of the segments present now; connect again to see newer events. Close
         the connection when done.
         """
-        return connect(self.segments("predictions"), self.segments("feedback"))
+        return connect(
+            self.segments("predictions"),
+            self.segments("feedback"),
+            outcome_files=self.segments("outcomes"),
+        )
 
     def write_feedback(self, rows: Sequence[Mapping[str, Any]]) -> int:
         """Validate and durably store feedback rows; return how many were stored.
@@ -131,6 +155,42 @@ class EventStore:
     def _write_feedback_segment(self, table: pa.Table) -> Path:
         return segments.write_segment(self.feedback_dir, table)
 
+    def write_outcomes(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Validate and durably store outcome events; return how many were stored.
+
+        Returns only after the rows are fsynced and renamed into place (group commit, as
+        :meth:`write_feedback`), so the caller may acknowledge them.
+
+        Parameters
+        ----------
+        rows : sequence of mapping
+            ``{"unit_id": str, "event": str}`` plus optional ``value``, ``ts``,
+            ``request_id`` (:func:`arbiter.events.outcomes.outcome_columns`).
+
+        Raises
+        ------
+        InvalidInputError
+            A row is invalid; ``field`` names it (``rows[i].value``). Nothing is written.
+        EventStoreError
+            The disk write failed; nothing of this call was stored.
+        """
+        columns = outcome_columns(rows)
+        n = len(rows)
+        if n:
+            self._outcomes.commit(columns, n)
+        return n
+
+    async def awrite_outcomes(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """:meth:`write_outcomes` for asyncio code: the fsync runs in a worker thread."""
+        columns = outcome_columns(rows)
+        n = len(rows)
+        if n:
+            await asyncio.to_thread(self._outcomes.commit, columns, n)
+        return n
+
+    def _write_outcome_segment(self, table: pa.Table) -> Path:
+        return segments.write_segment(self.outcomes_dir, table)
+
     def compact(
         self,
         min_age_s: float = 60.0,
@@ -140,7 +200,7 @@ class EventStore:
         target_bytes: int = 128 * 2**20,
         wait: bool = False,
     ) -> segments.CompactionResult:
-        """Merge old small segments of both tables into larger files.
+        """Merge old small segments of every table into larger files.
 
         Only one process compacts at a time (an exclusive ``fcntl`` lock on
         ``events/.compact.lock``). Each run first finishes earlier runs: it deletes the sources

@@ -28,6 +28,9 @@ arbiter reads them instead of repeating their filters.
 ``all_labeled``
     ``predictions`` LEFT JOIN ``latest_feedback``: as ``labeled`` but forced rows included
     (:func:`~arbiter.events.export.export` writes the whole log).
+``outcomes``
+    Every outcome event (:data:`~arbiter.events.schema.OUTCOMES_SCHEMA`): a unit's purchases,
+    sessions, chargebacks... Duplicates are kept (two purchases are two events).
 
 Each filtering view is a plain ``SELECT ... WHERE`` over ``read_parquet``, which DuckDB inlines
 into the query that reads it: a caller's ``model = $model AND ts >= $start`` is still pushed
@@ -47,10 +50,10 @@ from typing import Literal
 import duckdb
 import pyarrow as pa
 
-from arbiter.events.schema import FEEDBACK_SCHEMA, PREDICTIONS_SCHEMA
+from arbiter.events.schema import FEEDBACK_SCHEMA, OUTCOMES_SCHEMA, PREDICTIONS_SCHEMA
 
-Table = Literal["predictions", "feedback"]
-TABLES: tuple[Table, ...] = ("predictions", "feedback")
+Table = Literal["predictions", "feedback", "outcomes"]
+TABLES: tuple[Table, ...] = ("predictions", "feedback", "outcomes")
 
 # Every view connect() creates, in creation order (later ones read earlier ones by name).
 VIEWS: tuple[str, ...] = (
@@ -62,6 +65,7 @@ VIEWS: tuple[str, ...] = (
     "shadowed",
     "labeled",
     "all_labeled",
+    "outcomes",
 )
 
 # The label columns a latest-label query may keep (names interpolated into SQL: an allow-list).
@@ -154,13 +158,14 @@ def connect(
     prediction_files: Sequence[Path],
     feedback_files: Sequence[Path],
     *,
+    outcome_files: Sequence[Path] = (),
     database: str = ":memory:",
 ) -> duckdb.DuckDBPyConnection:
     """Return a DuckDB connection with the views of this module (see the module docstring).
 
     Parameters
     ----------
-    prediction_files, feedback_files : sequence of Path
+    prediction_files, feedback_files, outcome_files : sequence of Path
         Live segment files of each table (see :func:`~arbiter.events.segments.list_segments`).
         An empty list gives a view with the table's columns and no rows.
     database : str, default ":memory:"
@@ -176,15 +181,19 @@ def connect(
     # first event is written.
     con.register("_empty_predictions", PREDICTIONS_SCHEMA.empty_table())
     con.register("_empty_feedback", _with_file_columns(FEEDBACK_SCHEMA.empty_table()))
+    con.register("_empty_outcomes", OUTCOMES_SCHEMA.empty_table())
     _create_views(
         con,
         _source_sql("predictions", prediction_files, with_file_columns=False),
         _source_sql("feedback", feedback_files, with_file_columns=True),
+        _source_sql("outcomes", outcome_files, with_file_columns=False),
     )
     return con
 
 
-def connect_tables(predictions: pa.Table, feedback: pa.Table) -> duckdb.DuckDBPyConnection:
+def connect_tables(
+    predictions: pa.Table, feedback: pa.Table, outcomes: pa.Table | None = None
+) -> duckdb.DuckDBPyConnection:
     """Return a connection with the same views as :func:`connect`, over in-memory tables.
 
     For logs built in memory (tests, simulations) rather than read from segment files. The
@@ -195,6 +204,9 @@ def connect_tables(predictions: pa.Table, feedback: pa.Table) -> duckdb.DuckDBPy
     predictions, feedback : pyarrow.Table
         Rows with the columns of :data:`~arbiter.events.schema.PREDICTIONS_SCHEMA` and
         :data:`~arbiter.events.schema.FEEDBACK_SCHEMA`.
+    outcomes : pyarrow.Table, optional
+        Rows with the columns of :data:`~arbiter.events.schema.OUTCOMES_SCHEMA`; none when
+        omitted.
 
     Returns
     -------
@@ -204,7 +216,13 @@ def connect_tables(predictions: pa.Table, feedback: pa.Table) -> duckdb.DuckDBPy
     con = duckdb.connect()
     con.register("_predictions_table", predictions)
     con.register("_feedback_table", _with_file_columns(feedback))
-    _create_views(con, "SELECT * FROM _predictions_table", "SELECT * FROM _feedback_table")
+    con.register("_outcomes_table", OUTCOMES_SCHEMA.empty_table() if outcomes is None else outcomes)
+    _create_views(
+        con,
+        "SELECT * FROM _predictions_table",
+        "SELECT * FROM _feedback_table",
+        "SELECT * FROM _outcomes_table",
+    )
     return con
 
 
@@ -215,8 +233,10 @@ def _with_file_columns(feedback: pa.Table) -> pa.Table:
     return feedback.append_column("file_row_number", pa.array(range(n), pa.int64()))
 
 
-def _create_views(con: duckdb.DuckDBPyConnection, predictions: str, feedback_raw: str) -> None:
-    """Create every view of :data:`VIEWS` from the two source queries."""
+def _create_views(
+    con: duckdb.DuckDBPyConnection, predictions: str, feedback_raw: str, outcomes: str
+) -> None:
+    """Create every view of :data:`VIEWS` from the three source queries."""
     con.execute("SET TimeZone = 'UTC'")
     con.execute("CREATE VIEW predictions AS " + predictions)
     con.execute("CREATE VIEW _feedback_raw AS " + feedback_raw)
@@ -224,3 +244,4 @@ def _create_views(con: duckdb.DuckDBPyConnection, predictions: str, feedback_raw
         "CREATE VIEW feedback AS SELECT * EXCLUDE (filename, file_row_number) FROM _feedback_raw"
     )
     con.execute(_VIEWS_SQL.format(latest=latest_labels_sql()))
+    con.execute("CREATE VIEW outcomes AS " + outcomes)
