@@ -10,6 +10,14 @@ See ``docs/analysis.md`` for which test to use when.
 
 from __future__ import annotations
 
+from arbiter.stats.auc import (
+    AUC_METRICS,
+    AUCDifferenceResult,
+    auc_difference_test,
+    average_precision,
+    paired_auc_difference_test,
+    roc_auc,
+)
 from arbiter.stats.bayesian import (
     BayesianResult,
     BetaPrior,
@@ -41,6 +49,7 @@ from arbiter.stats.paired import (
     paired_bootstrap,
     paired_t_test,
 )
+from arbiter.stats.paired_ratio import paired_ratio_test
 from arbiter.stats.power import (
     SEQUENTIAL_MAX_N,
     mde_means,
@@ -110,6 +119,7 @@ from arbiter.stats.verdict import (
 )
 
 __all__ = [
+    "AUC_METRICS",
     "BOOTSTRAP_METRICS",
     "BREACH_ALPHA",
     "DEFAULT_SRM_THRESHOLD",
@@ -117,6 +127,7 @@ __all__ = [
     "MIN_LATENCY_REQUESTS",
     "P_BEST_THRESHOLD",
     "SEQUENTIAL_MAX_N",
+    "AUCDifferenceResult",
     "ArmObservations",
     "BayesianResult",
     "BetaPrior",
@@ -153,6 +164,8 @@ __all__ = [
     "Verdict",
     "adjust_p_values",
     "always_valid_p_value",
+    "auc_difference_test",
+    "average_precision",
     "bayesian_summary",
     "benjamini_hochberg",
     "beta_binomial_summary",
@@ -185,7 +198,9 @@ __all__ = [
     "msprt_log_likelihood_ratio",
     "normal_mixture_log_evalue",
     "normal_summary",
+    "paired_auc_difference_test",
     "paired_bootstrap",
+    "paired_ratio_test",
     "paired_t_test",
     "pairwise_comparisons",
     "power_means",
@@ -193,6 +208,7 @@ __all__ = [
     "ratio_mean_and_variance",
     "ratio_test",
     "remaining_sample_size",
+    "roc_auc",
     "sample_size_means",
     "sample_size_proportions",
     "sequential_rho",
