@@ -63,12 +63,15 @@ def classifier_log(
     unit_effect: float = 1.0,
     shadow: bool = False,
     missing: bool = True,
+    score_only: bool = True,
 ) -> tuple[duckdb.DuckDBPyConnection, Rows]:
     """A log of ``n_units`` units, each on one arm (or shadowed), with correlated rows.
 
     A unit's rows share a random effect (``unit_effect``) on the log-odds of the positive
     class, so rows of a unit are correlated and per-unit analysis matters. With ``shadow``,
     every row is served by the champion and also scored by the challenger (role ``shadow``).
+    With ``score_only``, half the scored rows of a binary model log ``score`` without
+    ``probabilities`` (a log written by another tool; the gateway logs both).
     """
     k = len(classes)
     counts = 1 + rng.poisson(rows_per_unit - 1, n_units)
@@ -86,9 +89,7 @@ def classifier_log(
     out = {"arm": [], "unit": [], "label": [], "prediction": [], "proba": [], "has": [], "role": []}
     labelled = rng.random(n) > (0.1 if missing else 0.0)
     for side in sides:
-        arm_ix = (
-            unit_arm[unit] if side is None else np.full(n, arms.index(side))
-        )
+        arm_ix = unit_arm[unit] if side is None else np.full(n, arms.index(side))
         s = np.asarray(skill)[arm_ix]
         # Scores: informative logits plus noise; probabilities via softmax.
         logits = rng.normal(0, 1, (n, k))
@@ -121,12 +122,14 @@ def classifier_log(
             cols["confidence"].append(float(proba[i].max()) if has_proba[i] else None)
             cols["probabilities"].append(
                 orjson.dumps(dict(zip(classes, proba[i].tolist(), strict=True))).decode()
-                if has_proba[i] and (k > 2 or i % 2 == 0)  # binary: half the rows score-only
+                if has_proba[i] and (k > 2 or i % 2 == 0 or not score_only)
                 else None
             )
             cols["error"].append("boom" if failed[i] else None)
             cols["forced"].append(False)
-        out["arm"].append(np.asarray([arms[j] for j in arm_ix]) if side is None else np.full(n, side))
+        out["arm"].append(
+            np.asarray([arms[j] for j in arm_ix]) if side is None else np.full(n, side)
+        )
         out["unit"].append(unit)
         out["label"].append(np.where(labelled, np.asarray(classes)[y], None))
         out["prediction"].append(np.where(failed, None, np.asarray(classes)[pred_ix]))
