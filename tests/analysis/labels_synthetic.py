@@ -80,10 +80,8 @@ def classifier_log(
     unit = np.repeat(np.arange(n_units), counts)
     n = unit.size
     base = np.log(positive_rate / (1 - positive_rate)) + effect[unit]
-    if k == 2:
-        y = (rng.random(n) < 1 / (1 + np.exp(-base))).astype(int)
-    else:
-        y = rng.integers(0, k, n)
+    binary_y = (rng.random(n) < 1 / (1 + np.exp(-base))).astype(int)
+    y = binary_y if k == 2 else rng.integers(0, k, n)
     sides = ["champion", "challenger"] if shadow else [None]
     cols: dict[str, list[Any]] = {c: [] for c in PREDICTIONS_SCHEMA.names}
     out = {"arm": [], "unit": [], "label": [], "prediction": [], "proba": [], "has": [], "role": []}
@@ -95,7 +93,7 @@ def classifier_log(
         logits = rng.normal(0, 1, (n, k))
         logits[np.arange(n), y] += s
         if k == 2:
-            logits[:, 1] += base - np.log(positive_rate / (1 - positive_rate)) * 0.0
+            logits[:, 1] += base  # the model knows the base rate and the unit effect
         proba = np.exp(logits - logits.max(axis=1, keepdims=True))
         proba /= proba.sum(axis=1, keepdims=True)
         proba = np.clip(proba, 1e-6, 1 - 1e-6)

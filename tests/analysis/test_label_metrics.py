@@ -176,7 +176,7 @@ def test_values_are_parameters_never_sql_text() -> None:
     assert set(params) == {f"m2_c{i}_{f}" for i in (0, 1) for f in ("actual", "predicted", "cost")}
     # Every parameter returned is used and every one used is returned: DuckDB binds them.
     con, _ = classifier_log(np.random.default_rng(4), n_units=20)
-    for m in _metrics(("0", "1")) + [metric]:
+    for m in [*_metrics(("0", "1")), metric]:
         n_sql, d_sql, p = label_row_sql(m, prefix="m2")
         con.execute(f"SELECT sum({n_sql}), sum({d_sql}) FROM labeled", p).fetchone()
 
@@ -380,9 +380,10 @@ def test_paired_delta_ci_matches_a_paired_unit_bootstrap() -> None:
     boot = mb[draws].sum(1) / db[draws].sum(1) - ma[draws].sum(1) / da[draws].sum(1)
     se = (res["ci_high"] - res["ci_low"]) / (2 * 1.959963984540054)
     assert se == pytest.approx(boot.std(ddof=1), rel=0.12)
+
     # Pairing matters: the independent-arms standard error is much wider.
-    indep = math.sqrt(
-        RatioStatistic(ma.size, ma.sum(), (ma**2).sum(), da.sum(), (da**2).sum(), (ma * da).sum()).variance / ma.size
-        + RatioStatistic(mb.size, mb.sum(), (mb**2).sum(), db.sum(), (db**2).sum(), (mb * db).sum()).variance / mb.size
-    )  # fmt: skip
+    def ratio(m: np.ndarray, d: np.ndarray) -> RatioStatistic:
+        return RatioStatistic(m.size, m.sum(), (m * m).sum(), d.sum(), (d * d).sum(), (m * d).sum())
+
+    indep = math.sqrt(ratio(ma, da).variance / ma.size + ratio(mb, db).variance / mb.size)
     assert se < indep
