@@ -387,3 +387,18 @@ def test_paired_delta_ci_matches_a_paired_unit_bootstrap() -> None:
 
     indep = math.sqrt(ratio(ma, da).variance / ma.size + ratio(mb, db).variance / mb.size)
     assert se < indep
+
+
+def test_empty_sides_report_a_status_not_an_error() -> None:
+    con, _ = classifier_log(np.random.default_rng(14), n_units=40)
+    result = auc_comparison(
+        con, SCOPE, LabelMetric(label_metric="pr_auc"), "champion", "nobody", alpha=0.05,
+        n_boot=20,
+    )  # fmt: skip
+    assert result["status"] == "insufficient_data" and result["estimate"] is None
+    assert result["arms"]["nobody"] == {"units": 0, "mean": None, "rows": 0}
+    # An A/B log has no shadow pairs.
+    metrics = {"r": LabelMetric(label_metric="recall"), "a": LabelMetric(label_metric="roc_auc")}
+    for res in paired_label_metrics(con, SCOPE, metrics, n_boot=20):
+        assert res["status"] == "insufficient_data" and res["pairs"] == 0
+        assert res["p_value"] is None

@@ -164,3 +164,9 @@ def test_identical_models_give_zero_variance() -> None:
     y, s, unit = _arm(rng, 50, 1.0)
     res = paired_auc_difference_test(y, s, s, unit, n_resamples=50, random_state=0)
     assert res.status == "zero_variance" and res.difference == 0.0
+
+
+def test_an_empty_arm_is_insufficient_data() -> None:
+    res = auc_difference_test([0, 1], [0.1, 0.9], [0, 1], [], [], [], n_resamples=10)
+    assert res.status == "insufficient_data" and res.rows_b == 0
+    assert np.isnan(roc_auc([], []))

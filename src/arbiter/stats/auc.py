@@ -118,7 +118,8 @@ class _Ranked:
     def __init__(self, y: np.ndarray, scores: np.ndarray, unit: np.ndarray, n_units: int) -> None:
         order = np.argsort(-scores, kind="stable")
         ranked, y_sorted, unit_sorted = scores[order], y[order], unit[order]
-        group = np.concatenate(([0], np.cumsum(np.diff(ranked) != 0)))
+        group = np.zeros(ranked.size, dtype=np.int64)
+        group[1:] = np.cumsum(np.diff(ranked) != 0)
         n_groups = int(group[-1]) + 1 if group.size else 0
         has_pos = np.zeros(n_groups, dtype=bool)
         has_pos[group[y_sorted > 0]] = True
