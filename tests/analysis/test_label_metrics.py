@@ -31,6 +31,7 @@ from arbiter.analysis.label_metrics import (
     paired_label_metrics,
 )
 from arbiter.errors import InvalidInputError
+from arbiter.events.schema import FEEDBACK_SCHEMA, PREDICTIONS_SCHEMA
 from arbiter.events.views import connect_tables
 from arbiter.metric_definitions import LabelMetric
 from arbiter.stats.sufficient import RatioStatistic
@@ -40,6 +41,7 @@ from tests.analysis.labels_synthetic import (
     classifier_log,
     per_unit_statistics,
     per_unit_sums,
+    table,
 )
 
 COSTS_BINARY = {"1": {"0": 25.0, "1": -1.0}, "0": {"1": 2.0}}
@@ -402,3 +404,46 @@ def test_empty_sides_report_a_status_not_an_error() -> None:
     for res in paired_label_metrics(con, SCOPE, metrics, n_boot=20):
         assert res["status"] == "insufficient_data" and res["pairs"] == 0
         assert res["p_value"] is None
+
+
+def test_the_worked_example_of_docs_quality_metrics() -> None:
+    # 10,000 transactions per arm, 103 frauds. Champion: 13 caught, 7 false alarms;
+    # challenger: 60 caught, 140 false alarms (docs/quality-metrics.md).
+    columns: dict[str, list] = {
+        c: [] for c in ("request_id", "row_index", "model", "experiment", "arm", "role")
+    }
+    columns.update(unit_id=[], prediction=[], forced=[])
+    labels: list[str] = []
+    for arm, tp, fp in (("champion", 13, 7), ("challenger", 60, 140)):
+        fn, tn = 103 - tp, 10_000 - 103 - fp
+        pairs = [("1", "1")] * tp + [("0", "1")] * fp + [("1", "0")] * fn + [("0", "0")] * tn
+        for i, (label, pred) in enumerate(pairs):
+            columns["request_id"].append(f"{arm}-{i}")
+            columns["unit_id"].append(f"{arm}-u{i}")
+            columns["prediction"].append(pred)
+            labels.append(label)
+        n = len(pairs)
+        columns["row_index"] += [0] * n
+        columns["model"] += ["fraud"] * n
+        columns["experiment"] += ["fraud-ab"] * n
+        columns["arm"] += [arm] * n
+        columns["role"] += ["served"] * n
+        columns["forced"] += [False] * n
+    feedback = table(
+        {"request_id": columns["request_id"], "row_index": columns["row_index"], "label": labels},
+        FEEDBACK_SCHEMA,
+    )
+    con = connect_tables(table(columns, PREDICTIONS_SCHEMA), feedback)
+    expected = {
+        "accuracy": (0.9903, 0.9817),
+        "recall": (13 / 103, 60 / 103),
+        "precision": (13 / 20, 60 / 200),
+        "f1": (26 / 123, 120 / 303),
+        "cost": (0.9035, 0.5),
+    }
+    for kind, (champion, challenger) in expected.items():
+        metric = LabelMetric(label_metric=kind, positive=1, costs={"1": {"0": 100}, "0": {"1": 5}})
+        stats = per_unit_statistics(con, metric)
+        assert stats["champion"].mean == pytest.approx(champion, abs=1e-12), kind
+        assert stats["challenger"].mean == pytest.approx(challenger, abs=1e-12), kind
+    assert default_quality_metric("classification", 103 / 10_000, scored=False).label_metric == "f1"
