@@ -447,3 +447,19 @@ def test_the_worked_example_of_docs_quality_metrics() -> None:
         assert stats["champion"].mean == pytest.approx(champion, abs=1e-12), kind
         assert stats["challenger"].mean == pytest.approx(challenger, abs=1e-12), kind
     assert default_quality_metric("classification", 103 / 10_000, scored=False).label_metric == "f1"
+
+
+def test_a_binary_log_with_probabilities_but_no_score() -> None:
+    # Another tool's log: probabilities JSON, no score column. Two classes in the JSON still
+    # give the binary Brier score and log loss.
+    con, rows = classifier_log(np.random.default_rng(15), n_units=200, score_only=False)
+    predictions = con.sql("SELECT * REPLACE (NULL::DOUBLE AS score) FROM predictions")
+    feedback = con.sql("SELECT * FROM feedback").to_arrow_table()
+    con2 = connect_tables(predictions.to_arrow_table(), feedback)
+    served = rows.role == "served"
+    for kind in ("brier", "log_loss"):
+        for positive in (1, 0):
+            metric = LabelMetric(label_metric=kind, positive=positive)
+            for arm, stat in per_unit_statistics(con2, metric).items():
+                expected = _reference(rows, metric, served & (rows.arm == arm))
+                assert stat.mean == pytest.approx(expected, abs=1e-9), (kind, positive)

@@ -74,10 +74,14 @@ LOG_LOSS_EPS = float(np.finfo(np.float64).eps)
 N_BOOT = 1000
 
 _PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
-# The model's class probabilities as a DuckDB MAP: map[key] is an exact key lookup (the JSON
-# path operator ->> would read a class named "$.x" as a path).
-_MAP_TYPE = """'"MAP(VARCHAR, DOUBLE)"'"""
-_PROBS = f"from_json(probabilities, {_MAP_TYPE})"
+# One class's probability is read with a quoted JSONPath, $."class" (quotes and backslashes
+# escaped), so any class name is a key, never a path ("$.x", "a.b", "*"). Parsing the whole
+# object into a MAP (from_json) is about 6x slower; a constant path (the positive class) is a
+# bound parameter, the label's path is built per row.
+_LABEL_PATH = r"""'$."' || replace(replace(label, '\', '\\'), '"', '\"') || '"'"""
+_P_LABEL = f"coalesce(CAST(json_extract_string(probabilities, {_LABEL_PATH}) AS DOUBLE), 0.0)"
+# Every class's probability, for the multi-class Brier score.
+_P_ALL = "CAST(json_extract(probabilities, '$.*') AS DOUBLE[])"
 _KNOWN = "label IS NOT NULL AND prediction IS NOT NULL"
 _PROBABILISTIC = "label IS NOT NULL AND (probabilities IS NOT NULL OR score IS NOT NULL)"
 # Served rows of the scope that carry a label; the shadow side pairs them with shadowed rows.
@@ -99,13 +103,18 @@ def _double(expr: str) -> str:
     return f"CAST(({expr}) AS DOUBLE)"
 
 
-def _p_positive(pos: str, probabilities: str = "probabilities", score: str = "score") -> str:
+def json_path(key: str) -> str:
+    """The JSONPath of one key of a JSON object, quoted: ``$."key"`` (``"`` and ``\\`` escaped)."""
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _p_positive(path: str, probabilities: str = "probabilities", score: str = "score") -> str:
     # P(positive class): from the probabilities when logged (exact, whichever class `score`
-    # refers to), else `score`, which a binary classifier logs as P(classes_[1]). Column names
-    # are this module's constants, never input.
-    probs = f"from_json({probabilities}, {_MAP_TYPE})"
+    # refers to), else `score`, which a binary classifier logs as P(classes_[1]). `path` is a
+    # parameter holding json_path(positive); column names are this module's, never input.
     return (
-        f"(CASE WHEN {probabilities} IS NOT NULL THEN coalesce({probs}[{pos}], 0.0) "
+        f"(CASE WHEN {probabilities} IS NOT NULL THEN "
+        f"coalesce(CAST(json_extract_string({probabilities}, {path}) AS DOUBLE), 0.0) "
         f"ELSE {score} END)"
     )
 
@@ -148,8 +157,9 @@ def label_row_sql(metric: LabelMetric, *, prefix: str = "lm") -> tuple[str, str,
             field="label_metric",
         )
     pos_name = f"{prefix}_pos"
-    pos = f"${pos_name}"
+    pos, path = f"${pos_name}", f"${prefix}_pos_path"
     pos_params = {pos_name: positive_text(metric)}
+    path_params = {**pos_params, f"{prefix}_pos_path": json_path(positive_text(metric))}
     tp = f"{_KNOWN} AND prediction = {pos} AND label = {pos}"
     if kind == "accuracy":
         num, den, params = _flag(f"{_KNOWN} AND prediction = label"), _flag(_KNOWN), {}
@@ -168,33 +178,32 @@ def label_row_sql(metric: LabelMetric, *, prefix: str = "lm") -> tuple[str, str,
         num = _flag(f"prediction IS NOT NULL AND prediction = {pos}")
         den, params = _flag("prediction IS NOT NULL"), pos_params
     elif kind == "log_loss":
-        # P(true label): its probability when logged (binary or multi-class), else the binary
-        # score of the positive class.
+        # P(true label): a binary model (it logs `score`) needs only P(positive); a multi-class
+        # one the probability of the row's label.
         p_true = (
-            f"CASE WHEN probabilities IS NOT NULL THEN coalesce({_PROBS}[label], 0.0) "
-            f"WHEN score IS NOT NULL THEN (CASE WHEN label = {pos} THEN score ELSE 1.0 - score "
-            "END) END"
+            f"CASE WHEN score IS NOT NULL THEN (CASE WHEN label = {pos} THEN {_p_positive(path)} "
+            f"ELSE 1.0 - {_p_positive(path)} END) ELSE {_P_LABEL} END"
         )
         eps = f"${prefix}_eps"
         num = (
             f"CASE WHEN {_PROBABILISTIC} THEN -ln(greatest(least({p_true}, 1.0 - {eps}), {eps})) "
             "ELSE 0.0 END"
         )
-        den, params = _flag(_PROBABILISTIC), {**pos_params, f"{prefix}_eps": LOG_LOSS_EPS}
+        den, params = _flag(_PROBABILISTIC), {**path_params, f"{prefix}_eps": LOG_LOSS_EPS}
     elif kind == "brier":
         # sklearn's convention: binary models, (p − y)² on the positive class; three or more
-        # classes, the sum over classes Σ (p_k − [k = label])² = Σ p_k² − 2·p_label + 1.
+        # classes, the sum over classes Σ (p_k − [k = label])² = Σ p_k² − 2·p_label + 1 (half
+        # of it for two classes, which is the binary form again).
         multi = (
-            f"list_inner_product(map_values({_PROBS}), map_values({_PROBS})) "
-            f"- 2.0 * coalesce({_PROBS}[label], 0.0) + 1.0"
+            f"(list_inner_product({_P_ALL}, {_P_ALL}) - 2.0 * {_P_LABEL} + 1.0) "
+            f"* CASE WHEN len({_P_ALL}) < 3 THEN 0.5 ELSE 1.0 END"
         )
-        binary = f"({_p_positive(pos)} - {_flag(f'label = {pos}')}) ^ 2"
+        binary = f"({_p_positive(path)} - {_flag(f'label = {pos}')}) ^ 2"
         num = (
             f"CASE WHEN NOT ({_PROBABILISTIC}) THEN 0.0 "
-            f"WHEN probabilities IS NOT NULL AND cardinality({_PROBS}) > 2 THEN {multi} "
-            f"ELSE {binary} END"
+            f"WHEN score IS NULL THEN {multi} ELSE {binary} END"
         )
-        den, params = _flag(_PROBABILISTIC), pos_params
+        den, params = _flag(_PROBABILISTIC), path_params
     else:  # cost
         num, params = _cost_sql(metric, prefix)
         den = _flag(_KNOWN)
@@ -399,7 +408,13 @@ def auc_comparison(
     """
     kind = _check_auc(metric)
     pos = positive_text(metric)
-    params = {**scope.params, "lm_pos": pos, "lm_champion": champion, "lm_challenger": challenger}
+    params = {
+        **scope.params,
+        "lm_pos": pos,
+        "lm_pos_path": json_path(pos),
+        "lm_champion": champion,
+        "lm_challenger": challenger,
+    }
     crossed_sql = f"""
         SELECT coalesce(unit_id, request_id) AS unit FROM served WHERE {scope.where()}
         GROUP BY unit HAVING count(DISTINCT arm) > 1
@@ -412,7 +427,7 @@ def auc_comparison(
                dense_rank() OVER (PARTITION BY arm ORDER BY unit) - 1 AS unit_ix
         FROM (
             SELECT arm, coalesce(unit_id, request_id) AS unit, label,
-                   {_p_positive("$lm_pos")} AS p
+                   {_p_positive("$lm_pos_path")} AS p
             FROM labeled
             WHERE {scope.where()} AND {_SERVED_LABELED}
               AND arm IN ($lm_champion, $lm_challenger)
@@ -570,8 +585,9 @@ def _paired_auc(
     random_state: int | None,
 ) -> dict[str, Any]:
     kind = _check_auc(metric)
-    p_a = _p_positive("$lm_pos", "probs_a", "score_a")
-    p_b = _p_positive("$lm_pos", "probs_b", "score_b")
+    pos = positive_text(metric)
+    p_a = _p_positive("$lm_pos_path", "probs_a", "score_a")
+    p_b = _p_positive("$lm_pos_path", "probs_b", "score_b")
     data = con.execute(
         f"""
         SELECT (label = $lm_pos)::DOUBLE AS y, p_a, p_b,
@@ -579,7 +595,7 @@ def _paired_auc(
         FROM (SELECT unit, label, {p_a} AS p_a, {p_b} AS p_b FROM ({pairs}))
         WHERE p_a IS NOT NULL AND p_b IS NOT NULL AND isfinite(p_a) AND isfinite(p_b)
         """,
-        {**scope.params, "lm_pos": positive_text(metric)},
+        {**scope.params, "lm_pos": pos, "lm_pos_path": json_path(pos)},
     ).fetchnumpy()
     res = paired_auc_difference_test(
         np.asarray(data["y"], dtype=float),
@@ -630,6 +646,7 @@ __all__ = [
     "LabelProfile",
     "auc_comparison",
     "default_quality_metric",
+    "json_path",
     "label_profile",
     "label_row_sql",
     "paired_label_metrics",
