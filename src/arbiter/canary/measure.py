@@ -69,7 +69,7 @@ from arbiter.errors import NotFoundError
 from arbiter.events.query import Scope, latest_labels_sql
 from arbiter.routing.canary import CanaryPlan, CanaryState, CheckpointInputs
 from arbiter.stats.guardrails import BREACH_ALPHA, check_latency, check_rate
-from arbiter.stats.sufficient import ProportionStatistic, SampleMeanStatistic
+from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic, SampleMeanStatistic
 from arbiter.stats.verdict import (
     ArmObservations,
     DecisionPolicy,
@@ -139,6 +139,7 @@ class Measurement:
     duration_s: float
     window: dict[str, Any] = field(default_factory=dict)
     srm: dict[str, Any] = field(default_factory=dict)
+    harm: dict[str, Any] = field(default_factory=dict)
 
     def evidence(self) -> dict[str, Any]:
         """Plain JSON-able values for decision records and status output."""
@@ -150,6 +151,7 @@ class Measurement:
             "arms": {side: a.to_dict() for side, a in self.arms.items()},
             "expected_challenger_share": self.expected_challenger_share,
             "srm": self.srm,
+            "harm": self.harm,
             "psi": self.psi,
             "guardrails": list(self.guardrails),
             "primary": None
@@ -169,6 +171,7 @@ class Measurement:
             "breaches": list(self.inputs.guardrail_breaches),
             "reasons": list(self.inputs.verdict_reasons),
             "primary_sample_reached": self.inputs.primary_sample_reached,
+            "non_inferior": self.inputs.non_inferior,
             "duration_s": self.duration_s,
         }
 
@@ -303,9 +306,10 @@ def _measure(
     except NotFoundError:
         task = "classification"
     metric = _primary_statistics(con, task, config)
+    strata, harm_info = _strata(con, task, config, plan, state)
 
     decision = config.decision
-    share = plan.stages[min(state.stage, plan.last_stage)].share
+    share = plan.routed_share(min(state.stage, plan.last_stage))
     start = srm_window_start(
         state,
         analysis_interval_s=config.experiment.canary.analysis_interval_s,
@@ -318,6 +322,7 @@ def _measure(
         )
     else:
         policy = replace(to_decision_policy(decision, mode="canary", task=task), check_srm=False)
+    policy = replace(policy, max_harm=config.experiment.canary.max_harm)
     max_psi = config.experiment.canary.max_prediction_psi
     if max_psi is not None:
         policy = replace(policy, guardrails=(*policy.guardrails, Guardrail(PSI, max_psi, "max")))
@@ -331,6 +336,7 @@ def _measure(
         metric["challenger"],
         guardrails=observations,
         assignment_counts=srm_counts,
+        strata=strata,
     )
     verdict = decide(arms, policy)
     if verdict.srm_p_value is not None:
@@ -364,7 +370,121 @@ def _measure(
             "stage_started_at": state.stage_started_at,
         },
         srm=srm_info,
+        harm=harm_info,
     )
+
+
+def _stratum_bounds(state: CanaryState) -> list[float]:
+    """Start times of the strata: the canary start and every later transition (advance,
+    pause, resume), so the split is constant within each stratum (up to the registry-poll
+    lag right after a transition)."""
+    times = sorted({r.at for r in state.history if r.at > state.started_at})
+    return [state.started_at, *times]
+
+
+def _strata(
+    con: duckdb.DuckDBPyConnection,
+    task: str,
+    config: ModelConfig,
+    plan: CanaryPlan,
+    state: CanaryState,
+) -> tuple[tuple[tuple[RatioStatistic, RatioStatistic], ...], dict[str, Any]]:
+    """Per-unit statistics of the primary metric per stratum and arm, for the harm test.
+
+    A unit is the request's ``unit_id`` (a request without one, ``unit_random``, is its own
+    unit). Its labelled rows are summed **per stratum** (``m`` = correct rows or summed loss,
+    ``d`` = labelled rows): a unit that crossed from the champion to the challenger when the
+    share grew is a champion unit in the earlier strata and a challenger unit in the later
+    ones, never both within one (except during the poll lag right after a transition, when
+    it is one unit per arm). Both kinds are counted in the record.
+    """
+    bounds = _stratum_bounds(state)
+    y = _metric_sql(task, config)
+    latest = latest_labels_sql(
+        "WHERE request_id IN (SELECT request_id FROM ok)", fields=("label", "label_num")
+    )
+    # Stratum index: the number of later boundaries at or before ts (bound parameters).
+    names = {f"b{i}": _ts(t) for i, t in enumerate(bounds[1:])}
+    stratum = " + ".join(f"(r.ts >= ${k})::INTEGER" for k in names) or "0"
+    unit = (
+        "CASE WHEN coalesce(r.unit_random, false) OR r.unit_id IS NULL "
+        "THEN 'r:' || r.request_id ELSE 'u:' || r.unit_id END"
+    )
+    rows = con.execute(
+        f"""
+        WITH ok AS (SELECT * FROM {_ROWS} WHERE error IS NULL),
+        latest AS ({latest}),
+        labelled AS (
+            SELECT {stratum} AS stratum, r.arm, {unit} AS unit, {y} AS y
+            FROM ok AS r
+            JOIN latest AS f ON r.request_id = f.request_id AND r.row_index = f.row_index
+            WHERE f.label IS NOT NULL
+        ),
+        units AS (
+            SELECT stratum, arm, unit, sum(y) AS m, count(*)::DOUBLE AS d
+            FROM labelled GROUP BY ALL
+        )
+        SELECT stratum, arm, count(*), sum(m), sum(m * m), sum(d), sum(d * d), sum(m * d)
+        FROM units GROUP BY ALL
+        """,
+        names,
+    ).fetchall()
+    crossed = con.execute(
+        f"""
+        SELECT count(*), count(*) FILTER (WHERE same_stratum) FROM (
+            SELECT unit_id, count(DISTINCT arm) = 2 AS both_arms,
+                   bool_or(n_arms_in_stratum = 2) AS same_stratum
+            FROM (
+                SELECT r.unit_id, r.arm,
+                       count(DISTINCT r.arm) OVER (PARTITION BY r.unit_id, {stratum}) AS
+                           n_arms_in_stratum
+                FROM {_ROWS} AS r
+                WHERE r.row_index = 0 AND NOT coalesce(r.unit_random, false)
+                  AND r.unit_id IS NOT NULL
+            ) GROUP BY unit_id
+        ) WHERE both_arms
+        """,
+        names,
+    ).fetchone()
+    cells: dict[tuple[int, str], RatioStatistic] = {
+        (int(r[0]), r[1]): RatioStatistic(int(r[2]), *(float(v) for v in r[3:])) for r in rows
+    }
+    empty = RatioStatistic(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    strata = tuple(
+        (cells.get((i, "champion"), empty), cells.get((i, "challenger"), empty))
+        for i in range(len(bounds))
+    )
+    holdback = plan.routed_share(plan.last_stage) < 1.0
+    info: dict[str, Any] = {
+        "strata": [
+            {
+                "start": bounds[i],
+                "units": [a.n, b.n],
+                "rows": [a.d_sum, b.d_sum],
+                "concurrent": a.n > 0 and b.n > 0,
+            }
+            for i, (a, b) in enumerate(strata)
+        ],
+        "crossed_units": int(crossed[0]) if crossed else 0,
+        "crossed_units_within_stratum": int(crossed[1]) if crossed else 0,
+        "last_stage": (
+            f"champion holdback of {1.0 - plan.routed_share(plan.last_stage):.1%}: harm is "
+            "still tested on concurrent rows at the last stage"
+            if holdback
+            else "no holdback: the last stage has no concurrent champion rows, so harm is "
+            "tested on the earlier stages only"
+        ),
+    }
+    return strata, info
+
+
+def _metric_sql(task: str, config: ModelConfig) -> str:
+    """The per-row primary metric on the join of ``r`` (rows) and ``f`` (labels)."""
+    if task == "classification":
+        return "(r.prediction = f.label)::DOUBLE"
+    if config.decision.loss == "squared":
+        return "(r.prediction_num - f.label_num) ^ 2"
+    return "abs(r.prediction_num - f.label_num)"
 
 
 def _stage_srm(
@@ -415,12 +535,7 @@ def _primary_statistics(
     label ever posted: on a million-row log whose canary holds the last 20 % of the rows,
     0.35 s against 0.07 s (the same when the canary is the whole log).
     """
-    if task == "classification":
-        y = "(r.prediction = f.label)::DOUBLE"
-    elif config.decision.loss == "squared":
-        y = "(r.prediction_num - f.label_num) ^ 2"
-    else:
-        y = "abs(r.prediction_num - f.label_num)"
+    y = _metric_sql(task, config)
     latest = latest_labels_sql(
         "WHERE request_id IN (SELECT request_id FROM ok)", fields=("label", "label_num")
     )
