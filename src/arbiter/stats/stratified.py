@@ -23,7 +23,8 @@ Variance (per unit, delta method). Within a cell (stratum × arm) ``Var(R) ≈ s
 with ``e_i = m_i - R d_i`` the unit's linearised residual (Deng, Knoblich & Lu 2018). The
 residual variance of each arm is pooled over its cells, ``s_k^2 = sum e^2 / sum (K_cell - 1)``,
 so a stratum with three challenger units borrows the arm's variance instead of trusting its
-own (0 when the three were all right). ``Var(R_cell) = s_k^2 K_cell / D_cell^2`` and
+own (0 when the three were all right): ``Var(R_cell)`` is the larger of
+``s_k^2 K_cell / D_cell^2`` and the cell's own ``K/(K-1) sum e^2 / D_cell^2`` (CR1), and
 ``Var(delta_hat) = sum_s w_s^2 (Var R_{s,A} + Var R_{s,B}) / (sum_s w_s)^2``. For a
 proportion, ``pseudo_units=True`` adds a pseudo-unit right and a pseudo-unit wrong to each
 arm's pooled residual sum (the Agresti–Caffo idea), which keeps the variance away from 0
@@ -151,7 +152,7 @@ def stratified_difference(
         w = a.d_sum * b.d_sum / (a.d_sum + b.d_sum)
         num += w * (b.m_sum / b.d_sum - a.m_sum / a.d_sum)
         den += w
-        var_num += w * w * (s2[0] * a.n / a.d_sum**2 + s2[1] * b.n / b.d_sum**2)
+        var_num += w * w * (_cell_variance(a, s2[0]) + _cell_variance(b, s2[1]))
         units[0] += a.n
         units[1] += b.n
         rows[0] += a.d_sum
@@ -173,6 +174,22 @@ def stratified_difference(
         (rows[0], rows[1]),
         unit_variance,
     )
+
+
+def _cell_variance(c: RatioStatistic, pooled: float) -> float:
+    """Variance of a cell's ratio: the larger of the cell's own delta-method (CR1) variance
+    and the arm's pooled residual variance scaled to the cell.
+
+    The pooled variance steadies a cell of a few units; the cell's own keeps it honest when
+    its units are heavier than the arm's average (a 1 % stage whose few units include a very
+    active one: residuals grow with a unit's row count).
+    """
+    pooled_var = pooled * c.n / c.d_sum**2
+    if c.n < 2:
+        return pooled_var
+    r = c.m_sum / c.d_sum
+    e2 = max(c.m_sum_squares - 2.0 * r * c.m_d_sum_product + r * r * c.d_sum_squares, 0.0)
+    return max(e2 * c.n / (c.n - 1) / c.d_sum**2, pooled_var)
 
 
 __all__ = ["StratifiedEstimate", "Stratum", "stratified_difference"]
