@@ -49,6 +49,7 @@ from arbiter.routing.canary import (
     CheckpointInputs,
     advance,
 )
+from arbiter.stats.stratified import influence_coefficients
 from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic
 from arbiter.stats.verdict import ArmObservations, DecisionPolicy, decide
 
@@ -129,6 +130,17 @@ def _cell(m: np.ndarray, d: np.ndarray) -> RatioStatistic:
     )
 
 
+def _influence(strata: list[list[Any]], cells: tuple[Any, ...]) -> tuple[float, int]:
+    """Squared unit influences summed over users, as ``arbiter.canary.measure`` sums them
+    in SQL (:func:`arbiter.stats.stratified.influence_coefficients`)."""
+    total = np.zeros(USERS)
+    seen = np.zeros(USERS, dtype=bool)
+    for (m, d), (c_a, r_a, c_b, r_b) in zip(strata, influence_coefficients(cells), strict=True):
+        total += c_a * (m[0] - r_a * d[0]) + c_b * (m[1] - r_b * d[1])
+        seen |= (d[0] > 0) | (d[1] > 0)
+    return float((total * total).sum()), int(seen.sum())
+
+
 def _iid_cell(n: int, s: int) -> RatioStatistic:
     return RatioStatistic(n, float(s), float(s), float(n), float(n), float(s))
 
@@ -188,14 +200,16 @@ def simulate(scenario: Scenario, rng: np.random.Generator) -> str:
         if scenario.pooled:
             obs = ArmObservations(champ, chall)
         else:
+            influence = None
             if scenario.users:
                 cells = tuple((_cell(m[0], d[0]), _cell(m[1], d[1])) for m, d in strata)
+                influence = _influence(strata, cells)
             else:
                 cells = tuple(
                     (_iid_cell(int(n[0]), int(y[0])), _iid_cell(int(n[1]), int(y[1])))
                     for n, y in strata
                 )
-            obs = ArmObservations(champ, chall, strata=cells)
+            obs = ArmObservations(champ, chall, strata=cells, strata_influence=influence)
         verdict = decide(obs, policy)
         inputs = CheckpointInputs.from_verdict(
             verdict, champion_requests=int(stage_req[0]), challenger_requests=int(stage_req[1])

@@ -69,6 +69,7 @@ from arbiter.errors import NotFoundError
 from arbiter.events.query import Scope, latest_labels_sql
 from arbiter.routing.canary import CanaryPlan, CanaryState, CheckpointInputs
 from arbiter.stats.guardrails import BREACH_ALPHA, check_latency, check_rate
+from arbiter.stats.stratified import influence_coefficients, stratified_difference
 from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic, SampleMeanStatistic
 from arbiter.stats.verdict import (
     ArmObservations,
@@ -91,6 +92,7 @@ SIDES = ("champion", "challenger")
 # Temp table of the canary's rows, filled once per checkpoint. SQL here interpolates only
 # this name, fixed metric expressions and the scope's WHERE text; values are bound parameters.
 _ROWS = "_canary_rows"
+_UNITS = "_canary_units"  # per stratum, arm and unit: the primary metric's sum and rows
 
 
 @dataclass(frozen=True)
@@ -306,7 +308,7 @@ def _measure(
     except NotFoundError:
         task = "classification"
     metric = _primary_statistics(con, task, config)
-    strata, harm_info = _strata(con, task, config, plan, state)
+    strata, influence, harm_info = _strata(con, task, config, plan, state)
 
     decision = config.decision
     share = plan.routed_share(min(state.stage, plan.last_stage))
@@ -337,6 +339,7 @@ def _measure(
         guardrails=observations,
         assignment_counts=srm_counts,
         strata=strata,
+        strata_influence=influence,
     )
     verdict = decide(arms, policy)
     if verdict.srm_p_value is not None:
@@ -388,7 +391,7 @@ def _strata(
     config: ModelConfig,
     plan: CanaryPlan,
     state: CanaryState,
-) -> tuple[tuple[tuple[RatioStatistic, RatioStatistic], ...], dict[str, Any]]:
+) -> tuple[tuple[tuple[RatioStatistic, RatioStatistic], ...], tuple[float, int], dict[str, Any]]:
     """Per-unit statistics of the primary metric per stratum and arm, for the harm test.
 
     A unit is the request's ``unit_id`` (a request without one, ``unit_random``, is its own
@@ -396,7 +399,8 @@ def _strata(
     ``d`` = labelled rows): a unit that crossed from the champion to the challenger when the
     share grew is a champion unit in the earlier strata and a challenger unit in the later
     ones, never both within one (except during the poll lag right after a transition, when
-    it is one unit per arm). Both kinds are counted in the record.
+    it is one unit per arm). Both kinds are counted in the record, and the unit's rows in
+    every stratum and arm are one cluster of the variance (:func:`_influence`).
     """
     bounds = _stratum_bounds(state)
     y = _metric_sql(task, config)
@@ -410,8 +414,9 @@ def _strata(
         "CASE WHEN coalesce(r.unit_random, false) OR r.unit_id IS NULL "
         "THEN 'r:' || r.request_id ELSE 'u:' || r.unit_id END"
     )
-    rows = con.execute(
+    con.execute(
         f"""
+        CREATE OR REPLACE TEMP TABLE {_UNITS} AS
         WITH ok AS (SELECT * FROM {_ROWS} WHERE error IS NULL),
         latest AS ({latest}),
         labelled AS (
@@ -419,16 +424,30 @@ def _strata(
             FROM ok AS r
             JOIN latest AS f ON r.request_id = f.request_id AND r.row_index = f.row_index
             WHERE f.label IS NOT NULL
-        ),
-        units AS (
-            SELECT stratum, arm, unit, sum(y) AS m, count(*)::DOUBLE AS d
-            FROM labelled GROUP BY ALL
         )
-        SELECT stratum, arm, count(*), sum(m), sum(m * m), sum(d), sum(d * d), sum(m * d)
-        FROM units GROUP BY ALL
+        SELECT stratum, arm, unit, sum(y) AS m, count(*)::DOUBLE AS d
+        FROM labelled GROUP BY ALL
         """,
         names,
-    ).fetchall()
+    )
+    try:
+        rows = con.execute(
+            f"""
+            SELECT stratum, arm, count(*), sum(m), sum(m * m), sum(d), sum(d * d), sum(m * d)
+            FROM {_UNITS} GROUP BY ALL
+            """
+        ).fetchall()
+        cells: dict[tuple[int, str], RatioStatistic] = {
+            (int(r[0]), r[1]): RatioStatistic(int(r[2]), *(float(v) for v in r[3:])) for r in rows
+        }
+        empty = RatioStatistic(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        strata = tuple(
+            (cells.get((i, "champion"), empty), cells.get((i, "challenger"), empty))
+            for i in range(len(bounds))
+        )
+        influence = _influence(con, strata)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {_UNITS}")
     crossed = con.execute(
         f"""
         SELECT count(*), count(*) FILTER (WHERE same_stratum) FROM (
@@ -446,16 +465,13 @@ def _strata(
         """,
         names,
     ).fetchone()
-    cells: dict[tuple[int, str], RatioStatistic] = {
-        (int(r[0]), r[1]): RatioStatistic(int(r[2]), *(float(v) for v in r[3:])) for r in rows
-    }
-    empty = RatioStatistic(0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    strata = tuple(
-        (cells.get((i, "champion"), empty), cells.get((i, "challenger"), empty))
-        for i in range(len(bounds))
-    )
     holdback = plan.routed_share(plan.last_stage) < 1.0
+    est = stratified_difference(strata, pseudo_units=task == "classification", clustered=influence)
     info: dict[str, Any] = {
+        "estimate": est.estimate,
+        "std_error": est.std_error,
+        "cluster_variance": est.cluster_variance,
+        "strata_used": est.strata_used,
         "strata": [
             {
                 "start": bounds[i],
@@ -466,6 +482,7 @@ def _strata(
             for i, (a, b) in enumerate(strata)
         ],
         "crossed_units": int(crossed[0]) if crossed else 0,
+        "clustered_units": influence[1],
         "crossed_units_within_stratum": int(crossed[1]) if crossed else 0,
         "last_stage": (
             f"champion holdback of {1.0 - plan.routed_share(plan.last_stage):.1%}: harm is "
@@ -475,7 +492,36 @@ def _strata(
             "tested on the earlier stages only"
         ),
     }
-    return strata, info
+    return strata, influence, info
+
+
+def _influence(
+    con: duckdb.DuckDBPyConnection, strata: tuple[tuple[RatioStatistic, RatioStatistic], ...]
+) -> tuple[float, int]:
+    """``(sum of squared unit influences, units)`` over every stratum and arm a unit has rows
+    in (:func:`arbiter.stats.stratified.influence_coefficients`): the cluster-robust variance
+    of the stratified difference, which counts a sticky unit's rows in several strata."""
+    coefs = influence_coefficients(strata)
+    params: dict[str, Any] = {}
+    values = []
+    for i, (c_a, r_a, c_b, r_b) in enumerate(coefs):
+        for arm, c, r in (("champion", c_a, r_a), ("challenger", c_b, r_b)):
+            key = f"{i}_{arm}"
+            params.update({f"s{key}": i, f"a{key}": arm, f"c{key}": c, f"r{key}": r})
+            values.append(f"($s{key}::INTEGER, $a{key}, $c{key}::DOUBLE, $r{key}::DOUBLE)")
+    row = con.execute(
+        f"""
+        WITH coef(stratum, arm, c, r) AS (VALUES {", ".join(values)})
+        SELECT coalesce(sum(i * i), 0), count(*) FROM (
+            SELECT u.unit, sum(coef.c * (u.m - coef.r * u.d)) AS i
+            FROM {_UNITS} AS u JOIN coef USING (stratum, arm)
+            GROUP BY u.unit
+        )
+        """,
+        params,
+    ).fetchone()
+    assert row is not None
+    return float(row[0]), int(row[1])
 
 
 def _metric_sql(task: str, config: ModelConfig) -> str:

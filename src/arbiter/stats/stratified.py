@@ -19,16 +19,23 @@ arm coefficient of an OLS fit of the outcome on the arm and stratum dummies; the
 the estimated variances, which are noisy in a 1 % stage. A stratum without rows in one arm
 has ``w_s = 0``: it contributes nothing.
 
-Variance (per unit, delta method). Within a cell (stratum × arm) ``Var(R) ≈ sum_i e_i^2 / D^2``
-with ``e_i = m_i - R d_i`` the unit's linearised residual (Deng, Knoblich & Lu 2018). The
-residual variance of each arm is pooled over its cells, ``s_k^2 = sum e^2 / sum (K_cell - 1)``,
-so a stratum with three challenger units borrows the arm's variance instead of trusting its
-own (0 when the three were all right): ``Var(R_cell)`` is the larger of
-``s_k^2 K_cell / D_cell^2`` and the cell's own ``K/(K-1) sum e^2 / D_cell^2`` (CR1), and
-``Var(delta_hat) = sum_s w_s^2 (Var R_{s,A} + Var R_{s,B}) / (sum_s w_s)^2``. For a
-proportion, ``pseudo_units=True`` adds a pseudo-unit right and a pseudo-unit wrong to each
-arm's pooled residual sum (the Agresti–Caffo idea), which keeps the variance away from 0
-while an arm has only a few rows, and vanishes as rows accumulate.
+Variance (per unit, delta method). Within a cell (stratum × arm) the ratio's variance is the
+cluster-robust (CR1) delta-method variance ``K/(K-1) sum_i e_i^2 / D^2`` with
+``e_i = m_i - R d_i`` the unit's linearised residual (Deng, Knoblich & Lu 2018), and
+``Var(delta_hat) = sum_s w_s^2 (Var R_{s,A} + Var R_{s,B}) / (sum_s w_s)^2``. A cell of a
+few units (a 1 % stage) can have an estimated variance near 0 (three units, all right), so
+each cell's variance is floored by what its rows would give without clustering: for a
+proportion (``pseudo_units=True``) the binomial ``p~ (1 - p~) / D`` with one pseudo-row right
+and one wrong (``p~ = (M + 1) / (D + 2)``, the Agresti–Caffo idea); for a mean, the
+median over the arm's cells of their residual variance per row, ``sum e^2 / D``, over
+``D`` (a median: one cell holding a very active unit must not inflate the others).
+
+Units across strata. A sticky unit stays in the challenger's cells stage after stage (and one
+that crossed is in both arms), so the strata's differences are correlated through their
+shared units. Given the units' squared influences summed where the rows are
+(:func:`influence_coefficients`, ``clustered=``), the variance is the larger of the per-cell
+one above and the cluster-robust (CR1) variance over units, which counts that covariance. The
+floor never lowers a variance, and vanishes against the CR1 term as rows accumulate.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 from arbiter.errors import InvalidInputError
 from arbiter.stats.sufficient import RatioStatistic
@@ -63,9 +72,13 @@ class StratifiedEstimate:
     rows : tuple of float
         Labelled rows (champion, challenger) in the used strata.
     unit_variance : float
-        Mean of the arms' pooled per-unit variances on the ratio scale (``s_k^2 / dbar_k^2``):
+        Mean of the arms' per-unit residual variances on the ratio scale
+        (``sum e^2 / sum (K - 1) / dbar^2``, pooled over each arm's cells):
         the per-observation variance that fixes a mixture's scale
         (:func:`arbiter.stats.sequential.fixed_mixture_tau`).
+    cluster_variance : float
+        The cluster-robust variance over units across strata (nan when not given);
+        ``variance`` is the larger of it and the per-cell variance.
     """
 
     estimate: float
@@ -75,6 +88,7 @@ class StratifiedEstimate:
     units: tuple[int, int]
     rows: tuple[float, float]
     unit_variance: float
+    cluster_variance: float = math.nan
 
     @property
     def std_error(self) -> float:
@@ -85,7 +99,10 @@ class StratifiedEstimate:
 
 
 def stratified_difference(
-    strata: Sequence[Stratum], *, pseudo_units: bool = False
+    strata: Sequence[Stratum],
+    *,
+    pseudo_units: bool = False,
+    clustered: tuple[float, int] | None = None,
 ) -> StratifiedEstimate:
     """Combine per-stratum differences of two arms (see the module docstring).
 
@@ -95,8 +112,16 @@ def stratified_difference(
         ``(champion, challenger)`` per stratum, units summed within the stratum
         (``m`` = a unit's summed metric, ``d`` = its labelled rows).
     pseudo_units : bool, default=False
-        Add one right and one wrong pseudo-unit to each arm's pooled residual variance (for a
-        proportion metric).
+        Floor each cell's variance with the binomial variance of its rows plus one pseudo-row
+        right and one wrong (for a proportion metric); else with the median per-row residual
+        variance of the arm's cells.
+    clustered : (float, int), optional
+        ``(sum_i IF_i^2, G)``: the squared influences of the ``G`` units summed over every
+        cell they appear in, with the coefficients of :func:`influence_coefficients`. The
+        variance is then the larger of the per-cell one and the cluster-robust
+        ``G / (G - 1) sum_i IF_i^2``, which counts the covariance of a unit's rows across
+        strata and arms (a sticky unit stays in the challenger's cells stage after stage; a
+        unit that crossed is in both arms).
 
     Returns
     -------
@@ -122,26 +147,27 @@ def stratified_difference(
                 f"strata[{i}] must be a (RatioStatistic, RatioStatistic) pair, got {pair!r}",
                 field=f"strata[{i}]",
             )
-    # Pooled residual variance per arm, over every cell with rows (used strata or not).
-    sse, dof, m_tot, d_tot, k_tot = [0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0, 0]
+    # Residual sums per arm over every cell with rows (used strata or not).
+    sse, dof, d_tot, k_tot = [0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0, 0]
     for pair in cells:
         for k, c in enumerate(pair):
             if c.n == 0 or c.d_sum <= 0:
                 continue
-            r = c.m_sum / c.d_sum
-            e2 = c.m_sum_squares - 2.0 * r * c.m_d_sum_product + r * r * c.d_sum_squares
-            sse[k] += max(e2, 0.0)
+            sse[k] += _residual_ss(c)
             dof[k] += c.n - 1
-            m_tot[k] += c.m_sum
             d_tot[k] += c.d_sum
             k_tot[k] += c.n
-    s2 = [math.nan, math.nan]
+    # A mean's floor: the median over the arm's cells of the residual variance per row (a
+    # median, so one cell holding a very active unit does not inflate every other cell's).
+    per_row = [math.nan, math.nan]
     for k in range(2):
-        if pseudo_units and d_tot[k] > 0:
-            p = m_tot[k] / d_tot[k]
-            sse[k] += (1.0 - p) ** 2 + p * p
-            dof[k] += 2.0
-        s2[k] = sse[k] / dof[k] if dof[k] > 0 else math.nan
+        rates = [
+            _residual_ss(pair[k]) / pair[k].d_sum
+            for pair in cells
+            if pair[k].n >= 2 and pair[k].d_sum > 0
+        ]
+        if rates:
+            per_row[k] = float(np.median(rates))
     num = den = var_num = 0.0
     used = 0
     units, rows = [0, 0], [0.0, 0.0]
@@ -152,12 +178,21 @@ def stratified_difference(
         w = a.d_sum * b.d_sum / (a.d_sum + b.d_sum)
         num += w * (b.m_sum / b.d_sum - a.m_sum / a.d_sum)
         den += w
-        var_num += w * w * (_cell_variance(a, s2[0]) + _cell_variance(b, s2[1]))
+        var_num += (
+            w
+            * w
+            * (
+                _cell_variance(a, per_row[0], pseudo_units)
+                + _cell_variance(b, per_row[1], pseudo_units)
+            )
+        )
         units[0] += a.n
         units[1] += b.n
         rows[0] += a.d_sum
         rows[1] += b.d_sum
-    per_unit = [s2[k] / (d_tot[k] / k_tot[k]) ** 2 if k_tot[k] else math.nan for k in range(2)]
+    per_unit = [
+        sse[k] / dof[k] / (d_tot[k] / k_tot[k]) ** 2 if dof[k] > 0 else math.nan for k in range(2)
+    ]
     unit_variance = (
         float(sum(per_unit) / 2.0) if all(math.isfinite(v) for v in per_unit) else math.nan
     )
@@ -165,31 +200,71 @@ def stratified_difference(
         return StratifiedEstimate(
             math.nan, math.nan, len(cells), 0, (0, 0), (0.0, 0.0), unit_variance
         )
+    variance = var_num / den**2
+    cluster_variance = math.nan
+    if clustered is not None:
+        ss, g = clustered
+        if g >= 2 and math.isfinite(ss):
+            cluster_variance = g / (g - 1) * ss
+            variance = max(variance, cluster_variance)
     return StratifiedEstimate(
         num / den,
-        var_num / den**2,
+        variance,
         len(cells),
         used,
         (units[0], units[1]),
         (rows[0], rows[1]),
         unit_variance,
+        cluster_variance,
     )
 
 
-def _cell_variance(c: RatioStatistic, pooled: float) -> float:
-    """Variance of a cell's ratio: the larger of the cell's own delta-method (CR1) variance
-    and the arm's pooled residual variance scaled to the cell.
+def influence_coefficients(
+    strata: Sequence[Stratum],
+) -> tuple[tuple[float, float, float, float], ...]:
+    """Per stratum ``(c_A, R_A, c_B, R_B)``: a unit's influence on the stratified estimate.
 
-    The pooled variance steadies a cell of a few units; the cell's own keeps it honest when
-    its units are heavier than the arm's average (a 1 % stage whose few units include a very
-    active one: residuals grow with a unit's row count).
+    A unit with ``(m, d)`` in cell (s, k) contributes ``c_{s,k} (m - R_{s,k} d)`` to its
+    influence ``IF_i`` (summed over every cell it appears in), where ``c_{s,B} = w_s / (W
+    D_{s,B})``, ``c_{s,A} = -w_s / (W D_{s,A})`` and ``W = sum_s w_s`` (the linearisation of
+    each cell's ratio, weights held fixed). Strata without both arms get zeros. The caller
+    sums ``IF_i^2`` over units where the rows are (SQL) and passes it back as ``clustered``.
     """
-    pooled_var = pooled * c.n / c.d_sum**2
-    if c.n < 2:
-        return pooled_var
+    used = [a.n > 0 and b.n > 0 and a.d_sum > 0 and b.d_sum > 0 for a, b in strata]
+    weights = [
+        a.d_sum * b.d_sum / (a.d_sum + b.d_sum) if ok else 0.0
+        for (a, b), ok in zip(strata, used, strict=True)
+    ]
+    total = sum(weights)
+    out = []
+    for (a, b), w, ok in zip(strata, weights, used, strict=True):
+        if not ok or total <= 0:
+            out.append((0.0, 0.0, 0.0, 0.0))
+            continue
+        out.append(
+            (-w / (total * a.d_sum), a.m_sum / a.d_sum, w / (total * b.d_sum), b.m_sum / b.d_sum)
+        )
+    return tuple(out)
+
+
+def _residual_ss(c: RatioStatistic) -> float:
+    """``sum_i (m_i - R d_i)^2`` of a cell, from its sums."""
     r = c.m_sum / c.d_sum
-    e2 = max(c.m_sum_squares - 2.0 * r * c.m_d_sum_product + r * r * c.d_sum_squares, 0.0)
-    return max(e2 * c.n / (c.n - 1) / c.d_sum**2, pooled_var)
+    return max(c.m_sum_squares - 2.0 * r * c.m_d_sum_product + r * r * c.d_sum_squares, 0.0)
 
 
-__all__ = ["StratifiedEstimate", "Stratum", "stratified_difference"]
+def _cell_variance(c: RatioStatistic, per_row: float, pseudo_units: bool) -> float:
+    """Variance of a cell's ratio: its CR1 delta-method variance, floored by the variance its
+    rows would have without clustering (module docstring)."""
+    if pseudo_units:
+        p = (c.m_sum + 1.0) / (c.d_sum + 2.0)
+        floor = p * (1.0 - p) / c.d_sum
+    else:
+        floor = per_row / c.d_sum if math.isfinite(per_row) else math.nan
+    if c.n < 2:
+        return floor
+    own = _residual_ss(c) * c.n / (c.n - 1) / c.d_sum**2
+    return max(own, floor) if math.isfinite(floor) else own
+
+
+__all__ = ["StratifiedEstimate", "Stratum", "influence_coefficients", "stratified_difference"]

@@ -43,6 +43,9 @@ class ArmObservations:
         ``(champion, challenger)``, units summed within the stratum. When given, the harm test
         compares concurrent rows only (:mod:`arbiter.stats.stratified`) with a fixed-``tau``
         mixture; when ``None`` it tests the pooled ``champion``/``challenger`` as before.
+    strata_influence : (float, int), optional
+        With ``strata``: ``(sum of squared unit influences, units)`` for the cluster-robust
+        variance across strata and arms (:func:`arbiter.stats.stratified.influence_coefficients`).
     """
 
     champion: ArmStatistic
@@ -51,6 +54,7 @@ class ArmObservations:
     primary_result: object | None = None
     assignment_counts: tuple[int, int] | None = None
     strata: tuple[tuple[RatioStatistic, RatioStatistic], ...] | None = None
+    strata_influence: tuple[float, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -171,7 +171,7 @@ def _decide(arms: ArmObservations, policy: DecisionPolicy) -> Verdict:
     harm_test: PrimarySummary | None = None
     if early_harm:
         if arms.strata is not None:
-            harm_test, non_inferior, scope = _stratified_canary_harm(arms.strata, policy)
+            harm_test, non_inferior, scope = _stratified_canary_harm(arms, policy)
         else:
             harm_test, non_inferior = _canary_harm(arms.champion, arms.challenger, policy), None
             scope = "all rows pooled since the canary started"
@@ -364,14 +364,16 @@ def _canary_harm(
 
 
 def _stratified_canary_harm(
-    strata: tuple[tuple[RatioStatistic, RatioStatistic], ...], policy: DecisionPolicy
+    arms: ArmObservations, policy: DecisionPolicy
 ) -> tuple[PrimarySummary, Criterion | None, str]:
     """Harm (and non-inferiority) from concurrent strata, with a fixed-``tau`` mixture.
 
     The challenger − champion difference is estimated within each stratum of constant split
     and combined (:func:`arbiter.stats.stratified.stratified_difference`, per unit), so a
     metric drifting while the share ramps is not read as harm; strata with one arm only
-    contribute nothing. It is tested with :func:`arbiter.stats.sequential.mixture_test`: a
+    contribute nothing; with ``arms.strata_influence`` the variance also counts the
+    covariance of a unit's rows across strata and arms (cluster-robust over units). It is
+    tested with :func:`arbiter.stats.sequential.mixture_test`: a
     half-normal mixture toward harm over the effect, whose scale ``tau`` is fixed on the
     effect scale (``SequentialConfig.tau``, else :func:`fixed_mixture_tau` at a planned
     50/50 allocation, from the per-unit variance), so its level does not depend on the
@@ -384,7 +386,12 @@ def _stratified_canary_harm(
     one-sided always-valid bound of the same mixture toward "better", centred on the margin,
     must exclude a harm of ``max_harm``.
     """
-    est = stratified_difference(strata, pseudo_units=policy.metric_kind == "proportion")
+    assert arms.strata is not None
+    est = stratified_difference(
+        arms.strata,
+        pseudo_units=policy.metric_kind == "proportion",
+        clustered=arms.strata_influence,
+    )
     scope = (
         f"{est.strata_used} of {est.strata} strata with concurrent champion rows, units "
         f"{est.units[0]}/{est.units[1]}"
