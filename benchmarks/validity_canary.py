@@ -135,14 +135,25 @@ def _influence(strata: list[list[Any]], cells: tuple[Any, ...]) -> tuple[float, 
     in SQL (:func:`arbiter.stats.stratified.influence_coefficients`)."""
     total = np.zeros(USERS)
     seen = np.zeros(USERS, dtype=bool)
-    for (m, d), (c_a, r_a, c_b, r_b) in zip(strata, influence_coefficients(cells), strict=True):
-        total += c_a * (m[0] - r_a * d[0]) + c_b * (m[1] - r_b * d[1])
-        seen |= (d[0] > 0) | (d[1] > 0)
-    return float((total * total).sum()), int(seen.sum())
+    for (arm, m, d), (c_a, r_a, c_b, r_b) in zip(
+        strata, influence_coefficients(cells), strict=True
+    ):
+        total += np.where(arm, c_b, c_a) * (m - np.where(arm, r_b, r_a) * d)
+        seen |= d > 0
+    return float(total @ total), int(seen.sum())
 
 
 def _iid_cell(n: int, s: int) -> RatioStatistic:
     return RatioStatistic(n, float(s), float(s), float(n), float(n), float(s))
+
+
+def _cells(stratum: list[Any], users: bool) -> tuple[RatioStatistic, RatioStatistic]:
+    """(champion, challenger) cells of one stratum."""
+    if users:
+        arm, m, d = stratum
+        return _cell(m[~arm], d[~arm]), _cell(m[arm], d[arm])
+    n, y = stratum
+    return _iid_cell(int(n[0]), int(y[0])), _iid_cell(int(n[1]), int(y[1]))
 
 
 def simulate(scenario: Scenario, rng: np.random.Generator) -> str:
@@ -158,7 +169,9 @@ def simulate(scenario: Scenario, rng: np.random.Generator) -> str:
         k = mean * (1 - mean) / sd**2 - 1.0
         p_user = rng.beta(mean * k, (1 - mean) * k, USERS)
         bucket = rng.random(USERS)
-    strata: list[list[Any]] = []  # per stratum: [champion, challenger] cell state
+    # per stratum: users (arm, m, d) arrays, or (rows, right) per arm for i.i.d. rows
+    strata: list[list[Any]] = []
+    frozen: list[tuple[RatioStatistic, RatioStatistic]] = []  # cells of finished strata
     pooled = np.zeros((2, 2))  # arm x (n, successes)
     stage_req = np.zeros(2, dtype=np.int64)
     current = -1
@@ -166,28 +179,28 @@ def simulate(scenario: Scenario, rng: np.random.Generator) -> str:
         now = look * INTERVAL
         share = state.share(plan)
         if state.stage != current:  # a new stratum (the share changed)
+            if strata:
+                frozen.append(_cells(strata[-1], scenario.users))
             current = state.stage
             stage_req[:] = 0
             if scenario.users:
-                strata.append([np.zeros((2, USERS)), np.zeros((2, USERS))])  # m, d per arm
+                strata.append([bucket < share, np.zeros(USERS), np.zeros(USERS)])
             else:
                 strata.append([np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int64)])
         mid = now - INTERVAL / 2
         drift = scenario.drift * min(mid / PLANNED_S, 1.0)
-        p = np.array([BASE + drift, BASE + drift + scenario.effect])
         cell = strata[-1]
         if scenario.users:
+            arm, m_u, d_u = cell
             k_u = rng.poisson(per_look * activity)
-            arm = (bucket < share).astype(np.int64)
-            p_u = np.clip(p_user + drift + scenario.effect * arm, 0.0, 1.0)
-            y_u = rng.binomial(k_u, p_u)
-            for a in (0, 1):
-                sel = arm == a
-                cell[0][a][sel] += y_u[sel]
-                cell[1][a][sel] += k_u[sel]
-                pooled[a] += (k_u[sel].sum(), y_u[sel].sum())
-                stage_req[a] += int(k_u[sel].sum())
+            y_u = rng.binomial(k_u, np.clip(p_user + drift + scenario.effect * arm, 0.0, 1.0))
+            m_u += y_u
+            d_u += k_u
+            kb, yb, kt, yt = k_u[arm].sum(), y_u[arm].sum(), k_u.sum(), y_u.sum()
+            pooled += np.array([[kt - kb, yt - yb], [kb, yb]])
+            stage_req += np.array([kt - kb, kb])
         else:
+            p = np.array([BASE + drift, BASE + drift + scenario.effect])
             n_b = rng.binomial(per_look, share)
             n = np.array([per_look - n_b, n_b])
             y = rng.binomial(n, p)
@@ -200,15 +213,8 @@ def simulate(scenario: Scenario, rng: np.random.Generator) -> str:
         if scenario.pooled:
             obs = ArmObservations(champ, chall)
         else:
-            influence = None
-            if scenario.users:
-                cells = tuple((_cell(m[0], d[0]), _cell(m[1], d[1])) for m, d in strata)
-                influence = _influence(strata, cells)
-            else:
-                cells = tuple(
-                    (_iid_cell(int(n[0]), int(y[0])), _iid_cell(int(n[1]), int(y[1])))
-                    for n, y in strata
-                )
+            cells = (*frozen, _cells(cell, scenario.users))
+            influence = _influence(strata, cells) if scenario.users else None
             obs = ArmObservations(champ, chall, strata=cells, strata_influence=influence)
         verdict = decide(obs, policy)
         inputs = CheckpointInputs.from_verdict(
@@ -232,7 +238,7 @@ def run_scenario(scenario: Scenario, runs: int, seed: int) -> dict[str, Any]:
         "runs": runs,
         "measure": scenario.measure,
         "rate": rate,
-        "se": math.sqrt(max(rate * (1 - rate), 0.25 / runs) / runs),
+        "se": math.sqrt(rate * (1 - rate) / runs),
         "nominal": scenario.nominal,
         "rolled_back": sum(o == "rollback" for o in outcomes) / runs,
         "promoted": sum(o == "promote" for o in outcomes) / runs,

@@ -41,11 +41,10 @@ floor never lowers a variance, and vanishes against the CR1 term as rows accumul
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
-
-import numpy as np
 
 from arbiter.errors import InvalidInputError
 from arbiter.stats.sufficient import RatioStatistic
@@ -167,7 +166,7 @@ def stratified_difference(
             if pair[k].n >= 2 and pair[k].d_sum > 0
         ]
         if rates:
-            per_row[k] = float(np.median(rates))
+            per_row[k] = float(statistics.median(rates))
     num = den = var_num = 0.0
     used = 0
     units, rows = [0, 0], [0.0, 0.0]
