@@ -112,7 +112,8 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 POOLED: tuple[Scenario, ...] = tuple(
-    replace(s, name=f"{s.name} [pooled, before]", pooled=True) for s in SCENARIOS[:5]
+    replace(s, name=f"{s.name} [pooled, before]", pooled=True)
+    for s in (*SCENARIOS[:3], SCENARIOS[5])
 )
 
 
@@ -252,18 +253,18 @@ def run_scenarios(runs: int, seed: int, *, pooled: bool = False) -> list[dict[st
     return [run_scenario(s, runs, seed + i) for i, s in enumerate(chosen)]
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| scenario | runs | measured | rate ± SE | nominal | rolled back | promoted |",
-        "|---|---:|---|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        nominal = "—" if r["nominal"] is None else f"≤ {r['nominal']:.2f}"
-        lines.append(
-            f"| {r['name']} | {r['runs']} | {r['measure']} | {r['rate']:.3f} ± {r['se']:.3f} "
-            f"| {nominal} | {r['rolled_back']:.3f} | {r['promoted']:.3f} |"
-        )
-    return "\n".join(lines)
+_HEADER = (
+    "| scenario | runs | measured | rate ± SE | nominal | rolled back | promoted |\n"
+    "|---|---:|---|---:|---:|---:|---:|"
+)
+
+
+def _line(r: dict[str, Any]) -> str:
+    nominal = "—" if r["nominal"] is None else f"≤ {r['nominal']:.2f}"
+    return (
+        f"| {r['name']} | {r['runs']} | {r['measure']} | {r['rate']:.3f} ± {r['se']:.3f} "
+        f"| {nominal} | {r['rolled_back']:.3f} | {r['promoted']:.3f} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--pooled", action="store_true", help="add the previous pooled test")
     args = parser.parse_args(argv)
-    rows = run_scenarios(args.runs, args.seed, pooled=args.pooled)
-    print(_table(rows))
+    print(_HEADER, flush=True)
+    chosen = SCENARIOS + (POOLED if args.pooled else ())
+    for i, scenario in enumerate(chosen):  # one line as each scenario ends
+        print(_line(run_scenario(scenario, args.runs, args.seed + i)), flush=True)
     return 0
 
 
