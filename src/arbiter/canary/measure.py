@@ -11,12 +11,34 @@ pure :func:`~arbiter.routing.canary.advance` needs, with the numbers behind them
 * **PSI** of the challenger's predictions against the champion's since the canary started:
   a classifier's predicted classes, a regressor's predictions in the champion's decile bins;
 * the **SRM check** of the current stage (below);
+* the **strata** of the harm test (below), per stage and unit;
 * the **verdict** of :func:`arbiter.stats.verdict.decide` with ``mode="canary"`` (a
-  significantly worse challenger is a ``rollback``; harm is tested at every checkpoint with a
-  one-sided always-valid confidence sequence), built by
-  :func:`arbiter.analysis.policy.to_decision_policy`, plus a PSI guardrail.
+  significantly worse challenger is a ``rollback``), built by
+  :func:`arbiter.analysis.policy.to_decision_policy`, plus a PSI guardrail and the canary's
+  ``max_harm`` non-inferiority margin.
 
-Noise never rolls a canary back on its own. As in :mod:`arbiter.analysis.analyze`, a guardrail
+Harm, from concurrent strata and per unit
+-----------------------------------------
+Pooling every row since the start compares the champion's early rows with the challenger's
+late ones (the share ramps), so a drifting metric read as harm; and a per-row test ignores
+that assignment is per unit. So each transition of the canary's history (start, advance,
+pause, resume) starts a **stratum** of constant split; within it every unit's labelled rows
+are summed (``m``, ``d``; a unit without an id, ``unit_random``, is its own unit) and the
+cells (stratum × arm) become :class:`~arbiter.stats.sufficient.RatioStatistic`. The verdict
+combines the strata that have both arms (:mod:`arbiter.stats.stratified`) and tests the
+result with a mixture whose scale is fixed on the effect scale
+(:func:`arbiter.stats.sequential.mixture_test`), valid whatever the split path. Units are
+sticky and cross champion → challenger as the share grows: each unit's influence is summed
+over every cell it appears in (in DuckDB) for a cluster-robust variance across strata and
+arms, and ``crossed_units`` counts the units seen in both arms. With the plan's ``holdback``
+the last stage keeps concurrent champion rows; without it harm is tested on the earlier
+stages only; ``harm.last_stage`` in the evidence says which. Measured by
+``benchmarks/validity_canary.py`` (docs/canary.md): an identical challenger is rolled back
+at most ``alpha`` of the time within simulation error, with i.i.d. rows, repeating users
+and a metric drifting ±1.2 points over the canary.
+
+Noise rarely rolls a canary back on its own (at most ``alpha`` for the harm test, above).
+As in :mod:`arbiter.analysis.analyze`, a guardrail
 is handed to ``decide`` only when the data are conclusive, judged by the one rule of
 :mod:`arbiter.stats.guardrails` (a canary looks at its data at every checkpoint, hundreds of
 looks, so a 95 % interval would be crossed by chance sooner or later): the error rate counts
@@ -41,12 +63,12 @@ after a grace window of ``2 * poll_interval_s + analysis_interval_s`` past the s
 every worker applies a new share within one registry poll (plus one running checkpoint of the
 worker that decided it), so the first seconds of a stage still run at the old share, and at
 high traffic that lag alone would be a significant mismatch. Within the window the expected
-split is exactly ``(1 - share, share)``. It counts **distinct units** per arm (the unit is what
-is randomised; a sticky unit with many requests would make request counts over-dispersed and
-the test anti-conservative), plus the requests that carried no unit id (``unit_random``: each
+split is exactly ``(1 - share, share)`` (``1 - holdback`` at the last stage). It counts
+**distinct units** per arm (the unit is what is randomised; a sticky unit with many
+requests would make request counts over-dispersed and the test anti-conservative), plus the requests that carried no unit id (``unit_random``: each
 drawn independently). It needs nothing from the stored history, so a long ramp whose history
 was truncated is checked as well as a short one. No check (no ``srm`` criterion) at share
-1.0 (nothing to compare) or while either arm's expected count is below
+1.0 (no holdback: nothing to compare) or while either arm's expected count is below
 :data:`MIN_SRM_EXPECTED`.
 """
 
