@@ -61,15 +61,15 @@ SRM, per stage
 The sample-ratio check looks at the **current stage only**, and only at requests that arrived
 after a grace window of ``2 * poll_interval_s + analysis_interval_s`` past the stage start:
 every worker applies a new share within one registry poll (plus one running checkpoint of the
-worker that decided it), so the first seconds of a stage still run at the old share, and at
-high traffic that lag alone would be a significant mismatch. Within the window the expected
-split is exactly ``(1 - share, share)`` (``1 - holdback`` at the last stage). It counts
-**distinct units** per arm (the unit is what is randomised; a sticky unit with many
-requests would make request counts over-dispersed and the test anti-conservative), plus the requests that carried no unit id (``unit_random``: each
-drawn independently). It needs nothing from the stored history, so a long ramp whose history
-was truncated is checked as well as a short one. No check (no ``srm`` criterion) at share
-1.0 (no holdback: nothing to compare) or while either arm's expected count is below
-:data:`MIN_SRM_EXPECTED`.
+worker that decided it), so the first seconds of a stage still run at the old share, and at high
+traffic that lag alone would be a significant mismatch. Within the window the expected split is
+exactly ``(1 - share, share)`` (``1 - holdback`` at the last stage). It counts **distinct
+units** per arm (the unit is what is randomised; a sticky unit with many requests would make
+request counts over-dispersed and the test anti-conservative), plus the requests that carried no
+unit id (``unit_random``: each drawn independently). It needs nothing from the stored history,
+so a long ramp whose history was truncated is checked as well as a short one. No check (no
+``srm`` criterion) at share 1.0 (no holdback: nothing to compare) or while either arm's expected
+count is below :data:`MIN_SRM_EXPECTED`.
 """
 
 from __future__ import annotations
