@@ -602,3 +602,10 @@ def test_non_inferiority_criterion_reaches_the_inputs() -> None:
         challenger_requests=1,
     )
     assert plain.non_inferior is None
+
+
+def test_promotion_record_says_how_harm_was_tested_at_the_last_stage() -> None:
+    plain, _ = advance(_at(2), PLAN, _inputs(), T0 + 600)
+    assert "no champion holdback" in plain.history[-1].reasons[0]
+    held, _ = advance(_at(2), CanaryPlan(PLAN.stages, holdback=0.05), _inputs(), T0 + 600)
+    assert "champion holdback 5.0%" in held.history[-1].reasons[0]

@@ -608,6 +608,12 @@ def advance(
             return state, "hold"
         if inputs.non_inferior:
             met += ", shown not worse than max_harm"
+        held = 1.0 - plan.routed_share(i)
+        met += (
+            f"; harm tested on concurrent rows (champion holdback {held:.1%})"
+            if held > 0
+            else "; no champion holdback: harm tested on the earlier stages"
+        )
         return _transition(state, now, "promote", "promoted", i, (met,)), "promote"
     return _transition(state, now, "advance", "running", i + 1, (met,)), "advance"
 
