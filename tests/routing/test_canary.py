@@ -609,3 +609,26 @@ def test_promotion_record_says_how_harm_was_tested_at_the_last_stage() -> None:
     assert "no champion holdback" in plain.history[-1].reasons[0]
     held, _ = advance(_at(2), CanaryPlan(PLAN.stages, holdback=0.05), _inputs(), T0 + 600)
     assert "champion holdback 5.0%" in held.history[-1].reasons[0]
+
+
+def test_a_loss_metric_waits_for_30_concurrent_units_then_detects_harm() -> None:
+    """metric_kind="mean", lower is better: a loss 0.5 higher for the challenger."""
+    import numpy as np
+
+    from arbiter.stats.sufficient import RatioStatistic
+
+    rng = np.random.default_rng(9)
+
+    def cell(m: np.ndarray) -> RatioStatistic:
+        n = float(len(m))
+        return RatioStatistic(len(m), m.sum(), (m * m).sum(), n, n, m.sum())
+
+    policy = DecisionPolicy(
+        metric_kind="mean", higher_is_better=False, mode="canary", check_srm=False
+    )
+    for n_b, expected in ((20, "insufficient_data"), (2000, "ok")):
+        a, b = rng.exponential(1.0, 4000), rng.exponential(1.5, n_b)
+        verdict = decide(ArmObservations(cell(a), cell(b), strata=((cell(a), cell(b)),)), policy)
+        assert verdict.primary is not None and verdict.primary.status == expected
+    assert verdict.decision == "rollback"
+    assert verdict.primary.ci_high == np.inf and verdict.primary.ci_low > 0

@@ -151,3 +151,31 @@ def test_rejects_malformed_strata() -> None:
     with pytest.raises(InvalidInputError) as info:
         stratified_difference([(RatioStatistic(1, 1.0, 1.0, 1.0, 1.0, 1.0),)])  # type: ignore[list-item]
     assert info.value.field == "strata[0]"
+
+
+def test_a_mean_cell_of_identical_units_borrows_the_median_per_row_variance() -> None:
+    """A loss metric, one row per unit: a 2-unit cell whose units agree has no variance of
+    its own; each cell's variance is the larger of its CR1 variance and the median residual
+    variance per row of its arm's cells over its rows."""
+    rng = np.random.default_rng(5)
+    values = {
+        (0, 0): rng.exponential(1.0, 400),
+        (0, 1): rng.exponential(1.0, 400),
+        (1, 0): rng.exponential(1.0, 300),
+        (1, 1): np.array([0.5, 0.5]),
+    }
+
+    def cell(m: np.ndarray) -> RatioStatistic:
+        return RatioStatistic(len(m), m.sum(), (m * m).sum(), float(len(m)), float(len(m)), m.sum())
+
+    est = stratified_difference([(cell(values[s, 0]), cell(values[s, 1])) for s in (0, 1)])
+    per_row = {k: float(np.var(v)) for k, v in values.items()}  # sum e^2 / D
+    median = {a: float(np.median([per_row[0, a], per_row[1, a]])) for a in (0, 1)}
+    var = {k: max(np.var(v, ddof=1) / len(v), median[k[1]] / len(v)) for k, v in values.items()}
+    assert var[1, 1] == pytest.approx(median[1] / 2) and median[1] > 0
+    w = {
+        s: len(values[s, 0]) * len(values[s, 1]) / (len(values[s, 0]) + len(values[s, 1]))
+        for s in (0, 1)
+    }
+    expected = sum(w[s] ** 2 * (var[s, 0] + var[s, 1]) for s in (0, 1)) / sum(w.values()) ** 2
+    assert est.variance == pytest.approx(expected, rel=1e-9)
