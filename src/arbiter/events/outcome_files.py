@@ -193,14 +193,14 @@ def _timestamps(batch: pa.RecordBatch, now_us: int) -> pa.Array:
             "ts must be an ISO 8601 time with a zone (2026-12-01T10:00:00Z)",
         )
         parsed = pd.to_datetime(text.to_pandas(), utc=True, format="ISO8601", errors="coerce")
-        stamps = pa.array(parsed, pa.timestamp("ns", tz="UTC"))
+        ns = parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
         _check(
-            pc.is_null(stamps),
+            np.isnat(ns),
             column,
             "ts",
             "ts must be an ISO 8601 time with a zone (2026-12-01T10:00:00Z)",
         )
-        micros = pc.divide(pc.cast(stamps, pa.int64()), 1000)
+        micros = pa.array(ns.astype(np.int64) // 1000, pa.int64())
     else:
         raise InvalidInputError(
             f"column ts has type {t}; expected ISO 8601 text, timestamps with a time zone or "
