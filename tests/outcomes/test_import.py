@@ -201,3 +201,34 @@ def test_summary(home: Path, tmp_path: Path) -> None:
         assert pd.Timestamp(e["first_ts"]) == first
     text = runner.invoke(app, ["outcomes", "summary", "--home", str(home)])
     assert text.exit_code == 0 and "purchase" in text.output
+
+
+def test_progress_bar_path(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from arbiter.cli.commands import outcomes
+
+    monkeypatch.setattr(outcomes, "PROGRESS_ROWS", 1)
+    monkeypatch.setattr(outcomes, "PROGRESS_BYTES", 1)
+    frame(50).to_parquet(tmp_path / "o.parquet")
+    frame(50).assign(ts=lambda f: f.ts.map(pd.Timestamp.isoformat)).to_csv(
+        tmp_path / "o.csv", index=False
+    )
+    for name in ("o.parquet", "o.csv"):
+        result = runner.invoke(
+            app, ["outcomes", "import", str(tmp_path / name), "--home", str(home)]
+        )
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert "stored 50 outcome events" in result.output
+    assert count_events(EventStore(home), "outcomes") == 100
+
+
+def test_unreadable_csv_is_one_line(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text("unit_id,event\nu1,buy\nu2,buy,extra\n")
+    with pytest.raises(SystemExit) as info:
+        main(["outcomes", "import", str(path), "--home", str(home)])
+    assert info.value.code == status_codes.BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot read ragged.csv") and "\n" not in err
+    assert count_events(EventStore(home), "outcomes") == 0
