@@ -232,3 +232,16 @@ def test_unreadable_csv_is_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot read ragged.csv") and "\n" not in err
     assert count_events(EventStore(home), "outcomes") == 0
+
+
+def test_header_only_and_categorical_files(home: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("unit_id,colour\n")
+    with pytest.raises(Exception, match="no event column"):
+        import_outcome_file(EventStore(home), empty)
+    (tmp_path / "header.csv").write_text("unit_id,event\n")
+    assert import_outcome_file(EventStore(home), tmp_path / "header.csv").stored == 0
+    rows = frame(40).astype({"event": "category", "unit_id": "category"})
+    rows.to_parquet(tmp_path / "cat.parquet")
+    assert import_outcome_file(EventStore(home), tmp_path / "cat.parquet").stored == 40
+    assert sorted(stored(home).event.unique()) == sorted(rows.event.unique())

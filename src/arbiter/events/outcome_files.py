@@ -74,7 +74,24 @@ def file_kind(path: Path) -> FileKind:
     )
 
 
-def _batches(path: Path, kind: FileKind, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _column_names(path: Path, kind: FileKind) -> list[str]:
+    """The file's column names (CSV: its header row)."""
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        import pyarrow.csv as pacsv
+
+        with pa.input_stream(str(path)) as stream:  # .csv.gz: compression detected by name
+            return list(pacsv.open_csv(stream).schema.names)
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"cannot read {path.name} as {kind}: {exc}", field="FILE") from exc
+
+
+def _batches(
+    path: Path, kind: FileKind, names: list[str], batch_rows: int
+) -> Iterator[pa.RecordBatch]:
     """The file's rows in batches; CSV columns as text (types are checked here, not guessed)."""
     try:
         if kind == "parquet":
@@ -84,8 +101,6 @@ def _batches(path: Path, kind: FileKind, batch_rows: int) -> Iterator[pa.RecordB
             return
         import pyarrow.csv as pacsv
 
-        with pa.input_stream(str(path)) as stream:  # .csv.gz: compression detected by name
-            names = pacsv.open_csv(stream).schema.names
         convert = pacsv.ConvertOptions(
             column_types={name: pa.string() for name in names}, strings_can_be_null=False
         )
@@ -129,8 +144,14 @@ def _check(mask: pa.Array | np.ndarray, column: pa.Array, field: str, message: s
         raise _RejectedRowError(index, field, f"{message}, got {shown!r:.60}")
 
 
-def _text(batch: pa.RecordBatch, name: str, *, integers: bool = False) -> pa.Array:
+def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
+    """A column, dictionary-encoded ones (pandas categoricals) decoded."""
     column = batch.column(name)
+    return column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
+
+
+def _text(batch: pa.RecordBatch, name: str, *, integers: bool = False) -> pa.Array:
+    column = _column(batch, name)
     if pa.types.is_integer(column.type) and integers:
         return pc.cast(column, pa.string())
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
@@ -146,7 +167,7 @@ def _values(batch: pa.RecordBatch, kind: FileKind) -> pa.Array:
     n = batch.num_rows
     if "value" not in batch.schema.names:
         return pa.array(np.ones(n), pa.float64())
-    column = batch.column("value")
+    column = _column(batch, "value")
     if kind == "csv":
         import pandas as pd
 
@@ -169,7 +190,7 @@ def _timestamps(batch: pa.RecordBatch, now_us: int) -> pa.Array:
     n = batch.num_rows
     if "ts" not in batch.schema.names:
         return pa.array(np.full(n, now_us, dtype=np.int64)).cast(TS)
-    column = batch.column("ts")
+    column = _column(batch, "ts")
     t = column.type
     if pa.types.is_timestamp(t):
         if t.tz is None:
@@ -270,12 +291,10 @@ def _tables(
     path: Path, kind: FileKind, now_us: int, ignore_extra: bool, batch_rows: int
 ) -> Iterator[pa.Table]:
     """Validated tables of the file, in order; the first bad row raises, naming its line."""
+    names = _column_names(path, kind)
+    _columns(path, names, ignore_extra)
     offset = 0
-    checked_columns = False
-    for batch in _batches(path, kind, batch_rows):
-        if not checked_columns:
-            _columns(path, batch.schema.names, ignore_extra)
-            checked_columns = True
+    for batch in _batches(path, kind, names, batch_rows):
         try:
             yield outcome_table(batch, kind, now_us)
         except _RejectedRowError as bad:
@@ -287,10 +306,6 @@ def _tables(
         except InvalidInputError as exc:
             raise InvalidInputError(f"{path.name}: {exc.message}", field=exc.field) from None
         offset += batch.num_rows
-    if not checked_columns and kind == "parquet":
-        import pyarrow.parquet as pq
-
-        _columns(path, pq.read_schema(path).names, ignore_extra)
 
 
 def count_rows(path: Path) -> int | None:
