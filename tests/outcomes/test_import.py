@@ -245,3 +245,57 @@ def test_header_only_and_categorical_files(home: Path, tmp_path: Path) -> None:
     rows.to_parquet(tmp_path / "cat.parquet")
     assert import_outcome_file(EventStore(home), tmp_path / "cat.parquet").stored == 40
     assert sorted(stored(home).event.unique()) == sorted(rows.event.unique())
+
+
+TS_TEXT = [
+    "2026-12-01T10:00:00Z",
+    "2026-12-01T10:00:00z",
+    "2026-12-01T10:00:00+05:30",
+    "2026-12-01T10:00:00+0530",
+    "2026-12-01T10:00:00-05",
+    "2026-12-01 10:00:00Z",
+    "2026-12-01T10:00Z",
+    "2026-12-01T10:00:00.5+01:00",
+    "2026-12-01T10:00:00.123456Z",
+    "2026-12-01T10:00:00 +01:00",
+    "2000-01-01T00:00:00Z",
+    "1999-12-31T23:59:59Z",
+    "2026-12-01T10:00:00",
+    "2026-12-01",
+    "2026-12-01T25:00:00Z",
+    "2026-02-30T10:00:00Z",
+    "yesterday",
+]
+
+
+def test_ts_text_agrees_with_the_api_validator(home: Path, tmp_path: Path) -> None:
+    """The column-wise ts parser accepts and converts exactly as ``parse_ts`` (POST /outcomes)."""
+    import time
+
+    from arbiter.errors import InvalidInputError
+    from arbiter.events.outcomes import parse_ts
+
+    now = datetime.now(UTC)
+    cases = [
+        *TS_TEXT,
+        (now + timedelta(hours=23)).isoformat(),
+        (now + timedelta(hours=25)).isoformat(),
+    ]
+    for i, text in enumerate(cases):
+        try:
+            expected: int | None = parse_ts(text, "ts", time.time_ns() // 1000)
+        except InvalidInputError:
+            expected = None
+        path = tmp_path / f"{i}.csv"
+        path.write_text(f"unit_id,event,ts\nu{i},e,{text}\n")
+        try:
+            import_outcome_file(EventStore(home), path)
+        except InvalidInputError as exc:
+            assert expected is None, (text, exc)
+            assert exc.field == "rows[0].ts"
+            continue
+        with EventStore(home).connect() as con:
+            ((got,),) = con.sql(
+                "SELECT epoch_us(ts) FROM outcomes WHERE unit_id = $u", params={"u": f"u{i}"}
+            ).fetchall()
+        assert got == expected, text

@@ -44,8 +44,9 @@ FileKind = Literal["csv", "parquet"]
 #: Rows per written segment (and per batch read): ~100k outcome rows are a few MB in memory.
 SEGMENT_ROWS = 100_000
 REQUIRED = ("unit_id", "event")
-# An ISO 8601 time that names its zone: trailing Z or an offset such as +02:00 / -0500.
-_ZONE = r"([Zz]|[+-]\d\d(:?\d\d)?)$"
+# An ISO 8601 time that names its zone: a time (hh:mm[:ss[.f]]) then Z or an offset such as
+# +02:00 / -0500 / -05. A bare date ends in "-01", which is not an offset.
+_ZONE = r"\d\d:\d\d(:\d\d([.,]\d+)?)?\s*([Zz]|[+-]\d\d(:?\d\d)?)$"
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,7 @@ def _timestamps(batch: pa.RecordBatch, now_us: int) -> pa.Array:
         import pandas as pd
 
         text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+        text = pc.replace_substring_regex(text, "z$", "Z")  # pandas reads only an upper-case Z
         zoned = pc.match_substring_regex(text, _ZONE)
         _check(
             pc.invert(zoned),
