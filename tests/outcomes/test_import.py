@@ -95,6 +95,9 @@ def test_defaults_offsets_and_integer_units(home: Path, tmp_path: Path) -> None:
         parquet,
     )
     assert run("import", str(parquet), "--home", str(home))["stored"] == 2
+    gz = tmp_path / "o.csv.gz"
+    frame(5).assign(ts=lambda f: f.ts.map(pd.Timestamp.isoformat)).to_csv(gz, index=False)
+    assert run("import", str(gz), "--home", str(home))["stored"] == 5
 
 
 FUTURE = (datetime.now(UTC) + timedelta(days=30)).isoformat()
