@@ -234,6 +234,7 @@ def test_unreadable_csv_is_one_line(
     assert info.value.code == status_codes.BAD_INPUT
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot read ragged.csv") and "\n" not in err
+    assert "Line: 3; Expected Number of Columns: 2 Found: 3" in err
     assert count_events(EventStore(home), "outcomes") == 0
 
 
