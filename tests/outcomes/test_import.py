@@ -303,3 +303,12 @@ def test_ts_text_agrees_with_the_api_validator(home: Path, tmp_path: Path) -> No
                 "SELECT epoch_us(ts) FROM outcomes WHERE unit_id = $u", params={"u": f"u{i}"}
             ).fetchall()
         assert got == expected, text
+
+
+def test_missing_home_is_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "o.csv"
+    path.write_text("unit_id,event\nu,e\n")
+    with pytest.raises(SystemExit) as info:
+        main(["outcomes", "import", str(path), "--home", str(tmp_path / "nowhere")])
+    assert info.value.code == status_codes.NOT_FOUND
+    assert not (tmp_path / "nowhere").exists()
