@@ -9,6 +9,7 @@ catch one type. The tree::
     ├── NotFoundError          unknown model, alias, request id or file (also LookupError)
     ├── RegistryError          the model registry failed or is unreachable
     ├── ModelError             a model raised while predicting
+    ├── UnauthorizedError      missing or wrong API token
     └── EventStoreError        the event store could not durably write or read
 
 Degenerate but valid data (an empty arm, zero variance) is *not* an error: the statistics
@@ -51,6 +52,10 @@ class ModelTimeoutError(ModelError):
     """A model did not answer within its time limit (the call may still be running)."""
 
 
+class UnauthorizedError(ArbiterError):
+    """Missing or wrong API token (HTTP 401 from the gateway, or seen by a client of it)."""
+
+
 class EventStoreError(ArbiterError):
     """The event store could not durably write or read."""
 
@@ -64,4 +69,5 @@ __all__ = [
     "ModelTimeoutError",
     "NotFoundError",
     "RegistryError",
+    "UnauthorizedError",
 ]

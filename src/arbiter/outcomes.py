@@ -34,8 +34,13 @@ from typing import Any
 import httpx
 import orjson
 
-from arbiter.errors import ArbiterError, EventStoreError, InvalidInputError, NotFoundError
-from arbiter.gateway.responses import UnauthorizedError
+from arbiter.errors import (
+    ArbiterError,
+    EventStoreError,
+    InvalidInputError,
+    NotFoundError,
+    UnauthorizedError,
+)
 
 #: Environment variable read for the token when ``token`` is not given (the gateway's default).
 TOKEN_ENV = "ARBITER_API_TOKEN"

@@ -20,6 +20,7 @@ from arbiter.errors import (
     ModelTimeoutError,
     NotFoundError,
     RegistryError,
+    UnauthorizedError,
 )
 
 
@@ -44,10 +45,6 @@ class BodyTooLargeError(InvalidInputError):
 
 class NotReadyError(ArbiterError):
     """The model has no loaded champion yet: HTTP 503."""
-
-
-class UnauthorizedError(ArbiterError):
-    """Missing or wrong API token: HTTP 401."""
 
 
 class ForbiddenError(ArbiterError):
