@@ -18,6 +18,10 @@ Rules of :func:`decide_interleaving` (the first that fires decides):
   significantly;
 * ``continue`` otherwise.
 
+The ``test`` criterion reports the users, their effective number and the Bell–McCaffrey
+degrees of freedom of the clustered test, and warns when the df fall below
+:data:`~arbiter.stats.interleaving.FEW_CLUSTERS` (a few users carry most impressions).
+
 "Significantly" is the always-valid p-value of the confidence sequence when one is given
 (safe to look after every batch), else the clustered t-test's (decide once, at a planned
 sample); with zero variance (every user has the same mean outcome) the per-user sign test
@@ -31,6 +35,7 @@ from collections.abc import Mapping
 
 from arbiter.errors import InvalidInputError
 from arbiter.stats.guardrails import check_rate
+from arbiter.stats.interleaving import FEW_CLUSTERS
 from arbiter.stats.results import STATUS_OK, STATUS_ZERO_VARIANCE, InterleavingResult
 from arbiter.stats.verdict.types import Criterion, Decision, Verdict, reason_number
 
@@ -122,10 +127,22 @@ def decide_interleaving(
             test.status == STATUS_OK,
             None,
             None,
-            f"clustered interleaving test: {test.status} ({test.n_clusters} users)"
+            f"clustered interleaving test: {test.status} ({test.n_clusters} users"
+            + (
+                f", {test.effective_clusters:.1f} effective, {test.dof:.1f} df"
+                if math.isfinite(test.effective_clusters) and math.isfinite(test.dof)
+                else ""
+            )
+            + ")"
             + (
                 "; every user has the same mean outcome, so the per-user sign test decides"
                 if test.status == STATUS_ZERO_VARIANCE
+                else ""
+            )
+            + (
+                f"; warning: few effective clusters (df < {FEW_CLUSTERS:g}): a few users carry "
+                "most impressions, so the result rests on them (small-sample corrected)"
+                if test.n_clusters >= 2 and test.dof < FEW_CLUSTERS
                 else ""
             ),
         ),
