@@ -35,7 +35,7 @@ from arbiter.stats.anova import welch_anova
 from arbiter.stats.guardrails import BREACH_ALPHA, check_rate
 from arbiter.stats.proportions import k_proportion_test
 from arbiter.stats.sequential import SequentialConfig, confidence_sequence
-from arbiter.stats.sufficient import ProportionStatistic, SampleMeanStatistic
+from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic, SampleMeanStatistic
 from arbiter.stats.verdict import DecisionPolicy, decide_multiarm, pairwise_comparisons
 from tests.analysis.conftest import T0_US
 
@@ -582,14 +582,27 @@ def _guardrail_rows(store: EventStore, arms: dict[str, Any]) -> tuple[dict[str, 
     return a.guardrails["b"]
 
 
-def test_repeat_units_add_a_note(store: EventStore, rng: np.random.Generator) -> None:
-    """Sticky assignment: a returning unit's rows share an arm and are correlated."""
+def test_repeat_units_are_analysed_per_unit(store: EventStore, rng: np.random.Generator) -> None:
+    """Sticky assignment: a returning unit's rows share an arm, so the tests count units."""
     arms = {"champion": (600, 0.80), "b": (600, 0.80), "c": (600, 0.80)}
     _write_arms(store, rng, arms, unit_ids=lambda arm, j: f"{arm}-{j // 2}")  # 2 rows a unit
     with store.connect() as con:
         a = analyze_multiarm(con, "m", EXPERIMENT, model_config=_config(_equal(arms)))
     (note,) = [n for n in a.notes if "distinct units" in n]
     assert "1,800 labelled rows come from 900 distinct units" in note and "per unit" in note
+    assert all(isinstance(s, RatioStatistic) and s.n == 300 for s in a.metric_stats.values())
+    assert a.arm_rows["b"]["labelled"] == 600 and a.arm_rows["b"]["labelled_units"] == 300
+    assert a.omnibus["name"] == "ratio_wald" and a.omnibus["dof"] == 2
+    # Each pair is the delta-method test on the per-unit sums (the two-arm path's test).
+    pair = a.pair("champion", "b")
+    seq = confidence_sequence(
+        a.metric_stats["champion"], a.metric_stats["b"], alpha=a.policy.alpha / 3,
+        config=a.policy.sequential_config,
+    )  # fmt: skip
+    assert pair["estimate"] == pytest.approx(seq.estimate)
+    assert pair["ci_low"] == pytest.approx(seq.ci_low)
+    # Few heavy users: 300 units each, all equal, so no small-cluster warning here.
+    assert not any("few effective units" in n for n in a.notes)
 
 
 def test_one_row_per_unit_adds_no_note(multiarm: Callable[..., MultiArmAnalysis]) -> None:

@@ -28,9 +28,9 @@ The test (:func:`arbiter.stats.interleaving.clustered_interleaving_test`) cluste
 are correlated: the CR2 variance with Bell–McCaffrey degrees of freedom, which stays at its
 level when a few users carry most impressions. The result reports the users, their
 effective number and the df, and a note warns when the df fall below
-:data:`~arbiter.stats.interleaving.FEW_CLUSTERS`. Results are reported challenger-oriented: ``delta`` is
-``(wins_challenger − wins_champion) / (impressions with clicks)``, positive when users prefer
-the challenger.
+:data:`~arbiter.stats.interleaving.FEW_CLUSTERS`. Results are reported challenger-oriented:
+``delta`` is ``(wins_challenger − wins_champion) / (impressions with clicks)``, positive when
+users prefer the challenger.
 
 Decision (``decision`` block of the model's config), by
 :func:`arbiter.stats.verdict.decide_interleaving`:

@@ -267,7 +267,9 @@ def rate_log_evalue(events: int, n: int, p0: float, side: RateSide) -> float:
     return float(_sp.betaln(s + 1.0, f + 1.0) + math.log(tail) - prior - log_null)
 
 
-def rate_confidence_bound(events: int, n: int, alpha: float, side: Literal["lower", "upper"]) -> float:
+def rate_confidence_bound(
+    events: int, n: int, alpha: float, side: Literal["lower", "upper"]
+) -> float:
     """Time-uniform one-sided bound of a rate at level ``1 - alpha`` (module docstring).
 
     The ``"lower"`` bound is the smallest ``p0`` that :func:`rate_log_evalue` does not reject

@@ -218,9 +218,10 @@ def clustered_interleaving_test(
     InterleavingResult
         ``delta`` over all impressions, its cluster-robust standard error (module docstring),
         and the CI and test from Student's t with ``dof`` degrees of freedom (``statistic``
-        is the t statistic); ``effective_clusters`` is ``1 / Σ p_g²``. ``sign_test_p_value`` is the sign test at the user level: a user
-        votes for A if they gave A more wins than B, and users without a preference are
-        excluded, so correlated impressions count once. ``status`` is ``"insufficient_data"``
+        is the t statistic); ``effective_clusters`` is ``1 / Σ p_g²``.
+        ``sign_test_p_value`` is the sign test at the user level: a user votes for A if they
+        gave A more wins than B, and users without a preference are excluded, so correlated
+        impressions count once. ``status`` is ``"insufficient_data"``
         with fewer than two users.
     """
     wa, wb, t = _counts(wins_a, "wins_a"), _counts(wins_b, "wins_b"), _counts(ties, "ties")
@@ -295,9 +296,10 @@ def interleaving_confidence_sequence(
         sequence excludes 0. With a finite ``result.dof`` the t statistic is first mapped to
         the normal quantile of its tail probability under Student's t with ``dof`` df, and
         the half-width is the matching t quantile times SE (module docstring): a
-        small-sample calibration, not a theorem, measured in the validity benchmark. Unlike the t-test these hold simultaneously over every look,
-        so the experiment may be checked after each batch and stopped when decisive. NaN
-        when the result has no standard error (``status`` not ``"ok"``).
+        small-sample calibration, not a theorem, measured in the validity benchmark. Unlike
+        the t-test these hold simultaneously over every look, so the experiment may be
+        checked after each batch and stopped when decisive. NaN when the result has no
+        standard error (``status`` not ``"ok"``).
     """
     if result.status != STATUS_OK:
         return NAN, NAN, NAN
