@@ -284,9 +284,9 @@ def decide_multiarm(
             if g.alpha is not None and g.breach_alpha is not None:
                 k = len(challengers)
                 detail += (
-                    f" (breached when the exact bound at BREACH_ALPHA/{k} = {g.breach_alpha:.4g}"
-                    f" clears the limit, met when the Wilson interval at alpha/{k} = "
-                    f"{g.alpha:.4g} does)"
+                    f" (breached when the time-uniform lower bound at BREACH_ALPHA/{k} = "
+                    f"{g.breach_alpha:.4g} clears the limit, met when the time-uniform upper "
+                    f"bound at alpha/{k} = {g.alpha:.4g} does)"
                 )
             if g.status in ("inconclusive", "no_data"):
                 detail += " (not yet clear from the data; blocks promotion of this arm)"
