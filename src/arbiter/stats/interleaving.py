@@ -60,7 +60,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats as _st
+from scipy import special as _sp
 
 from arbiter.errors import InvalidInputError
 from arbiter.stats.means import NAN, check_alpha, interval, p_value_from_statistic
@@ -78,10 +78,16 @@ FEW_CLUSTERS = 30.0
 
 
 def _sign_test(wins_a: int, wins_b: int) -> float:
-    """Two-sided exact binomial test of wins vs losses, ties excluded (Dixon & Mood 1946)."""
-    if wins_a + wins_b == 0:
+    """Two-sided exact binomial test of wins vs losses, ties excluded (Dixon & Mood 1946).
+
+    At p = 1/2 the distribution is symmetric, so the two-sided p-value (scipy's
+    ``binomtest``, which the tests compare against) is twice the smaller tail, computed here
+    with the binomial CDF directly (a hundred times faster, for the validity simulations).
+    """
+    n = wins_a + wins_b
+    if n == 0:
         return 1.0
-    return float(_st.binomtest(wins_a, wins_a + wins_b, 0.5).pvalue)
+    return float(min(1.0, 2.0 * _sp.bdtr(min(wins_a, wins_b), n, 0.5)))
 
 
 def _counts(values: ArrayLike, field: str) -> np.ndarray:
@@ -118,9 +124,15 @@ def _result(
         )  # fmt: skip
     se = math.sqrt(var)
     z = delta / se
-    lo, hi = interval(delta, se, alpha, "two-sided", dof)
+    if math.isinf(dof):
+        lo, hi = interval(delta, se, alpha, "two-sided", dof)
+        p = p_value_from_statistic(z, "two-sided", dof)
+    else:  # Student's t through scipy.special: a non-integer df freezes slowly in scipy.stats
+        q = float(_sp.stdtrit(dof, 1.0 - alpha / 2.0))
+        lo, hi = delta - q * se, delta + q * se
+        p = float(min(1.0, 2.0 * _sp.stdtr(dof, -abs(z))))
     return InterleavingResult(
-        delta, se, lo, hi, z, p_value_from_statistic(z, "two-sided", dof), sign_p,
+        delta, se, lo, hi, z, p, sign_p,
         wins_a, wins_b, ties, total, n_clusters, alpha, method, STATUS_OK, dof, effective,
     )  # fmt: skip
 
@@ -309,8 +321,8 @@ def interleaving_confidence_sequence(
     z_crit = float(cs_halfwidth(1.0, g, rho, result.alpha))
     if math.isfinite(result.dof):
         # Same tail probability under t(dof) and N(0, 1): z = Φ⁻¹(F_t(|t|)), sign kept.
-        z = math.copysign(float(_st.norm.isf(_st.t.sf(abs(t_stat), result.dof))), t_stat)
-        crit = float(_st.t.ppf(_st.norm.cdf(z_crit), result.dof))
+        z = math.copysign(-float(_sp.ndtri(_sp.stdtr(result.dof, -abs(t_stat)))), t_stat)
+        crit = float(_sp.stdtrit(result.dof, _sp.ndtr(z_crit)))
     else:
         z, crit = t_stat, z_crit
     p = float(always_valid_p_value(z, g, rho))
