@@ -9,9 +9,9 @@ Yekutieli 2001, Theorem 1.2), not under arbitrary dependence. Benjamini–Yekuti
 (``"by"``) bounds it under any dependence at the price of a factor ``Σ_{i≤m} 1/i`` (about
 ``ln m + 0.58``) in the threshold. Tests on correlated features (drift checks) are dependent,
 and positive dependence is plausible but not guaranteed there, so ``"by"`` is the choice that
-needs no assumption. Both are computed by ``statsmodels.stats.multitest.multipletests``. Holm is written out here (three lines of numpy,
-checked against ``multipletests(method="holm")`` in the tests) because statsmodels' Holm branch
-runs a full ``gc.collect()`` on every call: about 50 ms in a small process and a second in a
+needs no assumption. Both are computed by ``statsmodels.stats.multitest.multipletests``.
+Holm is written out here (three lines of numpy, checked against
+``multipletests(method="holm")`` in the tests) because statsmodels' Holm branch runs a full ``gc.collect()`` on every call: about 50 ms in a small process and a second in a
 gateway or notebook holding large heaps, for a computation that takes microseconds.
 """
 
