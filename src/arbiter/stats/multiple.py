@@ -11,8 +11,9 @@ Yekutieli 2001, Theorem 1.2), not under arbitrary dependence. Benjamini–Yekuti
 and positive dependence is plausible but not guaranteed there, so ``"by"`` is the choice that
 needs no assumption. Both are computed by ``statsmodels.stats.multitest.multipletests``.
 Holm is written out here (three lines of numpy, checked against
-``multipletests(method="holm")`` in the tests) because statsmodels' Holm branch runs a full ``gc.collect()`` on every call: about 50 ms in a small process and a second in a
-gateway or notebook holding large heaps, for a computation that takes microseconds.
+``multipletests(method="holm")`` in the tests) because statsmodels' Holm branch runs a full
+``gc.collect()`` on every call: about 50 ms in a small process and a second in a gateway or
+notebook holding large heaps, for a computation that takes microseconds.
 """
 
 from __future__ import annotations
