@@ -62,7 +62,8 @@ What is computed
      ``min(1, m · p)`` with ``p`` the always-valid p-value, and a pair is significant exactly
      when its interval excludes 0.
    * ``sequential: false``: the pooled two-proportion z-test (accuracy), Welch t-test
-     (loss) or delta-method z-test (per unit) per pair, Holm-adjusted over the m pairs
+     (loss) or delta-method test with a small-sample t (per unit,
+     :func:`arbiter.stats.verdict.multiarm.unit_dof`) per pair, Holm-adjusted over the m pairs
      (``statsmodels`` ``multipletests``).
      Intervals are Bonferroni-simultaneous at ``alpha / m``; Holm rejects at least what they
      exclude. For accuracy the Marascuilo verdict of each pair is shown beside it: it controls
