@@ -16,10 +16,10 @@ What is error-controlled, precisely:
   ``sequential: false`` at the one planned look). ``tests/analysis/test_multiarm.py``
   measures it by simulation;
 * the **error-rate guardrail** (the one rate guardrail of an ``ab`` experiment) rolls back
-  by the one breach rule of :mod:`arbiter.stats.guardrails` (exact bound and excess over the
-  champion at :data:`~arbiter.stats.guardrails.BREACH_ALPHA`), here at
-  ``BREACH_ALPHA / (k − 1)`` (Bonferroni over the challengers), small enough that repeated
-  looks keep a false rollback on *some* challenger rare;
+  by the one breach rule of :mod:`arbiter.stats.guardrails` (time-uniform lower bound and
+  excess over the champion at :data:`~arbiter.stats.guardrails.BREACH_ALPHA`), here at
+  ``BREACH_ALPHA / (k − 1)`` (Bonferroni over the challengers): the chance of a false
+  rollback on *some* challenger stays at most ``BREACH_ALPHA`` over any number of looks;
 * the **p99 latency** guardrail compares point estimates and has no error guarantee; it is
   judged only once both arms have :data:`~arbiter.stats.guardrails.MIN_LATENCY_REQUESTS`
   (1,000) successful requests, where the p99 estimate rests on at least 10 tail requests.
@@ -166,7 +166,7 @@ class MultiArmAnalysis:
         p-values, ``significant``; for accuracy also the Marascuilo verdict).
     guardrails : dict of str to tuple of dict
         Per challenger, one row per guardrail (``status`` met/breached/inconclusive/no_data;
-        ``alpha``: level of a rate's Wilson interval, ``alpha / (k − 1)``, and
+        ``alpha``: level of a rate's time-uniform interval, ``alpha / (k − 1)``, and
         ``breach_alpha`` that of its breach bound, ``BREACH_ALPHA / (k − 1)``; None for p99).
     verdict : Verdict
         The decision of :func:`arbiter.stats.verdict.decide_multiarm`; the attributes below
