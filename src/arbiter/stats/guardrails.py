@@ -358,7 +358,8 @@ def check_rate(
     # Decided on the e-values at the limit (the bounds above are for display: the same
     # sequence inverted, up to root-finding tolerance).
     above = rate_log_evalue(events, n, limit, "above") >= math.log(1.0 / breach_alpha)
-    below = rate_log_evalue(events, n, limit, "below") >= math.log(1.0 / alpha)
+    # A limit of 1 or more cannot be exceeded: met whatever the data.
+    below = limit >= 1.0 or rate_log_evalue(events, n, limit, "below") >= math.log(1.0 / alpha)
     if above and (excess is None or excess < breach_alpha):
         status: GuardrailStatus = "breached"
     elif below:
