@@ -20,6 +20,7 @@ from arbiter.stats.interleaving import (
     interleaving_test,
 )
 from arbiter.stats.sequential import always_valid_p_value, cs_halfwidth, sequential_rho
+from arbiter.stats.verdict import decide_interleaving
 
 DECIMALS = 9
 RTOL = 1e-9
@@ -195,3 +196,18 @@ def test_confidence_sequence_is_the_normal_mixture_with_infinite_dof() -> None:
     lo_t, hi_t, p_t = interleaving_confidence_sequence(res, rho=rho)
     assert hi_t - lo_t > hi - lo and p_t >= p
     assert (p_t < 0.05) == (not lo_t <= 0.0 <= hi_t)
+
+
+def test_verdict_reports_effective_users_and_warns_when_few() -> None:
+    # One user with most impressions among 60: few effective clusters.
+    wa = np.array([300] + [2] * 59)
+    wb = np.array([250] + [1] * 59)
+    t = np.array([50] + [1] * 59)
+    res = clustered_interleaving_test(wa, wb, t)
+    assert res.dof < 5 and res.effective_clusters < 3
+    v = decide_interleaving(res, int((wa + wb + t).sum()), alpha=0.05, min_sample=10)
+    detail = next(c for c in v.reasons if c.name == "test").detail
+    assert "60 users" in detail and "effective" in detail and "warning: few effective" in detail
+    even = clustered_interleaving_test([2] * 60, [1] * 60, [1] * 60)
+    v_even = decide_interleaving(even, 240, alpha=0.05, min_sample=10)
+    assert "warning" not in next(c for c in v_even.reasons if c.name == "test").detail
