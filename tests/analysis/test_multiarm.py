@@ -32,10 +32,10 @@ from arbiter.report.summary import summarize
 from arbiter.report.terminal import print_analysis
 from arbiter.routing import MultiArmTest
 from arbiter.stats.anova import welch_anova
-from arbiter.stats.guardrails import BREACH_ALPHA, check_rate
+from arbiter.stats.guardrails import BREACH_ALPHA, check_rate, rate_confidence_bound
 from arbiter.stats.proportions import k_proportion_test
 from arbiter.stats.sequential import SequentialConfig, confidence_sequence
-from arbiter.stats.sufficient import ProportionStatistic, SampleMeanStatistic
+from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic, SampleMeanStatistic
 from arbiter.stats.verdict import DecisionPolicy, decide_multiarm, pairwise_comparisons
 from tests.analysis.conftest import T0_US
 
@@ -512,7 +512,10 @@ def test_three_arms_through_a_real_gateway(
     assert {a: r["units"] for a, r in exp["arms"].items()} == logged  # forced row left out
     assert exp["srm"]["weights"] == pytest.approx([0.4, 0.3, 0.3])
     assert exp["decision"] == "continue"  # 300 labelled rows, far below min_sample_per_arm
-    assert exp["remaining_per_arm"] == {a: 1000 - r["labelled"] for a, r in exp["arms"].items()}
+    # The last 60 requests repeat users: the analysis counts units (per-unit tests).
+    assert exp["remaining_per_arm"] == {
+        a: 1000 - r["labelled_units"] for a, r in exp["arms"].items()
+    }
 
 
 def test_a_challenger_list_of_one_is_analysed_by_its_alias(
@@ -531,16 +534,16 @@ def test_a_challenger_list_of_one_is_analysed_by_its_alias(
 def test_guardrail_breach_is_judged_at_alpha_over_the_challengers(
     store: EventStore, rng: np.random.Generator
 ) -> None:
-    """24 failures in 1,500 requests: the Wilson interval's lower end is 0.0108 at 95 % but
-    0.0099 at 1 − 0.05/3, against the limit 0.01. One challenger (k − 1 = 1): breached; three
-    challengers: inconclusive, because three are three chances of a false breach."""
+    """24 failures in 1,500 requests against a 1 % limit: the guardrail is judged by its
+    time-uniform bounds at alpha/3 and BREACH_ALPHA/3 (three challengers are three chances of
+    a false breach): inconclusive."""
     arms = {"champion": (1500, 0.85), "b": (1500, 0.85), "c": (1500, 0.85), "d": (1500, 0.85)}
     _write_arms(store, rng, arms, errors={"b": 24 / 1500})
     rate = next(g for g in _guardrail_rows(store, arms) if g["name"] == "error_rate")
     assert rate["challenger"] == pytest.approx(0.016) and rate["alpha"] == pytest.approx(0.05 / 3)
-    ref = sps.binomtest(24, 1500).proportion_ci(1 - 0.05 / 3, method="wilson")
-    assert (rate["ci_low"], rate["ci_high"]) == pytest.approx((ref.low, ref.high), rel=1e-12)
-    assert ref.low < 0.01 < sps.binomtest(24, 1500).proportion_ci(0.95, method="wilson").low
+    ref = tuple(rate_confidence_bound(24, 1500, 0.05 / 3, side) for side in ("lower", "upper"))
+    assert (rate["ci_low"], rate["ci_high"]) == pytest.approx(ref, rel=1e-9)
+    assert rate["ci_low"] < 0.01 < rate["ci_high"]
     assert rate["status"] == "inconclusive"
     assert rate["breach_alpha"] == pytest.approx(BREACH_ALPHA / 3)
     with store.connect() as con:
@@ -582,14 +585,27 @@ def _guardrail_rows(store: EventStore, arms: dict[str, Any]) -> tuple[dict[str, 
     return a.guardrails["b"]
 
 
-def test_repeat_units_add_a_note(store: EventStore, rng: np.random.Generator) -> None:
-    """Sticky assignment: a returning unit's rows share an arm and are correlated."""
+def test_repeat_units_are_analysed_per_unit(store: EventStore, rng: np.random.Generator) -> None:
+    """Sticky assignment: a returning unit's rows share an arm, so the tests count units."""
     arms = {"champion": (600, 0.80), "b": (600, 0.80), "c": (600, 0.80)}
     _write_arms(store, rng, arms, unit_ids=lambda arm, j: f"{arm}-{j // 2}")  # 2 rows a unit
     with store.connect() as con:
         a = analyze_multiarm(con, "m", EXPERIMENT, model_config=_config(_equal(arms)))
     (note,) = [n for n in a.notes if "distinct units" in n]
     assert "1,800 labelled rows come from 900 distinct units" in note and "per unit" in note
+    assert all(isinstance(s, RatioStatistic) and s.n == 300 for s in a.metric_stats.values())
+    assert a.arm_rows["b"]["labelled"] == 600 and a.arm_rows["b"]["labelled_units"] == 300
+    assert a.omnibus["name"] == "ratio_wald" and a.omnibus["dof"] == 2
+    # Each pair is the delta-method test on the per-unit sums (the two-arm path's test).
+    pair = a.pair("champion", "b")
+    seq = confidence_sequence(
+        a.metric_stats["champion"], a.metric_stats["b"], alpha=a.policy.alpha / 3,
+        config=a.policy.sequential_config,
+    )  # fmt: skip
+    assert pair["estimate"] == pytest.approx(seq.estimate)
+    assert pair["ci_low"] == pytest.approx(seq.ci_low)
+    # Few heavy users: 300 units each, all equal, so no small-cluster warning here.
+    assert not any("few effective units" in n for n in a.notes)
 
 
 def test_one_row_per_unit_adds_no_note(multiarm: Callable[..., MultiArmAnalysis]) -> None:

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 from scipy import stats
-from statsmodels.stats.proportion import proportion_confint
 
 from arbiter.canary import measure_checkpoint
 from arbiter.config import ModelConfig
 from arbiter.events import EventStore
 from arbiter.routing.canary import CanaryPlan, CanaryStage, CanaryState, DecisionRecord
+from arbiter.stats.guardrails import rate_confidence_bound
 from tests.canary.conftest import canary_model, write_events
 
 T0 = 1_790_000_000.0  # seconds; the canary started here
@@ -145,13 +145,13 @@ def test_counts_errors_and_latency_match_numpy(measured: tuple[Any, dict[str, An
     assert result.inputs.champion_requests == result.stage_requests["champion"]
 
 
-def test_error_rate_guardrail_uses_the_wilson_interval(
+def test_error_rate_guardrail_uses_the_time_uniform_bounds(
     measured: tuple[Any, dict[str, Any]],
 ) -> None:
     result, rows = measured
     mine = rows["arm"] == "challenger"
     k, n = int((mine & rows["error"]).sum()), int(mine.sum())
-    low, high = proportion_confint(k, n, alpha=0.05, method="wilson")
+    low, high = (rate_confidence_bound(k, n, 0.05, side) for side in ("lower", "upper"))
     row = next(g for g in result.guardrails if g["name"] == "error_rate")
     assert row["challenger"] == pytest.approx(k / n)
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), rel=1e-9)
@@ -390,12 +390,12 @@ def test_error_rate_breach_is_relative_to_the_champion(
     """A champion at 2 % errors and a 1 % limit: an identical challenger is above the limit
     (exact lower bound > 1 %) but not above the champion, so it is not rolled back; a 6 %
     challenger is both. Reference: scipy's one-sided Fisher exact test and statsmodels'
-    one-sided Clopper-Pearson bound."""
+    time-uniform lower bound (arbiter.stats.guardrails, checked there against quadrature)."""
     k_a, n_a, k_b, n_b = _errors_log(tmp_path, 0.02, rate_b)
     plan = CanaryPlan((CanaryStage(0.2), CanaryStage(1.0)))
     result = _measure(tmp_path, CanaryState.start(T0), plan, guardrails={"max_error_rate": 0.01})
     row = next(g for g in result.guardrails if g["name"] == "error_rate")
-    low, _ = proportion_confint(k_b, n_b, alpha=2 * 0.001, method="beta")
+    low = rate_confidence_bound(k_b, n_b, 0.001, "lower")
     assert row["breach_bound"] == pytest.approx(low, rel=1e-9)
     assert row["breach_bound"] > 0.01  # above the absolute limit in both cases
     fisher = stats.fisher_exact([[k_b, n_b - k_b], [k_a, n_a - k_a]], alternative="greater")

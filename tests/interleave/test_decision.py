@@ -30,7 +30,7 @@ def test_clustered_test_matches_statsmodels_cluster_robust_ols_with_t() -> None:
     wa = np.array([3, 0, 2, 5, 1, 0, 4])
     wb = np.array([1, 2, 2, 0, 3, 1, 1])
     ties = np.array([0, 1, 3, 1, 0, 2, 2])
-    r = clustered_interleaving_test(wa, wb, ties, alpha=ALPHA)
+    r = clustered_interleaving_test(wa, wb, ties, alpha=ALPHA, small_sample="cr1")
     outcome = np.concatenate(
         [np.repeat([1.0, -1.0, 0.0], [a, b, t]) for a, b, t in zip(wa, wb, ties, strict=True)]
     )
@@ -53,8 +53,11 @@ def test_confidence_sequence_is_the_eq9_interval_with_users_as_observations() ->
     r = clustered_interleaving_test(wa, wb, ties, alpha=ALPHA)
     rho = sequential_rho(ALPHA, 200)
     lo, hi, p = interleaving_confidence_sequence(r, rho=rho)
-    half = float(cs_halfwidth(r.standard_error, r.n_clusters, rho, ALPHA))
+    # The eq. (9) critical value, calibrated from N(0, 1) to the Bell-McCaffrey t.
+    z_crit = float(cs_halfwidth(1.0, r.n_clusters, rho, ALPHA))
+    half = r.standard_error * stats.t.ppf(stats.norm.cdf(z_crit), r.dof)
     assert (lo, hi) == pytest.approx((r.delta - half, r.delta + half))
+    assert r.dof < r.n_clusters - 1  # Poisson activity: unequal sizes lower the df
     assert hi - lo > r.ci_high - r.ci_low  # wider than the fixed-sample interval
     assert (p < ALPHA) == (lo > 0 or hi < 0)  # the p-value inverts the sequence
     # No standard error, no sequence.

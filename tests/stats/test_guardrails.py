@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from scipy import stats as sps
+from scipy.integrate import quad
 from statsmodels.stats.proportion import proportion_confint
 
 from arbiter.errors import InvalidInputError
@@ -18,6 +19,8 @@ from arbiter.stats.guardrails import (
     check_rate,
     exact_lower_bound,
     excess_p_value,
+    rate_confidence_bound,
+    rate_log_evalue,
     wilson_interval,
 )
 
@@ -82,8 +85,9 @@ def test_latency_needs_enough_requests() -> None:
 
 def test_breach_rule_is_peeking_safe_at_the_limit() -> None:
     """True error rate exactly at the limit, 30 looks at growing data: the rule must breach in
-    well under 5 % of runs. A 95 % Wilson bound checked at every look, the rule the analysis
-    used before, breaches in about a fifth of them, which the same simulation shows."""
+    well under 5 % of runs (it is time-uniform at BREACH_ALPHA = 0.001). A 95 % Wilson bound
+    checked at every look breaches in about a fifth of them, which the same simulation
+    shows."""
     rng = np.random.default_rng(20261203)
     runs, looks, per_look, limit = 200, 30, 100, 0.02
     ours = naive = 0
@@ -104,3 +108,67 @@ def test_breach_rule_is_peeking_safe_at_the_limit() -> None:
         naive += hit_naive
     assert ours / runs < 0.02, ours
     assert naive / runs > 0.10, naive  # what looking at full alpha costs
+
+
+def _mixture_by_quadrature(k: int, n: int, p0: float, side: str) -> float:
+    """The beta-binomial mixture e-value by numerical integration (independent reference)."""
+    lo, hi = (p0, 1.0) if side == "above" else (0.0, p0)
+    log_null = k * math.log(p0) + (n - k) * math.log1p(-p0)
+
+    def ratio(p: float) -> float:
+        if p in (0.0, 1.0):
+            return 0.0
+        return math.exp(k * math.log(p) + (n - k) * math.log1p(-p) - log_null)
+
+    mode = min(max(k / n, lo), hi)
+    value = sum(
+        quad(ratio, a, b, limit=200, epsabs=0.0, epsrel=1e-10)[0]
+        for a, b in ((lo, mode), (mode, hi))
+        if b > a
+    )
+    return value / (hi - lo)  # uniform prior on [lo, hi]
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "p0", "side"),
+    [(4, 20, 0.01, "above"), (0, 450, 0.01, "below"), (17, 1000, 0.02, "above"),
+     (17, 1000, 0.03, "below"), (60, 1000, 0.03, "above"), (3, 3, 0.5, "above")],
+)  # fmt: skip
+def test_mixture_evalue_matches_quadrature(k: int, n: int, p0: float, side: str) -> None:
+    ref = _mixture_by_quadrature(k, n, p0, side)
+    assert rate_log_evalue(k, n, p0, side) == pytest.approx(math.log(ref), rel=1e-7, abs=1e-9)
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (3, 40), (17, 1000), (50, 50), (1, 1)])
+def test_bounds_invert_the_evalue_and_are_wider_than_one_look(k: int, n: int) -> None:
+    low, high = (
+        rate_confidence_bound(k, n, 0.05, "lower"),
+        rate_confidence_bound(k, n, 0.05, "upper"),
+    )
+    level = math.log(20.0)
+    if low > 0:
+        assert rate_log_evalue(k, n, low, "above") == pytest.approx(level, abs=1e-6)
+    if high < 1:
+        assert rate_log_evalue(k, n, high, "below") == pytest.approx(level, abs=1e-6)
+    w_low, w_high = wilson_interval(k, n, 0.05)
+    assert low <= w_low + 1e-12 and high >= w_high - 1e-12  # the price of any-look validity
+    assert low <= k / n <= high
+
+
+def test_met_rule_is_time_uniform_at_the_limit() -> None:
+    """True rate at the limit, 30 looks: a wrong "met" (all-clear) in at most alpha of runs;
+    a one-look Wilson bound checked at every look gives more."""
+    rng = np.random.default_rng(7)
+    runs, looks, per_look, limit = 200, 30, 100, 0.05
+    ours = naive = 0
+    for _ in range(runs):
+        errors = np.cumsum(rng.binomial(per_look, limit, looks))
+        hit_ours = hit_naive = False
+        for j in range(looks):
+            n, k = per_look * (j + 1), int(errors[j])
+            hit_ours = hit_ours or check_rate("error_rate", k, n, limit).status == "met"
+            hit_naive = hit_naive or wilson_interval(k, n, 0.1)[1] <= limit  # one-sided 5 %
+        ours += hit_ours
+        naive += hit_naive
+    assert ours / runs <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs), ours
+    assert naive > ours

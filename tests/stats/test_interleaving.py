@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from arbiter.errors import InvalidInputError
-from arbiter.stats.interleaving import clustered_interleaving_test, interleaving_test
+from arbiter.stats.interleaving import (
+    bell_mccaffrey_dof,
+    clustered_interleaving_test,
+    effective_clusters,
+    interleaving_confidence_sequence,
+    interleaving_test,
+)
+from arbiter.stats.sequential import always_valid_p_value, cs_halfwidth, sequential_rho
+from arbiter.stats.verdict import decide_interleaving
 
 DECIMALS = 9
 RTOL = 1e-9
@@ -53,7 +61,7 @@ def test_clustered_matches_statsmodels_cluster_robust_ols(seed: int, users: int)
     wa = rng.binomial(sizes, taste * 0.6)
     wb = rng.binomial(sizes - wa, 0.5)
     t = sizes - wa - wb
-    res = clustered_interleaving_test(wa, wb, t)
+    res = clustered_interleaving_test(wa, wb, t, small_sample="cr1")
     o, g = impression_outcomes(wa, wb, t)
     if res.status == "zero_variance":
         # Every user has the same per-impression mean: the cluster-robust variance is 0.
@@ -62,6 +70,7 @@ def test_clustered_matches_statsmodels_cluster_robust_ols(seed: int, users: int)
     fit = sm.OLS(o, np.ones_like(o)).fit(cov_type="cluster", cov_kwds={"groups": g})
     assert res.delta == pytest.approx(fit.params[0], rel=RTOL, abs=1e-15)
     assert res.standard_error == pytest.approx(fit.bse[0], rel=RTOL)
+    assert res.dof == users - 1
     assert res.n_clusters == users and res.n_impressions == int(sizes.sum())
     prefs_a, prefs_b = int(np.sum(wa > wb)), int(np.sum(wb > wa))
     expected_sign = sps.binomtest(prefs_a, prefs_a + prefs_b).pvalue if prefs_a + prefs_b else 1.0
@@ -113,3 +122,93 @@ def test_interleaving_statuses_and_errors() -> None:
         clustered_interleaving_test([1.5, 2], [1, 1], [0, 0])
     with pytest.raises(InvalidInputError):
         interleaving_test(1, 1, 1, alpha=2.0)
+
+
+def _cr2_by_matrices(o: np.ndarray, g: np.ndarray) -> tuple[float, float]:
+    """CR2 variance and Bell-McCaffrey df of the intercept-only OLS, from the textbook matrices.
+
+    V = (X'X)^-1 Σ_g X_g' A_g e_g e_g' A_g X_g (X'X)^-1 with A_g = (I - H_gg)^(-1/2), and
+    df = (tr B)^2 / tr(B^2), B = G'G, G's column g = (I - H)_g' A_g X_g (X'X)^-1 (Bell &
+    McCaffrey 2002; Imbens & Kolesar 2016, eq. 9): an independent reference for the closed
+    forms of :func:`clustered_interleaving_test`.
+    """
+    n = o.size
+    x = np.ones((n, 1))
+    xtx_inv = np.linalg.inv(x.T @ x)
+    h = x @ xtx_inv @ x.T
+    e = o - x @ (xtx_inv @ x.T @ o)
+    meat = np.zeros((1, 1))
+    cols = []
+    for c in np.unique(g):
+        idx = np.flatnonzero(g == c)
+        w, v = np.linalg.eigh(np.eye(idx.size) - h[np.ix_(idx, idx)])
+        a = v @ np.diag(1.0 / np.sqrt(w)) @ v.T
+        u = x[idx].T @ a @ e[idx]
+        meat += np.outer(u, u)
+        cols.append((np.eye(n) - h)[:, idx] @ a @ x[idx] @ xtx_inv)
+    var = float((xtx_inv @ meat @ xtx_inv)[0, 0])
+    big = np.hstack(cols)
+    b = big.T @ big
+    return var, float(np.trace(b) ** 2 / np.trace(b @ b))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), users=st.integers(2, 25))
+def test_cr2_and_bell_mccaffrey_match_the_matrix_formulas(seed: int, users: int) -> None:
+    rng = np.random.default_rng(seed)
+    # Skewed sizes, capped so the N x N reference matrices stay small.
+    sizes = np.clip(np.floor(rng.pareto(1.2, users) * 3), 1, 40).astype(int)
+    taste = rng.uniform(0.1, 0.9, users)
+    wa = rng.binomial(sizes, taste * 0.6)
+    wb = rng.binomial(sizes - wa, 0.5)
+    t = sizes - wa - wb
+    res = clustered_interleaving_test(wa, wb, t)
+    o, g = impression_outcomes(wa, wb, t)
+    var, dof = _cr2_by_matrices(o, g)
+    assert res.dof == pytest.approx(dof, rel=1e-7)
+    assert bell_mccaffrey_dof(sizes) == pytest.approx(dof, rel=1e-7)
+    if res.status == "ok":
+        assert res.standard_error**2 == pytest.approx(var, rel=1e-7)
+        assert res.p_value == pytest.approx(
+            2 * sps.t.sf(abs(res.delta) / math.sqrt(var), dof), rel=1e-6
+        )
+    assert res.effective_clusters == pytest.approx(sizes.sum() ** 2 / np.sum(sizes**2))
+
+
+def test_equal_activity_gives_g_minus_one_df_and_skew_fewer() -> None:
+    assert bell_mccaffrey_dof([4] * 50) == pytest.approx(49)
+    assert effective_clusters([4] * 50) == pytest.approx(50)
+    skewed = [1000] + [1] * 99
+    assert bell_mccaffrey_dof(skewed) < 3 and effective_clusters(skewed) < 2
+
+
+def test_confidence_sequence_is_the_normal_mixture_with_infinite_dof() -> None:
+    rng = np.random.default_rng(4)
+    counts = np.array([rng.multinomial(3, [0.4, 0.45, 0.15]) for _ in range(300)])
+    res = clustered_interleaving_test(*counts.T, small_sample="cr1")
+    rho = sequential_rho(0.05, 200)
+    z_only = res.__class__(**{**res.to_dict(), "dof": math.inf})
+    lo, hi, p = interleaving_confidence_sequence(z_only, rho=rho)
+    half = float(cs_halfwidth(res.standard_error, 300, rho, 0.05))
+    assert (lo, hi) == pytest.approx((res.delta - half, res.delta + half), rel=1e-12)
+    assert p == pytest.approx(float(always_valid_p_value(res.statistic, 300, rho)), rel=1e-12)
+    # With a finite dof the sequence is wider and the p-value larger, and p < alpha exactly
+    # when the sequence excludes 0.
+    lo_t, hi_t, p_t = interleaving_confidence_sequence(res, rho=rho)
+    assert hi_t - lo_t > hi - lo and p_t >= p
+    assert (p_t < 0.05) == (not lo_t <= 0.0 <= hi_t)
+
+
+def test_verdict_reports_effective_users_and_warns_when_few() -> None:
+    # One user with most impressions among 60: few effective clusters.
+    wa = np.array([300] + [2] * 59)
+    wb = np.array([250] + [1] * 59)
+    t = np.array([50] + [1] * 59)
+    res = clustered_interleaving_test(wa, wb, t)
+    assert res.dof < 5 and res.effective_clusters < 3
+    v = decide_interleaving(res, int((wa + wb + t).sum()), alpha=0.05, min_sample=10)
+    detail = next(c for c in v.reasons if c.name == "test").detail
+    assert "60 users" in detail and "effective" in detail and "warning: few effective" in detail
+    even = clustered_interleaving_test([2] * 60, [1] * 60, [1] * 60)
+    v_even = decide_interleaving(even, 240, alpha=0.05, min_sample=10)
+    assert "warning" not in next(c for c in v_even.reasons if c.name == "test").detail

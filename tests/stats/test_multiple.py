@@ -75,3 +75,14 @@ def test_empty_family_and_bad_input() -> None:
     with pytest.raises(InvalidInputError) as info:
         adjust_p_values([0.1], method="bonferroni")  # type: ignore[arg-type]
     assert info.value.field == "method"
+
+
+@settings(max_examples=50, deadline=None)
+@given(p=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40))
+def test_by_matches_scipy(p: list[float]) -> None:
+    """Benjamini-Yekutieli (any dependence) against scipy's independent implementation."""
+    res = adjust_p_values(p, method="by")
+    np.testing.assert_allclose(
+        res.adjusted_p_values, sps.false_discovery_control(p, method="by"), rtol=RTOL, atol=1e-300
+    )
+    assert "any dependence" in res.method

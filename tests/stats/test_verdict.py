@@ -6,13 +6,14 @@ import math
 
 import numpy as np
 import pytest
+import statsmodels.api as sm
 from scipy import stats
 from statsmodels.stats.proportion import proportions_ztest
 
 from arbiter.errors import InvalidInputError
 from arbiter.stats.paired import mcnemar_test
 from arbiter.stats.sequential import SequentialConfig, confidence_sequence
-from arbiter.stats.sufficient import ProportionStatistic, SampleMeanStatistic
+from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic, SampleMeanStatistic
 from arbiter.stats.verdict import (
     ArmObservations,
     Criterion,
@@ -26,6 +27,7 @@ from arbiter.stats.verdict import (
     decide,
     decide_shadow_classic,
 )
+from arbiter.stats.verdict.multiarm import effective_units, pairwise_comparisons, unit_dof
 
 P = ProportionStatistic
 BASE = P(20_000, 2_000)
@@ -558,3 +560,37 @@ def test_verdict_names_the_arm_promoted_or_rolled_back() -> None:
     )
     d = harmed.to_dict()
     assert d["rolled_back"] == ("challenger",) and d["remaining_per_arm"] is None
+
+
+def test_per_unit_pairwise_test_is_cluster_robust_ols_with_a_small_sample_t() -> None:
+    """A/B/n per unit (fixed horizon): the difference and its standard error are statsmodels'
+    cluster-robust OLS of the row metric on the arm, clustered by unit (CR0 times the
+    per-arm n/(n-1), as RatioStatistic documents); the reference distribution is Student's t
+    with the Welch-Satterthwaite df over the arms' effective units."""
+    rng = np.random.default_rng(12)
+    stats_by_arm, ys, xs, gs = {}, [], [], []
+    for j, arm in enumerate(("champion", "b")):
+        rows = np.floor(rng.pareto(1.2, 300) + 1).astype(int)
+        correct = rng.binomial(rows, rng.beta(8, 2, 300))
+        m, d = correct.astype(float), rows.astype(float)
+        stats_by_arm[arm] = RatioStatistic(300, m.sum(), m @ m, d.sum(), d @ d, m @ d)
+        for u, (c, r) in enumerate(zip(correct, rows, strict=True)):
+            ys += [1.0] * c + [0.0] * (r - c)
+            xs += [j] * r
+            gs += [1000 * j + u] * r
+    policy = DecisionPolicy(sequential=False, min_sample_per_arm=10)
+    family = pairwise_comparisons(stats_by_arm, ("champion", "b"), policy)
+    (pair,) = family.comparisons
+    x = sm.add_constant(np.asarray(xs, dtype=float))
+    fit = sm.OLS(np.asarray(ys), x).fit(cov_type="cluster", cov_kwds={"groups": np.asarray(gs)})
+    assert pair.estimate == pytest.approx(fit.params[1], rel=1e-9)
+    # CR0 with the statsmodels small-sample factor G/(G-1)·(N-1)/(N-K) undone, times the
+    # per-arm n/(n-1) of the delta method (equal arms of 300 units: one factor).
+    n_rows, groups = len(ys), 600
+    cr0 = fit.bse[1] ** 2 / (groups / (groups - 1) * (n_rows - 1) / (n_rows - 2))
+    se = math.sqrt(cr0 * 300 / 299)
+    dof = unit_dof(stats_by_arm["champion"], stats_by_arm["b"])
+    assert 0 < dof < min(effective_units(s) for s in stats_by_arm.values()) * 2
+    expected_p = 2 * stats.t.sf(abs(pair.estimate) / se, dof)
+    assert pair.p_value == pytest.approx(expected_p, rel=1e-6)
+    assert pair.method == "delta_method_t"

@@ -25,23 +25,27 @@ clicks row) the analysis takes seconds; numbers in ``docs/interleaving-and-bandi
 
 The test (:func:`arbiter.stats.interleaving.clustered_interleaving_test`) clusters by user
 (``unit_id``; an impression without one is its own cluster), because one user's impressions
-are correlated. Results are reported challenger-oriented: ``delta`` is
-``(wins_challenger − wins_champion) / (impressions with clicks)``, positive when users prefer
-the challenger.
+are correlated: the CR2 variance with Bell–McCaffrey degrees of freedom, which stays at its
+level when a few users carry most impressions. The result reports the users, their
+effective number and the df, and a note warns when the df fall below
+:data:`~arbiter.stats.interleaving.FEW_CLUSTERS`. Results are reported challenger-oriented:
+``delta`` is ``(wins_challenger − wins_champion) / (impressions with clicks)``, positive when
+users prefer the challenger.
 
 Decision (``decision`` block of the model's config), by
 :func:`arbiter.stats.verdict.decide_interleaving`:
 
 * ``promote``: the challenger wins significantly, at least ``min_sample_per_arm``
-  impressions with clicks, and the challenger's failure rate is not above
-  ``guardrails.max_error_rate``;
+  impressions with clicks, and the challenger's failure rate is shown to be within
+  ``guardrails.max_error_rate`` (time-uniform upper bound, :mod:`arbiter.stats.guardrails`;
+  about 450 clean ranking calls for the default 1 %);
 * ``rollback``: the champion wins significantly with that sample; or the challenger's failure
-  rate is breached by the peeking-safe rule of :mod:`arbiter.stats.guardrails` (exact bound
-  at :data:`~arbiter.stats.guardrails.BREACH_ALPHA` above the limit); or
+  rate is breached (time-uniform lower bound at
+  :data:`~arbiter.stats.guardrails.BREACH_ALPHA` above the limit); or
   ``max_sample_per_arm`` impressions were reached without a significant challenger win;
 * ``keep_champion``: at ``max_sample_per_arm`` the challenger wins significantly but its
-  failure rate is above the limit without a breach (it can no longer be promoted, and more
-  data would not end the experiment);
+  failure rate is neither shown within the limit nor breached (it can no longer be
+  promoted, and more data would not end the experiment);
 * ``continue`` otherwise, with the reasons.
 
 "Significantly" depends on ``decision.sequential``. With ``sequential: true`` (the default)
@@ -74,11 +78,12 @@ from arbiter.routing.interleaving import (
     credit,
 )
 from arbiter.stats.interleaving import (
+    FEW_CLUSTERS,
     clustered_interleaving_test,
     interleaving_confidence_sequence,
     interleaving_test,
 )
-from arbiter.stats.results import InterleavingResult
+from arbiter.stats.results import InterleavingResult, finite_or_none
 from arbiter.stats.sequential import sequential_rho
 from arbiter.stats.verdict import (
     Criterion,
@@ -205,6 +210,7 @@ class InterleaveAnalysis:
             "wins": dict(self.wins),
             "preference": self.preference,
             "n_users": self.test.n_clusters,
+            "effective_users": finite_or_none(self.test.effective_clusters),
             "test": _oriented(self.test),
             "unclustered": _oriented(self.unclustered),
             "policy": {
@@ -410,6 +416,12 @@ def analyze_interleave(
         notes.append(
             f"{counts['fallbacks']} requests were answered by the champion alone because the "
             "challenger failed or was not loaded; they carry no preference"
+        )
+    if test.n_clusters >= 2 and test.dof < FEW_CLUSTERS:
+        notes.append(
+            f"few effective users: {test.n_clusters} users, {test.effective_clusters:.1f} "
+            f"effective (1/Σ share²), {test.dof:.1f} Bell–McCaffrey df; a few users carry most "
+            "impressions, so the test uses the CR2 small-sample correction and rests on them"
         )
     if "balanced" in methods:
         notes.append(

@@ -12,7 +12,7 @@ from arbiter.errors import InvalidInputError
 
 METHODS: tuple[str, ...] = ("ks", "psi", "chi2", "js", "wasserstein")
 KINDS: tuple[str, ...] = ("numeric", "categorical")
-CORRECTIONS: tuple[str, ...] = ("holm", "bh", "none")
+CORRECTIONS: tuple[str, ...] = ("holm", "bh", "by", "none")
 # Methods defined on each kind of column: KS and Wasserstein need an order.
 METHODS_FOR_KIND: dict[str, frozenset[str]] = {
     "numeric": frozenset(METHODS),
@@ -20,7 +20,7 @@ METHODS_FOR_KIND: dict[str, frozenset[str]] = {
 }
 PSI_FLOOR = 1e-4
 
-Correction = Literal["holm", "bh", "none"]
+Correction = Literal["holm", "bh", "by", "none"]
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,11 @@ class DriftConfig:
     bins : int, default 10
         Quantile bins of the reference for PSI (and JS/chi-square on numeric columns).
     alpha : float, default 0.01
-        Family-wise (Holm) or FDR (BH) level of the p-value decisions.
-    correction : {"holm", "bh", "none"}, default "holm"
-        Multiple-testing correction across the features of one check.
+        Family-wise (Holm) or FDR (BH, BY) level of the p-value decisions.
+    correction : {"holm", "bh", "by", "none"}, default "holm"
+        Multiple-testing correction across the features of one check. Holm and BY hold under
+        any dependence between features; BH's FDR bound needs independent or positively
+        dependent (PRDS) tests (:mod:`arbiter.stats.multiple`).
     share : float, default 0.5
         The dataset drifts when at least this share of tested features drifts.
     exact_max_n : int, default 1000

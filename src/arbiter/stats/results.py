@@ -244,6 +244,9 @@ class InterleavingResult(_AsDict):
 
     ``p_value`` is the z-test of ``delta = 0`` with the (cluster-robust, if clustered)
     standard error; ``sign_test_p_value`` is the exact binomial test of wins against losses.
+    ``dof`` is the reference t distribution's degrees of freedom (``inf``: normal) and
+    ``effective_clusters`` the clusters' effective number ``1 / Σ p_g²`` (``p_g`` a user's share
+    of the impressions; NaN when not clustered).
     """
 
     delta: float
@@ -261,6 +264,8 @@ class InterleavingResult(_AsDict):
     alpha: float
     method: str
     status: str = STATUS_OK
+    dof: float = math.inf
+    effective_clusters: float = math.nan
 
 
 __all__ = [

@@ -3,18 +3,24 @@
 Rules of :func:`decide_interleaving` (the first that fires decides):
 
 * ``rollback`` when the challenger's failure rate is **breached**
-  (:func:`arbiter.stats.guardrails.check_rate`: exact bound at
-  :data:`~arbiter.stats.guardrails.BREACH_ALPHA` above the limit, because the rule is applied
-  at every look);
+  (:func:`arbiter.stats.guardrails.check_rate`: its time-uniform lower bound at
+  :data:`~arbiter.stats.guardrails.BREACH_ALPHA` above the limit; with the true rate at the
+  limit the chance of ever a false breach, over any number of looks, is at most 0.001);
 * ``rollback`` when the champion wins significantly with at least ``min_sample`` impressions
   with clicks;
-* ``promote`` when the challenger wins significantly with that sample and its observed failure
-  rate is not above the limit;
+* ``promote`` when the challenger wins significantly with that sample and its failure rate is
+  **met**: the time-uniform upper bound at ``alpha`` is at or below the limit (so a
+  challenger whose true rate is above the limit is ever let through with probability at most
+  ``alpha``);
 * at ``max_sample`` impressions with clicks: ``keep_champion`` when the challenger wins but
-  its failure rate is above the limit without a breach (it can no longer be promoted, and
+  its failure rate is not shown to be within the limit (it can no longer be promoted, and
   more data would not end the experiment); ``rollback`` when the challenger does not win
   significantly;
 * ``continue`` otherwise.
+
+The ``test`` criterion reports the users, their effective number and the Bell–McCaffrey
+degrees of freedom of the clustered test, and warns when the df fall below
+:data:`~arbiter.stats.interleaving.FEW_CLUSTERS` (a few users carry most impressions).
 
 "Significantly" is the always-valid p-value of the confidence sequence when one is given
 (safe to look after every batch), else the clustered t-test's (decide once, at a planned
@@ -29,6 +35,7 @@ from collections.abc import Mapping
 
 from arbiter.errors import InvalidInputError
 from arbiter.stats.guardrails import check_rate
+from arbiter.stats.interleaving import FEW_CLUSTERS
 from arbiter.stats.results import STATUS_OK, STATUS_ZERO_VARIANCE, InterleavingResult
 from arbiter.stats.verdict.types import Criterion, Decision, Verdict, reason_number
 
@@ -87,9 +94,9 @@ def decide_interleaving(
     failures, attempts : int, default=0
         The challenger's failed ranking calls out of its attempts.
     max_error_rate : float, optional
-        Largest acceptable failure rate: breached by the peeking-safe rule of
-        :func:`arbiter.stats.guardrails.check_rate`, met while the observed rate is within
-        it; None: no guardrail.
+        Largest acceptable failure rate, judged by the time-uniform bounds of
+        :func:`arbiter.stats.guardrails.check_rate` (breached: rollback; met: promotion may
+        proceed; inconclusive: blocks promotion); None: no guardrail.
 
     Returns
     -------
@@ -120,10 +127,22 @@ def decide_interleaving(
             test.status == STATUS_OK,
             None,
             None,
-            f"clustered interleaving test: {test.status} ({test.n_clusters} users)"
+            f"clustered interleaving test: {test.status} ({test.n_clusters} users"
+            + (
+                f", {test.effective_clusters:.1f} effective, {test.dof:.1f} df"
+                if math.isfinite(test.effective_clusters) and math.isfinite(test.dof)
+                else ""
+            )
+            + ")"
             + (
                 "; every user has the same mean outcome, so the per-user sign test decides"
                 if test.status == STATUS_ZERO_VARIANCE
+                else ""
+            )
+            + (
+                f"; warning: few effective clusters (df < {FEW_CLUSTERS:g}): a few users carry "
+                "most impressions, so the result rests on them (small-sample corrected)"
+                if test.n_clusters >= 2 and test.dof < FEW_CLUSTERS
                 else ""
             ),
         ),
@@ -145,19 +164,24 @@ def decide_interleaving(
     breached = False
     guard_met = True
     if max_error_rate is not None:
-        # Breach by the one peeking-safe rule; promotion needs the observed rate within the
-        # limit (the interleaving rule since it exists: its sample is the impressions, and a
-        # conclusive Wilson bound on a rare failure rate would need far more calls).
-        rate = failures / attempts if attempts else 0.0
-        breached = check_rate("error_rate", failures, attempts, max_error_rate).status == "breached"
-        guard_met = rate <= max_error_rate
+        # Both sides time-uniform (arbiter.stats.guardrails): the rule runs at every look.
+        check = check_rate("error_rate", failures, attempts, max_error_rate, alpha=alpha)
+        breached = check.status == "breached"
+        guard_met = check.status == "met"
+        rate = failures / attempts if attempts else math.nan
         criteria.append(
             Criterion(
                 "guardrail:error_rate",
                 guard_met,
-                rate,
+                None if math.isnan(rate) else rate,
                 max_error_rate,
-                f"challenger failed {failures:,} of {attempts:,} ranking calls"
+                f"challenger failed {failures:,} of {attempts:,} ranking calls: {check.status}"
+                + (
+                    f" (time-uniform bound [{reason_number(check.ci_low)}, "
+                    f"{reason_number(check.ci_high)}] at alpha {alpha:g})"
+                    if check.ci_high is not None
+                    else ""
+                )
                 + (" (clearly above the limit)" if breached else ""),
             )
         )
@@ -177,7 +201,7 @@ def decide_interleaving(
         if challenger_wins:  # guardrail not met, not breached
             detail = (
                 f"reached {max_sample:,} impressions with clicks; the challenger wins but its "
-                "failure rate is above the limit: keep the champion"
+                "failure rate is not shown to be within the limit: keep the champion"
             )
             decision: Decision = "keep_champion"
         else:
