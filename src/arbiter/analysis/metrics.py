@@ -20,6 +20,7 @@ For an experiment's :class:`~arbiter.events.query.Scope` and the metrics a model
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,12 +46,15 @@ from arbiter.stats.sufficient import (
 )
 from arbiter.stats.verdict import Criterion, non_inferiority_criterion
 
-try:  # o5-labels' per-row SQL of every label metric; accuracy alone until it is merged.
-    from arbiter.analysis.label_metrics import (  # type: ignore[import-not-found,unused-ignore]
-        label_row_sql as _label_row_sql,
-    )
+# o5-labels' per-row SQL of every label metric and its AUC comparison; accuracy alone until
+# that module is merged. Looked up by name: a static import of a module that does not exist
+# yet reads as an import of the package itself (a false cycle for the layering check).
+try:
+    _label_metrics = importlib.import_module("arbiter.analysis.label_metrics")
 except ImportError:  # pragma: no cover - depends on the merge order
-    _label_row_sql = None
+    _label_metrics = None
+_label_row_sql = getattr(_label_metrics, "label_row_sql", None)
+_auc_comparison = getattr(_label_metrics, "auc_comparison", None)
 
 MetricStat = SampleMeanStatistic | RatioStatistic | RegressionAdjustmentStatistic
 Role = Literal["primary", "guardrail", "secondary"]
@@ -525,7 +529,17 @@ def analyze_metrics(
             if dec.max_sample_per_arm is not None
             else SequentialConfig()
         )
-    data = all_metric_statistics(con, scope, model_config, cuped=dec.cuped)
+    notes: list[str] = []
+    names, rowless = [], []
+    for name, metric in model_config.metrics.items():
+        if isinstance(metric, LabelMetric):
+            try:
+                label_row_sql(metric)
+            except InvalidInputError:
+                rowless.append(name)  # ROC/PR AUC: no per-row form, compared by o5's bootstrap
+                continue
+        names.append(name)
+    data = all_metric_statistics(con, scope, model_config, names, cuped=dec.cuped)
     arms_seen = sorted({arm for d in data.values() for arm in d.stats})
     arms = [a for a in (challengers or arms_seen) if a != champion]
     every = [champion, *arms]
@@ -539,7 +553,6 @@ def analyze_metrics(
         for name, d in data.items()
     }
     rails = {g.metric: g for g in dec.guardrail_metrics}
-    notes: list[str] = []
     results: list[MetricResult] = []
     for name, metric_data in data.items():
         metric = model_config.metrics[name]
@@ -596,6 +609,7 @@ def analyze_metrics(
                     **test,
                 )
             )
+    results += _auc_results(con, scope, model_config, rowless, champion, arms, dec, notes)
     results = _adjust_secondary(results, dec.alpha)
     if over_time > 0 and results:
         series = metric_differences_over_time(
@@ -613,6 +627,43 @@ def analyze_metrics(
         results, data, champion, crossed, dec.alpha, seq_cfg is not None,
         dec.primary_metric, tuple(notes),
     )  # fmt: skip
+
+
+def _auc_results(
+    con: duckdb.DuckDBPyConnection,
+    scope: Scope,
+    model_config: ModelConfig,
+    names: list[str],
+    champion: str,
+    arms: list[str],
+    dec: DecisionConfig,
+    notes: list[str],
+) -> list[MetricResult]:
+    """ROC/PR AUC metrics: o5's unit-cluster bootstrap comparison, when that module exists."""
+    out: list[MetricResult] = []
+    for name in names:
+        metric = model_config.metrics[name]
+        if _auc_comparison is None:
+            notes.append(f"{name}: label metric without a per-row form is not supported here")
+            continue
+        for arm in arms:
+            row = dict(
+                _auc_comparison(con, scope, metric, champion, arm, alpha=dec.alpha, name=name)
+            )
+            known = {k: v for k, v in row.items() if k in MetricResult.__dataclass_fields__}
+            defaults: dict[str, Any] = {
+                "name": name, "arm": arm, "champion": champion, "kind": "label",
+                "role": "secondary", "direction": _direction(metric), "estimate": NAN,
+                "ci_low": NAN, "ci_high": NAN, "p_value": NAN, "relative_lift": NAN,
+                "relative_ci_low": NAN, "relative_ci_high": NAN, "arms": {},
+                "method": "unit-cluster bootstrap", "status": "ok", "sequential": False,
+                "crossed_units": 0,
+            }  # fmt: skip
+            role = "primary" if name == dec.primary_metric else "secondary"
+            out.append(
+                MetricResult(**{**defaults, **known, "name": name, "arm": arm, "role": role})
+            )
+    return out
 
 
 def _with_series(result: MetricResult, series: dict[str, list[float]] | None) -> MetricResult:
