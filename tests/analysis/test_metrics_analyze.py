@@ -145,4 +145,4 @@ def test_cli_json_and_report_with_metrics(
     assert "Business metrics" in page and "revenue_per_purchase" in page
     text = runner.invoke(app, ["analyze", "--home", str(store.home), "--model", "m", "--no-html"])
     assert text.exit_code == 0, (text.output, text.exception)
-    assert "metrics" in text.stdout and "revenue_per_purchase" in text.stdout
+    assert "metrics per unit" in text.stdout and "[primary]" in text.stdout
