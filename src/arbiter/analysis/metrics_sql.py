@@ -63,7 +63,7 @@ def exposure_sql(scope: Scope) -> str:
     """The ``exposure`` CTE body: one row per unit of ``scope`` (``unit_id, first_ts, arm``)."""
     return (
         "SELECT unit_id, min(ts) AS first_ts, "
-        "CASE WHEN count(DISTINCT arm) = 1 THEN min(arm) END AS arm "
+        "CASE WHEN min(arm) = max(arm) THEN min(arm) END AS arm "
         f"FROM served WHERE {scope.where()} AND unit_id IS NOT NULL "
         "AND NOT coalesce(unit_random, false) GROUP BY unit_id"
     )
@@ -179,44 +179,84 @@ def _event_query(
     columns = [f"y{i}" for i in range(len(metrics))] + [
         f"x{i}" for i in range(len(metrics)) if i < len(pre) and pre[i]
     ]
-    key = "u.k, u.unit_id" if looks else "u.unit_id"
-    join = "h.unit_id = u.unit_id" + (" AND h.k = u.k" if looks else "")
-    event_list = ", ".join(f"$ev{j}" for j in range(len(events)))
+    if not looks:
+        return _single_look_sql(
+            scope, post_cols + pre_cols, columns, products, _event_list(events)
+        ), params
+    key = "u.k, u.unit_id"
+    join = "h.unit_id = u.unit_id AND h.k = u.k"
     if not metrics:
-        hits_sql = f"SELECT {'NULL AS k, ' if looks else ''}NULL AS unit_id WHERE false"
+        hits_sql = "SELECT NULL AS k, NULL AS unit_id WHERE false"
         unit_cols = ""
     else:
         hits_sql = (
             f"SELECT {key}, {', '.join(post_cols + pre_cols)} "
             "FROM exposure AS u JOIN outcomes AS o ON o.unit_id = u.unit_id "
-            f"WHERE u.arm IS NOT NULL AND o.event IN ({event_list}) GROUP BY {key}"
+            f"WHERE u.arm IS NOT NULL AND o.event IN ({_event_list(events)}) GROUP BY {key}"
         )
         unit_cols = ", " + ", ".join(f"coalesce(h.{c}, 0.0) AS {c}" for c in columns)
-    aggregates = ["count(*) AS n"]
-    for c in columns:
-        aggregates += [f'sum({c}) AS "s:{c}"', f'sum({c} * {c}) AS "q:{c}"']
-    for a, b in products:
-        aggregates.append(f'sum({a} * {b}) AS "x:{a}:{b}"')
-    if looks:
-        exposure = (
-            "WITH looks AS (SELECT unnest(generate_series(1, len($looks))) AS k, "
-            "unnest($looks) AS look_end), "
-            "exposure AS (SELECT l.k, l.look_end, s.unit_id, min(s.ts) AS first_ts, "
-            "CASE WHEN count(DISTINCT s.arm) = 1 THEN min(s.arm) END AS arm "
-            f"FROM served AS s JOIN looks AS l ON s.ts <= l.look_end WHERE {scope.where('s')} "
-            "AND s.unit_id IS NOT NULL AND NOT coalesce(s.unit_random, false) "
-            "GROUP BY l.k, l.look_end, s.unit_id)"
-        )
-    else:
-        exposure = f"WITH exposure AS ({exposure_sql(scope)})"
+    aggregates = ["count(*) AS n", *_sum_columns(columns, products)]
+    exposure = (
+        "WITH looks AS (SELECT unnest(generate_series(1, len($looks))) AS k, "
+        "unnest($looks) AS look_end), "
+        "exposure AS (SELECT l.k, l.look_end, s.unit_id, min(s.ts) AS first_ts, "
+        "CASE WHEN min(s.arm) = max(s.arm) THEN min(s.arm) END AS arm "
+        f"FROM served AS s JOIN looks AS l ON s.ts <= l.look_end WHERE {scope.where('s')} "
+        "AND s.unit_id IS NOT NULL AND NOT coalesce(s.unit_random, false) "
+        "GROUP BY l.k, l.look_end, s.unit_id)"
+    )
     sql = (
         f"{exposure}, hits AS ({hits_sql}), "
-        f"per_unit AS (SELECT {'u.k, ' if looks else ''}u.arm{unit_cols} FROM exposure AS u "
+        f"per_unit AS (SELECT u.k, u.arm{unit_cols} FROM exposure AS u "
         f"LEFT JOIN hits AS h ON {join}) "
-        f"SELECT {'k, ' if looks else ''}arm, {', '.join(aggregates)} FROM per_unit "
-        f"GROUP BY {'k, ' if looks else ''}arm"
+        f"SELECT k, arm, {', '.join(aggregates)} FROM per_unit GROUP BY k, arm"
     )
     return sql, params
+
+
+def _event_list(events: Sequence[str]) -> str:
+    """``$ev0, $ev1, ...``: the parameters of the event names a query reads."""
+    return ", ".join(f"$ev{j}" for j in range(len(events)))
+
+
+def _sum_columns(columns: Sequence[str], products: Sequence[tuple[str, str]]) -> list[str]:
+    out = []
+    for c in columns:
+        out += [f'sum({c}) AS "s:{c}"', f'sum({c} * {c}) AS "q:{c}"']
+    return out + [f'sum({a} * {b}) AS "x:{a}:{b}"' for a, b in products]
+
+
+def _single_look_sql(
+    scope: Scope,
+    aggregates: Sequence[str],
+    columns: Sequence[str],
+    products: Sequence[tuple[str, str]],
+    events: str,
+) -> str:
+    """The one-look query: unit counts from the exposures, sums from the units with events.
+
+    A unit without a matching outcome contributes 0 to every sum, sum of squares and cross
+    product, so the sums need only the units that have events (one join of the outcomes with
+    the exposures), and ``n`` comes from the exposures alone: no per-unit table of every
+    exposed unit is built. The exposure table is materialised once for both.
+    """
+    exposure = f"WITH exposure AS MATERIALIZED ({exposure_sql(scope)}), "
+    counts = "counts AS (SELECT arm, count(*) AS n FROM exposure GROUP BY arm)"
+    if not aggregates:
+        return f"{exposure}{counts} SELECT arm, n FROM counts"
+    hits = (
+        f"hits AS (SELECT u.arm, u.unit_id, {', '.join(aggregates)} "
+        "FROM exposure AS u JOIN outcomes AS o ON o.unit_id = u.unit_id "
+        f"WHERE u.arm IS NOT NULL AND o.event IN ({events}) GROUP BY u.arm, u.unit_id)"
+    )
+    sums = (
+        f"sums AS (SELECT arm, {', '.join(_sum_columns(columns, products))} FROM hits GROUP BY arm)"
+    )
+    return (
+        f"{exposure}{counts}, {hits}, {sums} "
+        "SELECT c.arm, c.n, s.* EXCLUDE (arm) FROM counts AS c "
+        "LEFT JOIN sums AS s ON s.arm = c.arm"
+    )
 
 
 def label_sums(
