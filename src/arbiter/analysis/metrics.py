@@ -162,7 +162,7 @@ def metric_statistics_at(
     con: duckdb.DuckDBPyConnection,
     scope: Scope,
     model_config: ModelConfig,
-    ends: Sequence[datetime] | None,
+    ends: Sequence[datetime | None] | None,
     names: Sequence[str] | None = None,
     *,
     arms: Sequence[str] | None = None,
@@ -173,7 +173,8 @@ def metric_statistics_at(
     Element ``k`` equals :func:`all_metric_statistics` with ``scope.end = ends[k]``; the
     event and ratio metrics of every look come from one query
     (:func:`arbiter.analysis.metrics_sql.event_sums_at`), label metrics from one query per
-    look. ``ends=None`` is the single look at ``scope`` itself.
+    look. ``ends=None`` is the single look at ``scope`` itself; in ``ends`` the last may be
+    ``None`` (no end: everything logged).
     """
     names = list(model_config.metrics) if names is None else list(names)
     definitions = {name: _definition(model_config, name) for name in names}
@@ -722,14 +723,10 @@ def metric_differences_over_time(
         return {}
     step = (end - first) / looks
     # The last look is the analysis itself (outcomes up to its end, or all of them).
-    ends = [first + step * k for k in range(1, looks)]
+    ends = [first + step * k for k in range(1, looks)] + [scope.end]
     series = metric_statistics_at(
         con, scope, model_config, ends, arms=[champion, *challengers], cuped=decision.cuped
     )
-    series.append(
-        all_metric_statistics(con, scope, model_config, arms=[champion, *challengers],
-                              cuped=decision.cuped)
-    )  # fmt: skip
     out: dict[tuple[str, str], dict[str, list[float]]] = {}
     for k, data in enumerate(series, start=1):
         at = end if k == looks else first + step * k
