@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             wall, cpu, result = timed(store, config, over_time)
             units = sum(result.data["conversion"].units.values())  # type: ignore[attr-defined]
             rows.append((cuped, over_time, wall, cpu, units, result))
+            print(f"cuped={cuped} looks={over_time or 1}: {wall:.2f} s wall, {cpu:.2f} s CPU",
+                  file=sys.stderr, flush=True)  # fmt: skip
     rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(
         f"\n{platform.python_implementation()} {platform.python_version()}, "
