@@ -16,6 +16,8 @@ from arbiter.cli import app
 from arbiter.config import HomeConfig, ModelConfig, dump_config
 from arbiter.events import EventStore
 
+from .conftest import write_log
+
 runner = CliRunner()
 
 METRICS = {
@@ -146,3 +148,55 @@ def test_cli_json_and_report_with_metrics(
     text = runner.invoke(app, ["analyze", "--home", str(store.home), "--model", "m", "--no-html"])
     assert text.exit_code == 0, (text.output, text.exception)
     assert "metrics per unit" in text.stdout and "[primary]" in text.stdout
+
+
+def test_multiarm_metrics_and_verdict(store: EventStore, rng: np.random.Generator) -> None:
+    """A/B/n: metrics for every challenger; the verdict on the primary metric, a guardrail
+    metric breached by one challenger rolls that one back."""
+    n = 9000
+    arm = rng.choice(np.array(["champion", "b", "c"]), n)
+    y = rng.integers(0, 2, n)
+    columns = {
+        "request_id": [f"r{i}" for i in range(n)],
+        "experiment": ["m-ab"] * n,
+        "strategy": ["ab"] * n,
+        "unit_id": [f"u{i}" for i in range(n)],
+        "arm": arm,
+        "alias": arm,
+        "prediction": y.astype(str),
+        "prediction_num": y.astype(float),
+    }
+    write_log(store, columns, y)
+    _write_outcomes(
+        store,
+        {"champion": 0.20, "b": 0.20, "c": 0.30},
+        {"champion": 0.01, "b": 0.08, "c": 0.01},
+    )
+    config = ModelConfig.model_validate(
+        {
+            "experiment": {
+                "name": "m-ab",
+                "strategy": "ab",
+                "challengers": [{"alias": "b", "share": 1 / 3}, {"alias": "c", "share": 1 / 3}],
+            },
+            "metrics": METRICS,
+            "decision": {
+                "min_sample_per_arm": 500,
+                "primary_metric": "conversion",
+                "guardrail_metrics": [{"metric": "chargebacks", "max_increase": 0.01}],
+            },
+        }
+    )
+    con = store.connect()
+    try:
+        (analysis,) = analyze_model(con, "m", model_config=config)
+    finally:
+        con.close()
+    rows = analysis.to_dict()["metrics"]
+    assert {(r["name"], r["arm"]) for r in rows} == {
+        (name, arm) for name in METRICS for arm in ("b", "c")
+    }
+    assert analysis.decision == "rollback" and analysis.verdict.rolled_back == ("b",)
+    names = {c.name for c in analysis.criteria}
+    assert "guardrail_metric:chargebacks:b" in names
+    assert analysis.metrics.result("conversion", "c").estimate > 0.05

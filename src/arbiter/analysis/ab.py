@@ -8,10 +8,18 @@ import duckdb
 
 from arbiter.analysis.analyze import OVER_TIME_LOOKS, ExperimentAnalysis, compare_arms
 from arbiter.analysis.kinds import configured_arms, has_challenger_list, logged_shape
-from arbiter.analysis.metrics import analyze_metrics
+from arbiter.analysis.metrics import MetricsAnalysis, analyze_metrics
 from arbiter.analysis.multiarm import MultiArmAnalysis, analyze_multiarm
 from arbiter.config import DecisionConfig, ModelConfig
 from arbiter.events.query import Scope
+from arbiter.stats.guardrails import GuardrailCheck
+from arbiter.stats.sufficient import RegressionAdjustmentStatistic
+from arbiter.stats.verdict import (
+    Verdict,
+    apply_metric_guardrails_multiarm,
+    decide_multiarm,
+    pairwise_comparisons,
+)
 
 
 def analyze_ab(
@@ -44,12 +52,43 @@ def analyze_ab(
                 sequential_config=result.policy.sequential_config,
                 over_time=OVER_TIME_LOOKS,
             )
-            notes = result.notes + metrics.notes
-            if (policy or model_config.decision).primary_metric is not None:
-                notes += ("A/B/n: the verdict stays on model quality; metrics are reported",)
-            result = replace(result, metrics=metrics, notes=notes)
+            decision = policy or model_config.decision
+            verdict, notes = result.verdict, result.notes + metrics.notes
+            if decision.primary_metric in metrics.data:
+                verdict = _multiarm_metric_verdict(result, metrics, decision.primary_metric)
+                notes += (
+                    f"verdict on primary metric {decision.primary_metric!r} (per unit, "
+                    "pairwise family); the pairwise table above is model quality",
+                )
+            criteria = {arm: metrics.guardrail_criteria(arm) for arm in result.arms[1:]}
+            verdict = apply_metric_guardrails_multiarm(
+                verdict, criteria, serving=result.policy.serving
+            )
+            result = replace(result, metrics=metrics, notes=notes, verdict=verdict)
         return result
     return compare_arms(con, model, experiment, "ab", policy, model_config=model_config)
+
+
+def _multiarm_metric_verdict(
+    result: MultiArmAnalysis, metrics: MetricsAnalysis, primary: str
+) -> Verdict:
+    """The A/B/n rules (:func:`arbiter.stats.verdict.decide_multiarm`) on a business metric.
+
+    The per-unit statistics of ``primary`` (unadjusted: CUPED's ``theta`` is pairwise, the
+    family needs one statistic per arm) replace model quality; SRM and the operational
+    guardrails are those of the quality analysis.
+    """
+    data = metrics.data[primary]
+    stats = {
+        arm: s.y if isinstance(s, RegressionAdjustmentStatistic) else s
+        for arm, s in data.stats.items()
+    }
+    pol = replace(result.policy, metric_kind="mean", higher_is_better=data.direction == "increase")
+    family = pairwise_comparisons(stats, result.arms, pol)  # type: ignore[arg-type]
+    checks = {
+        arm: tuple(GuardrailCheck(**row) for row in rows) for arm, rows in result.guardrails.items()
+    }
+    return decide_multiarm(result.arms, stats, family, checks, pol, srm=result.srm)  # type: ignore[arg-type]
 
 
 __all__ = ["analyze_ab"]
