@@ -540,7 +540,13 @@ def analyze_metrics(
                 rowless.append(name)  # ROC/PR AUC: no per-row form, compared by o5's bootstrap
                 continue
         names.append(name)
-    data = all_metric_statistics(con, scope, model_config, names, cuped=dec.cuped)
+    plan = _look_plan(con, scope, over_time) if over_time > 0 else None
+    series: list[dict[str, MetricData]] = []
+    if plan is None:
+        data = all_metric_statistics(con, scope, model_config, names, cuped=dec.cuped)
+    else:  # the last look is the analysis itself: one query gives both
+        series = metric_statistics_at(con, scope, model_config, plan[1], names, cuped=dec.cuped)
+        data = series[-1]
     arms_seen = sorted({arm for d in data.values() for arm in d.stats})
     arms = [a for a in (challengers or arms_seen) if a != champion]
     every = [champion, *arms]
@@ -612,12 +618,9 @@ def analyze_metrics(
             )
     results += _auc_results(con, scope, model_config, rowless, champion, arms, dec, notes)
     results = _adjust_secondary(results, dec.alpha)
-    if over_time > 0 and results:
-        series = metric_differences_over_time(
-            con, scope, model_config, champion=champion, challengers=arms, decision=dec,
-            sequential_config=seq_cfg, looks=over_time,
-        )  # fmt: skip
-        results = [_with_series(r, series.get((r.name, r.arm))) for r in results]
+    if plan is not None and results:
+        over = _series_tests(series, plan[2], model_config, champion, arms, dec, seq_cfg)
+        results = [_with_series(r, over.get((r.name, r.arm))) for r in results]
     crossed = max((d.crossed_units for d in data.values()), default=0)
     if crossed:
         notes.append(
@@ -712,35 +715,62 @@ def metric_differences_over_time(
     and every band is what a reader would have seen at that time (always-valid when
     sequential). Returns ``{(metric, arm): {"elapsed_s", "estimate", "ci_low", "ci_high"}}``.
     """
+    plan = _look_plan(con, scope, looks)
+    if plan is None:
+        return {}
+    series = metric_statistics_at(con, scope, model_config, plan[1], cuped=decision.cuped)
+    return _series_tests(
+        series, plan[2], model_config, champion, challengers, decision, sequential_config
+    )
+
+
+def _look_plan(
+    con: duckdb.DuckDBPyConnection, scope: Scope, looks: int
+) -> tuple[datetime, list[datetime | None], list[float]] | None:
+    """(first exposure, look ends, elapsed seconds) of ``looks`` evenly spaced looks.
+
+    The last end is ``scope.end`` (``None``: everything logged), so the last look is the
+    analysis itself. None when the scope has no served row.
+    """
     span = con.execute(
         f"SELECT min(ts), max(ts) FROM served WHERE {scope.where()}", scope.params
     ).fetchone()
-    if span is None or span[0] is None:
-        return {}
+    if span is None or not isinstance(span[0], datetime):
+        return None
     first, last = span
     end = scope.end if scope.end is not None else last
-    if not isinstance(first, datetime) or end <= first:
-        return {}
+    if end <= first:
+        return None
     step = (end - first) / looks
-    # The last look is the analysis itself (outcomes up to its end, or all of them).
-    ends = [first + step * k for k in range(1, looks)] + [scope.end]
-    series = metric_statistics_at(
-        con, scope, model_config, ends, arms=[champion, *challengers], cuped=decision.cuped
-    )
+    ends: list[datetime | None] = [first + step * k for k in range(1, looks)]
+    ends.append(scope.end)
+    elapsed = [(step * k) / timedelta(seconds=1) for k in range(1, looks + 1)]
+    return first, ends, elapsed
+
+
+def _series_tests(
+    series: list[dict[str, MetricData]],
+    elapsed: list[float],
+    model_config: ModelConfig,
+    champion: str,
+    challengers: Sequence[str],
+    decision: DecisionConfig,
+    sequential_config: SequentialConfig | None,
+) -> dict[tuple[str, str], dict[str, list[float]]]:
     out: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for k, data in enumerate(series, start=1):
-        at = end if k == looks else first + step * k
+    for at, data in zip(elapsed, series, strict=True):
         for name, d in data.items():
+            empty = _empty(model_config.metrics[name], decision.cuped)
             for arm in challengers:
                 test = _compare(
-                    d.stats[champion], d.stats[arm], alpha=decision.alpha,
-                    sequential=sequential_config,
+                    d.stats.get(champion) or empty, d.stats.get(arm) or empty,
+                    alpha=decision.alpha, sequential=sequential_config,
                 )  # fmt: skip
                 row = out.setdefault(
                     (name, arm), {"elapsed_s": [], "estimate": [], "ci_low": [], "ci_high": []}
                 )
                 ok = test["status"] == "ok"
-                row["elapsed_s"].append((at - first) / timedelta(seconds=1))
+                row["elapsed_s"].append(at)
                 for key in ("estimate", "ci_low", "ci_high"):
                     v = float(test[key])
                     row[key].append(v if ok and np.isfinite(v) else NAN)
