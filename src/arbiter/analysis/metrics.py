@@ -336,15 +336,6 @@ class MetricResult:
     guardrail: dict[str, Any] | None = None
     over_time: dict[str, list[float]] | None = field(default=None, repr=False)
 
-    @property
-    def better(self) -> bool | None:
-        """Whether the challenger is significantly better (None without a usable test)."""
-        if self.status != "ok" or not math.isfinite(self.p_value):
-            return None
-        p = self.adjusted_p_value if self.adjusted_p_value is not None else self.p_value
-        sign = 1.0 if self.direction == "increase" else -1.0
-        return bool(p < 0.05 and sign * self.estimate > 0) if p == p else None
-
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready values (NaN stays NaN; the CLI turns it into null)."""
         return asdict(self)
@@ -536,8 +527,11 @@ def analyze_metrics(
         if isinstance(metric, LabelMetric):
             try:
                 label_row_sql(metric)
-            except InvalidInputError:
-                rowless.append(name)  # ROC/PR AUC: no per-row form, compared by o5's bootstrap
+            except InvalidInputError as exc:
+                if metric.label_metric in ("roc_auc", "pr_auc"):
+                    rowless.append(name)  # no per-row form: o5's unit-cluster bootstrap
+                else:
+                    notes.append(f"{name}: not analysed ({exc.message})")
                 continue
         names.append(name)
     plan = _look_plan(con, scope, over_time) if over_time > 0 else None
