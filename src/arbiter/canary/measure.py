@@ -45,7 +45,7 @@ looks, so a 95 % interval would be crossed by chance sooner or later): the error
 as breached only when **both** the lower bound of its time-uniform binomial confidence sequence
 (a beta-binomial mixture, valid over any number of looks) at level
 :data:`~arbiter.stats.guardrails.BREACH_ALPHA` = 0.001 exceeds the limit (a 20 %-error
-challenger still crosses a 1 % limit after a few dozen requests) **and** it is significantly
+challenger still crosses a 1 % limit after about 20 requests) **and** it is significantly
 above the champion's error rate (one-sided Fisher exact test at the same level), so a champion
 whose own baseline is above the limit does not get an identical challenger rolled back; with
 no champion request at all (a plan that starts at 100 %) the absolute bound alone decides. It
