@@ -15,8 +15,7 @@ from pydantic import Field, model_validator
 
 from arbiter.routing import ABTest, MultiArmTest, slot_layout
 from arbiter.strategies.base import IsolatedArms, SeveralChallengers, describe_arms
-from arbiter.strategies.spec import Controller, LiveEndpoint
-from arbiter.strategies.spec import StrategySpec
+from arbiter.strategies.spec import Controller, LiveEndpoint, StrategySpec
 
 if TYPE_CHECKING:
     from arbiter.config import ModelConfig

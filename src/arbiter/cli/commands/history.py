@@ -52,7 +52,7 @@ def history(
                     "actor",
                     "reason",
                 ],
-            )  # fmt: skip
+            )
         )
     for move in moves:
         move["when"] = _when(move["ts_us"])
