@@ -36,6 +36,11 @@ from arbiter.analysis.aggregate import (
     list_experiments,
 )
 from arbiter.analysis.kinds import Analysis, analysis_for, logged_shape
+from arbiter.analysis.periods import (
+    policy_without_pooled_srm,
+    srm_with_periods,
+    verdict_with_periods,
+)
 from arbiter.analysis.policy import (
     ERROR_RATE,
     LATENCY_P99,
@@ -351,6 +356,7 @@ def compare_arms(
         srm_basis = "units" if with_ids else "requests"
         counts = (traffic["champion"].units, traffic["challenger"].units)
         srm = srm_test(counts, pol.traffic_weights, threshold=pol.srm_threshold)
+        srm = srm_with_periods(con, model, experiment, srm, SIDES, pol.srm_threshold, notes)
 
     secondary: dict[str, dict[str, Any]] = {}
     if mode == "shadow":
@@ -397,8 +403,9 @@ def compare_arms(
                 # Shadow: both models score every pair, so there is no split to check.
                 assignment_counts=counts or (champ.n, champ.n),
             ),
-            pol,
+            policy_without_pooled_srm(srm, pol),
         )
+    verdict = verdict_with_periods(verdict, srm, pol)  # SRM per split period (periods.py)
 
     arms = {
         side: {

@@ -100,6 +100,7 @@ from arbiter.analysis.aggregate import (
     aggregate_experiment,
 )
 from arbiter.analysis.analyze import _guardrail_observations
+from arbiter.analysis.periods import srm_with_periods
 from arbiter.analysis.policy import to_decision_policy
 from arbiter.config import DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError
@@ -329,6 +330,7 @@ def analyze_multiarm(
     metric = "accuracy" if agg.task == "classification" else f"{decision.loss}_error"
 
     srm, srm_basis = _srm(traffic, arms, weights, pol, notes)
+    srm = srm_with_periods(con, model, experiment, srm, arms, pol.srm_threshold, notes)
     omnibus, marascuilo = _omnibus(stats, arms, pol)
     family = pairwise_comparisons(stats, arms, pol, marascuilo)
     # Bonferroni over the challengers: each is a chance of a false guardrail breach.

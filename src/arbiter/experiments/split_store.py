@@ -360,6 +360,19 @@ def attach_experiment_changes(con: Any, registry: Any, model: str) -> None:
     con.register("experiment_changes", changes_table(changes))
 
 
+def attach_for_home(con: Any, home: Any, model: str) -> None:
+    """:func:`attach_experiment_changes` with the registry of ``home`` (an arbiter Home)."""
+    from arbiter.registry import MLflowRegistry
+
+    config = home.config()
+    registry = MLflowRegistry(
+        home.tracking_uri(config),
+        registry_uri=config.registry.registry_uri,
+        artifact_location=home.artifact_location(),
+    )
+    attach_experiment_changes(con, registry, model)
+
+
 def changes_table(changes: list[ExperimentChange]) -> Any:
     """The changes as the Arrow table ``experiment_changes`` the analysis reads
     (:func:`arbiter.analysis.periods.attach_changes`)."""
