@@ -192,3 +192,62 @@ def test_a_broken_split_after_the_change_is_detected() -> None:
     result = _analyse(table, 0.001)
     assert result.mismatch
     assert result.periods[1]["p_value"] < 1e-6 < result.periods[0]["p_value"]
+
+
+def _labelled(table: pa.Table, rng: np.random.Generator) -> tuple[pa.Table, pa.Table]:
+    """Predictions ``0``/``1`` and a label for every row, both arms equally accurate (A/A)."""
+    n = table.num_rows
+    pred = rng.integers(0, 2, n)
+    label = np.where(rng.random(n) < 0.8, pred, 1 - pred)
+    table = table.set_column(
+        table.schema.get_field_index("prediction"), "prediction", pa.array(pred.astype(str))
+    )
+    table = table.set_column(
+        table.schema.get_field_index("prediction_num"), "prediction_num", pa.array(pred * 1.0)
+    )
+    feedback = pa.table(
+        {
+            "request_id": table["request_id"],
+            "row_index": table["row_index"],
+            "ts": table["ts"],
+            "label": pa.array(label.astype(str)),
+            "label_num": pa.array(label * 1.0),
+        },
+        schema=FEEDBACK_SCHEMA,
+    )
+    return table, feedback
+
+
+def test_the_ab_analysis_tests_srm_per_period_and_leaves_crossed_units_out() -> None:
+    from arbiter.analysis import analyze_experiment
+    from arbiter.config import ModelConfig
+
+    rng = np.random.default_rng(11)
+    table, _ = simulate(rng, units=4000)
+    table, feedback = _labelled(table, rng)
+    config = ModelConfig.model_validate(
+        {"experiment": {"strategy": "ab", "name": "m-ab", "challenger_share": 0.1}}
+    )
+    # Without the recorded change: the pooled check against the configured 10 % fires.
+    con = connect_tables(table, feedback)
+    pooled = analyze_experiment(con, "m", "m-ab", model_config=config)
+    assert pooled.srm.mismatch and pooled.verdict.decision == "continue"
+    assert "per period" not in " ".join(pooled.notes)
+
+    con.register("experiment_changes", changes_table(
+        [change(CHANGE_AT, "split", {"challenger": 0.1}, {"challenger": 0.5})]))  # fmt: skip
+    result = analyze_experiment(con, "m", "m-ab", model_config=config)
+    out = result.to_dict()
+    assert out["srm"]["method"].startswith("Pearson chi-square per split period")
+    assert not out["srm"]["mismatch"] and len(out["srm"]["periods"]) == 2
+    srm = [r for r in result.verdict.reasons if r.name == "srm"]
+    assert len(srm) == 1 and srm[0].met and "per split period" in srm[0].detail
+    # the quality metric leaves out the units served by both arms (pandas reference)
+    df = table.to_pandas()
+    crossed = df.groupby("unit_id").arm.nunique()
+    crossed = set(crossed[crossed > 1].index)
+    assert out["srm"]["crossed_units"] == len(crossed) > 0
+    kept = df[~df.unit_id.isin(crossed)]
+    for arm in ("champion", "challenger"):
+        assert result.arms[arm]["labelled"] == (kept.arm == arm).sum()
+        assert result.arms[arm]["labelled_units"] == kept[kept.arm == arm].unit_id.nunique()

@@ -38,6 +38,7 @@ from arbiter.analysis.aggregate import (
 from arbiter.analysis.kinds import Analysis, analysis_for, logged_shape
 from arbiter.analysis.periods import (
     policy_without_pooled_srm,
+    split_changed,
     srm_with_periods,
     verdict_with_periods,
 )
@@ -339,7 +340,8 @@ def compare_arms(
     """
     decision = policy or (model_config.decision if model_config else DecisionConfig())
     notes: list[str] = []
-    agg = aggregate_experiment(con, model, experiment, loss=decision.loss)
+    crossed = mode == "ab" and split_changed(con, model, experiment)  # periods.py
+    agg = aggregate_experiment(con, model, experiment, loss=decision.loss, exclude_crossed=crossed)
     info = agg.info
     weights = _traffic_weights(model, experiment, mode, model_config, notes)
     pol = to_decision_policy(decision, mode=mode, task=agg.task, traffic_weights=weights)

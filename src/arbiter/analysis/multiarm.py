@@ -100,7 +100,7 @@ from arbiter.analysis.aggregate import (
     aggregate_experiment,
 )
 from arbiter.analysis.analyze import _guardrail_observations
-from arbiter.analysis.periods import srm_with_periods
+from arbiter.analysis.periods import split_changed, srm_with_periods
 from arbiter.analysis.policy import to_decision_policy
 from arbiter.config import DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError
@@ -306,7 +306,10 @@ def analyze_multiarm(
     decision = policy or (model_config.decision if model_config else DecisionConfig())
     notes: list[str] = []
     arms, aliases, weights = _arm_plan(con, model, experiment, model_config, notes)
-    agg = aggregate_experiment(con, model, experiment, loss=decision.loss, arms=arms)
+    crossed = split_changed(con, model, experiment)  # units moved by a split change: left out
+    agg = aggregate_experiment(
+        con, model, experiment, loss=decision.loss, arms=arms, exclude_crossed=crossed
+    )
     info = agg.info
     if info.strategy != "ab":
         raise InvalidInputError(

@@ -23,7 +23,9 @@ of periods, and each period's own test reported beside it.
 
 **Crossed units**: a unit served by more than one arm (it moved when a share changed: by the
 monotonic split, from the champion into a growing challenger or back from a shrinking one) is
-counted and reported (``crossed_units``); the outcome-metric engine excludes such units.
+counted and reported (``crossed_units``) and left out of the quality metric comparison
+(:func:`~arbiter.analysis.aggregate.aggregate_experiment` with ``exclude_crossed``), as the
+outcome-metric engine leaves them out of outcome metrics.
 """
 
 from __future__ import annotations
@@ -287,6 +289,12 @@ def period_srm(
 # --- hooks into the A/B and A/B/n analyses ---------------------------------------------------
 
 
+def split_changed(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> bool:
+    """Whether a recorded change cut ``experiment`` into periods (then its crossed units are
+    left out of the quality metric: ``aggregate_experiment(exclude_crossed=True)``)."""
+    return bool(split_periods(stored_changes(con, model), experiment))
+
+
 def srm_with_periods(
     con: duckdb.DuckDBPyConnection,
     model: str,
@@ -308,7 +316,8 @@ def srm_with_periods(
         f"the split changed while the experiment ran: SRM tested per period ({len(periods)} "
         f"periods, units counted in the period of their first exposure; {result.grace_units} "
         f"units first seen within a grace window after a change left out); "
-        f"{result.crossed_units} units were served by more than one arm (crossed_units)"
+        f"{result.crossed_units} units were served by more than one arm (crossed_units): "
+        "left out of the metric comparison"
     )
     return result
 
@@ -352,6 +361,7 @@ __all__ = [
     "new_units_by_period",
     "period_srm",
     "policy_without_pooled_srm",
+    "split_changed",
     "split_periods",
     "srm_with_periods",
     "stored_changes",
