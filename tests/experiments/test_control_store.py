@@ -21,7 +21,7 @@ def _abn(make_home: Any) -> tuple[ExperimentControl, Any]:
                     "challengers": [
                         {"alias": "challenger", "share": 0.2},
                         {"alias": "c2", "share": 0.2},
-                    ],  # fmt: skip
+                    ],
                 }
             },
             "faulty": {"experiment": {"strategy": "shadow", "challenger_alias": "raising"}},
@@ -34,7 +34,7 @@ def _abn(make_home: Any) -> tuple[ExperimentControl, Any]:
 
 
 def test_abn_share_change_is_monotonic_and_recorded(make_home: Any) -> None:
-    control, (registry, config) = _abn(make_home)
+    control, (registry, _config) = _abn(make_home)
     before = control.strategy(control.read())
     result = control.set_split({"c2": 0.45}, reason="c2 looks fine", actor="carol")
     assert result["shares"] == {"challenger": 0.2, "c2": 0.45}
