@@ -218,9 +218,13 @@ def _labelled(table: pa.Table, rng: np.random.Generator) -> tuple[pa.Table, pa.T
     return table, feedback
 
 
-def test_the_ab_analysis_tests_srm_per_period_and_leaves_crossed_units_out() -> None:
+def test_the_ab_analysis_tests_srm_per_period_and_leaves_crossed_units_out(tmp_path: Any) -> None:
+    from rich.console import Console
+
     from arbiter.analysis import analyze_experiment
     from arbiter.config import ModelConfig
+    from arbiter.report.html import write_html
+    from arbiter.report.terminal import print_analysis
 
     rng = np.random.default_rng(11)
     table, _ = simulate(rng, units=4000)
@@ -251,3 +255,41 @@ def test_the_ab_analysis_tests_srm_per_period_and_leaves_crossed_units_out() -> 
     for arm in ("champion", "challenger"):
         assert result.arms[arm]["labelled"] == (kept.arm == arm).sum()
         assert result.arms[arm]["labelled_units"] == kept[kept.arm == arm].unit_id.nunique()
+    console = Console(record=True, width=140)
+    print_analysis(console, result)
+    assert "per period" in console.export_text()
+    assert write_html([result], tmp_path / "r.html", model="m").exists()
+
+
+def test_the_multiarm_analysis_tests_srm_per_period_and_renders(tmp_path: Any) -> None:
+    from rich.console import Console
+
+    from arbiter.analysis import analyze_experiment
+    from arbiter.config import ModelConfig
+    from arbiter.report.html import write_html
+    from arbiter.report.terminal import print_analysis
+
+    rng = np.random.default_rng(12)
+    table, _ = simulate(rng, units=3000)
+    table, feedback = _labelled(table, rng)
+    config = ModelConfig.model_validate(  # a challenger list: the k-arm analysis
+        {
+            "experiment": {
+                "strategy": "ab",
+                "name": "m-ab",
+                "challengers": [{"alias": "challenger", "share": 0.1}],
+            }
+        }
+    )
+    con = connect_tables(table, feedback)
+    con.register("experiment_changes", changes_table(
+        [change(CHANGE_AT, "split", {"challenger": 0.1}, {"challenger": 0.5})]))  # fmt: skip
+    result = analyze_experiment(con, "m", "m-ab", model_config=config)
+    out = result.to_dict()
+    assert out["kind"] == "multiarm"
+    assert isinstance(result.srm, PeriodSRMResult) and not result.srm.mismatch
+    assert out["srm"]["crossed_units"] > 0 and len(out["srm"]["periods"]) == 2
+    console = Console(record=True, width=140)
+    print_analysis(console, result)
+    assert "SRM" in console.export_text()
+    assert write_html([result], tmp_path / "r.html", model="m").exists()
