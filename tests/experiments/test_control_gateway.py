@@ -153,3 +153,29 @@ def _units(
     answers = send(client, "fraud", rows, start, n)
     assert all(a["status"] == 200 for a in answers), answers[:3]
     return [{**a, "unit_id": f"u{start + i}"} for i, a in enumerate(answers)]
+
+
+def test_every_replica_applies_a_change_within_a_poll(
+    running: Any, fraud_rows: list[dict[str, float]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two gateways on one registry: a split written through one is applied by the other at
+    its next poll (and by the first at once), and both route a unit the same way."""
+    monkeypatch.setenv("ARBITER_API_TOKEN", TOKEN)
+    models = {"fraud": {"experiment": {"strategy": "ab", "challenger_share": 0.2}}}
+    first, _home = running(models, **FAST)
+    second, _ = running(models, **FAST)  # same home, hence the same registry
+    with (
+        httpx.Client(base_url=first.url, timeout=30) as one,
+        httpx.Client(base_url=second.url, timeout=30) as two,
+    ):
+        r = one.post("/admin/experiments/fraud/split", headers=AUTH, json={"share": 0.6})
+        assert r.status_code == 200, r.text
+        assert _experiment(one)["split"]["challenger"] == pytest.approx(0.6)
+        wait_for(lambda: _experiment(two)["split"]["challenger"] == pytest.approx(0.6))
+        assert _experiment(two)["control"]["version"] == 1
+        a = [x["arm"] for x in send(one, "fraud", fraud_rows, 0, 100)]
+        b = [x["arm"] for x in send(two, "fraud", fraud_rows, 0, 100)]
+        assert a == b
+        r = two.post("/admin/experiments/fraud/stop", headers=AUTH, json={"reason": "x"})
+        assert r.status_code == 200
+        wait_for(lambda: _experiment(one)["status"] == "stopped")
