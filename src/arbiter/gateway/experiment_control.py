@@ -45,6 +45,8 @@ def apply_control(
 
     endpoint = state.pool.endpoints[name]
     applied = endpoint.control
+    if applied is not None and 0 < control.version < applied["version"]:
+        return  # a poll that read before a write this worker already applied (admin call)
     if applied is None or tuple(applied["key"]) != control.key():
         strategy = service.strategy(control)
         endpoint.experiment_override = control.logged_experiment
