@@ -121,13 +121,13 @@ def configured_shares(config: ModelConfig) -> dict[str, float]:
 
 
 def _check_ab(model: str, config: ModelConfig) -> None:
-    if config.experiment.strategy != "ab":
+    strategy = config.experiment.strategy
+    if strategy != "ab":
+        hint = "; steer a canary with `arbiter canary`" if strategy == "canary" else ""
         raise ExperimentConflictError(
-            f"model {model!r} runs strategy {config.experiment.strategy!r}; split changes, stop "
-            "and start apply to A/B and A/B/n experiments (strategy: ab) only"
-            + (": steer a canary with `arbiter canary`" if config.experiment.strategy == "canary"
-               else "")
-        )  # fmt: skip
+            f"model {model!r} runs strategy {strategy!r}; split changes, stop and start apply "
+            f"to A/B and A/B/n experiments (strategy: ab) only{hint}"
+        )
 
 
 def build_strategy(model: str, config: ModelConfig, control: Control) -> Strategy:
