@@ -37,6 +37,12 @@ from arbiter.analysis.aggregate import (
 )
 from arbiter.analysis.kinds import Analysis, analysis_for, logged_shape
 from arbiter.analysis.metrics import MetricsAnalysis, analyze_metrics
+from arbiter.analysis.periods import (
+    policy_without_pooled_srm,
+    split_changed,
+    srm_with_periods,
+    verdict_with_periods,
+)
 from arbiter.analysis.policy import (
     ERROR_RATE,
     LATENCY_P99,
@@ -350,7 +356,8 @@ def compare_arms(
     """
     decision = policy or (model_config.decision if model_config else DecisionConfig())
     notes: list[str] = []
-    agg = aggregate_experiment(con, model, experiment, loss=decision.loss)
+    crossed = mode == "ab" and split_changed(con, model, experiment)  # periods.py
+    agg = aggregate_experiment(con, model, experiment, loss=decision.loss, exclude_crossed=crossed)
     info = agg.info
     weights = _traffic_weights(model, experiment, mode, model_config, notes)
     pol = to_decision_policy(decision, mode=mode, task=agg.task, traffic_weights=weights)
@@ -367,6 +374,7 @@ def compare_arms(
         srm_basis = "units" if with_ids else "requests"
         counts = (traffic["champion"].units, traffic["challenger"].units)
         srm = srm_test(counts, pol.traffic_weights, threshold=pol.srm_threshold)
+        srm = srm_with_periods(con, model, experiment, srm, SIDES, pol.srm_threshold, notes)
 
     secondary: dict[str, dict[str, Any]] = {}
     if mode == "shadow":
@@ -413,8 +421,9 @@ def compare_arms(
                 # Shadow: both models score every pair, so there is no split to check.
                 assignment_counts=counts or (champ.n, champ.n),
             ),
-            pol,
+            policy_without_pooled_srm(srm, pol),
         )
+    verdict = verdict_with_periods(verdict, srm, pol)  # SRM per split period (periods.py)
 
     metrics = None
     if mode == "ab" and model_config is not None and model_config.metrics:
