@@ -135,6 +135,15 @@ class ModelConfig(_Frozen):
     @model_validator(mode="after")
     def _metric_references(self) -> ModelConfig:
         check_metrics(self.metrics, self.decision.primary_metric, self.decision.guardrail_metrics)
+        exp = self.experiment
+        reward = exp.bandit.reward_metric if isinstance(exp, BanditExperimentConfig) else None
+        if reward is not None:
+            found = self.metrics.get(reward)
+            if not (isinstance(found, EventMetric) and found.aggregate == "any"):
+                raise ValueError(
+                    f"experiment.bandit.reward.metric {reward!r} must be an event metric with "
+                    "aggregate: any (0/1 per unit) defined under metrics"
+                )
         return self
 
     def experiment_name(self, model: str) -> str:
