@@ -18,7 +18,7 @@ from arbiter.stats.bayesian import (
     beta_prob_greater,
     normal_summary,
 )
-from arbiter.stats.cuped import CupedResult, cuped_test, cuped_theta
+from arbiter.stats.cuped import CupedResult, cuped_adjusted, cuped_test, cuped_theta
 from arbiter.stats.guardrails import (
     BREACH_ALPHA,
     MIN_LATENCY_REQUESTS,
@@ -162,6 +162,7 @@ __all__ = [
     "clustered_interleaving_test",
     "confidence_sequence",
     "cs_halfwidth",
+    "cuped_adjusted",
     "cuped_test",
     "cuped_theta",
     "decide",

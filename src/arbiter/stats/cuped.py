@@ -33,7 +33,7 @@ from typing import Any, Literal
 from scipy import stats
 
 from arbiter.errors import InvalidInputError
-from arbiter.stats.sufficient import RegressionAdjustmentStatistic
+from arbiter.stats.sufficient import RegressionAdjustmentStatistic, SampleMeanStatistic
 
 Alternative = Literal["two-sided", "larger", "smaller"]
 CupedStatus = Literal["ok", "insufficient_data", "zero_variance", "zero_covariate_variance"]
@@ -215,6 +215,42 @@ def cuped_test(
     )
 
 
+def cuped_adjusted(
+    control: RegressionAdjustmentStatistic, treatment: RegressionAdjustmentStatistic
+) -> tuple[SampleMeanStatistic, SampleMeanStatistic, float]:
+    """The arms' CUPED-adjusted metric as plain :class:`SampleMeanStatistic` s, and ``theta``.
+
+    Each arm's statistic has the adjusted mean ``ybar_g - theta (xbar_g - xbar)`` and the
+    adjusted per-unit variance ``var(y) - 2 theta cov(x, y) + theta^2 var(x)`` of
+    :func:`cuped_test` (its ``n``, ``sum`` and ``sum_squares`` are chosen to reproduce both),
+    so every test that takes sample means (Welch, the confidence sequence of
+    :mod:`arbiter.stats.sequential`, :func:`arbiter.stats.verdict.decide`) runs on the
+    adjusted metric unchanged: Welch on them is exactly :func:`cuped_test`.
+
+    Parameters
+    ----------
+    control, treatment : RegressionAdjustmentStatistic
+        Per-arm sums of the metric ``y`` and its pre-period covariate ``x``.
+
+    Returns
+    -------
+    (SampleMeanStatistic, SampleMeanStatistic, float)
+        Adjusted control, adjusted treatment, ``theta``.
+    """
+    theta = cuped_theta(control, treatment)
+    total = control.n + treatment.n
+    xbar = (control.x_sum + treatment.x_sum) / total if total else 0.0
+
+    def adjusted(s: RegressionAdjustmentStatistic) -> SampleMeanStatistic:
+        if s.n == 0:
+            return SampleMeanStatistic(0, 0.0, 0.0)
+        mean = s.y.mean - theta * (s.x.mean - xbar)
+        var = _adjusted_variance(s, theta) if s.n > 1 else 0.0
+        return SampleMeanStatistic(s.n, mean * s.n, (s.n - 1) * var + s.n * mean * mean)
+
+    return adjusted(control), adjusted(treatment), theta
+
+
 # --- private helpers ---------------------------------------------------------------------
 
 
@@ -274,4 +310,4 @@ def _degenerate(
     )
 
 
-__all__ = ["CupedResult", "cuped_test", "cuped_theta"]
+__all__ = ["CupedResult", "cuped_adjusted", "cuped_test", "cuped_theta"]

@@ -18,6 +18,10 @@ from __future__ import annotations
 from arbiter.stats.guardrails import Guardrail, GuardrailObservation
 from arbiter.stats.verdict.bandit import P_BEST_THRESHOLD, decide_bandit
 from arbiter.stats.verdict.interleaving import decide_interleaving, interleaving_decision_p_value
+from arbiter.stats.verdict.metric_guardrails import (
+    apply_metric_guardrails,
+    non_inferiority_criterion,
+)
 from arbiter.stats.verdict.multiarm import (
     PairwiseComparison,
     PairwiseFamily,
@@ -55,11 +59,13 @@ __all__ = [
     "ShadowClassicPolicy",
     "ShadowObservations",
     "Verdict",
+    "apply_metric_guardrails",
     "decide",
     "decide_bandit",
     "decide_interleaving",
     "decide_multiarm",
     "decide_shadow_classic",
     "interleaving_decision_p_value",
+    "non_inferiority_criterion",
     "pairwise_comparisons",
 ]
