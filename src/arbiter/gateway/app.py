@@ -27,7 +27,16 @@ from arbiter.gateway.metrics import GatewayMetrics
 from arbiter.gateway.middleware.auth import TokenAuthMiddleware
 from arbiter.gateway.middleware.body_limit import BodyLimitMiddleware
 from arbiter.gateway.pool import ModelPool
-from arbiter.gateway.routes import admin, feedback, inference_v2, invocations, ops, predict, rank
+from arbiter.gateway.routes import (
+    admin,
+    feedback,
+    inference_v2,
+    invocations,
+    ops,
+    outcomes,
+    predict,
+    rank,
+)
 from arbiter.gateway.shadow import ShadowExecutor
 from arbiter.gateway.state import GatewayState
 from arbiter.home import Home
@@ -38,7 +47,7 @@ log = logging.getLogger("arbiter.gateway")
 
 SHUTDOWN_SHADOW_GRACE_S = 5.0
 # /admin checks its own token (routes/admin.py), which may differ from the API token.
-PROTECTED_PREFIXES = ("/feedback",)
+PROTECTED_PREFIXES = ("/feedback", "/outcomes")
 
 
 def _schema_generator() -> SchemaGenerator:
@@ -65,6 +74,7 @@ def routes() -> list[Route]:
         Route("/models/{name}/invocations", invocations.invocations, methods=["POST"]),
         Route("/invocations", invocations.invocations_single, methods=["POST"]),
         Route("/feedback", feedback.feedback, methods=["POST"]),
+        Route("/outcomes", outcomes.outcomes, methods=["POST"]),
         Route("/healthz", ops.healthz, methods=["GET"]),
         Route("/readyz", ops.readyz, methods=["GET"]),
         Route("/metrics", ops.metrics, methods=["GET"]),

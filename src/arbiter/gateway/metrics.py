@@ -80,6 +80,9 @@ class GatewayMetrics:
         self.feedback = Counter(
             "arbiter_feedback_total", "Labels durably stored via /feedback.", **kw
         )
+        self.outcomes = Counter(
+            "arbiter_outcomes_total", "Outcome events durably stored via /outcomes.", **kw
+        )
         # What each registered strategy adds (arbiter.strategies; e.g. the canary's share).
         self.strategy_metrics: dict[str, Counter | Gauge] = {}
         for spec in SPECS.values():
