@@ -41,6 +41,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from arbiter.analysis.metrics import metric_statistics
 from arbiter.config import BanditExperimentConfig, BanditSettings, DecisionConfig, ModelConfig
 from arbiter.errors import NotFoundError
 from arbiter.events.query import Scope, latest_labels_sql
@@ -191,8 +192,6 @@ def metric_rewards(
     of their values. Returns the rewards and the number of crossed units (exposed to more than
     one arm: left out of every arm).
     """
-    from arbiter.analysis.metrics import metric_statistics
-
     data = metric_statistics(con, Scope(model, experiment), model_config, metric, arms=list(arms))
     out: dict[str, ArmRewards] = {}
     for arm in arms:

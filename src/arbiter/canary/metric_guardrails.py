@@ -10,39 +10,40 @@ challenger is worse than the champion **by more than the margin**::
     max_increase m:  H0: challenger − champion <= m    vs  H1: > m   (harm = an increase)
     max_decrease m:  H0: challenger − champion >= −m   vs  H1: < −m  (harm = a decrease)
 
-with the one-sided always-valid confidence sequence of :func:`arbiter.stats.sequential.
-confidence_sequence` (``null_value`` at the margin), so a canary may look at every checkpoint,
-hundreds of times, and still roll an unharmful challenger back with probability at most
-``alpha``. A significant harm is a failing criterion named ``guardrail:metric:<name>`` with
-the observed difference: :meth:`arbiter.routing.canary.CheckpointInputs.from_verdict` counts
-it as a guardrail breach, and a breach rolls the canary back. Too few units, or no data, is
-not harm (noise never rolls a canary back on its own): the criterion is met and says so.
+with the one-sided always-valid confidence sequence (the same
+:func:`arbiter.stats.verdict.non_inferiority_criterion` ``arbiter analyze`` uses, with a
+:class:`~arbiter.stats.sequential.SequentialConfig`), so a canary may look at every
+checkpoint, hundreds of times, and still roll an unharmful challenger back with probability at
+most ``alpha``. A significant harm is a breached criterion ``guardrail_metric:<name>``:
+:func:`with_metric_guardrails` turns the checkpoint's verdict into ``rollback``, and the
+canary rolls back. Too few units is not harm (noise never rolls a canary back on its own):
+the criterion is met and says so.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from arbiter.analysis.metrics import metric_statistics
 from arbiter.config import ModelConfig
 from arbiter.events.query import Scope
 from arbiter.metric_definitions import MetricGuardrail
-from arbiter.stats.sequential import SequentialConfig, confidence_sequence
-from arbiter.stats.verdict import Criterion, Verdict
+from arbiter.stats.sequential import SequentialConfig
+from arbiter.stats.verdict import Criterion, Verdict, non_inferiority_criterion
+from arbiter.stats.verdict.metric_guardrails import Harm
 
 #: Units per arm before a guardrail metric is tested (the confidence sequence is asymptotic).
 MIN_UNITS_PER_ARM = 30
-PREFIX = "guardrail:metric:"
 
 
-def _harm_test(rail: MetricGuardrail) -> tuple[str, float, str]:
-    """(alternative, null value, wording) of the one-sided non-inferiority test of ``rail``."""
+def _harm(rail: MetricGuardrail) -> tuple[Harm, float]:
+    """Which direction of challenger − champion is harm for ``rail``, and its margin."""
     if rail.max_increase is not None:
-        return "larger", float(rail.max_increase), f"increase beyond +{rail.max_increase:g}"
+        return "increase", float(rail.max_increase)
     assert rail.max_decrease is not None
-    return "smaller", -float(rail.max_decrease), f"decrease beyond -{rail.max_decrease:g}"
+    return "decrease", float(rail.max_decrease)
 
 
 def metric_guardrail_criteria(
@@ -55,7 +56,7 @@ def metric_guardrail_criteria(
     min_units: int = MIN_UNITS_PER_ARM,
     target_sample_size: float | None = None,
 ) -> list[Criterion]:
-    """One criterion per ``decision.guardrail_metrics`` entry; failing ones mean rollback.
+    """One criterion per ``decision.guardrail_metrics`` entry; breached ones mean rollback.
 
     Parameters
     ----------
@@ -79,61 +80,48 @@ def metric_guardrail_criteria(
     Returns
     -------
     list of Criterion
-        ``met`` False only where harm beyond the margin is significant; ``observed`` is the
-        difference (challenger − champion) once tested, else None.
+        From :func:`arbiter.stats.verdict.non_inferiority_criterion` (named
+        ``guardrail_metric:<name>``, ``observed`` the one-sided bound): breached = observed
+        and not met. Before ``min_units`` per arm: met, ``observed`` None, saying why.
     """
     rails = model_config.decision.guardrail_metrics
     if not rails:
         return []
-    from arbiter.analysis.metrics import metric_statistics
-
     champion, challenger = arms[0], arms[1]
+    sequential = (
+        SequentialConfig()
+        if target_sample_size is None
+        else SequentialConfig(target_sample_size=target_sample_size)
+    )
     out: list[Criterion] = []
     for rail in rails:
-        name = PREFIX + rail.metric
-        alternative, null, wording = _harm_test(rail)
+        harm, margin = _harm(rail)
         data = metric_statistics(con, scope, model_config, rail.metric, arms=[champion, challenger])
         units = {arm: int(data.units.get(arm, 0)) for arm in (champion, challenger)}
-        if min(units.values()) < min_units or not all(
-            arm in data.stats for arm in (champion, challenger)
-        ):
+        if min(units.values()) < min_units:
             out.append(
                 Criterion(
-                    name,
+                    f"guardrail_metric:{rail.metric}",
                     True,
                     None,
-                    null,
+                    margin if harm == "increase" else -margin,
                     f"not tested yet: {units[champion]}/{units[challenger]} units "
                     f"(champion/challenger), {min_units} per arm needed",
                 )
             )
             continue
-        config = SequentialConfig(
-            null_value=null,
-            **({} if target_sample_size is None else {"target_sample_size": target_sample_size}),
-        )
-        result = confidence_sequence(
-            data.stats[champion],
-            data.stats[challenger],
+        criterion = non_inferiority_criterion(
+            rail.metric,
+            data.stats[champion],  # type: ignore[arg-type]  # no CUPED here
+            data.stats[challenger],  # type: ignore[arg-type]
+            margin=margin,
+            harm=harm,
             alpha=alpha,
-            alternative=alternative,  # type: ignore[arg-type]
-            config=config,
+            sequential=sequential,
         )
-        bound = result.ci_low if alternative == "larger" else result.ci_high
-        harmed = bool(result.significant) and result.status == "ok"
         crossed = f"; {data.crossed_units} crossed units left out" if data.crossed_units else ""
-        out.append(
-            Criterion(
-                name,
-                not harmed,
-                None if not math.isfinite(result.estimate) else float(result.estimate),
-                null,
-                f"{rail.metric}: challenger − champion {result.estimate:+.4g} per unit "
-                f"(always-valid one-sided bound {bound:+.4g}, p={result.p_value:.3g}, "
-                f"{units[champion]}/{units[challenger]} units{crossed}); "
-                + (f"harm: {wording}" if harmed else f"no significant {wording}"),
-            )
-        )
+        detail = f"{criterion.detail} ({units[champion]}/{units[challenger]} units{crossed})"
+        out.append(replace(criterion, detail=detail))
     return out
 
 
@@ -153,7 +141,7 @@ def with_metric_guardrails(
     criteria = metric_guardrail_criteria(con, scope, model_config, alpha=alpha)
     if not criteria:
         return verdict
-    harmed = any(not c.met for c in criteria)
+    harmed = any(c.observed is not None and not c.met for c in criteria)
     return replace(
         verdict,
         reasons=(*verdict.reasons, *criteria),
@@ -163,7 +151,6 @@ def with_metric_guardrails(
 
 __all__ = [
     "MIN_UNITS_PER_ARM",
-    "PREFIX",
     "metric_guardrail_criteria",
     "with_metric_guardrails",
 ]
