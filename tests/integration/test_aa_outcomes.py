@@ -103,7 +103,10 @@ def _run(
             client.post("/outcomes", json={"outcomes": outcomes}).raise_for_status()
         scope = Scope("fraud", "fraud-aa", start=start)
         # Wait for the look's exposures to be in the log (flushed in the background).
-        wait_for(lambda: _units(home, scope) >= unit, what=f"{unit} units logged")
+        wait_for(
+            lambda scope=scope, unit=unit: _units(home, scope) >= unit,
+            what=f"{unit} units logged",
+        )
         with EventStore(home.root).connect() as con:
             metrics = analyze_metrics(con, scope, config)
         assert metrics.crossed_units == 0
