@@ -21,38 +21,36 @@ def predictions_table(
     ts_us: np.ndarray,
     *,
     model: str = "m",
-    experiment: str = "exp",
+    experiment: str | np.ndarray = "exp",
     prediction: np.ndarray | None = None,
 ) -> pa.Table:
     """Served, unforced A/B rows (one per element)."""
     n = len(unit_id)
+    arm = np.asarray(arm).astype(str)
     cols: dict[str, Any] = {
-        "request_id": [f"r{i}" for i in range(n)],
-        "row_index": np.zeros(n, dtype=np.int32),
-        "ts": np.asarray(ts_us, dtype=np.int64),
-        "model": [model] * n,
-        "experiment": [experiment] * n,
-        "strategy": ["ab"] * n,
-        "unit_id": [str(u) for u in unit_id],
-        "unit_random": [False] * n,
-        "arm": list(arm),
-        "role": ["served"] * n,
-        "alias": list(arm),
-        "version": ["1"] * n,
-        "prediction": None if prediction is None else [str(p) for p in prediction],
-        "latency_ms": np.full(n, 1.0),
-        "protocol": ["arbiter"] * n,
-        "forced": [False] * n,
+        "request_id": pa.array(np.char.add("r", np.arange(n).astype(str))),
+        "row_index": pa.array(np.zeros(n, dtype=np.int32)),
+        "ts": pa.array(np.asarray(ts_us, dtype=np.int64)).cast(TS),
+        "model": pa.array(np.full(n, model)),
+        "experiment": pa.array(np.asarray(experiment).astype(str))
+        if np.ndim(experiment)
+        else pa.array(np.full(n, experiment)),
+        "strategy": pa.array(np.full(n, "ab")),
+        "unit_id": pa.array(np.asarray(unit_id).astype(str)),
+        "unit_random": pa.array(np.zeros(n, dtype=bool)),
+        "arm": pa.array(arm),
+        "role": pa.array(np.full(n, "served")),
+        "alias": pa.array(arm),
+        "version": pa.array(np.full(n, "1")),
+        "prediction": None if prediction is None else pa.array(np.asarray(prediction).astype(str)),
+        "latency_ms": pa.array(np.full(n, 1.0)),
+        "protocol": pa.array(np.full(n, "arbiter")),
+        "forced": pa.array(np.zeros(n, dtype=bool)),
     }
-    arrays = []
-    for f in PREDICTIONS_SCHEMA:
-        value = cols.get(f.name)
-        if value is None:
-            arrays.append(pa.nulls(n, f.type))
-        elif f.name == "ts":
-            arrays.append(pa.array(value, pa.int64()).cast(TS))
-        else:
-            arrays.append(pa.array(np.asarray(value).tolist(), f.type))
+    arrays = [
+        pa.nulls(n, f.type) if cols.get(f.name) is None else cols[f.name].cast(f.type)
+        for f in PREDICTIONS_SCHEMA
+    ]
     return pa.Table.from_arrays(arrays, schema=PREDICTIONS_SCHEMA)
 
 
@@ -62,8 +60,8 @@ def outcomes_table(
     n = len(unit_id)
     return pa.Table.from_arrays(
         [
-            pa.array([str(u) for u in unit_id], pa.string()),
-            pa.array(np.asarray(event).tolist(), pa.string()),
+            pa.array(np.asarray(unit_id).astype(str), pa.string()),
+            pa.array(np.asarray(event).astype(str), pa.string()),
             pa.array(np.asarray(value, dtype=float), pa.float64()),
             pa.array(np.asarray(ts_us, dtype=np.int64), pa.int64()).cast(TS),
             pa.nulls(n, pa.string()),
@@ -93,3 +91,13 @@ def connect(predictions: pa.Table, outcomes: pa.Table, feedback: pa.Table | None
 
 def model_config(metrics: dict[str, Any], **decision: Any) -> ModelConfig:
     return ModelConfig.model_validate({"metrics": metrics, "decision": decision})
+
+
+def swap(con: Any, predictions: pa.Table, outcomes: pa.Table) -> None:
+    """Replace the log behind a :func:`connect` connection (simulations: no reconnect per run).
+
+    The views read the tables :func:`arbiter.events.views.connect_tables` registered by name,
+    so registering new ones under the same names swaps the data.
+    """
+    con.register("_predictions_table", predictions)
+    con.register("_outcomes_table", outcomes)

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import duckdb
 import numpy as np
 
-from arbiter.analysis.metrics_sql import ArmSums, event_sums, label_sums
+from arbiter.analysis.metrics_sql import ArmSums, event_sums, event_sums_at, label_sums
 from arbiter.config import DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError
 from arbiter.events.query import Scope
@@ -151,6 +151,26 @@ def all_metric_statistics(
     Parameters are those of :func:`metric_statistics`; ``names`` defaults to every metric
     the model defines.
     """
+    return metric_statistics_at(con, scope, model_config, None, names, arms=arms, cuped=cuped)[0]
+
+
+def metric_statistics_at(
+    con: duckdb.DuckDBPyConnection,
+    scope: Scope,
+    model_config: ModelConfig,
+    ends: Sequence[datetime] | None,
+    names: Sequence[str] | None = None,
+    *,
+    arms: Sequence[str] | None = None,
+    cuped: bool = False,
+) -> list[dict[str, MetricData]]:
+    """:func:`all_metric_statistics` as the analysis stood at each of ``ends``.
+
+    Element ``k`` equals :func:`all_metric_statistics` with ``scope.end = ends[k]``; the
+    event and ratio metrics of every look come from one query
+    (:func:`arbiter.analysis.metrics_sql.event_sums_at`), label metrics from one query per
+    look. ``ends=None`` is the single look at ``scope`` itself.
+    """
     names = list(model_config.metrics) if names is None else list(names)
     definitions = {name: _definition(model_config, name) for name in names}
     # Every event metric needed (ratio parts included) becomes one column of one query.
@@ -172,41 +192,57 @@ def all_metric_statistics(
                 products.append(pair)
         elif isinstance(metric, EventMetric) and cuped:
             products.append((col[name], "x" + col[name][1:]))
-    sums: ArmSums | None = None
+    scopes = (
+        [scope]
+        if ends is None
+        else [Scope(scope.model, scope.experiment, scope.start, end) for end in ends]
+    )
+    looks: list[ArmSums | None] = [None] * len(scopes)
     if columns:
-        sums = event_sums(con, scope, list(columns.values()), pre=with_pre, products=products)
-    out: dict[str, MetricData] = {}
-    for name, metric in definitions.items():
-        if isinstance(metric, LabelMetric):
-            num, den, params = label_row_sql(metric)
-            data = label_sums(con, scope, num, den, params)
-            stats: dict[str, MetricStat] = {
-                arm: _ratio_stat(data.sums[arm], data.n[arm], "m", "d") for arm in data.n
-            }
-            units, crossed = data.n, data.crossed
+        metrics = list(columns.values())
+        if ends is None:
+            looks = [event_sums(con, scope, metrics, pre=with_pre, products=products)]
         else:
-            assert sums is not None
-            units, crossed = sums.n, sums.crossed
-            if isinstance(metric, RatioMetric):
-                m, d = col[metric.ratio[0]], col[metric.ratio[1]]
-                stats = {arm: _ratio_stat(sums.sums[arm], sums.n[arm], m, d) for arm in sums.n}
-            elif cuped:
-                y = col[name]
-                stats = {
-                    arm: _ra_stat(sums.sums[arm], sums.n[arm], y, "x" + y[1:]) for arm in sums.n
+            looks = list(event_sums_at(con, scope, metrics, ends, pre=with_pre, products=products))
+    out: list[dict[str, MetricData]] = []
+    for look_scope, sums in zip(scopes, looks, strict=True):
+        one: dict[str, MetricData] = {}
+        for name, metric in definitions.items():
+            if isinstance(metric, LabelMetric):
+                num, den, params = label_row_sql(metric)
+                data = label_sums(con, look_scope, num, den, params)
+                stats: dict[str, MetricStat] = {
+                    arm: _ratio_stat(data.sums[arm], data.n[arm], "m", "d") for arm in data.n
                 }
+                units, crossed = data.n, data.crossed
             else:
-                stats = {arm: _mean_stat(sums.sums[arm], sums.n[arm], col[name]) for arm in sums.n}
-        if arms is not None:
-            stats = {arm: stats.get(arm) or _empty(stats, metric, cuped) for arm in arms}
-            units = {arm: units.get(arm, 0) for arm in arms}
-        out[name] = MetricData(stats, dict(units), crossed, _direction(metric))
+                assert sums is not None
+                units, crossed = sums.n, sums.crossed
+                stats = {arm: _unit_stat(metric, sums, arm, col, name, cuped) for arm in sums.n}
+            if arms is not None:
+                stats = {arm: stats.get(arm) or _empty(metric, cuped) for arm in arms}
+                units = {arm: units.get(arm, 0) for arm in arms}
+            one[name] = MetricData(stats, dict(units), crossed, _direction(metric))
+        out.append(one)
     return out
 
 
-def _empty(
-    stats: dict[str, MetricStat], metric: EventMetric | RatioMetric | LabelMetric, cuped: bool
+def _unit_stat(
+    metric: EventMetric | RatioMetric,
+    sums: ArmSums,
+    arm: str,
+    col: dict[str, str],
+    name: str,
+    cuped: bool,
 ) -> MetricStat:
+    values, n = sums.sums[arm], sums.n[arm]
+    if isinstance(metric, RatioMetric):
+        return _ratio_stat(values, n, col[metric.ratio[0]], col[metric.ratio[1]])
+    y = col[name]
+    return _ra_stat(values, n, y, "x" + y[1:]) if cuped else _mean_stat(values, n, y)
+
+
+def _empty(metric: EventMetric | RatioMetric | LabelMetric, cuped: bool) -> MetricStat:
     if not isinstance(metric, EventMetric):
         return RatioStatistic(0, 0.0, 0.0, 0.0, 0.0, 0.0)
     if cuped:
@@ -495,10 +531,7 @@ def analyze_metrics(
     every = [champion, *arms]
     data = {
         name: MetricData(
-            {
-                a: d.stats.get(a) or _empty(d.stats, model_config.metrics[name], dec.cuped)
-                for a in every
-            },
+            {a: d.stats.get(a) or _empty(model_config.metrics[name], dec.cuped) for a in every},
             {a: d.units.get(a, 0) for a in every},
             d.crossed_units,
             d.direction,
@@ -637,14 +670,18 @@ def metric_differences_over_time(
     if not isinstance(first, datetime) or end <= first:
         return {}
     step = (end - first) / looks
+    # The last look is the analysis itself (outcomes up to its end, or all of them).
+    ends = [first + step * k for k in range(1, looks)]
+    series = metric_statistics_at(
+        con, scope, model_config, ends, arms=[champion, *challengers], cuped=decision.cuped
+    )
+    series.append(
+        all_metric_statistics(con, scope, model_config, arms=[champion, *challengers],
+                              cuped=decision.cuped)
+    )  # fmt: skip
     out: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for k in range(1, looks + 1):
+    for k, data in enumerate(series, start=1):
         at = end if k == looks else first + step * k
-        # The last look is the analysis itself (outcomes up to its end, or all of them).
-        look = scope if k == looks else Scope(scope.model, scope.experiment, scope.start, at)
-        data = all_metric_statistics(
-            con, look, model_config, arms=[champion, *challengers], cuped=decision.cuped
-        )
         for name, d in data.items():
             for arm in challengers:
                 test = _compare(
@@ -671,4 +708,5 @@ __all__ = [
     "label_row_sql",
     "metric_differences_over_time",
     "metric_statistics",
+    "metric_statistics_at",
 ]

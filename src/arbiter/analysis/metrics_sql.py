@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -114,12 +115,55 @@ def event_sums(
     -------
     ArmSums
     """
+    sql, params = _event_query(scope, metrics, pre, products, looks=False)
+    return _arm_sums(con.execute(sql, params))
+
+
+def event_sums_at(
+    con: duckdb.DuckDBPyConnection,
+    scope: Scope,
+    metrics: Sequence[EventMetric],
+    ends: Sequence[datetime],
+    *,
+    pre: Sequence[bool] = (),
+    products: Sequence[tuple[str, str]] = (),
+) -> list[ArmSums]:
+    """:func:`event_sums` as the analysis stood at each of ``ends``, in one query.
+
+    Look ``k`` is exactly :func:`event_sums` with ``scope.end = ends[k]`` (units exposed by
+    then, their arm and crossing as of then, outcomes until then): the series a reader peeking
+    at those times would have seen. One query joins the exposures with a table of looks, so a
+    sequential simulation or a plot costs one scan instead of one per look.
+    """
+    if not ends:
+        return []
+    sql, params = _event_query(scope, metrics, pre, products, looks=True)
+    params["looks"] = list(ends)
+    rows = con.execute(sql, params)
+    names = [d[0] for d in rows.description]
+    per_look: dict[int, list[tuple[Any, ...]]] = {}
+    for row in rows.fetchall():
+        per_look.setdefault(int(row[0]), []).append(row[1:])
+    return [_arm_sums_rows(names[1:], per_look.get(k, [])) for k in range(1, len(ends) + 1)]
+
+
+def _event_query(
+    scope: Scope,
+    metrics: Sequence[EventMetric],
+    pre: Sequence[bool],
+    products: Sequence[tuple[str, str]],
+    *,
+    looks: bool,
+) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = dict(scope.params)
     post_cols, pre_cols = [], []
     events = sorted({m.event for m in metrics})
     for j, event in enumerate(events):
         params[f"ev{j}"] = event
-    end = " AND o.ts <= $end" if scope.end is not None else ""
+    if looks:
+        end = " AND o.ts <= u.look_end"
+    else:
+        end = " AND o.ts <= $end" if scope.end is not None else ""
     for i, metric in enumerate(metrics):
         ev = f"o.event = $ev{events.index(metric.event)}"
         window = _window_param(metric)
@@ -135,15 +179,17 @@ def event_sums(
     columns = [f"y{i}" for i in range(len(metrics))] + [
         f"x{i}" for i in range(len(metrics)) if i < len(pre) and pre[i]
     ]
+    key = "u.k, u.unit_id" if looks else "u.unit_id"
+    join = "h.unit_id = u.unit_id" + (" AND h.k = u.k" if looks else "")
     event_list = ", ".join(f"$ev{j}" for j in range(len(events)))
     if not metrics:
-        hits_sql = "SELECT NULL AS unit_id WHERE false"
+        hits_sql = f"SELECT {'NULL AS k, ' if looks else ''}NULL AS unit_id WHERE false"
         unit_cols = ""
     else:
         hits_sql = (
-            f"SELECT u.unit_id, {', '.join(post_cols + pre_cols)} "
+            f"SELECT {key}, {', '.join(post_cols + pre_cols)} "
             "FROM exposure AS u JOIN outcomes AS o ON o.unit_id = u.unit_id "
-            f"WHERE u.arm IS NOT NULL AND o.event IN ({event_list}) GROUP BY u.unit_id"
+            f"WHERE u.arm IS NOT NULL AND o.event IN ({event_list}) GROUP BY {key}"
         )
         unit_cols = ", " + ", ".join(f"coalesce(h.{c}, 0.0) AS {c}" for c in columns)
     aggregates = ["count(*) AS n"]
@@ -151,13 +197,26 @@ def event_sums(
         aggregates += [f'sum({c}) AS "s:{c}"', f'sum({c} * {c}) AS "q:{c}"']
     for a, b in products:
         aggregates.append(f'sum({a} * {b}) AS "x:{a}:{b}"')
+    if looks:
+        exposure = (
+            "WITH looks AS (SELECT unnest(generate_series(1, len($looks))) AS k, "
+            "unnest($looks) AS look_end), "
+            "exposure AS (SELECT l.k, l.look_end, s.unit_id, min(s.ts) AS first_ts, "
+            "CASE WHEN count(DISTINCT s.arm) = 1 THEN min(s.arm) END AS arm "
+            f"FROM served AS s JOIN looks AS l ON s.ts <= l.look_end WHERE {scope.where('s')} "
+            "AND s.unit_id IS NOT NULL AND NOT coalesce(s.unit_random, false) "
+            "GROUP BY l.k, l.look_end, s.unit_id)"
+        )
+    else:
+        exposure = f"WITH exposure AS ({exposure_sql(scope)})"
     sql = (
-        f"WITH exposure AS ({exposure_sql(scope)}), hits AS ({hits_sql}), "
-        f"per_unit AS (SELECT u.arm{unit_cols} FROM exposure AS u "
-        "LEFT JOIN hits AS h ON h.unit_id = u.unit_id) "
-        f"SELECT arm, {', '.join(aggregates)} FROM per_unit GROUP BY arm"
+        f"{exposure}, hits AS ({hits_sql}), "
+        f"per_unit AS (SELECT {'u.k, ' if looks else ''}u.arm{unit_cols} FROM exposure AS u "
+        f"LEFT JOIN hits AS h ON {join}) "
+        f"SELECT {'k, ' if looks else ''}arm, {', '.join(aggregates)} FROM per_unit "
+        f"GROUP BY {'k, ' if looks else ''}arm"
     )
-    return _arm_sums(con.execute(sql, params))
+    return sql, params
 
 
 def label_sums(
@@ -193,11 +252,14 @@ def label_sums(
 
 
 def _arm_sums(result: duckdb.DuckDBPyConnection) -> ArmSums:
-    names = [d[0] for d in result.description]
+    return _arm_sums_rows([d[0] for d in result.description], result.fetchall())
+
+
+def _arm_sums_rows(names: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> ArmSums:
     n: dict[str, int] = {}
     sums: dict[str, dict[str, float]] = {}
     crossed = 0
-    for row in result.fetchall():
+    for row in rows:
         arm, count = row[0], int(row[1])
         if arm is CROSSED:
             crossed = count
@@ -207,4 +269,4 @@ def _arm_sums(result: duckdb.DuckDBPyConnection) -> ArmSums:
     return ArmSums(n, sums, crossed)
 
 
-__all__ = ["ArmSums", "event_sums", "exposure_sql", "label_sums"]
+__all__ = ["ArmSums", "event_sums", "event_sums_at", "exposure_sql", "label_sums"]
