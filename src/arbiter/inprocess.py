@@ -9,6 +9,7 @@ SQL. So an experiment can start in a notebook and move behind the gateway unchan
     with ShadowExperiment(champion, challenger, home="./arbiter-home", model="fraud") as exp:
         answer = exp.predict(frame, unit_id="user-42")   # champion's predictions
         exp.feedback(answer.request_id, labels)           # later, when labels arrive
+        exp.record_outcomes({"unit_id": "user-42", "event": "purchase", "value": 12.5})
         print(exp.report()["experiments"][0]["shadow"])   # agreement, accuracy, ...
 """
 
@@ -163,6 +164,18 @@ class _Experiment:
             for i, v in enumerate(values)
         ]
         return self.store.write_feedback(rows)
+
+    def record_outcomes(self, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
+        """Store outcome events of units (purchases, sessions...); durable on return.
+
+        The in-process twin of ``POST /outcomes``: ``{"unit_id": ..., "event": ...}`` plus
+        optional ``value`` (default 1), ``ts`` (aware datetime or ISO string; default now) and
+        ``request_id``. ``unit_id`` is the ``unit_id`` given to :meth:`predict`. All rows are
+        validated first and stored together, or none (:class:`InvalidInputError` names the
+        row, e.g. ``rows[3].value``). Returns the number of rows stored.
+        """
+        batch = [rows] if isinstance(rows, Mapping) else list(rows)
+        return self.store.write_outcomes(batch)
 
     def report(self) -> dict[str, Any]:
         """The same summary ``arbiter report`` prints, for this experiment."""

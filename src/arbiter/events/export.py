@@ -1,4 +1,4 @@
-"""Export one model's labelled prediction log to CSV or Parquet."""
+"""Export one model's labelled prediction log, and its units' outcome events, to CSV or Parquet."""
 
 from __future__ import annotations
 
@@ -89,22 +89,88 @@ def export(
             "ORDER BY ts, request_id, row_index, role",
             params=scope.params,
         )
-        temp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        try:
-            if format == "csv":
-                relation.write_csv(str(temp), header=True)
-            else:
-                relation.write_parquet(str(temp), compression="zstd")
-            fd = os.open(temp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temp, dest)
-            fsync_dir(dest.parent)
-        except (OSError, duckdb.Error) as exc:
-            temp.unlink(missing_ok=True)
-            raise EventStoreError(f"exporting model {model!r} to {dest} failed: {exc}") from exc
+        _write(relation, dest, format, f"exporting model {model!r}")
     finally:
         con.close()
     return rows
+
+
+def export_outcomes(
+    store: EventStore,
+    model: str,
+    path: str | os.PathLike[str],
+    format: ExportFormat = "csv",
+) -> int:
+    """Write the outcome events of every unit ``model`` served to ``path``.
+
+    The rows are those of the ``outcomes`` view (``unit_id``, ``event``, ``value``, ``ts``,
+    ``request_id``) whose ``unit_id`` appears in ``model``'s predictions (forced rows
+    included, as in :func:`export`), ordered by ``ts``, ``unit_id``, ``event``. Outcomes before
+    a unit's first exposure are kept (CUPED uses them). With :func:`export`'s file, this is
+    what an analysis of the model's metrics reads. Written atomically, as :func:`export`.
+    Nothing is written when no unit of ``model`` has an outcome event.
+
+    Returns
+    -------
+    int
+        Number of rows written (0: no file written).
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown ``format``.
+    NotFoundError
+        The destination directory does not exist.
+    EventStoreError
+        Writing the file failed.
+    """
+    if format not in FORMATS:
+        raise InvalidInputError(
+            f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}",
+            field="format",
+        )
+    dest = Path(path)
+    if not dest.parent.is_dir():
+        raise NotFoundError(f"cannot export to {dest}: directory {dest.parent} does not exist")
+    scope = Scope(model)
+    units = (
+        f"unit_id IN (SELECT unit_id FROM predictions WHERE {scope.where()} "
+        "AND unit_id IS NOT NULL)"
+    )
+    con = store.connect()
+    try:
+        ((rows,),) = con.sql(
+            f"SELECT count(*) FROM outcomes WHERE {units}", params=scope.params
+        ).fetchall()
+        if rows:
+            relation = con.sql(
+                f"SELECT * FROM outcomes WHERE {units} ORDER BY ts, unit_id, event",
+                params=scope.params,
+            )
+            _write(relation, dest, format, f"exporting the outcomes of model {model!r}")
+    finally:
+        con.close()
+    return int(rows)
+
+
+def _write(relation: duckdb.DuckDBPyRelation, dest: Path, format: ExportFormat, what: str) -> None:
+    """Write ``relation`` to ``dest`` under a temporary name, fsync, and rename into place."""
+    temp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        if format == "csv":
+            relation.write_csv(str(temp), header=True)
+        else:
+            relation.write_parquet(str(temp), compression="zstd")
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, dest)
+        fsync_dir(dest.parent)
+    except (OSError, duckdb.Error) as exc:
+        temp.unlink(missing_ok=True)
+        raise EventStoreError(f"{what} to {dest} failed: {exc}") from exc
+
+
+__all__ = ["FORMATS", "ExportFormat", "export", "export_outcomes"]

@@ -63,6 +63,13 @@ def parse_ts(value: Any, field: str, now_us: int) -> int:
     return us
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
 def outcome_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     """Validate outcome rows and return them as columns of :data:`OUTCOMES_SCHEMA`.
 
@@ -110,11 +117,7 @@ def outcome_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
                 field=f"{where}.event",
             )
         value = row.get("value", 1.0)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(float(value))
-        ):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
             raise InvalidInputError(
                 f"value must be a finite number, got {value!r}", field=f"{where}.value"
             )

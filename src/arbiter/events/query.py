@@ -175,7 +175,7 @@ def count_events(
     ----------
     store : EventStore
         The store to read.
-    table : {"predictions", "feedback"}, default "predictions"
+    table : {"predictions", "feedback", "outcomes"}, default "predictions"
         Which table to count.
     model : str, optional
         Only predictions of this model (``predictions`` only).
@@ -188,7 +188,7 @@ def count_events(
     Raises
     ------
     InvalidInputError
-        Unknown ``table``, or ``model`` given for ``feedback``.
+        Unknown ``table``, or ``model`` given for ``feedback`` or ``outcomes``.
     """
     if table not in TABLES:
         raise InvalidInputError(

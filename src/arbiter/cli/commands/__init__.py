@@ -20,6 +20,7 @@ def register_commands(app: typer.Typer) -> None:
         gate,
         history,
         loop,
+        outcomes,
         report,
         retrain,
         serve,
@@ -46,6 +47,7 @@ def register_commands(app: typer.Typer) -> None:
     app.add_typer(
         canary.app, name="canary", help="Canary releases: status, pause, resume, promote, abort."
     )
+    app.add_typer(outcomes.app, name="outcomes", help="Outcome events: import files, summary.")
     app.add_typer(
         stats.app, name="stats", help="Calculators for analysts: tests, sample sizes, SRM."
     )

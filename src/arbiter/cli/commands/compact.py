@@ -35,16 +35,17 @@ def compact(
     from arbiter.cli.output import console, print_json
     from arbiter.errors import NotFoundError
     from arbiter.events import EventStore
+    from arbiter.events.query import TABLES
     from arbiter.home import Home
 
     h = Home.at(home)
     if not h.events.exists():
         raise NotFoundError(f"no event log in {h.root}")
     store = EventStore(h.root)
-    before = {t: len(store.segments(t)) for t in ("predictions", "feedback")}
+    before = {t: len(store.segments(t)) for t in TABLES}
     with console.status("Compacting the event log…"):
         result = store.compact(min_age, grace_s=grace, wait=wait)
-    after = {t: len(store.segments(t)) for t in ("predictions", "feedback")}
+    after = {t: len(store.segments(t)) for t in TABLES}
     report = {**asdict(result), "segments_before": before, "segments_after": after}
     if json_output:
         print_json(report)

@@ -1,4 +1,4 @@
-"""``arbiter export``: the joined event log (predictions + labels) as a file."""
+"""``arbiter export``: the joined event log (predictions + labels) and its outcomes as files."""
 
 from __future__ import annotations
 
@@ -16,16 +16,25 @@ def export(
     output: Path = typer.Option(
         None, "--output", "-o", help="File to write (default ./MODEL-events.FORMAT)."
     ),
+    outcomes: bool = typer.Option(
+        True,
+        "--outcomes/--no-outcomes",
+        help="Also write the outcome events of MODEL's units to STEM-outcomes.FORMAT beside "
+        "the output (when there are any).",
+    ),
     json_output: bool = JsonOption,
 ) -> None:
     """Write every logged prediction of MODEL with its label (when one arrived) to a file.
 
-    The file appears whole or not at all (written to a temporary name, then renamed).
+    The outcome events (purchases, sessions...) of the units MODEL served go to a second
+    file, MODEL-outcomes.FORMAT (or STEM-outcomes.FORMAT beside --output). Each file appears
+    whole or not at all (written to a temporary name, then renamed).
     """
     from arbiter.cli.output import console, print_json
     from arbiter.errors import InvalidInputError, NotFoundError
     from arbiter.events import EventStore
     from arbiter.events import export as export_events
+    from arbiter.events.export import export_outcomes
     from arbiter.home import Home
 
     if fmt not in ("csv", "parquet"):
@@ -34,9 +43,23 @@ def export(
     if not h.events.exists():
         raise NotFoundError(f"no event log in {h.root}")
     path = output or Path(f"{model}-events.{fmt}")
-    result = export_events(EventStore(h.root), model, path, format=fmt)
+    store = EventStore(h.root)
+    result = export_events(store, model, path, format=fmt)
     rows = result if isinstance(result, int) else getattr(result, "rows", None)
+    outcome_rows = 0
+    outcome_path = (
+        path.with_name(f"{path.name.removesuffix('.' + fmt)}-outcomes.{fmt}")
+        if output
+        else Path(f"{model}-outcomes.{fmt}")
+    )
+    if outcomes:
+        outcome_rows = export_outcomes(store, model, outcome_path, format=fmt)
+    written = {"path": str(outcome_path), "rows": outcome_rows} if outcome_rows else None
     if json_output:
-        print_json({"model": model, "path": str(path), "format": fmt, "rows": rows})
+        print_json(
+            {"model": model, "path": str(path), "format": fmt, "rows": rows, "outcomes": written}
+        )
         return
     console.print(f"wrote {rows if rows is not None else ''} rows to {path}")
+    if written:
+        console.print(f"wrote {outcome_rows} outcome events to {outcome_path}")
