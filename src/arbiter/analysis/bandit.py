@@ -190,9 +190,28 @@ def metric_rewards(
     (:func:`arbiter.analysis.metrics.metric_statistics`: outcomes after the unit's first
     exposure, zero without any), so ``rewarded`` is the arm's units and ``reward_sum`` the sum
     of their values. Returns the rewards and the number of crossed units (exposed to more than
-    one arm: left out of every arm).
+    one arm: left out of every arm). ``con``'s ``predictions`` view is swapped for the query
+    and restored.
     """
-    data = metric_statistics(con, Scope(model, experiment), model_config, metric, arms=list(arms))
+    # A bandit draws the arm per request (logged ``unit_random``) even when the request names
+    # its unit; metric exposure counts only units whose arm was assigned to them. Here the
+    # unit id does identify the user, so those rows count as exposures for this query (a
+    # unit the draws sent to several arms is crossed, and left out, by metric_statistics).
+    con.execute("ALTER VIEW predictions RENAME TO _bandit_predictions")
+    try:
+        con.execute(
+            "CREATE VIEW predictions AS SELECT * REPLACE "
+            "(coalesce(unit_random, false) AND unit_id IS NULL AS unit_random) "
+            "FROM _bandit_predictions"
+        )
+        try:
+            data = metric_statistics(
+                con, Scope(model, experiment), model_config, metric, arms=list(arms)
+            )
+        finally:
+            con.execute("DROP VIEW predictions")
+    finally:
+        con.execute("ALTER VIEW _bandit_predictions RENAME TO predictions")
     out: dict[str, ArmRewards] = {}
     for arm in arms:
         stat = data.stats.get(arm)
