@@ -16,7 +16,12 @@ import pytest
 import statsmodels.formula.api as smf
 from scipy import stats
 
-from arbiter.analysis.metrics import analyze_metrics, metric_statistics
+from arbiter.analysis.metrics import (
+    all_metric_statistics,
+    analyze_metrics,
+    metric_statistics,
+    metric_statistics_at,
+)
 from arbiter.errors import InvalidInputError
 from arbiter.events.query import Scope
 from arbiter.stats.means import ratio_mean_and_variance
@@ -270,3 +275,27 @@ def test_analyze_metrics_roles_holm_and_guardrail() -> None:
     assert [c.name for c in crit] == ["guardrail_metric:chargebacks"]
     assert analysis.crossed_units == _crossed(pred)
     assert all(math.isfinite(r["relative_lift"]) for r in secondary)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_every_look_equals_the_analysis_at_that_end(seed: int) -> None:
+    """metric_statistics_at (one query for all looks) = metric_statistics per end."""
+    pred, out = _random_log(seed)
+    cfg = model_config(METRICS)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    ends = [epoch + timedelta(microseconds=T0_US + k * DAY_US // 2) for k in range(1, 9)]
+    ends.append(None)  # the last look: everything logged
+    with _connect(pred, out) as con:
+        for cuped in (False, True):
+            looks = metric_statistics_at(con, Scope("m", "exp"), cfg, ends, cuped=cuped)
+            for end, look in zip(ends, looks, strict=True):
+                direct = all_metric_statistics(con, Scope("m", "exp", end=end), cfg, cuped=cuped)
+                for name, data in direct.items():
+                    got = look[name]
+                    assert got.crossed_units == data.crossed_units
+                    assert got.units == data.units
+                    for arm, stat in data.stats.items():
+                        for f in stat.__dataclass_fields__:
+                            assert getattr(got.stats[arm], f) == pytest.approx(
+                                getattr(stat, f), rel=1e-9, abs=1e-9
+                            ), (name, arm, f, end)

@@ -36,6 +36,7 @@ from arbiter.analysis.aggregate import (
     list_experiments,
 )
 from arbiter.analysis.kinds import Analysis, analysis_for, logged_shape
+from arbiter.analysis.metrics import MetricsAnalysis, analyze_metrics
 from arbiter.analysis.policy import (
     ERROR_RATE,
     LATENCY_P99,
@@ -74,6 +75,7 @@ from arbiter.stats.verdict import (
     ShadowClassicPolicy,
     ShadowObservations,
     Verdict,
+    apply_metric_guardrails,
     decide,
     decide_shadow_classic,
 )
@@ -136,6 +138,9 @@ class ExperimentAnalysis:
         The raw aggregates (time series, confusion matrices) for reports.
     notes : tuple of str
         Caveats found on the way (unknown split, skipped tests, ...).
+    metrics : MetricsAnalysis or None
+        The model's business and label metrics (``metrics:`` in ``arbiter.yaml``), per unit,
+        for A/B tests; the verdict decides on ``decision.primary_metric`` when set.
     """
 
     model: str
@@ -161,10 +166,18 @@ class ExperimentAnalysis:
     effect_over_time: dict[str, list[float]]
     aggregates: ExperimentAggregates = field(repr=False)
     notes: tuple[str, ...] = ()
+    metrics: MetricsAnalysis | None = None
 
     @property
     def decision(self) -> str:
         return self.verdict.decision
+
+    @property
+    def decided_on(self) -> str:
+        """The metric the verdict decided on: ``decision.primary_metric`` or the quality one."""
+        if self.metrics is not None and self.metrics.primary_metric is not None:
+            return self.metrics.primary_metric
+        return self.metric
 
     @property
     def sample_unit(self) -> str:
@@ -226,6 +239,9 @@ class ExperimentAnalysis:
             "timeseries": agg.timeseries.to_dict(),
             "confusion": [c.to_dict() for c in agg.confusion],
             "notes": list(self.notes),
+            "decided_on": self.decided_on,
+            "metrics": [] if self.metrics is None else self.metrics.to_list(),
+            "crossed_units": None if self.metrics is None else self.metrics.crossed_units,
         }
 
 
@@ -400,6 +416,20 @@ def compare_arms(
             pol,
         )
 
+    metrics = None
+    if mode == "ab" and model_config is not None and model_config.metrics:
+        metrics = analyze_metrics(
+            con, Scope(model, experiment), model_config, decision=decision,
+            sequential_config=pol.sequential_config, over_time=OVER_TIME_LOOKS,
+        )  # fmt: skip
+        notes.extend(metrics.notes)
+        verdict = _metric_verdict(verdict, metrics, decision, pol, guard_obs, counts, notes)
+    elif decision.primary_metric is not None:
+        notes.append(
+            f"primary_metric {decision.primary_metric!r} is an outcome of served units: "
+            f"a {mode} experiment is decided on model quality"
+        )
+
     arms = {
         side: {
             **traffic[side].to_dict(),
@@ -433,7 +463,55 @@ def compare_arms(
         effect_over_time=_effect_over_time(agg, pol, decision),
         aggregates=agg,
         notes=tuple(notes),
+        metrics=metrics,
     )
+
+
+#: Looks at which each metric's difference is recomputed for the report's plot.
+OVER_TIME_LOOKS = 12
+
+
+def _metric_verdict(
+    verdict: Verdict,
+    metrics: MetricsAnalysis,
+    decision: DecisionConfig,
+    pol: DecisionPolicy,
+    guard_obs: tuple[GuardrailObservation, ...],
+    counts: tuple[int, int] | None,
+    notes: list[str],
+) -> Verdict:
+    """The A/B verdict on ``decision.primary_metric`` (when set) and the guardrail metrics.
+
+    The same rules as for model quality (:func:`arbiter.stats.verdict.decide`: guardrails,
+    SRM, minimum sample in units, sequential or fixed-horizon primary test, futility, planned
+    horizon), fed with the primary metric's per-unit statistics (CUPED-adjusted when on) and
+    its direction; then each guardrail metric's non-inferiority criterion may veto it
+    (:func:`arbiter.stats.verdict.apply_metric_guardrails`).
+    """
+    primary = decision.primary_metric
+    if primary is not None and primary not in metrics.data:
+        notes.append(f"primary metric {primary!r} has no per-unit statistics: verdict on quality")
+    elif primary is not None:
+        champ, chall = metrics.decision_statistics(primary)
+        mpol = replace(
+            pol,
+            metric_kind="mean",
+            higher_is_better=metrics.data[primary].direction == "increase",
+        )
+        verdict = decide(
+            ArmObservations(
+                champion=champ,
+                challenger=chall,
+                guardrails=guard_obs,
+                assignment_counts=counts,
+            ),
+            mpol,
+        )
+        notes.append(
+            f"verdict on primary metric {primary!r} (per unit); the model-quality test is "
+            "reported, not decisive"
+        )
+    return apply_metric_guardrails(verdict, metrics.guardrail_criteria(), serving=pol.serving)
 
 
 def analyze_model(
@@ -747,6 +825,7 @@ def _effect_over_time(
 
 __all__ = [
     "MIN_LATENCY_REQUESTS",
+    "OVER_TIME_LOOKS",
     "ExperimentAnalysis",
     "analyze_experiment",
     "analyze_model",

@@ -20,6 +20,7 @@ For an experiment's :class:`~arbiter.events.query.Scope` and the metrics a model
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,12 +46,15 @@ from arbiter.stats.sufficient import (
 )
 from arbiter.stats.verdict import Criterion, non_inferiority_criterion
 
-try:  # o5-labels' per-row SQL of every label metric; accuracy alone until it is merged.
-    from arbiter.analysis.label_metrics import (  # type: ignore[import-not-found,unused-ignore]
-        label_row_sql as _label_row_sql,
-    )
+# o5-labels' per-row SQL of every label metric and its AUC comparison; accuracy alone until
+# that module is merged. Looked up by name: a static import of a module that does not exist
+# yet reads as an import of the package itself (a false cycle for the layering check).
+try:
+    _label_metrics = importlib.import_module("arbiter.analysis.label_metrics")
 except ImportError:  # pragma: no cover - depends on the merge order
-    _label_row_sql = None
+    _label_metrics = None
+_label_row_sql = getattr(_label_metrics, "label_row_sql", None)
+_auc_comparison = getattr(_label_metrics, "auc_comparison", None)
 
 MetricStat = SampleMeanStatistic | RatioStatistic | RegressionAdjustmentStatistic
 Role = Literal["primary", "guardrail", "secondary"]
@@ -158,7 +162,7 @@ def metric_statistics_at(
     con: duckdb.DuckDBPyConnection,
     scope: Scope,
     model_config: ModelConfig,
-    ends: Sequence[datetime] | None,
+    ends: Sequence[datetime | None] | None,
     names: Sequence[str] | None = None,
     *,
     arms: Sequence[str] | None = None,
@@ -169,7 +173,8 @@ def metric_statistics_at(
     Element ``k`` equals :func:`all_metric_statistics` with ``scope.end = ends[k]``; the
     event and ratio metrics of every look come from one query
     (:func:`arbiter.analysis.metrics_sql.event_sums_at`), label metrics from one query per
-    look. ``ends=None`` is the single look at ``scope`` itself.
+    look. ``ends=None`` is the single look at ``scope`` itself; in ``ends`` the last may be
+    ``None`` (no end: everything logged).
     """
     names = list(model_config.metrics) if names is None else list(names)
     definitions = {name: _definition(model_config, name) for name in names}
@@ -525,7 +530,23 @@ def analyze_metrics(
             if dec.max_sample_per_arm is not None
             else SequentialConfig()
         )
-    data = all_metric_statistics(con, scope, model_config, cuped=dec.cuped)
+    notes: list[str] = []
+    names, rowless = [], []
+    for name, metric in model_config.metrics.items():
+        if isinstance(metric, LabelMetric):
+            try:
+                label_row_sql(metric)
+            except InvalidInputError:
+                rowless.append(name)  # ROC/PR AUC: no per-row form, compared by o5's bootstrap
+                continue
+        names.append(name)
+    plan = _look_plan(con, scope, over_time) if over_time > 0 else None
+    series: list[dict[str, MetricData]] = []
+    if plan is None:
+        data = all_metric_statistics(con, scope, model_config, names, cuped=dec.cuped)
+    else:  # the last look is the analysis itself: one query gives both
+        series = metric_statistics_at(con, scope, model_config, plan[1], names, cuped=dec.cuped)
+        data = series[-1]
     arms_seen = sorted({arm for d in data.values() for arm in d.stats})
     arms = [a for a in (challengers or arms_seen) if a != champion]
     every = [champion, *arms]
@@ -539,7 +560,6 @@ def analyze_metrics(
         for name, d in data.items()
     }
     rails = {g.metric: g for g in dec.guardrail_metrics}
-    notes: list[str] = []
     results: list[MetricResult] = []
     for name, metric_data in data.items():
         metric = model_config.metrics[name]
@@ -596,13 +616,11 @@ def analyze_metrics(
                     **test,
                 )
             )
+    results += _auc_results(con, scope, model_config, rowless, champion, arms, dec, notes)
     results = _adjust_secondary(results, dec.alpha)
-    if over_time > 0 and results:
-        series = metric_differences_over_time(
-            con, scope, model_config, champion=champion, challengers=arms, decision=dec,
-            sequential_config=seq_cfg, looks=over_time,
-        )  # fmt: skip
-        results = [_with_series(r, series.get((r.name, r.arm))) for r in results]
+    if plan is not None and results:
+        over = _series_tests(series, plan[2], model_config, champion, arms, dec, seq_cfg)
+        results = [_with_series(r, over.get((r.name, r.arm))) for r in results]
     crossed = max((d.crossed_units for d in data.values()), default=0)
     if crossed:
         notes.append(
@@ -613,6 +631,43 @@ def analyze_metrics(
         results, data, champion, crossed, dec.alpha, seq_cfg is not None,
         dec.primary_metric, tuple(notes),
     )  # fmt: skip
+
+
+def _auc_results(
+    con: duckdb.DuckDBPyConnection,
+    scope: Scope,
+    model_config: ModelConfig,
+    names: list[str],
+    champion: str,
+    arms: list[str],
+    dec: DecisionConfig,
+    notes: list[str],
+) -> list[MetricResult]:
+    """ROC/PR AUC metrics: o5's unit-cluster bootstrap comparison, when that module exists."""
+    out: list[MetricResult] = []
+    for name in names:
+        metric = model_config.metrics[name]
+        if _auc_comparison is None:
+            notes.append(f"{name}: label metric without a per-row form is not supported here")
+            continue
+        for arm in arms:
+            row = dict(
+                _auc_comparison(con, scope, metric, champion, arm, alpha=dec.alpha, name=name)
+            )
+            known = {k: v for k, v in row.items() if k in MetricResult.__dataclass_fields__}
+            defaults: dict[str, Any] = {
+                "name": name, "arm": arm, "champion": champion, "kind": "label",
+                "role": "secondary", "direction": _direction(metric), "estimate": NAN,
+                "ci_low": NAN, "ci_high": NAN, "p_value": NAN, "relative_lift": NAN,
+                "relative_ci_low": NAN, "relative_ci_high": NAN, "arms": {},
+                "method": "unit-cluster bootstrap", "status": "ok", "sequential": False,
+                "crossed_units": 0,
+            }  # fmt: skip
+            role = "primary" if name == dec.primary_metric else "secondary"
+            out.append(
+                MetricResult(**{**defaults, **known, "name": name, "arm": arm, "role": role})
+            )
+    return out
 
 
 def _with_series(result: MetricResult, series: dict[str, list[float]] | None) -> MetricResult:
@@ -660,39 +715,62 @@ def metric_differences_over_time(
     and every band is what a reader would have seen at that time (always-valid when
     sequential). Returns ``{(metric, arm): {"elapsed_s", "estimate", "ci_low", "ci_high"}}``.
     """
+    plan = _look_plan(con, scope, looks)
+    if plan is None:
+        return {}
+    series = metric_statistics_at(con, scope, model_config, plan[1], cuped=decision.cuped)
+    return _series_tests(
+        series, plan[2], model_config, champion, challengers, decision, sequential_config
+    )
+
+
+def _look_plan(
+    con: duckdb.DuckDBPyConnection, scope: Scope, looks: int
+) -> tuple[datetime, list[datetime | None], list[float]] | None:
+    """(first exposure, look ends, elapsed seconds) of ``looks`` evenly spaced looks.
+
+    The last end is ``scope.end`` (``None``: everything logged), so the last look is the
+    analysis itself. None when the scope has no served row.
+    """
     span = con.execute(
         f"SELECT min(ts), max(ts) FROM served WHERE {scope.where()}", scope.params
     ).fetchone()
-    if span is None or span[0] is None:
-        return {}
+    if span is None or not isinstance(span[0], datetime):
+        return None
     first, last = span
     end = scope.end if scope.end is not None else last
-    if not isinstance(first, datetime) or end <= first:
-        return {}
+    if end <= first:
+        return None
     step = (end - first) / looks
-    # The last look is the analysis itself (outcomes up to its end, or all of them).
-    ends = [first + step * k for k in range(1, looks)]
-    series = metric_statistics_at(
-        con, scope, model_config, ends, arms=[champion, *challengers], cuped=decision.cuped
-    )
-    series.append(
-        all_metric_statistics(con, scope, model_config, arms=[champion, *challengers],
-                              cuped=decision.cuped)
-    )  # fmt: skip
+    ends: list[datetime | None] = [first + step * k for k in range(1, looks)]
+    ends.append(scope.end)
+    elapsed = [(step * k) / timedelta(seconds=1) for k in range(1, looks + 1)]
+    return first, ends, elapsed
+
+
+def _series_tests(
+    series: list[dict[str, MetricData]],
+    elapsed: list[float],
+    model_config: ModelConfig,
+    champion: str,
+    challengers: Sequence[str],
+    decision: DecisionConfig,
+    sequential_config: SequentialConfig | None,
+) -> dict[tuple[str, str], dict[str, list[float]]]:
     out: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for k, data in enumerate(series, start=1):
-        at = end if k == looks else first + step * k
+    for at, data in zip(elapsed, series, strict=True):
         for name, d in data.items():
+            empty = _empty(model_config.metrics[name], decision.cuped)
             for arm in challengers:
                 test = _compare(
-                    d.stats[champion], d.stats[arm], alpha=decision.alpha,
-                    sequential=sequential_config,
+                    d.stats.get(champion) or empty, d.stats.get(arm) or empty,
+                    alpha=decision.alpha, sequential=sequential_config,
                 )  # fmt: skip
                 row = out.setdefault(
                     (name, arm), {"elapsed_s": [], "estimate": [], "ci_low": [], "ci_high": []}
                 )
                 ok = test["status"] == "ok"
-                row["elapsed_s"].append((at - first) / timedelta(seconds=1))
+                row["elapsed_s"].append(at)
                 for key in ("estimate", "ci_low", "ci_high"):
                     v = float(test[key])
                     row[key].append(v if ok and np.isfinite(v) else NAN)

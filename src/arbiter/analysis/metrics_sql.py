@@ -63,7 +63,7 @@ def exposure_sql(scope: Scope) -> str:
     """The ``exposure`` CTE body: one row per unit of ``scope`` (``unit_id, first_ts, arm``)."""
     return (
         "SELECT unit_id, min(ts) AS first_ts, "
-        "CASE WHEN count(DISTINCT arm) = 1 THEN min(arm) END AS arm "
+        "CASE WHEN min(arm) = max(arm) THEN min(arm) END AS arm "
         f"FROM served WHERE {scope.where()} AND unit_id IS NOT NULL "
         "AND NOT coalesce(unit_random, false) GROUP BY unit_id"
     )
@@ -115,7 +115,7 @@ def event_sums(
     -------
     ArmSums
     """
-    sql, params = _event_query(scope, metrics, pre, products, looks=False)
+    sql, params = _event_query(scope, metrics, pre, products)
     return _arm_sums(con.execute(sql, params))
 
 
@@ -123,28 +123,122 @@ def event_sums_at(
     con: duckdb.DuckDBPyConnection,
     scope: Scope,
     metrics: Sequence[EventMetric],
-    ends: Sequence[datetime],
+    ends: Sequence[datetime | None],
     *,
     pre: Sequence[bool] = (),
     products: Sequence[tuple[str, str]] = (),
 ) -> list[ArmSums]:
     """:func:`event_sums` as the analysis stood at each of ``ends``, in one query.
 
-    Look ``k`` is exactly :func:`event_sums` with ``scope.end = ends[k]`` (units exposed by
-    then, their arm and crossing as of then, outcomes until then): the series a reader peeking
-    at those times would have seen. One query joins the exposures with a table of looks, so a
-    sequential simulation or a plot costs one scan instead of one per look.
+    Look ``k`` equals :func:`event_sums` with ``scope.end = ends[k]`` (units exposed by then,
+    crossed if a second arm served them by then, outcomes until then): the series a reader
+    peeking at those times would have seen. ``ends`` ascend; the last may be ``None`` (the
+    analysis without an end).
+
+    Without a scan per look: each unit's first exposure and the time a second arm first served
+    it (``cross_ts``) are computed once and mapped to look indexes (``first_k``,
+    ``cross_k``); each outcome gets the first look that sees it (``greatest(first_k,
+    bucket(ts))``), the unit's values are summed per look index and accumulated with a window
+    function, and a unit's value holds from one look index to its next one (or until it is
+    crossed). The query returns per arm and look range the sums; Python spreads them over the
+    looks (at most ``len(ends)²`` small rows).
     """
-    if not ends:
+    k_max = len(ends)
+    if not k_max:
         return []
-    sql, params = _event_query(scope, metrics, pre, products, looks=True)
-    params["looks"] = list(ends)
-    rows = con.execute(sql, params)
-    names = [d[0] for d in rows.description]
-    per_look: dict[int, list[tuple[Any, ...]]] = {}
-    for row in rows.fetchall():
-        per_look.setdefault(int(row[0]), []).append(row[1:])
-    return [_arm_sums_rows(names[1:], per_look.get(k, [])) for k in range(1, len(ends) + 1)]
+    params: dict[str, Any] = dict(scope.params)
+    whens = []
+    for k, end in enumerate(ends, start=1):
+        if end is None:
+            if k != k_max:
+                raise ValueError("only the last look may be unbounded")
+            continue
+        params[f"look{k}"] = end
+        whens.append(f"WHEN {{ts}} <= $look{k} THEN {k}")
+    beyond = k_max if ends[-1] is None else k_max + 1
+
+    def bucket(ts: str) -> str:
+        return f"CASE {' '.join(w.format(ts=ts) for w in whens)} ELSE {beyond} END"
+
+    look_params = dict(params)
+    events = sorted({m.event for m in metrics})
+    for j, event in enumerate(events):
+        params[f"ev{j}"] = event
+    partial, finals, columns = [], [], []
+    for i, metric in enumerate(metrics):
+        ev = f"o.event = $ev{events.index(metric.event)}"
+        window = _window_param(metric)
+        post, before = f"{ev} AND o.ts >= u.first_ts", f"{ev} AND o.ts < u.first_ts"
+        if window is not None:
+            params[f"win{i}"] = window
+            post += f" AND o.ts < u.first_ts + $win{i}"
+            before += f" AND o.ts >= u.first_ts - $win{i}"
+        wanted = [("y", post)] + ([("x", before)] if i < len(pre) and pre[i] else [])
+        for prefix, cond in wanted:
+            col = f"{prefix}{i}"
+            value = "o.value" if metric.aggregate == "sum" else "1.0"
+            partial.append(f"coalesce(sum({value}) FILTER (WHERE {cond}), 0.0) AS {col}")
+            cum = f"sum({col}) OVER w"
+            finals.append(
+                f"CAST({cum} > 0 AS DOUBLE) AS {col}" if metric.aggregate == "any" else
+                f"{cum} AS {col}"
+            )  # fmt: skip
+            columns.append(col)
+    columns.sort(key=lambda c: (c[0] != "y", int(c[1:])))
+    exposure = (
+        "WITH ua AS (SELECT unit_id, arm, min(ts) AS t FROM served "
+        f"WHERE {scope.where()} AND unit_id IS NOT NULL AND NOT coalesce(unit_random, false) "
+        "GROUP BY unit_id, arm), "
+        "exposure AS (SELECT unit_id, min(t) AS first_ts, arg_min(arm, t) AS arm, "
+        "CASE WHEN count(*) > 1 THEN list_sort(list(t))[2] END AS cross_ts "
+        "FROM ua GROUP BY unit_id), "
+        f"ex AS MATERIALIZED (SELECT unit_id, first_ts, arm, {bucket('first_ts')} AS first_k, "
+        f"CASE WHEN cross_ts IS NULL THEN {k_max + 1} ELSE {bucket('cross_ts')} END AS cross_k "
+        f"FROM exposure WHERE {bucket('first_ts')} <= {k_max})"
+    )
+    counts = con.execute(
+        f"{exposure} SELECT arm, first_k, cross_k, count(*) FROM ex GROUP BY ALL", look_params
+    ).fetchall()
+    sums: list[tuple[Any, ...]] = []
+    names: list[str] = []
+    if metrics:
+        parts = (
+            "parts AS (SELECT u.unit_id, u.arm, u.cross_k, "
+            f"greatest(u.first_k, {bucket('o.ts')}) AS ok, {', '.join(partial)} "
+            "FROM ex AS u JOIN outcomes AS o ON o.unit_id = u.unit_id "
+            f"WHERE o.event IN ({_event_list(events)}) GROUP BY ALL)"
+        )
+        cum = (
+            "cum AS (SELECT arm, ok AS from_k, "
+            f"least(coalesce(lead(ok) OVER w, {k_max + 1}), cross_k) AS to_k, "
+            f"{', '.join(finals)} FROM parts WHERE ok <= {k_max} "
+            "WINDOW w AS (PARTITION BY unit_id ORDER BY ok "
+            "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))"
+        )
+        result = con.execute(
+            f"{exposure}, {parts}, {cum} SELECT arm, from_k, to_k, "
+            f"{', '.join(_sum_columns(columns, products))} FROM cum WHERE from_k < to_k "
+            "GROUP BY ALL",
+            params,
+        )
+        names = [d[0] for d in result.description][3:]
+        sums = result.fetchall()
+    looks = []
+    for k in range(1, k_max + 1):
+        n: dict[str, int] = {}
+        crossed = 0
+        for arm, first_k, cross_k, count in counts:
+            if first_k <= k < cross_k:
+                n[arm] = n.get(arm, 0) + int(count)
+            elif first_k <= k and cross_k <= k:
+                crossed += int(count)
+        totals = {arm: dict.fromkeys(names, 0.0) for arm in n}
+        for arm, from_k, to_k, *values in sums:
+            if from_k <= k < to_k and arm in totals:
+                for name, v in zip(names, values, strict=True):
+                    totals[arm][name] += float(v or 0.0)
+        looks.append(ArmSums(n, totals, crossed))
+    return looks
 
 
 def _event_query(
@@ -152,18 +246,13 @@ def _event_query(
     metrics: Sequence[EventMetric],
     pre: Sequence[bool],
     products: Sequence[tuple[str, str]],
-    *,
-    looks: bool,
 ) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = dict(scope.params)
     post_cols, pre_cols = [], []
     events = sorted({m.event for m in metrics})
     for j, event in enumerate(events):
         params[f"ev{j}"] = event
-    if looks:
-        end = " AND o.ts <= u.look_end"
-    else:
-        end = " AND o.ts <= $end" if scope.end is not None else ""
+    end = " AND o.ts <= $end" if scope.end is not None else ""
     for i, metric in enumerate(metrics):
         ev = f"o.event = $ev{events.index(metric.event)}"
         window = _window_param(metric)
@@ -179,44 +268,54 @@ def _event_query(
     columns = [f"y{i}" for i in range(len(metrics))] + [
         f"x{i}" for i in range(len(metrics)) if i < len(pre) and pre[i]
     ]
-    key = "u.k, u.unit_id" if looks else "u.unit_id"
-    join = "h.unit_id = u.unit_id" + (" AND h.k = u.k" if looks else "")
-    event_list = ", ".join(f"$ev{j}" for j in range(len(events)))
-    if not metrics:
-        hits_sql = f"SELECT {'NULL AS k, ' if looks else ''}NULL AS unit_id WHERE false"
-        unit_cols = ""
-    else:
-        hits_sql = (
-            f"SELECT {key}, {', '.join(post_cols + pre_cols)} "
-            "FROM exposure AS u JOIN outcomes AS o ON o.unit_id = u.unit_id "
-            f"WHERE u.arm IS NOT NULL AND o.event IN ({event_list}) GROUP BY {key}"
-        )
-        unit_cols = ", " + ", ".join(f"coalesce(h.{c}, 0.0) AS {c}" for c in columns)
-    aggregates = ["count(*) AS n"]
+    return _single_look_sql(
+        scope, post_cols + pre_cols, columns, products, _event_list(events)
+    ), params
+
+
+def _event_list(events: Sequence[str]) -> str:
+    """``$ev0, $ev1, ...``: the parameters of the event names a query reads."""
+    return ", ".join(f"$ev{j}" for j in range(len(events)))
+
+
+def _sum_columns(columns: Sequence[str], products: Sequence[tuple[str, str]]) -> list[str]:
+    out = []
     for c in columns:
-        aggregates += [f'sum({c}) AS "s:{c}"', f'sum({c} * {c}) AS "q:{c}"']
-    for a, b in products:
-        aggregates.append(f'sum({a} * {b}) AS "x:{a}:{b}"')
-    if looks:
-        exposure = (
-            "WITH looks AS (SELECT unnest(generate_series(1, len($looks))) AS k, "
-            "unnest($looks) AS look_end), "
-            "exposure AS (SELECT l.k, l.look_end, s.unit_id, min(s.ts) AS first_ts, "
-            "CASE WHEN count(DISTINCT s.arm) = 1 THEN min(s.arm) END AS arm "
-            f"FROM served AS s JOIN looks AS l ON s.ts <= l.look_end WHERE {scope.where('s')} "
-            "AND s.unit_id IS NOT NULL AND NOT coalesce(s.unit_random, false) "
-            "GROUP BY l.k, l.look_end, s.unit_id)"
-        )
-    else:
-        exposure = f"WITH exposure AS ({exposure_sql(scope)})"
-    sql = (
-        f"{exposure}, hits AS ({hits_sql}), "
-        f"per_unit AS (SELECT {'u.k, ' if looks else ''}u.arm{unit_cols} FROM exposure AS u "
-        f"LEFT JOIN hits AS h ON {join}) "
-        f"SELECT {'k, ' if looks else ''}arm, {', '.join(aggregates)} FROM per_unit "
-        f"GROUP BY {'k, ' if looks else ''}arm"
+        out += [f'sum({c}) AS "s:{c}"', f'sum({c} * {c}) AS "q:{c}"']
+    return out + [f'sum({a} * {b}) AS "x:{a}:{b}"' for a, b in products]
+
+
+def _single_look_sql(
+    scope: Scope,
+    aggregates: Sequence[str],
+    columns: Sequence[str],
+    products: Sequence[tuple[str, str]],
+    events: str,
+) -> str:
+    """The one-look query: unit counts from the exposures, sums from the units with events.
+
+    A unit without a matching outcome contributes 0 to every sum, sum of squares and cross
+    product, so the sums need only the units that have events (one join of the outcomes with
+    the exposures), and ``n`` comes from the exposures alone: no per-unit table of every
+    exposed unit is built. The exposure table is materialised once for both.
+    """
+    exposure = f"WITH exposure AS MATERIALIZED ({exposure_sql(scope)}), "
+    counts = "counts AS (SELECT arm, count(*) AS n FROM exposure GROUP BY arm)"
+    if not aggregates:
+        return f"{exposure}{counts} SELECT arm, n FROM counts"
+    hits = (
+        f"hits AS (SELECT u.arm, u.unit_id, {', '.join(aggregates)} "
+        "FROM exposure AS u JOIN outcomes AS o ON o.unit_id = u.unit_id "
+        f"WHERE u.arm IS NOT NULL AND o.event IN ({events}) GROUP BY u.arm, u.unit_id)"
     )
-    return sql, params
+    sums = (
+        f"sums AS (SELECT arm, {', '.join(_sum_columns(columns, products))} FROM hits GROUP BY arm)"
+    )
+    return (
+        f"{exposure}{counts}, {hits}, {sums} "
+        "SELECT c.arm, c.n, s.* EXCLUDE (arm) FROM counts AS c "
+        "LEFT JOIN sums AS s ON s.arm = c.arm"
+    )
 
 
 def label_sums(

@@ -100,6 +100,7 @@ from arbiter.analysis.aggregate import (
     aggregate_experiment,
 )
 from arbiter.analysis.analyze import _guardrail_observations
+from arbiter.analysis.metrics import MetricsAnalysis
 from arbiter.analysis.policy import to_decision_policy
 from arbiter.config import DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError
@@ -192,6 +193,7 @@ class MultiArmAnalysis:
     policy: DecisionPolicy
     aggregates: ExperimentAggregates = field(repr=False)
     notes: tuple[str, ...] = ()
+    metrics: MetricsAnalysis | None = None  # business/label metrics per challenger (ab.py)
 
     @property
     def decision(self) -> str:
@@ -262,6 +264,7 @@ class MultiArmAnalysis:
             "timeseries": self.aggregates.timeseries.to_dict(),
             "confusion": [c.to_dict() for c in self.aggregates.confusion],
             "notes": list(self.notes),
+            "metrics": [] if self.metrics is None else self.metrics.to_list(),
         }
 
 

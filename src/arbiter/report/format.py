@@ -156,8 +156,83 @@ def generic_view(result: Any) -> dict[str, Any]:
     }
 
 
+#: Columns of the metrics table (terminal, HTML, Markdown), in order.
+METRIC_COLUMNS: tuple[str, ...] = (
+    "metric",
+    "arm",
+    "role",
+    "units",
+    "champion",
+    "challenger",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "lift",
+    "p_value",
+    "adjusted_p",
+    "cuped",
+    "status",
+)
+
+
+def metric_rows(metrics: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Display rows of the ``metrics`` list of an analysis (``MetricResult.to_dict()`` s).
+
+    ``champion``/``challenger`` are the per-unit means (or ratios), CUPED-adjusted when on;
+    ``units`` both arms' units; ``lift`` the relative lift with its interval, in percent;
+    ``cuped`` the variance reduction CUPED achieved; a guardrail's status joins ``status``.
+    ``ci`` and ``lift_pct`` are the short forms the terminal shows.
+    """
+    rows = []
+    for m in metrics:
+        champ = m["arms"].get(m["champion"], {})
+        chall = m["arms"].get(m["arm"], {})
+        lift = m.get("relative_lift")
+        lift_text = MISSING
+        if is_number(lift) and math.isfinite(lift):
+            lift_text = (
+                f"{format_number(100 * lift, digits=3)} % "
+                f"[{format_number(100 * m['relative_ci_low'], digits=3)}, "
+                f"{format_number(100 * m['relative_ci_high'], digits=3)}]"
+            )
+        lift_short = (
+            f"{format_number(100 * lift, digits=3)} %"
+            if is_number(lift) and math.isfinite(lift)
+            else MISSING
+        )
+        cuped = m.get("cuped")
+        status = m["status"]
+        if m.get("guardrail"):
+            status = f"guardrail {m['guardrail']['status']}"
+        rows.append(
+            {
+                "metric": m["name"],
+                "arm": m["arm"],
+                "role": m["role"],
+                "units": f"{format_number(champ.get('units'))} / "
+                f"{format_number(chall.get('units'))}",
+                "champion": champ.get("adjusted_mean", champ.get("mean")),
+                "challenger": chall.get("adjusted_mean", chall.get("mean")),
+                "estimate": m["estimate"],
+                "ci_low": m["ci_low"],
+                "ci_high": m["ci_high"],
+                "lift": lift_text,
+                "lift_pct": lift_short,
+                "ci": f"[{format_number(m['ci_low'])}, {format_number(m['ci_high'])}]",
+                "p_value": m["p_value"],
+                "adjusted_p": m.get("adjusted_p_value"),
+                "cuped": None
+                if not cuped
+                else format_number(100 * cuped["variance_reduction"], digits=3) + " %",
+                "status": status,
+            }
+        )
+    return rows
+
+
 __all__ = [
     "DECISION_COLOURS",
+    "METRIC_COLUMNS",
     "MISSING",
     "DecisionColour",
     "Style",
@@ -166,5 +241,6 @@ __all__ = [
     "generic_view",
     "interleaving_methods",
     "is_number",
+    "metric_rows",
     "reason_text",
 ]

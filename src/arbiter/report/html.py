@@ -20,10 +20,12 @@ from arbiter.analysis.interleave import InterleaveAnalysis
 from arbiter.analysis.multiarm import MultiArmAnalysis
 from arbiter.report.format import (
     DECISION_COLOURS,
+    METRIC_COLUMNS,
     format_number,
     generic_view,
     interleaving_methods,
     is_number,
+    metric_rows,
     reason_text,
 )
 from arbiter.report.plots import plots
@@ -83,7 +85,14 @@ def _(a: ExperimentAnalysis) -> markupsafe.Markup:
     d = a.to_dict()
     tests = [{"role": "primary", **d["primary"]}]
     tests += [{"role": "secondary", **t} for t in d["secondary"].values()]
-    context = {**d, "remaining": d["estimated_remaining_sample"], "tests": tests, "plots": plots(a)}
+    context = {
+        **d,
+        "remaining": d["estimated_remaining_sample"],
+        "tests": tests,
+        "plots": plots(a),
+        "metric_table": metric_rows(d["metrics"]),
+        "metric_columns": METRIC_COLUMNS,
+    }
     return _section("experiment.html.j2", a=context)
 
 
@@ -122,6 +131,8 @@ def _(a: MultiArmAnalysis) -> markupsafe.Markup:
             for arm, rows in a.guardrails.items()
             for g in rows
         ],
+        metric_table=metric_rows([] if a.metrics is None else a.metrics.to_list()),
+        metric_columns=METRIC_COLUMNS,
         plots=plots(a),
     )
 

@@ -15,10 +15,12 @@ from arbiter.analysis.bandit import ADJUSTED_INFERENCE_WARNING, BanditAnalysis
 from arbiter.analysis.interleave import InterleaveAnalysis
 from arbiter.analysis.multiarm import MultiArmAnalysis
 from arbiter.report.format import (
+    METRIC_COLUMNS,
     Style,
     format_number,
     generic_view,
     interleaving_methods,
+    metric_rows,
     reason_text,
 )
 
@@ -107,6 +109,14 @@ def _header(a: Any, shape: str) -> list[str]:
     ]
 
 
+def _metrics(metrics: Sequence[dict[str, Any]]) -> list[str]:
+    """The business metrics section (docs/metrics.md), when the model defines metrics."""
+    if not metrics:
+        return []
+    return ["### Business metrics (per unit, challenger − champion)\n",
+            _general(metric_rows(metrics), METRIC_COLUMNS)]  # fmt: skip
+
+
 def _notes(notes: Sequence[str]) -> list[str]:
     return ["### Notes\n", *(f"- {n}" for n in notes), ""] if notes else []
 
@@ -147,7 +157,7 @@ def _(a: ExperimentAnalysis) -> str:
     out.append(_general(tests, cols))
     out.append("### Guardrails\n")
     out.append(_general(d["guardrails"], ["name", "challenger", "champion", "limit", "status"]))
-    return "\n".join(out + _notes(a.notes))
+    return "\n".join(out + _metrics(d["metrics"]) + _notes(a.notes))
 
 
 @analysis_markdown.register(MultiArmAnalysis)
@@ -171,7 +181,8 @@ def _(a: MultiArmAnalysis) -> str:
     out.append("### Guardrails\n")
     rails = [{"arm": arm, **g} for arm, rows in a.guardrails.items() for g in rows]
     out.append(_general(rails, ["arm", "name", "challenger", "champion", "limit", "status"]))
-    return "\n".join(out + _notes(a.notes))
+    metrics = [] if a.metrics is None else a.metrics.to_list()
+    return "\n".join(out + _metrics(metrics) + _notes(a.notes))
 
 
 @analysis_markdown.register(InterleaveAnalysis)

@@ -214,13 +214,59 @@ def _confusion_plot(a: ExperimentAnalysis) -> Plot | None:
     )
 
 
+def metric_difference_plots(metrics: Any) -> list[Plot]:
+    """Each business metric's difference over time with its band, one plot per challenger.
+
+    Every point is the analysis as it stood at that time (units exposed by then, outcomes
+    until then: :func:`arbiter.analysis.metrics.metric_differences_over_time`), so the band
+    is the always-valid interval a reader would have seen when the test is sequential.
+    """
+    if metrics is None:
+        return []
+    out = []
+    level = f"{1 - metrics.alpha:.0%}"
+    band = f"always-valid {level} interval" if metrics.sequential else f"{level} interval"
+    for r in metrics.results:
+        series = r.over_time
+        if not series or not series["elapsed_s"]:
+            continue
+        t, xlabel = time_axis(series["elapsed_s"])
+        fig = figure()
+        ax = fig.add_subplot()
+        ax.axhline(0.0, color="#57606a", lw=0.8)
+        ax.plot(t, np.asarray(series["estimate"], dtype=float), "o-", color="#1f2328", ms=3,
+                label=f"{r.arm} − {r.champion}")  # fmt: skip
+        ax.fill_between(
+            t,
+            np.asarray(series["ci_low"], dtype=float),
+            np.asarray(series["ci_high"], dtype=float),
+            color="#1a7f37",
+            alpha=0.25,
+            lw=0,
+            label=band,
+        )
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"difference in {r.name} per unit")
+        ax.legend(loc="best")
+        role = f" ({r.role})" if r.role != "secondary" else ""
+        out.append(
+            Plot(
+                f"{r.name}{role}: {r.arm} − {r.champion} over time",
+                f"Business metric {r.name}{role}: difference per unit as the analysis stood at "
+                "each time, with its band.",
+                png(fig),
+            )
+        )
+    return out
+
+
 @plots.register(ExperimentAnalysis)
 def _(a: ExperimentAnalysis) -> list[Plot]:
     out = [_metric_plot(a), _effect_plot(a), _latency_plot(a), _traffic_plot(a)]
     confusion = _confusion_plot(a)
     if confusion is not None:
         out.append(confusion)
-    return out
+    return out + metric_difference_plots(a.metrics)
 
 
 # --- A/B/n -----------------------------------------------------------------------------------
@@ -269,7 +315,7 @@ def _(a: MultiArmAnalysis) -> list[Plot]:
     if a.srm is not None:
         ax.set_title(_srm_title(a.srm), fontsize=9)
     out.append(Plot("traffic split", "Units per arm against the configured shares.", png(fig)))
-    return out
+    return out + metric_difference_plots(a.metrics)
 
 
 # --- interleaving ----------------------------------------------------------------------------
@@ -396,5 +442,5 @@ def histogram_plot(r: DriftResult) -> Plot:
     return Plot(r.column, caption, png(fig))
 
 
-__all__ = ["PALETTE", "SIDE_COLOURS", "Plot", "figure", "histogram_plot", "plots", "png",
-           "time_axis"]  # fmt: skip
+__all__ = ["PALETTE", "SIDE_COLOURS", "Plot", "figure", "histogram_plot", "metric_difference_plots",
+           "plots", "png", "time_axis"]  # fmt: skip

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from functools import singledispatch
 from typing import Any
 
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from arbiter.analysis.analyze import ExperimentAnalysis
@@ -22,6 +24,7 @@ from arbiter.report.format import (
     format_number,
     generic_view,
     interleaving_methods,
+    metric_rows,
     reason_text,
 )
 
@@ -44,7 +47,19 @@ ARM_TABLE = (
     "latency_p95_ms",
     "latency_p99_ms",
 )
-LEFT = frozenset({"role", "arm", "alias", "name", "metric", "threshold", "detail"})
+LEFT = frozenset({"role", "arm", "alias", "name", "metric", "threshold", "detail", "ci"})
+# The terminal's metrics table: the HTML report also has units, lift interval and CUPED.
+METRIC_TABLE = ("metric", "champion", "challenger", "estimate", "ci", "lift_pct", "p_value",
+                "adjusted_p")  # fmt: skip
+_METRIC_HEADERS = {
+    "champion": "champ.",
+    "challenger": "chall.",
+    "estimate": "diff",
+    "ci": "interval",
+    "lift_pct": "lift",
+    "p_value": "p",
+    "adjusted_p": "adj. p",
+}
 CRITERIA_COLUMNS = ("name", "met", "observed", "threshold", "detail")
 
 
@@ -77,6 +92,35 @@ def criteria_table(criteria: Sequence[Any]) -> Table:
     for c in criteria:
         table.add_row(c.name, "[green]yes[/green]" if c.met else "[red]no[/red]", c.detail)
     return table
+
+
+def print_metrics(console: Console, metrics: Sequence[dict[str, Any]]) -> None:
+    """The business and label metrics of an analysis, one row per metric and challenger."""
+    if metrics:
+        rows = metric_rows(metrics)
+        if len({r["arm"] for r in rows}) > 1:  # A/B/n: name the challenger
+            rows = [{**r, "metric": f"{r['metric']} ({r['arm']})"} for r in rows]
+        table = Table(
+            title="metrics per unit (challenger − champion)",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        for column in METRIC_TABLE:
+            left = column in ("metric", "ci")
+            table.add_column(
+                _METRIC_HEADERS.get(column, column),
+                justify="left" if left else "right",
+                overflow="fold",
+                min_width=14 if column == "metric" else None,
+            )
+        for r in rows:
+            label = r["metric"] if r["role"] == "secondary" else f"{r['metric']} [{r['role']}]"
+            if r["status"] != "ok":
+                label += f" ({r['status']})"
+            cells = [format_number(r[c], digits=3) for c in METRIC_TABLE[1:]]
+            table.add_row(*(escape(str(v)) for v in (label, *cells)))
+        console.print(table)
 
 
 def print_notes(console: Console, notes: Sequence[str]) -> None:
@@ -147,6 +191,7 @@ def _(a: ExperimentAnalysis, console: Console) -> None:
     tests += [{**t, "name": f"secondary: {t['name']}"} for t in d["secondary"].values()]
     cols = ["name", "estimate", "ci_low", "ci_high", "p_value", "status"]
     console.print(rich_table("tests (challenger − champion)", tests, cols))
+    print_metrics(console, d["metrics"])
     if d["bayesian"]:
         b = d["bayesian"]
         chance = format_number(b["chance_to_beat_control"], style="percent", digits=1)
@@ -192,6 +237,7 @@ def _(a: MultiArmAnalysis, console: Console) -> None:
     console.print(rich_table(f"pairwise ({a.multiplicity})", rows, cols))
     rails = [{"arm": arm, **g} for arm, rs in d["guardrails"].items() for g in rs]
     console.print(rich_table("guardrails", rails, ["arm", "name", "challenger", "limit", "status"]))
+    print_metrics(console, d["metrics"])
     console.print(criteria_table(a.criteria))
     line = f"verdict: {decision_markup(a.decision)}"
     if a.winner:
@@ -272,6 +318,7 @@ __all__ = [
     "CRITERIA_COLUMNS",
     "HEADERS",
     "LEFT",
+    "METRIC_TABLE",
     "criteria_table",
     "decision_markup",
     "print_analysis",

@@ -20,6 +20,7 @@ from arbiter.stats.verdict.bandit import P_BEST_THRESHOLD, decide_bandit
 from arbiter.stats.verdict.interleaving import decide_interleaving, interleaving_decision_p_value
 from arbiter.stats.verdict.metric_guardrails import (
     apply_metric_guardrails,
+    apply_metric_guardrails_multiarm,
     non_inferiority_criterion,
 )
 from arbiter.stats.verdict.multiarm import (
@@ -60,6 +61,7 @@ __all__ = [
     "ShadowObservations",
     "Verdict",
     "apply_metric_guardrails",
+    "apply_metric_guardrails_multiarm",
     "decide",
     "decide_bandit",
     "decide_interleaving",

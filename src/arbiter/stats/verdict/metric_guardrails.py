@@ -21,6 +21,7 @@ rolls nothing back.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Literal
 
@@ -134,4 +135,42 @@ def apply_metric_guardrails(
     return replace(verdict, reasons=reasons)
 
 
-__all__ = ["Harm", "apply_metric_guardrails", "non_inferiority_criterion"]
+def apply_metric_guardrails_multiarm(
+    verdict: Verdict, criteria: Mapping[str, tuple[Criterion, ...]], *, serving: bool
+) -> Verdict:
+    """:func:`apply_metric_guardrails` for an A/B/n verdict, per challenger.
+
+    ``criteria`` maps each challenger to its guardrail-metric criteria (listed in the reasons
+    as ``<criterion>:<arm>``). Every challenger with a breach is rolled back (``rollback``
+    when serving, else ``keep_champion``), the winner included; a winner with an unobserved
+    guardrail is not promoted yet (``continue``).
+    """
+    reasons = verdict.reasons + tuple(
+        replace(c, name=f"{c.name}:{arm}") for arm, crits in criteria.items() for c in crits
+    )
+    breached = sorted(
+        arm
+        for arm, crits in criteria.items()
+        if any(c.observed is not None and not c.met for c in crits)
+    )
+    if breached:
+        if not serving:
+            return replace(verdict, decision="keep_champion", reasons=reasons, winner=None)
+        rolled = tuple(sorted(set(verdict.rolled_back) | set(breached)))
+        return replace(
+            verdict, decision="rollback", reasons=reasons, winner=None, rolled_back=rolled,
+            remaining_per_arm=None, estimated_remaining_sample=None,
+        )  # fmt: skip
+    winner = verdict.winner
+    unobserved = winner is not None and any(c.observed is None for c in criteria.get(winner, ()))
+    if verdict.decision == "promote" and unobserved:
+        return replace(verdict, decision="continue", reasons=reasons, winner=None)
+    return replace(verdict, reasons=reasons)
+
+
+__all__ = [
+    "Harm",
+    "apply_metric_guardrails",
+    "apply_metric_guardrails_multiarm",
+    "non_inferiority_criterion",
+]
