@@ -49,7 +49,12 @@ def _url(url: str) -> str:
 def _payload(rows_or_row: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> bytes:
     """The JSON body: ``datetime`` values as ISO 8601 (a naive one stays zone-less: the
     server rejects it rather than guess), numpy scalars as numbers."""
-    body: Any = rows_or_row if isinstance(rows_or_row, Mapping) else {"outcomes": list(rows_or_row)}
+    if isinstance(rows_or_row, Mapping):
+        body: Any = rows_or_row
+    elif hasattr(rows_or_row, "to_dict"):  # a pandas DataFrame: its rows (NaN -> null)
+        body = {"outcomes": rows_or_row.to_dict("records")}
+    else:
+        body = {"outcomes": list(rows_or_row)}
     try:
         return orjson.dumps(body, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError as exc:
@@ -99,7 +104,7 @@ def post(
     ----------
     url : str
         The gateway's base URL (``http://127.0.0.1:8000``) or its ``/outcomes`` URL.
-    rows_or_row : mapping or sequence of mappings
+    rows_or_row : mapping, sequence of mappings or pandas.DataFrame
         ``{"unit_id": "u-1", "event": "purchase", "value": 12.5, "ts": ...}``; ``value``
         defaults to 1, ``ts`` (ISO 8601 string with a zone, or an aware ``datetime``) to the
         server's now, ``request_id`` is optional. A sequence is sent in one request: all rows

@@ -129,3 +129,23 @@ def test_compaction_merges_outcome_segments(tmp_path: Path) -> None:
     assert count_events(store, "outcomes") == 6
     with store.connect() as con:
         assert con.sql("SELECT sum(value) FROM outcomes").fetchall() == [(15.0,)]
+
+
+def test_post_a_data_frame(running: Any) -> None:
+    server, home = running({"fraud": {}})
+    frame = pd.DataFrame(
+        {
+            "unit_id": ["a", "b"],
+            "event": ["purchase", "purchase"],
+            "value": [1.5, 2.5],
+            "ts": pd.to_datetime(["2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z"]),
+            "request_id": ["r1", None],
+        }
+    )
+    assert arbiter.outcomes.post(server.url, frame) == 2
+    with EventStore(home.root).connect() as con:
+        got = con.sql("SELECT unit_id, value, request_id FROM outcomes ORDER BY 1").fetchall()
+    assert got == [("a", 1.5, "r1"), ("b", 2.5, None)]
+    with pytest.raises(InvalidInputError) as info:
+        arbiter.outcomes.post(server.url, frame.assign(value=[1.0, np.nan]))
+    assert info.value.field == "outcomes[1].value"

@@ -95,6 +95,9 @@ def test_defaults_offsets_and_integer_units(home: Path, tmp_path: Path) -> None:
         parquet,
     )
     assert run("import", str(parquet), "--home", str(home))["stored"] == 2
+    gz = tmp_path / "o.csv.gz"
+    frame(5).assign(ts=lambda f: f.ts.map(pd.Timestamp.isoformat)).to_csv(gz, index=False)
+    assert run("import", str(gz), "--home", str(home))["stored"] == 5
 
 
 FUTURE = (datetime.now(UTC) + timedelta(days=30)).isoformat()
@@ -201,3 +204,111 @@ def test_summary(home: Path, tmp_path: Path) -> None:
         assert pd.Timestamp(e["first_ts"]) == first
     text = runner.invoke(app, ["outcomes", "summary", "--home", str(home)])
     assert text.exit_code == 0 and "purchase" in text.output
+
+
+def test_progress_bar_path(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from arbiter.cli.commands import outcomes
+
+    monkeypatch.setattr(outcomes, "PROGRESS_ROWS", 1)
+    monkeypatch.setattr(outcomes, "PROGRESS_BYTES", 1)
+    frame(50).to_parquet(tmp_path / "o.parquet")
+    frame(50).assign(ts=lambda f: f.ts.map(pd.Timestamp.isoformat)).to_csv(
+        tmp_path / "o.csv", index=False
+    )
+    for name in ("o.parquet", "o.csv"):
+        result = runner.invoke(
+            app, ["outcomes", "import", str(tmp_path / name), "--home", str(home)]
+        )
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert "stored 50 outcome events" in result.output
+    assert count_events(EventStore(home), "outcomes") == 100
+
+
+def test_unreadable_csv_is_one_line(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text("unit_id,event\nu1,buy\nu2,buy,extra\n")
+    with pytest.raises(SystemExit) as info:
+        main(["outcomes", "import", str(path), "--home", str(home)])
+    assert info.value.code == status_codes.BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot read ragged.csv") and "\n" not in err
+    assert "Line: 3; Expected Number of Columns: 2 Found: 3" in err
+    assert count_events(EventStore(home), "outcomes") == 0
+
+
+def test_header_only_and_categorical_files(home: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("unit_id,colour\n")
+    with pytest.raises(Exception, match="no event column"):
+        import_outcome_file(EventStore(home), empty)
+    (tmp_path / "header.csv").write_text("unit_id,event\n")
+    assert import_outcome_file(EventStore(home), tmp_path / "header.csv").stored == 0
+    rows = frame(40).astype({"event": "category", "unit_id": "category"})
+    rows.to_parquet(tmp_path / "cat.parquet")
+    assert import_outcome_file(EventStore(home), tmp_path / "cat.parquet").stored == 40
+    assert sorted(stored(home).event.unique()) == sorted(rows.event.unique())
+
+
+TS_TEXT = [
+    "2026-12-01T10:00:00Z",
+    "2026-12-01T10:00:00z",
+    "2026-12-01T10:00:00+05:30",
+    "2026-12-01T10:00:00+0530",
+    "2026-12-01T10:00:00-05",
+    "2026-12-01 10:00:00Z",
+    "2026-12-01T10:00Z",
+    "2026-12-01T10:00:00.5+01:00",
+    "2026-12-01T10:00:00.123456Z",
+    "2026-12-01T10:00:00 +01:00",
+    "2000-01-01T00:00:00Z",
+    "1999-12-31T23:59:59Z",
+    "2026-12-01T10:00:00",
+    "2026-12-01",
+    "2026-12-01T25:00:00Z",
+    "2026-02-30T10:00:00Z",
+    "yesterday",
+]
+
+
+def test_ts_text_agrees_with_the_api_validator(home: Path, tmp_path: Path) -> None:
+    """The column-wise ts parser accepts and converts exactly as ``parse_ts`` (POST /outcomes)."""
+    import time
+
+    from arbiter.errors import InvalidInputError
+    from arbiter.events.outcomes import parse_ts
+
+    now = datetime.now(UTC)
+    cases = [
+        *TS_TEXT,
+        (now + timedelta(hours=23)).isoformat(),
+        (now + timedelta(hours=25)).isoformat(),
+    ]
+    for i, text in enumerate(cases):
+        try:
+            expected: int | None = parse_ts(text, "ts", time.time_ns() // 1000)
+        except InvalidInputError:
+            expected = None
+        path = tmp_path / f"{i}.csv"
+        path.write_text(f"unit_id,event,ts\nu{i},e,{text}\n")
+        try:
+            import_outcome_file(EventStore(home), path)
+        except InvalidInputError as exc:
+            assert expected is None, (text, exc)
+            assert exc.field == "rows[0].ts"
+            continue
+        with EventStore(home).connect() as con:
+            ((got,),) = con.sql(
+                "SELECT epoch_us(ts) FROM outcomes WHERE unit_id = $u", params={"u": f"u{i}"}
+            ).fetchall()
+        assert got == expected, text
+
+
+def test_missing_home_is_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "o.csv"
+    path.write_text("unit_id,event\nu,e\n")
+    with pytest.raises(SystemExit) as info:
+        main(["outcomes", "import", str(path), "--home", str(tmp_path / "nowhere")])
+    assert info.value.code == status_codes.NOT_FOUND
+    assert not (tmp_path / "nowhere").exists()

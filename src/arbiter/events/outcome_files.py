@@ -16,6 +16,8 @@ the error says how many rows were stored.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,8 +46,9 @@ FileKind = Literal["csv", "parquet"]
 #: Rows per written segment (and per batch read): ~100k outcome rows are a few MB in memory.
 SEGMENT_ROWS = 100_000
 REQUIRED = ("unit_id", "event")
-# An ISO 8601 time that names its zone: trailing Z or an offset such as +02:00 / -0500.
-_ZONE = r"([Zz]|[+-]\d\d(:?\d\d)?)$"
+# An ISO 8601 time that names its zone: a time (hh:mm[:ss[.f]]) then Z or an offset such as
+# +02:00 / -0500 / -05. A bare date ends in "-01", which is not an offset.
+_ZONE = r"\d\d:\d\d(:\d\d([.,]\d+)?)?\s*([Zz]|[+-]\d\d(:?\d\d)?)$"
 
 
 @dataclass(frozen=True)
@@ -74,33 +77,76 @@ def file_kind(path: Path) -> FileKind:
     )
 
 
-def _batches(path: Path, kind: FileKind, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """The file's rows in batches; CSV columns as text (types are checked here, not guessed)."""
+def _column_names(path: Path, kind: FileKind) -> list[str]:
+    """The file's column names (CSV: its header row)."""
     try:
         if kind == "parquet":
             import pyarrow.parquet as pq
 
-            yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
-            return
-        import pyarrow.csv as pacsv
-
-        with pa.input_stream(str(path)) as stream:  # .csv.gz: compression detected by name
-            names = pacsv.open_csv(stream).schema.names
-        convert = pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in names}, strings_can_be_null=False
-        )
-        with pa.input_stream(str(path)) as stream:
-            reader = pacsv.open_csv(
-                stream,
-                read_options=pacsv.ReadOptions(block_size=8 * 2**20),
-                convert_options=convert,
-            )
-            for batch in reader:
-                yield from (
-                    batch.slice(i, batch_rows) for i in range(0, batch.num_rows, batch_rows)
-                )
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+            return list(pq.read_schema(path).names)
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
+            header = next(csv.reader(text), None)
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InvalidInputError(f"cannot read {path.name} as {kind}: {exc}", field="FILE") from exc
+    if not header:
+        raise InvalidInputError(f"{path.name} is empty: no header row", field="FILE")
+    return [name.strip() for name in header]
+
+
+def _batches(
+    path: Path, kind: FileKind, names: list[str], batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """The file's rows in batches, in file order; CSV columns as text (checked here, not guessed).
+
+    Both readers stream: Parquet one row group's columns at a time without read-ahead, CSV
+    through DuckDB (pyarrow's streaming CSV reader read a 270 MB file ahead into memory when
+    validation was slower than reading; DuckDB's memory stays flat, measured: docs/outcomes.md).
+    """
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, use_threads=False)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InvalidInputError(
+                f"cannot read {path.name} as parquet: {exc}", field="FILE"
+            ) from exc
+        return
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET preserve_insertion_order = true")  # batches in file order: line numbers
+        relation = con.sql(
+            "SELECT * FROM read_csv($path, header = true, auto_detect = false, columns = $columns, "
+            "delim = ',', quote = '\"', escape = '\"')",
+            params={"path": str(path), "columns": {name: "VARCHAR" for name in names}},
+        )
+        reader = relation.to_arrow_reader(batch_rows)
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            yield batch
+    except duckdb.Error as exc:
+        raise InvalidInputError(
+            f"cannot read {path.name} as csv: {_duckdb_reason(exc)}", field="FILE"
+        ) from exc
+    finally:
+        con.close()
+
+
+def _duckdb_reason(exc: Exception) -> str:
+    """DuckDB's CSV error on one line: where and what, without its advice and settings."""
+    lines = []
+    for line in str(exc).splitlines():
+        if line.startswith("Possible fixes"):
+            break
+        if line.strip() and not line.startswith("Original Line"):
+            lines.append(line.strip().removeprefix("Invalid Input Error: "))
+    return "; ".join(lines) or type(exc).__name__
 
 
 def _where(kind: FileKind, index: int) -> str:
@@ -129,11 +175,21 @@ def _check(mask: pa.Array | np.ndarray, column: pa.Array, field: str, message: s
         raise _RejectedRowError(index, field, f"{message}, got {shown!r:.60}")
 
 
-def _text(batch: pa.RecordBatch, name: str, *, integers: bool = False) -> pa.Array:
+def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
+    """A column, dictionary-encoded ones (pandas categoricals) decoded."""
     column = batch.column(name)
+    return column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _text(batch: pa.RecordBatch, name: str, *, integers: bool = False) -> pa.Array:
+    column = _column(batch, name)
     if pa.types.is_integer(column.type) and integers:
         return pc.cast(column, pa.string())
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+    if _is_text(column.type):
         return pc.cast(column, pa.string())
     if pa.types.is_null(column.type):
         return pa.nulls(len(column), pa.string())
@@ -146,7 +202,7 @@ def _values(batch: pa.RecordBatch, kind: FileKind) -> pa.Array:
     n = batch.num_rows
     if "value" not in batch.schema.names:
         return pa.array(np.ones(n), pa.float64())
-    column = batch.column("value")
+    column = _column(batch, "value")
     if kind == "csv":
         import pandas as pd
 
@@ -169,7 +225,7 @@ def _timestamps(batch: pa.RecordBatch, now_us: int) -> pa.Array:
     n = batch.num_rows
     if "ts" not in batch.schema.names:
         return pa.array(np.full(n, now_us, dtype=np.int64)).cast(TS)
-    column = batch.column("ts")
+    column = _column(batch, "ts")
     t = column.type
     if pa.types.is_timestamp(t):
         if t.tz is None:
@@ -181,10 +237,11 @@ def _timestamps(batch: pa.RecordBatch, now_us: int) -> pa.Array:
         micros = pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC"), safe=False), pa.int64())
     elif pa.types.is_integer(t):
         micros = pc.cast(column, pa.int64())
-    elif pa.types.is_string(t) or pa.types.is_large_string(t):
+    elif _is_text(t):
         import pandas as pd
 
         text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+        text = pc.replace_substring_regex(text, "z$", "Z")  # pandas reads only an upper-case Z
         zoned = pc.match_substring_regex(text, _ZONE)
         _check(
             pc.invert(zoned),
@@ -270,12 +327,10 @@ def _tables(
     path: Path, kind: FileKind, now_us: int, ignore_extra: bool, batch_rows: int
 ) -> Iterator[pa.Table]:
     """Validated tables of the file, in order; the first bad row raises, naming its line."""
+    names = _column_names(path, kind)
+    _columns(path, names, ignore_extra)
     offset = 0
-    checked_columns = False
-    for batch in _batches(path, kind, batch_rows):
-        if not checked_columns:
-            _columns(path, batch.schema.names, ignore_extra)
-            checked_columns = True
+    for batch in _batches(path, kind, names, batch_rows):
         try:
             yield outcome_table(batch, kind, now_us)
         except _RejectedRowError as bad:
@@ -287,10 +342,6 @@ def _tables(
         except InvalidInputError as exc:
             raise InvalidInputError(f"{path.name}: {exc.message}", field=exc.field) from None
         offset += batch.num_rows
-    if not checked_columns and kind == "parquet":
-        import pyarrow.parquet as pq
-
-        _columns(path, pq.read_schema(path).names, ignore_extra)
 
 
 def count_rows(path: Path) -> int | None:
