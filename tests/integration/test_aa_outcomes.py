@@ -3,8 +3,8 @@
 Units send requests to a 50/50 A/B test on 127.0.0.1 whose two arms serve the same registered
 version; each unit converts with the same probability whatever its arm and posts its
 purchases to ``POST /outcomes``. The experiment is analysed per unit with the always-valid
-sequential test at several looks (:func:`arbiter.analysis.metrics.analyze_metrics` and the
-loop's verdict on the primary metric): no look may promote or roll back.
+sequential test at several looks (:func:`arbiter.analysis.analyze_experiment`, whose A/B
+verdict decides on the primary metric, on the run's rows): no look may promote or roll back.
 
 The reduced test runs once (deterministic: sticky hashing and a seeded generator); the
 ``slow`` one repeats the experiment and checks that the share of runs with a false decision
@@ -21,11 +21,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from arbiter.analysis.metrics import analyze_metrics
+from arbiter.analysis import analyze_experiment
 from arbiter.config import ModelConfig
 from arbiter.events import EventStore
-from arbiter.events.query import Scope
-from arbiter.loop.online import primary_metric_verdict
+from arbiter.events.query import Scope, restrict_predictions
 from arbiter.registry import registry_for_home
 from tests.loop.conftest import wait_for
 
@@ -108,10 +107,13 @@ def _run(
             what=f"{unit} units logged",
         )
         with EventStore(home.root).connect() as con:
-            metrics = analyze_metrics(con, scope, config)
-        assert metrics.crossed_units == 0
-        verdict = primary_metric_verdict(metrics, config.decision)
-        assert verdict is not None
+            # This run's rows only (the slow test runs many in one experiment).
+            restrict_predictions(con, "ts >= $start", {"start": start})
+            analysis = analyze_experiment(con, "fraud", "fraud-aa", model_config=config)
+        metrics = analysis.metrics
+        assert metrics is not None and metrics.crossed_units == 0
+        assert analysis.decided_on == "conversion"
+        verdict = analysis.verdict
         decisions.append(verdict.decision)
     return decisions
 

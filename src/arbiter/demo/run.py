@@ -239,24 +239,22 @@ def _outcomes(rows: list[dict[str, Any]], users: list[str], labels: list[int], o
 
 def _ab_metric_verdict(home: Home, config: ModelConfig) -> dict[str, Any]:
     """The A/B phase's verdict on its business metrics (per user, after first exposure)."""
-    from arbiter.analysis.metrics import analyze_metrics
+    from arbiter.analysis import analyze_experiment
     from arbiter.events import EventStore
-    from arbiter.events.query import Scope
-    from arbiter.loop.online import primary_metric_verdict
 
+    experiment = config.experiment_name(MODEL)
     with EventStore(home.root).connect() as con:
-        metrics = analyze_metrics(con, Scope(MODEL, config.experiment_name(MODEL)), config)
-    verdict = primary_metric_verdict(metrics, config.decision)
+        analysis = analyze_experiment(con, MODEL, experiment, model_config=config)
+    metrics = getattr(analysis, "metrics", None)
+    verdict = analysis.verdict
     return {
-        "experiment": config.experiment_name(MODEL),
+        "experiment": experiment,
         "primary_metric": config.decision.primary_metric,
-        "decision": None if verdict is None else verdict.decision,
-        "reasons": [] if verdict is None else [c.to_dict() for c in verdict.reasons],
-        "estimated_remaining_sample": None
-        if verdict is None
-        else verdict.estimated_remaining_sample,
-        "metrics": metrics.to_list(),
-        "crossed_units": metrics.crossed_units,
+        "decision": verdict.decision,
+        "reasons": [c.to_dict() for c in verdict.reasons],
+        "estimated_remaining_sample": verdict.estimated_remaining_sample,
+        "metrics": [] if metrics is None else metrics.to_list(),
+        "crossed_units": None if metrics is None else metrics.crossed_units,
     }
 
 

@@ -22,23 +22,18 @@ A canary decides by itself (the gateway's checkpoints promote it or roll it back
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import duckdb
 
 from arbiter.analysis import ExperimentAnalysis, analyze_experiment
-from arbiter.analysis.metrics import MetricsAnalysis, analyze_metrics
-from arbiter.analysis.policy import to_decision_policy
-from arbiter.config import ABExperimentConfig, DecisionConfig, ModelConfig
+from arbiter.config import ModelConfig
 from arbiter.errors import NotFoundError
 from arbiter.events import EventStore
 from arbiter.events.query import Scope, restrict_predictions
 from arbiter.loop.record import iso
 from arbiter.stats import finite_or_none
-from arbiter.stats.sufficient import SampleMeanStatistic
-from arbiter.stats.verdict import ArmObservations, Verdict, apply_metric_guardrails, decide
 
 # Rows of other models and experiments pass; rows of this experiment pass when they belong to
 # a request the candidate shadowed: its own shadow row and the champion's served row.
@@ -112,7 +107,7 @@ def summarize_analysis(analysis: ExperimentAnalysis) -> dict[str, Any]:
     return {
         "decision": analysis.decision,
         "experiment": analysis.experiment,
-        "metric": getattr(analysis, "primary_metric", None) or analysis.metric,
+        "metric": getattr(analysis, "decided_on", analysis.metric),
         "labelled": {side: int(arm["labelled"]) for side, arm in analysis.arms.items()},
         "requests": {side: int(arm["requests"]) for side, arm in analysis.arms.items()},
         "primary": {
@@ -168,19 +163,27 @@ def evaluate_candidate(
                 "metric": primary_metric,
                 "summary": f"no request {what} v{candidate} in {experiment!r} yet",
             }
-        metric_evidence = None
-        if mode == "ab" and primary_metric is not None and model_config is not None:
-            metric_evidence = _business_verdict(con, model, experiment, model_config)
     out = {**summarize_analysis(analysis), **base}
     out["metric_kind"] = "model_quality"
-    if metric_evidence is not None:
-        # The primary metric decides: its verdict replaces the model-quality one, which stays
-        # in the record as ``quality``.
-        out["quality"] = {k: out[k] for k in ("decision", "metric", "primary", "criteria")}
-        out.update(metric_evidence)
+    metrics = getattr(analysis, "metrics", None)
+    result = None if metrics is None or primary_metric is None else metrics.result(primary_metric)
+    if result is not None:
+        # analyze_experiment decided on the primary metric (per unit); the model-quality test
+        # stays in the record as ``quality``.
+        out["quality"] = {"metric": analysis.metric, "primary": out["primary"]}
         out["metric_kind"] = "business"
+        out["units"] = {arm: int(v["units"]) for arm, v in result.arms.items()}
+        out["crossed_units"] = metrics.crossed_units
+        out["primary"] = {
+            "method": result.method,
+            "estimate": finite_or_none(result.estimate),
+            "ci_low": finite_or_none(result.ci_low),
+            "ci_high": finite_or_none(result.ci_high),
+            "p_value": finite_or_none(result.p_value),
+            "relative_lift": finite_or_none(result.relative_lift),
+        }
     labelled = out["labelled"]
-    if metric_evidence is not None:
+    if result is not None:
         count = f"{out['units'].get('challenger', 0)} units of v{candidate}"
     elif mode == "shadow":
         count = f"{labelled.get('challenger', 0)} labelled shadow rows of v{candidate}"
@@ -188,76 +191,6 @@ def evaluate_candidate(
         count = f"{labelled.get('challenger', 0)} labelled rows of v{candidate}"
     out["summary"] = f"{out['decision']} on {out['metric']} after {count}"
     return out
-
-
-def _business_verdict(
-    con: duckdb.DuckDBPyConnection, model: str, experiment: str, model_config: ModelConfig
-) -> dict[str, Any] | None:
-    """Decision-record evidence of the A/B verdict on ``decision.primary_metric``."""
-    exp = model_config.experiment
-    share = exp.challenger_share if isinstance(exp, ABExperimentConfig) else 0.5
-    metrics = analyze_metrics(con, Scope(model, experiment), model_config)
-    verdict = primary_metric_verdict(
-        metrics, model_config.decision, traffic_weights=(1.0 - share, share)
-    )
-    name = model_config.decision.primary_metric
-    result = None if name is None else metrics.result(name)
-    if verdict is None or result is None:
-        return None
-    return {
-        "decision": verdict.decision,
-        "metric": name,
-        "units": {arm: int(v["units"]) for arm, v in result.arms.items()},
-        "crossed_units": metrics.crossed_units,
-        "primary": {
-            "method": result.method,
-            "estimate": finite_or_none(result.estimate),
-            "ci_low": finite_or_none(result.ci_low),
-            "ci_high": finite_or_none(result.ci_high),
-            "p_value": finite_or_none(result.p_value),
-            "relative_lift": finite_or_none(result.relative_lift),
-        },
-        "criteria": [
-            {"name": c.name, "met": bool(c.met), "detail": c.detail} for c in verdict.reasons
-        ],
-        "estimated_remaining_sample": verdict.estimated_remaining_sample,
-    }
-
-
-def primary_metric_verdict(
-    metrics: MetricsAnalysis,
-    decision: DecisionConfig,
-    *,
-    arm: str = "challenger",
-    traffic_weights: tuple[float, float] = (0.5, 0.5),
-) -> Verdict | None:
-    """The A/B verdict on ``decision.primary_metric``, its guardrail metrics vetoing it.
-
-    The two-arm rules of :func:`arbiter.stats.verdict.decide` (SRM on units, minimum sample
-    in units, the primary test: always-valid when ``decision.sequential``) applied to the
-    primary metric's per-unit test from :func:`arbiter.analysis.metrics.analyze_metrics`,
-    then :func:`arbiter.stats.verdict.apply_metric_guardrails`: a guardrail metric harmed
-    beyond its margin is a rollback. None without a primary metric or a result for ``arm``.
-    """
-    name = decision.primary_metric
-    result = None if name is None else metrics.result(name, arm)
-    if result is None:
-        return None
-    units = metrics.data[name].units
-    counts = (int(units.get(metrics.champion, 0)), int(units.get(arm, 0)))
-    # The primary test is the metric's own (Welch, delta method or CUPED); decide() gets
-    # placeholders carrying the unit counts for its sample rules.
-    placeholders = [SampleMeanStatistic(n, 0.0, 0.0) for n in counts]
-    policy = replace(
-        to_decision_policy(decision, mode="ab", task="regression", traffic_weights=traffic_weights),
-        higher_is_better=result.direction == "increase",
-        guardrails=(),
-    )
-    observations = ArmObservations(
-        placeholders[0], placeholders[1], primary_result=result, assignment_counts=counts
-    )
-    verdict = decide(observations, policy)
-    return apply_metric_guardrails(verdict, metrics.guardrail_criteria(arm), serving=True)
 
 
 def canary_outcome(registry: Any, model: str, candidate: str, *, now: datetime) -> dict[str, Any]:
@@ -300,7 +233,6 @@ __all__ = [
     "OnlineMode",
     "canary_outcome",
     "evaluate_candidate",
-    "primary_metric_verdict",
     "scoped_connection",
     "summarize_analysis",
 ]
