@@ -13,6 +13,7 @@ at any look stays within the level.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -140,13 +141,14 @@ def test_aa_false_positive_rate_with_sequential_looks(
     running: Any, template_home: Any, fraud_rows: list[dict[str, float]]
 ) -> None:
     server, home = _aa_gateway(running, template_home)
-    runs, false = 40, 0
+    runs, false = int(os.environ.get("ARBITER_AA_RUNS", "40")), 0
     with httpx.Client(base_url=server.url, timeout=30) as client:
         for i in range(runs):
             decisions = _run(
                 client, home, fraud_rows, prefix=f"r{i}", looks=5, per_look=100, seed=100 + i
             )
             false += any(d in ("promote", "rollback") for d in decisions)
+    print(f"A/A: {false} of {runs} runs decided promote or rollback at some look")
     # The always-valid test keeps P(any false decision over the looks) <= alpha (plus the
     # guardrail's own level); allow for binomial noise: one-sided 99 % bound.
     assert stats.binomtest(false, runs, 2 * ALPHA, alternative="greater").pvalue > 0.01, false
