@@ -137,6 +137,7 @@ def test_aa_through_the_gateway_decides_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_aa_false_positive_rate_with_sequential_looks(
     running: Any, template_home: Any, fraud_rows: list[dict[str, float]]
 ) -> None:
