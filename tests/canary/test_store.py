@@ -187,7 +187,9 @@ def test_plan_from_config() -> None:
             {"ramp": {"target_share": 0.5, "duration_s": 60, "step_s": 20, "min_requests": 3}}
         )
     )
-    assert ramp == LinearRamp(0.0, 0.5, 60, 20).to_plan(min_requests=3)
+    # the config's default 5 % champion holdback reaches the plan (issue 15)
+    assert ramp == LinearRamp(0.0, 0.5, 60, 20).to_plan(min_requests=3, holdback=0.05)
+    assert plan_from_config(CanaryConfig(holdback=0.0)).holdback == 0.0
     # the plan built drives the core state machine as usual
     state, action = advance(CanaryState.start(0.0), ramp, _inputs(3), 100.0)
     assert action == "advance" and state.stage == 1

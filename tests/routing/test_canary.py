@@ -534,3 +534,101 @@ def test_an_srm_alarm_holds_the_canary_but_guardrails_still_roll_back() -> None:
     assert step(state, plan, inputs, 10.0) == (state, "hold")
     breached = CheckpointInputs(900, 100, "continue", (), ("error_rate: 0.2",), None, ("srm",))
     assert step(state, plan, breached, 10.0)[1] == "rollback"
+
+
+# --- holdback and non-inferiority (issue 15) ----------------------------------------------
+
+
+def test_holdback_keeps_champion_units_at_the_last_stage_only() -> None:
+    plan = CanaryPlan(PLAN.stages, holdback=0.05)
+    assert [plan.routed_share(i) for i in range(3)] == [0.05, 0.25, pytest.approx(0.95)]
+    assert _at(2).share(plan) == pytest.approx(0.95)
+    assert _at(2, "promoted").share(plan) == 1.0  # a promotion routes everything
+    kw = {"champion_alias": "champion", "challenger_alias": "challenger", "salt": "m"}
+    last = CanaryStrategy.from_state(_at(2), plan, **kw)
+    held = sum(last.route(f"u{i}", 0.5).arm == CHAMPION for i in range(20_000)) / 20_000
+    assert held == pytest.approx(0.05, abs=0.01)
+    # units of the 25 % stage stay with the challenger at 95 %
+    before = CanaryStrategy.from_state(_at(1), plan, **kw)
+    moved = [f"u{i}" for i in range(2000) if before.route(f"u{i}", 0.5).arm == CHALLENGER]
+    assert all(last.route(u, 0.5).arm == CHALLENGER for u in moved)
+
+
+def test_holdback_is_capped_below_the_previous_stage() -> None:
+    fine = CanaryPlan((CanaryStage(0.5), CanaryStage(0.99), CanaryStage(1.0)), holdback=0.05)
+    assert 0.99 < fine.routed_share(2) < 1.0
+
+
+@pytest.mark.parametrize("holdback", [-0.1, 0.5, True])
+def test_holdback_validation(holdback: object) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        CanaryPlan(PLAN.stages, holdback=holdback)  # type: ignore[arg-type]
+    assert info.value.field == "holdback"
+
+
+def test_non_inferiority_gates_promotion_but_not_advance() -> None:
+    new, action = advance(_at(1), PLAN, _inputs(non_inferior=False), T0 + 600)
+    assert action == "advance"
+    new, action = advance(_at(2), PLAN, _inputs(non_inferior=False), T0 + 600)
+    assert (action, new.status) == ("hold", "running")
+    new, action = advance(_at(2), PLAN, _inputs(non_inferior=True), T0 + 600)
+    assert action == "promote"
+    assert "not worse than max_harm" in new.history[-1].reasons[0]
+
+
+def test_non_inferiority_criterion_reaches_the_inputs() -> None:
+    """decide's ``non_inferiority`` criterion (with strata and max_harm) -> inputs."""
+    from arbiter.stats.sufficient import RatioStatistic
+
+    def cell(n: int, right: int) -> RatioStatistic:
+        return RatioStatistic(n, right, right, n, n, right)
+
+    strata = ((cell(20_000, 17_000), cell(20_000, 17_020)),)
+    for margin, shown in ((0.02, True), (0.0005, False)):
+        policy = DecisionPolicy(mode="canary", check_srm=False, max_harm=margin)
+        verdict = decide(
+            ArmObservations(
+                ProportionStatistic(20_000, 17_000),
+                ProportionStatistic(20_000, 17_020),
+                strata=strata,
+            ),
+            policy,
+        )
+        inputs = CheckpointInputs.from_verdict(verdict, champion_requests=1, challenger_requests=1)
+        assert inputs.non_inferior is shown
+    plain = CheckpointInputs.from_verdict(
+        decide(ArmObservations(*strata[0]), DecisionPolicy(mode="canary", check_srm=False)),
+        champion_requests=1,
+        challenger_requests=1,
+    )
+    assert plain.non_inferior is None
+
+
+def test_promotion_record_says_how_harm_was_tested_at_the_last_stage() -> None:
+    plain, _ = advance(_at(2), PLAN, _inputs(), T0 + 600)
+    assert "no champion holdback" in plain.history[-1].reasons[0]
+    held, _ = advance(_at(2), CanaryPlan(PLAN.stages, holdback=0.05), _inputs(), T0 + 600)
+    assert "champion holdback 5.0%" in held.history[-1].reasons[0]
+
+
+def test_a_loss_metric_waits_for_30_concurrent_units_then_detects_harm() -> None:
+    """metric_kind="mean", lower is better: a loss 0.5 higher for the challenger."""
+    import numpy as np
+
+    from arbiter.stats.sufficient import RatioStatistic
+
+    rng = np.random.default_rng(9)
+
+    def cell(m: np.ndarray) -> RatioStatistic:
+        n = float(len(m))
+        return RatioStatistic(len(m), m.sum(), (m * m).sum(), n, n, m.sum())
+
+    policy = DecisionPolicy(
+        metric_kind="mean", higher_is_better=False, mode="canary", check_srm=False
+    )
+    for n_b, expected in ((20, "insufficient_data"), (2000, "ok")):
+        a, b = rng.exponential(1.0, 4000), rng.exponential(1.5, n_b)
+        verdict = decide(ArmObservations(cell(a), cell(b), strata=((cell(a), cell(b)),)), policy)
+        assert verdict.primary is not None and verdict.primary.status == expected
+    assert verdict.decision == "rollback"
+    assert verdict.primary.ci_high == np.inf and verdict.primary.ci_low > 0

@@ -16,6 +16,8 @@ from arbiter.stats.sequential import (
     always_valid_p_value,
     confidence_sequence,
     cs_halfwidth,
+    fixed_mixture_tau,
+    mixture_test,
     msprt,
     msprt_log_likelihood_ratio,
     normal_mixture_log_evalue,
@@ -366,3 +368,104 @@ def test_confidence_sequence_on_ratios_uses_the_delta_method_variance() -> None:
     assert r.std_error == pytest.approx(math.sqrt(va + vb), rel=1e-12)
     empty = RatioStatistic(3, 0.0, 0.0, 0.0, 0.0, 0.0)
     assert confidence_sequence(empty, b).status == "insufficient_data"
+
+
+# --- fixed-tau mixture in information time (canary harm, issue 15) ---------------------
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "larger", "smaller"])
+@pytest.mark.parametrize("share", [0.5, 0.2])
+def test_fixed_tau_mixture_equals_the_cs_at_a_fixed_split(alternative: str, share: float) -> None:
+    """At a fixed split with equal arm variances, tau from the planned split gives exactly the
+    e-value and bounds of confidence_sequence (the A/B default is unchanged there)."""
+    n = 4000
+    n_b = int(n * share)
+    control = SampleMeanStatistic(n - n_b, 0.30 * (n - n_b), (0.30**2 + 1.0) * (n - n_b))
+    treatment = SampleMeanStatistic(n_b, 0.36 * n_b, (0.36**2 + 1.0) * n_b)
+    assert control.variance == pytest.approx(treatment.variance, rel=1e-3)
+    sigma2 = (control.variance * (n - n_b - 1) + treatment.variance * (n_b - 1)) / (n - 2)
+    cs = confidence_sequence(control, treatment, alpha=0.05, alternative=alternative)  # type: ignore[arg-type]
+    # the CS's per-observation variance is n SE^2; tau^2 = rho^2 sigma^2 / (w (1 - w))
+    tau = fixed_mixture_tau(
+        cs.n * cs.std_error**2 * share * (1 - share),
+        alpha=0.05,
+        target_sample_size=5000.0,
+        alternative=alternative,  # type: ignore[arg-type]
+        allocation=share,
+    )
+    assert cs.n * cs.std_error**2 * share * (1 - share) == pytest.approx(sigma2, rel=2e-3)
+    r = mixture_test(cs.estimate, cs.std_error**2, tau=tau, alpha=0.05, alternative=alternative)  # type: ignore[arg-type]
+    assert r.p_value == pytest.approx(cs.p_value, rel=1e-9)
+    assert (r.ci_low, r.ci_high) == pytest.approx((cs.ci_low, cs.ci_high), rel=1e-9)
+
+
+def test_mixture_test_two_sided_is_the_msprt_likelihood_ratio() -> None:
+    d, v, tau = 0.013, 0.004**2, 0.01
+    r = mixture_test(d, v, tau=tau)
+    log_lr = float(msprt_log_likelihood_ratio(d, v, tau))
+    assert r.p_value == pytest.approx(math.exp(-log_lr), rel=1e-12)
+    # the bound is where the likelihood ratio crosses 1/alpha
+    edge = float(msprt_log_likelihood_ratio(r.ci_high, v, tau, null_value=d))
+    assert edge == pytest.approx(-math.log(0.05), rel=1e-9)
+
+
+def test_mixture_test_one_sided_matches_direct_integration() -> None:
+    """Half-normal mixture of exp(theta S - theta^2 I / 2) over theta < 0, by quadrature."""
+    d, v, tau = -0.011, 0.005**2, 0.008
+    s, info = d / v, 1.0 / v
+
+    def integrand(theta: float) -> float:
+        return 2.0 * stats.norm.pdf(theta, scale=tau) * math.exp(theta * s - theta**2 * info / 2)
+
+    m = integrate.quad(integrand, -np.inf, 0.0)[0]
+    r = mixture_test(d, v, tau=tau, alternative="smaller")
+    assert r.p_value == pytest.approx(1.0 / m, rel=1e-7)
+    assert r.ci_low == -math.inf and r.ci_high > d
+
+
+def test_mixture_test_non_inferiority_bound_and_null() -> None:
+    r = mixture_test(-0.002, 0.003**2, tau=0.01, alternative="larger", null_value=-0.01)
+    shifted = mixture_test(0.008, 0.003**2, tau=0.01, alternative="larger")
+    assert r.p_value == pytest.approx(shifted.p_value, rel=1e-12)
+    assert r.significant is (r.ci_low > -0.01)
+
+
+def test_mixture_test_degenerate_and_bad_tau() -> None:
+    assert mixture_test(math.nan, math.nan, tau=0.1).status == "no_data"
+    assert mixture_test(0.1, 0.0, tau=0.1).status == "zero_variance"
+    with pytest.raises(InvalidInputError) as info:
+        mixture_test(0.1, 0.01, tau=0.0)
+    assert info.value.field == "tau"
+    with pytest.raises(InvalidInputError):
+        fixed_mixture_tau(0.0, alpha=0.05, target_sample_size=100.0)
+
+
+def test_fixed_tau_holds_its_level_under_a_changing_allocation() -> None:
+    """A canary's split path (1 %, 5 %, 25 %, 50 %, 95 %), 70 looks, rows i.i.d. N(0, 1):
+    the stratified difference's score is a Brownian motion in information time, and the
+    fixed-tau mixture crosses 1/alpha at most alpha of the time. The CS of the pooled
+    difference mixes with u = rho^2 n, whose implied tau follows the split."""
+    rng = np.random.default_rng(15)
+    runs, alpha = 4000, 0.05
+    shares = np.repeat([0.01, 0.05, 0.25, 0.5, 0.95], [17, 10, 10, 15, 18])
+    per_look = 600
+    n_b = rng.binomial(per_look, shares, (runs, shares.size)).astype(float)
+    n_a = per_look - n_b
+    # per look, the within-look difference and its variance (sigma = 1 per row)
+    diff = rng.standard_normal((runs, shares.size)) * np.sqrt(
+        1 / np.maximum(n_a, 1) + 1 / np.maximum(n_b, 1)
+    )
+    w = np.where(n_b > 0, n_a * n_b / (n_a + n_b), 0.0)
+    wsum = np.cumsum(w, axis=1)
+    seen = wsum > 0  # no challenger row yet: no evidence
+    safe = np.where(seen, wsum, 1.0)
+    est = np.where(seen, np.cumsum(w * diff, axis=1) / safe, 0.0)
+    var = np.cumsum(w * w * (1 / np.maximum(n_a, 1) + 1 / np.maximum(n_b, 1)), axis=1)
+    var = np.where(seen, var / safe**2, np.inf)
+    tau = fixed_mixture_tau(1.0, alpha=alpha, target_sample_size=5000.0, alternative="smaller")
+    z = est / np.sqrt(var)
+    log_m = normal_mixture_log_evalue(z, tau**2 / var, 1.0, "smaller")
+    rate = float((log_m.max(axis=1) >= -math.log(alpha)).mean())
+    assert rate > 0.005  # the test is not vacuous
+    se = math.sqrt(alpha * (1 - alpha) / runs)
+    assert rate <= alpha + 3 * se

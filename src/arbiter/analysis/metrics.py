@@ -20,7 +20,6 @@ For an experiment's :class:`~arbiter.events.query.Scope` and the metrics a model
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from typing import Any, Literal
 import duckdb
 import numpy as np
 
+from arbiter.analysis import label_metrics as _label_metrics
 from arbiter.analysis.metrics_sql import ArmSums, event_sums, event_sums_at, label_sums
 from arbiter.config import DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError
@@ -45,16 +45,6 @@ from arbiter.stats.sufficient import (
     SampleMeanStatistic,
 )
 from arbiter.stats.verdict import Criterion, non_inferiority_criterion
-
-# o5-labels' per-row SQL of every label metric and its AUC comparison; accuracy alone until
-# that module is merged. Looked up by name: a static import of a module that does not exist
-# yet reads as an import of the package itself (a false cycle for the layering check).
-try:
-    _label_metrics = importlib.import_module("arbiter.analysis.label_metrics")
-except ImportError:  # pragma: no cover - depends on the merge order
-    _label_metrics = None
-_label_row_sql = getattr(_label_metrics, "label_row_sql", None)
-_auc_comparison = getattr(_label_metrics, "auc_comparison", None)
 
 MetricStat = SampleMeanStatistic | RatioStatistic | RegressionAdjustmentStatistic
 Role = Literal["primary", "guardrail", "secondary"]
@@ -103,26 +93,15 @@ def _direction(metric: EventMetric | RatioMetric | LabelMetric) -> Literal["incr
 def label_row_sql(metric: LabelMetric) -> tuple[str, str, dict[str, Any]]:
     """Per-row numerator and denominator SQL of a label metric over the ``labeled`` view.
 
-    Delegates to :func:`arbiter.analysis.label_metrics.label_row_sql` when that module exists;
-    without it only ``accuracy`` (correct labelled rows / labelled rows) is known.
+    :func:`arbiter.analysis.label_metrics.label_row_sql`: the metric of an arm is
+    ``sum(numerator) / sum(denominator)`` over its units, summed per unit here.
 
     Raises
     ------
     InvalidInputError
-        A label metric without a per-row form here.
+        A label metric without a per-row form (``roc_auc``, ``pr_auc``).
     """
-    if _label_row_sql is not None:
-        return _label_row_sql(metric)  # type: ignore[no-any-return]
-    if metric.label_metric != "accuracy":
-        raise InvalidInputError(
-            f"label metric {metric.label_metric!r} is not supported by this build (accuracy only)",
-            field="label_metric",
-        )
-    return (
-        "CASE WHEN label IS NULL THEN 0 WHEN prediction = label THEN 1 ELSE 0 END",
-        "CASE WHEN label IS NULL THEN 0 ELSE 1 END",
-        {},
-    )
+    return _label_metrics.label_row_sql(metric)  # type: ignore[no-any-return]
 
 
 def _mean_stat(sums: dict[str, float], n: int, col: str) -> SampleMeanStatistic:
@@ -336,15 +315,6 @@ class MetricResult:
     guardrail: dict[str, Any] | None = None
     over_time: dict[str, list[float]] | None = field(default=None, repr=False)
 
-    @property
-    def better(self) -> bool | None:
-        """Whether the challenger is significantly better (None without a usable test)."""
-        if self.status != "ok" or not math.isfinite(self.p_value):
-            return None
-        p = self.adjusted_p_value if self.adjusted_p_value is not None else self.p_value
-        sign = 1.0 if self.direction == "increase" else -1.0
-        return bool(p < 0.05 and sign * self.estimate > 0) if p == p else None
-
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready values (NaN stays NaN; the CLI turns it into null)."""
         return asdict(self)
@@ -536,8 +506,11 @@ def analyze_metrics(
         if isinstance(metric, LabelMetric):
             try:
                 label_row_sql(metric)
-            except InvalidInputError:
-                rowless.append(name)  # ROC/PR AUC: no per-row form, compared by o5's bootstrap
+            except InvalidInputError as exc:
+                if metric.label_metric in ("roc_auc", "pr_auc"):
+                    rowless.append(name)  # no per-row form: o5's unit-cluster bootstrap
+                else:
+                    notes.append(f"{name}: not analysed ({exc.message})")
                 continue
         names.append(name)
     plan = _look_plan(con, scope, over_time) if over_time > 0 else None
@@ -647,14 +620,20 @@ def _auc_results(
     out: list[MetricResult] = []
     for name in names:
         metric = model_config.metrics[name]
-        if _auc_comparison is None:
+        if metric.label_metric not in ("roc_auc", "pr_auc"):  # pragma: no cover
             notes.append(f"{name}: label metric without a per-row form is not supported here")
             continue
         for arm in arms:
             row = dict(
-                _auc_comparison(con, scope, metric, champion, arm, alpha=dec.alpha, name=name)
+                _label_metrics.auc_comparison(
+                    con, scope, metric, champion, arm, alpha=dec.alpha, name=name
+                )
             )
-            known = {k: v for k, v in row.items() if k in MetricResult.__dataclass_fields__}
+            known = {
+                k: NAN if v is None and k in _FLOAT_FIELDS else v
+                for k, v in row.items()
+                if k in MetricResult.__dataclass_fields__
+            }
             defaults: dict[str, Any] = {
                 "name": name, "arm": arm, "champion": champion, "kind": "label",
                 "role": "secondary", "direction": _direction(metric), "estimate": NAN,
@@ -670,6 +649,12 @@ def _auc_results(
     return out
 
 
+_FLOAT_FIELDS = frozenset(
+    {"estimate", "ci_low", "ci_high", "p_value", "relative_lift", "relative_ci_low",
+     "relative_ci_high"}
+)  # fmt: skip
+
+
 def _with_series(result: MetricResult, series: dict[str, list[float]] | None) -> MetricResult:
     if series is None:
         return result
@@ -683,7 +668,10 @@ def _adjust_secondary(results: list[MetricResult], alpha: float) -> list[MetricR
     idx = [
         i
         for i, r in enumerate(results)
-        if r.role == "secondary" and r.status == "ok" and 0.0 <= r.p_value <= 1.0
+        if r.role == "secondary"
+        and r.status == "ok"
+        and isinstance(r.p_value, float)
+        and 0.0 <= r.p_value <= 1.0
     ]
     if not idx:
         return results

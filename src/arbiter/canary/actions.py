@@ -41,6 +41,7 @@ def plan_from_config(config: CanaryConfig) -> CanaryPlan:
     options = {
         "analysis_interval_s": config.analysis_interval_s,
         "require_primary_sample": config.require_primary_sample,
+        "holdback": config.holdback,
     }
     if config.ramp is not None:
         r = config.ramp

@@ -11,12 +11,34 @@ pure :func:`~arbiter.routing.canary.advance` needs, with the numbers behind them
 * **PSI** of the challenger's predictions against the champion's since the canary started:
   a classifier's predicted classes, a regressor's predictions in the champion's decile bins;
 * the **SRM check** of the current stage (below);
+* the **strata** of the harm test (below), per stage and unit;
 * the **verdict** of :func:`arbiter.stats.verdict.decide` with ``mode="canary"`` (a
-  significantly worse challenger is a ``rollback``; harm is tested at every checkpoint with a
-  one-sided always-valid confidence sequence), built by
-  :func:`arbiter.analysis.policy.to_decision_policy`, plus a PSI guardrail.
+  significantly worse challenger is a ``rollback``), built by
+  :func:`arbiter.analysis.policy.to_decision_policy`, plus a PSI guardrail and the canary's
+  ``max_harm`` non-inferiority margin.
 
-Noise never rolls a canary back on its own. As in :mod:`arbiter.analysis.analyze`, a guardrail
+Harm, from concurrent strata and per unit
+-----------------------------------------
+Pooling every row since the start compares the champion's early rows with the challenger's
+late ones (the share ramps), so a drifting metric read as harm; and a per-row test ignores
+that assignment is per unit. So each transition of the canary's history (start, advance,
+pause, resume) starts a **stratum** of constant split; within it every unit's labelled rows
+are summed (``m``, ``d``; a unit without an id, ``unit_random``, is its own unit) and the
+cells (stratum × arm) become :class:`~arbiter.stats.sufficient.RatioStatistic`. The verdict
+combines the strata that have both arms (:mod:`arbiter.stats.stratified`) and tests the
+result with a mixture whose scale is fixed on the effect scale
+(:func:`arbiter.stats.sequential.mixture_test`), valid whatever the split path. Units are
+sticky and cross champion → challenger as the share grows: each unit's influence is summed
+over every cell it appears in (in DuckDB) for a cluster-robust variance across strata and
+arms, and ``crossed_units`` counts the units seen in both arms. With the plan's ``holdback``
+the last stage keeps concurrent champion rows; without it harm is tested on the earlier
+stages only; ``harm.last_stage`` in the evidence says which. Measured by
+``benchmarks/validity_canary.py`` (docs/canary.md): an identical challenger is rolled back
+at most ``alpha`` of the time within simulation error, with i.i.d. rows, repeating users
+and a metric drifting ±1.2 points over the canary.
+
+Noise rarely rolls a canary back on its own (at most ``alpha`` for the harm test, above).
+As in :mod:`arbiter.analysis.analyze`, a guardrail
 is handed to ``decide`` only when the data are conclusive, judged by the one rule of
 :mod:`arbiter.stats.guardrails` (a canary looks at its data at every checkpoint, hundreds of
 looks, so a 95 % interval would be crossed by chance sooner or later): the error rate counts
@@ -39,15 +61,15 @@ SRM, per stage
 The sample-ratio check looks at the **current stage only**, and only at requests that arrived
 after a grace window of ``2 * poll_interval_s + analysis_interval_s`` past the stage start:
 every worker applies a new share within one registry poll (plus one running checkpoint of the
-worker that decided it), so the first seconds of a stage still run at the old share, and at
-high traffic that lag alone would be a significant mismatch. Within the window the expected
-split is exactly ``(1 - share, share)``. It counts **distinct units** per arm (the unit is what
-is randomised; a sticky unit with many requests would make request counts over-dispersed and
-the test anti-conservative), plus the requests that carried no unit id (``unit_random``: each
-drawn independently). It needs nothing from the stored history, so a long ramp whose history
-was truncated is checked as well as a short one. No check (no ``srm`` criterion) at share
-1.0 (nothing to compare) or while either arm's expected count is below
-:data:`MIN_SRM_EXPECTED`.
+worker that decided it), so the first seconds of a stage still run at the old share, and at high
+traffic that lag alone would be a significant mismatch. Within the window the expected split is
+exactly ``(1 - share, share)`` (``1 - holdback`` at the last stage). It counts **distinct
+units** per arm (the unit is what is randomised; a sticky unit with many requests would make
+request counts over-dispersed and the test anti-conservative), plus the requests that carried no
+unit id (``unit_random``: each drawn independently). It needs nothing from the stored history,
+so a long ramp whose history was truncated is checked as well as a short one. No check (no
+``srm`` criterion) at share 1.0 (no holdback: nothing to compare) or while either arm's expected
+count is below :data:`MIN_SRM_EXPECTED`.
 """
 
 from __future__ import annotations
@@ -69,7 +91,8 @@ from arbiter.errors import NotFoundError
 from arbiter.events.query import Scope, latest_labels_sql
 from arbiter.routing.canary import CanaryPlan, CanaryState, CheckpointInputs
 from arbiter.stats.guardrails import BREACH_ALPHA, check_latency, check_rate
-from arbiter.stats.sufficient import ProportionStatistic, SampleMeanStatistic
+from arbiter.stats.stratified import influence_coefficients, stratified_difference
+from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic, SampleMeanStatistic
 from arbiter.stats.verdict import (
     ArmObservations,
     DecisionPolicy,
@@ -91,6 +114,7 @@ SIDES = ("champion", "challenger")
 # Temp table of the canary's rows, filled once per checkpoint. SQL here interpolates only
 # this name, fixed metric expressions and the scope's WHERE text; values are bound parameters.
 _ROWS = "_canary_rows"
+_UNITS = "_canary_units"  # per stratum, arm and unit: the primary metric's sum and rows
 
 
 @dataclass(frozen=True)
@@ -139,6 +163,7 @@ class Measurement:
     duration_s: float
     window: dict[str, Any] = field(default_factory=dict)
     srm: dict[str, Any] = field(default_factory=dict)
+    harm: dict[str, Any] = field(default_factory=dict)
 
     def evidence(self) -> dict[str, Any]:
         """Plain JSON-able values for decision records and status output."""
@@ -150,6 +175,7 @@ class Measurement:
             "arms": {side: a.to_dict() for side, a in self.arms.items()},
             "expected_challenger_share": self.expected_challenger_share,
             "srm": self.srm,
+            "harm": self.harm,
             "psi": self.psi,
             "guardrails": list(self.guardrails),
             "primary": None
@@ -169,6 +195,7 @@ class Measurement:
             "breaches": list(self.inputs.guardrail_breaches),
             "reasons": list(self.inputs.verdict_reasons),
             "primary_sample_reached": self.inputs.primary_sample_reached,
+            "non_inferior": self.inputs.non_inferior,
             "duration_s": self.duration_s,
         }
 
@@ -303,9 +330,10 @@ def _measure(
     except NotFoundError:
         task = "classification"
     metric = _primary_statistics(con, task, config)
+    strata, influence, harm_info = _strata(con, task, config, plan, state)
 
     decision = config.decision
-    share = plan.stages[min(state.stage, plan.last_stage)].share
+    share = plan.routed_share(min(state.stage, plan.last_stage))
     start = srm_window_start(
         state,
         analysis_interval_s=config.experiment.canary.analysis_interval_s,
@@ -318,6 +346,7 @@ def _measure(
         )
     else:
         policy = replace(to_decision_policy(decision, mode="canary", task=task), check_srm=False)
+    policy = replace(policy, max_harm=config.experiment.canary.max_harm)
     max_psi = config.experiment.canary.max_prediction_psi
     if max_psi is not None:
         policy = replace(policy, guardrails=(*policy.guardrails, Guardrail(PSI, max_psi, "max")))
@@ -331,6 +360,8 @@ def _measure(
         metric["challenger"],
         guardrails=observations,
         assignment_counts=srm_counts,
+        strata=strata,
+        strata_influence=influence,
     )
     verdict = decide(arms, policy)
     from arbiter.canary.metric_guardrails import with_metric_guardrails  # issue 10 (o4-wiring)
@@ -368,7 +399,164 @@ def _measure(
             "stage_started_at": state.stage_started_at,
         },
         srm=srm_info,
+        harm=harm_info,
     )
+
+
+def _stratum_bounds(state: CanaryState) -> list[float]:
+    """Start times of the strata: the canary start and every later transition (advance,
+    pause, resume), so the split is constant within each stratum (up to the registry-poll
+    lag right after a transition)."""
+    times = sorted({r.at for r in state.history if r.at > state.started_at})
+    return [state.started_at, *times]
+
+
+def _strata(
+    con: duckdb.DuckDBPyConnection,
+    task: str,
+    config: ModelConfig,
+    plan: CanaryPlan,
+    state: CanaryState,
+) -> tuple[tuple[tuple[RatioStatistic, RatioStatistic], ...], tuple[float, int], dict[str, Any]]:
+    """Per-unit statistics of the primary metric per stratum and arm, for the harm test.
+
+    A unit is the request's ``unit_id`` (a request without one, ``unit_random``, is its own
+    unit). Its labelled rows are summed **per stratum** (``m`` = correct rows or summed loss,
+    ``d`` = labelled rows): a unit that crossed from the champion to the challenger when the
+    share grew is a champion unit in the earlier strata and a challenger unit in the later
+    ones, never both within one (except during the poll lag right after a transition, when
+    it is one unit per arm). Both kinds are counted in the record, and the unit's rows in
+    every stratum and arm are one cluster of the variance (:func:`_influence`).
+    """
+    bounds = _stratum_bounds(state)
+    y = _metric_sql(task, config)
+    latest = latest_labels_sql(
+        "WHERE request_id IN (SELECT request_id FROM ok)", fields=("label", "label_num")
+    )
+    # Stratum index: the number of later boundaries at or before ts (bound parameters).
+    names = {f"b{i}": _ts(t) for i, t in enumerate(bounds[1:])}
+    stratum = " + ".join(f"(r.ts >= ${k})::INTEGER" for k in names) or "0"
+    unit = (
+        "CASE WHEN coalesce(r.unit_random, false) OR r.unit_id IS NULL "
+        "THEN 'r:' || r.request_id ELSE 'u:' || r.unit_id END"
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {_UNITS} AS
+        WITH ok AS (SELECT * FROM {_ROWS} WHERE error IS NULL),
+        latest AS ({latest}),
+        labelled AS (
+            SELECT {stratum} AS stratum, r.arm, {unit} AS unit, {y} AS y
+            FROM ok AS r
+            JOIN latest AS f ON r.request_id = f.request_id AND r.row_index = f.row_index
+            WHERE f.label IS NOT NULL
+        )
+        SELECT stratum, arm, unit, sum(y) AS m, count(*)::DOUBLE AS d
+        FROM labelled GROUP BY ALL
+        """,
+        names,
+    )
+    try:
+        rows = con.execute(
+            f"""
+            SELECT stratum, arm, count(*), sum(m), sum(m * m), sum(d), sum(d * d), sum(m * d)
+            FROM {_UNITS} GROUP BY ALL
+            """
+        ).fetchall()
+        cells: dict[tuple[int, str], RatioStatistic] = {
+            (int(r[0]), r[1]): RatioStatistic(int(r[2]), *(float(v) for v in r[3:])) for r in rows
+        }
+        empty = RatioStatistic(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        strata = tuple(
+            (cells.get((i, "champion"), empty), cells.get((i, "challenger"), empty))
+            for i in range(len(bounds))
+        )
+        influence = _influence(con, strata)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {_UNITS}")
+    crossed = con.execute(
+        f"""
+        SELECT count(*), count(*) FILTER (WHERE same_stratum) FROM (
+            SELECT unit_id, count(DISTINCT arm) = 2 AS both_arms,
+                   bool_or(n_arms_in_stratum = 2) AS same_stratum
+            FROM (
+                SELECT r.unit_id, r.arm,
+                       count(DISTINCT r.arm) OVER (PARTITION BY r.unit_id, {stratum}) AS
+                           n_arms_in_stratum
+                FROM {_ROWS} AS r
+                WHERE r.row_index = 0 AND NOT coalesce(r.unit_random, false)
+                  AND r.unit_id IS NOT NULL
+            ) GROUP BY unit_id
+        ) WHERE both_arms
+        """,
+        names,
+    ).fetchone()
+    holdback = plan.routed_share(plan.last_stage) < 1.0
+    est = stratified_difference(strata, pseudo_units=task == "classification", clustered=influence)
+    info: dict[str, Any] = {
+        "estimate": est.estimate,
+        "std_error": est.std_error,
+        "cluster_variance": est.cluster_variance,
+        "strata_used": est.strata_used,
+        "strata": [
+            {
+                "start": bounds[i],
+                "units": [a.n, b.n],
+                "rows": [a.d_sum, b.d_sum],
+                "concurrent": a.n > 0 and b.n > 0,
+            }
+            for i, (a, b) in enumerate(strata)
+        ],
+        "crossed_units": int(crossed[0]) if crossed else 0,
+        "clustered_units": influence[1],
+        "crossed_units_within_stratum": int(crossed[1]) if crossed else 0,
+        "last_stage": (
+            f"champion holdback of {1.0 - plan.routed_share(plan.last_stage):.1%}: harm is "
+            "still tested on concurrent rows at the last stage"
+            if holdback
+            else "no holdback: the last stage has no concurrent champion rows, so harm is "
+            "tested on the earlier stages only"
+        ),
+    }
+    return strata, influence, info
+
+
+def _influence(
+    con: duckdb.DuckDBPyConnection, strata: tuple[tuple[RatioStatistic, RatioStatistic], ...]
+) -> tuple[float, int]:
+    """``(sum of squared unit influences, units)`` over every stratum and arm a unit has rows
+    in (:func:`arbiter.stats.stratified.influence_coefficients`): the cluster-robust variance
+    of the stratified difference, which counts a sticky unit's rows in several strata."""
+    coefs = influence_coefficients(strata)
+    params: dict[str, Any] = {}
+    values = []
+    for i, (c_a, r_a, c_b, r_b) in enumerate(coefs):
+        for arm, c, r in (("champion", c_a, r_a), ("challenger", c_b, r_b)):
+            key = f"{i}_{arm}"
+            params.update({f"s{key}": i, f"a{key}": arm, f"c{key}": c, f"r{key}": r})
+            values.append(f"($s{key}::INTEGER, $a{key}, $c{key}::DOUBLE, $r{key}::DOUBLE)")
+    row = con.execute(
+        f"""
+        WITH coef(stratum, arm, c, r) AS (VALUES {", ".join(values)})
+        SELECT coalesce(sum(i * i), 0), count(*) FROM (
+            SELECT u.unit, sum(coef.c * (u.m - coef.r * u.d)) AS i
+            FROM {_UNITS} AS u JOIN coef USING (stratum, arm)
+            GROUP BY u.unit
+        )
+        """,
+        params,
+    ).fetchone()
+    assert row is not None
+    return float(row[0]), int(row[1])
+
+
+def _metric_sql(task: str, config: ModelConfig) -> str:
+    """The per-row primary metric on the join of ``r`` (rows) and ``f`` (labels)."""
+    if task == "classification":
+        return "(r.prediction = f.label)::DOUBLE"
+    if config.decision.loss == "squared":
+        return "(r.prediction_num - f.label_num) ^ 2"
+    return "abs(r.prediction_num - f.label_num)"
 
 
 def _stage_srm(
@@ -419,12 +607,7 @@ def _primary_statistics(
     label ever posted: on a million-row log whose canary holds the last 20 % of the rows,
     0.35 s against 0.07 s (the same when the canary is the whole log).
     """
-    if task == "classification":
-        y = "(r.prediction = f.label)::DOUBLE"
-    elif config.decision.loss == "squared":
-        y = "(r.prediction_num - f.label_num) ^ 2"
-    else:
-        y = "abs(r.prediction_num - f.label_num)"
+    y = _metric_sql(task, config)
     latest = latest_labels_sql(
         "WHERE request_id IN (SELECT request_id FROM ok)", fields=("label", "label_num")
     )

@@ -21,7 +21,8 @@ The pieces:
   4. the stage's ``min_requests`` challenger requests or ``min_duration_s`` not yet reached
      → ``hold``, state unchanged;
   5. last stage: the primary metric has reached its minimum sample (when
-     ``plan.require_primary_sample``) → ``promote``, else ``hold``;
+     ``plan.require_primary_sample``) and, with a ``max_harm`` margin, the challenger was
+     shown not worse than it (``inputs.non_inferior``) → ``promote``, else ``hold``;
   6. otherwise → ``advance`` to the next stage, whose clock starts at ``now``.
 
 * :func:`pause`, :func:`resume`, :func:`force_promote`, :func:`abort` — operator actions;
@@ -29,7 +30,9 @@ The pieces:
 * :class:`CanaryStrategy` — the routing :class:`~arbiter.routing.strategies.Strategy` for the
   current share. It uses one :class:`~arbiter.routing.split.Split` salt for the whole canary,
   so growing the share only extends the challenger's bucket range: a unit that saw the
-  challenger keeps seeing it at every later stage.
+  challenger keeps seeing it at every later stage. The last stage routes
+  ``1 - plan.holdback``: a small champion holdback keeps concurrent champion rows for the
+  harm test (:meth:`CanaryPlan.routed_share`).
 
 Holds do not touch the state (no record, no version bump), so the shell writes only on a
 transition and the stored history stays a few records long.
@@ -143,11 +146,18 @@ class CanaryPlan:
         sample (the verdict's ``min_sample`` criterion is met). With delayed labels this
         keeps the last stage holding until quality could have been judged at all. Set False
         for models with no labelled metric (guardrails only).
+    holdback : float, default=0.0
+        Share of units the champion keeps during the last stage (in [0, 0.5)): the last
+        stage routes ``1 - holdback`` to the challenger, so harm is still measured on
+        *concurrent* champion rows while the challenger bakes at (nearly) full traffic.
+        0 disables it: the last stage is 100 % and the harm test has no concurrent rows
+        there (it then tests the earlier stages only). Promotion routes 100 %.
     """
 
     stages: tuple[CanaryStage, ...] = DEFAULT_STAGES
     analysis_interval_s: float = 60.0
     require_primary_sample: bool = True
+    holdback: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.stages, tuple) or not self.stages:
@@ -172,6 +182,15 @@ class CanaryPlan:
                 f"{self.stages[-1].share}; append CanaryStage(1.0, ...)",
                 field=f"stages[{len(self.stages) - 1}].share",
             )
+        if not (
+            isinstance(self.holdback, int | float)
+            and not isinstance(self.holdback, bool)
+            and 0.0 <= self.holdback < 0.5
+        ):
+            raise InvalidInputError(
+                f"CanaryPlan.holdback must be in [0, 0.5), got {self.holdback!r}",
+                field="holdback",
+            )
         if not (math.isfinite(self.analysis_interval_s) and self.analysis_interval_s > 0):
             raise InvalidInputError(
                 f"CanaryPlan.analysis_interval_s must be > 0, got {self.analysis_interval_s!r}",
@@ -182,6 +201,19 @@ class CanaryPlan:
     def last_stage(self) -> int:
         """Index of the promotion stage."""
         return len(self.stages) - 1
+
+    def routed_share(self, stage: int) -> float:
+        """Challenger share routed during ``stage``: the stage's, minus the holdback at the
+        last stage.
+
+        The holdback is capped at half the gap to the previous stage's share, so the last
+        stage still routes more than the one before it (a fine ramp ending at 99 %).
+        """
+        share = self.stages[stage].share
+        if stage != self.last_stage or not self.holdback:
+            return share
+        previous = self.stages[stage - 1].share if stage else 0.0
+        return share - min(self.holdback, (share - previous) / 2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +377,7 @@ class CanaryState:
             return 0.0
         if not 0 <= self.stage < len(plan.stages):
             return 0.0
-        return plan.stages[self.stage].share
+        return plan.routed_share(self.stage)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (tuples become lists), with a ``schema`` number."""
@@ -427,6 +459,10 @@ class CheckpointInputs:
     blockers : tuple of str, default=()
         Reasons the evidence cannot be trusted right now (a sample-ratio mismatch): the canary
         neither advances nor promotes while any is present, but guardrails still roll back.
+    non_inferior : bool or None, default=None
+        With a non-inferiority margin (``max_harm``): whether the challenger was shown not
+        worse than the margin; ``False`` holds the last stage (no promotion), ``None`` = no
+        margin configured.
     """
 
     champion_requests: int
@@ -436,6 +472,7 @@ class CheckpointInputs:
     guardrail_breaches: tuple[str, ...] = ()
     primary_sample_reached: bool | None = None
     blockers: tuple[str, ...] = ()
+    non_inferior: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("champion_requests", "challenger_requests"):
@@ -469,9 +506,12 @@ class CheckpointInputs:
         reasons: list[str] = []
         blockers: list[str] = []
         sample_reached = False
+        non_inferior: bool | None = None
         for c in verdict.reasons:
             if c.name == "min_sample":
                 sample_reached = c.met
+            if c.name == "non_inferiority":
+                non_inferior = c.met
             if c.met:
                 continue
             if c.name == "srm":
@@ -496,6 +536,7 @@ class CheckpointInputs:
             tuple(breaches),
             sample_reached,
             tuple(blockers),
+            non_inferior,
         )
 
 
@@ -563,6 +604,16 @@ def advance(
     if i == plan.last_stage:
         if plan.require_primary_sample and not inputs.primary_sample_reached:
             return state, "hold"
+        if inputs.non_inferior is False:
+            return state, "hold"
+        if inputs.non_inferior:
+            met += ", shown not worse than max_harm"
+        held = 1.0 - plan.routed_share(i)
+        met += (
+            f"; harm tested on concurrent rows (champion holdback {held:.1%})"
+            if held > 0
+            else "; no champion holdback: harm tested on the earlier stages"
+        )
         return _transition(state, now, "promote", "promoted", i, (met,)), "promote"
     return _transition(state, now, "advance", "running", i + 1, (met,)), "advance"
 

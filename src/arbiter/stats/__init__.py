@@ -10,6 +10,14 @@ See ``docs/analysis.md`` for which test to use when.
 
 from __future__ import annotations
 
+from arbiter.stats.auc import (
+    AUC_METRICS,
+    AUCDifferenceResult,
+    auc_difference_test,
+    average_precision,
+    paired_auc_difference_test,
+    roc_auc,
+)
 from arbiter.stats.bayesian import (
     BayesianResult,
     BetaPrior,
@@ -41,6 +49,7 @@ from arbiter.stats.paired import (
     paired_bootstrap,
     paired_t_test,
 )
+from arbiter.stats.paired_ratio import paired_ratio_test
 from arbiter.stats.power import (
     SEQUENTIAL_MAX_N,
     mde_means,
@@ -74,12 +83,19 @@ from arbiter.stats.sequential import (
     always_valid_p_value,
     confidence_sequence,
     cs_halfwidth,
+    fixed_mixture_tau,
+    mixture_test,
     msprt,
     msprt_log_likelihood_ratio,
     normal_mixture_log_evalue,
     sequential_rho,
 )
 from arbiter.stats.srm import DEFAULT_SRM_THRESHOLD, srm_test
+from arbiter.stats.stratified import (
+    StratifiedEstimate,
+    influence_coefficients,
+    stratified_difference,
+)
 from arbiter.stats.sufficient import (
     ProportionStatistic,
     RatioStatistic,
@@ -110,6 +126,7 @@ from arbiter.stats.verdict import (
 )
 
 __all__ = [
+    "AUC_METRICS",
     "BOOTSTRAP_METRICS",
     "BREACH_ALPHA",
     "DEFAULT_SRM_THRESHOLD",
@@ -117,6 +134,7 @@ __all__ = [
     "MIN_LATENCY_REQUESTS",
     "P_BEST_THRESHOLD",
     "SEQUENTIAL_MAX_N",
+    "AUCDifferenceResult",
     "ArmObservations",
     "BayesianResult",
     "BetaPrior",
@@ -149,10 +167,13 @@ __all__ = [
     "SequentialResult",
     "ShadowClassicPolicy",
     "ShadowObservations",
+    "StratifiedEstimate",
     "TwoProportionResult",
     "Verdict",
     "adjust_p_values",
     "always_valid_p_value",
+    "auc_difference_test",
+    "average_precision",
     "bayesian_summary",
     "benjamini_hochberg",
     "beta_binomial_summary",
@@ -175,18 +196,23 @@ __all__ = [
     "exact_lower_bound",
     "excess_p_value",
     "finite_or_none",
+    "fixed_mixture_tau",
     "holm",
+    "influence_coefficients",
     "interleaving_decision_p_value",
     "interleaving_test",
     "k_proportion_test",
     "mcnemar_test",
     "mde_means",
     "mde_proportions",
+    "mixture_test",
     "msprt",
     "msprt_log_likelihood_ratio",
     "normal_mixture_log_evalue",
     "normal_summary",
+    "paired_auc_difference_test",
     "paired_bootstrap",
+    "paired_ratio_test",
     "paired_t_test",
     "pairwise_comparisons",
     "power_means",
@@ -194,11 +220,13 @@ __all__ = [
     "ratio_mean_and_variance",
     "ratio_test",
     "remaining_sample_size",
+    "roc_auc",
     "sample_size_means",
     "sample_size_proportions",
     "sequential_rho",
     "sequential_sample_size",
     "srm_test",
+    "stratified_difference",
     "two_proportion_test",
     "welch_test",
     "wilson_interval",

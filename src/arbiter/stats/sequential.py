@@ -501,6 +501,144 @@ def msprt(
     )
 
 
+def fixed_mixture_tau(
+    unit_variance: float,
+    *,
+    alpha: float,
+    target_sample_size: float,
+    alternative: Alternative = "two-sided",
+    allocation: float = 0.5,
+    rho: float | None = None,
+) -> float:
+    """Mixing standard deviation ``tau`` on the effect scale, fixed whatever the split.
+
+    ``tau^2 = rho^2 sigma^2 / (w (1 - w))`` with ``rho`` from :func:`sequential_rho` and
+    ``w`` a fixed *planned* allocation. At a fixed split ``w`` with equal arm variances
+    ``sigma^2`` this is exactly the mixture of :func:`confidence_sequence`
+    (``tau^2 / SE^2 = n rho^2``); unlike it, ``tau`` does not follow the current split, so
+    the mixture stays one fixed Gaussian prior on the effect while the allocation moves
+    (:func:`mixture_test`).
+
+    Parameters
+    ----------
+    unit_variance : float
+        Per-observation (per-unit) variance ``sigma^2`` of the metric, > 0.
+    alpha : float
+        Level.
+    target_sample_size : float
+        Total observations at which the test should be most sensitive.
+    alternative : {"two-sided", "larger", "smaller"}, default="two-sided"
+        Sidedness (one-sided tunes ``rho`` at ``2 alpha``).
+    allocation : float, default=0.5
+        Planned challenger share ``w`` in (0, 1).
+    rho : float, optional
+        Explicit ``rho`` (:attr:`SequentialConfig.rho`), instead of the one tuned for
+        ``target_sample_size``.
+
+    Returns
+    -------
+    float
+        ``tau > 0``.
+    """
+    if not (math.isfinite(unit_variance) and unit_variance > 0):
+        raise InvalidInputError(
+            f"unit_variance must be a positive number, got {unit_variance!r}",
+            field="unit_variance",
+        )
+    if not 0.0 < allocation < 1.0:
+        raise InvalidInputError(
+            f"allocation must be in (0, 1), got {allocation!r}", field="allocation"
+        )
+    rho = rho or sequential_rho(alpha, target_sample_size, alternative)
+    return math.sqrt(rho * rho * unit_variance / (allocation * (1.0 - allocation)))
+
+
+def mixture_test(
+    estimate: float,
+    variance: float,
+    *,
+    tau: float,
+    alpha: float = 0.05,
+    alternative: Alternative = "two-sided",
+    null_value: float = 0.0,
+    n: int = 0,
+) -> SequentialResult:
+    """Normal-mixture e-process of an estimate in information time, with a fixed ``tau``.
+
+    For an asymptotically normal estimate ``d`` of ``theta`` with variance ``V`` (any
+    estimator: a stratified difference, a regression coefficient), the score ``S = d / V``
+    is a Brownian motion in the information ``I = 1 / V`` under ``theta = null_value``.
+    Mixing its likelihood ratio ``exp(theta S - theta^2 I / 2)`` over ``theta ~ N(0, tau^2)``
+    with ``tau`` fixed gives the martingale::
+
+        M = (1 + u)^{-1/2} exp( u z^2 / (2 (1 + u)) ),   u = tau^2 / V,  z = d / sqrt(V)
+
+    (the two-sample mSPRT of Johari et al. 2022 written in ``V``). Because ``tau`` does not
+    depend on how the information accrued, ``P(sup M >= 1/alpha) <= alpha`` (Ville) holds
+    whatever the allocation path. One-sided alternatives mix over the half-normal, as in
+    :func:`normal_mixture_log_evalue` (the same function with ``n rho^2 = u``).
+
+    Parameters
+    ----------
+    estimate, variance : float
+        The estimate and its variance.
+    tau : float
+        Mixing standard deviation on the effect scale, fixed for the whole test
+        (:func:`fixed_mixture_tau`).
+    alpha : float, default=0.05
+        Level of the bounds.
+    alternative : {"two-sided", "larger", "smaller"}, default="two-sided"
+        Direction of the alternative.
+    null_value : float, default=0.0
+        ``theta`` under the null (``-margin`` for a non-inferiority test).
+    n : int, default=0
+        Observations behind the estimate, reported only.
+
+    Returns
+    -------
+    SequentialResult
+        ``method="msprt_fixed_tau"``, ``rho`` = ``tau`` (effect scale); the bound on the
+        tested side only for one-sided alternatives.
+    """
+    _check_alpha(alpha, alternative)
+    if not (math.isfinite(tau) and tau > 0):
+        raise InvalidInputError(f"tau must be a positive number, got {tau!r}", field="tau")
+    if not (math.isfinite(estimate) and math.isfinite(variance)):
+        return _degenerate(
+            estimate, math.nan, tau, n, alpha, alternative, "msprt_fixed_tau", "no_data"
+        )
+    if not variance > 0.0:
+        return _degenerate(
+            estimate, 0.0, tau, n, alpha, alternative, "msprt_fixed_tau", "zero_variance"
+        )
+    se = math.sqrt(variance)
+    u = tau * tau / variance
+    z = (estimate - null_value) / se
+    p_value = float(always_valid_p_value(z, u, 1.0, alternative))
+    if alternative == "two-sided":
+        half = float(cs_halfwidth(se, u, 1.0, alpha))
+        low, high = estimate - half, estimate + half
+    else:
+        half = se * _one_sided_critical_z(u, 1.0, alpha)
+        low, high = (
+            (estimate - half, math.inf) if alternative == "larger" else (-math.inf, estimate + half)
+        )
+    return SequentialResult(
+        estimate=estimate,
+        ci_low=low,
+        ci_high=high,
+        p_value=p_value,
+        significant=p_value < alpha,
+        method="msprt_fixed_tau",
+        status="ok",
+        std_error=se,
+        rho=tau,
+        n=n,
+        alpha=alpha,
+        alternative=alternative,
+    )
+
+
 # --- private helpers ---------------------------------------------------------------------
 
 
@@ -598,6 +736,8 @@ __all__ = [
     "always_valid_p_value",
     "confidence_sequence",
     "cs_halfwidth",
+    "fixed_mixture_tau",
+    "mixture_test",
     "msprt",
     "msprt_log_likelihood_ratio",
     "normal_mixture_log_evalue",

@@ -77,6 +77,21 @@ class CanaryConfig(Frozen):
         description="Guardrail: PSI of the challenger's predictions against the champion's "
         "since the canary started (null disables).",
     )
+    holdback: float = Field(
+        default=0.05,
+        ge=0.0,
+        lt=0.5,
+        description="Share of units the champion keeps during the last stage, so harm is "
+        "still tested on concurrent rows; 0 disables (the last stage routes 100% and harm "
+        "is tested on the earlier stages only).",
+    )
+    max_harm: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Non-inferiority margin (absolute, metric units: accuracy points as a "
+        "fraction, or loss units): promote only once the always-valid bound of challenger - "
+        "champion excludes a harm of max_harm; null promotes when no harm was detected.",
+    )
     on_rollback: Literal["archive", "flag"] = Field(
         default="archive",
         description="archive: remove the challenger alias and tag the version archived; "

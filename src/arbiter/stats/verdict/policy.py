@@ -38,6 +38,14 @@ class ArmObservations:
     assignment_counts : tuple of int, optional
         ``(champion, challenger)`` units assigned, for the SRM check; defaults to the
         statistics' ``n``.
+    strata : tuple of (RatioStatistic, RatioStatistic), optional
+        ``mode="canary"`` only: the primary metric per stratum (a stage of constant split),
+        ``(champion, challenger)``, units summed within the stratum. When given, the harm test
+        compares concurrent rows only (:mod:`arbiter.stats.stratified`) with a fixed-``tau``
+        mixture; when ``None`` it tests the pooled ``champion``/``challenger`` as before.
+    strata_influence : (float, int), optional
+        With ``strata``: ``(sum of squared unit influences, units)`` for the cluster-robust
+        variance across strata and arms (:func:`arbiter.stats.stratified.influence_coefficients`).
     """
 
     champion: ArmStatistic
@@ -45,6 +53,8 @@ class ArmObservations:
     guardrails: tuple[GuardrailObservation, ...] = ()
     primary_result: object | None = None
     assignment_counts: tuple[int, int] | None = None
+    strata: tuple[tuple[RatioStatistic, RatioStatistic], ...] | None = None
+    strata_influence: tuple[float, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +101,12 @@ class DecisionPolicy:
     mode : {"ab", "canary", "shadow", "offline"}, default="ab"
         Whether the challenger serves users (``ab``, ``canary``), which makes harm a
         ``rollback`` rather than ``keep_champion``.
+    max_harm : float or None, default=None
+        ``mode="canary"`` with ``ArmObservations.strata`` only: non-inferiority margin
+        (absolute, metric units). When set, a ``non_inferiority`` criterion is met only once
+        the always-valid bound of challenger − champion excludes a harm of ``max_harm``, and
+        a canary promotes only then ("shown not worse than the margin" instead of "no harm
+        detected").
     """
 
     metric_kind: MetricKind = "proportion"
@@ -108,6 +124,7 @@ class DecisionPolicy:
     on_srm: Literal["continue", "rollback"] = "continue"
     mode: Mode = "ab"
     check_srm: bool = True
+    max_harm: float | None = None
 
     def __post_init__(self) -> None:
         if self.metric_kind not in ("proportion", "mean"):
@@ -164,6 +181,11 @@ class DecisionPolicy:
                 "a canary looks at its data at every checkpoint, so its tests must be "
                 "sequential; leave sequential=None (or True) in mode 'canary'",
                 field="sequential",
+            )
+        if self.max_harm is not None and not (math.isfinite(self.max_harm) and self.max_harm > 0):
+            raise InvalidInputError(
+                f"max_harm must be a positive number or None, got {self.max_harm!r}",
+                field="max_harm",
             )
         names = [g.name for g in self.guardrails]
         if len(set(names)) != len(names):

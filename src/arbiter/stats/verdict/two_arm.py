@@ -70,8 +70,14 @@ from arbiter.stats.guardrails import Guardrail, GuardrailObservation
 from arbiter.stats.means import ratio_test, welch_test
 from arbiter.stats.power import sequential_sample_size
 from arbiter.stats.proportions import two_proportion_test
-from arbiter.stats.sequential import confidence_sequence, sequential_rho
+from arbiter.stats.sequential import (
+    confidence_sequence,
+    fixed_mixture_tau,
+    mixture_test,
+    sequential_rho,
+)
 from arbiter.stats.srm import srm_test
+from arbiter.stats.stratified import stratified_difference
 from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic, SampleMeanStatistic
 from arbiter.stats.verdict.policy import ArmObservations, ArmStatistic, DecisionPolicy
 from arbiter.stats.verdict.types import Criterion, Decision, PrimarySummary, Verdict
@@ -164,7 +170,11 @@ def _decide(arms: ArmObservations, policy: DecisionPolicy) -> Verdict:
     early_harm = policy.mode == "canary" and arms.primary_result is None
     harm_test: PrimarySummary | None = None
     if early_harm:
-        harm_test = _canary_harm(arms.champion, arms.challenger, policy)
+        if arms.strata is not None:
+            harm_test, non_inferior, scope = _stratified_canary_harm(arms, policy)
+        else:
+            harm_test, non_inferior = _canary_harm(arms.champion, arms.challenger, policy), None
+            scope = "all rows pooled since the canary started"
         harmed = harm_test.status == "ok" and harm_test.p_value < policy.alpha
         reasons.append(
             Criterion(
@@ -172,10 +182,12 @@ def _decide(arms: ArmObservations, policy: DecisionPolicy) -> Verdict:
                 not harmed,
                 harm_test.p_value,
                 policy.alpha,
-                f"one-sided {_describe(harm_test)}: "
+                f"one-sided {_describe(harm_test)} ({scope}): "
                 + ("challenger significantly worse" if harmed else "no significant harm"),
             )
         )
+        if non_inferior is not None:
+            reasons.append(non_inferior)
         if harmed:
             return Verdict(harm, tuple(reasons), primary=harm_test, srm_p_value=srm_p)
 
@@ -349,6 +361,99 @@ def _canary_harm(
         config=policy.sequential_config_or_default,
     )
     return PrimarySummary(r.estimate, r.ci_low, r.ci_high, r.p_value, r.method, r.status)
+
+
+def _stratified_canary_harm(
+    arms: ArmObservations, policy: DecisionPolicy
+) -> tuple[PrimarySummary, Criterion | None, str]:
+    """Harm (and non-inferiority) from concurrent strata, with a fixed-``tau`` mixture.
+
+    The challenger − champion difference is estimated within each stratum of constant split
+    and combined (:func:`arbiter.stats.stratified.stratified_difference`, per unit), so a
+    metric drifting while the share ramps is not read as harm; strata with one arm only
+    contribute nothing; with ``arms.strata_influence`` the variance also counts the
+    covariance of a unit's rows across strata and arms (cluster-robust over units). It is
+    tested with :func:`arbiter.stats.sequential.mixture_test`: a
+    half-normal mixture toward harm over the effect, whose scale ``tau`` is fixed on the
+    effect scale (``SequentialConfig.tau``, else :func:`fixed_mixture_tau` at a planned
+    50/50 allocation, from the per-unit variance), so its level does not depend on the
+    split path (``u = rho^2 (n_a + n_b)`` of the pooled sequence changes 25-fold between the
+    1 % and 50 % stages). A proportion gets one pseudo-unit right and one wrong per arm in
+    its variance (the Agresti–Caffo idea, as in :func:`_canary_harm`); a mean metric waits
+    for :data:`CANARY_HARM_MIN_MEAN_N` concurrent units per arm.
+
+    With ``policy.max_harm`` the second value is the ``non_inferiority`` criterion: the
+    one-sided always-valid bound of the same mixture toward "better", centred on the margin,
+    must exclude a harm of ``max_harm``.
+    """
+    assert arms.strata is not None
+    est = stratified_difference(
+        arms.strata,
+        pseudo_units=policy.metric_kind == "proportion",
+        clustered=arms.strata_influence,
+    )
+    scope = (
+        f"{est.strata_used} of {est.strata} strata with concurrent champion rows, units "
+        f"{est.units[0]}/{est.units[1]}"
+    )
+    ni_name = "non_inferiority"
+    margin = policy.max_harm
+
+    def _pending(status: str) -> tuple[PrimarySummary, Criterion | None, str]:
+        summary = PrimarySummary(est.estimate, -math.inf, math.inf, 1.0, "msprt_fixed_tau", status)
+        crit = None
+        if margin is not None:
+            crit = Criterion(ni_name, False, None, -margin, f"not yet shown ({status})")
+        return summary, crit, scope
+
+    if est.strata_used == 0:
+        return _pending("no_data")
+    if not (math.isfinite(est.variance) and math.isfinite(est.unit_variance)) or (
+        policy.metric_kind == "mean" and min(est.units) < CANARY_HARM_MIN_MEAN_N
+    ):
+        return _pending("insufficient_data")
+    if not (est.variance > 0 and est.unit_variance > 0):
+        return _pending("zero_variance")
+    cfg = policy.sequential_config_or_default
+    harm_side: Literal["smaller", "larger"] = "smaller" if policy.higher_is_better else "larger"
+    tau = cfg.tau or fixed_mixture_tau(
+        est.unit_variance,
+        alpha=policy.alpha,
+        target_sample_size=cfg.target_sample_size,
+        alternative=harm_side,
+        rho=cfg.rho,
+    )
+    n = sum(est.units)
+    r = mixture_test(
+        est.estimate, est.variance, tau=tau, alpha=policy.alpha, alternative=harm_side, n=n
+    )
+    summary = PrimarySummary(r.estimate, r.ci_low, r.ci_high, r.p_value, r.method, r.status)
+    if margin is None:
+        return summary, None, scope
+    better_side: Literal["smaller", "larger"] = "larger" if policy.higher_is_better else "smaller"
+    null = -margin if policy.higher_is_better else margin
+    ni = mixture_test(
+        est.estimate,
+        est.variance,
+        tau=tau,
+        alpha=policy.alpha,
+        alternative=better_side,
+        null_value=null,
+        n=n,
+    )
+    bound = ni.ci_low if policy.higher_is_better else ni.ci_high
+    shown = ni.p_value < policy.alpha
+    word = "lower" if policy.higher_is_better else "upper"
+    crit = Criterion(
+        ni_name,
+        shown,
+        bound,
+        null,
+        f"always-valid {word} bound {bound:.4g} of challenger − champion "
+        + ("excludes" if shown else "does not yet exclude")
+        + f" a harm of max_harm={margin:g} (p={ni.p_value:.3g})",
+    )
+    return summary, crit, scope
 
 
 def _describe(primary: PrimarySummary) -> str:
