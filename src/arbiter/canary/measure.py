@@ -366,6 +366,10 @@ def _measure(
         strata_influence=influence,
     )
     verdict = decide(arms, policy)
+    from arbiter.canary.metric_guardrails import with_metric_guardrails  # issue 10 (o4-wiring)
+
+    scope = Scope(model, experiment, start=_ts(state.started_at))
+    verdict = with_metric_guardrails(verdict, con, scope, config, alpha=decision.alpha)
     if verdict.srm_p_value is not None:
         srm_info["p_value"] = verdict.srm_p_value
     inputs = CheckpointInputs.from_verdict(
