@@ -32,6 +32,7 @@ from arbiter.config import ModelConfig
 from arbiter.errors import NotFoundError
 from arbiter.events import EventStore
 from arbiter.events.query import Scope, restrict_predictions
+from arbiter.experiments.split_store import attach_experiment_changes
 from arbiter.loop.record import iso
 from arbiter.stats import finite_or_none
 
@@ -135,6 +136,7 @@ def evaluate_candidate(
     now: datetime,
     mode: OnlineMode = "shadow",
     since: datetime | None = None,
+    registry: Any = None,
 ) -> dict[str, Any]:
     """The online verdict on ``candidate`` so far, as decision-record evidence.
 
@@ -142,6 +144,9 @@ def evaluate_candidate(
     ----------
     mode : {"shadow", "ab"}
         The online test; ``since`` is when an A/B test of the candidate began.
+    registry : optional
+        The model registry: an A/B test reads its recorded split changes from it, so SRM is
+        tested per split period as ``arbiter analyze`` does (:mod:`arbiter.analysis.periods`).
 
     Returns a dict with ``decision`` (``promote``, ``keep_champion``, ``rollback`` or
     ``continue``), ``mode``, the ``metric`` decided on, the labelled rows per side, the
@@ -153,6 +158,8 @@ def evaluate_candidate(
     with scoped_connection(
         store, model, experiment, candidate, champion, mode=mode, since=since
     ) as con:
+        if registry is not None and mode == "ab":
+            attach_experiment_changes(con, registry, model)
         try:
             analysis = analyze_experiment(con, model, experiment, model_config=model_config)
         except NotFoundError:

@@ -285,6 +285,7 @@ def online_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutco
             now=utc_now(),
             mode=mode,
             since=parse_iso(since) if since else None,
+            registry=ctx.registry,
         )
     checks = list(record.evidence("online").get("checks") or [])
     checks.append(
