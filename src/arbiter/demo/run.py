@@ -81,8 +81,11 @@ METRICS: dict[str, dict[str, Any]] = {
     "revenue": {"event": "purchase", "aggregate": "sum"},
     "chargebacks": {"event": "chargeback", "aggregate": "count", "direction": "decrease"},
 }
-#: Conversion decides; more chargebacks per user than the champion's blocks a promotion.
+#: Conversion decides; more chargebacks per user than the champion's blocks a promotion. The
+#: A/B phase reaches about 600 users per arm, so the minimum is set below that: the phase ends
+#: with a decision rather than "continue" (a real experiment sizes it with arbiter stats).
 BUSINESS_DECISION: dict[str, Any] = {
+    "min_sample_per_arm": 500,
     "primary_metric": "conversion",
     "guardrail_metrics": [{"metric": "chargebacks", "max_increase": 0.0}],
 }
