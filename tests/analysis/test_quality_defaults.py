@@ -17,6 +17,7 @@ from arbiter.config import ModelConfig
 from arbiter.events import EventStore
 from arbiter.events.query import Scope
 from arbiter.metric_definitions import LabelMetric
+from arbiter.report.html import render_html
 from arbiter.report.markdown import analysis_markdown
 from arbiter.report.terminal import print_analysis
 from tests.analysis.conftest import T0_US, write_log
@@ -201,3 +202,14 @@ def test_shadow_rare_positive_defaults_to_log_loss(store: EventStore) -> None:
     assert row["name"] == "log_loss" and row["method"].startswith("paired")
     pinned = _analyze(store, "m-shadow", _config("shadow", default_quality="accuracy"))
     assert pinned.decided_on == "accuracy" and pinned.metrics is None
+
+
+def test_shadow_default_reuses_a_defined_log_loss(store: EventStore) -> None:
+    _shadow_log(store, np.random.default_rng(9), 2000, 0.08)
+    a = _analyze(store, "m-shadow", _config("shadow", metrics=SHADOW_METRICS))
+    assert a.decided_on == "log_loss"
+    roles = {m["name"]: m["role"] for m in a.to_dict()["metrics"]}
+    assert roles == {"recall": "secondary", "log_loss": "primary", "roc_auc": "secondary"}
+    page = render_html([a], model="m")
+    assert "Label metrics (paired)" in page and "decided on log_loss" in page
+    assert "decided on: log_loss" in analysis_markdown(a)

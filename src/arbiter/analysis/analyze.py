@@ -36,7 +36,7 @@ from arbiter.analysis.aggregate import (
     list_experiments,
 )
 from arbiter.analysis.kinds import Analysis, analysis_for, logged_shape
-from arbiter.analysis.label_metrics import label_profile, paired_label_metrics
+from arbiter.analysis.label_metrics import label_profile, paired_label_metrics, positive_text
 from arbiter.analysis.metrics import MetricResult, MetricsAnalysis, analyze_metrics
 from arbiter.analysis.policy import (
     ERROR_RATE,
@@ -571,7 +571,7 @@ def _default_quality(
     if metric is None or profile.positive_rate is None:
         return model_config, decision
     base = model_config or ModelConfig()
-    name = next((n for n, m in base.metrics.items() if m == metric), None)
+    name = next((n for n, m in base.metrics.items() if _same_label_metric(m, metric)), None)
     if name is None:
         name = metric.label_metric
         while name in base.metrics:
@@ -584,6 +584,15 @@ def _default_quality(
         "decision.primary_metric, or default_quality: accuracy, to choose)"
     )
     return base, decision.model_copy(update={"primary_metric": name})
+
+
+def _same_label_metric(defined: object, metric: LabelMetric) -> bool:
+    # ``log_loss: {label_metric: log_loss}`` (positive unset: class "1") is the default one.
+    return (
+        isinstance(defined, LabelMetric)
+        and defined.label_metric == metric.label_metric
+        and positive_text(defined) == positive_text(metric)
+    )
 
 
 def _paired_metrics(
@@ -623,7 +632,7 @@ def _paired_metrics(
                 relative_ci_low=nan,
                 relative_ci_high=nan,
                 arms={side: dict(v) for side, v in row["arms"].items()},
-                method=f"paired {row['method']}",
+                method=_paired_method(row["method"]),
                 status=row["status"],
                 sequential=False,
                 crossed_units=0,
@@ -648,6 +657,10 @@ def _paired_metrics(
         results, {}, "champion", 0, decision.alpha, False, decision.primary_metric,
         tuple(notes),
     )  # fmt: skip
+
+
+def _paired_method(method: str) -> str:
+    return method if method.startswith("paired") else f"paired {method}"
 
 
 _RESULT_NUMBERS = ("estimate", "ci_low", "ci_high", "p_value", "relative_lift")
