@@ -21,6 +21,7 @@ from arbiter.report.html import render_html
 from arbiter.report.markdown import analysis_markdown
 from arbiter.report.terminal import print_analysis
 from tests.analysis.conftest import T0_US, write_log
+from tests.analysis.labels_synthetic import classifier_log
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -174,7 +175,9 @@ def test_shadow_reports_paired_label_metrics(store: EventStore) -> None:
         assert m["role"] == "secondary" and m["arm"] == "challenger"
         for k in ("estimate", "ci_low", "ci_high", "p_value", "relative_lift"):
             assert m[k] == pytest.approx(r[k], abs=1e-12), (m["name"], k)
-        assert m["arms"] == r["arms"]
+        for side in ("champion", "challenger"):
+            assert m["arms"][side]["units"] == r["arms"][side]["units"]
+            assert m["arms"][side]["mean"] == pytest.approx(r["arms"][side]["mean"], rel=1e-12)
         assert 0.0 <= m["adjusted_p_value"] <= 1.0 and m["adjusted_p_value"] >= m["p_value"]
     console = Console(width=220, record=True)
     print_analysis(console, a)
@@ -213,3 +216,33 @@ def test_shadow_default_reuses_a_defined_log_loss(store: EventStore) -> None:
     page = render_html([a], model="m")
     assert "Label metrics (paired)" in page and "decided on log_loss" in page
     assert "decided on: log_loss" in analysis_markdown(a)
+
+
+def _aa_shadow_decisions(runs: int) -> tuple[int, set[str]]:
+    """Shadow A/A on rare positives (equally skilled models): verdicts that are not continue."""
+    config = ModelConfig.model_validate(
+        {"decision": {"min_sample_per_arm": 100, "sequential": False}}
+    )
+    decided, on = 0, set()
+    for i in range(runs):
+        con, _ = classifier_log(
+            np.random.default_rng(1000 + i), n_units=400, positive_rate=0.08,
+            skill=(1.0, 1.0), shadow=True,
+        )  # fmt: skip
+        a = analyze_experiment(con, "fraud", "fraud-ab", model_config=config)
+        decided += a.decision != "continue"
+        on.add(a.decided_on)
+    return decided, on
+
+
+def test_shadow_default_metric_aa_false_decisions() -> None:
+    # 40 runs at alpha 0.05: 6 or more false decisions has probability 0.05 (fixed seeds).
+    decided, on = _aa_shadow_decisions(40)
+    assert on <= {"log_loss", "f1"} and decided <= 6
+
+
+@pytest.mark.slow
+def test_shadow_default_metric_aa_false_decision_rate_full() -> None:
+    runs = 1000
+    decided, _ = _aa_shadow_decisions(runs)
+    assert decided / runs <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / runs)
