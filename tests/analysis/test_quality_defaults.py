@@ -126,9 +126,15 @@ def test_an_identical_defined_metric_is_reused(store: EventStore) -> None:
 # --- shadow ------------------------------------------------------------------------------------
 
 
-def _shadow_log(store: EventStore, rng: np.random.Generator, n: int, rate: float) -> None:
+def _shadow_log(
+    store: EventStore,
+    rng: np.random.Generator,
+    n: int,
+    rate: float,
+    skills: tuple[float, float] = (1.5, 3.5),
+) -> None:
     y = (rng.random(n) < rate).astype(int)
-    score_a, score_b = _scores(rng, y, 1.5), _scores(rng, y, 3.5)
+    score_a, score_b = _scores(rng, y, skills[0]), _scores(rng, y, skills[1])
     pred_a, pred_b = (score_a > 0.5).astype(int), (score_b > 0.5).astype(int)
     columns = {
         "request_id": [f"r{i}" for i in range(n)] * 2,
@@ -246,3 +252,33 @@ def test_shadow_default_metric_aa_false_decision_rate_full() -> None:
     runs = 1000
     decided, _ = _aa_shadow_decisions(runs)
     assert decided / runs <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / runs)
+
+
+def test_shadow_label_guardrail_metrics_are_paired_non_inferiority(tmp_path: Any) -> None:
+    rails = [{"metric": "recall", "max_decrease": 0.0}, {"metric": "roc_auc", "max_decrease": 0.0}]
+    better = EventStore(tmp_path / "better")
+    _shadow_log(better, np.random.default_rng(10), 3000, 0.3)
+    a = _analyze(
+        better, "m-shadow",
+        _config("shadow", metrics=SHADOW_METRICS, primary_metric="log_loss",
+                guardrail_metrics=rails),
+    )  # fmt: skip
+    assert a.decision == "promote"
+    rows = {m["name"]: m for m in a.to_dict()["metrics"]}
+    assert rows["recall"]["role"] == "guardrail" and rows["recall"]["guardrail"]["status"] == "met"
+    crit = next(c for c in a.criteria if c.name == "guardrail_metric:roc_auc")
+    assert crit.met and crit.observed > 0.0
+    # One-sided bound at alpha = the paired two-sided interval at 2 alpha.
+    with better.connect() as con:
+        (ref,) = paired_label_metrics(
+            con, Scope("m", "m-shadow"), {"recall": LabelMetric(label_metric="recall", positive=1)},
+            alpha=0.10,
+        )  # fmt: skip
+    assert rows["recall"]["guardrail"]["bound"] == pytest.approx(ref["ci_high"], rel=1e-9)
+
+    worse = EventStore(tmp_path / "worse")  # the challenger loses recall: not promoted
+    _shadow_log(worse, np.random.default_rng(11), 3000, 0.3, skills=(3.5, 1.5))
+    b = _analyze(worse, "m-shadow", _config("shadow", metrics=SHADOW_METRICS,
+                                            guardrail_metrics=rails))  # fmt: skip
+    assert b.decision == "keep_champion"
+    assert not next(c for c in b.criteria if c.name == "guardrail_metric:recall").met

@@ -47,7 +47,7 @@ from arbiter.analysis.policy import (
 from arbiter.config import ABExperimentConfig, DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError, NotFoundError
 from arbiter.events.query import Scope
-from arbiter.metric_definitions import LabelMetric
+from arbiter.metric_definitions import LabelMetric, MetricGuardrail
 from arbiter.stats.bayesian import BayesianResult, bayesian_summary
 from arbiter.stats.guardrails import (
     BREACH_ALPHA,
@@ -446,6 +446,8 @@ def compare_arms(
             verdict = _paired_metric_verdict(
                 metrics, decided, labels[decided], pol, champ, chall, guard_obs, notes
             )
+        if preset != "classic_shadow":
+            verdict = apply_metric_guardrails(verdict, metrics.guardrail_criteria(), serving=False)
     if decided is None and decision.primary_metric is not None and mode != "ab":
         notes.append(
             f"primary_metric {decision.primary_metric!r} cannot decide a {mode} experiment "
@@ -608,7 +610,14 @@ def _paired_metrics(
     ``challenger``), with Holm's adjustment across the secondary ones. The paired tests are
     fixed-horizon, like McNemar's.
     """
-    rails = {g.metric for g in decision.guardrail_metrics}
+    rails = {g.metric: g for g in decision.guardrail_metrics if g.metric in labels}
+    # One-sided bounds at alpha: the two-sided intervals at 2 alpha.
+    bounds = {
+        row["name"]: row
+        for row in paired_label_metrics(
+            con, scope, {n: labels[n] for n in rails}, alpha=min(2.0 * decision.alpha, 0.99)
+        )
+    } if rails else {}  # fmt: skip
     nan = math.nan
     results: list[MetricResult] = []
     for row in paired_label_metrics(con, scope, labels, alpha=decision.alpha):
@@ -636,6 +645,9 @@ def _paired_metrics(
                 status=row["status"],
                 sequential=False,
                 crossed_units=0,
+                guardrail=_paired_guardrail(name, rails[name], bounds[name])
+                if name in rails
+                else None,
             )
         )
     ok = [
@@ -647,16 +659,40 @@ def _paired_metrics(
         adjusted = holm([results[i].p_value for i in ok], alpha=decision.alpha).adjusted_p_values
         for i, p in zip(ok, adjusted, strict=True):
             results[i] = replace(results[i], adjusted_p_value=float(p))
-    notes = []
-    if rails:
-        notes.append(
-            "guardrail metrics are judged on served traffic (A/B, canary); a shadow "
-            "experiment reports them"
-        )
     return MetricsAnalysis(
-        results, {}, "champion", 0, decision.alpha, False, decision.primary_metric,
-        tuple(notes),
+        results, {}, "champion", 0, decision.alpha, False, decision.primary_metric
     )  # fmt: skip
+
+
+def _paired_guardrail(name: str, rail: MetricGuardrail, row: dict[str, Any]) -> dict[str, Any]:
+    """A label guardrail metric of a shadow experiment: a paired non-inferiority criterion.
+
+    As :func:`arbiter.stats.verdict.non_inferiority_criterion`, with the one-sided bound of
+    the paired test (the two-sided interval at ``2 alpha``): breached when the bound of
+    challenger − champion is beyond the margin in the harmful direction.
+    """
+    harm = "increase" if rail.max_increase is not None else "decrease"
+    margin = float((rail.max_increase if harm == "increase" else rail.max_decrease) or 0.0)
+    limit = margin if harm == "increase" else -margin
+    criterion = f"guardrail_metric:{name}"
+    bound = row["ci_low"] if harm == "increase" else row["ci_high"]
+    if row["status"] != "ok" or bound is None or not math.isfinite(bound):
+        crit = Criterion(criterion, False, None, limit, "no observation yet (too little data)")
+        status = "no_data"
+    else:
+        breached = bound > limit if harm == "increase" else bound < limit
+        side = "lower" if harm == "increase" else "upper"
+        crit = Criterion(
+            criterion, not breached, float(bound), limit,
+            f"one-sided paired bound: difference {row['estimate']:.4g}, {side} bound "
+            f"{bound:.4g} vs allowed {harm} {margin:.4g}: "
+            + ("harm beyond the margin" if breached else "no significant harm beyond the margin"),
+        )  # fmt: skip
+        status = "breached" if breached else "met"
+    return {
+        "harm": harm, "margin": margin, "bound": crit.observed, "status": status,
+        "criterion": crit.to_dict(),
+    }  # fmt: skip
 
 
 def _paired_method(method: str) -> str:
