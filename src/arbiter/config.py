@@ -112,6 +112,18 @@ class DecisionConfig(_Frozen):
         return self
 
 
+class LoopConfig(_Frozen):
+    """The closed loop of one model (``arbiter loop``, docs/loop.md)."""
+
+    online: Literal["shadow", "ab", "canary"] = Field(
+        default="shadow",
+        description="How a candidate that passed the offline gate is tested online before it "
+        "is promoted: shadow (mirrored traffic), ab (an A/B test decided on "
+        "decision.primary_metric) or canary (a ramp that promotes or rolls back itself). "
+        "The experiment's strategy must match.",
+    )
+
+
 class ModelConfig(_Frozen):
     """One registered model served at ``/models/{name}``."""
 
@@ -124,10 +136,20 @@ class ModelConfig(_Frozen):
         default_factory=dict,
         description="Business and quality metrics by name (docs/metrics.md).",
     )
+    loop: LoopConfig = LoopConfig()
 
     @model_validator(mode="after")
     def _metric_references(self) -> ModelConfig:
         check_metrics(self.metrics, self.decision.primary_metric, self.decision.guardrail_metrics)
+        exp = self.experiment
+        reward = exp.bandit.reward_metric if isinstance(exp, BanditExperimentConfig) else None
+        if reward is not None:
+            found = self.metrics.get(reward)
+            if not (isinstance(found, EventMetric) and found.aggregate == "any"):
+                raise ValueError(
+                    f"experiment.bandit.reward.metric {reward!r} must be an event metric with "
+                    "aggregate: any (0/1 per unit) defined under metrics"
+                )
         return self
 
     def experiment_name(self, model: str) -> str:
@@ -258,6 +280,7 @@ __all__ = [
     "InterleaveConfig",
     "InterleaveExperimentConfig",
     "LabelMetric",
+    "LoopConfig",
     "MetricGuardrail",
     "ModelConfig",
     "NoneExperimentConfig",

@@ -21,6 +21,19 @@ def test_demo_runs_shadow_ab_two_canaries_and_interleaving(tmp_path: Path) -> No
     assert set(summary["demo"]["phases"]) == {"shadow", "ab"}
     assert {a["strategy"] for a in summary["analysis"]} == {"shadow", "ab"}
 
+    # The A/B phase posted purchases and chargebacks through POST /outcomes and ends with a
+    # verdict on conversion, with revenue beside it and the chargeback guardrail.
+    assert summary["demo"]["phases"]["ab"]["outcomes"] > 0
+    ab = summary["ab_metrics"]
+    assert ab["primary_metric"] == "conversion" and ab["decision"] in {
+        "promote", "continue", "rollback", "keep_champion"
+    }  # fmt: skip
+    roles = {m["name"]: m["role"] for m in ab["metrics"]}
+    assert roles == {"conversion": "primary", "revenue": "secondary", "chargebacks": "guardrail"}
+    conversion = next(m for m in ab["metrics"] if m["name"] == "conversion")
+    assert sum(arm["units"] for arm in conversion["arms"].values()) > 0
+    assert any(r["name"] == "guardrail_metric:chargebacks" for r in ab["reasons"])
+
     promote, rollback = summary["canaries"]["promote"], summary["canaries"]["rollback"]
     assert promote["outcome"] == "promoted", promote["history"]
     assert [r["action"] for r in promote["history"]] == ["start", "advance", "advance", "promote"]

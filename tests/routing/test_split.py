@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from arbiter.errors import InvalidInputError
-from arbiter.routing import Arm, Split, unit_bucket
+from arbiter.routing import Arm, Split, slot_layout, unit_bucket
 
 
 def test_bucket_is_stable_across_processes() -> None:
@@ -90,11 +90,53 @@ def test_missing_unit_is_random_and_flagged() -> None:
 
 
 def test_abn_ranges() -> None:
+    """Each challenger's range starts at its slot: its share plus half the champion's rest."""
     split = Split("exp", "champion", (Arm("b", 0.25), Arm("c", 0.25)))
-    assert split.boundaries == (("b", 2500), ("c", 5000))
+    assert slot_layout([0.25, 0.25]) == ((0.0, 0.5), (0.5, 0.5))
+    assert split.boundaries == (("b", 0, 2500), ("c", 5000, 7500))
     assert split.arm_for_bucket(0) == "b"
-    assert split.arm_for_bucket(2500) == "c"
-    assert split.arm_for_bucket(5000) == "champion"
+    assert split.arm_for_bucket(2500) == "champion"
+    assert split.arm_for_bucket(5000) == "c"
+    assert split.arm_for_bucket(7500) == "champion"
+    assert split.weights() == {"b": 0.25, "c": 0.25, "champion": 0.5}
+
+
+def test_a_share_beyond_its_slot_is_refused() -> None:
+    layout = slot_layout([0.2, 0.2])  # slots of 0.5 each
+    Split("exp", "champion", (Arm("b", 0.5), Arm("c", 0.0)), layout=layout)
+    with pytest.raises(InvalidInputError) as info:
+        Split("exp", "champion", (Arm("b", 0.55), Arm("c", 0.0)), layout=layout)
+    assert info.value.field == "challengers.b.share"
+
+
+_share = st.floats(min_value=0.0, max_value=1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_share, min_size=2, max_size=4), st.data())
+def test_abn_share_changes_only_move_units_to_or_from_the_champion(
+    configured: list[float], data: st.DataObject
+) -> None:
+    """Any change of several shares at once: no unit moves between two challengers; a
+    challenger whose share grew keeps all its units and gains only former champion units."""
+    total = sum(configured)
+    if total > 1.0:
+        configured = [c / total for c in configured]
+    layout = slot_layout(configured)
+    names = [f"c{i}" for i in range(len(configured))]
+    new = [data.draw(st.floats(min_value=0.0, max_value=cap), label=n)
+           for n, (_start, cap) in zip(names, layout, strict=True)]  # fmt: skip
+    before = Split("exp", "champion", tuple(map(Arm, names, configured)), layout=layout)
+    after = Split("exp", "champion", tuple(map(Arm, names, new)), layout=layout)
+    grew = {n for n, a, b in zip(names, configured, new, strict=True) if b >= a}
+    for i in range(1_000):
+        old_arm = before.assign(f"user-{i}", 0.0).arm
+        new_arm = after.assign(f"user-{i}", 0.0).arm
+        if old_arm == new_arm:
+            continue
+        assert "champion" in (old_arm, new_arm)  # never challenger -> challenger
+        if old_arm in grew:
+            pytest.fail(f"{old_arm} grew but lost a unit to {new_arm}")
 
 
 @pytest.mark.parametrize(

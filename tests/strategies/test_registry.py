@@ -48,7 +48,7 @@ def test_which_strategies_have_analysis_controller_and_metrics() -> None:
     analysed = {n for n in BUILTIN if SPECS[n].analysis is not None}
     controlled = {n for n in BUILTIN if SPECS[n].controller is not None}
     assert analysed == {"shadow", "ab", "interleave", "bandit"}
-    assert controlled == {"canary", "bandit"}
+    assert controlled == {"canary", "bandit", "ab"}  # ab: split changes, stop/start
     assert {m.name for n in BUILTIN for m in SPECS[n].metrics} == {
         "arbiter_canary_share",
         "arbiter_canary_transitions_total",

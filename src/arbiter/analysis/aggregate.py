@@ -418,6 +418,7 @@ def aggregate_experiment(
     loss: Loss = "squared",
     max_classes: int = 10,
     arms: tuple[str, ...] | None = None,
+    exclude_crossed: bool = False,
 ) -> ExperimentAggregates:
     """Compute every per-arm aggregate :func:`~arbiter.analysis.analyze_experiment` needs.
 
@@ -435,6 +436,9 @@ def aggregate_experiment(
         A/B/n: the arms (champion first) whose metric, time series and confusion matrices to
         keep; default :data:`SIDES`. Served arms not listed end up in ``other_arms``. Ignored
         for shadow experiments, which always have exactly two sides.
+    exclude_crossed : bool, default False
+        Leave out of the metric (not the traffic) the units served by more than one arm,
+        which a split change moves (:mod:`arbiter.analysis.periods`).
 
     Returns
     -------
@@ -456,6 +460,7 @@ def aggregate_experiment(
     assert t0 is not None
     scope = Scope(model, experiment)
     params = {**scope.params, "t0": int(t0[0]), "width": width * 1_000_000}
+    crossed = _crossed_filter(scope) if exclude_crossed else ""
     if task == "classification":
         y_expr = "(prediction = label)::INT"
         y_a, y_b = "correct_a::INT", "correct_b::INT"
@@ -481,6 +486,7 @@ def aggregate_experiment(
                        {y_expr}::DOUBLE AS y, {keys}
                 FROM labeled
                 WHERE {scope.where()} AND role = 'served' AND error IS NULL AND label IS NOT NULL
+                {crossed}
             ) AS t (side, bucket, y, label, prediction)
             WHERE y IS NOT NULL
             GROUP BY ALL
@@ -497,14 +503,27 @@ def aggregate_experiment(
         )
         return ExperimentAggregates(
             info, task, traffic, _metric_from_series(series, task), series, confusion,
-            other_arms=others, per_unit=_per_unit(con, scope, y_expr, sides),
+            other_arms=others, per_unit=_per_unit(con, scope, y_expr, sides, crossed),
         )  # fmt: skip
     finally:
         con.execute(f"DROP TABLE IF EXISTS {pairs}")
 
 
+def _crossed_filter(scope: Scope) -> str:
+    """``AND`` clause leaving out units served by more than one arm (same scope params)."""
+    return (
+        "AND (unit_id IS NULL OR unit_id NOT IN (SELECT unit_id FROM served WHERE "
+        f"{scope.where()} AND unit_id IS NOT NULL GROUP BY unit_id "
+        "HAVING count(DISTINCT arm) > 1))"
+    )
+
+
 def _per_unit(
-    con: duckdb.DuckDBPyConnection, scope: Scope, y_expr: str, sides: tuple[str, ...]
+    con: duckdb.DuckDBPyConnection,
+    scope: Scope,
+    y_expr: str,
+    sides: tuple[str, ...],
+    crossed: str = "",
 ) -> dict[str, RatioStatistic]:
     """Per side, the metric as a ratio over units: the sums the delta method needs.
 
@@ -520,6 +539,7 @@ def _per_unit(
                        {y_expr}::DOUBLE AS y
                 FROM labeled
                 WHERE {scope.where()} AND role = 'served' AND error IS NULL AND label IS NOT NULL
+                {crossed}
             ) AS t
             WHERE y IS NOT NULL
             GROUP BY side, unit

@@ -38,6 +38,12 @@ from arbiter.analysis.aggregate import (
 from arbiter.analysis.kinds import Analysis, analysis_for, logged_shape
 from arbiter.analysis.label_metrics import label_profile, paired_label_metrics, positive_text
 from arbiter.analysis.metrics import MetricResult, MetricsAnalysis, analyze_metrics
+from arbiter.analysis.periods import (
+    policy_without_pooled_srm,
+    split_changed,
+    srm_with_periods,
+    verdict_with_periods,
+)
 from arbiter.analysis.policy import (
     ERROR_RATE,
     LATENCY_P99,
@@ -356,7 +362,8 @@ def compare_arms(
     """
     decision = policy or (model_config.decision if model_config else DecisionConfig())
     notes: list[str] = []
-    agg = aggregate_experiment(con, model, experiment, loss=decision.loss)
+    crossed = mode == "ab" and split_changed(con, model, experiment)  # periods.py
+    agg = aggregate_experiment(con, model, experiment, loss=decision.loss, exclude_crossed=crossed)
     info = agg.info
     weights = _traffic_weights(model, experiment, mode, model_config, notes)
     pol = to_decision_policy(decision, mode=mode, task=agg.task, traffic_weights=weights)
@@ -373,6 +380,7 @@ def compare_arms(
         srm_basis = "units" if with_ids else "requests"
         counts = (traffic["champion"].units, traffic["challenger"].units)
         srm = srm_test(counts, pol.traffic_weights, threshold=pol.srm_threshold)
+        srm = srm_with_periods(con, model, experiment, srm, SIDES, pol.srm_threshold, notes)
 
     secondary: dict[str, dict[str, Any]] = {}
     if mode == "shadow":
@@ -419,8 +427,9 @@ def compare_arms(
                 # Shadow: both models score every pair, so there is no split to check.
                 assignment_counts=counts or (champ.n, champ.n),
             ),
-            pol,
+            policy_without_pooled_srm(srm, pol),
         )
+    verdict = verdict_with_periods(verdict, srm, pol)  # SRM per split period (periods.py)
 
     scope = Scope(model, experiment)
     metric_config, decision = model_config, decision
@@ -436,7 +445,7 @@ def compare_arms(
             sequential_config=pol.sequential_config, over_time=OVER_TIME_LOOKS,
         )  # fmt: skip
         notes.extend(metrics.notes)
-        verdict = _metric_verdict(verdict, metrics, decision, pol, guard_obs, counts, notes)
+        verdict = _metric_verdict(verdict, metrics, decision, pol, guard_obs, counts, notes, srm)
         if decision.primary_metric in metrics.data:
             decided = decision.primary_metric
     elif mode == "shadow" and labels:
@@ -505,6 +514,7 @@ def _metric_verdict(
     guard_obs: tuple[GuardrailObservation, ...],
     counts: tuple[int, int] | None,
     notes: list[str],
+    srm: SRMResult | None = None,
 ) -> Verdict:
     """The A/B verdict on ``decision.primary_metric`` (when set) and the guardrail metrics.
 
@@ -520,7 +530,7 @@ def _metric_verdict(
     elif primary is not None:
         champ, chall = metrics.decision_statistics(primary)
         mpol = replace(
-            pol,
+            policy_without_pooled_srm(srm, pol),
             metric_kind="mean",
             higher_is_better=metrics.data[primary].direction == "increase",
         )
@@ -533,6 +543,8 @@ def _metric_verdict(
             ),
             mpol,
         )
+        # After a split change, SRM per period as for the quality verdict (periods.py).
+        verdict = verdict_with_periods(verdict, srm, pol)
         notes.append(
             f"verdict on primary metric {primary!r} (per unit); the model-quality test is "
             "reported, not decisive"

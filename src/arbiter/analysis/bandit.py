@@ -41,6 +41,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from arbiter.analysis.metrics import metric_statistics
 from arbiter.config import BanditExperimentConfig, BanditSettings, DecisionConfig, ModelConfig
 from arbiter.errors import NotFoundError
 from arbiter.events.query import Scope, latest_labels_sql
@@ -175,6 +176,69 @@ def bandit_rewards(
     return {arm: found.get(arm, ArmRewards(arm)) for arm in arms}
 
 
+def metric_rewards(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    experiment: str,
+    arms: Sequence[str],
+    model_config: ModelConfig,
+    metric: str,
+) -> tuple[dict[str, ArmRewards], int]:
+    """Per-arm rewards from a 0/1 metric's per-unit values (``reward: {metric: NAME}``).
+
+    One reward per exposed unit: its value of ``metric``
+    (:func:`arbiter.analysis.metrics.metric_statistics`: outcomes after the unit's first
+    exposure, zero without any), so ``rewarded`` is the arm's units and ``reward_sum`` the sum
+    of their values. Returns the rewards and the number of crossed units (exposed to more than
+    one arm: left out of every arm). ``con``'s ``predictions`` view is swapped for the query
+    and restored.
+    """
+    # A bandit draws the arm per request (logged ``unit_random``) even when the request names
+    # its unit; metric exposure counts only units whose arm was assigned to them. Here the
+    # unit id does identify the user, so those rows count as exposures for this query (a
+    # unit the draws sent to several arms is crossed, and left out, by metric_statistics).
+    con.execute("ALTER VIEW predictions RENAME TO _bandit_predictions")
+    try:
+        con.execute(
+            "CREATE VIEW predictions AS SELECT * REPLACE "
+            "(coalesce(unit_random, false) AND unit_id IS NULL AS unit_random) "
+            "FROM _bandit_predictions"
+        )
+        try:
+            data = metric_statistics(
+                con, Scope(model, experiment), model_config, metric, arms=list(arms)
+            )
+        finally:
+            con.execute("DROP VIEW predictions")
+    finally:
+        con.execute("ALTER VIEW _bandit_predictions RENAME TO predictions")
+    out: dict[str, ArmRewards] = {}
+    for arm in arms:
+        stat = data.stats.get(arm)
+        units = int(data.units.get(arm, 0))
+        total = float(getattr(stat, "successes", getattr(stat, "sum", 0.0))) if stat else 0.0
+        out[arm] = ArmRewards(arm, served=units, rewarded=units, reward_sum=total)
+    return out, int(data.crossed_units)
+
+
+def arm_rewards(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    experiment: str,
+    arms: Sequence[str],
+    settings: BanditSettings,
+    model_config: ModelConfig | None,
+) -> tuple[dict[str, ArmRewards], int]:
+    """The rewards the settings name: labels (:func:`bandit_rewards`) or a metric.
+
+    Returns the rewards per arm and the crossed units (0 for label rewards).
+    """
+    metric = settings.reward_metric
+    if metric is None or model_config is None:
+        return bandit_rewards(con, model, experiment, arms, settings.reward_kind), 0
+    return metric_rewards(con, model, experiment, arms, model_config, metric)
+
+
 def bandit_config(settings: BanditSettings, n_arms: int) -> BanditConfig:
     """The core's :class:`BanditConfig` for the ``experiment.bandit`` settings.
 
@@ -187,7 +251,7 @@ def bandit_config(settings: BanditSettings, n_arms: int) -> BanditConfig:
     return BanditConfig(
         floor=min(settings.floor, 1.0 / n_arms),
         n_warmup=settings.warmup,
-        reward=settings.reward,
+        reward=settings.reward_kind,
     )
 
 
@@ -465,7 +529,14 @@ def analyze_bandit(
             "the configuration is not this experiment's: arms from the log, rewards read as "
             "bounded in [0, 1], default warm-up and floor"
         )
-    rewards = bandit_rewards(con, model, experiment, arms, settings.reward)
+    rewards, crossed = arm_rewards(
+        con, model, experiment, arms, settings, model_config if own else None
+    )
+    if settings.reward_metric is not None and own:
+        notes.append(
+            f"rewards: each unit's {settings.reward_metric} after its first exposure"
+            + (f"; {crossed:,} unit(s) exposed to several arms left out" if crossed else "")
+        )
     if not any(r.served for r in rewards.values()):
         raise NotFoundError(f"experiment {experiment!r} of model {model!r} served nothing")
     config = bandit_config(settings, len(arms))
@@ -483,7 +554,7 @@ def analyze_bandit(
     invalid = sum(r.invalid for r in rewards.values())
     if invalid:
         notes.append(
-            f"{invalid} label(s) were not valid {settings.reward} rewards and were ignored"
+            f"{invalid} label(s) were not valid {settings.reward_kind} rewards and were ignored"
         )
     failed = {a: r.failed for a, r in rewards.items() if r.failed}
     if failed:
@@ -494,7 +565,7 @@ def analyze_bandit(
     return BanditAnalysis(
         model=model,
         experiment=experiment,
-        reward=settings.reward,
+        reward=settings.reward_kind,
         aliases=dict(aliases),
         rewards=rewards,
         state=state,
@@ -517,8 +588,10 @@ __all__ = [
     "allocation_history",
     "allocation_rng",
     "analyze_bandit",
+    "arm_rewards",
     "bandit_config",
     "bandit_rewards",
     "bandit_state",
+    "metric_rewards",
     "p_best",
 ]

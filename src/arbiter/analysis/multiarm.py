@@ -113,6 +113,7 @@ from arbiter.analysis.aggregate import (
 )
 from arbiter.analysis.analyze import _guardrail_observations
 from arbiter.analysis.metrics import MetricsAnalysis
+from arbiter.analysis.periods import split_changed, srm_with_periods
 from arbiter.analysis.policy import to_decision_policy
 from arbiter.config import DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError
@@ -322,7 +323,10 @@ def analyze_multiarm(
     decision = policy or (model_config.decision if model_config else DecisionConfig())
     notes: list[str] = []
     arms, aliases, weights = _arm_plan(con, model, experiment, model_config, notes)
-    agg = aggregate_experiment(con, model, experiment, loss=decision.loss, arms=arms)
+    crossed = split_changed(con, model, experiment)  # units moved by a split change: left out
+    agg = aggregate_experiment(
+        con, model, experiment, loss=decision.loss, arms=arms, exclude_crossed=crossed
+    )
     info = agg.info
     if info.strategy != "ab":
         raise InvalidInputError(
@@ -346,6 +350,7 @@ def analyze_multiarm(
     metric = "accuracy" if agg.task == "classification" else f"{decision.loss}_error"
 
     srm, srm_basis = _srm(traffic, arms, weights, pol, notes)
+    srm = srm_with_periods(con, model, experiment, srm, arms, pol.srm_threshold, notes)
     omnibus, marascuilo = _omnibus(stats, arms, pol)
     family = pairwise_comparisons(stats, arms, pol, marascuilo)
     # Bonferroni over the challengers: each is a chance of a false guardrail breach.

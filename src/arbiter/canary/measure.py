@@ -42,13 +42,15 @@ As in :mod:`arbiter.analysis.analyze`, a guardrail
 is handed to ``decide`` only when the data are conclusive, judged by the one rule of
 :mod:`arbiter.stats.guardrails` (a canary looks at its data at every checkpoint, hundreds of
 looks, so a 95 % interval would be crossed by chance sooner or later): the error rate counts
-as breached only when **both** its one-sided exact (Clopper–Pearson) lower bound at level
+as breached only when **both** the lower bound of its time-uniform binomial confidence sequence
+(a beta-binomial mixture, valid over any number of looks) at level
 :data:`~arbiter.stats.guardrails.BREACH_ALPHA` = 0.001 exceeds the limit (a 20 %-error
 challenger still crosses a 1 % limit after about 20 requests) **and** it is significantly
 above the champion's error rate (one-sided Fisher exact test at the same level), so a champion
 whose own baseline is above the limit does not get an identical challenger rolled back; with
 no champion request at all (a plan that starts at 100 %) the absolute bound alone decides. It
-counts as met when the Wilson interval lies below the limit. The p99 ratio is judged once both
+counts as met when the same sequence's upper bound at ``alpha`` lies below the limit.
+The p99 ratio is judged once both
 arms have :data:`~arbiter.stats.guardrails.MIN_LATENCY_REQUESTS` successful requests; the PSI
 once each arm has :data:`MIN_PSI_ROWS_PER_BIN` rows per bin on average
 (``MIN_PSI_ROWS_PER_BIN * bins`` rows: the chi-square approximation behind its noise threshold
@@ -364,6 +366,10 @@ def _measure(
         strata_influence=influence,
     )
     verdict = decide(arms, policy)
+    from arbiter.canary.metric_guardrails import with_metric_guardrails  # issue 10 (o4-wiring)
+
+    scope = Scope(model, experiment, start=_ts(state.started_at))
+    verdict = with_metric_guardrails(verdict, con, scope, config, alpha=decision.alpha)
     if verdict.srm_p_value is not None:
         srm_info["p_value"] = verdict.srm_p_value
     inputs = CheckpointInputs.from_verdict(

@@ -9,6 +9,7 @@ ensemble beats a linear model: the demo's challenger is genuinely better.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,3 +85,21 @@ def make_transactions(
         columns=list(FEATURES),
     )
     return FraudData(frame, labels, np.array([f"user-{u:05d}" for u in users]))
+
+
+def purchase_outcomes(
+    user: str, amount: float, is_fraud: int, blocked: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What the served model's decision does to the business: (now, later) outcome events.
+
+    A transaction the model approves is a ``purchase`` of ``amount`` (a good customer's, or a
+    fraudster's); one it blocks is lost, for a good customer a lost sale. An approved fraud
+    comes back later as a ``chargeback`` of the same amount. So a model that blocks more good
+    customers converts fewer units, and one that misses more frauds has more chargebacks: the
+    A/B phase weighs both.
+    """
+    if blocked:
+        return [], []
+    now = [{"unit_id": user, "event": "purchase", "value": float(amount)}]
+    later = [{"unit_id": user, "event": "chargeback", "value": float(amount)}] if is_fraud else []
+    return now, later

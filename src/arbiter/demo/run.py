@@ -6,7 +6,11 @@
 3. Start the gateway as a real uvicorn server on a free loopback port.
 4. Shadow phase: send traffic over HTTP with user ids; the challenger scores every request off
    the request path. Post the labels to /feedback as they "arrive".
-5. A/B phase: restart with a 50/50 sticky split; send traffic and labels again.
+5. A/B phase: restart with a 50/50 sticky split; send traffic and labels again, and the
+   business outcomes of each decision through ``POST /outcomes``: an approved transaction is
+   a purchase, a blocked good customer a lost one, a missed fraud a chargeback later
+   (:func:`arbiter.demo.data.purchase_outcomes`). The phase ends with a verdict on the
+   primary metric (conversion) with revenue beside it and a chargeback guardrail.
 6. Canaries: the challenger ramps 10 % → 50 % → 100 % and is promoted (the old champion keeps
    ``previous``); then a broken release (fails one request in five) is rolled back within a
    few dozen of its requests and archived. Decision records: ``arbiter canary status``.
@@ -70,23 +74,41 @@ _STRATEGY_SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
+#: The business metrics of the demo's fraud model (docs/metrics.md): what a decision to block
+#: or approve does to the shop, per user after their first exposure.
+METRICS: dict[str, dict[str, Any]] = {
+    "conversion": {"event": "purchase", "aggregate": "any"},
+    "revenue": {"event": "purchase", "aggregate": "sum"},
+    "chargebacks": {"event": "chargeback", "aggregate": "count", "direction": "decrease"},
+}
+#: Conversion decides; more chargebacks per user than the champion's blocks a promotion.
+BUSINESS_DECISION: dict[str, Any] = {
+    "primary_metric": "conversion",
+    "guardrail_metrics": [{"metric": "chargebacks", "max_increase": 0.0}],
+}
+
+
 def write_config(home: Home, strategy: str, *, poll_interval_s: float = 2.0) -> HomeConfig:
+    experiment = ExperimentConfig.model_validate(
+        {
+            "name": f"{MODEL}-{strategy}",
+            "strategy": strategy,
+            "unit_field": "user_id",
+            **_STRATEGY_SETTINGS[strategy],
+        }
+    )
+    model = ModelConfig.model_validate(
+        {
+            "experiment": experiment.model_dump(),
+            "metrics": METRICS,
+            "decision": BUSINESS_DECISION,
+        }
+    )
     config = HomeConfig.model_validate(
         {
             "registry": {"poll_interval_s": poll_interval_s},
             "events": {"flush_interval_s": 0.2},
-            "models": {
-                MODEL: ModelConfig(
-                    experiment=ExperimentConfig.model_validate(
-                        {
-                            "name": f"{MODEL}-{strategy}",
-                            "strategy": strategy,
-                            "unit_field": "user_id",
-                            **_STRATEGY_SETTINGS[strategy],
-                        }
-                    )
-                ).model_dump()
-            },
+            "models": {MODEL: model.model_dump()},
         }
     )
     home.config_path.write_text(dump_config(config), encoding="utf-8")
@@ -163,9 +185,11 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
                         concurrency=options.concurrency,
                         label_batch=options.label_batch,
                         advance=lambda n, task=task: progress.advance(task, n),
+                        outcomes=_outcomes(rows, users, labels, lo) if strategy == "ab" else None,
                     )
                 )
                 results[strategy]["url"] = server.url
+        ab_metrics = _ab_metric_verdict(home, write_config(home, "ab").models[MODEL])
         canaries = _canaries(home, registry, example, options, progress)
     # Leave the home with a canary on the default plan, as `arbiter serve` will pick it up:
     # it serves the champion, `arbiter canary status` shows the demo's last canary, and a
@@ -189,6 +213,7 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
     summary["analysis_html"] = str(html)
     summary["_analyses"] = analyses  # for printing; dropped before JSON output
     summary["canaries"] = canaries
+    summary["ab_metrics"] = ab_metrics
     if ranking is not None:
         summary["_ranking_analysis"] = ranking.pop("_analysis")
         summary["ranking"] = ranking
@@ -198,6 +223,39 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
         "home": str(home.root),
     }
     return summary
+
+
+def _outcomes(rows: list[dict[str, Any]], users: list[str], labels: list[int], offset: int) -> Any:
+    """The A/B phase's outcome callback: the served decision's purchases and chargebacks."""
+    from arbiter.demo.data import purchase_outcomes
+
+    def outcomes(i: int, answer: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+        j = offset + i
+        blocked = float(answer["predictions"][0]) == 1.0
+        return purchase_outcomes(users[j], rows[j]["amount"], labels[j], blocked)
+
+    return outcomes
+
+
+def _ab_metric_verdict(home: Home, config: ModelConfig) -> dict[str, Any]:
+    """The A/B phase's verdict on its business metrics (per user, after first exposure)."""
+    from arbiter.analysis import analyze_experiment
+    from arbiter.events import EventStore
+
+    experiment = config.experiment_name(MODEL)
+    with EventStore(home.root).connect() as con:
+        analysis = analyze_experiment(con, MODEL, experiment, model_config=config)
+    metrics = getattr(analysis, "metrics", None)
+    verdict = analysis.verdict
+    return {
+        "experiment": experiment,
+        "primary_metric": config.decision.primary_metric,
+        "decision": verdict.decision,
+        "reasons": [c.to_dict() for c in verdict.reasons],
+        "estimated_remaining_sample": verdict.estimated_remaining_sample,
+        "metrics": [] if metrics is None else metrics.to_list(),
+        "crossed_units": None if metrics is None else metrics.crossed_units,
+    }
 
 
 def _canaries(
@@ -242,4 +300,12 @@ def _np_default(value: Any) -> Any:
     raise TypeError
 
 
-__all__ = ["MODEL", "DemoOptions", "prepare_home", "run_demo", "write_config"]
+__all__ = [
+    "BUSINESS_DECISION",
+    "METRICS",
+    "MODEL",
+    "DemoOptions",
+    "prepare_home",
+    "run_demo",
+    "write_config",
+]

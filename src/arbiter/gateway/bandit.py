@@ -6,7 +6,8 @@ Every ``experiment.bandit.update_interval_s`` seconds, in a worker thread, the c
    (:func:`arbiter.analysis.bandit.bandit_rewards`: this experiment's served, unforced rows
    that did not fail, joined with their latest label; labels that are not valid rewards of the
    declared type are ignored and counted, and a label posted for a failed request is no
-   reward);
+   reward), or, with ``reward: {metric: NAME}``, each exposed unit's value of a 0/1 metric
+   (:func:`arbiter.analysis.bandit.metric_rewards`);
 2. builds the Beta posteriors (:class:`~arbiter.routing.bandit.BanditState`) and the
    allocation: uniform during the warm-up, then the posterior probability of being best,
    floored (:func:`~arbiter.routing.bandit.state_allocation`);
@@ -35,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from arbiter.analysis.bandit import (
     allocation_rng,
+    arm_rewards,
     bandit_config,
-    bandit_rewards,
     bandit_state,
 )
 from arbiter.routing.bandit import BanditStrategy, state_allocation
@@ -76,7 +77,8 @@ class BanditController:
         started = time.perf_counter()
         con = self.state.store.connect()
         try:
-            rewards = bandit_rewards(con, self.name, experiment, list(aliases), settings.reward)
+            # Labels, or a metric's per-unit values (``reward: {metric: NAME}``).
+            rewards, crossed = arm_rewards(con, self.name, experiment, list(aliases), settings, cfg)
         finally:
             con.close()
         config = bandit_config(settings, len(aliases))
@@ -89,7 +91,7 @@ class BanditController:
         means = posterior.posterior_mean
         invalid = sum(r.invalid for r in rewards.values())
         summary: dict[str, Any] = {
-            "reward": settings.reward,
+            "reward": settings.describe_reward(),
             "floor": config.floor,
             "warmup": config.n_warmup,
             "in_warmup": posterior.in_warmup,
@@ -100,6 +102,8 @@ class BanditController:
             "rewards": {a: r.rewarded for a, r in rewards.items()},
             "invalid_rewards": invalid,
         }
+        if settings.reward_metric is not None:
+            summary["crossed_units"] = crossed
         endpoint.bandit = summary  # one reference assignment, read by GET /models
         self._log(summary, invalid, time.perf_counter() - started)
         return summary

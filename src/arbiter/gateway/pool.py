@@ -47,10 +47,12 @@ class Endpoint:
     load_errors: dict[str, str] = field(default_factory=dict)  # alias -> last load error
     canary: dict[str, Any] | None = None  # set by the canary controller (arbiter.gateway.canary)
     bandit: dict[str, Any] | None = None  # the bandit controller's last update (GET /models)
+    control: dict[str, Any] | None = None  # an A/B experiment's live control (split, stop)
+    experiment_override: str | None = None  # the logged experiment name, when controlled
 
     @property
     def experiment(self) -> str:
-        return self.config.experiment_name(self.name)
+        return self.experiment_override or self.config.experiment_name(self.name)
 
     @property
     def arms(self) -> dict[str, str]:

@@ -6,6 +6,9 @@ The steps, in order::
       │                                                      │                             │
       └─ otherwise: finish "no_action"                       └─ failed: archive    promote │ archive
 
+``shadow`` stages the candidate (the challenger alias); ``online`` is its shadow test, A/B test
+or canary (``loop.online``, recorded as the staging step's ``mode``).
+
 ``online`` repeats, once per ``loop run``, while the analysis says ``continue`` and the
 maximum wait has not elapsed; ``promote`` refuses (verdict ``aborted``) when the aliases moved
 since the cycle started. Each completed step is recorded, so :func:`next_action` on a record
@@ -100,7 +103,7 @@ def next_action(record: CycleRecord, now: datetime) -> Action:
     if not gate.get("passed"):
         return _archive(record, f"offline gate failed: {gate.get('summary') or 'not passed'}")
     if not record.done("shadow"):
-        return RunStep("shadow", "point the challenger alias at the candidate")
+        return RunStep("shadow", "stage the candidate: point the challenger alias at it")
     online = record.step("online")
     if online is None or online.status != "done":
         shadow = record.step("shadow")
@@ -113,11 +116,18 @@ def next_action(record: CycleRecord, now: datetime) -> Action:
                 f"no online verdict after {format_duration(waited)} "
                 f"(max wait {format_duration(max_wait)})",
             )
-        return RunStep("online", "evaluate the shadow test of the candidate")
+        mode = record.evidence("shadow").get("mode") or "shadow"
+        what = {"ab": "A/B test", "canary": "canary"}.get(mode, "shadow test")
+        return RunStep("online", f"evaluate the {what} of the candidate")
     decision = online.evidence.get("decision")
     if decision == "promote":
         if not record.done("promote"):
-            return RunStep("promote", "the online test says promote")
+            metric = online.evidence.get("metric")
+            on = f" on {metric}" if metric and metric != "canary" else ""
+            return RunStep(
+                "promote",
+                f"the online {online.evidence.get('mode') or 'shadow'} test says promote{on}",
+            )
         promote = record.evidence("promote")
         if promote.get("refused"):
             return Finish("aborted", promote.get("reason") or "promotion refused")

@@ -13,8 +13,9 @@ safe to run again after a crash part-way through it:
     training again.
 ``gate``
     The offline gate; re-running it on the same holdout gives the same result.
-``shadow``
-    Points the challenger alias at the candidate (setting an alias twice is harmless).
+``shadow`` (the staging step; the name is kept in decision records)
+    Points the challenger alias at the candidate (setting an alias twice is harmless); the
+    model's experiment (``loop.online``: shadow, ab or canary) gives it traffic.
 ``online``
     Read-only; appends one check to the step's history.
 ``promote``
@@ -29,7 +30,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from arbiter.config import ShadowExperimentConfig
+from arbiter.config import (
+    ABExperimentConfig,
+    CanaryExperimentConfig,
+    ShadowExperimentConfig,
+)
 from arbiter.errors import ConfigError, InvalidInputError
 from arbiter.loop.context import LoopContext, StepFunction, StepOutcome
 from arbiter.loop.record import CycleRecord, iso, parse_iso, utc_now
@@ -208,13 +213,33 @@ def gate_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutcome
     )
 
 
+_MODE_STRATEGY = {
+    "shadow": ShadowExperimentConfig,
+    "ab": ABExperimentConfig,
+    "canary": CanaryExperimentConfig,
+}
+
+
 def shadow_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutcome:
-    """Point the challenger alias at the candidate; the gateway mirrors to it after a poll."""
+    """Stage the candidate: point the challenger alias at it.
+
+    The gateway picks the alias up on its next poll and, by the model's experiment, mirrors
+    traffic to the candidate (``loop.online: shadow``), serves it to its share of units
+    (``ab``), or starts a canary of it (``canary``). The mode is recorded here, so the online
+    step of this cycle keeps it even if the file changes.
+    """
+    mode = ctx.model_config.loop.online
     exp = ctx.model_config.experiment
-    if not isinstance(exp, ShadowExperimentConfig):
+    if not isinstance(exp, _MODE_STRATEGY[mode]):
         raise ConfigError(
             f"models.{ctx.model}.experiment.strategy is {exp.strategy!r} in "
-            f"{ctx.home.config_path}; the loop's online test needs `strategy: shadow`"
+            f"{ctx.home.config_path}; the loop's online test (loop.online: {mode}) needs "
+            f"`strategy: {mode}`"
+        )
+    if isinstance(exp, ABExperimentConfig) and exp.challengers:
+        raise ConfigError(
+            f"models.{ctx.model}.experiment has several challengers (A/B/n); the loop's A/B "
+            "test stages one candidate under challenger_alias"
         )
     candidate = record.candidate_version
     assert candidate is not None
@@ -225,33 +250,43 @@ def shadow_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutco
         ctx.registry.delete_alias(ctx.model, CANDIDATE_ALIAS)
     return StepOutcome(
         {
+            "mode": mode,
             "challenger_version": candidate,
             "previous_challenger": previous,
             "experiment": ctx.model_config.experiment_name(ctx.model),
-            "summary": f"{ctx.challenger_alias} -> v{candidate}"
+            "summary": f"{mode}: {ctx.challenger_alias} -> v{candidate}"
             + (f" (was v{previous})" if previous and previous != candidate else ""),
         }
     )
 
 
 def online_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutcome:
-    """Evaluate the shadow experiment restricted to the candidate version."""
-    from arbiter.loop.online import evaluate_candidate
+    """Evaluate the candidate's online test: its shadow or A/B rows, or its canary's state."""
+    from arbiter.loop.online import canary_outcome, evaluate_candidate
 
     candidate = record.candidate_version
     assert candidate is not None
-    experiment = record.evidence("shadow").get("experiment") or ctx.model_config.experiment_name(
-        ctx.model
-    )
-    result = evaluate_candidate(
-        ctx.events,
-        ctx.model,
-        experiment,
-        candidate,
-        champion=record.aliases_at_start.get(ctx.champion_alias),
-        model_config=ctx.model_config,
-        now=utc_now(),
-    )
+    staged = record.evidence("shadow")
+    mode = staged.get("mode") or "shadow"
+    experiment = staged.get("experiment") or ctx.model_config.experiment_name(ctx.model)
+    if mode == "canary":
+        result = canary_outcome(ctx.registry, ctx.model, candidate, now=utc_now())
+        result["experiment"] = experiment
+    else:
+        staged_step = record.step("shadow")
+        since = staged_step.finished_at if staged_step is not None else None
+        result = evaluate_candidate(
+            ctx.events,
+            ctx.model,
+            experiment,
+            candidate,
+            champion=record.aliases_at_start.get(ctx.champion_alias),
+            model_config=ctx.model_config,
+            now=utc_now(),
+            mode=mode,
+            since=parse_iso(since) if since else None,
+            registry=ctx.registry,
+        )
     checks = list(record.evidence("online").get("checks") or [])
     checks.append(
         {

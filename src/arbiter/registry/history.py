@@ -9,6 +9,11 @@ moved it in the meantime.
 MLflow has no compare-and-set on aliases, so a race window of one registry round trip
 remains between the check and the move; the history then shows both moves, in order, and the
 loser's record carries the version it actually replaced.
+
+Changes to a running experiment (a new split, a stop, a start: :mod:`arbiter.experiments`)
+are recorded the same way (``arbiter.experiment_change.<microseconds>`` → JSON of
+:class:`ExperimentChange`), with who, why, when and the shares before and after. They are the
+period boundaries the analysis reads (:mod:`arbiter.analysis.periods`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from arbiter.errors import ArbiterError, NotFoundError, RegistryError
 from arbiter.registry.mlflow_registry import MLflowRegistry
 
 TAG_PREFIX = "arbiter.alias_move."
+CHANGE_PREFIX = "arbiter.experiment_change."
 PREVIOUS_ALIAS = "previous"
 
 
@@ -47,6 +53,68 @@ class AliasMove:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ExperimentChange:
+    """One recorded change of a running experiment (split, stop or start).
+
+    ``experiment`` is the experiment (hashing salt and logged name) the change applies to;
+    ``shares_before``/``shares_after`` map each challenger arm to its share (``None``: the
+    experiment was stopped, the champion served everything). ``grace_s`` is how long workers
+    may take to apply it (two registry poll intervals and a second): the analysis leaves units
+    first seen in that window out of the per-period SRM check. ``previous_experiment`` is set
+    when a start under a new name ended an older experiment.
+    """
+
+    ts_us: int
+    model: str
+    experiment: str
+    action: str  # "split" | "stop" | "start"
+    shares_before: dict[str, float] | None
+    shares_after: dict[str, float] | None
+    actor: str
+    reason: str
+    grace_s: float
+    previous_experiment: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def record_experiment_change(registry: MLflowRegistry, change: ExperimentChange) -> None:
+    """Store ``change`` as a registered-model tag (read by every replica and the analysis)."""
+    try:
+        registry.client.set_registered_model_tag(
+            change.model,
+            f"{CHANGE_PREFIX}{change.ts_us:020d}",
+            json.dumps(change.to_dict(), sort_keys=True),
+        )
+    except Exception as exc:
+        raise RegistryError(
+            f"{change.model}: recording the experiment change failed: {exc}"
+        ) from exc
+
+
+def experiment_changes_from_tags(tags: dict[str, str]) -> list[ExperimentChange]:
+    """The experiment changes among a registered model's tags, oldest first."""
+    changes = []
+    for key, value in tags.items():
+        if key.startswith(CHANGE_PREFIX):
+            try:
+                changes.append(ExperimentChange(**json.loads(value)))
+            except (ValueError, TypeError):
+                continue  # an unreadable record is skipped, never fatal
+    return sorted(changes, key=lambda c: c.ts_us)
+
+
+def experiment_changes(registry: MLflowRegistry, model: str) -> list[ExperimentChange]:
+    """Every recorded change of ``model``'s experiments, oldest first."""
+    try:
+        tags = registry.client.get_registered_model(model).tags or {}
+    except Exception as exc:
+        raise NotFoundError(f"registered model {model!r}: {exc}") from exc
+    return experiment_changes_from_tags(dict(tags))
 
 
 def default_actor() -> str:
@@ -215,12 +283,17 @@ def _v(version: str | None) -> str:
 
 
 __all__ = [
+    "CHANGE_PREFIX",
     "PREVIOUS_ALIAS",
     "AliasConflictError",
     "AliasMove",
+    "ExperimentChange",
     "default_actor",
+    "experiment_changes",
+    "experiment_changes_from_tags",
     "history",
     "move_alias",
     "promote",
+    "record_experiment_change",
     "rollback",
 ]

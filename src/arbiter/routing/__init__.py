@@ -7,7 +7,7 @@ reproducible in tests.
 from __future__ import annotations
 
 from arbiter.routing.hashing import DEFAULT_BUCKETS, unit_bucket
-from arbiter.routing.split import Arm, Assignment, Split, sample_shadow
+from arbiter.routing.split import Arm, Assignment, Layout, Split, sample_shadow, slot_layout
 from arbiter.routing.strategies import (
     CHALLENGER,
     CHAMPION,
@@ -29,11 +29,13 @@ __all__ = [
     "Assignment",
     "ChampionOnly",
     "Interleave",
+    "Layout",
     "MultiArmTest",
     "Route",
     "Shadow",
     "Split",
     "Strategy",
     "sample_shadow",
+    "slot_layout",
     "unit_bucket",
 ]

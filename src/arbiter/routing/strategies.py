@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from arbiter.routing.split import Arm, Split, sample_shadow
+from arbiter.routing.split import Arm, Layout, Split, sample_shadow
 
 if TYPE_CHECKING:  # interleaving imports numpy; routing a request does not need it
     from arbiter.routing.interleaving import Method
@@ -126,19 +126,25 @@ class MultiArmTest:
     Each challenger's arm is named after its alias (``arms`` maps arm name -> share); the
     champion takes what is left. With one challenger named ``challenger`` this routes exactly
     like :class:`ABTest` with the same salt.
+
+    ``layout`` fixes each challenger's slot of the hash space (see
+    :func:`~arbiter.routing.split.slot_layout`): built from the *configured* shares, it keeps
+    assignment monotonic when an operator changes shares while the experiment runs. Default:
+    the layout of ``challengers``' own shares.
     """
 
     champion_alias: str
     challengers: tuple[tuple[str, str, float], ...]  # (arm, alias, share)
     salt: str
     name: str = "ab"
+    layout: Layout | None = None
 
     split: Split = field(init=False, repr=False, compare=False)
     _aliases: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         arms = tuple(Arm(arm, share) for arm, _alias, share in self.challengers)
-        object.__setattr__(self, "split", Split(self.salt, CHAMPION, arms))
+        object.__setattr__(self, "split", Split(self.salt, CHAMPION, arms, layout=self.layout))
         aliases = {CHAMPION: self.champion_alias}
         aliases.update({arm: alias for arm, alias, _share in self.challengers})
         object.__setattr__(self, "_aliases", aliases)

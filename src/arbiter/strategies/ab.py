@@ -8,13 +8,14 @@ aliases.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from arbiter.routing import ABTest, MultiArmTest
+from arbiter.routing import ABTest, MultiArmTest, slot_layout
 from arbiter.strategies.base import IsolatedArms, SeveralChallengers, describe_arms
-from arbiter.strategies.spec import StrategySpec
+from arbiter.strategies.spec import Controller, LiveEndpoint, StrategySpec
 
 if TYPE_CHECKING:
     from arbiter.config import ModelConfig
@@ -49,12 +50,49 @@ def routing(model: str, config: ModelConfig) -> ABTest | MultiArmTest:
     return ABTest(config.champion_alias, exp.challenger_alias, exp.challenger_share, salt=salt)
 
 
+def routing_with_shares(
+    config: ModelConfig, shares: Mapping[str, float], salt: str
+) -> ABTest | MultiArmTest:
+    """The split at changed ``shares`` (challenger arm -> share), salted with ``salt``.
+
+    The challengers keep the slots of their *configured* shares
+    (:func:`~arbiter.routing.slot_layout`), so a changed share only moves units between the
+    champion and that challenger (``arbiter split``, docs/analysis.md).
+    """
+    exp = config.experiment
+    assert isinstance(exp, ABExperimentConfig)
+    if exp.challengers:
+        layout = slot_layout([c.share for c in exp.challengers])
+        return MultiArmTest(
+            config.champion_alias,
+            tuple((c.alias, c.alias, shares.get(c.alias, c.share)) for c in exp.challengers),
+            salt=salt,
+            layout=layout,
+        )
+    share = shares.get("challenger", exp.challenger_share)
+    return ABTest(config.champion_alias, exp.challenger_alias, share, salt=salt)
+
+
+def describe_ab(config: ABExperimentConfig, endpoint: LiveEndpoint) -> dict[str, Any]:
+    """``GET /models``: arms, the live split and the experiment's control (running/stopped)."""
+    out = describe_arms(config, endpoint)
+    control = getattr(endpoint, "control", None)
+    out["status"] = "running" if control is None else control["status"]
+    if control is not None:
+        out["control"] = control
+    return out
+
+
 SPEC = StrategySpec(
     name="ab",
     config=ABExperimentConfig,
     routing=routing,
+    controller=Controller(
+        run="arbiter.gateway.experiment_control:run_experiment_controller",
+        prime="arbiter.gateway.experiment_control:prime_experiment_control",
+    ),
     analysis="arbiter.analysis.ab:analyze_ab",
-    describe=describe_arms,
+    describe=describe_ab,
 )
 
-__all__ = ["SPEC", "ABExperimentConfig", "routing"]
+__all__ = ["SPEC", "ABExperimentConfig", "describe_ab", "routing", "routing_with_shares"]

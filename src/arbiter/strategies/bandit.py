@@ -25,11 +25,25 @@ if TYPE_CHECKING:
     from arbiter.routing.bandit import BanditStrategy
 
 
+class MetricReward(Frozen):
+    """Reward each arm with a metric's per-unit values instead of the labels.
+
+    The metric (under the model's ``metrics``) must be 0/1 per unit: an event metric with
+    ``aggregate: any`` (conversion). Its value is attributed to a unit after the unit's first
+    exposure; the bandit draws an arm per request, so a unit that returned and saw another
+    arm is left out (counted as crossed), and metric rewards suit one exposure per unit.
+    """
+
+    metric: str = Field(description="Name of a 0/1 metric defined under the model's metrics.")
+
+
 class BanditSettings(Frozen):
     """Thompson sampling over the champion and the challengers."""
 
-    reward: Literal["binary", "bounded"] = Field(
-        default="binary", description="binary: labels 0/1; bounded: any reward in [0, 1]."
+    reward: Literal["binary", "bounded"] | MetricReward = Field(
+        default="binary",
+        description="binary: labels 0/1; bounded: any reward in [0, 1]; {metric: NAME}: the "
+        "per-unit value of a 0/1 metric (conversion).",
     )
     floor: float = Field(default=0.05, ge=0.0, lt=1.0, description="Minimum share of every arm.")
     warmup: int = Field(
@@ -38,6 +52,21 @@ class BanditSettings(Frozen):
     update_interval_s: float = Field(
         default=10.0, gt=0.0, description="Seconds between allocation updates from the event log."
     )
+
+    @property
+    def reward_kind(self) -> Literal["binary", "bounded"]:
+        """What the posterior takes: a metric reward is 0/1 per unit (binary)."""
+        return "binary" if isinstance(self.reward, MetricReward) else self.reward
+
+    @property
+    def reward_metric(self) -> str | None:
+        """The metric that rewards the arms, or None when the labels do."""
+        return self.reward.metric if isinstance(self.reward, MetricReward) else None
+
+    def describe_reward(self) -> str:
+        """``binary``, ``bounded`` or ``metric:NAME`` (status output, logs)."""
+        metric = self.reward_metric
+        return self.reward_kind if metric is None else f"metric:{metric}"
 
 
 class BanditExperimentConfig(IsolatedArms, SeveralChallengers):
@@ -96,4 +125,11 @@ SPEC = StrategySpec(
     ),
 )
 
-__all__ = ["SPEC", "BanditExperimentConfig", "BanditSettings", "describe", "routing"]
+__all__ = [
+    "SPEC",
+    "BanditExperimentConfig",
+    "BanditSettings",
+    "MetricReward",
+    "describe",
+    "routing",
+]

@@ -16,6 +16,7 @@ def register_commands(app: typer.Typer) -> None:
         compact,
         demo,
         drift,
+        experiment,
         export,
         gate,
         history,
@@ -24,6 +25,7 @@ def register_commands(app: typer.Typer) -> None:
         report,
         retrain,
         serve,
+        split,
         stats,
     )
 
@@ -38,6 +40,8 @@ def register_commands(app: typer.Typer) -> None:
     app.command("history")(history.history)
     app.command("promote")(history.promote)
     app.command("rollback")(history.rollback)
+    app.command("split")(split.split)
+    app.add_typer(experiment.app, name="experiment", help="Stop, start or show a running A/B test.")
     app.add_typer(
         drift.app, name="drift", help="Data and prediction drift against the training data."
     )

@@ -40,6 +40,7 @@ def analyze(
     from arbiter.cli.output import err_console, print_json
     from arbiter.errors import NotFoundError
     from arbiter.events import EventStore
+    from arbiter.experiments.split_store import attach_for_home
     from arbiter.home import Home
     from arbiter.report.terminal import print_analysis
 
@@ -50,6 +51,7 @@ def analyze(
     # The spinner goes to stderr so that --json output on stdout stays parseable.
     with err_console.status("Analysing the event log…") as status:
         with EventStore(h.root).connect() as con:
+            attach_for_home(con, h, model)  # split changes: SRM per period (analysis/periods.py)
             analyses = analyze_model(con, model, experiment, model_config=config.models.get(model))
         path = None
         if not no_html:

@@ -84,6 +84,7 @@ def demo(
     print_summary(console, summary)
     for analysis in analyses:
         print_analysis(console, analysis)
+    _print_ab_metrics(console, summary.get("ab_metrics"))
     _print_canaries(console, summary["canaries"])
     if ranking is not None:
         print_analysis(console, ranking)
@@ -95,6 +96,45 @@ def demo(
         f"([bold]arbiter canary status --home {home_dir} --model fraud[/bold])\n"
         f"Alias history: [bold]arbiter history --home {home_dir} --model fraud[/bold]\n"
         f"Serve the same models: [bold]arbiter serve --home {home_dir}[/bold]"
+    )
+
+
+def _print_ab_metrics(console: Any, ab: dict[str, Any] | None) -> None:
+    """The A/B phase's business metrics per user and the verdict on the primary metric."""
+    from rich.table import Table
+
+    from arbiter.report.format import format_number
+
+    if not ab:
+        return
+    first = ab["metrics"][0] if ab["metrics"] else None
+    users = (
+        ""
+        if first is None
+        else " ({} / {} users)".format(*(first["arms"][a]["units"] for a in first["arms"]))
+    )
+    console.rule(
+        f"[bold]{ab['experiment']}[/bold]: business metrics per user, champion / challenger" + users
+    )
+    table = Table(show_header=True, header_style="bold")
+    for col in ("metric", "role", "champion", "challenger", "difference [CI]", "p"):
+        table.add_column(col, justify="left" if col in ("metric", "role") else "right")
+    for m in ab["metrics"]:
+        arms = m["arms"]
+        table.add_row(
+            m["name"],
+            m["role"],
+            format_number(arms[m["champion"]]["mean"], digits=3),
+            format_number(arms[m["arm"]]["mean"], digits=3),
+            f"{format_number(m['estimate'], digits=3)} [{format_number(m['ci_low'], digits=3)}, "
+            f"{format_number(m['ci_high'], digits=3)}]",
+            format_number(m["p_value"], digits=2),
+        )
+    console.print(table)
+    failed = [r["detail"] for r in ab["reasons"] if not r["met"]]
+    console.print(
+        f"verdict on {ab['primary_metric']}: [bold]{ab['decision']}[/bold]"
+        + (f" ({'; '.join(failed)})" if failed else "")
     )
 
 

@@ -14,18 +14,46 @@ def history(
     home: Path = HomeOption,
     json_output: bool = JsonOption,
 ) -> None:
-    """Every alias move of MODEL: when, who, from which version to which, and why."""
+    """Every alias move of MODEL (when, who, from which version to which, and why), and every
+    change of its running experiments (split, stop, start)."""
     from arbiter.cli.output import console, print_json
     from arbiter.registry import registry_for_home
+    from arbiter.registry.history import experiment_changes
     from arbiter.registry.history import history as read_history
     from arbiter.report.terminal import rich_table
 
     registry = registry_for_home(home)
     moves = [m.to_dict() for m in read_history(registry, model)]
+    changes = [c.to_dict() for c in experiment_changes(registry, model)]
     current = registry.aliases(model)
     if json_output:
-        print_json({"model": model, "aliases": current, "moves": moves})
+        print_json(
+            {"model": model, "aliases": current, "moves": moves, "experiment_changes": changes}
+        )
         return
+    if changes:
+        for change in changes:
+            change["when"] = _when(change["ts_us"])
+            for key in ("shares_before", "shares_after"):
+                shares = change[key]
+                change[key] = "stopped" if shares is None else ", ".join(
+                    f"{arm} {share:.1%}" for arm, share in shares.items()
+                )  # fmt: skip
+        console.print(
+            rich_table(
+                f"{model}: experiment changes",
+                changes,
+                [
+                    "when",
+                    "experiment",
+                    "action",
+                    "shares_before",
+                    "shares_after",
+                    "actor",
+                    "reason",
+                ],
+            )
+        )
     for move in moves:
         move["when"] = _when(move["ts_us"])
     console.print(
