@@ -96,6 +96,12 @@ class DecisionConfig(_Frozen):
         description="Outcome metrics: use each unit's same metric before its first exposure "
         "as a covariate (CUPED variance reduction).",
     )
+    default_quality: Literal["auto", "accuracy"] = Field(
+        default="auto",
+        description="Without primary_metric, what a classifier is judged on. auto: log loss "
+        "(F1 without scores) when a binary classifier's rarer class is below 20 % of the "
+        "labels, else accuracy; accuracy: always accuracy (docs/quality-metrics.md).",
+    )
 
     @model_validator(mode="after")
     def _max_sample(self) -> DecisionConfig:

@@ -36,7 +36,8 @@ from arbiter.analysis.aggregate import (
     list_experiments,
 )
 from arbiter.analysis.kinds import Analysis, analysis_for, logged_shape
-from arbiter.analysis.metrics import MetricsAnalysis, analyze_metrics
+from arbiter.analysis.label_metrics import label_profile, paired_label_metrics, positive_text
+from arbiter.analysis.metrics import MetricResult, MetricsAnalysis, analyze_metrics
 from arbiter.analysis.periods import (
     policy_without_pooled_srm,
     split_changed,
@@ -52,6 +53,7 @@ from arbiter.analysis.policy import (
 from arbiter.config import ABExperimentConfig, DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError, NotFoundError
 from arbiter.events.query import Scope
+from arbiter.metric_definitions import LabelMetric, MetricGuardrail
 from arbiter.stats.bayesian import BayesianResult, bayesian_summary
 from arbiter.stats.guardrails import (
     BREACH_ALPHA,
@@ -61,6 +63,7 @@ from arbiter.stats.guardrails import (
     check_rate,
 )
 from arbiter.stats.means import ratio_test, welch_test
+from arbiter.stats.multiple import holm
 from arbiter.stats.paired import delong_test, mcnemar_test, paired_t_test
 from arbiter.stats.proportions import two_proportion_test
 from arbiter.stats.results import SRMResult
@@ -145,8 +148,12 @@ class ExperimentAnalysis:
     notes : tuple of str
         Caveats found on the way (unknown split, skipped tests, ...).
     metrics : MetricsAnalysis or None
-        The model's business and label metrics (``metrics:`` in ``arbiter.yaml``), per unit,
-        for A/B tests; the verdict decides on ``decision.primary_metric`` when set.
+        The model's business and label metrics (``metrics:`` in ``arbiter.yaml``): per unit
+        for A/B tests, paired on the same rows for shadow experiments (label metrics only).
+    primary_metric : str or None
+        The metric the verdict decided on when not the built-in quality metric:
+        ``decision.primary_metric``, or the default quality metric of a binary classifier
+        with a rare class (``decision.default_quality: auto``, docs/quality-metrics.md).
     """
 
     model: str
@@ -173,6 +180,7 @@ class ExperimentAnalysis:
     aggregates: ExperimentAggregates = field(repr=False)
     notes: tuple[str, ...] = ()
     metrics: MetricsAnalysis | None = None
+    primary_metric: str | None = None
 
     @property
     def decision(self) -> str:
@@ -180,10 +188,8 @@ class ExperimentAnalysis:
 
     @property
     def decided_on(self) -> str:
-        """The metric the verdict decided on: ``decision.primary_metric`` or the quality one."""
-        if self.metrics is not None and self.metrics.primary_metric is not None:
-            return self.metrics.primary_metric
-        return self.metric
+        """The metric the verdict decided on: ``primary_metric`` or the quality one."""
+        return self.primary_metric if self.primary_metric is not None else self.metric
 
     @property
     def sample_unit(self) -> str:
@@ -425,18 +431,37 @@ def compare_arms(
         )
     verdict = verdict_with_periods(verdict, srm, pol)  # SRM per split period (periods.py)
 
-    metrics = None
-    if mode == "ab" and model_config is not None and model_config.metrics:
+    scope = Scope(model, experiment)
+    metric_config, decision = model_config, decision
+    if preset != "classic_shadow":
+        metric_config, decision = _default_quality(
+            con, scope, agg.task, decision, model_config, notes
+        )
+    metrics, decided = None, None
+    labels = {} if metric_config is None else _label_metrics_of(metric_config)
+    if mode == "ab" and metric_config is not None and metric_config.metrics:
         metrics = analyze_metrics(
-            con, Scope(model, experiment), model_config, decision=decision,
+            con, scope, metric_config, decision=decision,
             sequential_config=pol.sequential_config, over_time=OVER_TIME_LOOKS,
         )  # fmt: skip
         notes.extend(metrics.notes)
-        verdict = _metric_verdict(verdict, metrics, decision, pol, guard_obs, counts, notes)
-    elif decision.primary_metric is not None:
+        verdict = _metric_verdict(verdict, metrics, decision, pol, guard_obs, counts, notes, srm)
+        if decision.primary_metric in metrics.data:
+            decided = decision.primary_metric
+    elif mode == "shadow" and labels:
+        metrics = _paired_metrics(con, scope, labels, decision)
+        if decision.primary_metric in labels and preset != "classic_shadow":
+            decided = decision.primary_metric
+            verdict = _paired_metric_verdict(
+                metrics, decided, labels[decided], pol, champ, chall, guard_obs, notes
+            )
+        if preset != "classic_shadow":
+            verdict = apply_metric_guardrails(verdict, metrics.guardrail_criteria(), serving=False)
+    if decided is None and decision.primary_metric is not None and mode != "ab":
         notes.append(
-            f"primary_metric {decision.primary_metric!r} is an outcome of served units: "
-            f"a {mode} experiment is decided on model quality"
+            f"primary_metric {decision.primary_metric!r} cannot decide a {mode} experiment "
+            "(shadow: label metrics only; classic_shadow: accuracy only): decided on model "
+            "quality"
         )
 
     arms = {
@@ -473,6 +498,7 @@ def compare_arms(
         aggregates=agg,
         notes=tuple(notes),
         metrics=metrics,
+        primary_metric=decided,
     )
 
 
@@ -488,6 +514,7 @@ def _metric_verdict(
     guard_obs: tuple[GuardrailObservation, ...],
     counts: tuple[int, int] | None,
     notes: list[str],
+    srm: SRMResult | None = None,
 ) -> Verdict:
     """The A/B verdict on ``decision.primary_metric`` (when set) and the guardrail metrics.
 
@@ -503,7 +530,7 @@ def _metric_verdict(
     elif primary is not None:
         champ, chall = metrics.decision_statistics(primary)
         mpol = replace(
-            pol,
+            policy_without_pooled_srm(srm, pol),
             metric_kind="mean",
             higher_is_better=metrics.data[primary].direction == "increase",
         )
@@ -516,11 +543,217 @@ def _metric_verdict(
             ),
             mpol,
         )
+        # After a split change, SRM per period as for the quality verdict (periods.py).
+        verdict = verdict_with_periods(verdict, srm, pol)
         notes.append(
             f"verdict on primary metric {primary!r} (per unit); the model-quality test is "
             "reported, not decisive"
         )
     return apply_metric_guardrails(verdict, metrics.guardrail_criteria(), serving=pol.serving)
+
+
+def _label_metrics_of(config: ModelConfig) -> dict[str, LabelMetric]:
+    return {n: m for n, m in config.metrics.items() if isinstance(m, LabelMetric)}
+
+
+def _default_quality(
+    con: duckdb.DuckDBPyConnection,
+    scope: Scope,
+    task: str,
+    decision: DecisionConfig,
+    model_config: ModelConfig | None,
+    notes: list[str],
+) -> tuple[ModelConfig | None, DecisionConfig]:
+    """The metrics and decision rules after applying ``decision.default_quality``.
+
+    Without ``primary_metric``, with ``default_quality: auto``, a binary classifier whose
+    rarer class is below :data:`~arbiter.analysis.label_metrics.RARE_POSITIVE_RATE` of the
+    labels is judged on :meth:`~arbiter.analysis.label_metrics.LabelProfile.default_metric`
+    (log loss when scored, else F1): accuracy mostly measures the majority class there. The
+    metric is added to the model's metrics (reusing an identical definition) and becomes the
+    primary metric; accuracy stays reported as the quality test. Otherwise both are returned
+    unchanged.
+    """
+    if (
+        decision.primary_metric is not None
+        or decision.default_quality != "auto"
+        or task != "classification"
+    ):
+        return model_config, decision
+    profile = label_profile(con, scope)
+    metric = profile.default_metric(task)
+    if metric is None or profile.positive_rate is None:
+        return model_config, decision
+    base = model_config or ModelConfig()
+    name = next((n for n, m in base.metrics.items() if _same_label_metric(m, metric)), None)
+    if name is None:
+        name = metric.label_metric
+        while name in base.metrics:
+            name = f"default_{name}"
+        base = base.model_copy(update={"metrics": {**base.metrics, name: metric}})
+    notes.append(
+        f"decided on {name!r} ({metric.label_metric}), the default quality metric: the rarer "
+        f"class {profile.positive!r} is {profile.positive_rate:.1%} of the labels, where "
+        "accuracy mostly measures the majority class; accuracy is still reported (set "
+        "decision.primary_metric, or default_quality: accuracy, to choose)"
+    )
+    return base, decision.model_copy(update={"primary_metric": name})
+
+
+def _same_label_metric(defined: object, metric: LabelMetric) -> bool:
+    # ``log_loss: {label_metric: log_loss}`` (positive unset: class "1") is the default one.
+    return (
+        isinstance(defined, LabelMetric)
+        and defined.label_metric == metric.label_metric
+        and positive_text(defined) == positive_text(metric)
+    )
+
+
+def _paired_metrics(
+    con: duckdb.DuckDBPyConnection,
+    scope: Scope,
+    labels: dict[str, LabelMetric],
+    decision: DecisionConfig,
+) -> MetricsAnalysis:
+    """A shadow experiment's label metrics, both models on the same rows (paired tests).
+
+    :func:`arbiter.analysis.label_metrics.paired_label_metrics` in the shape of the A/B
+    metrics (:class:`~arbiter.analysis.metrics.MetricResult`, arms ``champion`` and
+    ``challenger``), with Holm's adjustment across the secondary ones. The paired tests are
+    fixed-horizon, like McNemar's.
+    """
+    rails = {g.metric: g for g in decision.guardrail_metrics if g.metric in labels}
+    # One-sided bounds at alpha: the two-sided intervals at 2 alpha.
+    bounds = {
+        row["name"]: row
+        for row in paired_label_metrics(
+            con, scope, {n: labels[n] for n in rails}, alpha=min(2.0 * decision.alpha, 0.99)
+        )
+    } if rails else {}  # fmt: skip
+    nan = math.nan
+    results: list[MetricResult] = []
+    for row in paired_label_metrics(con, scope, labels, alpha=decision.alpha):
+        name = row["name"]
+        role = (
+            "primary"
+            if name == decision.primary_metric
+            else "guardrail"
+            if name in rails
+            else "secondary"
+        )
+        results.append(
+            MetricResult(
+                name=name,
+                arm="challenger",
+                champion="champion",
+                kind="label",
+                role=role,
+                direction=row["direction"],
+                **{k: nan if row[k] is None else float(row[k]) for k in _RESULT_NUMBERS},
+                relative_ci_low=nan,
+                relative_ci_high=nan,
+                arms={side: dict(v) for side, v in row["arms"].items()},
+                method=_paired_method(row["method"]),
+                status=row["status"],
+                sequential=False,
+                crossed_units=0,
+                guardrail=_paired_guardrail(name, rails[name], bounds[name])
+                if name in rails
+                else None,
+            )
+        )
+    ok = [
+        i
+        for i, r in enumerate(results)
+        if r.role == "secondary" and r.status == "ok" and 0.0 <= r.p_value <= 1.0
+    ]
+    if ok:
+        adjusted = holm([results[i].p_value for i in ok], alpha=decision.alpha).adjusted_p_values
+        for i, p in zip(ok, adjusted, strict=True):
+            results[i] = replace(results[i], adjusted_p_value=float(p))
+    return MetricsAnalysis(
+        results, {}, "champion", 0, decision.alpha, False, decision.primary_metric
+    )  # fmt: skip
+
+
+def _paired_guardrail(name: str, rail: MetricGuardrail, row: dict[str, Any]) -> dict[str, Any]:
+    """A label guardrail metric of a shadow experiment: a paired non-inferiority criterion.
+
+    As :func:`arbiter.stats.verdict.non_inferiority_criterion`, with the one-sided bound of
+    the paired test (the two-sided interval at ``2 alpha``): breached when the bound of
+    challenger − champion is beyond the margin in the harmful direction.
+    """
+    harm = "increase" if rail.max_increase is not None else "decrease"
+    margin = float((rail.max_increase if harm == "increase" else rail.max_decrease) or 0.0)
+    limit = margin if harm == "increase" else -margin
+    criterion = f"guardrail_metric:{name}"
+    bound = row["ci_low"] if harm == "increase" else row["ci_high"]
+    if row["status"] != "ok" or bound is None or not math.isfinite(bound):
+        crit = Criterion(criterion, False, None, limit, "no observation yet (too little data)")
+        status = "no_data"
+    else:
+        breached = bound > limit if harm == "increase" else bound < limit
+        side = "lower" if harm == "increase" else "upper"
+        crit = Criterion(
+            criterion, not breached, float(bound), limit,
+            f"one-sided paired bound: difference {row['estimate']:.4g}, {side} bound "
+            f"{bound:.4g} vs allowed {harm} {margin:.4g}: "
+            + ("harm beyond the margin" if breached else "no significant harm beyond the margin"),
+        )  # fmt: skip
+        status = "breached" if breached else "met"
+    return {
+        "harm": harm, "margin": margin, "bound": crit.observed, "status": status,
+        "criterion": crit.to_dict(),
+    }  # fmt: skip
+
+
+def _paired_method(method: str) -> str:
+    return method if method.startswith("paired") else f"paired {method}"
+
+
+_RESULT_NUMBERS = ("estimate", "ci_low", "ci_high", "p_value", "relative_lift")
+
+
+def _paired_metric_verdict(
+    metrics: MetricsAnalysis,
+    name: str,
+    metric: LabelMetric,
+    pol: DecisionPolicy,
+    champ: MetricStatistic,
+    chall: MetricStatistic,
+    guard_obs: tuple[GuardrailObservation, ...],
+    notes: list[str],
+) -> Verdict:
+    """The shadow verdict on a label metric: its paired test is the primary test.
+
+    The same rules as the built-in quality test (guardrails, minimum labelled pairs, the
+    paired test at level ``alpha``, ``max_sample_per_arm``), in the metric's direction.
+    """
+    res = metrics.result(name)
+    assert res is not None
+    usable = res.status == "ok" and 0.0 <= res.p_value <= 1.0 and math.isfinite(res.estimate)
+    primary = {
+        "estimate": res.estimate if usable else 0.0,
+        "ci_low": res.ci_low if usable else -math.inf,
+        "ci_high": res.ci_high if usable else math.inf,
+        "p_value": res.p_value if usable else 1.0,
+        "method": res.method,
+        "status": "ok" if usable else res.status if res.status != "ok" else "insufficient_data",
+    }
+    notes.append(
+        f"verdict on primary metric {name!r} (paired on the same rows); the built-in quality "
+        "test is reported, not decisive"
+    )
+    return decide(
+        ArmObservations(
+            champion=champ,
+            challenger=chall,
+            guardrails=guard_obs,
+            primary_result=primary,
+            assignment_counts=(champ.n, champ.n),
+        ),
+        replace(pol, higher_is_better=metric.better == "increase"),
+    )
 
 
 def analyze_model(

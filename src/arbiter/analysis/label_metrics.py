@@ -303,13 +303,18 @@ class LabelProfile:
     scored_share: float
 
     def default_metric(self, task: str) -> LabelMetric | None:
-        """:func:`default_quality_metric` for these labels (scored: 95 % of rows or more)."""
-        return default_quality_metric(
-            task,
-            self.positive_rate,
-            scored=self.scored_share >= 0.95,
-            positive=self.positive if self.positive is not None else 1,
-        )
+        """:func:`default_quality_metric` for these labels (scored: 95 % of rows or more).
+
+        F1 is taken on the rarer class. Log loss does not depend on which class is called
+        positive, as long as P(positive) is read right: it is the larger class in sort order,
+        whose probability a binary classifier logs as ``score`` (``classes_[1]``), so rows
+        with a ``score`` but no ``probabilities`` are read correctly.
+        """
+        scored = self.scored_share >= 0.95
+        positive: str | int = self.positive if self.positive is not None else 1
+        if scored and len(self.classes) == 2:
+            positive = self.classes[1]
+        return default_quality_metric(task, self.positive_rate, scored=scored, positive=positive)
 
 
 def label_profile(con: duckdb.DuckDBPyConnection, scope: Scope) -> LabelProfile:

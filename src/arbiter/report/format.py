@@ -188,18 +188,19 @@ def metric_rows(metrics: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         champ = m["arms"].get(m["champion"], {})
         chall = m["arms"].get(m["arm"], {})
         lift = m.get("relative_lift")
-        lift_text = MISSING
-        if is_number(lift) and math.isfinite(lift):
-            lift_text = (
-                f"{format_number(100 * lift, digits=3)} % "
-                f"[{format_number(100 * m['relative_ci_low'], digits=3)}, "
-                f"{format_number(100 * m['relative_ci_high'], digits=3)}]"
-            )
         lift_short = (
             f"{format_number(100 * lift, digits=3)} %"
             if is_number(lift) and math.isfinite(lift)
             else MISSING
         )
+        lift_text = lift_short
+        lift_ci = (m.get("relative_ci_low"), m.get("relative_ci_high"))
+        # Paired (shadow) results have a lift without an interval.
+        if lift_short != MISSING and all(is_number(v) and math.isfinite(v) for v in lift_ci):
+            lift_text = (
+                f"{lift_short} [{format_number(100 * lift_ci[0], digits=3)}, "
+                f"{format_number(100 * lift_ci[1], digits=3)}]"
+            )
         cuped = m.get("cuped")
         status = m["status"]
         if m.get("guardrail"):

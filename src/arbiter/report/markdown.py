@@ -139,7 +139,8 @@ def analysis_markdown(analysis: Any) -> str:
 @analysis_markdown.register(ExperimentAnalysis)
 def _(a: ExperimentAnalysis) -> str:
     d = a.to_dict()
-    out = _header(a, f"{a.strategy}, {a.task}, metric: {a.metric}")
+    decided = "" if a.decided_on == a.metric else f", decided on: {a.decided_on}"
+    out = _header(a, f"{a.strategy}, {a.task}, metric: {a.metric}{decided}")
     if d["estimated_remaining_sample"]:
         out.append(
             f"About {format_number(d['estimated_remaining_sample'])} more labelled "

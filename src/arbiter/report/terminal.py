@@ -181,7 +181,10 @@ def _print(analysis: Any, console: Console) -> None:
 @_print.register(ExperimentAnalysis)
 def _(a: ExperimentAnalysis, console: Console) -> None:
     d = a.to_dict()
-    console.rule(f"[bold]{d['experiment']}[/bold] ({d['strategy']}, {d['task']}, {d['metric']})")
+    decided = "" if d["decided_on"] == d["metric"] else f", decided on {escape(d['decided_on'])}"
+    console.rule(
+        f"[bold]{d['experiment']}[/bold] ({d['strategy']}, {d['task']}, {d['metric']}{decided})"
+    )
     arms = [{"side": side, **values} for side, values in d["arms"].items()]
     cols = ["side", "requests", "units", "errors", "latency_p99_ms", "labelled", d["metric"]]
     if d.get("sample_unit") == "units":  # tests count labelled units: show them
