@@ -9,26 +9,11 @@ from starlette.responses import Response
 
 from arbiter.errors import ArbiterError, InvalidInputError
 from arbiter.gateway.responses import ORJSONResponse, error_response, parse_json
+from arbiter.gateway.routes.batch_body import body_rows, client_field
 from arbiter.gateway.routes.predict import require_json
 from arbiter.gateway.state import GatewayState
 
 MAX_FEEDBACK_ROWS = 100_000
-
-
-def _rows(body: Any) -> tuple[list[Any], str]:
-    """The feedback rows of a body: one object, ``{"feedback": [...]}``, or a bare array."""
-    if isinstance(body, list):
-        return body, "rows"
-    if isinstance(body, dict) and "feedback" in body:
-        if set(body) != {"feedback"}:
-            extra = sorted(set(body) - {"feedback"})[0]
-            raise InvalidInputError(f"unexpected field {extra!r} beside 'feedback'", field=extra)
-        if not isinstance(body["feedback"], list):
-            raise InvalidInputError("'feedback' must be an array of objects", field="feedback")
-        return body["feedback"], "feedback"
-    if isinstance(body, dict):
-        return [body], "body"
-    raise InvalidInputError("the body must be a JSON object or array", field="body")
 
 
 def _normalise(rows: list[Any]) -> list[Any]:
@@ -42,13 +27,6 @@ def _normalise(rows: list[Any]) -> list[Any]:
             row.setdefault("row_index", 0)
         out.append(row)
     return out
-
-
-def _rename_field(exc: InvalidInputError, prefix: str, single: bool) -> InvalidInputError:
-    field = exc.field or ""
-    if field.startswith("rows"):
-        field = field.replace("rows[0].", "", 1) if single else prefix + field[len("rows") :]
-    return InvalidInputError(exc.message, field=field or None)
 
 
 async def feedback(request: Request) -> Response:
@@ -83,7 +61,7 @@ async def feedback(request: Request) -> Response:
     try:
         require_json(request)
         body = parse_json(await request.body())
-        rows, prefix = _rows(body)
+        rows, prefix = body_rows(body, "feedback")
         if not rows:
             raise InvalidInputError("no feedback rows", field=prefix)
         if len(rows) > MAX_FEEDBACK_ROWS:
@@ -93,7 +71,7 @@ async def feedback(request: Request) -> Response:
         try:
             stored = await state.store.awrite_feedback(_normalise(rows))
         except InvalidInputError as exc:
-            raise _rename_field(exc, prefix, prefix == "body") from exc
+            raise client_field(exc, prefix) from exc
     except ArbiterError as exc:
         state.count_error("feedback", exc, protocol="feedback")
         return error_response(exc)

@@ -2,44 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from arbiter.errors import ArbiterError, InvalidInputError
 from arbiter.gateway.responses import ORJSONResponse, error_response, parse_json
+from arbiter.gateway.routes.batch_body import body_rows, client_field
 from arbiter.gateway.routes.predict import require_json
 from arbiter.gateway.state import GatewayState
 
 MAX_OUTCOME_ROWS = 100_000
-
-
-def _rows(body: Any) -> tuple[list[Any], str]:
-    """The outcome rows of a body: one object, ``{"outcomes": [...]}``, or a bare array."""
-    if isinstance(body, list):
-        return body, "rows"
-    if isinstance(body, dict) and "outcomes" in body:
-        if set(body) != {"outcomes"}:
-            extra = sorted(set(body) - {"outcomes"})[0]
-            raise InvalidInputError(f"unexpected field {extra!r} beside 'outcomes'", field=extra)
-        if not isinstance(body["outcomes"], list):
-            raise InvalidInputError("'outcomes' must be an array of objects", field="outcomes")
-        return body["outcomes"], "outcomes"
-    if isinstance(body, dict):
-        return [body], "body"
-    raise InvalidInputError("the body must be a JSON object or array", field="body")
-
-
-def _rename_field(exc: InvalidInputError, prefix: str) -> InvalidInputError:
-    """Name the field as the client sent it: ``outcomes[3].value``, or ``value`` for one object."""
-    field = exc.field or ""
-    if field.startswith("rows"):
-        if prefix == "body":
-            field = field.replace("rows[0].", "", 1).replace("rows[0]", "body", 1)
-        else:
-            field = prefix + field[len("rows") :]
-    return InvalidInputError(exc.message, field=field or None)
 
 
 async def outcomes(request: Request) -> Response:
@@ -75,7 +47,7 @@ async def outcomes(request: Request) -> Response:
     try:
         require_json(request)
         body = parse_json(await request.body())
-        rows, prefix = _rows(body)
+        rows, prefix = body_rows(body, "outcomes")
         if not rows:
             raise InvalidInputError("no outcome rows", field=prefix)
         if len(rows) > MAX_OUTCOME_ROWS:
@@ -85,7 +57,7 @@ async def outcomes(request: Request) -> Response:
         try:
             stored = await state.store.awrite_outcomes(rows)
         except InvalidInputError as exc:
-            raise _rename_field(exc, prefix) from exc
+            raise client_field(exc, prefix) from exc
     except ArbiterError as exc:
         state.count_error("outcomes", exc, protocol="outcomes")
         return error_response(exc)
