@@ -29,7 +29,10 @@ def test_faulty_challenger_is_rolled_back_and_archived(
         assert _canary(client, "faulty")["share"] == pytest.approx(0.2)
         answers = send(client, "faulty", fraud_rows, 0, 150)
         failed = [a for a in answers if a["status"] == 500]
-        assert len(failed) >= 20  # ~20 % of 150 units hit the raising challenger
+        # Units of the raising challenger get 500s until a checkpoint rolls it back; how many
+        # depends on when that checkpoint runs (a few dozen on a quiet machine, fewer when
+        # the checkpoint comes early on a busy one), so only their presence is evidence.
+        assert failed and all(a["error"]["code"] == "model_error" for a in failed)
         state = wait_for(lambda: _canary(client, "faulty")["status"] == "rolled_back" or None)
         assert state
         # the rolled-back state and its 0 % share are applied together (same snapshot)

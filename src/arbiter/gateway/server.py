@@ -121,7 +121,9 @@ class ServerThread:
         except BaseException as exc:  # surfaced by start()
             self.error = exc
 
-    def start(self, timeout_s: float = 60.0) -> ServerThread:
+    def start(self, timeout_s: float = 180.0) -> ServerThread:
+        # A bound, not a delay: start-up (imports, loading every model from the registry)
+        # takes seconds on a quiet machine and took over 60 s beside `stress-ng --cpu 2`.
         self.thread.start()
         deadline = time.monotonic() + timeout_s
         while not self.server.started:
