@@ -11,7 +11,12 @@ import yaml
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 
-from arbiter.analysis import analyze_experiment, analyze_model, to_decision_policy
+from arbiter.analysis import (
+    ExperimentAnalysis,
+    analyze_experiment,
+    analyze_model,
+    to_decision_policy,
+)
 from arbiter.config import DecisionConfig, HomeConfig, ModelConfig
 from arbiter.errors import ConfigError, InvalidInputError, NotFoundError
 from arbiter.events import EventStore
@@ -297,6 +302,7 @@ def test_returning_users_are_analysed_per_user(store: EventStore) -> None:
     a = _analyze(store, model_config=AB_CONFIG, policy=DecisionConfig(sequential=False))
 
     assert any("labelled rows repeat units" in note for note in a.notes)
+    assert not any(note.startswith("warning: few effective units") for note in a.notes)
     assert a.primary["name"] == "delta_method_z"
     variance = {}
     for side in ("champion", "challenger"):
@@ -326,3 +332,38 @@ def test_returning_users_are_analysed_per_user(store: EventStore) -> None:
     assert (
         seq.to_dict()["arms"]["champion"]["labelled_units"] == a.arms["champion"]["labelled_units"]
     )
+
+
+def test_few_effective_units_warn_in_the_two_arm_test(store: EventStore) -> None:
+    """Issue 15, small-cluster honesty: when a few heavy users carry an arm's rows, the
+    per-unit test's normal approximation rests on them, and the analysis says so (the
+    evenly active users of the test above get no such warning)."""
+    rng = np.random.default_rng(3)
+
+    def log(per_user: np.ndarray) -> ExperimentAnalysis:
+        n_users = per_user.size
+        user_arm = np.where(np.arange(n_users) % 2 == 0, "champion", "challenger")
+        user = np.repeat(np.arange(n_users), per_user)
+        n = user.size
+        y = rng.integers(0, 2, n)
+        pred = np.where(rng.random(n) < 0.8, y, 1 - y)
+        columns = {
+            "request_id": [f"r{i}" for i in range(n)],
+            "experiment": ["m-ab"] * n,
+            "strategy": ["ab"] * n,
+            "unit_id": [f"u{u}" for u in user],
+            "arm": user_arm[user],
+            "prediction": pred.astype(str),
+            "prediction_num": pred.astype(float),
+            "score": np.where(pred == 1, 0.8, 0.2),
+            "confidence": np.full(n, 0.8),
+        }
+        write_log(store, columns, y)
+        return _analyze(store, model_config=AB_CONFIG, policy=DecisionConfig(sequential=False))
+
+    # 40 users; two per arm have 400 rows each, the rest 2: about 2.3 effective units per arm.
+    heavy = np.full(40, 2)
+    heavy[:4] = 400
+    skewed = log(heavy)
+    assert any("labelled rows repeat units" in note for note in skewed.notes)
+    assert any(note.startswith("warning: few effective units") for note in skewed.notes)

@@ -88,6 +88,7 @@ from arbiter.stats.verdict import (
     decide,
     decide_shadow_classic,
 )
+from arbiter.stats.verdict.multiarm import FEW_UNITS, effective_units
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -854,6 +855,17 @@ def _per_unit_if_repeated(
         f"{chall.n:,} from {b.n:,} on the challenger): tests, minimum sample and remaining "
         "sample count units, with the delta-method variance (rows of one unit are correlated)"
     )
+    # Small-cluster honesty: the delta-method z test is asymptotic in the number of units,
+    # and skewed activity leaves fewer effective units than distinct ones.
+    eff = {"champion": effective_units(a), "challenger": effective_units(b)}
+    few = [side for side, e in eff.items() if e < FEW_UNITS]
+    if few:
+        notes.append(
+            f"warning: few effective units (< {FEW_UNITS:g}) in {', '.join(few)} "
+            f"(champion {eff['champion']:,.1f}, challenger {eff['challenger']:,.1f}): a few "
+            "heavy users carry most rows, so the per-unit test's normal approximation rests on "
+            "them; treat borderline results with caution"
+        )
     return a, b
 
 

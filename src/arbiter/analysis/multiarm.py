@@ -132,10 +132,9 @@ from arbiter.stats.verdict import (
     decide_multiarm,
     pairwise_comparisons,
 )
-from arbiter.stats.verdict.multiarm import ArmMetric, effective_units
+from arbiter.stats.verdict.multiarm import FEW_UNITS, ArmMetric, effective_units
 
 CHAMPION = "champion"
-FEW_UNITS = 30.0
 """Effective units per arm below which the per-unit analysis warns (few heavy users)."""
 
 

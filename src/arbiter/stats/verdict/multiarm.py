@@ -72,6 +72,11 @@ DEFAULT_TARGET_SAMPLE_SIZE = 5000.0
 ArmMetric = ProportionStatistic | SampleMeanStatistic | RatioStatistic
 
 
+#: Below this many effective units an arm's per-unit (cluster) test rests on a few heavy
+#: units, and its normal approximation is optimistic: the analyses warn.
+FEW_UNITS = 30.0
+
+
 def effective_units(stat: ArmMetric) -> float:
     """How many independent units an arm's rows rest on: ``(Σ d)² / Σ d²`` for a ratio.
 
