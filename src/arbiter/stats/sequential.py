@@ -350,16 +350,7 @@ def confidence_sequence(
 
     z = (estimate - cfg.null_value) / se
     p_value = float(always_valid_p_value(z, n, rho, alternative))
-    if alternative == "two-sided":
-        half = float(cs_halfwidth(se, n, rho, alpha))
-        low, high = estimate - half, estimate + half
-    else:
-        # One-sided CS: invert the half-normal mixture (no closed form, 1-D root).
-        half = se * _one_sided_critical_z(n, rho, alpha)
-        if alternative == "larger":
-            low, high = estimate - half, math.inf
-        else:
-            low, high = -math.inf, estimate + half
+    low, high = _interval(estimate, se, n, rho, alpha, alternative)
     return SequentialResult(
         estimate=estimate,
         ci_low=low,
@@ -615,14 +606,7 @@ def mixture_test(
     u = tau * tau / variance
     z = (estimate - null_value) / se
     p_value = float(always_valid_p_value(z, u, 1.0, alternative))
-    if alternative == "two-sided":
-        half = float(cs_halfwidth(se, u, 1.0, alpha))
-        low, high = estimate - half, estimate + half
-    else:
-        half = se * _one_sided_critical_z(u, 1.0, alpha)
-        low, high = (
-            (estimate - half, math.inf) if alternative == "larger" else (-math.inf, estimate + half)
-        )
+    low, high = _interval(estimate, se, u, 1.0, alpha, alternative)
     return SequentialResult(
         estimate=estimate,
         ci_low=low,
@@ -640,6 +624,18 @@ def mixture_test(
 
 
 # --- private helpers ---------------------------------------------------------------------
+
+
+def _interval(
+    estimate: float, se: float, n: float, rho: float, alpha: float, alternative: str
+) -> tuple[float, float]:
+    """The confidence sequence at ``u = n rho^2``: eq. (9) two-sided; one-sided, the inverted
+    half-normal mixture (no closed form, a 1-D root)."""
+    if alternative == "two-sided":
+        half = float(cs_halfwidth(se, n, rho, alpha))
+        return estimate - half, estimate + half
+    half = se * _one_sided_critical_z(n, rho, alpha)
+    return (estimate - half, math.inf) if alternative == "larger" else (-math.inf, estimate + half)
 
 
 def _check_alpha(alpha: float, alternative: str) -> None:
