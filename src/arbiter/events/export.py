@@ -59,14 +59,7 @@ def export(
     EventStoreError
         Writing the file failed.
     """
-    if format not in FORMATS:
-        raise InvalidInputError(
-            f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}",
-            field="format",
-        )
-    dest = Path(path)
-    if not dest.parent.is_dir():
-        raise NotFoundError(f"cannot export to {dest}: directory {dest.parent} does not exist")
+    dest = _destination(path, format)
     scope = Scope(model)
     con = store.connect()
     try:
@@ -124,14 +117,7 @@ def export_outcomes(
     EventStoreError
         Writing the file failed.
     """
-    if format not in FORMATS:
-        raise InvalidInputError(
-            f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}",
-            field="format",
-        )
-    dest = Path(path)
-    if not dest.parent.is_dir():
-        raise NotFoundError(f"cannot export to {dest}: directory {dest.parent} does not exist")
+    dest = _destination(path, format)
     scope = Scope(model)
     units = (
         f"unit_id IN (SELECT unit_id FROM predictions WHERE {scope.where()} "
@@ -151,6 +137,19 @@ def export_outcomes(
     finally:
         con.close()
     return int(rows)
+
+
+def _destination(path: str | os.PathLike[str], format: str) -> Path:
+    """``path`` as a Path, once ``format`` is known and the destination directory exists."""
+    if format not in FORMATS:
+        raise InvalidInputError(
+            f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}",
+            field="format",
+        )
+    dest = Path(path)
+    if not dest.parent.is_dir():
+        raise NotFoundError(f"cannot export to {dest}: directory {dest.parent} does not exist")
+    return dest
 
 
 def _write(relation: duckdb.DuckDBPyRelation, dest: Path, format: ExportFormat, what: str) -> None:
