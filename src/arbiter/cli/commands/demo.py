@@ -131,7 +131,8 @@ def _print_ab_metrics(console: Any, ab: dict[str, Any] | None) -> None:
             format_number(m["p_value"], digits=2),
         )
     console.print(table)
-    failed = [r["detail"] for r in ab["reasons"] if not r["met"]]
+    # Named, so an unrelated guardrail's "no observation yet" is not read as the reason.
+    failed = [f"{r['name']}: {r['detail']}" for r in ab["reasons"] if not r["met"]]
     console.print(
         f"verdict on {ab['primary_metric']}: [bold]{ab['decision']}[/bold]"
         + (f" ({'; '.join(failed)})" if failed else "")
