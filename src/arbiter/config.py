@@ -194,6 +194,20 @@ class ServerConfig(_Frozen):
 class EventsConfig(_Frozen):
     flush_interval_s: float = Field(default=0.5, gt=0.0, le=60.0)
     max_batch: int = Field(default=50_000, ge=1)
+    # Storage faults (docs/design/event-store.md, "When the disk fails").
+    fallback_dir: Path | None = Field(
+        default=None,
+        description="Where buffered predictions are spilled at shutdown when HOME/events "
+        "cannot be written (disk full, read-only). Unset: a per-home folder in the system "
+        "temporary directory. The next start (or `arbiter compact`) moves them back.",
+    )
+    shutdown_retry_s: float = Field(
+        default=5.0,
+        ge=0.0,
+        le=300.0,
+        description="At shutdown, how long to keep retrying a failing flush before spilling "
+        "to fallback_dir; rows neither written nor spilled are counted and logged as lost.",
+    )
 
 
 class HomeConfig(_Frozen):

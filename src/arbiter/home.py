@@ -12,6 +12,8 @@ Layout::
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,21 @@ class Home:
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+    def spill_dir(self, config: HomeConfig | None = None) -> Path:
+        """Where the gateway spills predictions it cannot write at shutdown.
+
+        ``events.fallback_dir`` (relative to the home when relative), else a folder of the
+        system temporary directory named after this home's path: usually another file system
+        than a full ``HOME/events``, and found again by the next start of the same home.
+        """
+        config = config or self.config()
+        configured = config.events.fallback_dir
+        if configured is not None:
+            path = Path(configured).expanduser()
+            return path if path.is_absolute() else self.root / path
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / "arbiter-spill" / digest
 
     def config(self) -> HomeConfig:
         return load_config(self.config_path)

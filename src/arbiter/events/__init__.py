@@ -21,7 +21,7 @@ from arbiter.events.schema import (
 )
 from arbiter.events.segments import CompactionResult
 from arbiter.events.store import EventStore
-from arbiter.events.writer import EventWriter, WriterStats
+from arbiter.events.writer import EventWriter, ShutdownReport, WriterStats
 
 __all__ = [
     "FEEDBACK_COLUMNS",
@@ -34,6 +34,7 @@ __all__ = [
     "EventStore",
     "EventWriter",
     "Scope",
+    "ShutdownReport",
     "WriterStats",
     "canonical_label",
     "count_events",

@@ -148,6 +148,72 @@ def write_segment(directory: Path, table: pa.Table, *, prefix: str = SEGMENT_PRE
     return final
 
 
+def io_reason(exc: BaseException) -> str:
+    """Why a write failed, in words that name no path (for /readyz, HTTP errors and logs).
+
+    ``OSError.__str__`` includes the file name (an absolute path under the home); the errno's
+    text ("No space left on device", "Read-only file system") says all an operator or a
+    client needs, and the log lines name the table instead.
+    """
+    errno = getattr(exc, "errno", None)
+    if isinstance(errno, int) and errno > 0:
+        return os.strerror(errno)
+    if isinstance(exc, pa.ArrowException):
+        # Arrow wraps the errno in its message ("... [errno 28] No space left on device").
+        text = str(exc)
+        marker = text.rfind("] ")
+        if "[errno" in text.lower() and marker >= 0:
+            return text[marker + 2 :].strip().split(":")[0]
+        return f"the Parquet writer failed ({type(exc).__name__})"
+    return type(exc).__name__
+
+
+def move_segments(source: Path, target: Path) -> tuple[int, int]:
+    """Move every segment of ``source`` into ``target``; return ``(files, rows)`` moved.
+
+    Used to bring back predictions spilled to the fallback folder at shutdown. Each file is
+    copied under a temporary name, fsynced and renamed into ``target`` (so a reader never sees
+    half a file, and a crash mid-way leaves at worst a duplicate-free leftover in ``source``:
+    the source is deleted only after the copy is durable). Segment names are unique per
+    process, so a moved file never overwrites one already there.
+
+    Raises
+    ------
+    OSError
+        A copy failed (e.g. ``target`` is still full); files not yet moved stay in ``source``.
+    """
+    import shutil
+
+    try:
+        names = sorted(e.name for e in os.scandir(source) if _is_segment(e.name))
+    except FileNotFoundError:
+        return 0, 0
+    files = rows = 0
+    for name in names:
+        src = source / name
+        final = target / name
+        if final.exists():
+            # Moved before, and the source's unlink was lost to a crash: drop the leftover.
+            src.unlink(missing_ok=True)
+            continue
+        temp = target / f"{TEMP_PREFIX}{name}.tmp"
+        try:
+            n = pq.ParquetFile(src).metadata.num_rows
+            shutil.copyfile(src, temp)
+            _fsync_file(temp)
+            os.rename(temp, final)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        fsync_dir(target)
+        src.unlink()
+        files += 1
+        rows += n
+    if files:
+        fsync_dir(source)
+    return files, rows
+
+
 def read_compacted_sources(path: Path) -> list[str]:
     """Return the source segment names listed in a compacted file's metadata."""
     metadata = pq.read_schema(path).metadata or {}

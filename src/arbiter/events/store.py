@@ -10,13 +10,21 @@ Layout under the arbiter home::
 Predictions arrive through an :class:`~arbiter.events.writer.EventWriter` (buffered, flushed in
 the background); feedback and outcomes through :meth:`EventStore.write_feedback` and
 :meth:`EventStore.write_outcomes` (durable before they return).
+
+When the disk fails, feedback and outcomes are refused (never acknowledged), and
+:meth:`EventStore.write_health` says so until a write succeeds again. Predictions a gateway
+could not write at shutdown are spilled to a fallback folder; :meth:`EventStore.recover_spilled`
+moves them back (the gateway at start-up, ``arbiter compact``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +38,13 @@ from arbiter.events.feedback import GroupCommitter, feedback_columns
 from arbiter.events.outcomes import outcome_columns
 from arbiter.events.schema import FEEDBACK_SCHEMA, OUTCOMES_SCHEMA, PREDICTIONS_SCHEMA
 from arbiter.events.views import TABLES, Table, connect
+
+logger = logging.getLogger(__name__)
+
+# While feedback writes fail, how often write_health() checks whether space came back, and
+# with how many bytes (a page or two: less would fit in a full file system's last block).
+PROBE_INTERVAL_S = 1.0
+PROBE_BYTES = 8192
 
 _SCHEMAS: dict[str, pa.Schema] = {
     "predictions": PREDICTIONS_SCHEMA,
@@ -52,11 +67,26 @@ class EventStore:
     feedback_linger_s : float, default 0.002
         Group-commit window of :meth:`write_feedback` and :meth:`write_outcomes`: concurrent
         calls within it share one segment and one fsync.
+    fallback_dir : str or os.PathLike, optional
+        Where a gateway spills predictions it could not write at shutdown
+        (:meth:`arbiter.home.Home.spill_dir`); :meth:`recover_spilled` and :meth:`compact`
+        move them back. None: nothing to recover.
     """
 
-    def __init__(self, home: str | os.PathLike[str], *, feedback_linger_s: float = 0.002) -> None:
+    def __init__(
+        self,
+        home: str | os.PathLike[str],
+        *,
+        feedback_linger_s: float = 0.002,
+        fallback_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.home = Path(home)
         self.root = self.home / "events"
+        self.fallback_dir = Path(fallback_dir) if fallback_dir is not None else None
+        self._health_lock = threading.Lock()
+        self._failing_since: float | None = None
+        self._last_error: str | None = None
+        self._probed = 0.0
         try:
             for table in TABLES:
                 (self.root / table).mkdir(parents=True, exist_ok=True)
@@ -153,7 +183,93 @@ class EventStore:
         return n
 
     def _write_feedback_segment(self, table: pa.Table) -> Path:
-        return segments.write_segment(self.feedback_dir, table)
+        return self._write_durably(self.feedback_dir, table)
+
+    def _write_durably(self, directory: Path, table: pa.Table) -> Path:
+        """Write one group-committed segment, keeping :meth:`write_health` current.
+
+        A failure is re-raised as an ``OSError`` without the file name: its text reaches the
+        client (``/feedback`` answers 503 with it), and an absolute path under the home is
+        none of the client's business.
+        """
+        try:
+            path = segments.write_segment(directory, table)
+        except (OSError, pa.ArrowException) as exc:
+            reason = segments.io_reason(exc)
+            with self._health_lock:
+                if self._failing_since is None:
+                    self._failing_since = time.time()
+                self._last_error = reason
+            raise OSError(getattr(exc, "errno", None) or 0, reason) from exc
+        with self._health_lock:
+            self._failing_since = None
+            self._last_error = None
+        return path
+
+    def write_health(self) -> tuple[float | None, str | None]:
+        """``(failing_since_unix, reason)`` of feedback/outcome writes; ``(None, None)`` when
+        the last one succeeded. The reason names no path.
+
+        While failing, at most once per :data:`PROBE_INTERVAL_S` it writes and deletes a small
+        probe file: a gateway out of its load balancer's rotation gets no feedback to retry
+        with, and must still notice that space came back.
+        """
+        with self._health_lock:
+            failing_since, reason = self._failing_since, self._last_error
+            due = failing_since is not None and time.monotonic() - self._probed >= PROBE_INTERVAL_S
+            if due:
+                self._probed = time.monotonic()
+        if due and self._probe():
+            with self._health_lock:
+                if self._failing_since == failing_since:
+                    self._failing_since = self._last_error = None
+            return None, None
+        return failing_since, reason
+
+    def _probe(self) -> bool:
+        probe = self.feedback_dir / f"{segments.TEMP_PREFIX}probe-{os.getpid()}.tmp"
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"\0" * PROBE_BYTES)
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.unlink(missing_ok=True)
+
+    def recover_spilled(self) -> tuple[int, int]:
+        """Move predictions spilled to :attr:`fallback_dir` back into the event log.
+
+        Returns
+        -------
+        tuple of int
+            ``(files, rows)`` moved; ``(0, 0)`` when there is no fallback folder or nothing
+            in it.
+
+        Raises
+        ------
+        EventStoreError
+            The event folder cannot take them yet (still full); they stay in the fallback
+            folder for the next attempt.
+        """
+        if self.fallback_dir is None:
+            return 0, 0
+        try:
+            files, rows = segments.move_segments(
+                self.fallback_dir / "predictions", self.predictions_dir
+            )
+        except (OSError, pa.ArrowException) as exc:
+            raise EventStoreError(
+                "moving spilled predictions back from events.fallback_dir failed "
+                f"({segments.io_reason(exc)}); they stay there for the next attempt"
+            ) from exc
+        if files:
+            logger.info(
+                "moved %d spilled prediction rows (%d segments) back from events.fallback_dir",
+                rows,
+                files,
+            )
+        return files, rows
 
     def write_outcomes(self, rows: Sequence[Mapping[str, Any]]) -> int:
         """Validate and durably store outcome events; return how many were stored.
@@ -189,7 +305,7 @@ class EventStore:
         return n
 
     def _write_outcome_segment(self, table: pa.Table) -> Path:
-        return segments.write_segment(self.outcomes_dir, table)
+        return self._write_durably(self.outcomes_dir, table)
 
     def compact(
         self,
@@ -232,6 +348,7 @@ class EventStore:
         EventStoreError
             Reading or writing a segment failed; sources are left in place.
         """
+        self.recover_spilled()  # spilled predictions first, so they are compacted too
         try:
             return self._compact_locked(
                 min_age_s,

@@ -12,9 +12,16 @@ A daemon thread swaps the lists out every ``flush_interval`` seconds, or sooner 
 one flush interval of rows. ``close()`` (from the shutdown path, not from inside a signal
 handler: it takes the buffer lock) writes everything and stops the thread.
 
-If a flush fails (disk full), the rows go back to the front of the buffer and the next interval
-retries. The buffer is bounded by ``max_buffer`` rows: past it the oldest rows are dropped, each
-time counted in ``events_dropped`` and logged at ERROR.
+If a flush fails (disk full, read-only), the rows go back to the front of the buffer and the next
+interval retries; :meth:`EventWriter.stats` says since when writes fail and why
+(``failing_since_unix``, ``last_error``: the gateway's ``/readyz`` answers 503 meanwhile).
+The buffer is bounded by ``max_buffer`` rows: past it the oldest rows are dropped, each time
+counted in ``events_dropped`` and logged at ERROR.
+
+:meth:`EventWriter.shutdown` is the gateway's way out: it retries a failing final flush for a
+bounded time, then spills what is left to a fallback folder (moved back by
+:meth:`~arbiter.events.store.EventStore.recover_spilled`), and logs exactly how many rows were
+written, spilled and lost. It never raises for a write failure: the numbers are the outcome.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,7 +43,7 @@ import pyarrow as pa
 
 from arbiter.errors import EventStoreError, InvalidInputError
 from arbiter.events.schema import PREDICTIONS_SCHEMA
-from arbiter.events.segments import write_segment
+from arbiter.events.segments import io_reason, write_segment
 
 if TYPE_CHECKING:
     from arbiter.events.store import EventStore
@@ -46,6 +54,9 @@ logger = logging.getLogger(__name__)
 _CONVERT_CHUNK = 4096
 
 _COLUMN_TYPES = (list, tuple, range, np.ndarray, pa.Array, pa.ChunkedArray)
+
+# How log lines name the folder: the table, never the absolute path (logs are shipped).
+_WHERE = "events/predictions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +83,13 @@ class WriterStats:
         How long it took.
     buffered : int
         Rows waiting for the next flush.
+    events_spilled : int
+        Rows written to the fallback folder at shutdown instead of ``HOME/events``.
+    failing_since_unix : float or None
+        When the current run of failed flushes began; None while writes succeed.
+    last_error : str or None
+        Why the last flush failed ("No space left on device"), naming no path; None once a
+        flush succeeds again.
     """
 
     events_appended: int
@@ -83,6 +101,26 @@ class WriterStats:
     last_flush_unix: float | None
     last_flush_seconds: float | None
     buffered: int
+    events_spilled: int = 0
+    failing_since_unix: float | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownReport:
+    """What became of every acknowledged row when the writer shut down.
+
+    ``acknowledged == written + spilled + lost + dropped`` always holds: ``lost`` are the rows
+    still buffered when neither the event folder nor the fallback folder took them, ``dropped``
+    those the bounded buffer shed earlier while flushes kept failing.
+    """
+
+    acknowledged: int
+    written: int
+    spilled: int
+    lost: int
+    dropped: int
+    reason: str | None
 
 
 def _coerce(value: Any, type_: pa.DataType) -> Any:
@@ -174,6 +212,9 @@ class EventWriter:
         self._flush_errors = 0
         self._last_flush_unix: float | None = None
         self._last_flush_seconds: float | None = None
+        self._spilled = 0
+        self._failing_since: float | None = None
+        self._last_error: str | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
         self._atexit: Callable[[], None] | None = None
@@ -215,9 +256,14 @@ class EventWriter:
         EventStoreError
             The final flush failed; the rows stay buffered and the error is logged.
         """
+        if self._stop_flusher():
+            self.flush()
+
+    def _stop_flusher(self) -> bool:
+        """Refuse new rows and stop the background thread; False if already closed."""
         with self._lock:
             if self._closed:
-                return
+                return False
             self._closed = True
             thread = self._thread
         self._stop.set()
@@ -227,7 +273,80 @@ class EventWriter:
         if self._atexit is not None:
             atexit.unregister(self._atexit)
             self._atexit = None
-        self.flush()
+        return True
+
+    def shutdown(self, *, retry_s: float = 0.0, spill_dir: Path | None = None) -> ShutdownReport:
+        """Close for good, losing as little as the disk allows, and say exactly what happened.
+
+        Writes every buffered row; while that fails, retries every ``flush_interval`` for up to
+        ``retry_s`` seconds (space may come back: an operator deleting files, log rotation);
+        then writes what is still buffered as segments under ``spill_dir/predictions``; what
+        neither took is lost, counted and logged at ERROR. Never raises for a write failure,
+        so a full disk cannot turn a graceful stop into a crash with a traceback.
+
+        Parameters
+        ----------
+        retry_s : float, default 0.0
+            How long to keep retrying the event folder.
+        spill_dir : Path, optional
+            The fallback folder (``events.fallback_dir``); None spills nowhere.
+        """
+        if not self._stop_flusher():
+            return self._report(None)
+        deadline = time.monotonic() + retry_s
+        error = self._flush()
+        while error is not None and time.monotonic() < deadline:
+            time.sleep(max(0.0, min(self.flush_interval, deadline - time.monotonic())))
+            error = self._flush()
+        if error is None:
+            return self._report(None)
+        reason = io_reason(error)
+        with self._lock:
+            pending = self._size
+        if spill_dir is not None:
+            try:
+                target = spill_dir / "predictions"
+                target.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                logger.error("cannot create the events fallback folder: %s", io_reason(exc))
+            else:
+                spill_error = self._flush(target)
+                if spill_error is not None:
+                    logger.error(
+                        "spilling to the events fallback folder failed too: %s",
+                        io_reason(spill_error),
+                    )
+        report = self._report(reason)
+        if report.spilled:
+            logger.warning(
+                "shutdown: %d buffered prediction rows could not be written to %s (%s); "
+                "%d were spilled to the fallback folder (events.fallback_dir) and move back "
+                "at the next start or `arbiter compact`",
+                pending,
+                _WHERE,
+                reason,
+                report.spilled,
+            )
+        if report.lost:
+            logger.error(
+                "shutdown: %d acknowledged prediction rows were LOST: neither %s nor the "
+                "fallback folder could be written (%s)",
+                report.lost,
+                _WHERE,
+                reason,
+            )
+        return report
+
+    def _report(self, reason: str | None) -> ShutdownReport:
+        with self._lock:
+            return ShutdownReport(
+                acknowledged=self._appended,
+                written=self._written,
+                spilled=self._spilled,
+                lost=self._size,
+                dropped=self._dropped,
+                reason=reason,
+            )
 
     def __enter__(self) -> EventWriter:
         return self.start()
@@ -379,6 +498,9 @@ class EventWriter:
                 last_flush_unix=self._last_flush_unix,
                 last_flush_seconds=self._last_flush_seconds,
                 buffered=self._size,
+                events_spilled=self._spilled,
+                failing_since_unix=self._failing_since,
+                last_error=self._last_error,
             )
 
     def flush(self) -> None:
@@ -392,7 +514,7 @@ class EventWriter:
         error = self._flush()
         if error is not None:
             raise EventStoreError(
-                f"could not write events to {self._directory}: {error}; "
+                f"could not write events to {_WHERE}: {io_reason(error)}; "
                 f"{self.stats().buffered} rows stay buffered"
             ) from error
 
@@ -440,13 +562,18 @@ class EventWriter:
             "event buffer over %d rows while writes to %s fail: dropped the %d oldest events "
             "(%d dropped so far)",
             self.max_buffer,
-            self._directory,
+            _WHERE,
             excess,
             self._dropped,
         )
 
-    def _flush(self) -> BaseException | None:
-        """Write the buffer in segments of at most ``max_batch`` rows; return the error, if any."""
+    def _flush(self, spill: Path | None = None) -> BaseException | None:
+        """Write the buffer in segments of at most ``max_batch`` rows; return the error, if any.
+
+        ``spill`` writes to that folder instead (shutdown only); rows written there count as
+        spilled, and its failures do not change the event folder's health.
+        """
+        directory = spill or self._directory
         with self._flush_lock:
             columns, rows = self._take()
             start = 0
@@ -455,16 +582,28 @@ class EventWriter:
                 began = time.perf_counter()
                 try:
                     table = self._to_table(columns, start, stop)
-                    write_segment(self._directory, table)
+                    write_segment(directory, table)
                 except (OSError, pa.ArrowException) as exc:
                     self._give_back(columns, start, rows)
+                    if spill is not None:
+                        return exc
+                    reason = io_reason(exc)
                     with self._lock:
                         self._flush_errors += 1
-                    logger.error(
-                        "writing %d events to %s failed (%s); retrying in %.2f s",
+                        first = self._failing_since is None
+                        if first:
+                            self._failing_since = time.time()
+                        self._last_error = reason
+                    # Once per outage at ERROR, then at WARNING: a full disk must not flood
+                    # the log (and the disk) with one line per flush interval.
+                    logger.log(
+                        logging.ERROR if first else logging.WARNING,
+                        "writing %d events to %s failed (%s); %d rows buffered, retrying "
+                        "every %.2f s",
                         rows - start,
-                        self._directory,
-                        exc,
+                        _WHERE,
+                        reason,
+                        self.stats().buffered,
                         self.flush_interval,
                     )
                     return exc
@@ -472,11 +611,25 @@ class EventWriter:
                     self._give_back(columns, start, rows)
                     raise
                 seconds = time.perf_counter() - began
+                if spill is not None:
+                    with self._lock:
+                        self._spilled += stop - start
+                    start = stop
+                    continue
                 with self._lock:
                     self._written += stop - start
                     self._flushes += 1
                     self._last_flush_unix = time.time()
                     self._last_flush_seconds = seconds
+                    recovered_after = self._failing_since
+                    self._failing_since = None
+                    self._last_error = None
+                if recovered_after is not None:
+                    logger.warning(
+                        "writing events to %s works again after %.1f s of failures",
+                        _WHERE,
+                        time.time() - recovered_after,
+                    )
                 if self._on_flush is not None:
                     self._on_flush(stop - start, seconds)
                 start = stop

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
 from arbiter.config import HomeConfig
+from arbiter.errors import EventStoreError
 from arbiter.gateway.controllers import prime_controllers, start_controllers, stop_controllers
 from arbiter.gateway.dispatch import Dispatcher
 from arbiter.gateway.metrics import GatewayMetrics
@@ -39,6 +40,7 @@ from arbiter.gateway.routes import (
 )
 from arbiter.gateway.shadow import ShadowExecutor
 from arbiter.gateway.state import GatewayState
+from arbiter.gateway.storage import install_storage_metrics
 from arbiter.home import Home
 from arbiter.registry.base import ModelRegistry
 from arbiter.strategies.shadow import ShadowExperimentConfig
@@ -136,12 +138,18 @@ def create_app(
         await asyncio.to_thread(pool.refresh)
         metrics = GatewayMetrics()
         metrics.registry_up.set(1 if pool.status.reachable else 0)
-        store = EventStore(home.root)
+        store = EventStore(home.root, fallback_dir=home.spill_dir(config))
+        try:
+            # Predictions spilled by an earlier shutdown on a full disk come home first.
+            await asyncio.to_thread(store.recover_spilled)
+        except EventStoreError as exc:
+            log.error("%s", exc)
         writer = EventWriter(
             store,
             flush_interval=config.events.flush_interval_s,
             max_batch=config.events.max_batch,
         ).start()
+        install_storage_metrics(metrics, writer, store)
         shadows: dict[str, ShadowExecutor] = {}
         for name, cfg in config.models.items():
             exp = cfg.experiment
@@ -196,11 +204,28 @@ def create_app(
             for executor in shadows.values():
                 await executor.drain(SHUTDOWN_SHADOW_GRACE_S)
             state.dispatcher.close()
-            await asyncio.to_thread(writer.close)
+            # Never raises for a full or read-only disk: retries (bounded), spills, and logs
+            # exactly how many acknowledged rows were written, spilled and lost.
+            report = await asyncio.to_thread(
+                writer.shutdown,
+                retry_s=config.events.shutdown_retry_s,
+                spill_dir=home.spill_dir(config),
+            )
             # Give frozen objects back to the collector, so extension modules (DuckDB's
             # nanobind bindings) can be torn down cleanly at interpreter exit.
             gc.unfreeze()
-            log.info("gateway stopped; events flushed")
+            if report.reason is None:
+                log.info("gateway stopped; events flushed")
+            else:
+                log.info(
+                    "gateway stopped; of %d prediction rows, %d written, %d spilled, %d lost, "
+                    "%d dropped earlier",
+                    report.acknowledged,
+                    report.written,
+                    report.spilled,
+                    report.lost,
+                    report.dropped,
+                )
 
     app = Starlette(
         routes=routes(),

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from arbiter.gateway.responses import ORJSONResponse
 from arbiter.gateway.state import GatewayState
+from arbiter.gateway.storage import storage_health
 
 
 async def list_models(request: Request) -> Response:
@@ -52,12 +53,18 @@ def readiness(state: GatewayState) -> tuple[bool, dict[str, object]]:
     An unreachable registry does not make the gateway unready (it keeps serving the versions
     it has, and pulling every replica out of a load balancer would turn a registry outage into
     a serving outage); it shows as ``"status": "degraded"`` with the error.
+
+    An event log that cannot be written (disk full, read-only) does make it unready:
+    ``"status": "degraded"`` with ``storage.reason``, answered 503, until a write succeeds
+    again (arbiter.gateway.storage).
     """
     status = state.pool.status
     not_ready = [name for name, ep in state.pool.endpoints.items() if not ep.ready]
-    ready = not not_ready
+    storage = storage_health(state.writer, state.store)
+    ready = not not_ready and bool(storage["writable"])
+    healthy = status.reachable and storage["writable"]
     body: dict[str, object] = {
-        "status": "ready" if ready and status.reachable else ("degraded" if ready else "not_ready"),
+        "status": "not_ready" if not_ready else ("ready" if healthy else "degraded"),
         "models": {name: ep.experiment_state() for name, ep in state.pool.endpoints.items()},
         "registry": {
             "reachable": status.reachable,
@@ -67,6 +74,7 @@ def readiness(state: GatewayState) -> tuple[bool, dict[str, object]]:
             "error": status.last_error,
         },
         "events": state.writer.stats() if hasattr(state.writer, "stats") else {},
+        "storage": storage,
     }
     if not_ready:
         body["not_ready"] = not_ready
@@ -79,10 +87,11 @@ async def readyz(request: Request) -> Response:
     ---
     summary: Readiness
     description: 200 when every model has a loaded champion (status `ready`, or `degraded`
-      when the registry is unreachable and the loaded versions keep serving); 503 otherwise.
+      when the registry is unreachable and the loaded versions keep serving); 503 otherwise,
+      and 503 `degraded` while the event log cannot be written (`storage.reason` says why).
     responses:
       200: {description: ready or degraded}
-      503: {description: not ready}
+      503: {description: not ready, or the event log cannot be written}
     """
     state: GatewayState = request.app.state.arbiter
     ready, body = readiness(state)
