@@ -8,6 +8,11 @@ Layout::
       artifacts/        MLflow artifacts (set explicitly; MLflow would default to ./mlruns)
       events/           the event log (Parquet segments)
       reports/          reports written by `arbiter report` and `arbiter analyze`
+      .arbiter-home     the path this home lives at (arbiter.registry.relocate)
+
+A home is relocatable: copy it with ``cp -a``, move it, or restore a backup elsewhere, and the
+copy serves (and logs new model versions into) its own ``artifacts/``; see
+:mod:`arbiter.registry.relocate`.
 """
 
 from __future__ import annotations
@@ -91,9 +96,21 @@ class Home:
         return model_config.champion_alias, arms.get("challenger", DEFAULT_CHALLENGER_ALIAS)
 
     def tracking_uri(self, config: HomeConfig | None = None) -> str:
-        """The configured tracking URI, or the embedded SQLite store in this home."""
+        """The configured tracking URI, or the embedded SQLite store in this home.
+
+        Every registry of a home is opened through this URI, so this is where a copied or
+        moved home's embedded store is pointed at its own artifacts (once, cheap afterwards;
+        :func:`arbiter.registry.relocate.relocate_home`). A remote tracking server is left
+        alone.
+        """
         config = config or self.config()
-        return config.registry.tracking_uri or f"sqlite:///{self.mlflow_db}"
+        if config.registry.tracking_uri:
+            return config.registry.tracking_uri
+        if self.root.is_dir():
+            from arbiter.registry.relocate import relocate_home
+
+            relocate_home(self.root, self.mlflow_db)
+        return f"sqlite:///{self.mlflow_db}"
 
     def artifact_location(self) -> str:
         return self.artifacts.as_uri()
