@@ -266,3 +266,29 @@ def test_shutdown_counts_exactly_what_is_lost_when_the_fallback_fails_too(
     ]
     assert acknowledged == 201 and rows_on_disk(home) == 0 and spilled_rows(spill) == 0
     assert not any(str(tmp_path) in r.getMessage() for r in caplog.records)
+
+
+def test_arbiter_compact_moves_spilled_rows_back(tmp_path: Path) -> None:
+    """Spilled segments are picked up by `arbiter compact` too, not only by the next start."""
+    from typer.testing import CliRunner
+
+    from arbiter.cli import app
+    from arbiter.config import HomeConfig, dump_config
+    from arbiter.events import EventWriter
+    from arbiter.home import Home
+
+    spill = tmp_path / "spill"
+    home = Home.at(tmp_path / "home", create=True)
+    config = HomeConfig.model_validate({"events": {"fallback_dir": str(spill)}})
+    home.config_path.write_text(dump_config(config), encoding="utf-8")
+    EventStore(home.root)  # an event log to compact
+    # A writer whose store lives in the fallback folder leaves segments where a spill would.
+    with EventWriter(EventStore(spill.parent / "elsewhere")) as writer:
+        writer.append_predictions({"request_id": "r", "row_index": range(7), "model": "fraud"})
+    spill.mkdir()
+    (spill.parent / "elsewhere" / "events" / "predictions").rename(spill / "predictions")
+    assert spilled_rows(spill) == 7 and rows_on_disk(home) == 0
+
+    result = CliRunner().invoke(app, ["compact", "--home", str(home.root), "--json"])
+    assert result.exit_code == 0, result.output
+    assert rows_on_disk(home) == 7 and spilled_rows(spill) == 0

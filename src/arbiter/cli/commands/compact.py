@@ -41,7 +41,7 @@ def compact(
     h = Home.at(home)
     if not h.events.exists():
         raise NotFoundError(f"no event log in {h.root}")
-    store = EventStore(h.root)
+    store = EventStore(h.root, fallback_dir=h.spill_dir())  # spilled rows come back first
     before = {t: len(store.segments(t)) for t in TABLES}
     with console.status("Compacting the event log…"):
         result = store.compact(min_age, grace_s=grace, wait=wait)
