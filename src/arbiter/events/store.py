@@ -246,12 +246,35 @@ class EventStore:
             ``(files, rows)`` moved; ``(0, 0)`` when there is no fallback folder or nothing
             in it.
 
+        Runs under the compaction lock, so gateway workers starting together and a compaction
+        never move the same file twice; when the lock is busy this returns ``(0, 0)`` and the
+        holder (a compaction recovers first) or the next start does it.
+
         Raises
         ------
         EventStoreError
             The event folder cannot take them yet (still full); they stay in the fallback
             folder for the next attempt.
         """
+        if self.fallback_dir is None or not (self.fallback_dir / "predictions").is_dir():
+            return 0, 0
+        try:
+            with open(self.root / ".compact.lock", "a+b") as lock:
+                try:
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return 0, 0
+                try:
+                    return self._recover_locked()
+                finally:
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        except OSError as exc:
+            raise EventStoreError(
+                f"cannot lock the event log to recover spilled predictions "
+                f"({segments.io_reason(exc)})"
+            ) from exc
+
+    def _recover_locked(self) -> tuple[int, int]:
         if self.fallback_dir is None:
             return 0, 0
         try:
@@ -348,7 +371,6 @@ class EventStore:
         EventStoreError
             Reading or writing a segment failed; sources are left in place.
         """
-        self.recover_spilled()  # spilled predictions first, so they are compacted too
         try:
             return self._compact_locked(
                 min_age_s,
@@ -373,6 +395,7 @@ class EventStore:
             except BlockingIOError:
                 return segments.CompactionResult(skipped=True)
             try:
+                self._recover_locked()  # spilled predictions first, so they are compacted too
                 result = segments.CompactionResult()
                 for table in TABLES:
                     result = result + segments.compact_directory(
