@@ -162,6 +162,31 @@ def test_full_disk_degrades_readyz_refuses_feedback_and_recovers(
     assert rows_on_disk(home) == acknowledged
 
 
+def test_read_only_event_folder_degrades_readyz_until_writable(
+    small_fs: Callable[..., Path],
+    make_home: Callable[..., Any],
+    running: Any,
+    fraud_rows: list[dict[str, float]],
+    tmp_path: Path,
+) -> None:
+    home = make_home(MODELS)
+    events = small_fs(home.events)
+    server, _ = running(MODELS)
+    with httpx.Client(base_url=server.url, timeout=30.0) as client:
+        assert client.get("/readyz").status_code == 200
+        subprocess.run(["mount", "-o", "remount,ro", str(events)], check=True)
+        try:
+            acknowledged = predict(client, fraud_rows[:50])
+            degraded = wait_for(readyz(client, 503), "/readyz 503 on a read-only folder")
+            assert degraded.json()["storage"]["reason"] == "Read-only file system"
+            assert str(tmp_path) not in degraded.text
+        finally:
+            subprocess.run(["mount", "-o", "remount,rw", str(events)], check=True)
+        wait_for(readyz(client, 200), "/readyz 200 once the folder is writable again")
+        wait_for(lambda: client.get("/readyz").json()["events"]["buffered"] == 0, "drained")
+    assert rows_on_disk(home) == acknowledged == 50
+
+
 def _serve(home: Any, port: int, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as sink:
         proc = subprocess.Popen(
