@@ -194,6 +194,22 @@ class ServerConfig(_Frozen):
 class EventsConfig(_Frozen):
     flush_interval_s: float = Field(default=0.5, gt=0.0, le=60.0)
     max_batch: int = Field(default=50_000, ge=1)
+    # /feedback and /outcomes (issue 14): how far in the future a posted ts may lie, and how
+    # many recent request ids a worker remembers to check labels against.
+    max_clock_skew_s: float = Field(
+        default=300.0,
+        ge=0.0,
+        le=86_400.0,
+        description="How far past the server's clock a feedback or outcome ts may lie (clock "
+        "skew between hosts); a later ts is refused with 422, so no label can outrank every "
+        "later correction.",
+    )
+    recent_requests: int = Field(
+        default=100_000,
+        ge=0,
+        description="Request ids each gateway worker remembers to check /feedback against "
+        "(row_index, label type, clicks); older or other workers' ids are stored unverified.",
+    )
 
 
 class HomeConfig(_Frozen):

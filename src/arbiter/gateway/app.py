@@ -27,6 +27,7 @@ from arbiter.gateway.metrics import GatewayMetrics
 from arbiter.gateway.middleware.auth import TokenAuthMiddleware
 from arbiter.gateway.middleware.body_limit import BodyLimitMiddleware
 from arbiter.gateway.pool import ModelPool
+from arbiter.gateway.recent_requests import RecentRequests
 from arbiter.gateway.routes import (
     admin,
     feedback,
@@ -159,6 +160,7 @@ def create_app(
             )
             preload = [(name, challenger.version)] if challenger is not None else []
             await asyncio.to_thread(shadows[name].start, preload)
+        recent = RecentRequests(config.events.recent_requests)
         state = GatewayState(
             home=home,
             config=config,
@@ -166,10 +168,12 @@ def create_app(
             metrics=metrics,
             writer=writer,
             store=store,
-            dispatcher=Dispatcher(writer, metrics, shadows),
+            # The dispatcher's rows also feed /feedback's index of recent requests.
+            dispatcher=Dispatcher(recent.observe(writer), metrics, shadows),
             shadows=shadows,
             token=token,
             admin_token=config.admin_token(),
+            recent=recent,
         )
         app.state.arbiter = state
         await prime_controllers(state)
