@@ -26,6 +26,7 @@ from arbiter.gateway.dispatch import Dispatcher
 from arbiter.gateway.metrics import GatewayMetrics
 from arbiter.gateway.middleware.auth import TokenAuthMiddleware
 from arbiter.gateway.middleware.body_limit import BodyLimitMiddleware
+from arbiter.gateway.openapi import complete as complete_openapi
 from arbiter.gateway.pool import ModelPool
 from arbiter.gateway.recent_requests import RecentRequests
 from arbiter.gateway.routes import (
@@ -217,7 +218,9 @@ def create_app(
     generator = _schema_generator()
 
     def openapi_schema(request: Any) -> dict[str, Any]:
-        return generator.get_schema(routes=app.routes)
+        # The docstrings' document, completed from the running models (gateway/openapi.py).
+        base = generator.get_schema(routes=app.routes)
+        return complete_openapi(base, getattr(request.app.state, "arbiter", None))
 
     app.state.openapi_schema = openapi_schema
     return app
