@@ -18,6 +18,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from arbiter.home import Home
@@ -28,7 +29,14 @@ BUDGET_S = 90.0  # the whole fuzz run; only a failing (or very loaded) run comes
 
 #: Findings in code other helpers own (input coercion, limits), to be emptied once merged:
 #: (operation label, check name or error text fragment). Nothing of feedback/outcomes/openapi.
-KNOWN_FINDINGS: list[tuple[str, str]] = []
+KNOWN_FINDINGS: list[tuple[str, str]] = [
+    # coerce (issue 14 item 5): /rank on a model that is no ranker answers 500 (model_error).
+    ("POST /models/fraud/rank", "a ranking model must return a list of item ids"),
+    # coerce (items 1, 7): /invocations scores null for a required double column (MLflow
+    # turns it into NaN) where /predict answers 422 naming the feature.
+    ("POST /models/fraud/invocations", "became null"),
+    ("POST /invocations", "became null"),
+]
 
 Start = Callable[..., tuple[Any, Home]]
 
@@ -61,11 +69,14 @@ def test_schemathesis_finds_nothing(running: Start) -> None:
 
             try:
                 fuzz()
-            except Exception as exc:  # a failed check: record it, go on with the others
+            except Unsatisfiable:  # nothing to negate (no parameters, no body): nothing to send
+                continue
+            except (Exception, BaseExceptionGroup) as exc:  # a failed check: record, go on
                 message = str(exc)
                 if not _known(operation.label, message):
                     findings.append(f"{operation.label} [{mode.value}]: {message[:1500]}")
     elapsed = time.monotonic() - started
+    print(f"schemathesis: {len(operations)} operations in {elapsed:.1f} s")
     assert not findings, "\n\n".join(findings)
     assert elapsed < BUDGET_S, elapsed
 

@@ -83,6 +83,66 @@ def _model_body(operation: dict[str, Any], unit_field: str, row: dict[str, Any],
     schema["additionalProperties"] = False
 
 
+def _invocations_body(operation: dict[str, Any], row: dict[str, Any], rows: int) -> None:
+    """The MLflow scoring body, as far as JSON Schema can state it: ``dataframe_records``.
+
+    The other forms (``dataframe_split``, ``instances``, ``inputs``, CSV, Parquet) are
+    accepted too and described in the text; their constraints (equal column lengths, a
+    header matching the signature) cannot be written in OpenAPI 3.0, so a generator
+    following the schema would send invalid ones.
+    """
+    if "requestBody" not in operation:
+        return
+    records = {"type": "array", "items": row, "minItems": 1, "maxItems": rows}
+    operation["requestBody"] = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["dataframe_records"],
+                    "properties": {"dataframe_records": records},
+                    "additionalProperties": False,
+                }
+            }
+        },
+    }
+
+
+def _v2_body(operation: dict[str, Any], schema: InputSchema | None) -> None:
+    """The v2 body for a model whose columns are all numbers: one ``[1, n]`` FP64 tensor.
+
+    One layout of the protocol's several (per-column tensors, batches, binary data, all in
+    the text): the only one whose element count (the product of ``shape``) JSON Schema can
+    tie to ``data``.
+    """
+    json_body = _json_body(operation)
+    if json_body is None or schema is None or not schema.all_numeric:
+        return
+    n = len(schema.features)
+    tensor = {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"type": "string", "enum": ["input"]},
+            "shape": {"type": "array", "items": {"type": "integer"}, "enum": [[1, n]]},
+            "datatype": {"type": "string", "enum": ["FP64"]},
+            "data": {"type": "array", "items": {"type": "number"}, "minItems": n, "maxItems": n},
+        },
+        "additionalProperties": False,
+    }
+    json_body["schema"] = {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "inputs": {"type": "array", "items": tensor, "minItems": 1, "maxItems": 1},
+        },
+        "additionalProperties": False,
+    }
+    operation["requestBody"]["content"] = {"application/json": json_body}
+
+
 def _declare_path_params(path: str, operation: dict[str, Any]) -> None:
     params = operation.setdefault("parameters", [])
     have = {p.get("name") for p in params if p.get("in") == "path"}
@@ -219,7 +279,8 @@ def _per_model(paths: dict[str, Any], state: Any) -> dict[str, Any]:
         for name, endpoint in state.pool.endpoints.items():
             concrete = copy.deepcopy(item)
             champion = endpoint.model(endpoint.config.champion_alias)
-            row = feature_row_schema(champion.schema if champion is not None else None)
+            signature = champion.schema if champion is not None else None
+            row = feature_row_schema(signature)
             exp = endpoint.config.experiment
             for operation in concrete.values():
                 if not isinstance(operation, dict):
@@ -230,7 +291,18 @@ def _per_model(paths: dict[str, Any], state: Any) -> dict[str, Any]:
                 if "operationId" in operation:
                     operation["operationId"] = f"{operation['operationId']}_{name}"
                 _model_body(operation, exp.unit_field, row, max_rows)
+                if path.endswith("/invocations"):
+                    _invocations_body(operation, row, max_rows)
+                elif path.startswith("/v2/") and path.endswith("/infer"):
+                    _v2_body(operation, signature)
             out[path.replace("{name}", name, 1)] = concrete
+    single = out.get("/invocations", {}).get("post")
+    if single is not None and len(state.pool.endpoints) == 1:  # /invocations serves it
+        (name,) = state.pool.endpoints
+        model_op = out.get(f"/models/{name}/invocations", {}).get("post", {})
+        for key in ("requestBody", "responses"):
+            if key in model_op:
+                single[key] = copy.deepcopy(model_op[key])
     return out
 
 
