@@ -26,7 +26,7 @@ from typing import Any
 
 from arbiter.errors import InvalidInputError
 
-#: How many request ids one worker remembers (about 150 bytes each).
+#: How many request ids one worker remembers (about 250 bytes each: 100 000 take ~25 MB).
 DEFAULT_CAPACITY = 100_000
 
 
