@@ -106,8 +106,9 @@ def test_document_names_the_configured_unit_field_and_features(running: Start) -
 def test_the_versioned_v2_route_serves_that_version(
     running: Start, fraud_rows: list[dict[str, float]], template_home: Any
 ) -> None:
-    server, _ = running({"fraud": {}})
+    server, _ = running(MODELS)  # an A/B experiment: the challenger is loaded too
     champion = template_home.versions["fraud"]["champion"]
+    challenger = template_home.versions["fraud"]["challenger"]
     row = fraud_rows[0]
     inputs = [
         {"name": k, "shape": [1], "datatype": "FP64", "data": [float(v)]} for k, v in row.items()
@@ -118,6 +119,9 @@ def test_the_versioned_v2_route_serves_that_version(
     assert r.json()["model_version"] == champion
     r = httpx.post(f"{url}/999/infer", json={"inputs": inputs}, timeout=30)
     assert r.status_code == 404 and "not loaded" in r.json()["error"], r.text
+    # Pinning the challenger steers traffic: it needs the API token, and none is configured.
+    r = httpx.post(f"{url}/{challenger}/infer", json={"inputs": inputs}, timeout=30)
+    assert r.status_code == 403, r.text
 
 
 @pytest.fixture(autouse=True)
