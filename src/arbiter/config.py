@@ -208,6 +208,22 @@ class EventsConfig(_Frozen):
         description="At shutdown, how long to keep retrying a failing flush before spilling "
         "to fallback_dir; rows neither written nor spilled are counted and logged as lost.",
     )
+    # /feedback and /outcomes (issue 14): how far in the future a posted ts may lie, and how
+    # many recent request ids a worker remembers to check labels against.
+    max_clock_skew_s: float = Field(
+        default=300.0,
+        ge=0.0,
+        le=86_400.0,
+        description="How far past the server's clock a feedback or outcome ts may lie (clock "
+        "skew between hosts); a later ts is refused with 422, so no label can outrank every "
+        "later correction.",
+    )
+    recent_requests: int = Field(
+        default=100_000,
+        ge=0,
+        description="Request ids each gateway worker remembers to check /feedback against "
+        "(row_index, label type, clicks); older or other workers' ids are stored unverified.",
+    )
 
 
 class HomeConfig(_Frozen):

@@ -330,5 +330,5 @@ def test_forced_arm_ranks_alone_and_is_left_out_of_the_analysis(
 def test_rank_is_in_the_openapi_schema(rank_gateway: Start) -> None:
     server, _ = rank_gateway(ranker_config())
     paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
-    assert "post" in paths["/models/{name}/rank"]
+    assert "post" in paths[f"/models/{MODEL}/rank"]  # one path per served model
     assert "clicks" in str(paths["/feedback"])

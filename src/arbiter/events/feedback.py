@@ -12,18 +12,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import orjson
 import pyarrow as pa
 
 from arbiter.errors import EventStoreError, InvalidInputError
+from arbiter.events.outcomes import MAX_FUTURE_US, parse_ts
 from arbiter.events.schema import FEEDBACK_SCHEMA, canonical_label
 
 _ALLOWED = frozenset({"request_id", "row_index", "label", "clicks", "ts"})
 _INT32_MAX = 2**31 - 1
 MAX_CLICKS = 1_000
+#: The longest label text: a class name or a number, not a document.
+MAX_LABEL_CHARS = 1_024
 CLICKS_PREFIX = '{"clicks":'  # every clicks label starts so (see clicks_label)
 
 
@@ -57,7 +59,49 @@ def clicks_label(clicks: Any, field: str) -> str:
     return orjson.dumps({"clicks": list(clicks)}).decode()
 
 
-def feedback_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+def scalar_label(value: Any, field: str) -> tuple[str, float | None]:
+    """``value`` as ``(text, number)`` (:func:`canonical_label`) if it can be a label at all.
+
+    A label is one value compared with one prediction: a non-empty string of at most
+    :data:`MAX_LABEL_CHARS` characters, a boolean, or a number. Objects and arrays used to be
+    stored as their Python text (``{'a': 1}``), which matches no prediction and silently
+    shrinks the labelled sample, so they are refused here.
+
+    Raises
+    ------
+    InvalidInputError
+        ``value`` is missing, a container, an empty or too long string, or an integer beyond
+        the float range.
+    """
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        value = value.item()
+    if value is None:
+        raise InvalidInputError("label (or clicks) is required", field=field)
+    if isinstance(value, str):
+        if not value or len(value) > MAX_LABEL_CHARS:
+            raise InvalidInputError(
+                f"a label string must have 1 to {MAX_LABEL_CHARS} characters", field=field
+            )
+    elif isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            raise InvalidInputError(
+                "label is an integer beyond the float range", field=field
+            ) from None
+    elif not isinstance(value, bool | float):
+        raise InvalidInputError(
+            f"a label is a string, a number or a boolean, got {type(value).__name__}",
+            field=field,
+        )
+    text, number = canonical_label(value)
+    assert text is not None  # value is not None
+    return text, number
+
+
+def feedback_columns(
+    rows: Sequence[Mapping[str, Any]], *, max_future_us: int = MAX_FUTURE_US
+) -> dict[str, list[Any]]:
     """Validate feedback rows and return them as columns of :data:`FEEDBACK_SCHEMA`.
 
     Parameters
@@ -67,7 +111,11 @@ def feedback_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
         non-null value, canonicalised by :func:`canonical_label`, whose text must not start
         with :data:`CLICKS_PREFIX`) or ``clicks`` (item ids clicked in a ranked list, stored by
         :func:`clicks_label`; ``row_index`` must be 0), and optionally ``ts``
-        (timezone-aware datetime or int microseconds since the epoch; default now).
+        (timezone-aware datetime, ISO 8601 text with a zone, or int microseconds since the
+        epoch; default now; see :func:`~arbiter.events.outcomes.parse_ts`).
+    max_future_us : int, default one day
+        How far past now a ``ts`` may lie (clock skew between hosts). Without a bound, a label
+        dated far in the future would beat every later correction forever (latest ``ts`` wins).
 
     Returns
     -------
@@ -121,23 +169,19 @@ def feedback_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
                 )
             label, label_num = clicks_label(row["clicks"], f"rows[{i}].clicks"), None
         else:
-            label, label_num = canonical_label(row.get("label"))
-            if label is not None and label.startswith(CLICKS_PREFIX):
+            label, label_num = scalar_label(row.get("label"), f"rows[{i}].label")
+            if label.startswith(CLICKS_PREFIX):
                 # Stored, it would be read back as clicks on a ranked list.
                 raise InvalidInputError(
                     f"a label must not start with {CLICKS_PREFIX!r}, which marks clicks; "
                     "send clicks as the clicks field",
                     field=f"rows[{i}].label",
                 )
-        if label is None:
-            raise InvalidInputError("label (or clicks) is required", field=f"rows[{i}].label")
-        ts = row.get("ts", now_us)
-        if isinstance(ts, datetime) and ts.tzinfo is None:
-            raise InvalidInputError("ts must be timezone-aware (e.g. UTC)", field=f"rows[{i}].ts")
-        if not isinstance(ts, datetime | int) or isinstance(ts, bool):
-            raise InvalidInputError(
-                f"ts must be a datetime, got {type(ts).__name__}", field=f"rows[{i}].ts"
-            )
+        ts = (
+            parse_ts(row["ts"], f"rows[{i}].ts", now_us, max_future_us=max_future_us)
+            if row.get("ts") is not None
+            else now_us
+        )
         cols["request_id"].append(request_id)
         cols["row_index"].append(row_index)
         cols["ts"].append(ts)
@@ -237,3 +281,29 @@ class GroupCommitter:
             group.done = True
             self._busy = False
             self._cond.notify_all()
+
+
+def unmatched_feedback(con: Any) -> int:
+    """How many labelled ``(request_id, row_index)`` pairs match no logged prediction.
+
+    ``/feedback`` stores labels for requests the answering worker did not serve itself
+    (another worker's, an earlier process's) without checking them, so acknowledged labels
+    stay durable. Those that never match a prediction (a wrong id, a ``row_index`` beyond the
+    request, a prediction lost in a crash) join nothing; this count makes them visible
+    instead of silently shrinking the labelled sample.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        From :meth:`arbiter.events.EventStore.connect`.
+    """
+    row = con.execute(
+        """
+        SELECT count(*) FROM latest_feedback AS f
+        WHERE NOT EXISTS (
+            SELECT 1 FROM predictions AS p
+            WHERE p.request_id = f.request_id AND p.row_index = f.row_index
+        )
+        """
+    ).fetchone()
+    return int(row[0]) if row else 0

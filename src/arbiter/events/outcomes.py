@@ -12,7 +12,7 @@ import math
 import re
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arbiter.errors import InvalidInputError
@@ -27,15 +27,18 @@ MAX_FUTURE_US = 24 * 3600 * 1_000_000
 #: The earliest accepted ``ts``: 2000-01-01 UTC. Older timestamps are almost always a unit
 #: mistake (seconds sent as microseconds, a zero default) rather than real events.
 MIN_TS_US = 946_684_800 * 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def parse_ts(value: Any, field: str, now_us: int) -> int:
+def parse_ts(value: Any, field: str, now_us: int, *, max_future_us: int = MAX_FUTURE_US) -> int:
     """``value`` as microseconds since the epoch, UTC.
 
     Accepts a timezone-aware :class:`~datetime.datetime`, an ISO 8601 string with a zone
     (``2026-12-01T10:00:00Z``), or an integer number of microseconds. The result lies between
-    :data:`MIN_TS_US` and ``now_us + MAX_FUTURE_US``: a far-future ``ts`` would otherwise sit
-    inside every attribution window forever.
+    :data:`MIN_TS_US` and ``now_us + max_future_us`` (the allowed clock skew): a far-future
+    ``ts`` would otherwise sit inside every attribution window forever, or, for a label, beat
+    every later correction (latest ``ts`` wins). Checking the range here, on Python integers,
+    also keeps values beyond int64 (``2**64 - 1``) from ever reaching Arrow.
     """
     if isinstance(value, str):
         try:
@@ -49,7 +52,9 @@ def parse_ts(value: Any, field: str, now_us: int) -> int:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise InvalidInputError("ts must carry a time zone (e.g. a trailing Z)", field=field)
-        us = round(value.astimezone(UTC).timestamp() * 1_000_000)
+        # A difference of aware datetimes: exact, and no OverflowError for year 1 at +05:00
+        # (which astimezone(UTC) would raise).
+        us = (value - _EPOCH) // timedelta(microseconds=1)
     elif isinstance(value, int) and not isinstance(value, bool):
         us = value
     else:
@@ -58,8 +63,12 @@ def parse_ts(value: Any, field: str, now_us: int) -> int:
             f"{type(value).__name__}",
             field=field,
         )
-    if not MIN_TS_US <= us <= now_us + MAX_FUTURE_US:
-        raise InvalidInputError("ts must lie between 2000-01-01 and one day from now", field=field)
+    if not MIN_TS_US <= us <= now_us + max_future_us:
+        raise InvalidInputError(
+            f"ts must lie between 2000-01-01 and {max_future_us / 1e6:g} s from now "
+            "(microseconds since the epoch, or ISO 8601 with a zone)",
+            field=field,
+        )
     return us
 
 
@@ -70,7 +79,9 @@ def _finite(value: float) -> bool:
         return False
 
 
-def outcome_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+def outcome_columns(
+    rows: Sequence[Mapping[str, Any]], *, max_future_us: int = MAX_FUTURE_US
+) -> dict[str, list[Any]]:
     """Validate outcome rows and return them as columns of :data:`OUTCOMES_SCHEMA`.
 
     Parameters
@@ -79,6 +90,8 @@ def outcome_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
         Each with ``unit_id`` (non-empty str of at most 256 characters), ``event`` (a name
         matching :data:`EVENT_NAME`), and optionally ``value`` (a finite number; default 1),
         ``ts`` (see :func:`parse_ts`; default now) and ``request_id`` (non-empty str).
+    max_future_us : int, default one day
+        The clock skew allowed for ``ts`` (see :func:`parse_ts`).
 
     Returns
     -------
@@ -121,7 +134,11 @@ def outcome_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
             raise InvalidInputError(
                 f"value must be a finite number, got {value!r}", field=f"{where}.value"
             )
-        ts = parse_ts(row["ts"], f"{where}.ts", now_us) if "ts" in row else now_us
+        ts = (
+            parse_ts(row["ts"], f"{where}.ts", now_us, max_future_us=max_future_us)
+            if "ts" in row
+            else now_us
+        )
         request_id = row.get("request_id")
         if request_id is not None and (not isinstance(request_id, str) or not request_id):
             raise InvalidInputError(

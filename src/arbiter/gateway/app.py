@@ -27,7 +27,9 @@ from arbiter.gateway.dispatch import Dispatcher
 from arbiter.gateway.metrics import GatewayMetrics
 from arbiter.gateway.middleware.auth import TokenAuthMiddleware
 from arbiter.gateway.middleware.body_limit import BodyLimitMiddleware
+from arbiter.gateway.openapi import complete as complete_openapi
 from arbiter.gateway.pool import ModelPool
+from arbiter.gateway.recent_requests import RecentRequests
 from arbiter.gateway.routes import (
     admin,
     feedback,
@@ -167,6 +169,7 @@ def create_app(
             )
             preload = [(name, challenger.version)] if challenger is not None else []
             await asyncio.to_thread(shadows[name].start, preload)
+        recent = RecentRequests(config.events.recent_requests)
         state = GatewayState(
             home=home,
             config=config,
@@ -174,10 +177,12 @@ def create_app(
             metrics=metrics,
             writer=writer,
             store=store,
-            dispatcher=Dispatcher(writer, metrics, shadows),
+            # The dispatcher's rows also feed /feedback's index of recent requests.
+            dispatcher=Dispatcher(recent.observe(writer), metrics, shadows),
             shadows=shadows,
             token=token,
             admin_token=config.admin_token(),
+            recent=recent,
         )
         app.state.arbiter = state
         await prime_controllers(state)
@@ -238,7 +243,9 @@ def create_app(
     generator = _schema_generator()
 
     def openapi_schema(request: Any) -> dict[str, Any]:
-        return generator.get_schema(routes=app.routes)
+        # The docstrings' document, completed from the running models (gateway/openapi.py).
+        base = generator.get_schema(routes=app.routes)
+        return complete_openapi(base, getattr(request.app.state, "arbiter", None))
 
     app.state.openapi_schema = openapi_schema
     return app

@@ -29,6 +29,7 @@ class GatewayState:
     shadows: dict[str, ShadowExecutor] = field(default_factory=dict)
     token: str | None = None  # the API token, read once at start-up
     admin_token: str | None = None  # the admin API's token (its own, else the API token)
+    recent: Any = None  # arbiter.gateway.recent_requests.RecentRequests: /feedback's checks
     started_at: float = field(default_factory=time.time)
 
     def count_ok(self, model: str, arm: str, protocol: str, start: float) -> None:

@@ -40,6 +40,7 @@ def analyze(
     from arbiter.cli.output import err_console, print_json
     from arbiter.errors import NotFoundError
     from arbiter.events import EventStore
+    from arbiter.events.feedback import unmatched_feedback
     from arbiter.experiments.split_store import attach_for_home
     from arbiter.home import Home
     from arbiter.report.terminal import print_analysis
@@ -53,6 +54,7 @@ def analyze(
         with EventStore(h.root).connect() as con:
             attach_for_home(con, h, model)  # split changes: SRM per period (analysis/periods.py)
             analyses = analyze_model(con, model, experiment, model_config=config.models.get(model))
+            unmatched = unmatched_feedback(con)  # labels joined to nothing (issue 14)
         path = None
         if not no_html:
             from arbiter.report.html import write_html
@@ -63,6 +65,7 @@ def analyze(
         "model": model,
         "experiments": [a.to_dict() for a in analyses],
         "html_file": None if path is None else str(path),
+        "unmatched_feedback": unmatched,
     }
     if json_output:
         print_json(result)
@@ -70,5 +73,10 @@ def analyze(
     console = Console()
     for a in analyses:
         print_analysis(console, a)
+    if unmatched:
+        console.print(
+            f"\n{unmatched} feedback row(s) match no logged prediction (unknown request id or "
+            "row_index); they are in no analysis."
+        )
     if path is not None:
         console.print(f"\nHTML report: {path}")

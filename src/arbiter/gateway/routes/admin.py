@@ -138,8 +138,8 @@ async def canary_action(request: Request) -> Response:
       401: {description: missing or wrong token}
       403: {description: no API token configured on the server}
       404: {description: unknown model}
-      409: {description: the canary changed meanwhile, the action does not apply, or the
-        model runs no canary}
+      409: {description: "the canary changed meanwhile, the action does not apply, or the
+        model runs no canary"}
       413: {description: body larger than 64 KiB}
       422: {description: bad action or reason; the error names the field}
     """
@@ -303,10 +303,10 @@ async def experiment_action(request: Request) -> Response:
       401: {description: missing or wrong token}
       403: {description: no admin token configured on the server}
       404: {description: no such model or experiment}
-      409: {description: the model's experiment is not A/B, is stopped (split), or changed
-        meanwhile}
+      409: {description: "the model's experiment is not A/B, is stopped (split), or changed
+        meanwhile"}
       413: {description: body larger than 64 KiB}
-      422: {description: bad action, share or field; the error names the field}
+      422: {description: "bad action, share or field; the error names the field"}
     """
     state: GatewayState = request.app.state.arbiter
     action = request.path_params["action"]

@@ -8,6 +8,7 @@ parameters carry ``arbiter_request_id`` (for /feedback) and ``arm``.
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Any
 
@@ -17,12 +18,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from arbiter import __version__
-from arbiter.errors import ArbiterError, InvalidInputError
+from arbiter.errors import ArbiterError, InvalidInputError, NotFoundError
 from arbiter.gateway.dispatch import FrameInput
 from arbiter.gateway.forcing import forced_arm
 from arbiter.gateway.pool import Endpoint
 from arbiter.gateway.protocols import inference_v2 as v2
-from arbiter.gateway.responses import NotReadyError, ORJSONResponse, status_for
+from arbiter.gateway.responses import (
+    ForbiddenError,
+    NotReadyError,
+    ORJSONResponse,
+    UnauthorizedError,
+    status_for,
+)
 from arbiter.gateway.routes.ops import readiness
 from arbiter.gateway.state import GatewayState
 from arbiter.servable import ServableModel
@@ -157,6 +164,9 @@ async def infer(request: Request) -> Response:
       `[batch, n_features]` tensor in signature order. Binary tensor data per Triton's
       extension (`Inference-Header-Content-Length`). Outputs `predictions` and, for
       classifiers, `probabilities`. Request parameter `unit_id` makes A/B assignment sticky.
+      On `/v2/models/{name}/versions/{version}/infer` that exact version answers if it is
+      loaded (404 otherwise), as a forced arm left out of the analysis; a challenger's
+      version needs the API token.
     parameters:
       - {name: name, in: path, required: true, schema: {type: string}}
     requestBody:
@@ -169,7 +179,9 @@ async def infer(request: Request) -> Response:
     responses:
       200: {description: Inference response (JSON or binary)}
       400: {description: "Bad request: {\\"error\\": ...}"}
-      404: {description: Unknown model}
+      401: {description: "A challenger's version without the API token"}
+      403: {description: "A challenger's version, and no API token configured"}
+      404: {description: Unknown model, or the version is not loaded}
     """
     start = time.perf_counter()
     state: GatewayState = request.app.state.arbiter
@@ -194,7 +206,7 @@ async def infer(request: Request) -> Response:
             FrameInput(frame),
             unit_id=str(unit) if unit is not None else None,
             protocol="v2",
-            forced_arm=forced_arm(request, endpoint, state.token),
+            forced_arm=_pinned_arm(request, endpoint, state.token),
         )
         body, headers = v2.encode_infer_response(
             name,
@@ -212,6 +224,40 @@ async def infer(request: Request) -> Response:
     return Response(body, headers=headers)
 
 
+def _pinned_arm(request: Request, endpoint: Endpoint, token: str | None) -> str | None:
+    """The arm to serve: the one holding ``/versions/{version}``, else ``X-Arbiter-Arm``'s.
+
+    A pinned version is served as a forced arm (logged ``forced``, left out of the analysis:
+    the client chose the model, not the experiment). Pinning the champion's version is open
+    to anyone; pinning another arm's version needs the API token, as ``X-Arbiter-Arm`` does,
+    so no client can steer traffic to a challenger. A version that is not loaded is a 404.
+    """
+    version = request.path_params.get("version")
+    if version is None:
+        return forced_arm(request, endpoint, token)
+    for arm, alias in endpoint.arms.items():
+        model = endpoint.model(alias)
+        if model is None or model.version != version:
+            continue
+        if alias != endpoint.config.champion_alias:
+            if token is None:
+                raise ForbiddenError(
+                    "serving a challenger's version needs an API token configured on the server"
+                )
+            scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                supplied.strip().encode(), token.encode()
+            ):
+                raise UnauthorizedError(
+                    "serving a challenger's version requires 'Authorization: Bearer <token>'"
+                )
+        return arm
+    loaded = sorted({m.version for m in endpoint.models.values()}, key=int)
+    raise NotFoundError(
+        f"version {version!r} of model {endpoint.name!r} is not loaded; loaded: {loaded}"
+    )
+
+
 def routes() -> list[Route]:
     return [
         Route("/v2", server_metadata, methods=["GET"]),
@@ -220,4 +266,5 @@ def routes() -> list[Route]:
         Route("/v2/models/{name}", model_metadata, methods=["GET"]),
         Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
     ]

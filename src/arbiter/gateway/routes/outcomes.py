@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from arbiter.errors import ArbiterError, InvalidInputError
+from arbiter.events.outcomes import outcome_columns
 from arbiter.gateway.responses import ORJSONResponse, error_response, parse_json
 from arbiter.gateway.routes.batch_body import body_rows, client_field
 from arbiter.gateway.routes.predict import require_json
@@ -22,7 +23,8 @@ async def outcomes(request: Request) -> Response:
     description: >
       One object `{"unit_id": "u-1", "event": "purchase", "value": 12.5,
       "ts": "2026-12-01T10:00:00Z"}` (`value` defaults to 1, `ts` to now and must carry a
-      time zone; `request_id` is optional), `{"outcomes": [ ... ]}`, or an array of such
+      time zone and lie between 2000-01-01 and `events.max_clock_skew_s` from now;
+      `request_id` is optional), `{"outcomes": [ ... ]}`, or an array of such
       objects. `unit_id` is the unit the experiment assigns (the value of the model's unit
       field), whatever that field is called in prediction requests. Outcomes are attributed
       to the arm the unit was first exposed to by the metrics of `arbiter.yaml`.
@@ -55,6 +57,9 @@ async def outcomes(request: Request) -> Response:
                 f"{len(rows)} rows in one request; the limit is {MAX_OUTCOME_ROWS}", field=prefix
             )
         try:
+            # The store bounds ts to a day ahead; the gateway to the configured clock skew.
+            skew_us = round(state.config.events.max_clock_skew_s * 1_000_000)
+            outcome_columns(rows, max_future_us=skew_us)
             stored = await state.store.awrite_outcomes(rows)
         except InvalidInputError as exc:
             raise client_field(exc, prefix) from exc
