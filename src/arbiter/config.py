@@ -124,6 +124,17 @@ class LoopConfig(_Frozen):
     )
 
 
+class InputsConfig(_Frozen):
+    """How requests' inputs are checked against the model's signature (docs/protocols.md)."""
+
+    allow_non_finite: bool = Field(
+        default=False,
+        description="Let NaN and ±Infinity through to double/float columns, on every "
+        "protocol. Off: they are refused with a 422/400 naming the field, before any model "
+        "runs. Turn it on only for a model that handles them (NaN as missing, say).",
+    )
+
+
 class ModelConfig(_Frozen):
     """One registered model served at ``/models/{name}``."""
 
@@ -137,6 +148,7 @@ class ModelConfig(_Frozen):
         description="Business and quality metrics by name (docs/metrics.md).",
     )
     loop: LoopConfig = LoopConfig()
+    inputs: InputsConfig = InputsConfig()
 
     @model_validator(mode="after")
     def _metric_references(self) -> ModelConfig:

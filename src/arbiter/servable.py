@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from arbiter.errors import ModelError
+from arbiter.errors import InvalidInputError, ModelError
 from arbiter.features import InputSchema, rows_to_frame, rows_to_matrix
 
 
@@ -63,6 +63,41 @@ class ServableModel:
             and self.schema is not None
             and all(f.required for f in self.schema.features)
         )
+
+    def enforce_input(self, data: Any, *, field: str = "body") -> Any:
+        """``data`` as MLflow's signature enforcement would pass it to the model, or
+        InvalidInputError when that enforcement refuses it.
+
+        ``PyFuncModel.predict`` runs the same enforcement first thing; running it here, before
+        the model is called, makes a refusal the client's error (a 4xx) instead of an error
+        of the model (which a canary guardrail would count). Used for the inputs that
+        :func:`arbiter.features.coerce_frame` cannot check itself: arrays and tensor
+        signatures. Models without a signature accept anything. MLflow's function is private
+        but has kept this signature since 2.0; a version that drops it skips this check (the
+        model then refuses the input itself, as before).
+        """
+        try:
+            schema = self.pyfunc.metadata.get_input_schema()
+        except Exception:  # not an MLflow model (tests, wrappers): nothing to enforce
+            return data
+        if schema is None:
+            return data
+        from mlflow.exceptions import MlflowException
+
+        try:
+            from mlflow.models.utils import _enforce_schema
+        except ImportError:  # pragma: no cover - a future MLflow that moved it
+            return data
+
+        try:
+            return _enforce_schema(data, schema)
+        except (MlflowException, TypeError, ValueError) as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            raise InvalidInputError(
+                f"the input does not match model {self.name} v{self.version}'s signature: "
+                f"{message}",
+                field=field,
+            ) from exc
 
     def _native_input(self, rows: Sequence[Mapping[str, Any]]) -> Any:
         names = self.schema.names if self.schema else None

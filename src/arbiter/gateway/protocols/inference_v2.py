@@ -328,9 +328,13 @@ def model_metadata(
     }
 
 
-def error_body(message: str) -> bytes:
-    """The v2 error body, ``{"error": message}``, which ``tritonclient`` raises as its message."""
-    return orjson.dumps({"error": message})
+def error_body(message: str, field: str | None = None) -> bytes:
+    """The v2 error body, ``{"error": message}``, which ``tritonclient`` raises as its message.
+
+    ``field`` (the offending part of the request, e.g. ``inputs[2]``) is added as a second key
+    when known: clients of the protocol read only ``error``.
+    """
+    return orjson.dumps({"error": message} if field is None else {"error": message, "field": field})
 
 
 def _parse_input(
