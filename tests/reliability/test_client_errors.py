@@ -82,6 +82,7 @@ BAD: list[tuple[str, str, str, bytes, int, str]] = [
     ("records-nan", "/invocations", JSON, _records(amount=float("nan")), 400, "*"),
     ("records-infinity", "/invocations", JSON, _records(hour=float("inf")), 400, "*"),
     ("deep-nesting", "/invocations", JSON, _deep(100_000), 400, "body"),
+    ("v2-deep-nesting", "/v2/models/fraud/infer", JSON, _deep(100_000), 400, "body"),
     ("v2-bytes-for-fp64", "/v2/models/fraud/infer", JSON, _v2_bytes_for_fp64(), 400, "inputs[0]"),
     (
         "rank-non-ranking-model",

@@ -459,6 +459,10 @@ def _loads(data: memoryview | bytes) -> Any:
         pass
     try:
         return json.loads(bytes(data))
+    except RecursionError:  # Python's parser recurses per level; orjson stopped at 1024
+        raise InvalidInputError(
+            "the request nests too deeply to be an inference request", field="body"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"the request is not valid JSON: {exc}", field="body") from None
 
