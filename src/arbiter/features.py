@@ -59,6 +59,8 @@ def _check_value(spec: FeatureSpec, value: Any, path: str, allow_non_finite: boo
     ``long``/``integer`` columns, so a pyfunc model's own schema enforcement (which refuses
     "unsafe" int64 -> float64 casts) sees exactly the dtype its signature names.
     """
+    if type(value) is float and spec.type in _FLOAT_TYPES and math.isfinite(value):
+        return value  # the common case, first
     if value is None or (isinstance(value, float) and math.isnan(value) and not allow_non_finite):
         if spec.required:
             raise InvalidInputError(f"feature {spec.name!r} is required but is null", field=path)
@@ -204,11 +206,52 @@ def coerce_frame(
     if frame.columns.duplicated().any():
         name = str(frame.columns[frame.columns.duplicated()][0])
         raise InvalidInputError(f"column {name!r} appears more than once", field=field_of(name))
-    columns = {
-        spec.name: _coerce_column(frame[spec.name], spec, field_of(spec.name), allow_non_finite)
-        for spec in present
-    }
-    return pd.DataFrame(columns, index=frame.index)
+    # Columns already of the signature's float dtype (the common case) are checked as one
+    # block; only the others are looked at (and cast) one by one.
+    columns = list(frame.columns)
+    dtypes = dict(zip(columns, frame.dtypes, strict=True))
+    ready = [s for s in present if s.type in _FLOAT_TYPES and dtypes[s.name] == _DTYPES[s.type]]
+    if ready:
+        if len(set(dtypes.values())) == 1:  # one block already: no column selection to pay
+            block = frame.to_numpy()[:, [columns.index(s.name) for s in ready]]
+        else:
+            block = frame[[s.name for s in ready]].to_numpy()
+        for j, spec in enumerate(ready):
+            _check_floats(block[:, j], spec, field_of(spec.name), allow_non_finite)
+    changed = {}
+    for spec in present:
+        if spec in ready:
+            continue
+        column = frame[spec.name]
+        coerced = _coerce_column(column, spec, field_of(spec.name), allow_non_finite)
+        if coerced is not column:
+            changed[spec.name] = coerced
+    names = [s.name for s in present]
+    out = frame if columns == names else frame[names]
+    return out.assign(**changed) if changed else out
+
+
+_DTYPES = {"double": np.dtype(np.float64), "float": np.dtype(np.float32)}
+
+
+def _check_floats(values: np.ndarray, spec: FeatureSpec, path: str, allow: bool) -> None:
+    """Refuse NaN in a required column and ±Infinity anywhere, unless ``allow``."""
+    if allow:
+        return
+    nan = np.isnan(values)
+    if spec.required and nan.any():
+        raise InvalidInputError(
+            f"feature {spec.name!r} is required but is null in row {int(np.argmax(nan))}",
+            field=path,
+        )
+    inf = np.isinf(values)
+    if inf.any():
+        row = int(np.argmax(inf))
+        raise InvalidInputError(
+            f"feature {spec.name!r} must be finite, got {values[row]!r} in row {row} (set "
+            "models.<name>.inputs.allow_non_finite for a model that handles it)",
+            field=path,
+        )
 
 
 def _coerce_column(column: Any, spec: FeatureSpec, path: str, allow_non_finite: bool) -> Any:
@@ -237,23 +280,9 @@ def _coerce_column(column: Any, spec: FeatureSpec, path: str, allow_non_finite: 
                 field=path,
             )
         if values.dtype.kind == "f":
-            nan = np.isnan(values)
-            if nan.any() and not allow_non_finite and spec.required:
-                raise InvalidInputError(
-                    f"feature {spec.name!r} is required but is null in row {int(np.argmax(nan))}",
-                    field=path,
-                )
-            inf = np.isinf(values)
-            if inf.any() and not allow_non_finite:
-                raise InvalidInputError(
-                    f"feature {spec.name!r} must be finite, got {values[inf][0]!r} in row "
-                    f"{int(np.argmax(inf))} (set models.<name>.inputs.allow_non_finite for "
-                    "a model that handles it)",
-                    field=path,
-                )
+            _check_floats(values, spec, path, allow_non_finite)
         if kind in _FLOAT_TYPES:
-            dtype = np.float32 if kind == "float" else np.float64
-            return pd.Series(values.astype(dtype), index=column.index, name=spec.name)
+            return pd.Series(values.astype(_DTYPES[kind]), index=column.index, name=spec.name)
         if values.dtype.kind == "f":
             finite = values[np.isfinite(values)]
             if len(finite) < len(values) or not np.all(finite == np.round(finite)):
@@ -266,6 +295,8 @@ def _coerce_column(column: Any, spec: FeatureSpec, path: str, allow_non_finite: 
                     )
                 return pd.Series(values, index=column.index, name=spec.name)  # optional nulls
         dtype = np.int32 if kind == "integer" else np.int64
+        if values.dtype == dtype:
+            return column
         return pd.Series(values.astype(dtype), index=column.index, name=spec.name)
     if kind == "string":
         bad = [i for i, v in enumerate(values) if not isinstance(v, str) and v is not None]
