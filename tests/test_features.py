@@ -149,3 +149,17 @@ def test_rows_and_frames_agree() -> None:
         assert (rows is None) == (frame is None), value
         if rows is not None and frame is not None:
             assert rows[0]["x"] == frame["x"][0] and frame["x"].dtype == np.float64
+
+
+def test_out_of_range_values_are_refused_when_ranges_are_given() -> None:
+    ranges = {"amount": (0.0, 100.0)}
+    assert coerce_rows([ROW], SCHEMA, ranges=ranges)[0]["amount"] == 3.0
+    with pytest.raises(InvalidInputError, match="outside the range seen in training") as err:
+        coerce_rows([{**ROW, "amount": 1e308}], SCHEMA, ranges=ranges)
+    assert err.value.field == "features[0].amount"
+    assert coerce_rows([{**ROW, "amount": 1e308}], SCHEMA)[0]["amount"] == 1e308  # off
+    with pytest.raises(InvalidInputError, match="outside the range") as err:
+        coerce_frame(_frame(amount=[1.0, -5.0]), SCHEMA, ranges=ranges)
+    assert err.value.field == "amount" and "row 1" not in str(err.value)
+    out = coerce_frame(_frame(amount=[1.0, math.nan]), SCHEMA, allow_non_finite=True, ranges=ranges)
+    assert math.isnan(out["amount"][1])  # NaN is not a range question

@@ -133,6 +133,13 @@ class InputsConfig(_Frozen):
         "protocol. Off: they are refused with a 422/400 naming the field, before any model "
         "runs. Turn it on only for a model that handles them (NaN as missing, say).",
     )
+    out_of_range: Literal["off", "reject"] = Field(
+        default="off",
+        description="reject: refuse (422/400, naming the field) a numeric value outside the "
+        "[min, max] seen in training, read from the reference profile stored with the served "
+        "version (`arbiter drift profile`); a version without a profile is served unchecked, "
+        "with a warning. off: any finite value is valid (1e308 included).",
+    )
 
 
 class ModelConfig(_Frozen):

@@ -38,6 +38,9 @@ class ServableModel:
     schema: InputSchema | None
     raw: Any = None  # the native scikit-learn estimator, when the model has that flavor
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: column -> (min, max) seen in training, when ``inputs.out_of_range: reject`` (set by the
+    #: model pool from the version's reference profile); None: no range check.
+    ranges: dict[str, tuple[float, float]] | None = None
     fast_path: bool = field(init=False)
     classes: list[Any] | None = field(init=False)
 

@@ -161,3 +161,34 @@ def test_a_model_may_opt_in_to_nan_and_the_log_shows_what_was_scored(running: An
         values = json.loads(features)
         assert values["amount"] is None  # NaN: logged as a missing value, as pandas reads it
         assert values["hour"] == 3.0
+
+
+def test_out_of_range_reject_uses_the_versions_reference_profile(
+    running: Any, make_home: Any, template_home: Any
+) -> None:
+    from arbiter.drift import build_profile
+    from arbiter.registry.profiles import log_profile
+
+    home = make_home({})
+    registry = registry_for_home(home.root)
+    champion = template_home.versions["fraud"]["champion"]
+    reference = template_home.example  # a few training rows: their min/max are the range
+    log_profile(registry.tracking_uri, "fraud", champion, build_profile(reference))
+    server, home = running({"fraud": {"inputs": {"out_of_range": "reject"}}})
+    inside = {k: float(v) for k, v in reference.iloc[0].items()}
+    huge = {**inside, "amount": 1e308}  # a finite double: valid unless range-checked
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        r = client.post("/models/fraud/predict", json={"features": inside})
+        assert r.status_code == 200, r.text
+        r = client.post("/models/fraud/predict", json={"features": huge})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["field"] == "features.amount"
+        r = client.post("/models/fraud/invocations", json={"dataframe_records": [huge]})
+        assert r.status_code == 400 and r.json()["field"] == "dataframe_records.amount", r.text
+        tensors = [
+            {"name": k, "shape": [1], "datatype": "FP64", "data": [huge[k]]} for k in FEATURES
+        ]
+        r = client.post("/v2/models/fraud/infer", json={"inputs": tensors})
+        assert r.status_code == 400 and r.json()["field"] == "inputs[0]", r.text
+    server.stop()
+    assert _rows(home, "SELECT count(*) FROM predictions") == [(1,)]

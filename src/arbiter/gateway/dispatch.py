@@ -130,6 +130,7 @@ class RowsInput(_PerModel):
                     field=self.field,
                     single=self.single,
                     allow_non_finite=self.allow_non_finite,
+                    ranges=model.ranges,
                 ),
             )
         return rows
@@ -225,7 +226,11 @@ class FrameInput(_PerModel):
         elif not isinstance(data, pd.DataFrame):
             data = model.enforce_input(data, field=self.field_of(""))
         return coerce_frame(
-            data, model.schema, field_of=self.field_of, allow_non_finite=self.allow_non_finite
+            data,
+            model.schema,
+            field_of=self.field_of,
+            allow_non_finite=self.allow_non_finite,
+            ranges=model.ranges,
         )
 
     def check(self, model: ServableModel) -> None:
