@@ -59,8 +59,9 @@ class ServableModel:
         self._proba_only = (
             self._has_proba and self.classes is not None and _argmax_consistent(self.raw)
         )
-        # Rows were validated against the signature, which rejects NaN/inf for required
-        # columns: scikit-learn's own finiteness scan is then redundant work on every call.
+        # Rows were coerced against the signature, which refuses NaN/inf (arbiter.features):
+        # scikit-learn's own finiteness scan is then redundant work on every call. A model
+        # that opts in to them (inputs.allow_non_finite) is called with finite=False.
         self._assume_finite = (
             self.fast_path
             and self.schema is not None
@@ -125,11 +126,11 @@ class ServableModel:
             return None
         return frame[names].to_numpy(dtype=np.float64)
 
-    def _predict_native(self, x: Any) -> Scored:
+    def _predict_native(self, x: Any, finite: bool = True) -> Scored:
         import sklearn
 
         try:
-            with sklearn.config_context(assume_finite=self._assume_finite):
+            with sklearn.config_context(assume_finite=self._assume_finite and finite):
                 if self._proba_only:
                     # One pass instead of two: for these estimators predict() is exactly the
                     # class of highest probability (see _argmax_consistent).
@@ -144,10 +145,15 @@ class ServableModel:
             raise ModelError(f"model {self.name} v{self.version} failed: {exc}") from exc
         return Scored(predictions.tolist(), proba, self.classes, predictions)
 
-    def predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> Scored:
-        """Score validated rows. Raises :class:`ModelError` when the model raises."""
+    def predict_rows(self, rows: Sequence[Mapping[str, Any]], *, finite: bool = True) -> Scored:
+        """Score validated rows. Raises :class:`ModelError` when the model raises.
+
+        ``finite=False`` (the rows may hold NaN/inf: ``inputs.allow_non_finite``) keeps
+        scikit-learn's own finiteness check, so an estimator that cannot take them raises
+        instead of answering garbage.
+        """
         if self.raw is not None:
-            return self._predict_native(self._native_input(rows))
+            return self._predict_native(self._native_input(rows), finite)
         try:
             names = self.schema.names if self.schema else None
             output = self.pyfunc.predict(rows_to_frame(rows, names))
@@ -155,7 +161,9 @@ class ServableModel:
             raise ModelError(f"model {self.name} v{self.version} failed: {exc}") from exc
         return Scored(to_row_list(output), None, None, output)
 
-    def predict_frame(self, frame: Any, params: dict[str, Any] | None = None) -> Scored:
+    def predict_frame(
+        self, frame: Any, params: dict[str, Any] | None = None, *, finite: bool = True
+    ) -> Scored:
         """Score a DataFrame/array through pyfunc, exactly as ``mlflow models serve`` would.
 
         For fast-path models (numeric scikit-learn estimators fitted on arrays) a DataFrame with
@@ -165,7 +173,7 @@ class ServableModel:
         """
         matrix = self._matrix_of(frame) if not params else None
         if matrix is not None:
-            return self._predict_native(matrix)
+            return self._predict_native(matrix, finite)
         try:
             output = (
                 self.pyfunc.predict(frame, params=params) if params else self.pyfunc.predict(frame)

@@ -46,13 +46,14 @@ class ModelInput(Protocol):
     def features_json(self) -> list[str]: ...
 
     def check(self, model: ServableModel) -> None:
-        """Raise InvalidInputError if ``model`` cannot take this input."""
+        """Raise InvalidInputError if ``model`` cannot take this input (before it runs)."""
         ...
 
     def score(self, model: ServableModel) -> Scored: ...
 
-    def payload(self) -> tuple[str, Any, dict[str, Any] | None]:
-        """``(kind, data, params)`` to score elsewhere (a shadow worker process)."""
+    def payload(self, model: ServableModel | None = None) -> tuple[str, Any, dict[str, Any] | None]:
+        """``(kind, data, params)`` to score elsewhere (a shadow worker process): the input
+        as coerced for ``model`` (default: the model checked last)."""
         ...
 
 
@@ -139,11 +140,13 @@ class RowsInput(_PerModel):
         self._rows_for(model)
 
     def score(self, model: ServableModel) -> Scored:
-        return model.predict_rows(self._rows_for(model))
+        return model.predict_rows(self._rows_for(model), finite=not self.allow_non_finite)
 
-    def payload(self) -> tuple[str, Any, dict[str, Any] | None]:
-        """For the model checked last (the shadow the dispatcher is about to submit)."""
-        return "rows", self._last(self.rows), None
+    def payload(self, model: ServableModel | None = None) -> tuple[str, Any, dict[str, Any] | None]:
+        """The rows as coerced for ``model``; by default for the model checked last (the
+        shadow the dispatcher has just checked and is about to submit)."""
+        rows = self._rows_for(model) if model is not None else self._last(self.rows)
+        return "rows", rows, None
 
 
 class FrameInput(_PerModel):
@@ -237,11 +240,15 @@ class FrameInput(_PerModel):
         self._frame_for(model)
 
     def score(self, model: ServableModel) -> Scored:
-        return model.predict_frame(self._frame_for(model), self.params)
+        return model.predict_frame(
+            self._frame_for(model), self.params, finite=not self.allow_non_finite
+        )
 
-    def payload(self) -> tuple[str, Any, dict[str, Any] | None]:
-        """For the model checked last (the shadow the dispatcher is about to submit)."""
-        return "frame", self._last(self.frame), self.params
+    def payload(self, model: ServableModel | None = None) -> tuple[str, Any, dict[str, Any] | None]:
+        """The frame as coerced for ``model``; by default for the model checked last (the
+        shadow the dispatcher has just checked and is about to submit)."""
+        frame = self._frame_for(model) if model is not None else self._last(self.frame)
+        return "frame", frame, self.params
 
 
 def _has_infinity(frame: Any) -> bool:
