@@ -124,6 +124,24 @@ class LoopConfig(_Frozen):
     )
 
 
+class InputsConfig(_Frozen):
+    """How requests' inputs are checked against the model's signature (docs/protocols.md)."""
+
+    allow_non_finite: bool = Field(
+        default=False,
+        description="Let NaN and ±Infinity through to double/float columns, on every "
+        "protocol. Off: they are refused with a 422/400 naming the field, before any model "
+        "runs. Turn it on only for a model that handles them (NaN as missing, say).",
+    )
+    out_of_range: Literal["off", "reject"] = Field(
+        default="off",
+        description="reject: refuse (422/400, naming the field) a numeric value outside the "
+        "[min, max] seen in training, read from the reference profile stored with the served "
+        "version (`arbiter drift profile`); a version without a profile is served unchecked, "
+        "with a warning. off: any finite value is valid (1e308 included).",
+    )
+
+
 class ModelConfig(_Frozen):
     """One registered model served at ``/models/{name}``."""
 
@@ -137,6 +155,7 @@ class ModelConfig(_Frozen):
         description="Business and quality metrics by name (docs/metrics.md).",
     )
     loop: LoopConfig = LoopConfig()
+    inputs: InputsConfig = InputsConfig()
 
     @model_validator(mode="after")
     def _metric_references(self) -> ModelConfig:

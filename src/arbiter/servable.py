@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from arbiter.errors import ModelError
+from arbiter.errors import InvalidInputError, ModelError
 from arbiter.features import InputSchema, rows_to_frame, rows_to_matrix
 
 
@@ -38,6 +38,9 @@ class ServableModel:
     schema: InputSchema | None
     raw: Any = None  # the native scikit-learn estimator, when the model has that flavor
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: column -> (min, max) seen in training, when ``inputs.out_of_range: reject`` (set by the
+    #: model pool from the version's reference profile); None: no range check.
+    ranges: dict[str, tuple[float, float]] | None = None
     fast_path: bool = field(init=False)
     classes: list[Any] | None = field(init=False)
 
@@ -56,13 +59,49 @@ class ServableModel:
         self._proba_only = (
             self._has_proba and self.classes is not None and _argmax_consistent(self.raw)
         )
-        # Rows were validated against the signature, which rejects NaN/inf for required
-        # columns: scikit-learn's own finiteness scan is then redundant work on every call.
+        # Rows were coerced against the signature, which refuses NaN/inf (arbiter.features):
+        # scikit-learn's own finiteness scan is then redundant work on every call. A model
+        # that opts in to them (inputs.allow_non_finite) is called with finite=False.
         self._assume_finite = (
             self.fast_path
             and self.schema is not None
             and all(f.required for f in self.schema.features)
         )
+
+    def enforce_input(self, data: Any, *, field: str = "body") -> Any:
+        """``data`` as MLflow's signature enforcement would pass it to the model, or
+        InvalidInputError when that enforcement refuses it.
+
+        ``PyFuncModel.predict`` runs the same enforcement first thing; running it here, before
+        the model is called, makes a refusal the client's error (a 4xx) instead of an error
+        of the model (which a canary guardrail would count). Used for the inputs that
+        :func:`arbiter.features.coerce_frame` cannot check itself: arrays and tensor
+        signatures. Models without a signature accept anything. MLflow's function is private
+        but has kept this signature since 2.0; a version that drops it skips this check (the
+        model then refuses the input itself, as before).
+        """
+        try:
+            schema = self.pyfunc.metadata.get_input_schema()
+        except Exception:  # not an MLflow model (tests, wrappers): nothing to enforce
+            return data
+        if schema is None:
+            return data
+        from mlflow.exceptions import MlflowException
+
+        try:
+            from mlflow.models.utils import _enforce_schema
+        except ImportError:  # pragma: no cover - a future MLflow that moved it
+            return data
+
+        try:
+            return _enforce_schema(data, schema)
+        except (MlflowException, TypeError, ValueError) as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            raise InvalidInputError(
+                f"the input does not match model {self.name} v{self.version}'s signature: "
+                f"{message}",
+                field=field,
+            ) from exc
 
     def _native_input(self, rows: Sequence[Mapping[str, Any]]) -> Any:
         names = self.schema.names if self.schema else None
@@ -87,11 +126,11 @@ class ServableModel:
             return None
         return frame[names].to_numpy(dtype=np.float64)
 
-    def _predict_native(self, x: Any) -> Scored:
+    def _predict_native(self, x: Any, finite: bool = True) -> Scored:
         import sklearn
 
         try:
-            with sklearn.config_context(assume_finite=self._assume_finite):
+            with sklearn.config_context(assume_finite=self._assume_finite and finite):
                 if self._proba_only:
                     # One pass instead of two: for these estimators predict() is exactly the
                     # class of highest probability (see _argmax_consistent).
@@ -106,10 +145,15 @@ class ServableModel:
             raise ModelError(f"model {self.name} v{self.version} failed: {exc}") from exc
         return Scored(predictions.tolist(), proba, self.classes, predictions)
 
-    def predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> Scored:
-        """Score validated rows. Raises :class:`ModelError` when the model raises."""
+    def predict_rows(self, rows: Sequence[Mapping[str, Any]], *, finite: bool = True) -> Scored:
+        """Score validated rows. Raises :class:`ModelError` when the model raises.
+
+        ``finite=False`` (the rows may hold NaN/inf: ``inputs.allow_non_finite``) keeps
+        scikit-learn's own finiteness check, so an estimator that cannot take them raises
+        instead of answering garbage.
+        """
         if self.raw is not None:
-            return self._predict_native(self._native_input(rows))
+            return self._predict_native(self._native_input(rows), finite)
         try:
             names = self.schema.names if self.schema else None
             output = self.pyfunc.predict(rows_to_frame(rows, names))
@@ -117,7 +161,9 @@ class ServableModel:
             raise ModelError(f"model {self.name} v{self.version} failed: {exc}") from exc
         return Scored(to_row_list(output), None, None, output)
 
-    def predict_frame(self, frame: Any, params: dict[str, Any] | None = None) -> Scored:
+    def predict_frame(
+        self, frame: Any, params: dict[str, Any] | None = None, *, finite: bool = True
+    ) -> Scored:
         """Score a DataFrame/array through pyfunc, exactly as ``mlflow models serve`` would.
 
         For fast-path models (numeric scikit-learn estimators fitted on arrays) a DataFrame with
@@ -127,7 +173,7 @@ class ServableModel:
         """
         matrix = self._matrix_of(frame) if not params else None
         if matrix is not None:
-            return self._predict_native(matrix)
+            return self._predict_native(matrix, finite)
         try:
             output = (
                 self.pyfunc.predict(frame, params=params) if params else self.pyfunc.predict(frame)

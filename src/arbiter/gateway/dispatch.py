@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from arbiter.errors import ArbiterError, ModelError, ModelTimeoutError
-from arbiter.features import validate_rows
+from arbiter.features import coerce_frame, coerce_rows
 from arbiter.gateway.metrics import GatewayMetrics
 from arbiter.gateway.pool import Endpoint
 from arbiter.gateway.responses import NotReadyError
@@ -45,25 +46,64 @@ class ModelInput(Protocol):
     def features_json(self) -> list[str]: ...
 
     def check(self, model: ServableModel) -> None:
-        """Raise InvalidInputError if ``model`` cannot take this input."""
+        """Raise InvalidInputError if ``model`` cannot take this input (before it runs)."""
         ...
 
     def score(self, model: ServableModel) -> Scored: ...
 
-    def payload(self) -> tuple[str, Any, dict[str, Any] | None]:
-        """``(kind, data, params)`` to score elsewhere (a shadow worker process)."""
+    def payload(self, model: ServableModel | None = None) -> tuple[str, Any, dict[str, Any] | None]:
+        """``(kind, data, params)`` to score elsewhere (a shadow worker process): the input
+        as coerced for ``model`` (default: the model checked last)."""
         ...
 
 
-class RowsInput:
-    """Rows as JSON objects (arbiter's protocol, Open Inference Protocol)."""
+class _PerModel:
+    """The input as coerced for each model that checked it (arms may differ in signature).
+
+    The dispatcher calls ``check(model)`` before ``score(model)`` and before ``payload()`` for a
+    shadow, so the coerced data is found by model identity; what the first (served) model
+    took is what the request logs.
+    """
+
+    def __init__(self) -> None:
+        self._coerced: list[tuple[ServableModel, Any]] = []
+
+    def _cached(self, model: ServableModel) -> Any:
+        for known, data in self._coerced:
+            if known is model:
+                return data
+        return _MISSING
+
+    def _remember(self, model: ServableModel, data: Any) -> Any:
+        self._coerced.append((model, data))
+        return data
+
+    def _last(self, default: Any) -> Any:
+        return self._coerced[-1][1] if self._coerced else default
+
+    def _first(self, default: Any) -> Any:
+        return self._coerced[0][1] if self._coerced else default
+
+
+_MISSING = object()
+
+
+class RowsInput(_PerModel):
+    """Rows as JSON objects (arbiter's protocol, /rank), coerced by :func:`coerce_rows`."""
 
     def __init__(
-        self, rows: Sequence[Mapping[str, Any]], field: str = "features", *, single: bool = False
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        field: str = "features",
+        *,
+        single: bool = False,
+        allow_non_finite: bool = False,
     ) -> None:
+        super().__init__()
         self.rows = rows
         self.field = field
         self.single = single
+        self.allow_non_finite = allow_non_finite
         self._json: list[str] | None = None
 
     @property
@@ -71,26 +111,64 @@ class RowsInput:
         return len(self.rows)
 
     def features_json(self) -> list[str]:
+        """The rows as the served model took them (coerced: ``3`` logged as ``3.0`` for a
+        double column), so the log shows what was scored."""
         if self._json is None:
-            self._json = encode_features(self.rows)
+            rows = self._first(self.rows)
+            if self.allow_non_finite:  # as FrameInput logs them
+                rows = [{k: _infinity_as_text(v) for k, v in row.items()} for row in rows]
+            self._json = encode_features(rows)
         return self._json
 
+    def _rows_for(self, model: ServableModel) -> list[dict[str, Any]]:
+        rows = self._cached(model)
+        if rows is _MISSING:
+            rows = self._remember(
+                model,
+                coerce_rows(
+                    self.rows,
+                    model.schema,
+                    field=self.field,
+                    single=self.single,
+                    allow_non_finite=self.allow_non_finite,
+                    ranges=model.ranges,
+                ),
+            )
+        return rows
+
     def check(self, model: ServableModel) -> None:
-        validate_rows(self.rows, model.schema, field=self.field, single=self.single)
+        self._rows_for(model)
 
     def score(self, model: ServableModel) -> Scored:
-        return model.predict_rows(self.rows)
+        return model.predict_rows(self._rows_for(model), finite=not self.allow_non_finite)
 
-    def payload(self) -> tuple[str, Any, dict[str, Any] | None]:
-        return "rows", self.rows, None
+    def payload(self, model: ServableModel | None = None) -> tuple[str, Any, dict[str, Any] | None]:
+        """The rows as coerced for ``model``; by default for the model checked last (the
+        shadow the dispatcher has just checked and is about to submit)."""
+        rows = self._rows_for(model) if model is not None else self._last(self.rows)
+        return "rows", rows, None
 
 
-class FrameInput:
-    """A DataFrame (or array) from the MLflow scoring protocol, scored through pyfunc."""
+class FrameInput(_PerModel):
+    """A DataFrame (or array) from the MLflow scoring protocol or v2, scored through pyfunc.
 
-    def __init__(self, frame: Any, params: dict[str, Any] | None = None) -> None:
+    ``check`` coerces it against the model's signature (:func:`coerce_frame`) before any model
+    runs; ``field_of`` names a column's field in errors (``inputs[2]`` on v2).
+    """
+
+    def __init__(
+        self,
+        frame: Any,
+        params: dict[str, Any] | None = None,
+        *,
+        field_of: Callable[[str], str] | None = None,
+        allow_non_finite: bool = False,
+    ) -> None:
+        super().__init__()
         self.frame = frame
         self.params = params
+        self.field_of = field_of or (lambda column: column or "body")
+        self.allow_non_finite = allow_non_finite
         self._json: list[str] | None = None
 
     @property
@@ -98,11 +176,12 @@ class FrameInput:
         return len(self.features_json())
 
     def features_json(self) -> list[str]:
-        """One JSON object per row: DataFrame records, column dicts as rows, array rows."""
+        """One JSON object per row as the served model took it: DataFrame records, column
+        dicts as rows, array rows."""
         if self._json is None:
             import pandas as pd
 
-            frame = self.frame
+            frame = self._first(self.frame)
             if isinstance(frame, dict):
                 try:
                     frame = pd.DataFrame(frame)
@@ -110,20 +189,79 @@ class FrameInput:
                     self._json = encode_features([frame])
                     return self._json
             if isinstance(frame, pd.DataFrame):
+                # ±Infinity (only with inputs.allow_non_finite) is logged as the string
+                # "Infinity"/"-Infinity": JSON has no token for it, and null reads as missing
+                # (which is what NaN means to pandas and MLflow, so NaN is logged as null).
                 text = frame.to_json(orient="records", lines=True, date_format="iso")
-                self._json = text.splitlines() if text else []
+                if text and _has_infinity(frame):
+                    self._json = encode_features(
+                        [
+                            {k: _infinity_as_text(v) for k, v in row.items()}
+                            for row in frame.to_dict("records")
+                        ]
+                    )
+                else:
+                    self._json = text.splitlines() if text else []
             else:
                 self._json = encode_features([{"input": row} for row in list(frame)])
         return self._json
 
+    def _frame_for(self, model: ServableModel) -> Any:
+        data = self._cached(model)
+        if data is _MISSING:
+            data = self._remember(model, self._coerce(model))
+        return data
+
+    def _coerce(self, model: ServableModel) -> Any:
+        import pandas as pd
+
+        data = self.frame
+        if model.schema is None:
+            # Tensor signatures, type-hinted and signature-less models: MLflow's enforcement,
+            # run here so that its refusal is the client's 4xx and not the model's error.
+            model.enforce_input(data, field=self.field_of(""))
+            return data
+        if isinstance(data, dict):
+            try:
+                data = pd.DataFrame(data)
+            except ValueError:
+                data = model.enforce_input(data, field=self.field_of(""))
+        elif not isinstance(data, pd.DataFrame):
+            data = model.enforce_input(data, field=self.field_of(""))
+        return coerce_frame(
+            data,
+            model.schema,
+            field_of=self.field_of,
+            allow_non_finite=self.allow_non_finite,
+            ranges=model.ranges,
+        )
+
     def check(self, model: ServableModel) -> None:
-        return None  # MLflow's own schema enforcement runs inside pyfunc.predict
+        self._frame_for(model)
 
     def score(self, model: ServableModel) -> Scored:
-        return model.predict_frame(self.frame, self.params)
+        return model.predict_frame(
+            self._frame_for(model), self.params, finite=not self.allow_non_finite
+        )
 
-    def payload(self) -> tuple[str, Any, dict[str, Any] | None]:
-        return "frame", self.frame, self.params
+    def payload(self, model: ServableModel | None = None) -> tuple[str, Any, dict[str, Any] | None]:
+        """The frame as coerced for ``model``; by default for the model checked last (the
+        shadow the dispatcher has just checked and is about to submit)."""
+        frame = self._frame_for(model) if model is not None else self._last(self.frame)
+        return "frame", frame, self.params
+
+
+def _has_infinity(frame: Any) -> bool:
+    import numpy as np
+
+    numeric = frame.select_dtypes(include="floating")
+    return not numeric.empty and bool(np.isinf(numeric.to_numpy()).any())
+
+
+def _infinity_as_text(value: Any) -> Any:
+    if isinstance(value, float) and math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ what it has and records the failure for ``/readyz`` and the logs.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -89,6 +90,38 @@ class RegistryStatus:
     polls: int = 0
 
 
+def input_ranges(registry: Any, name: str, version: str) -> dict[str, tuple[float, float]] | None:
+    """Column -> (min, max) from the reference profile stored with ``name`` v``version``.
+
+    For ``inputs.out_of_range: reject``. None, with a warning, when the registry has no
+    tracking URI (not MLflow) or the version has no profile: the version is served unchecked
+    rather than not at all.
+    """
+    from arbiter.registry.profiles import load_profile
+
+    tracking_uri = getattr(registry, "tracking_uri", None)
+    if tracking_uri is None:
+        return None
+    try:
+        profile = load_profile(
+            tracking_uri, name, version, registry_uri=getattr(registry, "registry_uri", None)
+        )
+    except ArbiterError as exc:
+        log.warning(
+            "%s v%s: inputs.out_of_range is on but no range is known, inputs are not "
+            "range-checked: %s",
+            name,
+            version,
+            exc,
+        )
+        return None
+    return {
+        column.name: (column.min, column.max)
+        for column in profile.columns
+        if column.kind == "numeric" and math.isfinite(column.min) and math.isfinite(column.max)
+    }
+
+
 class ModelPool:
     """Holds every endpoint's models and refreshes them from the registry."""
 
@@ -137,6 +170,10 @@ class ModelPool:
                         continue
                     try:
                         models[alias] = self.registry.load(endpoint.name, version)
+                        if endpoint.config.inputs.out_of_range != "off":
+                            models[alias].ranges = input_ranges(
+                                self.registry, endpoint.name, version
+                            )
                     except ArbiterError as exc:
                         endpoint.load_errors[alias] = str(exc)
                         log.error(

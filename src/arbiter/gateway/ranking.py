@@ -173,7 +173,12 @@ async def rank(
     """
     ts_us = time.time_ns() // 1000
     models = endpoint.models  # one read: a concurrent swap cannot mix versions
-    inp = RowsInput([features], "features", single=True)
+    inp = RowsInput(
+        [features],
+        "features",
+        single=True,
+        allow_non_finite=endpoint.config.inputs.allow_non_finite,
+    )
     # The interleave strategy's routing object carries the merge settings (one read, too).
     plan = endpoint.strategy if isinstance(endpoint.strategy, Interleave) else None
     interleaving = plan is not None and forced_arm is None

@@ -266,7 +266,7 @@ REJECTED_LIKE_MLFLOW: list[tuple[str, bytes, str, Model | None, str]] = [
         b'{"dataframe_split": {"columns": ["n"], "data": [["abc"]]}}',
         JSON,
         signature_model(ColSpec("long", "n")),
-        "dataframe_split",
+        "dataframe_split.n",  # the column MLflow's message names
     ),
     ("csv-malformed", b'a,b\n1,2\n"unterminated', CSV, None, "body"),
     ("csv-empty", b"", CSV, None, "body"),

@@ -328,9 +328,13 @@ def model_metadata(
     }
 
 
-def error_body(message: str) -> bytes:
-    """The v2 error body, ``{"error": message}``, which ``tritonclient`` raises as its message."""
-    return orjson.dumps({"error": message})
+def error_body(message: str, field: str | None = None) -> bytes:
+    """The v2 error body, ``{"error": message}``, which ``tritonclient`` raises as its message.
+
+    ``field`` (the offending part of the request, e.g. ``inputs[2]``) is added as a second key
+    when known: clients of the protocol read only ``error``.
+    """
+    return orjson.dumps({"error": message} if field is None else {"error": message, "field": field})
 
 
 def _parse_input(
@@ -455,6 +459,10 @@ def _loads(data: memoryview | bytes) -> Any:
         pass
     try:
         return json.loads(bytes(data))
+    except RecursionError:  # Python's parser recurses per level; orjson stopped at 1024
+        raise InvalidInputError(
+            "the request nests too deeply to be an inference request", field="body"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"the request is not valid JSON: {exc}", field="body") from None
 

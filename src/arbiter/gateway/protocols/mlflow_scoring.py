@@ -71,6 +71,7 @@ ScoringFormat = Literal[
 # The body is not echoed in error messages; a short prefix is enough to recognise it.
 _ECHO_CHARS = 200
 _LONG_DIGIT_RUN = re.compile(rb"\d{20}")
+_FAILED_COLUMN = re.compile(r"Failed to convert column (\S+) to type")
 
 
 class ScoringInputError(InvalidInputError):
@@ -253,7 +254,11 @@ def encode_predictions(predictions: Any, *, unwrapped: bool = False) -> bytes:
 
 
 def error_body(
-    message: str, error_code: str = "BAD_REQUEST", *, stack_trace: str | None = None
+    message: str,
+    error_code: str = "BAD_REQUEST",
+    *,
+    stack_trace: str | None = None,
+    field: str | None = None,
 ) -> bytes:
     """The JSON error body MLflow's scoring server sends.
 
@@ -271,6 +276,9 @@ def error_body(
         An MLflow ``ErrorCode`` name, e.g. ``"BAD_REQUEST"`` or ``"INTERNAL_ERROR"``.
     stack_trace : str, optional
         A traceback to include under ``"stack_trace"``.
+    field : str, optional
+        The offending part of the request (``dataframe_records.hour``), added under
+        ``"field"`` (an arbiter addition; MLflow clients read ``message``).
 
     Returns
     -------
@@ -284,7 +292,9 @@ def error_body(
     """
     extra = {} if stack_trace is None else {"stack_trace": stack_trace}
     exc = MlflowException(message, error_code=_error_code_value(error_code), **extra)
-    return exc.serialize_as_json().encode("utf-8")
+    if field is None:
+        return exc.serialize_as_json().encode("utf-8")
+    return orjson.dumps({**json.loads(exc.serialize_as_json()), "field": field})
 
 
 def error_status(error_code: str) -> int:
@@ -376,6 +386,12 @@ def _loads(body: bytes) -> Any:
             pass
     try:
         return json.loads(body)
+    except RecursionError:
+        # Python's parser recurses once per nesting level; orjson (tried first) stops at
+        # 1024 levels. Nothing MLflow scores nests that deep.
+        raise ScoringInputError(
+            "Invalid input. The JSON nests too deeply to be a scoring request.", field="body"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         head = body[:_ECHO_CHARS].decode("utf-8", "replace")
         raise ScoringInputError(
@@ -395,7 +411,15 @@ def _call_mlflow(func: Any, *args: Any, field: str) -> Any:
     try:
         return func(*args)
     except MlflowException as exc:
+        # MLflow names the column it could not cast only in its message; errors name fields.
+        column = _FAILED_COLUMN.search(exc.message or "")
+        if column is not None:
+            field = column.group(1) if field == "body" else f"{field}.{column.group(1)}"
         raise ScoringInputError(exc.message, field=field, error_code=exc.error_code) from exc
+    except RecursionError:
+        raise ScoringInputError(
+            "Invalid input. The data nests too deeply to be a scoring request.", field=field
+        ) from None
 
 
 def _unsupported_type_message(content_type: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,8 @@ def v2_error(exc: BaseException) -> Response:
     status = status_for(exc)[0]
     if status == 422:
         status = 400  # the protocol reports every bad request as 400
-    return Response(v2.error_body(str(exc)), status_code=status, media_type="application/json")
+    body = v2.error_body(str(exc), getattr(exc, "field", None))
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def _champion(endpoint: Endpoint) -> ServableModel:
@@ -154,6 +156,16 @@ def _outputs(model_outputs: list[str], scored: Any) -> list[tuple[str, np.ndarra
     return out
 
 
+def _field_namer(names: list[str]) -> Callable[[str], str]:
+    """How errors name a column: the index of its tensor (``inputs[2]``), else ``inputs[0]``
+    for the single ``[batch, n_features]`` tensor."""
+
+    def field_of(column: str) -> str:
+        return f"inputs[{names.index(column)}]" if column in names else "inputs[0]"
+
+    return field_of
+
+
 async def infer(request: Request) -> Response:
     """Inference (v2), JSON or Triton binary tensors.
 
@@ -203,7 +215,11 @@ async def infer(request: Request) -> Response:
         )
         outcome = await state.dispatcher.aserve(
             endpoint,
-            FrameInput(frame),
+            FrameInput(
+                frame,
+                field_of=_field_namer(list(parsed.inputs)),
+                allow_non_finite=endpoint.config.inputs.allow_non_finite,
+            ),
             unit_id=str(unit) if unit is not None else None,
             protocol="v2",
             forced_arm=_pinned_arm(request, endpoint, state.token),

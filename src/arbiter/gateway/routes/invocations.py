@@ -8,6 +8,7 @@ error shape. The experiment still applies (shadow, A/B); which arm answered come
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -37,11 +38,17 @@ def mlflow_error(exc: BaseException) -> Response:
     else:
         code = next((c for t, c in _ERROR_CODES if isinstance(exc, t)), "INTERNAL_ERROR")
         status = status_for(exc)[0]
-        if isinstance(exc, ModelError):
-            status = 400
-    return Response(
-        mlflow_scoring.error_body(str(exc), code), status_code=status, media_type="application/json"
-    )
+        if isinstance(exc, ModelError) or status == 422:
+            status = 400  # MLflow answers 400 to both bad input and a model that raised
+    body = mlflow_scoring.error_body(str(exc), code, field=getattr(exc, "field", None))
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _field_namer(fmt: str) -> Callable[[str], str]:
+    """How errors name a column: ``dataframe_split.hour`` for JSON bodies, ``hour`` for CSV."""
+    if fmt in ("csv", "parquet"):
+        return lambda column: column or "body"
+    return lambda column: f"{fmt}.{column}" if column else fmt
 
 
 async def _score(request: Request, name: str) -> Response:
@@ -60,7 +67,12 @@ async def _score(request: Request, name: str) -> Response:
         unit = request.headers.get(endpoint.config.experiment.unit_header) or None
         outcome = await state.dispatcher.aserve(
             endpoint,
-            FrameInput(parsed.data, parsed.params),
+            FrameInput(
+                parsed.data,
+                parsed.params,
+                field_of=_field_namer(parsed.format),
+                allow_non_finite=endpoint.config.inputs.allow_non_finite,
+            ),
             unit_id=unit,
             protocol="mlflow",
             forced_arm=forced_arm(request, endpoint, state.token),

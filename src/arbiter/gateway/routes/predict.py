@@ -136,7 +136,12 @@ async def predict(request: Request) -> Response:
         unit = unit_from(request, body, exp.unit_field, exp.unit_header)
         outcome = await state.dispatcher.aserve(
             endpoint,
-            RowsInput(rows, "features", single=single),
+            RowsInput(
+                rows,
+                "features",
+                single=single,
+                allow_non_finite=endpoint.config.inputs.allow_non_finite,
+            ),
             unit_id=unit,
             protocol="arbiter",
             forced_arm=forced_arm(request, endpoint, state.token),

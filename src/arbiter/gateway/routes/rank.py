@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from arbiter.errors import ArbiterError, InvalidInputError
 from arbiter.gateway.forcing import forced_arm
+from arbiter.gateway.pool import Endpoint
 from arbiter.gateway.ranking import MAX_K
 from arbiter.gateway.ranking import rank as rank_request
 from arbiter.gateway.responses import ORJSONResponse, error_response
@@ -24,6 +25,22 @@ def _k(body: dict[str, Any]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_K:
         raise InvalidInputError(f"k must be an integer from 1 to {MAX_K}, got {value!r}", field="k")
     return value
+
+
+def _require_ranker(endpoint: Endpoint) -> None:
+    """Refuse /rank, before any model runs, for a model that cannot answer a ranking.
+
+    A scikit-learn estimator answers one value per row, never a list of item ids: calling it
+    would only produce a model error on every arm, which a canary guardrail would count
+    against a healthy challenger. (A pyfunc ranker is only known by what it returns.)
+    """
+    champion = endpoint.model(endpoint.config.champion_alias)
+    if champion is not None and champion.raw is not None:
+        raise InvalidInputError(
+            f"model {endpoint.name!r} is not a ranking model (it answers one value per row); "
+            f"score it with POST /models/{endpoint.name}/predict",
+            field="name",
+        )
 
 
 async def rank(request: Request) -> Response:
@@ -92,6 +109,7 @@ async def rank(request: Request) -> Response:
                 field="features",
             )
         k = _k(body)
+        _require_ranker(endpoint)
         unit = unit_from(request, body, exp.unit_field, exp.unit_header)
         ranked = await rank_request(
             state.dispatcher,
