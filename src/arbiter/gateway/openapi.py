@@ -279,6 +279,8 @@ def _per_model(paths: dict[str, Any], state: Any) -> dict[str, Any]:
         for name, endpoint in state.pool.endpoints.items():
             concrete = copy.deepcopy(item)
             champion = endpoint.model(endpoint.config.champion_alias)
+            if path.endswith("/rank") and champion is not None and champion.raw is not None:
+                continue  # a scikit-learn estimator is no ranker: /rank refuses it (routes.rank)
             signature = champion.schema if champion is not None else None
             row = feature_row_schema(signature)
             exp = endpoint.config.experiment

@@ -518,3 +518,24 @@ def test_exported_members() -> None:
     assert defined <= set(mlflow_scoring.__all__)
     assert protocols.__all__ == ["inference_v2", "mlflow_scoring"]
     assert protocols.mlflow_scoring is mlflow_scoring
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (
+            b'{"dataframe_records": [{"a": 1.0, "b": 2}, {"a": true, "b": 2}]}',
+            "dataframe_records[1].a",
+        ),
+        (
+            b'{"dataframe_split": {"columns": ["b", "a"], "data": [[false, 1.0]]}}',
+            "dataframe_split.data[0][0]",
+        ),
+    ],
+)
+def test_a_boolean_for_a_number_is_refused_as_on_predict(body: bytes, field: str) -> None:
+    """MLflow would cast ``true`` to 1.0; arbiter refuses it on every protocol (issue 14)."""
+    metadata = signature_model(ColSpec("double", "a"), ColSpec("long", "b"))
+    with pytest.raises(ScoringInputError) as ours:
+        parse_request(body, JSON, metadata=metadata)
+    assert ours.value.field == field

@@ -369,8 +369,53 @@ def _parse_json(body: bytes, metadata: Any, input_schema: Any) -> ParsedScoringR
         return ParsedScoringRequest(data["inputs"], params, "inputs")
 
     field = format_keys[0] if len(format_keys) == 1 else "body"
+    _refuse_booleans_for_numbers(data, input_schema)
     parsed = _call_mlflow(infer_and_parse_data, data, input_schema, field=field)
     return ParsedScoringRequest(parsed, params, format_keys[0])
+
+
+_NUMERIC_TYPES = frozenset({"double", "float", "long", "integer"})
+
+
+def _refuse_booleans_for_numbers(data: dict[str, Any], input_schema: Any) -> None:
+    """Refuse JSON ``true``/``false`` where the signature says number, as ``/predict`` does.
+
+    MLflow's parser casts a boolean to 1.0/0.0 for a double column, after which nothing can
+    tell it from a number: checked here, on the JSON, so every protocol refuses the same
+    values (issue 14, one set of input rules).
+    """
+    if input_schema is None or not getattr(input_schema, "has_input_names", lambda: False)():
+        return
+    numeric = {
+        name
+        for name, kind in input_schema.input_types_dict().items()
+        if getattr(kind, "name", None) in _NUMERIC_TYPES
+    }
+    if not numeric:
+        return
+    records = data.get("dataframe_records")
+    if isinstance(records, list):
+        for i, row in enumerate(records):
+            if not isinstance(row, dict):
+                continue
+            for name in numeric.intersection(row):
+                if isinstance(row[name], bool):
+                    raise ScoringInputError(
+                        f"feature {name!r} must be a number, got bool in row {i}",
+                        field=f"dataframe_records[{i}].{name}",
+                    )
+    split = data.get("dataframe_split")
+    if isinstance(split, dict) and isinstance(split.get("columns"), list):
+        cols = [(j, c) for j, c in enumerate(split["columns"]) if c in numeric]
+        for i, row in enumerate(split.get("data") or []):
+            if not isinstance(row, list):
+                continue
+            for j, name in cols:
+                if j < len(row) and isinstance(row[j], bool):
+                    raise ScoringInputError(
+                        f"feature {name!r} must be a number, got bool in row {i}",
+                        field=f"dataframe_split.data[{i}][{j}]",
+                    )
 
 
 def _loads(body: bytes) -> Any:
