@@ -21,6 +21,7 @@ from arbiter.events import EventStore
 from arbiter.routing import CHALLENGER, CHAMPION
 from arbiter.strategies.ab import routing
 from tests.canary.conftest import FAST, wait_for
+from tests.conftest import STALL_VALUE
 
 # Generous for a busy 2-core machine, far below the 30 s of a hung call scored inline.
 STALL_BOUND_S = 5.0
@@ -180,16 +181,16 @@ def _shadow_state(client: httpx.Client) -> dict[str, Any]:
 
 
 def test_a_hung_shadow_worker_is_replaced_and_the_shadow_queue_drains(
-    running: Any, fraud_rows: list[dict[str, float]], template_home: Any
+    running: Any, fraud_rows: list[dict[str, float]]
 ) -> None:
-    """The one shadow worker process hangs on its first call (30 s). The watchdog kills and
-    replaces it after ``shadow_hang_s``, which frees the slots; once the challenger alias
-    points at a sound version, shadows complete again, long before the hung call would have
-    returned."""
+    """One poisoned request hangs the only shadow worker process (``stalling``: 120 s on that
+    input). The watchdog kills and replaces the worker after ``shadow_hang_s``, which frees the
+    slot the hung call held; shadows of ordinary requests then complete again, long before the
+    hung call would have returned. Before the watchdog, the slots stayed full for 120 s."""
     model = {
         "experiment": {
             "strategy": "shadow",
-            "challenger_alias": "hanging",
+            "challenger_alias": "stalling",
             "shadow_executor": "process",
             "shadow_workers": 1,
             "shadow_max_in_flight": 2,
@@ -198,32 +199,38 @@ def test_a_hung_shadow_worker_is_replaced_and_the_shadow_queue_drains(
         }
     }
     server, home = running({"faulty": model}, **FAST)
+    poisoned = {**fraud_rows[0], next(iter(fraud_rows[0])): STALL_VALUE}
+    ok = 'arbiter_shadow_total{model="faulty",outcome="ok"}'
     with httpx.Client(base_url=server.url, timeout=30) as client:
         wait_for(lambda: _shadow_state(client)["ready"], timeout_s=60)
-        for i in range(4):  # fills both slots with hung calls; the rest are dropped
-            assert _predict(client, f"u{i}", fraud_rows[i]).status_code == 200
-        assert _shadow_state(client)["in_flight"] >= 1
-        restarts = 'arbiter_shadow_worker_restarts_total{model="faulty"}'
-        wait_for(lambda: restarts in client.get("/metrics").text, timeout_s=20)
-        # The challenger recovers: its alias moves to the champion's (sound) version.
-        from arbiter.registry import registry_for_home
 
-        registry_for_home(home.root).client.set_registered_model_alias(
-            "faulty", "hanging", template_home.versions["faulty"]["champion"]
-        )
+        def an_ordinary_shadow_completed() -> bool:
+            assert _predict(client, "u-ok", fraud_rows[1]).status_code == 200
+            return ok in client.get("/metrics").text
 
-        def a_shadow_completed() -> bool:
-            _predict(client, "u-later", fraud_rows[10])
-            return (
-                'arbiter_shadow_total{model="faulty",outcome="ok"}' in client.get("/metrics").text
-            )
+        wait_for(an_ordinary_shadow_completed, timeout_s=30, interval_s=0.2)
+        assert _predict(client, "u-poison", poisoned).status_code == 200  # the champion answers
+        before = client.get("/metrics").text
+        completed_before = _counter(before, ok)
+        # The worker hangs; the watchdog replaces it (a new process loads the model again).
+        wait_for(lambda: _shadow_state(client)["restarts"] >= 1, timeout_s=20)
 
-        # Without the watchdog the worker is held by the two hung calls (30 s each) and the
-        # new version's load waits behind them: a minute, not 20 s.
-        wait_for(a_shadow_completed, timeout_s=20, interval_s=0.2)
-        assert _shadow_state(client)["restarts"] >= 1
+        def shadows_complete_again() -> bool:
+            assert _predict(client, "u-ok", fraud_rows[1]).status_code == 200
+            return _counter(client.get("/metrics").text, ok) > completed_before
+
+        wait_for(shadows_complete_again, timeout_s=60, interval_s=0.2)
+        metrics = client.get("/metrics").text
+    assert 'arbiter_shadow_worker_restarts_total{model="faulty"}' in metrics
     with EventStore(home.root).connect() as con:
         errors = con.execute(
             "SELECT error FROM predictions WHERE role = 'shadow' AND error IS NOT NULL"
         ).fetchall()
-    assert errors and all(e[0].startswith("timeout") for e in errors), errors
+    assert errors and all(e[0].startswith(("timeout", "worker replaced")) for e in errors), errors
+
+
+def _counter(metrics: str, series: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
