@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from arbiter.errors import ArbiterError, ModelError, ModelTimeoutError
 from arbiter.features import validate_rows
@@ -31,6 +31,7 @@ from arbiter.routing import CHAMPION, Route
 from arbiter.servable import Scored, ServableModel
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class PredictionSink(Protocol):
@@ -426,6 +427,24 @@ class Dispatcher:
         return dataclasses.replace(
             failed, arm=CHAMPION, alias=alias, model=model, ctx=ctx, role=FALLBACK
         )
+
+    async def call(self, endpoint: Endpoint, arm: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in ``arm``'s scoring pool, waiting at most the arm's deadline.
+
+        For request paths that score models themselves (``/rank``): the same pools and
+        deadlines as :meth:`aserve`. Raises ModelTimeoutError past the deadline (nothing
+        logged: the caller logs its own rows).
+        """
+        exp = endpoint.config.experiment
+        pool = self._champion_pool if arm == CHAMPION else self._challenger_pool
+        timeout = exp.timeout_s(arm) if exp.arms_isolated() else None
+        try:
+            return await asyncio.wait_for(pool.submit(fn, *args), timeout)  # type: ignore[no-any-return]
+        except TimeoutError:
+            setting = "champion_timeout_s" if arm == CHAMPION else "challenger_timeout_s"
+            raise ModelTimeoutError(
+                f"{arm} did not answer within {timeout:g} s (experiment.{setting})"
+            ) from None
 
     def close(self) -> None:
         """Stop the scoring threads (a hung call is abandoned, not waited for)."""
