@@ -194,8 +194,7 @@ def test_a_hung_shadow_worker_is_replaced_and_the_shadow_queue_drains(
             "shadow_executor": "process",
             "shadow_workers": 1,
             "shadow_max_in_flight": 2,
-            "shadow_timeout_s": 0.5,
-            "shadow_hang_s": 1.0,
+            "shadow_timeout_s": 0.5,  # shadow_hang_s defaults to 3 x this: 1.5 s
         }
     }
     server, home = running({"faulty": model}, **FAST)
@@ -209,17 +208,18 @@ def test_a_hung_shadow_worker_is_replaced_and_the_shadow_queue_drains(
             return ok in client.get("/metrics").text
 
         wait_for(an_ordinary_shadow_completed, timeout_s=30, interval_s=0.2)
+        # Every earlier shadow has returned, so no completion below predates the poison.
+        wait_for(lambda: _shadow_state(client)["in_flight"] == 0, timeout_s=30)
+        completed_before = _counter(client.get("/metrics").text, ok)
         assert _predict(client, "u-poison", poisoned).status_code == 200  # the champion answers
-        before = client.get("/metrics").text
-        completed_before = _counter(before, ok)
         # The worker hangs; the watchdog replaces it (a new process loads the model again).
-        wait_for(lambda: _shadow_state(client)["restarts"] >= 1, timeout_s=20)
 
         def shadows_complete_again() -> bool:
             assert _predict(client, "u-ok", fraud_rows[1]).status_code == 200
             return _counter(client.get("/metrics").text, ok) > completed_before
 
         wait_for(shadows_complete_again, timeout_s=60, interval_s=0.2)
+        assert _shadow_state(client)["restarts"] >= 1
         metrics = client.get("/metrics").text
     assert 'arbiter_shadow_worker_restarts_total{model="faulty"}' in metrics
     with EventStore(home.root).connect() as con:

@@ -61,7 +61,8 @@ class GatewayMetrics:
         )
         self.errors = Counter(
             "arbiter_errors_total",
-            "Requests that failed, by model and kind (bad_request, model_error, ...).",
+            "Requests that failed, by model and kind (bad_request, model_error, ...); a failed "
+            "model call is counted even when the champion answered in its place.",
             ["model", "kind"],
             **kw,
         )
