@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from arbiter.config import ModelConfig
 from arbiter.events import EventStore
@@ -92,10 +93,13 @@ def test_a_hung_ab_challenger_stalls_neither_the_champion_nor_healthz(
     assert hung["seconds"] < 3.0 + STALL_BOUND_S
 
 
+@pytest.mark.parametrize("isolate", [None, False], ids=["default", "inline"])
 def test_a_raising_ab_challenger_falls_back_to_the_champion_and_is_logged_as_its_error(
-    running: Any, fraud_rows: list[dict[str, float]]
+    running: Any, fraud_rows: list[dict[str, float]], isolate: bool | None
 ) -> None:
-    model = _ab("raising")
+    """Scored in the pools (default) or inline (``isolate_arms: false``), a raising
+    challenger's users get the champion's answer; the failure is the challenger's."""
+    model = _ab("raising", isolate_arms=isolate)
     server, home = running({"faulty": model}, **FAST)
     challenger_users = _units(model, CHALLENGER, 4)
     champion_users = _units(model, CHAMPION, 2)
