@@ -346,11 +346,13 @@ class Dispatcher:
           (inline for one arm and a thread for the other biased the challenger's p99 by the
           GIL hand-offs of the thread).
 
-        The hop costs about 0.3 ms p50 per request (docs/benchmarks.md, "Arms in thread pools
-        vs inline"); ``isolate_arms: false`` scores inline, without a deadline.
+        The hop is what this costs every request: about 0.3 ms p50 on a quiet machine, tens of
+        milliseconds on a CPU-starved one, where the scoring thread and then the event loop
+        each wait for the scheduler (docs/benchmarks.md, "Deadlines on every call");
+        ``isolate_arms: false`` scores inline, without a deadline.
 
         A challenger that raises or times out is answered by the champion
-        (``fallback_to_champion``, on for ab and bandit): see :meth:`_fall_back`.
+        (``fallback_to_champion``, on for ab and bandit): see :meth:`_fallback_request`.
 
         Latency is measured from when the model starts, in its thread.
         """
