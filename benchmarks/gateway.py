@@ -240,13 +240,14 @@ def prepare(home: Path) -> dict[str, Any]:
     }
 
 
-def write_config(home: Path, model: str, strategy: str) -> None:
+def write_config(home: Path, model: str, strategy: str, isolate: bool | None = None) -> None:
     from arbiter.config import ExperimentConfig, HomeConfig, ModelConfig, dump_config
 
+    raw: dict[str, Any] = {"strategy": strategy}
+    if isolate is not None:
+        raw["isolate_arms"] = isolate
     config = HomeConfig(
-        models={
-            model: ModelConfig(experiment=ExperimentConfig.model_validate({"strategy": strategy}))
-        }
+        models={model: ModelConfig(experiment=ExperimentConfig.model_validate(raw))}
     )
     (home / "arbiter.yaml").write_text(dump_config(config), encoding="utf-8")
 
@@ -282,7 +283,7 @@ def server_argv(key: str, home: Path, port: int, features: list[str]) -> list[st
             str(port),
             ",".join(features),
         ]
-    if key in ("arbiter-ab", "arbiter-shadow"):
+    if key.startswith("arbiter-"):
         return [
             str(BIN / "arbiter"),
             "serve",
@@ -619,6 +620,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-pin", action="store_true", help="do not pin servers/generators with taskset"
     )
+    parser.add_argument(
+        "--isolation",
+        action="store_true",
+        help="only (a) and (b), (b) with isolate_arms false then true: the cost of deadlines",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed: apt-get install -y wrk")
@@ -684,6 +690,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile:
                 profile(srv, plan, args.profile, load_core)
 
+        if args.isolation:
+            compare_isolation(home, s, plan, half_a, load_core, start, log)
+            return 0
+
         # (b) arbiter, A/B + logging
         write_config(home, AB_MODEL, "ab")
         path = f"/models/{AB_MODEL}/predict"
@@ -747,6 +757,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def compare_isolation(
+    home: Path,
+    s: dict[str, Any],
+    plan: Plan,
+    half_a: float,
+    load_core: int | None,
+    start: Any,
+    log: Any,
+) -> None:
+    """(b) with the arms scored inline (no deadline) and in thread pools (the default)."""
+    path = f"/models/{AB_MODEL}/predict"
+    bodies = home / "bodies_arbiter.json"
+    for isolate in (False, True):
+        key = f"arbiter-ab-isolate-{str(isolate).lower()}"
+        write_config(home, AB_MODEL, "ab", isolate=isolate)
+        with start(key, f"(b) A/B isolate_arms={isolate}", path, bodies) as srv:
+            s[key] = {"wrk": best_wrk(srv, plan, load_core)}
+            log(key, "saturation", s[key]["wrk"])
+            s[key]["rate_half_a"] = run_rate(srv, plan, half_a, plan.rate_s, load_core)
+            log(key, "50% of (a)", s[key]["rate_half_a"])
+    print("\n| (b) A/B | req/s (saturation) | p50 at 50 % of (a) | p99 at 50 % of (a) |")
+    print("|---|---:|---:|---:|")
+    for isolate in (False, True):
+        r = s[f"arbiter-ab-isolate-{str(isolate).lower()}"]
+        print(
+            f"| isolate_arms={str(isolate).lower()} | {r['wrk']['rps']:,.0f} | "
+            f"{r['rate_half_a']['p50_ms']:.2f} ms | {r['rate_half_a']['p99_ms']:.2f} ms |"
+        )
 
 
 if __name__ == "__main__":

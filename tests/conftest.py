@@ -26,6 +26,9 @@ import pytest
 from arbiter.config import HomeConfig, dump_config
 from arbiter.home import Home
 
+#: The first feature's value on which ``faulty``'s ``stalling`` version hangs.
+STALL_VALUE = -12345.0
+
 
 @dataclass(frozen=True)
 class Template:
@@ -42,7 +45,7 @@ def template_home(tmp_path_factory: pytest.TempPathFactory) -> Template:
     from arbiter.demo.data import make_transactions
     from arbiter.demo.train import train_challenger, train_champion
     from arbiter.registry import registry_for_home
-    from arbiter.testing import FailingModel, SlowModel
+    from arbiter.testing import FailingModel, SlowModel, StallingModel
 
     root = tmp_path_factory.mktemp("template-home")
     registry = registry_for_home(root)
@@ -66,6 +69,13 @@ def template_home(tmp_path_factory: pytest.TempPathFactory) -> Template:
     )
     versions["faulty"]["hanging"] = registry.log_pyfunc_model(
         "faulty", SlowModel(seconds=30.0), example, aliases=("hanging",)
+    )
+    # Hangs 120 s on a row whose first feature is STALL_VALUE, answers the rest at once.
+    versions["faulty"]["stalling"] = registry.log_pyfunc_model(
+        "faulty",
+        StallingModel(120.0, str(example.columns[0]), STALL_VALUE),
+        example,
+        aliases=("stalling",),
     )
     return Template(
         root=root,

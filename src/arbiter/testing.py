@@ -44,6 +44,22 @@ class SlowModel(PythonModel):
         return np.full(len(model_input), self.constant, dtype=np.int64)
 
 
+class StallingModel(PythonModel):
+    """Hangs for ``seconds`` on a request with a row whose ``column`` equals ``value`` (one
+    poisoned input), answers every other request at once with a constant."""
+
+    def __init__(self, seconds: float, column: str, value: float, constant: int = 0) -> None:
+        self.seconds = seconds
+        self.column = column
+        self.value = value
+        self.constant = constant
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        if (model_input[self.column] == self.value).any():
+            time.sleep(self.seconds)
+        return np.full(len(model_input), self.constant, dtype=np.int64)
+
+
 class BusyModel(PythonModel):
     """Burns CPU for ``seconds`` per call while holding the GIL (a CPU-bound slow challenger)."""
 

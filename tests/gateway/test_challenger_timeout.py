@@ -55,13 +55,16 @@ def test_a_hung_canary_challenger_times_out_and_is_rolled_back(
 @pytest.mark.parametrize(
     ("strategy", "isolate", "expected"),
     [
-        ("canary", None, True),  # the untrusted new model: isolated by default
-        ("ab", None, False),  # inline by default: a thread hop costs every request
-        ("bandit", None, False),
-        ("ab", True, True),
+        # Every strategy isolates by default: a hung champion freezes a worker too.
+        ("canary", None, True),
+        ("ab", None, True),
+        ("bandit", None, True),
+        ("shadow", None, True),
+        ("none", None, True),
+        ("interleave", None, True),
+        ("ab", False, False),  # the explicit opt-out: inline, no deadline
         ("canary", False, False),
-        ("shadow", None, False),  # the champion alone serves; shadows have their own executor
-        ("none", None, False),
+        ("none", False, False),
     ],
 )
 def test_which_experiments_score_their_arms_off_the_event_loop(
@@ -79,15 +82,17 @@ def test_which_experiments_score_their_arms_off_the_event_loop(
 
 
 @pytest.mark.parametrize("strategy", ["shadow", "none", "interleave"])
-def test_isolate_arms_belongs_to_the_strategies_that_serve_a_challenger(strategy: str) -> None:
+def test_challenger_deadlines_belong_to_the_strategies_that_serve_a_challenger(
+    strategy: str,
+) -> None:
     from pydantic import ValidationError
 
     from arbiter.config import ExperimentConfig
 
     with pytest.raises(
-        ValidationError, match="isolate_arms applies to strategy ab, bandit or canary"
+        ValidationError, match="challenger_timeout_s applies to strategy ab, bandit or canary"
     ):
-        ExperimentConfig.model_validate({"strategy": strategy, "isolate_arms": True})
+        ExperimentConfig.model_validate({"strategy": strategy, "challenger_timeout_s": 1.0})
 
 
 def test_an_isolated_ab_challenger_that_hangs_gets_504_while_the_champion_serves(
@@ -100,6 +105,7 @@ def test_an_isolated_ab_challenger_that_hangs_gets_504_while_the_champion_serves
             "challenger_share": 0.5,
             "isolate_arms": True,
             "challenger_timeout_s": 0.3,
+            "fallback_to_champion": False,  # the user sees the 504 (the default falls back)
         }
     }
     server, _home = running({"faulty": model}, **FAST)

@@ -99,7 +99,8 @@ def test_no_experiment_and_no_strategy_mean_none(tmp_path: Path) -> None:
 def test_arms_and_isolation_per_strategy() -> None:
     ab = ModelConfig.model_validate({"experiment": {"strategy": "ab"}})
     assert ab.arms() == {"champion": "champion", "challenger": "challenger"}
-    assert not ab.experiment.arms_isolated()
+    assert ab.experiment.arms_isolated()  # every strategy has deadlines by default
+    assert ab.experiment.falls_back()
     abn = ModelConfig.model_validate(
         {"experiment": {"strategy": "ab", "challengers": [{"alias": "b", "share": 0.5}]}}
     )

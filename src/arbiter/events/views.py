@@ -15,8 +15,12 @@ arbiter reads them instead of repeating their filters.
     writes the same rule for a restricted set of rows.
 ``unforced``
     ``predictions`` without the rows a tester forced to an arm (``X-Arbiter-Arm``):
-    ``WHERE NOT coalesce(forced, false)``, every role (``served``, ``shadow``, ``interleaved``).
-    The experiment-level queries (strategy, time span, per-role traffic) read it.
+    ``WHERE NOT coalesce(forced, false)``, every role (``served``, ``shadow``, ``interleaved``)
+    but ``fallback``. The experiment-level queries (strategy, time span, per-role traffic) read
+    it. A ``fallback`` row is the champion's answer to a request whose challenger failed
+    (``experiment.fallback_to_champion``): the request is analysed by assignment, as the
+    challenger's failed row (intention to treat), so the champion's stand-in answer is kept
+    out of every analysis view and shows only in ``predictions`` (export).
 ``served``
     ``unforced`` rows with ``role = 'served'``: the answers that went back to the caller.
 ``shadowed``
@@ -75,7 +79,8 @@ _VIEWS_SQL = """
 CREATE VIEW latest_feedback AS {latest};
 
 CREATE VIEW unforced AS
-SELECT * FROM predictions WHERE NOT coalesce(forced, false);
+SELECT * FROM predictions
+WHERE NOT coalesce(forced, false) AND coalesce(role, '') <> 'fallback';
 
 CREATE VIEW served AS
 SELECT * FROM predictions WHERE role = 'served' AND NOT coalesce(forced, false);

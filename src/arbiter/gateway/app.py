@@ -166,6 +166,8 @@ def create_app(
                 workers=exp.shadow_workers,
                 tracking_uri=getattr(reg, "tracking_uri", None),
                 registry_uri=getattr(reg, "registry_uri", None),
+                hang_s=exp.shadow_hang_s,  # the watchdog of a hung worker (issue 14)
+                on_restart=metrics.shadow_restarts.labels(name).inc,
             )
             preload = [(name, challenger.version)] if challenger is not None else []
             await asyncio.to_thread(shadows[name].start, preload)

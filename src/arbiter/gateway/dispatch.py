@@ -8,15 +8,18 @@ experiment logic exists once, whatever the client speaks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import math
+import queue
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from arbiter.errors import ArbiterError, ModelError, ModelTimeoutError
 from arbiter.features import coerce_frame, coerce_rows
@@ -29,6 +32,7 @@ from arbiter.routing import CHAMPION, Route
 from arbiter.servable import Scored, ServableModel
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class PredictionSink(Protocol):
@@ -276,7 +280,13 @@ class Outcome:
     experiment: str
     strategy: str
     scored: Scored
+    #: The assigned arm whose model failed, when the champion answered in its place.
+    fallback_from: str | None = None
 
+
+#: Role of the champion's row when it answered for a failed challenger (not ``served``: the
+#: analyses count the request once, by assignment, as the challenger's failure).
+FALLBACK = "fallback"
 
 #: Threads per scoring pool (champion, other arms) in served experiments; see
 #: :meth:`Dispatcher.aserve`.
@@ -293,6 +303,70 @@ class _Request:
     alias: str
     model: ServableModel
     ctx: RequestContext
+    role: str = "served"
+
+
+class _ScoringPool:
+    """A few daemon threads that score for the event loop and answer on an asyncio future.
+
+    Not a ``ThreadPoolExecutor``, for two reasons. Its threads are joined at interpreter exit,
+    so one hung model call would keep a stopping server alive for as long as the call hangs;
+    these are daemon threads, abandoned at exit. And the hop is leaner: the thread sets the
+    asyncio future with one ``call_soon_threadsafe``, without the concurrent future, its lock
+    and the callback chain of ``run_in_executor``/``wrap_future`` (the hop is what isolation
+    costs every request, see :meth:`Dispatcher.aserve`).
+    """
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self.size = size
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run ``fn(*args)`` in a pool thread; from the event loop thread only."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put((loop, future, fn, args))
+        if not self._idle.acquire(blocking=False):
+            with self._lock:
+                if len(self._threads) < self.size:
+                    thread = threading.Thread(
+                        target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
+                    )
+                    self._threads.append(thread)
+                    thread.start()
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            loop, future, fn, args = item
+            try:
+                outcome: tuple[bool, Any] = (True, fn(*args))
+            except BaseException as exc:  # handed to the awaiting request, which decides
+                outcome = (False, exc)
+            # The loop may close between the check and the call (shutdown): nobody waits.
+            if not loop.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, future, outcome)
+            self._idle.release()
+
+    def close(self) -> None:
+        """Let idle threads exit; a hung call's thread is abandoned (a daemon)."""
+        for _ in self._threads:
+            self._queue.put(None)
+
+
+def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if future.done():  # the request stopped waiting (its deadline passed)
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 def _timed(inp: ModelInput, model: ServableModel) -> tuple[Scored, float]:
@@ -360,8 +434,8 @@ class Dispatcher:
         self.metrics = metrics
         self.shadows = shadows
         self.rng = rng or random.Random()
-        self._champion_pool = ThreadPoolExecutor(SCORING_THREADS, thread_name_prefix="champion")
-        self._challenger_pool = ThreadPoolExecutor(SCORING_THREADS, thread_name_prefix="challenger")
+        self._champion_pool = _ScoringPool("champion", SCORING_THREADS)
+        self._challenger_pool = _ScoringPool("challenger", SCORING_THREADS)
 
     def serve(
         self,
@@ -376,7 +450,8 @@ class Dispatcher:
 
         ``forced_arm`` (a tester's ``X-Arbiter-Arm``) overrides the experiment: the request is
         served by that arm, not shadowed, and logged with ``forced`` so analyses leave it out.
-        The HTTP routes use :meth:`aserve`, which keeps challengers off the event loop.
+        The HTTP routes use :meth:`aserve`, which puts a deadline on every call. A challenger
+        that raises is answered by the champion here too (``fallback_to_champion``).
 
         Raises InvalidInputError (nothing logged), NotReadyError, or ModelError (logged with the
         error, since the request was valid and a model failed on it).
@@ -393,55 +468,128 @@ class Dispatcher:
         protocol: str,
         forced_arm: str | None = None,
     ) -> Outcome:
-        """:meth:`serve` for the event loop.
+        """:meth:`serve` for the event loop, with a deadline on every call.
 
-        By default every arm scores inline: a thread hop costs every request (measured with
-        ``benchmarks/gateway.py``: +0.3 ms p50, +2 ms p99 for an A/B test). With
-        ``experiment.isolate_arms`` (on by default for a canary, whose challenger is the
-        untrusted new model) every arm scores off the event loop, the champion in one small
-        thread pool and the other arms in another, so that:
+        With ``experiment.isolate_arms`` (on by default, every strategy) every served arm
+        scores off the event loop, the champion in one small thread pool and the other arms in
+        another, and the loop waits at most ``champion_timeout_s`` / ``challenger_timeout_s``:
 
-        * a slow challenger cannot stall the worker's event loop (and with it the champion's
-          requests and the canary controller), and a hung one answers 504 after
-          ``experiment.challenger_timeout_s`` and is logged as the challenger's error, which is
-          what rolls a canary back; a timed-out call keeps its thread until it returns, and
-          once all :data:`SCORING_THREADS` challenger threads are stuck, further challenger
-          requests time out too, while the champion's pool is untouched;
+        * no model can stall the worker's event loop (and with it the other requests,
+          ``/healthz`` and the controllers); a call past its deadline is logged as that arm's
+          error (``model_timeout``, which a canary's guardrail counts) and answers 504, or the
+          champion's answer when the challenger may fall back. A timed-out call keeps its
+          thread until it returns: once all :data:`SCORING_THREADS` threads of a pool are
+          stuck, further calls of that pool time out too, while the other pool is untouched;
         * both arms go through the same path, so the latency guardrail compares like with like
-          (scoring inline for one arm and in a thread for the other biased the challenger's
-          p99 by the GIL hand-offs of the thread, a few milliseconds: enough to fail a 2×
-          ratio against a 5 ms champion).
+          (inline for one arm and a thread for the other biased the challenger's p99 by the
+          GIL hand-offs of the thread).
+
+        The hop is what this costs every request: about 0.3 ms p50 on a quiet machine, tens of
+        milliseconds on a CPU-starved one, where the scoring thread and then the event loop
+        each wait for the scheduler (docs/benchmarks.md, "Deadlines on every call");
+        ``isolate_arms: false`` scores inline, without a deadline.
+
+        A challenger that raises or times out is answered by the champion
+        (``fallback_to_champion``, on for ab and bandit): see :meth:`_fallback_request`.
 
         Latency is measured from when the model starts, in its thread.
         """
         request = self._prepare(endpoint, inp, unit_id, protocol, forced_arm)
-        if not endpoint.config.experiment.arms_isolated():
+        exp = endpoint.config.experiment
+        if not exp.arms_isolated():
             return self._score_inline(endpoint, request, inp)
+        try:
+            return await self._score_isolated(endpoint, request, inp)
+        except ModelError:
+            fallback = self._fallback_request(endpoint, request, inp)
+            if fallback is None:
+                raise
+            return await self._score_isolated(endpoint, fallback, inp, fallback_from=request.arm)
+
+    async def _score_isolated(
+        self,
+        endpoint: Endpoint,
+        request: _Request,
+        inp: ModelInput,
+        fallback_from: str | None = None,
+    ) -> Outcome:
+        """Score in the arm's pool and wait at most the arm's deadline; log either way."""
         champion = request.arm == CHAMPION
         pool = self._champion_pool if champion else self._challenger_pool
-        timeout = None if champion else endpoint.config.experiment.challenger_timeout_s
-        loop = asyncio.get_running_loop()
+        timeout = endpoint.config.experiment.timeout_s(request.arm)
         start = time.perf_counter()
+        future = pool.submit(_timed, inp, request.model)
         try:
-            future = loop.run_in_executor(pool, _timed, inp, request.model)
             scored, model_start = await asyncio.wait_for(future, timeout)
         except TimeoutError:
             model = request.model
+            setting = "champion_timeout_s" if champion else "challenger_timeout_s"
             exc = ModelTimeoutError(
                 f"model {model.name} v{model.version} ({request.alias}) did not answer "
-                f"within {timeout:g} s (experiment.challenger_timeout_s)"
+                f"within {timeout:g} s (experiment.{setting})"
             )
             self._failed(endpoint, request, inp, start, exc)
             raise exc from None
         except ModelError as exc:
             self._failed(endpoint, request, inp, start, exc)
             raise
-        return self._served(endpoint, request, inp, model_start, scored)
+        return self._served(endpoint, request, inp, model_start, scored, fallback_from)
+
+    def _fallback_request(
+        self,
+        endpoint: Endpoint,
+        failed: _Request,
+        inp: ModelInput,
+    ) -> _Request | None:
+        """The champion's stand-in for a failed challenger call, or None (the error stands).
+
+        None when the failed arm is the champion, a tester forced the arm, the experiment does
+        not fall back (``fallback_to_champion``), or the champion is not loaded or cannot take
+        this input. The stand-in keeps the request id and logs with role ``fallback`` and the
+        champion's arm, alias and version. The analyses count the request by assignment
+        (intention to treat): once, as the failed arm's error row, which is what its error-rate
+        guardrail and a unit's exposure read; the ``fallback`` row is left out of every
+        analysis view (:mod:`arbiter.events.views`) and records what the user got.
+        """
+        if failed.arm == CHAMPION or failed.ctx.forced:
+            return None
+        if not endpoint.config.experiment.falls_back():
+            return None
+        alias = endpoint.config.champion_alias
+        model = failed.models.get(alias)
+        if model is None:
+            return None
+        try:
+            inp.check(model)
+        except ArbiterError:
+            return None
+        ctx = dataclasses.replace(failed.ctx, arm=CHAMPION)
+        return dataclasses.replace(
+            failed, arm=CHAMPION, alias=alias, model=model, ctx=ctx, role=FALLBACK
+        )
+
+    async def call(self, endpoint: Endpoint, arm: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in ``arm``'s scoring pool, waiting at most the arm's deadline.
+
+        For request paths that score models themselves (``/rank``): the same pools and
+        deadlines as :meth:`aserve`. Raises ModelTimeoutError past the deadline (nothing
+        logged: the caller logs its own rows).
+        """
+        exp = endpoint.config.experiment
+        pool = self._champion_pool if arm == CHAMPION else self._challenger_pool
+        timeout = exp.timeout_s(arm) if exp.arms_isolated() else None
+        try:
+            return await asyncio.wait_for(pool.submit(fn, *args), timeout)  # type: ignore[no-any-return]
+        except TimeoutError:
+            setting = "champion_timeout_s" if arm == CHAMPION else "challenger_timeout_s"
+            raise ModelTimeoutError(
+                f"{arm} did not answer within {timeout:g} s (experiment.{setting})"
+            ) from None
 
     def close(self) -> None:
         """Stop the scoring threads (a hung call is abandoned, not waited for)."""
         for pool in (self._champion_pool, self._challenger_pool):
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.close()
 
     def _prepare(
         self,
@@ -455,18 +603,32 @@ class Dispatcher:
         route = self.route(endpoint, unit_id, forced_arm)
         models = endpoint.models  # one read: a concurrent swap cannot mix versions in a request
         arm, alias, model = resolve_model(endpoint, models, route, forced_arm)
-        inp.check(model)
+        try:
+            inp.check(model)
+        except ArbiterError as exc:
+            exc.arm = arm  # type: ignore[attr-defined]  # for the request metric's label
+            raise
         ctx = request_context(endpoint, route, arm, unit_id, protocol, forced_arm, ts_us)
         return _Request(route, models, arm, alias, model, ctx)
 
-    def _score_inline(self, endpoint: Endpoint, request: _Request, inp: ModelInput) -> Outcome:
+    def _score_inline(
+        self,
+        endpoint: Endpoint,
+        request: _Request,
+        inp: ModelInput,
+        fallback_from: str | None = None,
+    ) -> Outcome:
         start = time.perf_counter()
         try:
             scored = inp.score(request.model)
         except ModelError as exc:
             self._failed(endpoint, request, inp, start, exc)
+            if fallback_from is None:
+                fallback = self._fallback_request(endpoint, request, inp)
+                if fallback is not None:
+                    return self._score_inline(endpoint, fallback, inp, request.arm)
             raise
-        return self._served(endpoint, request, inp, start, scored)
+        return self._served(endpoint, request, inp, start, scored, fallback_from)
 
     def _failed(
         self,
@@ -476,10 +638,15 @@ class Dispatcher:
         start: float,
         exc: ModelError,
     ) -> None:
+        """Log the failed call as its arm's error and count it under the arm's label."""
         latency = (time.perf_counter() - start) * 1000.0
-        self._log(request.ctx, "served", request.alias, request.model, inp, None, latency, str(exc))
+        self._log(
+            request.ctx, request.role, request.alias, request.model, inp, None, latency, str(exc)
+        )
         kind = "model_timeout" if isinstance(exc, ModelTimeoutError) else "model_error"
         self.metrics.errors.labels(endpoint.name, kind).inc()
+        self.metrics.arm_errors.labels(endpoint.name, request.arm, kind).inc()
+        exc.arm = request.arm  # type: ignore[attr-defined]  # the request metric's label
 
     def _served(
         self,
@@ -488,13 +655,18 @@ class Dispatcher:
         inp: ModelInput,
         start: float,
         scored: Scored,
+        fallback_from: str | None = None,
     ) -> Outcome:
         latency = (time.perf_counter() - start) * 1000.0
         alias, model, ctx = request.alias, request.model, request.ctx
-        self.metrics.model_latency.labels(endpoint.name, alias, "served").observe(latency / 1000.0)
-        self._log(ctx, "served", alias, model, inp, scored, latency, None)
+        self.metrics.model_latency.labels(endpoint.name, alias, request.role).observe(
+            latency / 1000.0
+        )
+        self._log(ctx, request.role, alias, model, inp, scored, latency, None)
+        if fallback_from is not None:
+            self.metrics.fallbacks.labels(endpoint.name, fallback_from).inc()
         shadow = request.route.shadow_alias
-        if shadow is not None:
+        if shadow is not None and request.role == "served":
             self._shadow(endpoint, request.models.get(shadow), shadow, ctx, inp)
         return Outcome(
             ctx.request_id,
@@ -505,6 +677,7 @@ class Dispatcher:
             endpoint.experiment,
             endpoint.strategy.name,
             scored,
+            fallback_from,
         )
 
     def route(self, endpoint: Endpoint, unit_id: str | None, forced_arm: str | None) -> Route:
@@ -570,11 +743,12 @@ class Dispatcher:
                 )
             self._log(ctx, "shadow", alias, model, inp, scored, latency_ms, error)
 
-        if not executor.submit(ShadowJob(model, *inp.payload()), done):
+        if not executor.submit(ShadowJob(model, *inp.payload(model)), done):
             self.metrics.shadow.labels(endpoint.name, "dropped").inc()
 
 
 __all__ = [
+    "FALLBACK",
     "SCORING_THREADS",
     "Dispatcher",
     "FrameInput",

@@ -61,8 +61,31 @@ class GatewayMetrics:
         )
         self.errors = Counter(
             "arbiter_errors_total",
-            "Requests that failed, by model and kind (bad_request, model_error, ...).",
+            "Requests that failed, by model and kind (bad_request, model_error, ...); a failed "
+            "model call is counted even when the champion answered in its place.",
             ["model", "kind"],
+            **kw,
+        )
+        # Deadlines and fallbacks (docs/canary.md, "Deadlines and isolation").
+        self.arm_errors = Counter(
+            "arbiter_model_errors_total",
+            "Failed model calls (model_error, model_timeout) by model and the arm whose model "
+            "failed, whether or not the champion answered in its place.",
+            ["model", "arm", "kind"],
+            **kw,
+        )
+        self.fallbacks = Counter(
+            "arbiter_fallbacks_total",
+            "Requests the champion answered because the assigned arm's model failed, by model "
+            "and that arm (experiment.fallback_to_champion).",
+            ["model", "arm"],
+            **kw,
+        )
+        self.shadow_restarts = Counter(
+            "arbiter_shadow_worker_restarts_total",
+            "Shadow worker processes replaced by the watchdog (a call hung past "
+            "shadow_hang_s, or the process died).",
+            ["model"],
             **kw,
         )
         self.swaps = Counter(

@@ -9,9 +9,10 @@ items (with Python equality the merge would show both ``1`` and ``"1"`` and cred
 click on ``"1"`` to one ranker only).
 
 With ``strategy: interleave`` both the champion (ranker A) and the challenger (ranker B) rank
-the same row, concurrently in worker threads (the request waits for the slower one, not for
-both in turn, and the event loop stays free), and the user sees one list merged by team-draft
-or balanced interleaving (:mod:`arbiter.routing.interleaving`) with a coin flip from a fresh,
+the same row, concurrently in the dispatcher's scoring threads, each with its deadline
+(``experiment.champion_timeout_s``; the request waits for the slower one, not for both in
+turn, and the event loop stays free), and the user sees one list merged by team-draft or
+balanced interleaving (:mod:`arbiter.routing.interleaving`) with a coin flip from a fresh,
 OS-seeded generator per request. With any other strategy the routed arm ranks alone.
 
 The challenger never costs the user an answer: if it is not loaded, rejects the input, raises,
@@ -46,7 +47,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from arbiter.errors import ArbiterError, ModelError
+from arbiter.errors import ArbiterError, ModelError, ModelTimeoutError
 from arbiter.gateway.dispatch import Dispatcher, RowsInput, request_context, resolve_model
 from arbiter.gateway.pool import Endpoint
 from arbiter.prediction_log import RequestContext, prediction_columns
@@ -190,7 +191,7 @@ async def rank(
     inp.check(model)
     ctx = request_context(endpoint, route, arm, unit_id, "rank", forced_arm, ts_us)
     if not interleaving:
-        first = await asyncio.to_thread(_run, dispatcher, arm, alias, model, inp, SERVED)
+        first = await _attempt(dispatcher, endpoint, arm, alias, model, inp, SERVED)
         _log(dispatcher, ctx, SERVED, first, inp)
         if first.error is not None:
             dispatcher.metrics.errors.labels(endpoint.name, "model_error").inc()
@@ -205,18 +206,18 @@ async def rank(
     reason: str | None = None
     if b_model is None:
         reason = f"challenger {b_alias!r} is not loaded"
-        first = await asyncio.to_thread(_run, dispatcher, arm, alias, model, inp, INTERLEAVED)
+        first = await _attempt(dispatcher, endpoint, arm, alias, model, inp, INTERLEAVED)
     else:
         try:
             inp.check(b_model)
         except ArbiterError as exc:
             second = _Run(CHALLENGER, b_alias, b_model, None, 0.0, f"input rejected: {exc}")
-            first = await asyncio.to_thread(_run, dispatcher, arm, alias, model, inp, INTERLEAVED)
+            first = await _attempt(dispatcher, endpoint, arm, alias, model, inp, INTERLEAVED)
         else:
             # Both rankers at once, off the event loop: latency is the slower one's, not the sum.
             first, second = await asyncio.gather(
-                asyncio.to_thread(_run, dispatcher, arm, alias, model, inp, INTERLEAVED),
-                asyncio.to_thread(_run, dispatcher, CHALLENGER, b_alias, b_model, inp, INTERLEAVED),
+                _attempt(dispatcher, endpoint, arm, alias, model, inp, INTERLEAVED),
+                _attempt(dispatcher, endpoint, CHALLENGER, b_alias, b_model, inp, INTERLEAVED),
             )
         reason = second.error
     if first.error is not None:  # the champion's failure is the request's failure
@@ -256,6 +257,24 @@ async def rank(
         teams,
         {CHAMPION: first.model.version, CHALLENGER: second.model.version},
     )
+
+
+async def _attempt(
+    dispatcher: Dispatcher,
+    endpoint: Endpoint,
+    arm: str,
+    alias: str,
+    model: ServableModel,
+    inp: RowsInput,
+    role: str,
+) -> _Run:
+    """:func:`_run` in the dispatcher's scoring pool of ``arm``, with its deadline
+    (``experiment.champion_timeout_s``): a hung ranker is a failed run, not a hung request."""
+    start = time.perf_counter()
+    try:
+        return await dispatcher.call(endpoint, arm, _run, dispatcher, arm, alias, model, inp, role)
+    except ModelTimeoutError as exc:
+        return _Run(arm, alias, model, None, (time.perf_counter() - start) * 1000.0, str(exc))
 
 
 def _run(

@@ -4,8 +4,11 @@ The caller's response never waits for the shadow. Work is bounded: at most ``max
 shadow calls per model are accepted at once; a request that finds every slot busy is dropped
 and counted rather than queued, so a slow, hanging or failing challenger can never build a
 backlog. A call that outlives ``timeout_s`` is logged as a timeout; its slot is freed only when
-the call really returns, so a hung challenger ends up holding every slot and further shadows are
-dropped (and counted) until it recovers.
+the call really returns. In the ``process`` executor a watchdog kills a worker whose call has
+run for ``hang_s`` (or that died), starts a replacement, and frees the call's slot, so a hung
+challenger costs one worker for ``hang_s`` at a time and the queue drains again; in the
+``thread`` executor a hung call cannot be stopped, so it ends up holding every slot and further
+shadows are dropped (and counted) until it returns.
 
 Where the calls run:
 
@@ -110,13 +113,27 @@ class _ThreadRunner:
             self._queue.put(None)
 
 
+#: ``busy[i]`` while worker ``i`` is idle or loading a model (loading is never "hung").
+_IDLE = -1.0
+
+
 def _process_main(
     tracking_uri: str,
     registry_uri: str | None,
     tasks: Any,
     results: Any,
+    index: int = 0,
+    busy: Any = None,
+    current: Any = None,
+    preload: list[tuple[str, str]] | None = None,
 ) -> None:
-    """A shadow worker process: lowest priority, loads models itself, scores jobs forever."""
+    """A shadow worker process: lowest priority, loads models itself, scores jobs forever.
+
+    ``busy[index]`` (shared memory) holds the ``time.monotonic()`` at which the current call
+    started scoring, or :data:`_IDLE`, and ``current[index]`` the id of the task it took: the
+    watchdog reads them to find a hung call and the task to fail. ``preload``
+    is loaded before the first task: a replacement worker loads the ready challenger first.
+    """
     with contextlib.suppress(OSError):
         os.nice(19)
     from arbiter.registry import MLflowRegistry
@@ -135,11 +152,22 @@ def _process_main(
         loaded = model(name, version)
         if kind == "preload":
             return None
+        if busy is not None:
+            busy[index] = time.monotonic()  # the model is loaded: the call's clock starts
         return _strip(score(loaded, kind, data, params))
 
+    for name, version in preload or []:
+        with contextlib.suppress(Exception):  # a failure shows again on the first task
+            model(name, version)
     while (task := tasks.get()) is not None:
         task_id, *job = task
-        results.put((task_id, _timed(lambda job=job: run(*job))))
+        if current is not None:
+            current[index] = task_id
+        outcome = _timed(lambda job=job: run(*job))
+        if busy is not None:
+            busy[index] = _IDLE  # before the result is sent: never killed while sending it
+            current[index] = -1
+        results.put((task_id, outcome))
 
 
 def _strip(scored: Scored) -> Scored:
@@ -147,16 +175,33 @@ def _strip(scored: Scored) -> Scored:
 
 
 class _ProcessRunner:
-    """Worker processes fed through a queue; a reader thread hands results back."""
+    """Worker processes fed through a queue; a reader thread hands results back, and a
+    watchdog thread replaces a worker whose call hangs (see :meth:`_watch`)."""
 
-    def __init__(self, name: str, size: int, tracking_uri: str, registry_uri: str | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        size: int,
+        tracking_uri: str,
+        registry_uri: str | None,
+        hang_s: float = 60.0,
+        on_restart: Callable[[], None] | None = None,
+    ) -> None:
         self.name = name
         self.size = size
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri
+        self.hang_s = hang_s
+        self.on_restart = on_restart
+        self.restarts = 0
         self._ctx = multiprocessing.get_context("spawn")
         self._tasks: Any = self._ctx.Queue()
         self._results: Any = self._ctx.Queue()
+        # Per worker: when its current call started scoring (time.monotonic), or _IDLE.
+        self._busy: Any = self._ctx.Array("d", [_IDLE] * size, lock=False)
+        self._current: Any = self._ctx.Array("q", [-1] * size, lock=False)
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
         self._pending: dict[int, Callable[[Outcome], None]] = {}
         self._ids = itertools.count()
         self._workers: list[Any] = []
@@ -169,24 +214,76 @@ class _ProcessRunner:
         self._lock = threading.Lock()
 
     def start(self, preload: list[tuple[str, str]]) -> None:
-        for i in range(self.size):
-            process = self._ctx.Process(
-                target=_process_main,
-                args=(self.tracking_uri, self.registry_uri, self._tasks, self._results),
-                name=f"arbiter-shadow-{self.name}-{i}",
-                daemon=True,
-            )
-            process.start()
-            self._workers.append(process)
+        self._workers = [self._spawn(i, []) for i in range(self.size)]
         self._reader = threading.Thread(
             target=self._read, name=f"shadow-{self.name}-results", daemon=True
         )
         self._reader.start()
+        self._watchdog = threading.Thread(
+            target=self._watch, name=f"shadow-{self.name}-watchdog", daemon=True
+        )
+        self._watchdog.start()
         # Load the challenger before traffic arrives, so the first shadows do not time out.
         events = [self.ensure_loading(name, version) for name, version in preload]
         for event in events:
             if not event.wait(120):
                 log.warning("shadow workers of %s still loading after 120 s", self.name)
+
+    def _spawn(self, index: int, preload: list[tuple[str, str]]) -> Any:
+        self._busy[index] = _IDLE
+        process = self._ctx.Process(
+            target=_process_main,
+            args=(self.tracking_uri, self.registry_uri, self._tasks, self._results),
+            kwargs={
+                "index": index,
+                "busy": self._busy,
+                "current": self._current,
+                "preload": preload,
+            },
+            name=f"arbiter-shadow-{self.name}-{index}",
+            daemon=True,
+        )
+        process.start()
+        return process
+
+    def _watch(self) -> None:
+        """Replace a worker whose call has scored for ``hang_s``, or that died.
+
+        Killing the worker ends the call; the task it held (``current``) never answers, so it
+        is settled here with an error, which frees its slot (the caller has usually logged it
+        as a timeout already, at ``timeout_s``). A dead worker's task is settled the same way.
+        """
+        period = min(1.0, max(0.05, self.hang_s / 4))
+        while not self._stopping.wait(period):
+            now = time.monotonic()
+            for i, process in enumerate(self._workers):
+                started = self._busy[i]
+                hung = started != _IDLE and now - started >= self.hang_s
+                if not hung and process.is_alive():
+                    continue
+                if self._stopping.is_set():
+                    return
+                why = (
+                    f"a call ran for {now - started:.1f} s (shadow_hang_s={self.hang_s:g})"
+                    if hung
+                    else f"it exited with code {process.exitcode}"
+                )
+                self._replace(i, process, why)
+
+    def _replace(self, index: int, process: Any, why: str) -> None:
+        with contextlib.suppress(Exception):
+            process.kill()  # SIGKILL: a hung C extension may ignore SIGTERM
+            process.join(5)
+        held = int(self._current[index])
+        self._current[index] = -1
+        self._workers[index] = self._spawn(index, sorted(self._ready))
+        self.restarts += 1
+        log.warning("shadow worker %d of %s replaced: %s", index, self.name, why)
+        deliver = self._pending.pop(held, None) if held >= 0 else None
+        if deliver is not None:  # None: it answered just before the kill
+            deliver((None, f"worker replaced: {why}", self.hang_s * 1000.0))
+        if self.on_restart is not None:
+            self.on_restart()
 
     def is_ready(self, name: str, version: str) -> bool:
         return (name, version) in self._ready
@@ -251,6 +348,9 @@ class _ProcessRunner:
                 deliver(outcome)
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._watchdog is not None:
+            self._watchdog.join(5)
         for process in self._workers:
             if process.is_alive():
                 process.terminate()  # a hung challenger must not hold up shutdown
@@ -278,7 +378,11 @@ class ShadowExecutor:
         workers: int = 1,
         tracking_uri: str | None = None,
         registry_uri: str | None = None,
+        hang_s: float | None = None,
+        on_restart: Callable[[], None] | None = None,
     ) -> None:
+        """``hang_s`` (process executor): a worker whose call has scored this long is killed
+        and replaced (default: 3 × ``timeout_s``); ``on_restart`` is called for each one."""
         self.name = name
         self.kind = kind
         self.max_in_flight = max_in_flight
@@ -287,7 +391,14 @@ class ShadowExecutor:
         if kind == "process":
             if tracking_uri is None:
                 raise ValueError("a process shadow executor needs the registry's tracking URI")
-            self._runner: Any = _ProcessRunner(name, workers, tracking_uri, registry_uri)
+            self._runner: Any = _ProcessRunner(
+                name,
+                workers,
+                tracking_uri,
+                registry_uri,
+                hang_s=hang_s if hang_s is not None else 3 * timeout_s,
+                on_restart=on_restart,
+            )
         else:
             self._runner = _ThreadRunner(name, max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -320,6 +431,7 @@ class ShadowExecutor:
             "dropped": self.dropped,
             "timeouts": self.timeouts,
             "failures": self.failures,
+            "restarts": getattr(self._runner, "restarts", 0),
         }
 
     @property

@@ -38,6 +38,9 @@ class GatewayState:
 
     def count_error(self, model: str, exc: BaseException, protocol: str = "arbiter") -> None:
         status, code = status_for(exc)
-        self.metrics.requests.labels(model, "none", protocol, str(status)).inc()
+        # The dispatcher names the arm of a routed request on its error (a failed model's
+        # arm); "none" is left for requests refused before any arm was chosen.
+        arm = getattr(exc, "arm", None) or "none"
+        self.metrics.requests.labels(model, arm, protocol, str(status)).inc()
         if code != "model_error":  # model errors are counted where they happen
             self.metrics.errors.labels(model, code).inc()

@@ -14,7 +14,7 @@ modules can subclass these without importing the config module.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -51,6 +51,22 @@ class ExperimentConfig(Frozen):
     unit_header: str = Field(
         default="X-Unit-Id", description="HTTP header that identifies the unit (any protocol)."
     )
+    # Deadlines (docs/canary.md, "Deadlines and isolation"): every strategy, since a hung
+    # champion freezes a worker as surely as a hung challenger.
+    isolate_arms: bool | None = Field(
+        default=None,
+        description="Score the served arms off the event loop, the champion and the other arms "
+        "each in its own small thread pool, with a deadline (champion_timeout_s, "
+        "challenger_timeout_s): a slow or hung model cannot stall the worker or /healthz. "
+        "Default (null): on for every strategy; false scores inline, with no deadline "
+        "(about 0.3 ms p50 less per request, docs/benchmarks.md).",
+    )
+    champion_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        description="With isolate_arms: a champion slower than this answers 504 "
+        "(model_timeout), logged as its error. Generous: it only stops a hung model.",
+    )
 
     def __init__(self, **data: Any) -> None:
         if type(self) is ExperimentConfig:
@@ -78,7 +94,15 @@ class ExperimentConfig(Frozen):
         return {}
 
     def arms_isolated(self) -> bool:
-        """Whether the served arms score in thread pools (see ``isolate_arms``)."""
+        """Whether the served arms score in thread pools, with deadlines (``isolate_arms``)."""
+        return self.isolate_arms is not False
+
+    def timeout_s(self, arm: str) -> float:
+        """The deadline of one call by ``arm`` (the champion's, or a challenger's)."""
+        return self.champion_timeout_s
+
+    def falls_back(self) -> bool:
+        """Whether a failed challenger call is answered by the champion instead."""
         return False
 
 
@@ -153,26 +177,28 @@ class SeveralChallengers(OneChallenger):
 class IsolatedArms(Frozen):
     """Settings of strategies whose challenger serves users (ab, canary, bandit)."""
 
-    #: ``isolate_arms: null`` means this (the canary isolates its untrusted new model).
-    isolate_by_default: ClassVar[bool] = False
-
-    isolate_arms: bool | None = Field(
-        default=None,
-        description="Score the arms serving users off the event loop, each side in its own "
-        "small thread pool, with challenger_timeout_s: a slow or hung challenger cannot stall "
-        "the worker. Default (null): on for canary (the untrusted new model), off for ab and "
-        "bandit, where scoring inline saves about 0.3 ms p50 and 2 ms p99 per request.",
-    )
     challenger_timeout_s: float = Field(
         default=5.0,
         gt=0.0,
-        description="With isolate_arms: a challenger slower than this answers 504 and the "
-        "request is logged as its error (so a canary rolls a hung challenger back).",
+        description="With isolate_arms: a challenger slower than this is stopped waiting for "
+        "and the call is logged as its error (model_timeout), which a canary's guardrail "
+        "counts; the user gets the champion's answer (fallback_to_champion) or a 504.",
+    )
+    fallback_to_champion: bool = Field(
+        default=True,
+        description="A challenger that raises or times out is answered by the champion for "
+        "that request: the failure is logged as the challenger's error, the champion's answer "
+        "with role 'fallback' (docs/analysis.md, 'Fallback requests'). false: the user gets "
+        "the error (500, or 504 on a timeout).",
     )
 
-    def arms_isolated(self) -> bool:
-        """Whether the served arms score in thread pools (see ``isolate_arms``)."""
-        return self.isolate_by_default if self.isolate_arms is None else self.isolate_arms
+    def timeout_s(self, arm: str) -> float:
+        """The champion's deadline for the champion, ``challenger_timeout_s`` for the others."""
+        champion = getattr(self, "champion_timeout_s", self.challenger_timeout_s)
+        return champion if arm == "champion" else self.challenger_timeout_s
+
+    def falls_back(self) -> bool:
+        return self.fallback_to_champion
 
 
 def describe_arms(config: ExperimentConfig, endpoint: LiveEndpoint) -> dict[str, Any]:

@@ -9,7 +9,7 @@ split, and the checkpoints promote or roll back by themselves (``arbiter canary 
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -116,9 +116,13 @@ class CanaryConfig(Frozen):
 class CanaryExperimentConfig(IsolatedArms, OneChallenger):
     """A canary release of the challenger."""
 
-    isolate_by_default: ClassVar[bool] = True  # the untrusted new model
-
     strategy: Literal["canary"] = "canary"
+    fallback_to_champion: bool = Field(
+        default=False,
+        description="A failed or timed-out challenger call answered by the champion instead "
+        "of a 500/504. Off by default for a canary: its share is the blast radius it accepts, "
+        "and the guardrail counts the failure either way.",
+    )
     canary: CanaryConfig = CanaryConfig()
 
 

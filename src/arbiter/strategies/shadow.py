@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from arbiter.routing import Shadow
 from arbiter.strategies.base import ExperimentConfig, OneChallenger, describe_arms
@@ -31,6 +31,19 @@ class ShadowExperimentConfig(OneChallenger):
         "slow the champion); thread: threads in the gateway process (light challengers).",
     )
     shadow_workers: int = Field(default=1, ge=1, le=64, description="process: worker count.")
+    shadow_hang_s: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="process: a worker whose call has run this long is killed and replaced "
+        "(logged, counted in arbiter_shadow_worker_restarts_total), so a hung challenger "
+        "cannot hold the shadow slots. Default (null): 3 × shadow_timeout_s.",
+    )
+
+    @model_validator(mode="after")
+    def _hang_after_timeout(self) -> ShadowExperimentConfig:
+        if self.shadow_hang_s is not None and self.shadow_hang_s < self.shadow_timeout_s:
+            raise ValueError("shadow_hang_s must be >= shadow_timeout_s")
+        return self
 
 
 def routing(model: str, config: ModelConfig) -> Shadow:
