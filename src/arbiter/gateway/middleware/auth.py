@@ -9,6 +9,26 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from arbiter.gateway.responses import UnauthorizedError, error_response
 
 
+def bearer_credential(authorization: str | bytes | None) -> bytes:
+    """The credential of an ``Authorization: Bearer ...`` header value, as bytes (empty if none).
+
+    Starlette decodes header values as latin-1, so a ``str`` is re-encoded as latin-1 to get
+    the bytes the client sent; comparing bytes (never ``str``) keeps ``hmac.compare_digest``
+    from raising TypeError on a non-ASCII token.
+    """
+    if authorization is None:
+        return b""
+    raw = authorization.encode("latin-1") if isinstance(authorization, str) else authorization
+    scheme, _, credential = raw.strip().partition(b" ")
+    return credential.strip() if scheme.lower() == b"bearer" else b""
+
+
+def token_matches(authorization: str | bytes | None, token: str) -> bool:
+    """Whether an Authorization header carries ``token``, compared in constant time."""
+    supplied = bearer_credential(authorization)
+    return bool(supplied) and hmac.compare_digest(supplied, token.encode("utf-8"))
+
+
 class TokenAuthMiddleware:
     """Requires ``Authorization: Bearer TOKEN`` on paths under ``protected_prefixes``.
 
@@ -20,7 +40,7 @@ class TokenAuthMiddleware:
         self, app: ASGIApp, token: str | None, protected_prefixes: tuple[str, ...]
     ) -> None:
         self.app = app
-        self.token = token.encode() if token else None
+        self.token = token.encode("utf-8") if token else None
         self.protected_prefixes = protected_prefixes
 
     def _protected(self, path: str) -> bool:
@@ -33,9 +53,7 @@ class TokenAuthMiddleware:
         supplied = b""
         for key, value in scope["headers"]:
             if key == b"authorization":
-                scheme, _, credential = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    supplied = credential.strip()
+                supplied = bearer_credential(value)
                 break
         if not hmac.compare_digest(supplied, self.token):
             message = "missing API token" if not supplied else "invalid API token"

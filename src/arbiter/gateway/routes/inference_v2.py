@@ -22,7 +22,7 @@ from arbiter.gateway.dispatch import FrameInput
 from arbiter.gateway.forcing import forced_arm
 from arbiter.gateway.pool import Endpoint
 from arbiter.gateway.protocols import inference_v2 as v2
-from arbiter.gateway.responses import NotReadyError, ORJSONResponse, status_for
+from arbiter.gateway.responses import NotReadyError, ORJSONResponse, public_message, status_for
 from arbiter.gateway.routes.ops import readiness
 from arbiter.gateway.state import GatewayState
 from arbiter.servable import ServableModel
@@ -34,7 +34,9 @@ def v2_error(exc: BaseException) -> Response:
     status = status_for(exc)[0]
     if status == 422:
         status = 400  # the protocol reports every bad request as 400
-    return Response(v2.error_body(str(exc)), status_code=status, media_type="application/json")
+    return Response(
+        v2.error_body(public_message(exc)), status_code=status, media_type="application/json"
+    )
 
 
 def _champion(endpoint: Endpoint) -> ServableModel:

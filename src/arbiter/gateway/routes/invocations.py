@@ -16,7 +16,7 @@ from arbiter.errors import ArbiterError, InvalidInputError, ModelError, NotFound
 from arbiter.gateway.dispatch import FrameInput
 from arbiter.gateway.forcing import forced_arm
 from arbiter.gateway.protocols import mlflow_scoring
-from arbiter.gateway.responses import NotReadyError, status_for
+from arbiter.gateway.responses import NotReadyError, public_message, status_for
 from arbiter.gateway.state import GatewayState
 
 _ERROR_CODES: list[tuple[type[BaseException], str]] = [
@@ -40,7 +40,9 @@ def mlflow_error(exc: BaseException) -> Response:
         if isinstance(exc, ModelError):
             status = 400
     return Response(
-        mlflow_scoring.error_body(str(exc), code), status_code=status, media_type="application/json"
+        mlflow_scoring.error_body(public_message(exc), code),
+        status_code=status,
+        media_type="application/json",
     )
 
 
