@@ -18,6 +18,7 @@ What is removed:
 
 from __future__ import annotations
 
+import logging
 import re
 
 MASK = "***"
@@ -51,4 +52,34 @@ def redact_uri(uri: str | None) -> str | None:
     return None if uri is None else redact(uri)
 
 
-__all__ = ["MASK", "redact", "redact_uri"]
+class RedactingFilter(logging.Filter):
+    """A logging filter that passes every record through :func:`redact`, traceback included.
+
+    For loggers arbiter does not write itself but whose lines quote URIs or SQL (MLflow's
+    database store logs each SQLAlchemy error with its statement), and for any handler an
+    application wants to make safe.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+            # Formatters print exc_text when it is set, instead of formatting exc_info again.
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def redact_loggers(*names: str) -> None:
+    """Redact every record logged directly on the named loggers (idempotent)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+__all__ = ["MASK", "RedactingFilter", "redact", "redact_loggers", "redact_uri"]

@@ -18,7 +18,7 @@ import numpy as np
 
 from arbiter.errors import NotFoundError, RegistryError
 from arbiter.features import FeatureSpec, InputSchema
-from arbiter.redact import redact
+from arbiter.redact import redact, redact_loggers
 from arbiter.servable import ServableModel
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,11 @@ def _quiet_http_client() -> None:
     # server must fail fast and keep serving. Only set when the user has not chosen values.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
+#: MLflow loggers whose lines quote the tracking URI (REST retries) or SQL (the database store
+#: logs every SQLAlchemy OperationalError with its statement, at ERROR, with a traceback).
+MLFLOW_LOGGERS = ("mlflow.store.db.utils", "mlflow.utils.rest_utils")
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -89,6 +94,7 @@ class MLflowRegistry:
         artifact_location: str | None = None,
     ) -> None:
         _quiet_http_client()
+        redact_loggers(*MLFLOW_LOGGERS)
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri
