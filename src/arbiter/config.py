@@ -199,7 +199,7 @@ class ServerConfig(_Frozen):
         "batch fits.",
     )
     max_batch_rows: int = Field(default=10_000, ge=1)
-    # Limits of the HTTP layer (arbiter.gateway.http): see docs/operations.md, "Limits".
+    # Limits of the HTTP layer (arbiter.gateway.http_limits): see docs/limits.md.
     max_header_bytes: int = Field(
         default=32_768, ge=1_024, description="Request line plus headers, in bytes (431 above)."
     )

@@ -41,6 +41,32 @@ def _quiet_http_client() -> None:
 MLFLOW_LOGGERS = ("mlflow.store.db.utils", "mlflow.utils.rest_utils")
 
 
+def _local_dirs(*uris: str | None) -> list[tuple[str, str]]:
+    """(absolute folder, label) for local stores: the sqlite DB's folder is ``HOME``.
+
+    A file artifact root outside it is ``ARTIFACTS``; longest first, for ``str.replace``.
+    """
+    from urllib.parse import unquote, urlparse
+
+    found: dict[str, str] = {}
+    for uri in uris:
+        if not uri:
+            continue
+        parsed = urlparse(uri)
+        path = unquote(parsed.path)
+        if parsed.scheme == "sqlite" and path.startswith("//"):  # sqlite:////abs/mlflow.db
+            found[str(Path(path[1:]).parent)] = "HOME"
+        elif parsed.scheme == "file" and path.startswith("/"):
+            found.setdefault(str(Path(path)), "ARTIFACTS")
+    homes = [d for d, label in found.items() if label == "HOME"]
+    pairs = [
+        (d, label)
+        for d, label in found.items()
+        if d != "/" and not (label == "ARTIFACTS" and any(d.startswith(h + "/") for h in homes))
+    ]
+    return sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)
+
+
 def _short_reason(exc: BaseException) -> str:
     """Why a registry call failed, in one redacted line without SQL.
 
@@ -101,6 +127,7 @@ class MLflowRegistry:
         self.registry_uri = registry_uri or tracking_uri
         self.artifact_location = artifact_location
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=self.registry_uri)
+        self._private_dirs = _local_dirs(tracking_uri, self.registry_uri, artifact_location)
 
     @property
     def client(self) -> Any:
@@ -121,8 +148,14 @@ class MLflowRegistry:
             "RESOURCE_DOES_NOT_EXIST",
             "NOT_FOUND",
         }:
-            return NotFoundError(f"{what}: {redact(exc.message)}")
-        return RegistryError(f"{what}: {_short_reason(exc)}")
+            return NotFoundError(f"{what}: {self._hide_dirs(redact(exc.message))}")
+        return RegistryError(f"{what}: {self._hide_dirs(_short_reason(exc))}")
+
+    def _hide_dirs(self, text: str) -> str:
+        # The home's absolute location is the server's business: HOME/artifacts/... says enough.
+        for directory, label in self._private_dirs:
+            text = text.replace(directory, label)
+        return text
 
     def ping(self) -> None:
         """Raise RegistryError if the registry cannot be reached."""
