@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -190,20 +191,29 @@ def test_too_many_headers_are_refused_with_431(running: Callable[..., Any]) -> N
     assert status == 431 and body["error"]["code"] == "too_many_headers"
 
 
-def test_a_slow_body_is_cut_off_with_408(running: Callable[..., Any]) -> None:
+def test_a_slow_body_is_cut_off_with_408(
+    running: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
     """Before: a body that never finished held its connection open indefinitely."""
     server, _ = running({"fraud": {}}, server={"read_timeout_s": 1.0})
-    with _connect(server.url) as sock:
-        sock.sendall(
-            b"POST /models/fraud/predict HTTP/1.1\r\nHost: x\r\n"
-            b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"features": '
-        )
-        started = time.monotonic()
-        raw = _raw(sock, 60)  # the bound: the server must close well before it
-        waited = time.monotonic() - started
+    uvicorn_log = logging.getLogger("uvicorn.error")  # uvicorn's loggers do not propagate
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        with _connect(server.url) as sock:
+            sock.sendall(
+                b"POST /models/fraud/predict HTTP/1.1\r\nHost: x\r\n"
+                b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"features": '
+            )
+            started = time.monotonic()
+            raw = _raw(sock, 60)  # the bound: the server must close well before it
+            waited = time.monotonic() - started
+        assert httpx.get(server.url + "/healthz").status_code == 200
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
     status, body = _status_and_json(raw)
     assert status == 408 and body["error"]["code"] == "request_timeout"
     assert waited < 55
+    assert "Exception in ASGI application" not in caplog.text  # a slow client is not a 500
 
 
 def test_a_silent_connection_is_closed(running: Callable[..., Any]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arbiter.gateway.responses import BodyTooLargeError, error_response
@@ -105,6 +106,11 @@ class BodyLimitMiddleware:
             if started:
                 raise
             await self._respond(scope, receive, send, keep_alive=True)
+        except ClientDisconnect:
+            # The client left (or the read timeout closed it) while its body was being read:
+            # nobody to answer, and not a server error worth a traceback in the log.
+            if started:
+                raise
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send, keep_alive: bool) -> None:
         response = error_response(self._error())
