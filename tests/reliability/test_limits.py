@@ -78,6 +78,26 @@ def test_urllib_posting_far_over_the_limit_reads_the_413_json(
     assert error["code"] == "body_too_large" and "max_body_bytes" in error["message"]
 
 
+def test_urllib_posting_without_the_token_reads_the_401_json(
+    running: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 401 is also answered before the body is read: the body is drained first."""
+    monkeypatch.setenv("ARBITER_API_TOKEN", TOKEN)
+    server, home = running({"fraud": {}})
+    size = 4_000_000
+    assert size < home.config().server.max_body_bytes
+    request = urllib.request.Request(
+        server.url + "/feedback",
+        data=b"[" + b"1," * (size // 2) + b"1]",
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=60)
+    assert caught.value.code == 401
+    assert json.loads(caught.value.read())["error"]["code"] == "unauthorized"
+
+
 def test_chunked_body_over_the_limit_reads_the_413_json(running: Callable[..., Any]) -> None:
     """No Content-Length: the limit is found while streaming, and the rest is drained.
 

@@ -229,7 +229,9 @@ def create_app(
         # is checked before a compressed body costs any work; bodies are inflated last.
         middleware=[
             Middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes, **drain),
-            Middleware(TokenAuthMiddleware, token=token, protected_prefixes=PROTECTED_PREFIXES),
+            Middleware(
+                TokenAuthMiddleware, token=token, protected_prefixes=PROTECTED_PREFIXES, **drain
+            ),
             Middleware(DecompressMiddleware, max_bytes=server.max_body_bytes, **drain),
         ],
         exception_handlers={404: _http_error, 405: _http_error},

@@ -6,6 +6,7 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from arbiter.gateway.middleware.body_limit import respond_unread
 from arbiter.gateway.responses import UnauthorizedError, error_response
 
 
@@ -37,9 +38,16 @@ class TokenAuthMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, token: str | None, protected_prefixes: tuple[str, ...]
+        self,
+        app: ASGIApp,
+        token: str | None,
+        protected_prefixes: tuple[str, ...],
+        drain_max_bytes: int = 64 * 1_048_576,
+        drain_timeout_s: float = 10.0,
     ) -> None:
         self.app = app
+        self.drain_max_bytes = drain_max_bytes
+        self.drain_timeout_s = drain_timeout_s
         self.token = token.encode("utf-8") if token else None
         self.protected_prefixes = protected_prefixes
 
@@ -60,6 +68,9 @@ class TokenAuthMiddleware:
             response = error_response(
                 UnauthorizedError(f"{message}: send 'Authorization: Bearer <token>'")
             )
-            await response(scope, receive, send)
+            # Drained first (bounded), so a client still sending reads the 401, not a reset.
+            await respond_unread(
+                response, scope, receive, send, self.drain_max_bytes, self.drain_timeout_s
+            )
             return
         await self.app(scope, receive, send)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 
 from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arbiter.gateway.responses import BodyTooLargeError, error_response
@@ -39,6 +40,41 @@ async def drain(receive: Receive, max_bytes: int, timeout_s: float) -> bool:
     return False
 
 
+async def respond_unread(
+    response: Response,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    drain_max_bytes: int,
+    drain_timeout_s: float,
+) -> None:
+    """Send an answer given before the body was read (413, 401), so the client can read it.
+
+    The body is drained first within the bounds (not at all after ``Expect: 100-continue``:
+    that client sends nothing until told to); if some of it stays unread, the answer says
+    ``Connection: close``.
+    """
+    declared = 0
+    expects_continue = False
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                declared = 0
+        elif key == b"expect" and value.lower() == b"100-continue":
+            expects_continue = True
+    has_body = declared > 0 or any(k == b"transfer-encoding" for k, _ in scope["headers"])
+    complete = not has_body or (
+        not expects_continue
+        and declared <= drain_max_bytes
+        and await drain(receive, drain_max_bytes, drain_timeout_s)
+    )
+    if not complete:
+        response.headers["Connection"] = "close"
+    await response(scope, receive, send)
+
+
 class BodyLimitMiddleware:
     """413 for bodies over ``max_bytes``: at once when Content-Length says so, else as they stream.
 
@@ -63,23 +99,16 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = 0
-        expects_continue = False
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-            elif key == b"expect" and value.lower() == b"100-continue":
-                expects_continue = True
-        if declared > self.max_bytes:
-            # Nothing was read: with 100-continue the client waits for a go it will not get.
-            complete = expects_continue or (
-                declared <= self.drain_max_bytes
-                and await drain(receive, self.drain_max_bytes, self.drain_timeout_s)
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"0")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await respond_unread(
+                error_response(self._error()),
+                scope,
+                receive,
+                send,
+                self.drain_max_bytes,
+                self.drain_timeout_s,
             )
-            await self._respond(scope, receive, send, keep_alive=complete and not expects_continue)
             return
         seen = 0
         started = False
@@ -105,18 +134,12 @@ class BodyLimitMiddleware:
         except BodyTooLargeError:
             if started:
                 raise
-            await self._respond(scope, receive, send, keep_alive=True)
+            await error_response(self._error())(scope, receive, send)
         except ClientDisconnect:
             # The client left (or the read timeout closed it) while its body was being read:
             # nobody to answer, and not a server error worth a traceback in the log.
             if started:
                 raise
-
-    async def _respond(self, scope: Scope, receive: Receive, send: Send, keep_alive: bool) -> None:
-        response = error_response(self._error())
-        if not keep_alive:  # part of the body is still unread: this connection is done
-            response.headers["Connection"] = "close"
-        await response(scope, receive, send)
 
     def _error(self) -> BodyTooLargeError:
         return BodyTooLargeError(
