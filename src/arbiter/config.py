@@ -192,6 +192,10 @@ class RegistryConfig(_Frozen):
     poll_interval_s: float = Field(default=5.0, gt=0.0)
 
 
+#: Default body budget per batch row (a 20-feature JSON row is about 400 bytes).
+BODY_BYTES_PER_ROW = 512
+
+
 class ServerConfig(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -206,8 +210,50 @@ class ServerConfig(_Frozen):
         "actions: promote, abort...). Unset: /admin takes the API token, so anyone who may "
         "post labels may also steer canaries.",
     )
-    max_body_bytes: int = Field(default=1_048_576, ge=1)
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1,
+        description="Largest request body, in bytes, on the wire and after gzip/deflate "
+        "decoding. Unset: max_batch_rows x BODY_BYTES_PER_ROW (at least 1 MiB), so a full "
+        "batch fits.",
+    )
     max_batch_rows: int = Field(default=10_000, ge=1)
+    # Limits of the HTTP layer (arbiter.gateway.http_limits): see docs/limits.md.
+    max_header_bytes: int = Field(
+        default=32_768, ge=1_024, description="Request line plus headers, in bytes (431 above)."
+    )
+    max_header_count: int = Field(default=100, ge=8, description="Headers per request (431 above).")
+    read_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3_600.0,
+        description="A request (line, headers and body) must arrive within this time of its "
+        "first byte, and a new connection must send one within it; else 408 and close.",
+    )
+    drain_max_bytes: int = Field(
+        default=64 * 1_048_576,
+        ge=0,
+        description="Before a 413, up to this many body bytes are read and discarded so the "
+        "client, still sending, can read the JSON error instead of a connection reset.",
+    )
+    drain_timeout_s: float = Field(
+        default=10.0, ge=0.0, le=600.0, description="Time bound of that drain."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _body_fits_batch(cls, data: object) -> object:
+        """Derive an unset max_body_bytes from max_batch_rows, so a full batch fits.
+
+        With a fixed 1 MiB, ``max_batch_rows: 10000`` could not be reached (8,810 demo rows at
+        most). An explicit value is kept: the operator chose it (and files written by
+        ``dump_config`` carry both values).
+        """
+        if isinstance(data, dict) and data.get("max_body_bytes") is None:
+            rows = data.get("max_batch_rows", 10_000)
+            if isinstance(rows, int) and rows >= 1:  # else the field's own check reports it
+                return {**data, "max_body_bytes": max(1_048_576, rows * BODY_BYTES_PER_ROW)}
+        return data
 
 
 class EventsConfig(_Frozen):

@@ -123,7 +123,7 @@ def test_loopback_detection_and_bind_refusal() -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
     with pytest.raises(ConfigError, match="API token"):
         check_bind("0.0.0.0", None)
-    check_bind("0.0.0.0", "secret")
+    check_bind("0.0.0.0", "a-long-enough-secret")
     check_bind("127.0.0.1", None)
 
 

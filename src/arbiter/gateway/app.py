@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
@@ -27,9 +30,11 @@ from arbiter.gateway.dispatch import Dispatcher
 from arbiter.gateway.metrics import GatewayMetrics
 from arbiter.gateway.middleware.auth import TokenAuthMiddleware
 from arbiter.gateway.middleware.body_limit import BodyLimitMiddleware
+from arbiter.gateway.middleware.content_encoding import DecompressMiddleware
 from arbiter.gateway.openapi import complete as complete_openapi
 from arbiter.gateway.pool import ModelPool
 from arbiter.gateway.recent_requests import RecentRequests
+from arbiter.gateway.responses import ORJSONResponse
 from arbiter.gateway.routes import (
     admin,
     feedback,
@@ -86,6 +91,20 @@ def routes() -> list[Route]:
         *inference_v2.routes(),
         *admin.routes(),
     ]
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 (no route, wrong method) in arbiter's JSON error shape."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"no endpoint at {request.url.path}; see /openapi.json"
+    else:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    body = {"error": {"code": _HTTP_CODES.get(exc.status_code, "http_error"), "message": message}}
+    return ORJSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _poll_registry(state: GatewayState, interval_s: float) -> None:
@@ -234,14 +253,23 @@ def create_app(
                     report.dropped,
                 )
 
+    server = config.server
+    drain = {"drain_max_bytes": server.drain_max_bytes, "drain_timeout_s": server.drain_timeout_s}
     app = Starlette(
         routes=routes(),
+        # Outermost first: wire bytes are counted before anything else reads them; the token
+        # is checked before a compressed body costs any work; bodies are inflated last.
         middleware=[
-            Middleware(BodyLimitMiddleware, max_bytes=config.server.max_body_bytes),
-            Middleware(TokenAuthMiddleware, token=token, protected_prefixes=PROTECTED_PREFIXES),
+            Middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes, **drain),
+            Middleware(
+                TokenAuthMiddleware, token=token, protected_prefixes=PROTECTED_PREFIXES, **drain
+            ),
+            Middleware(DecompressMiddleware, max_bytes=server.max_body_bytes, **drain),
         ],
+        exception_handlers={404: _http_error, 405: _http_error},
         lifespan=lifespan,
     )
+    app.state.server_config = server  # ServerThread reads the HTTP limits from here
     generator = _schema_generator()
 
     def openapi_schema(request: Any) -> dict[str, Any]:

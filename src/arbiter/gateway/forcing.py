@@ -8,11 +8,10 @@ could pick the model that answers them.
 
 from __future__ import annotations
 
-import hmac
-
 from starlette.requests import Request
 
 from arbiter.errors import InvalidInputError
+from arbiter.gateway.middleware.auth import token_matches
 from arbiter.gateway.pool import Endpoint
 from arbiter.gateway.responses import ForbiddenError, UnauthorizedError
 
@@ -28,8 +27,7 @@ def forced_arm(request: Request, endpoint: Endpoint, token: str | None) -> str |
         raise ForbiddenError(
             f"{HEADER} needs an API token configured on the server (ARBITER_API_TOKEN)"
         )
-    scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.strip(), token):
+    if not token_matches(request.headers.get("authorization"), token):
         raise UnauthorizedError(f"{HEADER} requires 'Authorization: Bearer <token>'")
     allowed = tuple(endpoint.arms)
     if arm not in allowed:

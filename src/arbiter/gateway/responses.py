@@ -7,6 +7,7 @@ and Open Inference Protocol endpoints use their protocol's own shapes (see
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -22,6 +23,17 @@ from arbiter.errors import (
     RegistryError,
     UnauthorizedError,
 )
+from arbiter.redact import redact
+
+log = logging.getLogger(__name__)
+
+#: What a client is told when the server's own storage fails. The detail (a path, SQL, a
+#: URI) is for the operator: it goes to the log, redacted, never into a response.
+PUBLIC_MESSAGES: dict[type[BaseException], str] = {
+    EventStoreError: "the event store is unavailable; the request was not recorded "
+    "(details in the server log)",
+    RegistryError: "the model registry is unavailable (details in the server log)",
+}
 
 
 class ORJSONResponse(Response):
@@ -73,9 +85,22 @@ def status_for(exc: BaseException) -> tuple[int, str]:
     return 500, "internal_error"
 
 
+def public_message(exc: BaseException) -> str:
+    """The text of ``exc`` a client may read: no credentials, SQL or server paths.
+
+    Storage failures (event store, registry) answer a fixed sentence and log the detail,
+    redacted; every other message is passed through :func:`arbiter.redact.redact`.
+    """
+    for exc_type, message in PUBLIC_MESSAGES.items():
+        if isinstance(exc, exc_type):
+            log.warning("%s: %s", type(exc).__name__, redact(exc))
+            return message
+    return redact(exc)
+
+
 def error_response(exc: BaseException) -> ORJSONResponse:
     status, code = status_for(exc)
-    body: dict[str, Any] = {"code": code, "message": str(exc)}
+    body: dict[str, Any] = {"code": code, "message": public_message(exc)}
     field = getattr(exc, "field", None)
     if field is not None:
         body["field"] = field
@@ -103,5 +128,6 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "error_response",
     "parse_json",
+    "public_message",
     "status_for",
 ]

@@ -31,13 +31,28 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind(host: str, token: str | None) -> None:
-    """Refuse to listen beyond this machine without an API token."""
-    if not is_loopback(host) and not token:
+#: Shortest token accepted on an address other machines can reach: a one-character token
+#: falls to a few hundred guesses, 16 random characters do not.
+MIN_PUBLIC_TOKEN_LENGTH = 16
+
+
+def check_bind(host: str, token: str | None, admin_token: str | None = None) -> None:
+    """Refuse to listen beyond this machine without an API token, or with a short one."""
+    if is_loopback(host):
+        return
+    if not token:
         raise ConfigError(
             f"refusing to bind {host}: it is reachable from other machines and no API token is "
             "set. Set ARBITER_API_TOKEN (or server.api_token_env) or bind 127.0.0.1."
         )
+    for which, value in (("API token", token), ("admin token", admin_token)):
+        if value is not None and len(value) < MIN_PUBLIC_TOKEN_LENGTH:
+            raise ConfigError(
+                f"refusing to bind {host}: the {which} has {len(value)} characters, fewer than "
+                f"{MIN_PUBLIC_TOKEN_LENGTH}; on an address other machines can reach use a long "
+                "random one (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+                " or bind 127.0.0.1."
+            )
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -55,8 +70,13 @@ def serve(home: Home, *, host: str, port: int, workers: int, log_level: str = "i
     """Run the gateway in the foreground until SIGINT/SIGTERM (then flush and exit)."""
     import uvicorn
 
+    from arbiter.gateway.http_limits import ENV, IMPORT_PATH, HttpLimits
+
     config = home.config()
-    check_bind(host, config.api_token())
+    check_bind(host, config.api_token(), config.admin_token())
+    # Header limits and the read timeout live in arbiter's protocol class (gateway.http_limits);
+    # worker processes import it by name and read the limits from the environment.
+    os.environ[ENV] = HttpLimits.of(config.server).to_env()
     if not config.models:
         raise ConfigError(
             f"{home.config_path} configures no models; add one under 'models:' "
@@ -77,6 +97,7 @@ def serve(home: Home, *, host: str, port: int, workers: int, log_level: str = "i
             workers=workers,
             log_level=log_level,
             timeout_graceful_shutdown=30,
+            http=IMPORT_PATH,
         )
         return
     from arbiter.gateway.app import create_app
@@ -87,6 +108,7 @@ def serve(home: Home, *, host: str, port: int, workers: int, log_level: str = "i
         port=port,
         log_level=log_level,
         timeout_graceful_shutdown=30,
+        http=IMPORT_PATH,
     )
 
 
@@ -98,15 +120,31 @@ class ServerThread:
     """
 
     def __init__(
-        self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        limits: Any = None,
     ) -> None:
         import uvicorn
+
+        from arbiter.gateway.http_limits import HttpLimits, LimitedHttpToolsProtocol, attach
 
         self.sock = bind_socket(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
         self.config = uvicorn.Config(
-            app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=10
+            app,
+            log_level=log_level,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+            http=LimitedHttpToolsProtocol,
         )
+        # The app's own server settings (create_app keeps them on app.state), else defaults.
+        server_config = getattr(getattr(app, "state", None), "server_config", None)
+        if limits is None:
+            limits = HttpLimits.of(server_config) if server_config is not None else HttpLimits()
+        attach(self.config, limits)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self._run, name="arbiter-uvicorn", daemon=True)
         self.error: BaseException | None = None
@@ -150,4 +188,11 @@ def home_path(path: str | Path) -> Home:
     return Home.at(path, create=True)
 
 
-__all__ = ["ServerThread", "bind_socket", "check_bind", "is_loopback", "serve"]
+__all__ = [
+    "MIN_PUBLIC_TOKEN_LENGTH",
+    "ServerThread",
+    "bind_socket",
+    "check_bind",
+    "is_loopback",
+    "serve",
+]

@@ -18,6 +18,7 @@ import numpy as np
 
 from arbiter.errors import NotFoundError, RegistryError
 from arbiter.features import FeatureSpec, InputSchema
+from arbiter.redact import redact, redact_loggers
 from arbiter.servable import ServableModel
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,56 @@ def _quiet_http_client() -> None:
     # server must fail fast and keep serving. Only set when the user has not chosen values.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
+#: MLflow loggers whose lines quote the tracking URI (REST retries) or SQL (the database store
+#: logs every SQLAlchemy OperationalError with its statement, at ERROR, with a traceback).
+MLFLOW_LOGGERS = ("mlflow.store.db.utils", "mlflow.utils.rest_utils")
+
+
+def _local_dirs(*uris: str | None) -> list[tuple[str, str]]:
+    """(absolute folder, label) for local stores: the sqlite DB's folder is ``HOME``.
+
+    A file artifact root outside it is ``ARTIFACTS``; longest first, for ``str.replace``.
+    """
+    from urllib.parse import unquote, urlparse
+
+    found: dict[str, str] = {}
+    for uri in uris:
+        if not uri:
+            continue
+        parsed = urlparse(uri)
+        path = unquote(parsed.path)
+        if parsed.scheme == "sqlite" and path.startswith("//"):  # sqlite:////abs/mlflow.db
+            found[str(Path(path[1:]).parent)] = "HOME"
+        elif parsed.scheme == "file" and path.startswith("/"):
+            found.setdefault(str(Path(path)), "ARTIFACTS")
+    homes = [d for d, label in found.items() if label == "HOME"]
+    pairs = [
+        (d, label)
+        for d, label in found.items()
+        if d != "/" and not (label == "ARTIFACTS" and any(d.startswith(h + "/") for h in homes))
+    ]
+    return sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)
+
+
+def _short_reason(exc: BaseException) -> str:
+    """Why a registry call failed, in one redacted line without SQL.
+
+    A database error (SQLAlchemy, anywhere in the exception's chain) is named by its driver
+    error (``OperationalError: unable to open database file``), never by its statement.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if type(cause).__module__.startswith("sqlalchemy"):
+            orig = getattr(cause, "orig", None) or cause
+            first = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+            return redact(f"the registry database failed: {type(orig).__name__}: {first}")
+        cause = cause.__cause__ or cause.__context__
+    text = redact(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _schema_of(pyfunc: Any) -> InputSchema | None:
@@ -69,40 +120,56 @@ class MLflowRegistry:
         artifact_location: str | None = None,
     ) -> None:
         _quiet_http_client()
+        redact_loggers(*MLFLOW_LOGGERS)
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri or tracking_uri
         self.artifact_location = artifact_location
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=self.registry_uri)
+        self._private_dirs = _local_dirs(tracking_uri, self.registry_uri, artifact_location)
 
     @property
     def client(self) -> Any:
         return self._client
 
     def _wrap(self, exc: Exception, what: str) -> Exception:
+        """arbiter's error for a registry failure, with a message safe to show and to log.
+
+        MLflow's messages quote the tracking URI (with any password in it) and, for database
+        stores, SQLAlchemy's SQL text and parameters; they reach ``/readyz`` and the log. The
+        message keeps what failed and why, redacted; the full text goes to DEBUG, redacted too.
+        Callers raise the result ``from None`` so tracebacks do not print the original.
+        """
         from mlflow.exceptions import MlflowException
 
+        log.debug("%s: %s", what, redact(exc))
         if isinstance(exc, MlflowException) and exc.error_code in {
             "RESOURCE_DOES_NOT_EXIST",
             "NOT_FOUND",
         }:
-            return NotFoundError(f"{what}: {exc.message}")
-        return RegistryError(f"{what}: {exc}")
+            return NotFoundError(f"{what}: {self._hide_dirs(redact(exc.message))}")
+        return RegistryError(f"{what}: {self._hide_dirs(_short_reason(exc))}")
+
+    def _hide_dirs(self, text: str) -> str:
+        # The home's absolute location is the server's business: HOME/artifacts/... says enough.
+        for directory, label in self._private_dirs:
+            text = text.replace(directory, label)
+        return text
 
     def ping(self) -> None:
         """Raise RegistryError if the registry cannot be reached."""
         try:
             self._client.search_registered_models(max_results=1)
         except Exception as exc:
-            raise self._wrap(exc, "registry unreachable") from exc
+            raise self._wrap(exc, "registry unreachable") from None
 
     def aliases(self, name: str) -> dict[str, str]:
         # search_model_versions returns empty aliases in MLflow 3; the registered model has them.
         try:
             model = self._client.get_registered_model(name)
         except Exception as exc:
-            raise self._wrap(exc, f"registered model {name!r}") from exc
+            raise self._wrap(exc, f"registered model {name!r}") from None
         return {alias: str(version) for alias, version in (model.aliases or {}).items()}
 
     def load(self, name: str, version: str) -> ServableModel:
@@ -115,7 +182,7 @@ class MLflowRegistry:
             )
             pyfunc = mlflow.pyfunc.load_model(local)
         except Exception as exc:
-            raise self._wrap(exc, f"loading {name} v{version}") from exc
+            raise self._wrap(exc, f"loading {name} v{version}") from None
         raw = None
         if "sklearn" in (pyfunc.metadata.flavors or {}):
             try:
@@ -135,13 +202,13 @@ class MLflowRegistry:
         try:
             self._client.set_registered_model_alias(name, alias, str(version))
         except Exception as exc:
-            raise self._wrap(exc, f"setting {name}@{alias} -> v{version}") from exc
+            raise self._wrap(exc, f"setting {name}@{alias} -> v{version}") from None
 
     def delete_alias(self, name: str, alias: str) -> None:
         try:
             self._client.delete_registered_model_alias(name, alias)
         except Exception as exc:
-            raise self._wrap(exc, f"deleting {name}@{alias}") from exc
+            raise self._wrap(exc, f"deleting {name}@{alias}") from None
 
     @contextlib.contextmanager
     def _logging_run(self, run_id: str) -> Iterator[None]:
@@ -219,7 +286,7 @@ class MLflowRegistry:
                     registered_model_name=name,
                 )
         except Exception as exc:
-            raise self._wrap(exc, f"registering {name}") from exc
+            raise self._wrap(exc, f"registering {name}") from None
         version = str(info.registered_model_version)
         for key, value in (tags or {}).items():
             self._client.set_model_version_tag(name, version, key, value)
@@ -256,7 +323,7 @@ class MLflowRegistry:
                 batch = [Param(k, str(v)[:6000]) for k, v in params.items()]
                 self._client.log_batch(run_id, params=batch)
         except Exception as exc:
-            raise self._wrap(exc, f"creating run {run_name or ''}".strip()) from exc
+            raise self._wrap(exc, f"creating run {run_name or ''}".strip()) from None
         return run_id
 
     def end_run(
@@ -281,14 +348,14 @@ class MLflowRegistry:
             )
             self._client.set_terminated(run_id, status=status)
         except Exception as exc:
-            raise self._wrap(exc, f"finishing run {run_id}") from exc
+            raise self._wrap(exc, f"finishing run {run_id}") from None
 
     def model_version_run_id(self, name: str, version: str) -> str | None:
         """The id of the run that logged ``name`` v``version`` (None if it has none)."""
         try:
             found = self._client.get_model_version(name, str(version))
         except Exception as exc:
-            raise self._wrap(exc, f"{name} v{version}") from exc
+            raise self._wrap(exc, f"{name} v{version}") from None
         return found.run_id or None
 
     def set_model_version_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
@@ -297,14 +364,14 @@ class MLflowRegistry:
             for key, value in tags.items():
                 self._client.set_model_version_tag(name, str(version), key, str(value))
         except Exception as exc:
-            raise self._wrap(exc, f"tagging {name} v{version}") from exc
+            raise self._wrap(exc, f"tagging {name} v{version}") from None
 
     def model_version_tags(self, name: str, version: str) -> dict[str, str]:
         """The tags of one model version."""
         try:
             found = self._client.get_model_version(name, str(version))
         except Exception as exc:
-            raise self._wrap(exc, f"{name} v{version}") from exc
+            raise self._wrap(exc, f"{name} v{version}") from None
         return dict(found.tags or {})
 
     def log_pyfunc_model(
@@ -333,7 +400,7 @@ class MLflowRegistry:
                     registered_model_name=name,
                 )
         except Exception as exc:
-            raise self._wrap(exc, f"registering {name}") from exc
+            raise self._wrap(exc, f"registering {name}") from None
         version = str(info.registered_model_version)
         for alias in aliases:
             self.set_alias(name, alias, version)

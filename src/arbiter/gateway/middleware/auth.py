@@ -6,7 +6,28 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from arbiter.gateway.middleware.body_limit import respond_unread
 from arbiter.gateway.responses import UnauthorizedError, error_response
+
+
+def bearer_credential(authorization: str | bytes | None) -> bytes:
+    """The credential of an ``Authorization: Bearer ...`` header value, as bytes (empty if none).
+
+    Starlette decodes header values as latin-1, so a ``str`` is re-encoded as latin-1 to get
+    the bytes the client sent; comparing bytes (never ``str``) keeps ``hmac.compare_digest``
+    from raising TypeError on a non-ASCII token.
+    """
+    if authorization is None:
+        return b""
+    raw = authorization.encode("latin-1") if isinstance(authorization, str) else authorization
+    scheme, _, credential = raw.strip().partition(b" ")
+    return credential.strip() if scheme.lower() == b"bearer" else b""
+
+
+def token_matches(authorization: str | bytes | None, token: str) -> bool:
+    """Whether an Authorization header carries ``token``, compared in constant time."""
+    supplied = bearer_credential(authorization)
+    return bool(supplied) and hmac.compare_digest(supplied, token.encode("utf-8"))
 
 
 class TokenAuthMiddleware:
@@ -17,10 +38,17 @@ class TokenAuthMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, token: str | None, protected_prefixes: tuple[str, ...]
+        self,
+        app: ASGIApp,
+        token: str | None,
+        protected_prefixes: tuple[str, ...],
+        drain_max_bytes: int = 64 * 1_048_576,
+        drain_timeout_s: float = 10.0,
     ) -> None:
         self.app = app
-        self.token = token.encode() if token else None
+        self.drain_max_bytes = drain_max_bytes
+        self.drain_timeout_s = drain_timeout_s
+        self.token = token.encode("utf-8") if token else None
         self.protected_prefixes = protected_prefixes
 
     def _protected(self, path: str) -> bool:
@@ -33,15 +61,16 @@ class TokenAuthMiddleware:
         supplied = b""
         for key, value in scope["headers"]:
             if key == b"authorization":
-                scheme, _, credential = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    supplied = credential.strip()
+                supplied = bearer_credential(value)
                 break
         if not hmac.compare_digest(supplied, self.token):
             message = "missing API token" if not supplied else "invalid API token"
             response = error_response(
                 UnauthorizedError(f"{message}: send 'Authorization: Bearer <token>'")
             )
-            await response(scope, receive, send)
+            # Drained first (bounded), so a client still sending reads the 401, not a reset.
+            await respond_unread(
+                response, scope, receive, send, self.drain_max_bytes, self.drain_timeout_s
+            )
             return
         await self.app(scope, receive, send)

@@ -26,7 +26,6 @@ this worker's routing at once, and to every other worker within one registry pol
 from __future__ import annotations
 
 import asyncio
-import hmac
 from functools import partial
 from typing import Any
 
@@ -35,6 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from arbiter.errors import ArbiterError, InvalidInputError
+from arbiter.gateway.middleware.auth import token_matches
 from arbiter.gateway.responses import (
     BodyTooLargeError,
     ForbiddenError,
@@ -58,8 +58,7 @@ def _authorize(request: Request, state: GatewayState) -> None:
             "the admin API needs a token configured on the server "
             f"({server.admin_token_env}, or {server.api_token_env}); none is set"
         )
-    scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.strip(), token):
+    if not token_matches(request.headers.get("authorization"), token):
         raise UnauthorizedError("the admin API requires 'Authorization: Bearer <admin token>'")
 
 

@@ -29,6 +29,7 @@ from arbiter.gateway.responses import (
     NotReadyError,
     ORJSONResponse,
     UnauthorizedError,
+    public_message,
     status_for,
 )
 from arbiter.gateway.routes.ops import readiness
@@ -42,7 +43,7 @@ def v2_error(exc: BaseException) -> Response:
     status = status_for(exc)[0]
     if status == 422:
         status = 400  # the protocol reports every bad request as 400
-    body = v2.error_body(str(exc), getattr(exc, "field", None))
+    body = v2.error_body(public_message(exc), getattr(exc, "field", None))
     return Response(body, status_code=status, media_type="application/json")
 
 

@@ -17,7 +17,7 @@ from arbiter.errors import ArbiterError, InvalidInputError, ModelError, NotFound
 from arbiter.gateway.dispatch import FrameInput
 from arbiter.gateway.forcing import forced_arm
 from arbiter.gateway.protocols import mlflow_scoring
-from arbiter.gateway.responses import NotReadyError, status_for
+from arbiter.gateway.responses import NotReadyError, public_message, status_for
 from arbiter.gateway.state import GatewayState
 
 _ERROR_CODES: list[tuple[type[BaseException], str]] = [
@@ -40,7 +40,7 @@ def mlflow_error(exc: BaseException) -> Response:
         status = status_for(exc)[0]
         if isinstance(exc, ModelError) or status == 422:
             status = 400  # MLflow answers 400 to both bad input and a model that raised
-    body = mlflow_scoring.error_body(str(exc), code, field=getattr(exc, "field", None))
+    body = mlflow_scoring.error_body(public_message(exc), code, field=getattr(exc, "field", None))
     return Response(body, status_code=status, media_type="application/json")
 
 

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from arbiter.gateway.responses import ORJSONResponse
 from arbiter.gateway.state import GatewayState
 from arbiter.gateway.storage import storage_health
+from arbiter.redact import redact
 
 
 async def list_models(request: Request) -> Response:
@@ -71,7 +72,7 @@ def readiness(state: GatewayState) -> tuple[bool, dict[str, object]]:
             "last_success_age_s": (
                 round(time.time() - status.last_success, 3) if status.last_success else None
             ),
-            "error": status.last_error,
+            "error": redact(status.last_error) if status.last_error else None,
         },
         "events": state.writer.stats() if hasattr(state.writer, "stats") else {},
         "storage": storage,
