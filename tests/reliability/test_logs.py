@@ -81,6 +81,8 @@ class Serve:
                 self.proc.kill()
                 self.proc.wait()
         self.reader.join(10)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
 
 
 def _serving_pids(records: list[dict[str, Any]]) -> set[int]:
