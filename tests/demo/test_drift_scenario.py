@@ -14,10 +14,11 @@ from arbiter.cli import app, main
 from arbiter.demo.drift_scenario import DriftDemoOptions, run_drift_demo
 from arbiter.loop import CycleStore
 
-# Small enough for the default test run (about 30 s on 2 cores), large enough that the
-# retrained model beats the champion offline (gate) and online (shadow test). The online test
-# stops at the first decision: more rounds only run when a busy machine dropped shadow
-# requests and the first rounds did not reach the sample (the test waits for the decision).
+# Small enough for the default test run (about 45 s on a quiet 2-core machine), large enough
+# that the retrained model beats the champion offline (gate) and online (shadow test). The
+# scenario waits until the gateway's shadow workers have loaded the candidate, then sends
+# rounds until the loop decides: more rounds run only when a busy machine dropped shadows and
+# the first did not reach the sample. 8 rounds and 15 minutes are the bound, not the plan.
 SMALL = DriftDemoOptions(
     requests=500,
     online_requests=500,

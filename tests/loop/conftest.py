@@ -9,7 +9,6 @@ not leak into other packages' tests.
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from arbiter.config import HomeConfig, dump_config
+from arbiter.demo.traffic import EvidenceTimeoutError, wait_until
 from arbiter.home import Home
 
 MODEL = "fraud"
@@ -138,25 +138,13 @@ def send(
     return bodies
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or condition}")
-
-
-def shadow_ready(url: str) -> bool:
-    """Whether the gateway's shadow workers have loaded the current challenger."""
-    models = httpx.get(f"{url}/models", timeout=10.0).json()["models"]
-    shadow = models[0]["experiment"].get("shadow", {})
-    return bool(shadow.get("ready"))
-
-
-def served_versions(url: str) -> dict[str, str]:
-    models = httpx.get(f"{url}/models", timeout=10.0).json()["models"]
-    return next(m["aliases"] for m in models if m["name"] == MODEL)
+def wait_for(condition: Callable[[], bool], timeout: float = 120.0, what: str = "") -> None:
+    """Poll ``condition`` until true; the bound is generous (a saturated 2-core machine loads
+    a model in tens of seconds), a broken gateway still fails it."""
+    try:
+        wait_until(condition, timeout_s=timeout, what=what or str(condition), interval_s=0.1)
+    except EvidenceTimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def logged_rows(home: Home, **where: str) -> int:

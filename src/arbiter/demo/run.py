@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from arbiter.config import ExperimentConfig, HomeConfig, ModelConfig, dump_config
-from arbiter.demo.traffic import MODEL, send_traffic
+from arbiter.demo.traffic import MODEL, send_traffic, wait_for_arms_loaded
 from arbiter.errors import ConfigError
 from arbiter.home import Home
 
@@ -231,6 +231,8 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
             lo, hi = phase * options.requests, (phase + 1) * options.requests
             task = progress.add_task(f"{strategy:>6}: requests + labels", total=hi - lo)
             with ServerThread(create_app(home, config=config)) as server:
+                # Traffic counts once every arm is loaded (shadow: in the shadow workers too).
+                wait_for_arms_loaded(server.url, MODEL, shadow=strategy == "shadow")
                 results[strategy] = asyncio.run(
                     send_traffic(
                         server.url,
