@@ -123,6 +123,9 @@ def workdir(demo_home: object) -> Path:
     return root
 
 
+# A bound, not a budget: the first example also builds the demo's home and starts the server,
+# and an HTML report took over 5 minutes beside a CPU burner.
+@pytest.mark.timeout(2400)
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.id for e in EXAMPLES])
 def test_example_runs_verbatim(
     example: Example, workdir: Path, request: pytest.FixtureRequest
