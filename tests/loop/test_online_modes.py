@@ -21,6 +21,10 @@ from arbiter.registry import registry_for_home
 from tests.loop.conftest import MODEL, wait_for
 from tests.loop.test_cycle import _canned
 
+# The suite's 300 s per-test timeout is a hang guard; these real-gateway tests bound their own
+# waits, and a saturated 2-core machine (`stress-ng --cpu 2` beside other runs) needs longer.
+pytestmark = pytest.mark.timeout(900)
+
 SECTIONS = {"registry": {"poll_interval_s": 0.2}, "events": {"flush_interval_s": 0.1}}
 NO_LATENCY = {"max_latency_p99_ratio": None, "max_error_rate": None}
 METRICS = {
