@@ -24,6 +24,10 @@ from arbiter.canary import CanaryService
 from arbiter.registry import registry_for_home
 from tests.canary.conftest import FAST, canary_model
 
+# The suite's 300 s per-test timeout is a hang guard; these real-gateway tests bound their own
+# waits, and a saturated 2-core machine (`stress-ng --cpu 2` beside other runs) needs longer.
+pytestmark = pytest.mark.timeout(900)
+
 POLL_S = FAST["registry"]["poll_interval_s"]
 LOAD_MARGIN_S = 8.0
 

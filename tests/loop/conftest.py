@@ -18,7 +18,12 @@ import httpx
 import pytest
 
 from arbiter.config import HomeConfig, dump_config
-from arbiter.demo.traffic import EvidenceTimeoutError, wait_until
+from arbiter.demo.traffic import (
+    KEEPALIVE_EXPIRY_S,
+    REQUEST_TIMEOUT_S,
+    EvidenceTimeoutError,
+    wait_until,
+)
 from arbiter.home import Home
 
 MODEL = "fraud"
@@ -112,6 +117,14 @@ def gateway(loop_home: Callable[..., Home]) -> Iterator[tuple[str, Home]]:
         server.stop()
 
 
+def client_for(url: str) -> httpx.Client:
+    """A client that drops idle connections before the server's 5 s keep-alive timeout: the
+    tests pause for a ``run_cycle`` between requests, and reusing a connection the server is
+    closing at that moment fails with a ReadError (seen on a loaded machine)."""
+    limits = httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S)
+    return httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits)
+
+
 def send(
     url: str, *, n: int, seed: int, shift: float, labels: bool, batch: int = 50
 ) -> list[dict[str, Any]]:
@@ -121,7 +134,7 @@ def send(
     data = make_transactions(n, seed=seed, shift=shift)
     rows = data.features.to_dict("records")
     bodies = []
-    with httpx.Client(base_url=url, timeout=30.0) as client:
+    with client_for(url) as client:
         for lo in range(0, n, batch):
             response = client.post(
                 f"/models/{MODEL}/predict", json={"features": rows[lo : lo + batch]}

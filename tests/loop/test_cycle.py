@@ -40,6 +40,10 @@ from tests.loop.conftest import (
     wait_for,
 )
 
+# The suite's 300 s per-test timeout is a hang guard; these real-gateway tests bound their own
+# waits, and a saturated 2-core machine (`stress-ng --cpu 2` beside other runs) needs longer.
+pytestmark = pytest.mark.timeout(900)
+
 
 def _options(data: LoopData, **overrides: Any) -> LoopOptions:
     base = dict(data=data.train, label=LABEL, holdout=data.holdout, trials=1, cv=2,

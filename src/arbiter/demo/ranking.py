@@ -202,28 +202,29 @@ async def send_queries(
     advance: Callable[[int], None] = lambda n: None,
 ) -> dict[str, Any]:
     """POST each query to ``/rank``, simulate the user's clicks, POST them to ``/feedback``."""
-    import httpx
+    from arbiter.demo.traffic import async_client, post
 
     rng = np.random.default_rng(seed)
     semaphore = asyncio.Semaphore(concurrency)
     pending: list[dict[str, Any]] = []
     counts = {"impressions": 0, "clicks": 0, "errors": 0, "stored": 0}
 
-    async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
+    async with async_client(url) as client:
 
         async def flush() -> None:
             nonlocal pending
             batch, pending = pending, []
             if batch:
-                response = await client.post("/feedback", json={"feedback": batch})
+                response = await post(client, "/feedback", {"feedback": batch})
                 response.raise_for_status()
                 counts["stored"] += response.json()["stored"]
 
         async def one(query: Mapping[str, Any]) -> None:
             async with semaphore:
-                response = await client.post(
+                response = await post(
+                    client,
                     f"/models/{MODEL}/rank",
-                    json={"user_id": query["user_id"], "features": query["features"]},
+                    {"user_id": query["user_id"], "features": query["features"]},
                 )
             advance(1)
             if response.status_code != 200:

@@ -32,6 +32,41 @@ MODEL = "fraud"
 Outcomes = Callable[[int, dict[str, Any]], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
 
 
+#: Idle connections are dropped well before the server's keep-alive timeout (uvicorn: 5 s,
+#: as httpx's own default expiry): reusing one the server is closing at that moment fails the
+#: request with a ReadError, which on a busy machine happened within a demo's few thousand.
+KEEPALIVE_EXPIRY_S = 1.0
+#: Per-request timeout: a saturated machine answers in seconds, not the usual milliseconds.
+REQUEST_TIMEOUT_S = 120.0
+#: Attempts per request when the connection fails (not when the server answers an error).
+ATTEMPTS = 3
+
+
+def async_client(url: str) -> Any:
+    """An ``httpx.AsyncClient`` for demo traffic (see :data:`KEEPALIVE_EXPIRY_S`)."""
+    import httpx
+
+    limits = httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S)
+    return httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits)
+
+
+async def post(client: Any, path: str, body: dict[str, Any]) -> Any:
+    """POST ``body``; retried on a new connection when the transport fails (a dropped
+    keep-alive connection, a reset), at most :data:`ATTEMPTS` times. A retried prediction the
+    server did score is logged twice under two request ids; only the answered one gets a label.
+    """
+    import httpx
+
+    for attempt in range(ATTEMPTS):
+        try:
+            return await client.post(path, json=body)
+        except httpx.TransportError:
+            if attempt == ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 async def send_traffic(
     url: str,
     rows: list[dict[str, Any]],
@@ -49,8 +84,6 @@ async def send_traffic(
     ``outcomes(i, answer)`` returns the (now, later) outcome events of row ``i`` given the
     gateway's answer; they are posted to /outcomes in batches of ``label_batch``.
     """
-    import httpx
-
     semaphore = asyncio.Semaphore(concurrency)
     pending: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
@@ -60,28 +93,28 @@ async def send_traffic(
     labels_stored = 0
     outcomes_stored = 0
 
-    async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
+    async with async_client(url) as client:
 
         async def flush_labels() -> None:
             nonlocal labels_stored, pending
             batch, pending = pending, []
             if batch:
-                response = await client.post("/feedback", json={"feedback": batch})
+                response = await post(client, "/feedback", {"feedback": batch})
                 response.raise_for_status()
                 labels_stored += response.json()["stored"]
 
         async def flush_outcomes(rows: list[dict[str, Any]]) -> None:
             nonlocal outcomes_stored
             for lo in range(0, len(rows), 5_000):
-                response = await client.post("/outcomes", json={"outcomes": rows[lo : lo + 5_000]})
+                response = await post(client, "/outcomes", {"outcomes": rows[lo : lo + 5_000]})
                 response.raise_for_status()
                 outcomes_stored += response.json()["stored"]
 
         async def one(i: int) -> None:
             nonlocal errors
             async with semaphore:
-                response = await client.post(
-                    f"/models/{model}/predict", json={"user_id": users[i], "features": rows[i]}
+                response = await post(
+                    client, f"/models/{model}/predict", {"user_id": users[i], "features": rows[i]}
                 )
             if response.status_code != 200:
                 errors += 1
@@ -239,12 +272,17 @@ def send_until(
 
 
 __all__ = [
+    "ATTEMPTS",
+    "KEEPALIVE_EXPIRY_S",
     "MODEL",
+    "REQUEST_TIMEOUT_S",
     "EvidenceTimeoutError",
     "Outcomes",
     "Rounds",
     "arms_loaded",
+    "async_client",
     "describe_model",
+    "post",
     "send_traffic",
     "send_until",
     "wait_for_arms_loaded",
