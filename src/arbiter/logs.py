@@ -20,6 +20,7 @@ import json
 import logging
 import logging.config
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -53,6 +54,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes to ``sys.stderr`` as it is when a record is written.
+
+    A plain ``StreamHandler(sys.stderr)`` keeps the stream it was given: a command run in
+    process by a test runner (``CliRunner``, pytest's capture) would leave the root logger
+    writing to a stream that is closed once the command returns.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """Ignored: the stream is always the current ``sys.stderr``."""
+
+
 def make_formatter(fmt: str = "text") -> logging.Formatter:
     """The formatter of :func:`log_config` (a ``dictConfig`` factory).
 
@@ -80,13 +101,7 @@ def log_config(level: str = "INFO", fmt: str = "text", *, verbose: bool = False)
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"arbiter": formatter},
-        "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "arbiter",
-                "stream": "ext://sys.stderr",
-            }
-        },
+        "handlers": {"stderr": {"class": f"{__name__}.StderrHandler", "formatter": "arbiter"}},
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {
             # uvicorn.run(log_level=...) sets these loggers' levels after applying this dict.
