@@ -68,6 +68,7 @@ def _locked(path: Path) -> bool:
         return False
 
 
+@pytest.mark.timeout(900)  # above the bounds below: a busy machine starts Python slowly
 def test_demo_refuses_a_home_that_arbiter_serve_uses(make_home: Any) -> None:
     home = make_home({"fraud": {}})
     (home.root / MARKER).write_text("as if an earlier demo made it")  # --force would delete it
@@ -79,7 +80,7 @@ def test_demo_refuses_a_home_that_arbiter_serve_uses(make_home: Any) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 120  # a bound: the lock is taken before the models load
+        deadline = time.monotonic() + 300  # a bound: the lock is taken before the models load
         while not (lock.exists() and _locked(lock)):
             assert server.poll() is None, "arbiter serve exited"
             assert time.monotonic() < deadline, "arbiter serve never took the home's lock"
@@ -98,6 +99,7 @@ def test_demo_refuses_a_home_that_arbiter_serve_uses(make_home: Any) -> None:
             server.wait()
 
 
+@pytest.mark.timeout(900)
 def test_serve_refuses_a_home_the_demo_is_rebuilding(make_home: Any) -> None:
     home = make_home({"fraud": {}})
     with rebuilding(home.root):

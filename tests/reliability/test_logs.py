@@ -107,6 +107,7 @@ def _text_records(lines: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+@pytest.mark.timeout(900)  # above the start-up bound: two workers load models under load
 def test_two_workers_log_arbiter_info_with_time_level_and_pid(make_home: Any) -> None:
     home = make_home({"fraud": {}})
     server = Serve(home, "--workers", "2", "--log-level", "info")
@@ -125,6 +126,7 @@ def test_two_workers_log_arbiter_info_with_time_level_and_pid(make_home: Any) ->
     assert any(r["logger"].startswith("uvicorn") for r in records)
 
 
+@pytest.mark.timeout(900)
 def test_two_workers_log_json_lines(make_home: Any) -> None:
     home = make_home({"fraud": {}})
     server = Serve(home, "--workers", "2", "--log-format", "json")
