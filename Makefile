@@ -1,5 +1,6 @@
 # Two commands set everything up on a fresh machine (Python >= 3.11 on PATH as python3):
 #   make demo   creates .venv, installs arbiter, runs the whole job end to end
+#               (again on an existing home: make demo FORCE=1)
 #   make test   creates .venv, installs arbiter with its test tools, lints and runs the tests
 PYTHON ?= python3
 VENV := .venv
@@ -8,6 +9,9 @@ STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c "import hashlib,sys;print(hashl
 AIRFLOW_VENV := .venv-airflow
 HOME_DIR ?= ./arbiter-home
 PYTEST_ARGS ?=
+# `make demo FORCE=1` deletes an earlier demo's home and starts over (the demo says what it
+# deletes, and refuses while `arbiter serve` uses the home).
+FORCE ?=
 
 .PHONY: demo test test-all lint bench clean
 
@@ -28,7 +32,7 @@ $(AIRFLOW_VENV)/.installed:
 	@touch $@
 
 demo: $(STAMP)
-	$(BIN)/arbiter demo --home $(HOME_DIR)
+	$(BIN)/arbiter demo --home $(HOME_DIR) $(if $(FORCE),--force)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -9,12 +9,15 @@ before a real model misbehaves in production::
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-# predict() is left unannotated on purpose: MLflow reads type hints on PythonModel.predict as
-# an input schema and warns when they are not list[...]; these models take any DataFrame.
+# predict() takes `model_input: pd.DataFrame`: MLflow reads the hint, infers no schema from it
+# (the registered signature stays the one the example gives), and does not warn about a
+# missing hint when the class is defined.
 
 
 class FailingModel(PythonModel):
@@ -25,7 +28,9 @@ class FailingModel(PythonModel):
         self.constant = constant
         self._calls = 0
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
         self._calls += 1
         if self.rate >= 1.0 or (self.rate > 0 and self._calls % max(1, round(1 / self.rate)) == 0):
             raise RuntimeError("injected failure (arbiter.testing.FailingModel)")
@@ -39,7 +44,9 @@ class SlowModel(PythonModel):
         self.seconds = seconds
         self.constant = constant
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
         time.sleep(self.seconds)
         return np.full(len(model_input), self.constant, dtype=np.int64)
 
@@ -67,7 +74,9 @@ class BusyModel(PythonModel):
         self.seconds = seconds
         self.constant = constant
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
         end = time.perf_counter() + self.seconds
         x = 0
         while time.perf_counter() < end:
@@ -100,7 +109,9 @@ class SimulatedClassifier(PythonModel):
         ).digest()
         return int.from_bytes(digest, "big") / 2**64
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
         keys = list(model_input["key"])
         if keys and self._uniform(keys[0], "error") < self.error_rate:
             raise RuntimeError("injected failure (arbiter.testing.SimulatedClassifier)")

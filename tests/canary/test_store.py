@@ -67,27 +67,28 @@ def test_compare_and_set_refuses_a_stale_write(registry: Any) -> None:
     assert snap.aliases == {"champion": "1", "challenger": "2"}
 
 
-def test_a_write_overwritten_before_its_read_back_is_a_conflict(registry: Any) -> None:
-    """Simulate the interleaving the read-back exists for: another writer's write lands
-    between ours and our read-back (here: from inside the settle delay)."""
-    import threading
-
-    from arbiter.canary.store import bounded_state_json
+def test_a_write_overwritten_before_its_read_back_is_a_conflict(
+    registry: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving the read-back exists for: another writer's write lands between ours
+    and our read-back. It is made to land inside the settle delay itself (a timer racing the
+    delay landed before our compare, or after our read-back, on a loaded machine)."""
+    import arbiter.canary.store as store
 
     start = write_state(
         registry, "fraud", StoredCanary("2", "1", CanaryState.start(100.0)), expected=None
     )
     theirs = replace(start, state=pause(start.state, 110.0, "theirs"), writer="f" * 16)
-    timer = threading.Timer(
-        0.1,
-        registry.client.set_registered_model_tag,
-        ("fraud", STATE_TAG, bounded_state_json(theirs)),
-    )
-    timer.start()
+    settle = store._settle
+
+    def their_write_lands_while_we_settle(started: float, settle_s: float) -> None:
+        registry.client.set_registered_model_tag("fraud", STATE_TAG, bounded_state_json(theirs))
+        settle(started, settle_s)
+
+    monkeypatch.setattr(store, "_settle", their_write_lands_while_we_settle)
     mine = replace(start, state=pause(start.state, 111.0, "mine"))
     with pytest.raises(CanaryConflictError, match="another writer stored the canary"):
-        write_state(registry, "fraud", mine, expected=start, settle_s=0.5)
-    timer.join()
+        write_state(registry, "fraud", mine, expected=start, settle_s=0.0)
     assert read_snapshot(registry, "fraud").stored == theirs
 
 

@@ -24,7 +24,12 @@ from arbiter.canary import CanaryService
 from arbiter.registry import registry_for_home
 from tests.canary.conftest import FAST, canary_model
 
+# The suite's 300 s per-test timeout is a hang guard; these real-gateway tests bound their own
+# waits, and a saturated 2-core machine (`stress-ng --cpu 2` beside other runs) needs longer.
+pytestmark = pytest.mark.timeout(900)
+
 POLL_S = FAST["registry"]["poll_interval_s"]
+LOAD_MARGIN_S = 8.0
 
 
 def _free_port() -> int:
@@ -36,7 +41,7 @@ def _free_port() -> int:
 def _sample(url: str) -> tuple[int, dict[str, Any]] | None:
     """GET /models on a fresh connection (so either worker may answer): (pid, canary)."""
     try:
-        body = httpx.get(url + "/models", timeout=2.0).json()
+        body = httpx.get(url + "/models", timeout=10.0).json()
     except httpx.HTTPError:
         return None
     return body["pid"], body["models"][0]["experiment"]["canary"]
@@ -78,7 +83,7 @@ def two_workers(make_home: Any) -> Iterator[tuple[str, Any]]:
 def _wait_for_both(url: str, share: float) -> dict[int, dict[str, Any]]:
     """Sample GET /models until both workers report ``share``; their canary views by pid."""
     pids: dict[int, dict[str, Any]] = {}
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # two workers loading both versions on a busy machine
     while len([c for c in pids.values() if c.get("share") == share]) < 2:
         assert time.monotonic() < deadline, f"workers not ready: {pids}"
         sample = _sample(url)
@@ -99,7 +104,7 @@ def test_abort_reaches_both_workers_within_one_poll(two_workers: tuple[str, Any]
     result = service.operate("abort", "two-worker test")
     decided_at = result["record"]["at"]  # wall clock of the decision
     first_zero: dict[int, float] = {}
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while len(first_zero) < 2:
         assert time.monotonic() < deadline, f"not every worker applied the abort: {first_zero}"
         sample = _sample(url)
@@ -108,11 +113,12 @@ def test_abort_reaches_both_workers_within_one_poll(two_workers: tuple[str, Any]
     assert set(first_zero) == set(pids)
     elapsed = max(first_zero.values()) - decided_at
     print(f"rollback decision -> both workers at 0 %: {elapsed:.3f} s (poll {POLL_S} s)")
-    # Margin for a loaded machine: 1.5 s was measured once with other tests running on the
-    # same 2 cores (0.19 s on a quiet machine); a worker that ignored the tag would never get there.
-    assert elapsed <= POLL_S + 2.0
+    # Margin for a loaded machine: 0.19 s on a quiet one, 1.5 s with other tests on the same
+    # 2 cores, more beside `stress-ng --cpu 2` (a starved worker polls late, not never); a
+    # worker that ignored the tag would never get there.
+    assert elapsed <= POLL_S + LOAD_MARGIN_S
     for _ in range(20):  # and they stay there, serving the champion
-        answer = httpx.post(url + "/models/fraud/predict",
+        answer = httpx.post(url + "/models/fraud/predict", timeout=30.0,
                             json={"unit_id": f"u{_}", "features": _row(home)}).json()  # fmt: skip
         assert answer["arm"] == "champion"
 
@@ -132,9 +138,9 @@ def test_a_rollback_decided_by_one_worker_reaches_the_other_within_one_poll(
         _wait_for_both(url, 0.5)
         config = home.config().models["faulty"]
         service = CanaryService(registry_for_home(home.root), home.root, "faulty", config)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         i = 0
-        with httpx.Client(base_url=url, timeout=5.0) as client:
+        with httpx.Client(base_url=url, timeout=30.0) as client:
             while service.status()["status"] != "rolled_back":
                 assert time.monotonic() < deadline, service.status()
                 for _ in range(10):
@@ -146,7 +152,7 @@ def test_a_rollback_decided_by_one_worker_reaches_the_other_within_one_poll(
         record = service.status()["history"][-1]
         assert record["action"] == "rollback" and "error_rate" in " ".join(record["reasons"])
         first_zero: dict[int, float] = {}
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while len(first_zero) < 2:
             assert time.monotonic() < deadline, f"not every worker applied it: {first_zero}"
             sample = _sample(url)
@@ -154,4 +160,4 @@ def test_a_rollback_decided_by_one_worker_reaches_the_other_within_one_poll(
                 first_zero.setdefault(sample[0], time.time())
         elapsed = max(first_zero.values()) - record["at"]
         print(f"checkpoint rollback -> both workers at 0 %: {elapsed:.3f} s (poll {POLL_S} s)")
-        assert elapsed <= POLL_S + 2.0  # margin for a loaded machine, as above
+        assert elapsed <= POLL_S + LOAD_MARGIN_S  # margin for a loaded machine, as above

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from arbiter.cli import app
 from arbiter.registry import registry_for_home
 
 
+# The suite's 300 s per-test timeout is a hang guard; the demo takes 2-3 minutes on a quiet
+# 2-core machine and several times that on a saturated one.
+@pytest.mark.timeout(1_800)
 def test_demo_runs_shadow_ab_two_canaries_and_interleaving(tmp_path: Path) -> None:
     home = tmp_path / "demo"
     result = CliRunner().invoke(

@@ -30,17 +30,19 @@ def test_a_hung_canary_challenger_times_out_and_is_rolled_back(
     statuses: dict[int, int] = {}
     started = time.monotonic()
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        wait_for(lambda: _canary(client, "faulty")["status"] == "running")
-        for i in range(40):
+        wait_for(lambda: _canary(client, "faulty")["status"] == "running", timeout_s=120.0)
+        # Requests until the canary rolls back (bounded): a busy machine checks less often.
+        for i in range(400):
             r = client.post(
-                "/models/faulty/predict", json={"unit_id": f"u{i}", "features": fraud_rows[i]}
+                "/models/faulty/predict",
+                json={"unit_id": f"u{i}", "features": fraud_rows[i % len(fraud_rows)]},
             )
             statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
             if r.status_code == 504:
                 assert r.json()["error"]["code"] == "model_timeout"
             if _canary(client, "faulty")["status"] == "rolled_back":
                 break
-        wait_for(lambda: _canary(client, "faulty")["status"] == "rolled_back")
+        wait_for(lambda: _canary(client, "faulty")["status"] == "rolled_back", timeout_s=120.0)
         after = client.post(
             "/models/faulty/predict", json={"unit_id": "u0", "features": fraud_rows[0]}
         )
@@ -48,8 +50,9 @@ def test_a_hung_canary_challenger_times_out_and_is_rolled_back(
     assert statuses.get(504, 0) >= 1 and statuses.get(200, 0) >= 1, statuses
     assert after.status_code == 200 and after.json()["arm"] == "champion"
     assert 'kind="model_timeout"' in metrics
-    # Forty 30-second calls inline would take 20 minutes; off the loop, seconds.
-    assert time.monotonic() - started < 60
+    # Twenty 30-second calls inline would take 10 minutes; off the loop, seconds (a minute or
+    # two on a saturated machine).
+    assert time.monotonic() - started < 180
 
 
 @pytest.mark.parametrize(

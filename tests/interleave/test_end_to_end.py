@@ -97,8 +97,9 @@ def test_ranking_demo_runs_end_to_end(tmp_path: Any) -> None:
     # 600 queries: the gateway draws each impression's coin from OS entropy, so the data differ
     # between runs; at 300 the always-valid test missed significance in 2 of 30 runs, at 600
     # in none of 20 (measured on 2026-11-24).
+    # More rounds follow only while the test says "continue" (bounded).
     result = run_ranking_demo(home, console, n_queries=600)
-    assert result["traffic"]["impressions"] == 600 and result["traffic"]["errors"] == 0
+    assert result["traffic"]["impressions"] >= 600 and result["traffic"]["errors"] == 0
     analysis = result["analysis"]
     assert analysis["winner"] == "challenger" and analysis["decision"] == "promote"
     assert "verdict: promote" in console.export_text()

@@ -9,7 +9,6 @@ not leak into other packages' tests.
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,12 @@ import httpx
 import pytest
 
 from arbiter.config import HomeConfig, dump_config
+from arbiter.demo.traffic import (
+    KEEPALIVE_EXPIRY_S,
+    REQUEST_TIMEOUT_S,
+    EvidenceTimeoutError,
+    wait_until,
+)
 from arbiter.home import Home
 
 MODEL = "fraud"
@@ -112,6 +117,14 @@ def gateway(loop_home: Callable[..., Home]) -> Iterator[tuple[str, Home]]:
         server.stop()
 
 
+def client_for(url: str) -> httpx.Client:
+    """A client that drops idle connections before the server's 5 s keep-alive timeout: the
+    tests pause for a ``run_cycle`` between requests, and reusing a connection the server is
+    closing at that moment fails with a ReadError (seen on a loaded machine)."""
+    limits = httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S)
+    return httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits)
+
+
 def send(
     url: str, *, n: int, seed: int, shift: float, labels: bool, batch: int = 50
 ) -> list[dict[str, Any]]:
@@ -121,7 +134,7 @@ def send(
     data = make_transactions(n, seed=seed, shift=shift)
     rows = data.features.to_dict("records")
     bodies = []
-    with httpx.Client(base_url=url, timeout=30.0) as client:
+    with client_for(url) as client:
         for lo in range(0, n, batch):
             response = client.post(
                 f"/models/{MODEL}/predict", json={"features": rows[lo : lo + batch]}
@@ -138,25 +151,13 @@ def send(
     return bodies
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or condition}")
-
-
-def shadow_ready(url: str) -> bool:
-    """Whether the gateway's shadow workers have loaded the current challenger."""
-    models = httpx.get(f"{url}/models", timeout=10.0).json()["models"]
-    shadow = models[0]["experiment"].get("shadow", {})
-    return bool(shadow.get("ready"))
-
-
-def served_versions(url: str) -> dict[str, str]:
-    models = httpx.get(f"{url}/models", timeout=10.0).json()["models"]
-    return next(m["aliases"] for m in models if m["name"] == MODEL)
+def wait_for(condition: Callable[[], bool], timeout: float = 120.0, what: str = "") -> None:
+    """Poll ``condition`` until true; the bound is generous (a saturated 2-core machine loads
+    a model in tens of seconds), a broken gateway still fails it."""
+    try:
+        wait_until(condition, timeout_s=timeout, what=what or str(condition), interval_s=0.1)
+    except EvidenceTimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def logged_rows(home: Home, **where: str) -> int:

@@ -18,8 +18,12 @@ from arbiter.errors import ConfigError
 from arbiter.home import Home
 from arbiter.loop import CycleStore, run_cycle
 from arbiter.registry import registry_for_home
-from tests.loop.conftest import MODEL, wait_for
+from tests.loop.conftest import MODEL, client_for, wait_for
 from tests.loop.test_cycle import _canned
+
+# The suite's 300 s per-test timeout is a hang guard; these real-gateway tests bound their own
+# waits, and a saturated 2-core machine (`stress-ng --cpu 2` beside other runs) needs longer.
+pytestmark = pytest.mark.timeout(900)
 
 SECTIONS = {"registry": {"poll_interval_s": 0.2}, "events": {"flush_interval_s": 0.1}}
 NO_LATENCY = {"max_latency_p99_ratio": None, "max_error_rate": None}
@@ -98,7 +102,7 @@ def test_ab_mode_promotes_on_the_primary_metric(loop_home: Callable[..., Home]) 
     home = loop_home({MODEL: _ab_model()}, **SECTIONS)
     steps = _steps()
     rows, rng = _rows(500), np.random.default_rng(3)
-    with _gateway(home) as url, httpx.Client(base_url=url, timeout=30.0) as client:
+    with _gateway(home) as url, client_for(url) as client:
         # Before the cycle, the old challenger (also v2 here) serves: rows before the
         # candidate is staged are not its test.
         _units(client, rows, 0, 40, {"1": 0.0, "2": 1.0}, rng)
@@ -138,7 +142,7 @@ def test_ab_mode_rolls_back_a_candidate_that_converts_less(
     home = loop_home({MODEL: _ab_model()}, **SECTIONS)
     steps = _steps()
     rows, rng = _rows(500), np.random.default_rng(4)
-    with _gateway(home) as url, httpx.Client(base_url=url, timeout=30.0) as client:
+    with _gateway(home) as url, client_for(url) as client:
         run_cycle(home.root, MODEL, steps=steps)
         start, decided = 0, None
         while decided is None and start < 4_000:
@@ -176,7 +180,7 @@ def test_canary_mode_follows_the_gateways_canary(loop_home: Callable[..., Home])
     registry.delete_alias(MODEL, "challenger")  # the canary starts when the loop stages v2
     steps = _steps()
     rows = _rows(500)
-    with _gateway(home) as url, httpx.Client(base_url=url, timeout=30.0) as client:
+    with _gateway(home) as url, client_for(url) as client:
         first = run_cycle(home.root, MODEL, steps=steps)
         online = first.record.evidence("online")
         assert online["mode"] == "canary" and online["decision"] == "continue"

@@ -541,7 +541,9 @@ class CanaryService:
         except CanaryConflictError as exc:
             log.info("%s: checkpoint %s not written: %s", self.model, action, exc)
             return CheckpointResult("conflict", stored, evidence, duration_s=measured.duration_s)
-        log.warning(
+        # A checkpoint's decision (advance, promote, rollback) is the canary doing its job:
+        # INFO, shown by `arbiter serve` and by `arbiter demo -v`; failures stay WARNING.
+        log.info(
             "%s: canary %s (stage %d -> %d): %s",
             self.model,
             action,

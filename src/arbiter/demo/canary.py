@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import shutil
 import time
 from collections.abc import Callable
@@ -366,39 +367,52 @@ def run_canary_phase(
 ) -> dict[str, Any]:
     """Serve ``rows`` through a canary until it is promoted or rolled back.
 
-    Requests go out in chunks of ``chunk``; after each the canary's status is read from the
-    registry, as an operator would with ``arbiter canary status``.
+    Requests go out in chunks of ``chunk`` once the gateway has both versions loaded; after
+    each the canary's status is read from the registry, as an operator would with ``arbiter
+    canary status`` (:func:`arbiter.demo.traffic.send_until`). After the last chunk the
+    controller gets up to a minute to act on it (a busy machine checks late).
     """
     from arbiter.canary import CanaryService
-    from arbiter.demo.traffic import send_traffic
+    from arbiter.demo.traffic import (
+        EvidenceTimeoutError,
+        send_traffic,
+        send_until,
+        wait_for_arms_loaded,
+        wait_until,
+    )
     from arbiter.gateway.app import create_app
     from arbiter.gateway.server import ServerThread
     from arbiter.registry import registry_for_home
 
     service = CanaryService(registry_for_home(home.root), home.root, model, config.models[model])
     before = service.status()
-    sent = 0
+
+    def finished() -> bool:
+        return service.status()["status"] in TERMINAL
+
     with ServerThread(create_app(home, config=config)) as server:
-        while sent < len(rows):
-            hi = min(sent + chunk, len(rows))
+        wait_for_arms_loaded(server.url, model)
+
+        def one_chunk(lo: int, n: int) -> None:
             asyncio.run(
                 send_traffic(
                     server.url,
-                    rows[sent:hi],
-                    users[sent:hi],
-                    labels[sent:hi],
+                    rows[lo : lo + n],
+                    users[lo : lo + n],
+                    labels[lo : lo + n],
                     concurrency=concurrency,
                     label_batch=20,
                     advance=advance,
                     model=model,
                 )
             )
-            sent = hi
-            if service.status()["status"] in TERMINAL:
-                break
-        deadline = time.monotonic() + 5.0
-        while service.status()["status"] not in TERMINAL and time.monotonic() < deadline:
-            time.sleep(0.25)
+
+        rounds = send_until(
+            one_chunk, finished, round_size=chunk, max_requests=len(rows), timeout_s=900.0
+        )
+        sent = rounds.sent
+        with contextlib.suppress(EvidenceTimeoutError):
+            wait_until(finished, timeout_s=60.0, interval_s=0.25, what="the canary's end")
     status = service.status()
     return {
         "challenger_version": before.get("challenger_version"),

@@ -8,15 +8,17 @@
    more foreign and online transactions), where the champion is clearly worse.
 4. Run the loop in-process (:func:`arbiter.loop.run_cycle`): drift on the shifted window →
    retrain (a small Optuna search on part of the champion's data plus the labelled traffic) →
-   offline gate on a shifted holdout → the candidate shadows; send more shifted, labelled
-   traffic and run the cycle again until the online test decides, then promote (a bounded
-   number of rounds).
+   offline gate on a shifted holdout → the candidate shadows; wait until the gateway and its
+   shadow workers have loaded it, then send shifted, labelled traffic in rounds and run the
+   cycle again after each until the online test decides, then promote (bounded in requests
+   and time: a busy machine takes more rounds, not another verdict).
 5. Write the drift report and the candidate's shadow-test analysis (HTML) to HOME/reports/.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,7 +33,14 @@ from arbiter.config import (
     dump_config,
 )
 from arbiter.demo.run import MODEL, prepare_home
-from arbiter.demo.traffic import send_traffic
+from arbiter.demo.traffic import (
+    EvidenceTimeoutError,
+    describe_model,
+    send_traffic,
+    send_until,
+    wait_for_arms_loaded,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     from arbiter.demo.data import FraudData
@@ -54,7 +63,14 @@ class DriftDemoOptions:
     online_requests : int
         Shifted, labelled requests per round of the online shadow test.
     max_online_rounds : int
-        Rounds of online traffic + ``run_cycle`` before giving up on a verdict.
+        At most this many rounds of online traffic + ``run_cycle`` (the bound on requests:
+        the test stops at the first verdict; more rounds run only when a busy machine dropped
+        shadows and the sample was not reached yet).
+    online_timeout_s : float
+        At most this long sending online rounds before giving up on a verdict.
+    load_timeout_s : float
+        How long to wait for the gateway (and its shadow workers) to load the candidate before
+        its traffic counts (loading a model on a saturated machine takes tens of seconds).
     train_rows, holdout_rows : int
         The champion's (pre-shift) training set; the gate's (shifted) holdout.
     retrain_rows : int
@@ -73,7 +89,9 @@ class DriftDemoOptions:
 
     requests: int = 1_000
     online_requests: int = 600
-    max_online_rounds: int = 4
+    max_online_rounds: int = 8
+    online_timeout_s: float = 900.0
+    load_timeout_s: float = 300.0
     train_rows: int = 20_000
     holdout_rows: int = 3_000
     retrain_rows: int = 5_000
@@ -222,8 +240,12 @@ def _count(store: EventStore, sql: str, params: dict[str, Any]) -> int:
 
 
 def _wait_for_log(store: EventStore, sql: str, params: dict[str, Any], target: int) -> int:
-    """Wait until the gateway's batched writes show ``target`` rows (or stop growing)."""
-    deadline = time.monotonic() + 30.0
+    """Wait until the gateway's batched writes show ``target`` rows (or stop growing).
+
+    Rows never come for shadows the gateway dropped, so a count that stays put for a few
+    seconds ends the wait early; the next round (and its check) picks up any straggler.
+    """
+    deadline = time.monotonic() + 60.0
     last, stable_since = -1, time.monotonic()
     while True:
         n = _count(store, sql, params)
@@ -236,26 +258,29 @@ def _wait_for_log(store: EventStore, sql: str, params: dict[str, Any], target: i
         time.sleep(0.2)
 
 
-def _wait_for_alias(
-    url: str, alias: str, version: str, timeout: float = 30.0, *, shadow: bool = False
-) -> bool:
-    """Wait until the gateway serves ``version`` under ``alias`` (its next registry poll).
+def _wait_for_shadows_done(url: str, timeout_s: float = 60.0) -> None:
+    """Wait until no shadow call is in flight (their rows are then in the writer's buffer)."""
 
-    ``shadow``: also until its shadow workers have loaded that version. Until then the gateway
-    mirrors nothing to it, and a round of traffic sent earlier tests nothing (on a busy machine
-    loading the model in the worker processes takes seconds).
-    """
-    import httpx
+    def idle() -> bool:
+        shadow = (describe_model(url, MODEL).get("experiment") or {}).get("shadow") or {}
+        return int(shadow.get("in_flight", 0)) == 0
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        models = httpx.get(f"{url}/models", timeout=10.0).json()["models"]
-        model = next((m for m in models if m["name"] == MODEL), {})
-        ready = not shadow or bool(model.get("experiment", {}).get("shadow", {}).get("ready"))
-        if model.get("aliases", {}).get(alias) == version and ready:
-            return True
-        time.sleep(0.2)
-    return False
+    # A hung shadow is the watchdog's; the cycle judges the rows that did arrive.
+    with contextlib.suppress(EvidenceTimeoutError):
+        wait_until(idle, timeout_s=timeout_s, what="shadow calls finishing")
+
+
+def _wait_for_champion(url: str, version: str, timeout_s: float = 60.0) -> bool:
+    """Wait until the gateway serves ``version`` as champion (its next registry poll)."""
+    try:
+        wait_until(
+            lambda: (describe_model(url, MODEL).get("aliases") or {}).get("champion") == version,
+            timeout_s=timeout_s,
+            what=f"the gateway serving v{version} as champion",
+        )
+    except EvidenceTimeoutError:
+        return False
+    return True
 
 
 # --- reports ---------------------------------------------------------------------------------
@@ -479,33 +504,60 @@ def run_drift_demo(
         console.print("[bold]closed loop[/]: drift → retrain → gate → shadow → online → promote")
         run: LoopRun = run_cycle(home.root, MODEL, loop_options, steps=steps)
         candidate = run.record.candidate_version
-        for i in range(options.max_online_rounds):
-            if run.record.finished or candidate is None:
-                break
-            if i == 0 and not _wait_for_alias(
-                server.url, "challenger", candidate, timeout=60.0, shadow=True
-            ):
-                console.print(f"[yellow]the gateway did not pick up v{candidate} in time[/]")
-            data = make_transactions(
-                options.online_requests, seed=options.seed + 10 + i, shift=options.shift
+        if not run.record.finished and candidate is not None:
+            loaded = {"challenger": candidate}
+            with console.status(f"Waiting for the gateway's shadow workers to load v{candidate}…"):
+                wait_for_arms_loaded(
+                    server.url, MODEL, versions=loaded, shadow=True,
+                    timeout_s=options.load_timeout_s,
+                )  # fmt: skip
+
+            def online_round(start: int, n: int) -> dict[str, Any]:
+                nonlocal sent
+                i = len(traffic["online"])
+                # Only traffic the candidate can shadow counts: a restarted shadow worker
+                # reloads it first (one GET /models when it is loaded).
+                wait_for_arms_loaded(
+                    server.url, MODEL, versions=loaded, shadow=True,
+                    timeout_s=options.load_timeout_s,
+                )  # fmt: skip
+                data = make_transactions(n, seed=options.seed + 10 + i, shift=options.shift)
+                what = f"shadow test round {i + 1} (v{candidate})"
+                result = _send(console, server.url, data, what, options)
+                traffic["online"].append(result)
+                sent += n
+                return result
+
+            def decided() -> bool:
+                nonlocal run
+                _wait_for_log(store, served_sql, scope.params, sent)
+                _wait_for_shadows_done(server.url)
+                n = sum(r["labels"] for r in traffic["online"])
+                _wait_for_log(store, shadow_sql, {**scope.params, "version": candidate}, n)
+                run = run_cycle(home.root, MODEL, steps=steps)
+                return run.record.finished
+
+            rounds = send_until(
+                online_round,
+                decided,
+                round_size=options.online_requests,
+                max_requests=options.online_requests * options.max_online_rounds,
+                timeout_s=options.online_timeout_s,
             )
-            result = _send(
-                console, server.url, data, f"shadow test round {i + 1} (v{candidate})", options
-            )
-            traffic["online"].append(result)
-            sent += options.online_requests
-            _wait_for_log(store, served_sql, scope.params, sent)
-            n = sum(r["labels"] for r in traffic["online"])
-            _wait_for_log(store, shadow_sql, {**scope.params, "version": candidate}, n)
-            run = run_cycle(home.root, MODEL, steps=steps)
+            traffic["online_rounds"] = {
+                "rounds": rounds.rounds,
+                "requests": rounds.sent,
+                "decided": rounds.reached,
+                "seconds": rounds.seconds,
+            }
         promoted = run.record.verdict == "promoted" and candidate is not None
-        if promoted and _wait_for_alias(server.url, "champion", str(candidate), timeout=10.0):
+        if promoted and _wait_for_champion(server.url, str(candidate)):
             console.print(f"the gateway now serves [bold]v{candidate}[/] as champion")
 
     record = run.record
     if not record.finished:
         console.print(
-            f"[yellow]no verdict after {options.max_online_rounds} rounds; "
+            f"[yellow]no verdict after {len(traffic['online'])} rounds of online traffic; "
             f"`arbiter loop run --home {home.root} --model {MODEL}` continues the cycle[/]"
         )
     with console.status("Writing the drift and experiment reports…"):

@@ -12,8 +12,11 @@
    (quality, discounted off topic) (:func:`simulate_clicks`). Users therefore prefer the
    challenger's items.
 5. :func:`run_ranking_demo` configures ``strategy: interleave`` for ``ranker``, starts a real
-   gateway, sends the query log to ``/models/ranker/rank``, posts the simulated clicks to
-   ``/feedback`` and analyses the experiment.
+   gateway, waits until it has both rankers loaded, sends the query log to
+   ``/models/ranker/rank``, posts the simulated clicks to ``/feedback`` and analyses the
+   experiment; while the (always-valid) test says ``continue`` it sends more queries, in
+   rounds, up to a bound (:func:`arbiter.demo.traffic.send_until`), so a busy machine or an
+   unlucky draw of the gateway's coins takes more queries rather than ending undecided.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from arbiter.home import Home
@@ -101,9 +105,11 @@ class CatalogueRanker(PythonModel):
         self.scores = np.asarray(scores, dtype=float)
         self.depth = depth
 
-    # Unannotated on purpose (as arbiter.testing): MLflow reads type hints on predict as a
-    # schema, and this model takes the DataFrame its signature describes.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    # `pd.DataFrame` (as arbiter.testing): MLflow infers no schema from this hint (the
+    # signature stays the registered one) and no longer warns about a missing hint.
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> list[list[str]]:
         out = []
         for topic in np.asarray(model_input["topic"]).tolist():
             score = self.scores + (self.topics == topic)  # scores are in [0, 1]: topic first
@@ -196,28 +202,29 @@ async def send_queries(
     advance: Callable[[int], None] = lambda n: None,
 ) -> dict[str, Any]:
     """POST each query to ``/rank``, simulate the user's clicks, POST them to ``/feedback``."""
-    import httpx
+    from arbiter.demo.traffic import async_client, post
 
     rng = np.random.default_rng(seed)
     semaphore = asyncio.Semaphore(concurrency)
     pending: list[dict[str, Any]] = []
     counts = {"impressions": 0, "clicks": 0, "errors": 0, "stored": 0}
 
-    async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
+    async with async_client(url) as client:
 
         async def flush() -> None:
             nonlocal pending
             batch, pending = pending, []
             if batch:
-                response = await client.post("/feedback", json={"feedback": batch})
+                response = await post(client, "/feedback", {"feedback": batch})
                 response.raise_for_status()
                 counts["stored"] += response.json()["stored"]
 
         async def one(query: Mapping[str, Any]) -> None:
             async with semaphore:
-                response = await client.post(
+                response = await post(
+                    client,
                     f"/models/{MODEL}/rank",
-                    json={"user_id": query["user_id"], "features": query["features"]},
+                    {"user_id": query["user_id"], "features": query["features"]},
                 )
             advance(1)
             if response.status_code != 200:
@@ -236,6 +243,22 @@ async def send_queries(
     return counts
 
 
+def _wait_for_log(store: Any, impressions: int, feedback: int, timeout_s: float = 60.0) -> None:
+    """Wait until the gateway's batched writes hold every impression and feedback row sent."""
+    from arbiter.demo.traffic import wait_until
+
+    sql = """SELECT (SELECT count(*) FROM predictions WHERE model = $model),
+                    (SELECT count(*) FROM feedback WHERE request_id IN
+                        (SELECT request_id FROM predictions WHERE model = $model))"""
+
+    def flushed() -> bool:
+        with store.connect() as con:
+            row = con.execute(sql, {"model": MODEL}).fetchone()
+        return row is not None and row[0] >= impressions and row[1] >= feedback
+
+    wait_until(flushed, timeout_s=timeout_s, what=f"{impressions} impressions in the event log")
+
+
 def run_ranking_demo(
     home: Home,
     console: Any = None,
@@ -243,6 +266,8 @@ def run_ranking_demo(
     n_queries: int = 1_500,
     seed: int = 7,
     render: bool = True,
+    max_queries: int | None = None,
+    timeout_s: float = 600.0,
 ) -> dict[str, Any]:
     """Register two rankers, interleave them behind a real gateway, and analyse the clicks.
 
@@ -254,7 +279,12 @@ def run_ranking_demo(
     console : rich.console.Console, optional
         Where progress and the analysis are printed (default: a new console).
     n_queries : int, default 1500
-        Queries sent to ``/models/ranker/rank``.
+        Queries sent to ``/models/ranker/rank`` before the first analysis; rounds of a third as
+        many follow while it says ``continue``.
+    max_queries : int, optional
+        At most this many queries in all (default: four times ``n_queries``).
+    timeout_s : float, default 600
+        At most this long sending further rounds.
     seed : int, default 7
         Seeds the catalogue, the query log and the click model.
     render : bool, default True
@@ -269,6 +299,7 @@ def run_ranking_demo(
     from rich.console import Console
 
     from arbiter.analysis.interleave import analyze_interleave
+    from arbiter.demo.traffic import send_until, wait_for_arms_loaded
     from arbiter.events import EventStore
     from arbiter.gateway.app import create_app
     from arbiter.gateway.server import ServerThread
@@ -284,13 +315,39 @@ def run_ranking_demo(
         f"ranker v{versions['champion']} (champion, by popularity) vs "
         f"v{versions['challenger']} (challenger, by quality): team-draft interleaving"
     )
+    store = EventStore(home.root)
+    more = make_query_log(max(0, (max_queries or 4 * n_queries) - n_queries), seed=seed + 11)
+    traffic = {"impressions": 0, "clicks": 0, "errors": 0, "stored": 0}
+    analysis: Any = None
+
+    def one_round(start: int, n: int) -> dict[str, Any]:
+        batch = queries if start == 0 else more[start - n_queries : start - n_queries + n]
+        counts = asyncio.run(send_queries(server.url, batch, catalogue, seed=seed + 2 + start))
+        for key, value in counts.items():
+            traffic[key] += value
+        return counts
+
+    def decided() -> bool:
+        nonlocal analysis
+        _wait_for_log(store, traffic["impressions"], traffic["stored"])
+        with store.connect() as con:
+            analysis = analyze_interleave(con, MODEL, EXPERIMENT, model_config=config.models[MODEL])
+        return analysis.decision != "continue"
+
     with (
         console.status(f"Sending {n_queries} queries to /rank and their clicks to /feedback…"),
         ServerThread(create_app(home, config=config)) as server,
     ):
-        traffic = asyncio.run(send_queries(server.url, queries, catalogue, seed=seed + 2))
-    with EventStore(home.root).connect() as con:
-        analysis = analyze_interleave(con, MODEL, EXPERIMENT, model_config=config.models[MODEL])
+        wait_for_arms_loaded(server.url, MODEL)
+        rounds = send_until(
+            one_round,
+            decided,
+            first_round=n_queries,
+            round_size=max(1, n_queries // 3),
+            max_requests=n_queries + len(more),
+            timeout_s=timeout_s,
+        )
+    traffic["rounds"] = rounds.rounds
     if render:
         from arbiter.report.terminal import print_analysis
 

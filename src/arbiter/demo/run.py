@@ -26,6 +26,7 @@ import asyncio
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from arbiter.config import ExperimentConfig, HomeConfig, ModelConfig, dump_config
-from arbiter.demo.traffic import MODEL, send_traffic
+from arbiter.demo.traffic import MODEL, send_traffic, wait_for_arms_loaded
 from arbiter.errors import ConfigError
 from arbiter.home import Home
 
@@ -52,18 +53,57 @@ class DemoOptions:
     ranking_queries: int = 1_500  # interleaving demo; 0 skips it
 
 
-def prepare_home(root: Path) -> Home:
-    """Create the demo home; wipe it only if an earlier demo created it."""
-    if root.exists() and any(root.iterdir()):
+def prepare_home(
+    root: Path, *, force: bool = False, say: Callable[[str], None] | None = None
+) -> Home:
+    """Create the demo home, or start it over.
+
+    A folder that holds only the demo's marker (the demo just created it) is reused. An earlier
+    demo's home is deleted only with ``force`` (``arbiter demo --force``, ``make demo
+    FORCE=1``), after saying what goes; a folder the demo did not create is never deleted.
+    The caller holds :func:`arbiter.serve_lock.rebuilding`, so no server uses the home.
+    """
+    from arbiter.serve_lock import LOCK_NAME
+
+    root = Path(root)
+    entries = (
+        sorted(p for p in root.iterdir() if p.name not in (LOCK_NAME, MARKER))
+        if root.exists()
+        else []
+    )
+    if entries:
         if not (root / MARKER).exists():
             raise ConfigError(
                 f"{root} exists and was not created by `arbiter demo`; "
                 "choose another --home (the demo starts from an empty folder)"
             )
-        shutil.rmtree(root)
+        if not force:
+            raise ConfigError(
+                f"{root} holds an earlier demo ({describe_home(entries)}); rerun with --force "
+                "(`make demo FORCE=1`) to delete it and start over, or choose another --home"
+            )
+        if say is not None:
+            say(f"deleting the earlier demo in {root}: {describe_home(entries)}")
+        for entry in entries:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     home = Home.at(root, create=True)
     (home.root / MARKER).write_text("created by `arbiter demo`; safe to delete\n")
     return home
+
+
+def describe_home(entries: list[Path]) -> str:
+    """What a home's top-level entries are, for the message before deleting them."""
+    parts = []
+    for entry in entries:
+        if entry.is_dir():
+            files = sum(1 for p in entry.rglob("*") if p.is_file())
+            parts.append(f"{entry.name}/ ({files:,} files)")
+        else:
+            parts.append(entry.name)
+    return ", ".join(parts)
 
 
 # Each strategy's own keys (a key of another strategy is a config error).
@@ -92,12 +132,24 @@ BUSINESS_DECISION: dict[str, Any] = {
 
 
 def write_config(home: Home, strategy: str, *, poll_interval_s: float = 2.0) -> HomeConfig:
+    """Write the home's ``arbiter.yaml`` for one phase of the demo, as that phase runs it.
+
+    The canary phase's plan is the one the demo's canaries ran (10 % → 50 % → 100 %, see
+    :func:`arbiter.demo.canary.fraud_canary_config`), so `arbiter canary status` on the demo's
+    home shows the plan that produced its decision records, not the default plan.
+    """
+    settings = dict(_STRATEGY_SETTINGS[strategy])
+    if strategy == "canary":
+        from arbiter.demo.canary import fraud_canary_config
+
+        ran = fraud_canary_config(MODEL).models[MODEL].experiment
+        settings["canary"] = ran.model_dump(include={"canary"})["canary"]
     experiment = ExperimentConfig.model_validate(
         {
             "name": f"{MODEL}-{strategy}",
             "strategy": strategy,
             "unit_field": "user_id",
-            **_STRATEGY_SETTINGS[strategy],
+            **settings,
         }
     )
     model = ModelConfig.model_validate(
@@ -158,17 +210,17 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
         challenger = train_challenger(train.features, train.labels, seed=options.seed)
         progress.advance(step)
 
-        step = progress.add_task("Registering in MLflow", total=2)
+        step = progress.add_task("Registering in MLflow, with profiles", total=2)
         registry = registry_for_home(home.root)
-        example = train.features.head(5)
-        registry.log_sklearn_model(
-            MODEL, champion, example, aliases=("champion",), tags={"arbiter.role": "champion"}
-        )
-        progress.advance(step)
-        registry.log_sklearn_model(
-            MODEL, challenger, example, aliases=("challenger",), tags={"arbiter.role": "challenger"}
-        )
-        progress.advance(step)
+        # Float columns: the signature says double for every feature, as the gateway scores
+        # them (an integer column in a signature cannot carry a missing value).
+        example = train.features.head(5).astype("float64")
+        for model, alias in ((champion, "champion"), (challenger, "challenger")):
+            version = registry.log_sklearn_model(
+                MODEL, model, example, aliases=(alias,), tags={"arbiter.role": alias}
+            )
+            store_profile(registry, version, train.features, model)
+            progress.advance(step)
 
         rows = traffic.features.to_dict("records")
         users = traffic.users.tolist()
@@ -179,6 +231,8 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
             lo, hi = phase * options.requests, (phase + 1) * options.requests
             task = progress.add_task(f"{strategy:>6}: requests + labels", total=hi - lo)
             with ServerThread(create_app(home, config=config)) as server:
+                # Traffic counts once every arm is loaded (shadow: in the shadow workers too).
+                wait_for_arms_loaded(server.url, MODEL, shadow=strategy == "shadow")
                 results[strategy] = asyncio.run(
                     send_traffic(
                         server.url,
@@ -193,10 +247,10 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
                 )
                 results[strategy]["url"] = server.url
         ab_metrics = _ab_metric_verdict(home, write_config(home, "ab").models[MODEL])
-        canaries = _canaries(home, registry, example, options, progress)
-    # Leave the home with a canary on the default plan, as `arbiter serve` will pick it up:
-    # it serves the champion, `arbiter canary status` shows the demo's last canary, and a
-    # newly registered challenger starts a real canary (1 % → 5 % → 25 % → 50 % → 100 %).
+        canaries = _canaries(home, registry, example, options, progress, train.features)
+    # Leave the home with the canary plan the demo ran, as `arbiter serve` will pick it up: it
+    # serves the champion, `arbiter canary status` shows the demo's last canary and its plan
+    # (10 % → 50 % → 100 %), and a newly registered challenger starts a canary on that plan.
     write_config(home, "canary")
     ranking = None
     if options.ranking_queries:
@@ -226,6 +280,25 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
         "home": str(home.root),
     }
     return summary
+
+
+def store_profile(registry: Any, version: str, features: Any, model: Any = None) -> None:
+    """Store the drift reference profile of ``version``: its training data and, for a
+    classifier, its scores on them, so `arbiter drift --model fraud` works on the demo's home
+    (the closed loop does the same for the versions it registers)."""
+    from arbiter.drift import build_profile
+    from arbiter.registry.profiles import log_profile
+
+    scores = None
+    if model is not None and hasattr(model, "predict_proba"):
+        scores = model.predict_proba(features.to_numpy())[:, 1]
+    log_profile(
+        registry.tracking_uri,
+        MODEL,
+        version,
+        build_profile(features, prediction=scores),
+        registry_uri=registry.registry_uri,
+    )
 
 
 def _outcomes(rows: list[dict[str, Any]], users: list[str], labels: list[int], offset: int) -> Any:
@@ -262,7 +335,7 @@ def _ab_metric_verdict(home: Home, config: ModelConfig) -> dict[str, Any]:
 
 
 def _canaries(
-    home: Home, registry: Any, example: Any, options: DemoOptions, progress: Any
+    home: Home, registry: Any, example: Any, options: DemoOptions, progress: Any, features: Any
 ) -> dict[str, Any]:
     """Two canaries: the better challenger ramps and is promoted; a broken release that
     fails one request in five is rolled back and archived."""
@@ -279,9 +352,11 @@ def _canaries(
     n = options.canary_requests
     for phase, lo in (("promote", 0), ("rollback", n)):
         if phase == "rollback":
-            registry.log_pyfunc_model(
+            version = registry.log_pyfunc_model(
                 MODEL, FailingModel(rate=0.2), example, aliases=("challenger",)
             )
+            # The broken release was trained on the same data; it has no scores to profile.
+            store_profile(registry, version, features)
         task = progress.add_task(f"canary ({phase} expected)", total=n)
         out[phase] = run_canary_phase(
             home,

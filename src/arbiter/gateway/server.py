@@ -66,9 +66,22 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
-def serve(home: Home, *, host: str, port: int, workers: int, log_level: str = "info") -> None:
-    """Run the gateway in the foreground until SIGINT/SIGTERM (then flush and exit)."""
+def serve(
+    home: Home,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str = "info",
+    log_config: dict[str, Any] | None = None,
+) -> None:
+    """Run the gateway in the foreground until SIGINT/SIGTERM (then flush and exit).
+
+    ``log_config`` (:func:`arbiter.logs.log_config`) is applied by uvicorn in every worker
+    process too, so all workers log with the same format; None keeps uvicorn's default.
+    """
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from arbiter.gateway.http_limits import ENV, IMPORT_PATH, HttpLimits
 
@@ -96,6 +109,7 @@ def serve(home: Home, *, host: str, port: int, workers: int, log_level: str = "i
             port=port,
             workers=workers,
             log_level=log_level,
+            log_config=log_config or LOGGING_CONFIG,
             timeout_graceful_shutdown=30,
             http=IMPORT_PATH,
         )
@@ -107,6 +121,7 @@ def serve(home: Home, *, host: str, port: int, workers: int, log_level: str = "i
         host=host,
         port=port,
         log_level=log_level,
+        log_config=log_config or LOGGING_CONFIG,
         timeout_graceful_shutdown=30,
         http=IMPORT_PATH,
     )

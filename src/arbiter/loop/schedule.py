@@ -1,8 +1,12 @@
 """``loop schedule``: run ``loop run`` every so often in the foreground, for cron-less hosts.
 
 One cycle step per tick (:func:`~arbiter.loop.run.run_cycle`), then sleep until the next tick.
-SIGINT and SIGTERM end the sleep at once; a tick in progress finishes its current step first,
-so a stop never leaves a step half-recorded. A failed tick is logged and the schedule goes on
+SIGINT and SIGTERM end the sleep within :data:`STOP_POLL_S`; a tick in progress finishes its
+current step first, so a stop never leaves a step half-recorded. The signal handler only
+records the signal (a list append, no lock): setting a :class:`threading.Event` from a handler
+deadlocks when the signal lands while the main thread holds that event's lock inside
+``Event.wait`` (it did, now and then, on a loaded machine), so the sleep waits in short slices
+and looks at what the handler recorded. A failed tick is logged and the schedule goes on
 (the record holds the error and the next tick retries the step).
 """
 
@@ -22,6 +26,9 @@ from arbiter.errors import ArbiterError, InvalidInputError
 from arbiter.loop.run import LoopOptions, LoopRun, run_cycle
 
 log = logging.getLogger(__name__)
+
+#: The longest a stop signal waits to be noticed during the sleep between ticks.
+STOP_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -43,18 +50,15 @@ class ScheduleResult:
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event, reason: list[str]) -> Iterator[None]:
-    """Set ``stop`` on SIGINT/SIGTERM (main thread only; elsewhere the caller stops it)."""
+def _stop_on_signals(reason: list[str]) -> Iterator[None]:
+    """Append the signal's name to ``reason`` on SIGINT/SIGTERM (main thread only; elsewhere
+    the caller stops the schedule with its event). Nothing else: see the module docstring."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if not stop.is_set():
-            log.info("%s received: stopping after the current step", name)
-        reason.append(name)
-        stop.set()
+        reason.append(signal.Signals(signum).name)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -97,8 +101,15 @@ def run_schedule(
     reason: list[str] = []
     ticks = failures = 0
     runs: list[dict[str, Any]] = []
-    with _stop_on_signals(stop, reason):
-        while not stop.is_set():
+
+    def stopped() -> bool:
+        if reason and not stop.is_set():
+            log.info("%s received: stopping after the current step", reason[0])
+            stop.set()
+        return stop.is_set()
+
+    with _stop_on_signals(reason):
+        while not stopped():
             started = time.monotonic()
             ticks += 1
             log.info("tick %d: loop run --model %s", ticks, model)
@@ -133,7 +144,9 @@ def run_schedule(
                 return ScheduleResult(ticks, failures, "max_cycles", tuple(runs))
             wait = max(0.0, every_s - (time.monotonic() - started))
             log.info("next tick in %.0f s", wait)
-            stop.wait(wait)
+            until = time.monotonic() + wait
+            while not stopped() and (left := until - time.monotonic()) > 0:
+                stop.wait(min(left, STOP_POLL_S))
     return ScheduleResult(ticks, failures, reason[0] if reason else "stopped", tuple(runs))
 
 

@@ -29,6 +29,15 @@ def demo(
         "halfway and the closed loop detects it, retrains, gates, shadow-tests and promotes "
         "(writes the drift and experiment reports).",
     ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Delete an earlier demo's home and start over (says what it deletes). A folder "
+        "the demo did not create is never deleted, nor a home a server is using.",
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Log every step (canary decisions, MLflow's messages)."
+    ),
     json_output: bool = JsonOption,
 ) -> None:
     """Train a champion and a challenger, serve them, test them on live HTTP traffic, report.
@@ -36,7 +45,8 @@ def demo(
     Generates card-fraud-like transactions, registers both models in HOME's MLflow store, starts
     the gateway on a free loopback port, runs a shadow phase then an A/B phase with user ids,
     posts labels, and prints the comparison. Afterwards `arbiter serve --home HOME` serves the
-    same models. HOME is wiped first only if an earlier demo created it.
+    same models. An earlier demo's HOME is deleted only with --force; the demo refuses to touch
+    a HOME that `arbiter serve` is using (HOME/.serve.lock).
 
     With `--scenario drift`, the closed loop (`arbiter loop`) runs on traffic whose distribution
     shifts halfway, and writes the drift and experiment reports (HTML) to HOME/reports/.
@@ -44,23 +54,34 @@ def demo(
     from arbiter.threads import single_threaded_native_pools
 
     single_threaded_native_pools()
-    import logging
-
     from rich.console import Console
 
+    from arbiter.demo.run import prepare_home
     from arbiter.errors import InvalidInputError
+    from arbiter.logs import quiet_mlflow, setup
+    from arbiter.serve_lock import rebuilding
 
     if scenario not in SCENARIOS:
         raise InvalidInputError(
             f"--scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}",
             field="--scenario",
         )
-    logging.basicConfig(level=logging.WARNING)
+    # Quiet: the progress bars tell the story; -v logs each step (INFO) and MLflow's lines.
+    setup("INFO" if verbose else "WARNING", verbose=verbose)
     console = Console(stderr=json_output)
-    if scenario == "drift":
-        _drift(home, requests, concurrency, seed, json_output, console)
-        return
+    # Held for the whole run: a server started meanwhile refuses the home, and the demo
+    # refuses a home a server holds (its rebuild would corrupt the server's registry).
+    with rebuilding(home), quiet_mlflow(verbose):
+        prepare_home(home, force=force, say=console.print)
+        if scenario == "drift":
+            _drift(home, requests, concurrency, seed, json_output, console)
+            return
+        _default(home, requests, concurrency, seed, json_output, console)
 
+
+def _default(
+    home: Path, requests: int | None, concurrency: int, seed: int, json_output: bool, console: Any
+) -> None:
     from arbiter.cli.output import print_json
     from arbiter.demo.run import DemoOptions, run_demo
     from arbiter.report.markdown import render_markdown
@@ -89,14 +110,32 @@ def demo(
     if ranking is not None:
         print_analysis(console, ranking)
     home_dir = summary["demo"]["home"]
+    arbiter = arbiter_command()
     console.print(
         f"\nDone in {summary['demo']['seconds']} s. Report: {path}\n"
         f"Analysis (HTML, with plots): {summary['analysis_html']}\n"
         f"Canary decision records: {home_dir}/canary/fraud/ "
-        f"([bold]arbiter canary status --home {home_dir} --model fraud[/bold])\n"
-        f"Alias history: [bold]arbiter history --home {home_dir} --model fraud[/bold]\n"
-        f"Serve the same models: [bold]arbiter serve --home {home_dir}[/bold]"
+        f"([bold]{arbiter} canary status --home {home_dir} --model fraud[/bold])\n"
+        f"Alias history: [bold]{arbiter} history --home {home_dir} --model fraud[/bold]\n"
+        f"Serve the same models: [bold]{arbiter} serve --home {home_dir}[/bold]"
     )
+
+
+def arbiter_command() -> str:
+    """How to run arbiter again from this shell: ``arbiter`` when that is on the PATH and is
+    this installation, else the script's path as typed (``.venv/bin/arbiter`` after `make
+    demo`), so the commands the demo prints can be pasted as they are."""
+    import os
+    import shutil
+    import sys
+
+    script = sys.argv[0]
+    if Path(script).name != "arbiter":
+        return "python -m arbiter"
+    found = shutil.which("arbiter")
+    if found and os.path.realpath(found) == os.path.realpath(script):
+        return "arbiter"
+    return script
 
 
 def _print_ab_metrics(console: Any, ab: dict[str, Any] | None) -> None:

@@ -193,15 +193,12 @@ def schedule(
 
     Logs one line per step on stderr; SIGINT/SIGTERM stop it after the step in progress.
     """
-    import logging
-
     from arbiter.cli.output import print_json
     from arbiter.durations import parse_duration
+    from arbiter.logs import setup
     from arbiter.loop import run_schedule
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup("INFO")  # the one logging setup (arbiter.logs): time, level, pid, logger
     options = _options(
         force,
         retrain_every,

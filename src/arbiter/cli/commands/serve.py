@@ -18,7 +18,17 @@ def serve(
     workers: int = typer.Option(
         None, "--workers", "-w", min=1, help="Worker processes (default: server.workers, 1)."
     ),
-    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    log_level: str = typer.Option(
+        "info", "--log-level", help="Log level of arbiter and uvicorn (debug, info, warning)."
+    ),
+    log_format: str = typer.Option(
+        "text",
+        "--log-format",
+        help="text: time, level, worker pid, logger, message; json: one JSON object per line.",
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also show the libraries' INFO lines (MLflow, ...)."
+    ),
 ) -> None:
     """Serve every model configured in HOME/arbiter.yaml over HTTP.
 
@@ -30,24 +40,34 @@ def serve(
     from arbiter.threads import single_threaded_native_pools
 
     single_threaded_native_pools()
-    import logging
-
     from arbiter.gateway.server import serve as run
     from arbiter.home import Home
+    from arbiter.logs import LOG_FORMATS, setup
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    if log_format not in LOG_FORMATS:
+        from arbiter.errors import InvalidInputError
+
+        raise InvalidInputError(
+            f"--log-format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}",
+            field="--log-format",
+        )
+    # The same config goes to uvicorn, which applies it again in each worker process.
+    logs = setup(log_level, log_format, verbose=verbose)
     h = Home.at(home)
     if not h.root.exists():
         from arbiter.errors import NotFoundError
 
         raise NotFoundError(f"home {h.root} does not exist; run `arbiter demo` or create it")
     config = h.config()
-    run(
-        h,
-        host=host or config.server.host,
-        port=port if port is not None else config.server.port,
-        workers=workers or config.server.workers,
-        log_level=log_level,
-    )
+    from arbiter.serve_lock import serving
+
+    # Held while serving: `arbiter demo` refuses to rebuild a home a server uses.
+    with serving(h.root):
+        run(
+            h,
+            host=host or config.server.host,
+            port=port if port is not None else config.server.port,
+            workers=workers or config.server.workers,
+            log_level=log_level,
+            log_config=logs,
+        )
