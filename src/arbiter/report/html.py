@@ -22,6 +22,8 @@ from arbiter.report.format import (
     DECISION_COLOURS,
     METRIC_COLUMNS,
     format_number,
+    format_p_value,
+    format_timestamp,
     generic_view,
     interleaving_methods,
     is_number,
@@ -47,6 +49,8 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["num"] = format_number
+    env.filters["pval"] = format_p_value
+    env.filters["when"] = format_timestamp
     env.tests["number_cell"] = is_number
     return env
 
