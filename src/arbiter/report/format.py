@@ -104,23 +104,24 @@ def _significant(v: float, digits: int) -> str:
 
 
 def format_p_value(value: Any, *, missing: str = MISSING) -> str:
-    """A p-value: two significant digits, and ``< 0.0001`` below that.
+    """A p-value: three significant digits written out, and ``< 0.0001`` below that.
 
     Every p-value of every renderer goes through here, so that ``7.28e-06`` never stands
-    next to ``0.006099``: below 10⁻⁴ the exact value carries no decision (every alpha
-    anyone uses is larger), and two digits are what a p-value is precise to.
+    next to ``0.006099`` (and ``1.2e-12`` never reads as larger than ``4.1e-16``): below
+    10⁻⁴ the exact value decides nothing (every alpha anyone uses is larger). Three digits,
+    not two, so that 0.0496 does not print as 0.05 beside an alpha of 0.05.
 
     Examples
     --------
-    >>> format_p_value(7.28e-06), format_p_value(0.006099), format_p_value(0.5192)
-    ('< 0.0001', '0.0061', '0.52')
+    >>> format_p_value(7.28e-06), format_p_value(0.006099), format_p_value(0.0496404)
+    ('< 0.0001', '0.0061', '0.0496')
     """
     if not is_number(value) or math.isnan(float(value)):
         return missing
     v = float(value)
     if v < 1e-4:
         return "< 0.0001"
-    return _significant(min(v, 1.0), 2)
+    return _significant(min(v, 1.0), 3)
 
 
 def column_decimals(values: Iterable[Any], *, digits: int = 4, cap: int = 6) -> int:

@@ -25,6 +25,7 @@ from arbiter.report.format import (
     decision_colour,
     format_cells,
     format_number,
+    format_p_value,
     format_timestamp,
     generic_view,
     interleaving_methods,
@@ -122,8 +123,10 @@ class FittedTable:
         self.texts = format_cells(self.rows, self.columns, by_row)
 
     def is_text(self, column: str) -> bool:
-        """Whether ``column`` holds text (left-aligned, may wrap) rather than numbers."""
-        return column in LEFT or not any(is_number(r.get(column)) for r in self.rows)
+        """Whether ``column`` holds text (left-aligned, may wrap) rather than numbers
+        (a threshold column of numbers is numbers; one of ``< 0.3`` is text)."""
+        values = [r.get(column) for r in self.rows]
+        return any(isinstance(v, str) for v in values) or not any(map(is_number, values))
 
     def header(self, column: str) -> str:
         return self.headers.get(column, column.replace("_", " "))
@@ -220,10 +223,11 @@ def rich_table(
     *,
     optional: Sequence[str] = DROP_FIRST,
     caption: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> FittedTable:
     """A table of ``rows`` (dicts) with the named columns, numbers right-aligned, that fits
     the terminal (:class:`FittedTable`)."""
-    return FittedTable(title, rows, columns, optional=optional, caption=caption)
+    return FittedTable(title, rows, columns, optional=optional, caption=caption, headers=headers)
 
 
 def print_path(console: Console, label: str, path: Any) -> None:
@@ -405,13 +409,13 @@ def _(a: MultiArmAnalysis, console: Console) -> None:
     if a.srm is not None:
         shares = ", ".join(f"{arm} {format_number(a.weights[arm], digits=3)}" for arm in a.arms)
         console.print(
-            f"SRM ({a.srm_basis}): chi-square p = {format_number(a.srm.p_value, digits=3)} "
+            f"SRM ({a.srm_basis}): chi-square p = {format_p_value(a.srm.p_value)} "
             f"({'MISMATCH' if a.srm.mismatch else 'ok'}) for expected shares {shares}"
         )
     om = a.omnibus
     console.print(
         f"omnibus: {om['method']}: statistic = {format_number(om['statistic'])}, "
-        f"p = {format_number(om['p_value'], digits=3)}"
+        f"p = {format_p_value(om['p_value'])}"
     )
     rows = [
         {**r, "name": f"{r['b']} − {r['a']}", "marascuilo": r.get("marascuilo_significant")}
@@ -455,13 +459,16 @@ def _(a: InterleaveAnalysis, console: Console) -> None:
     console.print(
         f"preference for the challenger Δ = {p['delta']} [{p['ci_low']}, {p['ci_high']}] "
         f"({level} CI, clustered by user); "
-        f"p = {p['p_value']}, per-user sign test p = {p['sign_test_p_value']}"
+        f"p = {format_p_value(a.preference.get('p_value'))}, per-user sign test "
+        f"p = {format_p_value(a.preference.get('sign_test_p_value'))}"
     )
     if a.sequential is not None:
         s = {k: format_number(v) for k, v in a.sequential.items()}
         console.print(
             f"always-valid {level} confidence sequence [{s['ci_low']}, {s['ci_high']}], "
-            f"p = {s['p_value']} (safe to peek; the decision uses it)"
+            f"p = {format_p_value(a.sequential.get('p_value'))} (the decision uses it: it "
+            "stays valid however often you look, so its interval is wider and its p never "
+            "below the fixed-horizon p)"
         )
     console.print(criteria_table(a.criteria))
     line = f"verdict: {decision_markup(a.decision)}"
