@@ -21,6 +21,7 @@ from arbiter.analysis.multiarm import MultiArmAnalysis
 from arbiter.report.format import (
     DECISION_COLOURS,
     METRIC_COLUMNS,
+    format_cells,
     format_number,
     format_p_value,
     format_timestamp,
@@ -89,8 +90,14 @@ def _(a: ExperimentAnalysis) -> markupsafe.Markup:
     d = a.to_dict()
     tests = [{"role": "primary", **d["primary"]}]
     tests += [{"role": "secondary", **t} for t in d["secondary"].values()]
+    # The arms table's numbers as the terminal prints them: p50 and p99 share decimals.
+    columns = ["error_rate", "latency_p50_ms", "latency_p99_ms", d["metric"]]
+    arms = list(d["arms"].values())
+    texts = format_cells(arms, columns)
+    cells = {side: {c: texts[c][i] for c in columns} for i, side in enumerate(d["arms"])}
     context = {
         **d,
+        "cells": cells,
         "remaining": d["estimated_remaining_sample"],
         "tests": tests,
         "plots": plots(a),
