@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -253,6 +254,15 @@ def reason_text(reason: Any) -> str:
     return str(reason if detail is None else detail)
 
 
+def detail_text(detail: Any) -> str:
+    """A criterion's sentence as printed: ``p = < 0.0001`` reads ``p < 0.0001``.
+
+    The core writes ``p = {number}``; a number below 10⁻⁴ is the bound ``< 0.0001``
+    (:func:`arbiter.stats.verdict.types.reason_number`), which reads better without the ``=``.
+    """
+    return re.sub(r"\s?=\s?([<>] )", r" \1", str(detail))
+
+
 def interleaving_methods(methods: dict[str, int]) -> str:
     """The interleaving methods of an experiment as a reader names them (``team-draft``)."""
     return ", ".join(m.replace("_", "-") for m in methods) or "no impressions"
@@ -380,6 +390,7 @@ __all__ = [
     "Style",
     "column_decimals",
     "decision_colour",
+    "detail_text",
     "format_cells",
     "format_number",
     "format_p_value",

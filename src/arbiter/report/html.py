@@ -21,6 +21,7 @@ from arbiter.analysis.multiarm import MultiArmAnalysis
 from arbiter.report.format import (
     DECISION_COLOURS,
     METRIC_COLUMNS,
+    detail_text,
     format_cells,
     format_number,
     format_p_value,
@@ -70,7 +71,9 @@ def html_section(analysis: Any) -> markupsafe.Markup:
     generic section: its decision, criteria and the scalar values of its ``to_dict()``.
     """
     d = generic_view(analysis)
-    criteria = [[c.name, c.met, c.observed, c.threshold, c.detail] for c in d["criteria"]]
+    criteria = [
+        [c.name, c.met, c.observed, c.threshold, detail_text(c.detail)] for c in d["criteria"]
+    ]
     values = [[row["name"], row["value"]] for row in d["values"]]
     return _section("generic.html.j2", d=d, criteria_rows=criteria, value_rows=values)
 
@@ -82,7 +85,7 @@ def _section(template: str, **context: Any) -> markupsafe.Markup:
 
 
 def _criteria_rows(criteria: Sequence[Any]) -> list[list[Any]]:
-    return [[c.name, c.met, c.observed, c.threshold, c.detail] for c in criteria]
+    return [[c.name, c.met, c.observed, c.threshold, detail_text(c.detail)] for c in criteria]
 
 
 @html_section.register(ExperimentAnalysis)

@@ -17,6 +17,7 @@ from arbiter.analysis.multiarm import MultiArmAnalysis
 from arbiter.report.format import (
     METRIC_COLUMNS,
     Style,
+    detail_text,
     format_cells,
     format_number,
     format_timestamp,
@@ -72,6 +73,7 @@ def _general(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 def _criteria(criteria: Sequence[Any]) -> str:
     rows = [{c: getattr(x, c) for c in CRITERIA_COLUMNS} for x in criteria]
+    rows = [{**r, "detail": detail_text(r["detail"])} for r in rows]
     return _general(rows, CRITERIA_COLUMNS)
 
 

@@ -23,6 +23,7 @@ from arbiter.analysis.interleave import InterleaveAnalysis
 from arbiter.analysis.multiarm import MultiArmAnalysis
 from arbiter.report.format import (
     decision_colour,
+    detail_text,
     format_cells,
     format_number,
     format_p_value,
@@ -249,7 +250,8 @@ def criteria_table(criteria: Sequence[Any]) -> Table:
     table.add_column("met", justify="center")
     table.add_column("detail", overflow="fold")
     for c in criteria:
-        table.add_row(c.name, "[green]yes[/green]" if c.met else "[red]no[/red]", c.detail)
+        met = "[green]yes[/green]" if c.met else "[red]no[/red]"
+        table.add_row(escape(c.name), met, escape(detail_text(c.detail)))
     return table
 
 
@@ -409,13 +411,15 @@ def _(a: MultiArmAnalysis, console: Console) -> None:
     if a.srm is not None:
         shares = ", ".join(f"{arm} {format_number(a.weights[arm], digits=3)}" for arm in a.arms)
         console.print(
-            f"SRM ({a.srm_basis}): chi-square p = {format_p_value(a.srm.p_value)} "
+            f"SRM ({a.srm_basis}): "
+            + detail_text(f"chi-square p = {format_p_value(a.srm.p_value)}")
+            + " "
             f"({'MISMATCH' if a.srm.mismatch else 'ok'}) for expected shares {shares}"
         )
     om = a.omnibus
     console.print(
         f"omnibus: {om['method']}: statistic = {format_number(om['statistic'])}, "
-        f"p = {format_p_value(om['p_value'])}"
+        + detail_text(f"p = {format_p_value(om['p_value'])}")
     )
     rows = [
         {**r, "name": f"{r['b']} − {r['a']}", "marascuilo": r.get("marascuilo_significant")}
@@ -459,14 +463,17 @@ def _(a: InterleaveAnalysis, console: Console) -> None:
     console.print(
         f"preference for the challenger Δ = {p['delta']} [{p['ci_low']}, {p['ci_high']}] "
         f"({level} CI, clustered by user); "
-        f"p = {format_p_value(a.preference.get('p_value'))}, per-user sign test "
-        f"p = {format_p_value(a.preference.get('sign_test_p_value'))}"
+        + detail_text(
+            f"p = {format_p_value(a.preference.get('p_value'))}, per-user sign test "
+            f"p = {format_p_value(a.preference.get('sign_test_p_value'))}"
+        )
     )
     if a.sequential is not None:
         s = {k: format_number(v) for k, v in a.sequential.items()}
         console.print(
             f"always-valid {level} confidence sequence [{s['ci_low']}, {s['ci_high']}], "
-            f"p = {format_p_value(a.sequential.get('p_value'))} (the decision uses it: it "
+            + detail_text(f"p = {format_p_value(a.sequential.get('p_value'))}")
+            + " (the decision uses it: it "
             "stays valid however often you look, so its interval is wider and its p never "
             "below the fixed-horizon p)"
         )
