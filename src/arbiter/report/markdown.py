@@ -101,7 +101,13 @@ def render_markdown(summary: dict[str, Any]) -> str:
             out.append("### Shadow comparison (same rows, champion vs challenger)\n")
             shadow = section["shadow"]
             out.append(
-                table([{"metric": k, "value": v} for k, v in shadow.items()], ["metric", "value"])
+                table(
+                    [
+                        {"metric": k.replace("labeled", "labelled"), "value": v}
+                        for k, v in shadow.items()
+                    ],
+                    ["metric", "value"],
+                )
             )
             out.append("### Classic shadow criteria\n")
             out.append(table(section["shadow_criteria"], ["name", "observed", "threshold", "met"]))
