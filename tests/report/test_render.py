@@ -131,7 +131,7 @@ def test_one_number_formatter() -> None:
     assert format_number(True) == "yes" and format_number(12345) == "12,345"
     assert format_number(np.int64(7)) == "7" and format_number(np.float64(0.123456)) == "0.1235"
     assert format_number(float("inf")) == "∞" and format_number(-float("inf")) == "−∞"
-    assert format_number(1234.5678, style="fixed") == "1,234.57"
+    assert format_number(1234.5678, style="fixed", digits=2) == "1,234.57"
     assert format_number(0.5, style="fixed") == "0.5000"
     assert format_number(0.25, style="percent", digits=1) == "25.0%"
     assert format_number([1, 0.5]) == "1, 0.5"

@@ -212,3 +212,24 @@ def test_verdict_reports_effective_users_and_warns_when_few() -> None:
     even = clustered_interleaving_test([2] * 60, [1] * 60, [1] * 60)
     v_even = decide_interleaving(even, 240, alpha=0.05, min_sample=10)
     assert "warning" not in next(c for c in v_even.reasons if c.name == "test").detail
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_always_valid_p_is_never_below_the_fixed_horizon_p(seed: int) -> None:
+    """Issue 17 item 9: the report seemed to show an always-valid p below the fixed-horizon
+    one. It cannot be: 1/M_t >= the t-test's p at every z (the mixture pays for peeking),
+    and the interval is wider. The printed ``1.151e-12`` beside ``4.083e-16`` only read as
+    smaller; both now print as ``< 0.0001`` (arbiter.report.format.format_p_value)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        users = int(rng.integers(5, 400))
+        n = rng.integers(1, 20, size=users)
+        wins_b = rng.binomial(n, rng.uniform(0.2, 0.8))
+        ties = rng.integers(0, 3, size=users)
+        res = clustered_interleaving_test(n - wins_b, wins_b, ties, alpha=0.05)
+        if res.status != "ok":
+            continue
+        for target in (2, 50, 200, 1000):
+            lo, hi, p = interleaving_confidence_sequence(res, rho=sequential_rho(0.05, target))
+            assert p >= res.p_value * (1 - 1e-9)
+            assert hi - lo >= (res.ci_high - res.ci_low) * (1 - 1e-9)

@@ -818,8 +818,13 @@ def _traffic_weights(
         notes.append(f"configured challenger_share {share} leaves an arm empty; SRM assumes 50/50")
         return (0.5, 0.5)
     # The home config describes the current experiment only; an older one's split is unknown.
+    current = None if config is None or config.experiment is None else config.experiment_name(model)
     notes.append(
-        f"the home config does not describe experiment {experiment!r}; SRM assumes a 50/50 split"
+        f"SRM assumes a 50/50 split for {experiment!r}: arbiter.yaml now configures "
+        f"{current!r}, and the split {experiment!r} ran with was not recorded"
+        if current
+        else f"SRM assumes a 50/50 split for {experiment!r}: arbiter.yaml configures no "
+        "experiment for this model"
     )
     return (0.5, 0.5)
 

@@ -32,35 +32,29 @@ def _shown(result: DatasetDriftResult) -> list[DriftResult]:
 
 def print_drift(console: Any, result: DatasetDriftResult, header: str) -> None:
     """The features table and the dataset and prediction verdicts, on a Rich console."""
-    from rich.table import Table
+    from arbiter.report.terminal import rich_table
 
     console.rule(header)
-    table = Table(title="features (most drifted first)", title_justify="left")
-    for name, justify in [
-        ("column", "left"),
-        ("kind", "left"),
-        ("method", "left"),
-        ("statistic", "right"),
-        ("threshold", "right"),
-        ("p (adj.)", "right"),
-        ("n cur", "right"),
-        ("drifted", "center"),
-    ]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for r in _shown(result):
-        mark = "[red]yes[/red]" if r.drifted else "[green]no[/green]"
-        if r.status != "ok":
-            mark = f"[yellow]{r.status}[/yellow]"
-        table.add_row(
-            r.column,
-            r.kind,
-            r.method,
-            format_number(r.statistic),
-            format_number(r.threshold),
-            format_number(r.p_value_adjusted if r.p_value_adjusted is not None else r.p_value),
-            format_number(r.n_current),
-            mark,
-        )
+    rows = [
+        {
+            "column": r.column,
+            "kind": r.kind,
+            "method": r.method,
+            "statistic": r.statistic,
+            "threshold": r.threshold,
+            "p_value": r.p_value_adjusted if r.p_value_adjusted is not None else r.p_value,
+            "n_current": r.n_current,
+            "drifted": ("yes" if r.drifted else "no") if r.status == "ok" else r.status,
+        }
+        for r in _shown(result)
+    ]
+    table = rich_table(
+        "features (most drifted first)",
+        rows,
+        ["column", "kind", "method", "statistic", "threshold", "p_value", "n_current", "drifted"],
+        optional=("kind", "n_current", "threshold"),
+        headers={"p_value": "p (adj.)", "n_current": "n cur"},
+    )
     console.print(table)
     colour = "red" if result.drifted else "green"
     console.print(

@@ -21,7 +21,11 @@ from arbiter.analysis.multiarm import MultiArmAnalysis
 from arbiter.report.format import (
     DECISION_COLOURS,
     METRIC_COLUMNS,
+    detail_text,
+    format_cells,
     format_number,
+    format_p_value,
+    format_timestamp,
     generic_view,
     interleaving_methods,
     is_number,
@@ -47,6 +51,8 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["num"] = format_number
+    env.filters["pval"] = format_p_value
+    env.filters["when"] = format_timestamp
     env.tests["number_cell"] = is_number
     return env
 
@@ -65,7 +71,9 @@ def html_section(analysis: Any) -> markupsafe.Markup:
     generic section: its decision, criteria and the scalar values of its ``to_dict()``.
     """
     d = generic_view(analysis)
-    criteria = [[c.name, c.met, c.observed, c.threshold, c.detail] for c in d["criteria"]]
+    criteria = [
+        [c.name, c.met, c.observed, c.threshold, detail_text(c.detail)] for c in d["criteria"]
+    ]
     values = [[row["name"], row["value"]] for row in d["values"]]
     return _section("generic.html.j2", d=d, criteria_rows=criteria, value_rows=values)
 
@@ -77,7 +85,7 @@ def _section(template: str, **context: Any) -> markupsafe.Markup:
 
 
 def _criteria_rows(criteria: Sequence[Any]) -> list[list[Any]]:
-    return [[c.name, c.met, c.observed, c.threshold, c.detail] for c in criteria]
+    return [[c.name, c.met, c.observed, c.threshold, detail_text(c.detail)] for c in criteria]
 
 
 @html_section.register(ExperimentAnalysis)
@@ -85,8 +93,14 @@ def _(a: ExperimentAnalysis) -> markupsafe.Markup:
     d = a.to_dict()
     tests = [{"role": "primary", **d["primary"]}]
     tests += [{"role": "secondary", **t} for t in d["secondary"].values()]
+    # The arms table's numbers as the terminal prints them: p50 and p99 share decimals.
+    columns = ["error_rate", "latency_p50_ms", "latency_p99_ms", d["metric"]]
+    arms = list(d["arms"].values())
+    texts = format_cells(arms, columns)
+    cells = {side: {c: texts[c][i] for c in columns} for i, side in enumerate(d["arms"])}
     context = {
         **d,
+        "cells": cells,
         "remaining": d["estimated_remaining_sample"],
         "tests": tests,
         "plots": plots(a),

@@ -17,7 +17,10 @@ from arbiter.analysis.multiarm import MultiArmAnalysis
 from arbiter.report.format import (
     METRIC_COLUMNS,
     Style,
+    detail_text,
+    format_cells,
     format_number,
+    format_timestamp,
     generic_view,
     interleaving_methods,
     metric_rows,
@@ -48,14 +51,19 @@ def cell(value: Any, style: Style = "fixed") -> str:
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], style: Style = "fixed") -> str:
     """A Markdown table of ``rows`` (dicts) with the named columns; ``_none_`` when empty.
 
-    ``style="fixed"`` lines up traffic and latency columns; analyses use ``"general"`` so
-    that small p-values keep their digits.
+    Numbers as the terminal shows them (:func:`~arbiter.report.format.format_cells`): one
+    number of decimals per column, p-values with two significant digits. ``style`` is kept
+    for callers that pass it; the columns decide.
     """
     if not rows:
         return "_none_\n"
-    head = "| " + " | ".join(columns) + " |"
+    head = "| " + " | ".join(c.replace("labeled", "labelled") for c in columns) + " |"
     rule = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(cell(r.get(c), style) for c in columns) + " |" for r in rows]
+    texts = format_cells(rows, columns)
+    body = [
+        "| " + " | ".join(texts[c][i].replace("|", "\\|") for c in columns) + " |"
+        for i in range(len(rows))
+    ]
     return "\n".join([head, rule, *body]) + "\n"
 
 
@@ -65,6 +73,7 @@ def _general(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 def _criteria(criteria: Sequence[Any]) -> str:
     rows = [{c: getattr(x, c) for c in CRITERIA_COLUMNS} for x in criteria]
+    rows = [{**r, "detail": detail_text(r["detail"])} for r in rows]
     return _general(rows, CRITERIA_COLUMNS)
 
 
@@ -76,8 +85,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"## Experiment `{section['experiment']}` ({section['strategy']}, {section['task']})\n"
         )
         out.append(
-            f"{format_number(section['requests'])} requests from {section['first_event']} "
-            f"to {section['last_event']}.\n"
+            f"{format_number(section['requests'])} requests from "
+            f"{format_timestamp(section['first_event'])} "
+            f"to {format_timestamp(section['last_event'])}.\n"
         )
         out.append("### Traffic, errors and latency\n")
         out.append(table(section["arms"], ARM_COLUMNS))
@@ -91,7 +101,13 @@ def render_markdown(summary: dict[str, Any]) -> str:
             out.append("### Shadow comparison (same rows, champion vs challenger)\n")
             shadow = section["shadow"]
             out.append(
-                table([{"metric": k, "value": v} for k, v in shadow.items()], ["metric", "value"])
+                table(
+                    [
+                        {"metric": k.replace("labeled", "labelled"), "value": v}
+                        for k, v in shadow.items()
+                    ],
+                    ["metric", "value"],
+                )
             )
             out.append("### Classic shadow criteria\n")
             out.append(table(section["shadow_criteria"], ["name", "observed", "threshold", "met"]))

@@ -22,7 +22,7 @@ from arbiter.analysis.bandit import BanditAnalysis
 from arbiter.analysis.interleave import InterleaveAnalysis
 from arbiter.analysis.multiarm import MultiArmAnalysis
 from arbiter.drift.results import DriftResult
-from arbiter.report.format import format_number
+from arbiter.report.format import format_number, format_p_value
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -49,9 +49,14 @@ def figure(width: float = 5.2, height: float = 3.2) -> Figure:
 
 
 def png(fig: Figure) -> str:
-    """The figure as a base64-encoded PNG."""
+    """The figure as a base64-encoded PNG, cropped to everything drawn.
+
+    ``bbox_inches="tight"`` grows the saved area to include titles, tick labels and a
+    legend placed outside the axes, which a fixed figure size clipped (the confusion
+    matrices' titles and axis labels).
+    """
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.08)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -134,6 +139,18 @@ def _effect_plot(a: ExperimentAnalysis) -> Plot:
 
 
 def _latency_plot(a: ExperimentAnalysis) -> Plot:
+    return Plot(
+        "latency distribution",
+        "Distribution of model latency per arm (1st to 99th percentile of successful "
+        "requests), on a log scale so that a slow tail does not hide the medians.",
+        png(latency_figure(a)),
+    )
+
+
+def latency_figure(a: ExperimentAnalysis) -> Figure:
+    """Latency percentiles per arm, on a log axis."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
     fig = figure()
     ax = fig.add_subplot()
     q = np.asarray(LATENCY_PERCENTILES) * 100
@@ -144,15 +161,24 @@ def _latency_plot(a: ExperimentAnalysis) -> Plot:
             continue
         ax.plot(values.latency_percentiles_ms, q, color=SIDE_COLOURS[side], label=side)
         drawn = True
-    ax.set_xlabel("latency (ms)")
+    # Log scale: latencies span orders of magnitude (0.5 ms medians, a 200 ms p99), and on
+    # a linear axis one slow tail flattens every other curve against the left edge.
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(_plain_ticks())
+    ax.xaxis.set_minor_formatter(NullFormatter())  # matplotlib labels minor ticks too
+    ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("percentile of requests")
     if drawn:
         ax.legend(loc="lower right")
-    return Plot(
-        "latency distribution",
-        "Distribution of model latency per arm (1st to 99th percentile of successful requests).",
-        png(fig),
-    )
+    return fig
+
+
+def _plain_ticks() -> Any:
+    """Tick labels of a log axis as plain numbers (``0.5``, ``10``, ``200``), not powers."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _pos: format_number(v, digits=3))
 
 
 def _split_bars(ax: Any, names: list[str], observed: Any, expected: Any) -> None:
@@ -160,37 +186,51 @@ def _split_bars(ax: Any, names: list[str], observed: Any, expected: Any) -> None
     ax.bar(x - 0.2, observed, width=0.4, color="#0969da", label="observed")
     ax.bar(x + 0.2, expected, width=0.4, color="#d0d7de", label="expected")
     ax.set_xticks(x, names)
-    ax.legend(loc="lower right")
+    # Outside the axes, to the right: inside, it covered the bars it explains.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
 
 
 def _srm_title(srm: Any) -> str:
     verdict = "mismatch" if srm.mismatch else "no mismatch"
-    return f"SRM chi-square p = {format_number(srm.p_value)} ({verdict})"
+    return f"SRM chi-square p = {format_p_value(srm.p_value)} ({verdict})"
 
 
 def _traffic_plot(a: ExperimentAnalysis) -> Plot:
+    fig = traffic_figure(a)
+    if a.srm is not None:
+        return Plot("traffic split", "Traffic per arm against the configured split.", png(fig))
+    return Plot(
+        "requests scored",
+        "Shadow test: the champion answered every request and the challenger scored copies of "
+        "those sent to it, so there is no split to check (no SRM test).",
+        png(fig),
+    )
+
+
+def traffic_figure(a: ExperimentAnalysis) -> Figure:
+    """Units per arm against the split (A/B), or requests each model scored (shadow)."""
     fig = figure()
     ax = fig.add_subplot()
     if a.srm is not None:
         _split_bars(ax, list(SIDES), a.srm.observed, a.srm.expected)
-        title = _srm_title(a.srm)
-        ylabel = a.srm_basis or "units"
-    else:
-        x = np.arange(len(SIDES))
-        ax.bar(x, [a.arms[s]["requests"] for s in SIDES], width=0.5, color="#0969da")
-        ax.set_xticks(x, list(SIDES))
-        title = "shadow: the challenger scores copies of requests (no split, no SRM)"
-        ylabel = "requests"
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    return Plot("traffic split", "Traffic per arm against the configured split.", png(fig))
+        ax.set_ylabel(a.srm_basis or "units")
+        ax.set_title(_srm_title(a.srm), fontsize=9)
+        return fig
+    # A shadow has no split: every request goes to the champion, and the challenger scores
+    # copies of those sent to it. Title and caption say the same thing.
+    x = np.arange(len(SIDES))
+    ax.bar(x, [a.arms[s]["requests"] for s in SIDES], width=0.5, color="#0969da")
+    ax.set_xticks(x, ["champion (answered)", "challenger (shadow copies)"])
+    ax.set_ylabel("requests")
+    ax.set_title("requests scored by each model", fontsize=9)
+    return fig
 
 
 def _confusion_plot(a: ExperimentAnalysis) -> Plot | None:
     matrices = a.aggregates.confusion
     if not matrices or not matrices[0].labels:
         return None
-    fig = figure(5.2, 2.8)
+    fig = figure(5.2, 3.2)
     for k, m in enumerate(matrices):
         ax = fig.add_subplot(1, len(matrices), k + 1)
         counts = np.asarray(m.counts)
@@ -438,9 +478,9 @@ def histogram_plot(r: DriftResult) -> Plot:
     ax.legend(fontsize=7)
     caption = f"{r.column} ({r.kind}): threshold {format_number(r.threshold, digits=3)}"
     if r.p_value_adjusted is not None:
-        caption += f", adjusted p = {format_number(r.p_value_adjusted, digits=3)}"
+        caption += f", adjusted p = {format_p_value(r.p_value_adjusted)}"
     return Plot(r.column, caption, png(fig))
 
 
-__all__ = ["PALETTE", "SIDE_COLOURS", "Plot", "figure", "histogram_plot", "metric_difference_plots",
-           "plots", "png", "time_axis"]  # fmt: skip
+__all__ = ["PALETTE", "SIDE_COLOURS", "Plot", "figure", "histogram_plot", "latency_figure",
+           "metric_difference_plots", "plots", "png", "time_axis", "traffic_figure"]  # fmt: skip

@@ -7,13 +7,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 from functools import singledispatch
 from typing import Any
 
-from rich import box
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text as RichText
 
 from arbiter.analysis.analyze import ExperimentAnalysis
 from arbiter.analysis.bandit import ADJUSTED_INFERENCE_WARNING, BanditAnalysis
@@ -21,9 +23,14 @@ from arbiter.analysis.interleave import InterleaveAnalysis
 from arbiter.analysis.multiarm import MultiArmAnalysis
 from arbiter.report.format import (
     decision_colour,
+    detail_text,
+    format_cells,
     format_number,
+    format_p_value,
+    format_timestamp,
     generic_view,
     interleaving_methods,
+    is_number,
     metric_rows,
     reason_text,
 )
@@ -35,11 +42,16 @@ HEADERS = {
     "error_rate": "err rate",
     "version": "v",
     "labeled_rows": "labelled",
+    "p_value": "p",
+    "adjusted_p_value": "adj. p",
+    "estimate": "diff",
+    "ci_low": "ci low",
+    "ci_high": "ci high",
 }
 # The terminal table leaves out what the Markdown file has room for (alias, rows, rate).
 ARM_TABLE = (
     "role",
-    "arm",
+    "model",
     "version",
     "requests",
     "errors",
@@ -47,7 +59,13 @@ ARM_TABLE = (
     "latency_p95_ms",
     "latency_p99_ms",
 )
-LEFT = frozenset({"role", "arm", "alias", "name", "metric", "threshold", "detail", "ci"})
+LEFT = frozenset(
+    {"role", "arm", "alias", "model", "name", "metric", "threshold", "detail", "ci", "side",
+     "when", "experiment", "action", "actor", "reason", "status"}
+)  # fmt: skip
+#: Low-value columns, dropped first (in this order) when a table does not fit the terminal.
+DROP_FIRST = ("errors", "units", "labelled_units", "ci_low", "ci_high", "latency_p95_ms",
+              "latency_p50_ms", "status", "adjusted_p")  # fmt: skip
 # The terminal's metrics table: the HTML report also has units, lift interval and CUPED.
 METRIC_TABLE = ("metric", "champion", "challenger", "estimate", "ci", "lift_pct", "p_value",
                 "adjusted_p")  # fmt: skip
@@ -62,19 +80,161 @@ _METRIC_HEADERS = {
 }
 CRITERIA_COLUMNS = ("name", "met", "observed", "threshold", "detail")
 
+#: Text cells up to this many characters are never wrapped (``-4.05 %`` stays one piece).
+SHORT_CELL = 12
 
-def rich_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Table:
-    """A table of ``rows`` (dicts) with the named columns, numbers right-aligned."""
-    table = Table(title=title, title_justify="left", show_lines=False)
-    for column in columns:
-        table.add_column(
-            HEADERS.get(column, column.replace("_", " ")),
-            justify="left" if column in LEFT else "right",
-            no_wrap=column in LEFT,
+#: ``--wide``: print every column of every table, however wide (the terminal wraps lines).
+WIDE: ContextVar[bool] = ContextVar("arbiter_wide_tables", default=False)
+
+#: What the role and arm columns mean, printed under a table that has them.
+ROLE_LEGEND = (
+    "role: served = answered the caller; shadow = ran on a copy of the request, its answer "
+    "only logged. model: the alias that made the predictions (a shadow's requests were "
+    "routed to the champion's arm)."
+)
+
+
+class FittedTable:
+    """A table that fits the terminal: it leaves out low-value columns rather than truncate.
+
+    Rich shortens a cell that does not fit with an ellipsis (``challen…``, ``0.84…``), which
+    turns numbers into wrong numbers. At render time, when the table's narrowest layout is
+    wider than the console, this drops the ``optional`` columns one by one (in order) and
+    says which it left out; text columns wrap at spaces, numbers never wrap or shorten.
+    ``--wide`` (:data:`WIDE`) keeps every column.
+    """
+
+    def __init__(
+        self,
+        title: str,
+        rows: Sequence[dict[str, Any]],
+        columns: Sequence[str],
+        *,
+        optional: Sequence[str] = DROP_FIRST,
+        headers: dict[str, str] | None = None,
+        caption: str | None = None,
+        by_row: Sequence[str] = (),
+    ) -> None:
+        self.title = title
+        self.rows = list(rows)
+        self.columns = list(columns)
+        self.optional = [c for c in optional if c in self.columns]
+        self.headers = {**HEADERS, **(headers or {})}
+        self.caption = caption
+        self.texts = format_cells(self.rows, self.columns, by_row)
+
+    def is_text(self, column: str) -> bool:
+        """Whether ``column`` holds text (left-aligned, may wrap) rather than numbers
+        (a threshold column of numbers is numbers; one of ``< 0.3`` is text)."""
+        values = [r.get(column) for r in self.rows]
+        return any(isinstance(v, str) for v in values) or not any(map(is_number, values))
+
+    def header(self, column: str) -> str:
+        return self.headers.get(column, column.replace("_", " "))
+
+    def extent(self, column: str) -> tuple[int, int]:
+        """The narrowest and the widest ``column`` can be: a text column wraps at spaces
+        (its longest word), a number never shortens (its longest cell)."""
+        header = self.header(column)
+        widest = max(cell_len(c) for c in [*self.texts[column], header])
+        header_word = max((cell_len(w) for w in header.split()), default=0)
+        if not self.is_text(column):
+            numbers_width = max((cell_len(c) for c in self.texts[column]), default=0)
+            return max(numbers_width, header_word), widest
+        # A short cell ("-4.05 %", "guardrail met") stays on one line; a long one wraps.
+        units = [
+            piece
+            for c in self.texts[column]
+            for piece in (c.split() if cell_len(c) > SHORT_CELL else [c])
+        ]
+        return max([header_word, *(cell_len(u) for u in units)]), widest
+
+    def layout(self, columns: Sequence[str], width: int) -> list[int] | None:
+        """Column widths that fit ``width`` without shortening a word or a number, None when
+        the narrowest layout is still too wide. Text columns share the room left, the one
+        that needs least first (Rich's own layout would squeeze a column to nothing)."""
+        available = width - (3 * len(columns) + 1)  # borders and one space of padding a side
+        extents = [self.extent(c) for c in columns]
+        if sum(hi for _, hi in extents) <= available:
+            return [hi for _, hi in extents]
+        if sum(lo for lo, _ in extents) > available:
+            return None
+        widths = [lo for lo, _ in extents]
+        spare = available - sum(widths)
+        order = sorted(range(len(columns)), key=lambda i: extents[i][1] - extents[i][0])
+        for rank, i in enumerate(order):
+            share = spare // (len(order) - rank)
+            grow = min(extents[i][1] - widths[i], share)
+            widths[i] += grow
+            spare -= grow
+        return widths
+
+    def build(
+        self,
+        columns: Sequence[str],
+        dropped: Sequence[str] = (),
+        widths: Sequence[int] | None = None,
+    ) -> Table:
+        """The Rich table with ``columns`` (of ``widths``), naming the ``dropped`` ones in
+        its caption."""
+        notes = [self.caption] if self.caption else []
+        if dropped:
+            names = ", ".join(self.header(c) for c in dropped)
+            notes.append(f"left out at this width: {names} (--wide shows them)")
+        table = Table(
+            title=self.title,
+            title_justify="left",
+            caption="\n".join(notes) or None,
+            caption_justify="left",
         )
-    for row in rows:
-        table.add_row(*(format_number(row.get(c), style="fixed") for c in columns))
-    return table
+        for i, column in enumerate(columns):
+            text = self.is_text(column)
+            table.add_column(
+                # A header may wrap even above numbers that may not ("labelled / units").
+                RichText(self.header(column), no_wrap=False, overflow="fold"),
+                justify="left" if text else "right",
+                no_wrap=not text,
+                overflow="fold",
+                width=None if widths is None else widths[i],
+            )
+        for i in range(len(self.rows)):
+            table.add_row(*(escape(self.texts[c][i]) for c in columns))
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        columns = list(self.columns)
+        if WIDE.get():
+            yield self.build(columns)
+            return
+        dropped: list[str] = []
+        widths = self.layout(columns, options.max_width)
+        for candidate in self.optional:
+            if widths is not None:
+                break
+            columns.remove(candidate)
+            dropped.append(candidate)
+            widths = self.layout(columns, options.max_width)
+        yield self.build(columns, dropped, widths)
+
+
+def rich_table(
+    title: str,
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    *,
+    optional: Sequence[str] = DROP_FIRST,
+    caption: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> FittedTable:
+    """A table of ``rows`` (dicts) with the named columns, numbers right-aligned, that fits
+    the terminal (:class:`FittedTable`)."""
+    return FittedTable(title, rows, columns, optional=optional, caption=caption, headers=headers)
+
+
+def print_path(console: Console, label: str, path: Any) -> None:
+    """``label: path`` on one line, never wrapped: a path broken across lines cannot be
+    copied and pasted."""
+    console.print(f"{label}: {path}", soft_wrap=True, highlight=False, markup=False)
 
 
 def decision_markup(decision: str) -> str:
@@ -90,7 +250,8 @@ def criteria_table(criteria: Sequence[Any]) -> Table:
     table.add_column("met", justify="center")
     table.add_column("detail", overflow="fold")
     for c in criteria:
-        table.add_row(c.name, "[green]yes[/green]" if c.met else "[red]no[/red]", c.detail)
+        met = "[green]yes[/green]" if c.met else "[red]no[/red]"
+        table.add_row(escape(c.name), met, escape(detail_text(c.detail)))
     return table
 
 
@@ -100,49 +261,67 @@ def print_metrics(console: Console, metrics: Sequence[dict[str, Any]]) -> None:
         rows = metric_rows(metrics)
         if len({r["arm"] for r in rows}) > 1:  # A/B/n: name the challenger
             rows = [{**r, "metric": f"{r['metric']} ({r['arm']})"} for r in rows]
-        table = Table(
-            title="metrics per unit (challenger − champion)",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-        )
-        for column in METRIC_TABLE:
-            left = column in ("metric", "ci")
-            table.add_column(
-                _METRIC_HEADERS.get(column, column),
-                justify="left" if left else "right",
-                overflow="fold",
-                min_width=14 if column == "metric" else None,
-            )
+        shown = []
         for r in rows:
             label = r["metric"] if r["role"] == "secondary" else f"{r['metric']} [{r['role']}]"
             if r["status"] != "ok":
                 label += f" ({r['status']})"
-            cells = [format_number(r[c], digits=3) for c in METRIC_TABLE[1:]]
-            table.add_row(*(escape(str(v)) for v in (label, *cells)))
-        console.print(table)
+            shown.append({**r, "metric": label})
+        console.print(
+            FittedTable(
+                "metrics per unit (challenger − champion)",
+                shown,
+                METRIC_TABLE,
+                optional=("adjusted_p", "lift_pct", "ci"),
+                headers=_METRIC_HEADERS,
+                by_row=("champion", "challenger", "estimate"),
+            )
+        )
 
 
 def print_notes(console: Console, notes: Sequence[str]) -> None:
     for note in notes:
-        console.print(f"[dim]note: {note}[/dim]")
+        console.print(f"[dim]note: {escape(note)}[/dim]")
+
+
+def _with_model(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with a ``model`` column: the alias of the model that made the predictions.
+
+    A shadow row's ``arm`` is the arm its requests were routed to (the champion's), which
+    reads as if the champion made them; the alias names the challenger that did.
+    """
+    return [{**r, "model": r.get("alias") or r.get("arm")} for r in rows]
 
 
 def print_summary(console: Console, summary: dict[str, Any]) -> None:
     """What ``arbiter report`` found: traffic, quality, shadow comparison and verdict."""
     console.rule(f"model [bold]{summary['model']}[/bold]")
     for section in summary["experiments"]:
+        span = ""
+        if section.get("first_event"):
+            span = (
+                f", {format_timestamp(section['first_event'])} to "
+                f"{format_timestamp(section['last_event'])}"
+            )
         console.print(
             f"\n[bold]{section['experiment']}[/bold] ({section['strategy']}, {section['task']}): "
-            f"{format_number(section['requests'])} requests"
+            f"{format_number(section['requests'])} requests{span}"
         )
-        console.print(rich_table("traffic, errors, latency", section["arms"], ARM_TABLE))
+        arms = _with_model(section["arms"])
+        roles = {r.get("role") for r in arms}
+        legend = ROLE_LEGEND if "shadow" in roles else None
+        console.print(rich_table("traffic, errors, latency", arms, ARM_TABLE, caption=legend))
         if section["quality"]:
-            cols = ["role", "arm", "alias", "version", "labeled_rows"]
+            cols = ["role", "model", "version", "labeled_rows"]
             cols += ["accuracy"] if section["task"] == "classification" else ["mae", "rmse"]
-            console.print(rich_table("quality on labelled rows", section["quality"], cols))
+            console.print(
+                rich_table("quality on labelled rows", _with_model(section["quality"]), cols)
+            )
         if "shadow" in section:
-            shadow = [{"metric": k, "value": v} for k, v in section["shadow"].items()]
+            shadow = [
+                {"metric": k.replace("_", " ").replace("labeled", "labelled"), "value": v}
+                for k, v in section["shadow"].items()
+            ]
             console.print(rich_table("shadow comparison", shadow, ["metric", "value"]))
             console.print(
                 rich_table(
@@ -154,7 +333,11 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
         if "verdict" in section:
             verdict = section["verdict"]
             console.print(f"verdict: {decision_markup(verdict['decision'])}")
-            console.print(rich_table("criteria", verdict["criteria"], CRITERIA_COLUMNS))
+            # A shadow verdict's criteria are the classic criteria printed just above.
+            if verdict["criteria"] is not section.get("shadow_criteria") and verdict[
+                "criteria"
+            ] != section.get("shadow_criteria"):
+                console.print(rich_table("criteria", verdict["criteria"], CRITERIA_COLUMNS))
 
 
 def print_analysis(console: Console, analysis: Any) -> None:
@@ -192,8 +375,13 @@ def _(a: ExperimentAnalysis, console: Console) -> None:
     console.print(rich_table("arms", arms, cols))
     tests = [{**d["primary"], "name": f"primary: {d['primary']['name']}"}]
     tests += [{**t, "name": f"secondary: {t['name']}"} for t in d["secondary"].values()]
-    cols = ["name", "estimate", "ci_low", "ci_high", "p_value", "status"]
-    console.print(rich_table("tests (challenger − champion)", tests, cols))
+    cols = ["name", "estimate", "ci_low", "ci_high", "p_value"]
+    caption = None
+    # "ok" only says the test could run; show the column when one could not, and say so.
+    if any(t.get("status") not in (None, "ok") for t in tests):
+        cols.append("status")
+        caption = "status: ok = the test ran; anything else says why it could not"
+    console.print(rich_table("tests (challenger − champion)", tests, cols, caption=caption))
     print_metrics(console, d["metrics"])
     if d["bayesian"]:
         b = d["bayesian"]
@@ -223,13 +411,15 @@ def _(a: MultiArmAnalysis, console: Console) -> None:
     if a.srm is not None:
         shares = ", ".join(f"{arm} {format_number(a.weights[arm], digits=3)}" for arm in a.arms)
         console.print(
-            f"SRM ({a.srm_basis}): chi-square p = {format_number(a.srm.p_value, digits=3)} "
+            f"SRM ({a.srm_basis}): "
+            + detail_text(f"chi-square p = {format_p_value(a.srm.p_value)}")
+            + " "
             f"({'MISMATCH' if a.srm.mismatch else 'ok'}) for expected shares {shares}"
         )
     om = a.omnibus
     console.print(
         f"omnibus: {om['method']}: statistic = {format_number(om['statistic'])}, "
-        f"p = {format_number(om['p_value'], digits=3)}"
+        + detail_text(f"p = {format_p_value(om['p_value'])}")
     )
     rows = [
         {**r, "name": f"{r['b']} − {r['a']}", "marascuilo": r.get("marascuilo_significant")}
@@ -273,13 +463,19 @@ def _(a: InterleaveAnalysis, console: Console) -> None:
     console.print(
         f"preference for the challenger Δ = {p['delta']} [{p['ci_low']}, {p['ci_high']}] "
         f"({level} CI, clustered by user); "
-        f"p = {p['p_value']}, per-user sign test p = {p['sign_test_p_value']}"
+        + detail_text(
+            f"p = {format_p_value(a.preference.get('p_value'))}, per-user sign test "
+            f"p = {format_p_value(a.preference.get('sign_test_p_value'))}"
+        )
     )
     if a.sequential is not None:
         s = {k: format_number(v) for k, v in a.sequential.items()}
         console.print(
             f"always-valid {level} confidence sequence [{s['ci_low']}, {s['ci_high']}], "
-            f"p = {s['p_value']} (safe to peek; the decision uses it)"
+            + detail_text(f"p = {format_p_value(a.sequential.get('p_value'))}")
+            + " (the decision uses it: it "
+            "stays valid however often you look, so its interval is wider and its p never "
+            "below the fixed-horizon p)"
         )
     console.print(criteria_table(a.criteria))
     line = f"verdict: {decision_markup(a.decision)}"

@@ -9,6 +9,10 @@ import typer
 
 from arbiter.cli.options import HomeOption, JsonOption, ModelOption
 
+WideOption = typer.Option(
+    False, "--wide", help="Print every table column, however wide the terminal."
+)
+
 
 def analyze(
     model: str = ModelOption,
@@ -24,6 +28,7 @@ def analyze(
     ),
     no_html: bool = typer.Option(False, "--no-html", help="Do not write the HTML report."),
     json_output: bool = JsonOption,
+    wide: bool = WideOption,
 ) -> None:
     """Test challenger against champion (SRM, primary test, guardrails) and print the verdict.
 
@@ -43,7 +48,7 @@ def analyze(
     from arbiter.events.feedback import unmatched_feedback
     from arbiter.experiments.split_store import attach_for_home
     from arbiter.home import Home
-    from arbiter.report.terminal import print_analysis
+    from arbiter.report.terminal import WIDE, print_analysis, print_path
 
     h = Home.at(home)
     if not h.events.exists():
@@ -52,9 +57,11 @@ def analyze(
     # The spinner goes to stderr so that --json output on stdout stays parseable.
     with err_console.status("Analysing the event log…") as status:
         with EventStore(h.root).connect() as con:
+            _check_model(con, model)
             attach_for_home(con, h, model)  # split changes: SRM per period (analysis/periods.py)
             analyses = analyze_model(con, model, experiment, model_config=config.models.get(model))
             unmatched = unmatched_feedback(con)  # labels joined to nothing (issue 14)
+            left_out = [] if experiment else _left_out(con, model, analyses, h.root)
         path = None
         if not no_html:
             from arbiter.report.html import write_html
@@ -64,19 +71,64 @@ def analyze(
     result: dict[str, Any] = {
         "model": model,
         "experiments": [a.to_dict() for a in analyses],
+        "left_out": left_out,
         "html_file": None if path is None else str(path),
         "unmatched_feedback": unmatched,
     }
     if json_output:
         print_json(result)
         return
+    WIDE.set(wide)
     console = Console()
     for a in analyses:
         print_analysis(console, a)
+    console.print()
+    analysed = ", ".join(f"{a.experiment} ({a.strategy})" for a in analyses)
+    console.print(f"analysed: {analysed}", highlight=False)
+    for item in left_out:
+        console.print(
+            f"left out: {item['experiment']} ({item['strategy']}): {item['reason']}",
+            highlight=False,
+        )
     if unmatched:
         console.print(
-            f"\n{unmatched} feedback row(s) match no logged prediction (unknown request id or "
-            "row_index); they are in no analysis."
+            f"{unmatched:,} feedback row(s) match no logged prediction (unknown request id or "
+            "row_index); they are in no analysis.",
+            highlight=False,
         )
     if path is not None:
-        console.print(f"\nHTML report: {path}")
+        print_path(console, "HTML report", path)
+
+
+def _check_model(con: Any, model: str) -> None:
+    """Fail with the models the event log knows when ``model`` logged nothing."""
+    from arbiter.errors import NotFoundError
+
+    known = [r[0] for r in con.execute("SELECT DISTINCT model FROM unforced ORDER BY 1").fetchall()]
+    if model not in known:
+        raise NotFoundError(
+            f"no events logged for model {model!r}; models in the event log: "
+            f"{', '.join(known) or 'none'}"
+        )
+
+
+def _left_out(con: Any, model: str, analyses: list[Any], home: Path) -> list[dict[str, str]]:
+    """The experiments of ``model`` that ``analyses`` does not cover, each with why and
+    where its result is (a canary decides by itself, as it runs)."""
+    from arbiter.report.summary import experiments
+
+    done = {a.experiment for a in analyses}
+    out = []
+    for exp in experiments(con, model):
+        if exp["experiment"] in done:
+            continue
+        strategy = exp["strategy"]
+        if strategy == "canary":
+            reason = (
+                "a canary decides by itself, stage by stage; its decisions: "
+                f"arbiter canary status --home {home} --model {model}"
+            )
+        else:
+            reason = "no challenger to compare (one model answered every request)"
+        out.append({"experiment": exp["experiment"], "strategy": strategy, "reason": reason})
+    return out

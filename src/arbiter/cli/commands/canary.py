@@ -85,7 +85,7 @@ def _print_status(status: dict[str, Any]) -> None:
         plan.add_row(
             f"{i}{marker}",
             f"{s['share']:.1%}",
-            str(s["min_requests"]),
+            f"{s['min_requests']:,}",
             f"{s['min_duration_s']:g} s",
         )
     console.print(plan)
@@ -102,9 +102,12 @@ def _print_status(status: dict[str, Any]) -> None:
     latest = status.get("latest_decision")
     if latest:
         console.print(
-            f"latest decision record: {latest.get('action')} at {_when(latest.get('at'))}"
-            + (f" ({latest['file']})" if latest.get("file") else "")
+            f"latest decision record: {latest.get('action')} at {_when(latest.get('at'))}",
+            highlight=False,
         )
+        if latest.get("file"):
+            # On a line of its own and never wrapped, so that it copies and pastes whole.
+            console.print(f"  {latest['file']}", soft_wrap=True, highlight=False, markup=False)
 
 
 def status(model: str = ModelOption, home: Path = HomeOption, as_json: bool = JsonOption) -> None:

@@ -43,11 +43,13 @@ def _split(text: str | None) -> tuple[str, ...]:
     return tuple(c.strip() for c in (text or "").split(",") if c.strip())
 
 
-def _print_result(result: Any, header: str) -> None:
+def _print_result(result: Any, header: str, *, wide: bool = False) -> None:
     from rich.console import Console
 
     from arbiter.report.drift import print_drift
+    from arbiter.report.terminal import WIDE
 
+    WIDE.set(wide)
     print_drift(Console(), result, header)
 
 
@@ -103,6 +105,9 @@ def drift(
     html: Path = typer.Option(None, "--html", help="Write a self-contained HTML report here."),
     json_output: bool = typer.Option(
         False, "--json", help="Print machine-readable JSON instead of tables."
+    ),
+    wide: bool = typer.Option(
+        False, "--wide", help="Print every table column, however wide the terminal."
     ),
 ) -> None:
     """Compare current data with the reference, per feature and for the whole table.
@@ -165,7 +170,7 @@ def drift(
     if json_output:
         print_json({**result.to_dict(), "source": meta, "html_file": path and str(path)})
         return
-    _print_result(result, title)
+    _print_result(result, title, wide=wide)
     if path is not None:
         typer.echo(f"\nHTML report: {path}")
 

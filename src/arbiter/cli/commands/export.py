@@ -14,7 +14,10 @@ def export(
     home: Path = HomeOption,
     fmt: str = typer.Option("csv", "--format", "-f", help="csv or parquet."),
     output: Path = typer.Option(
-        None, "--output", "-o", help="File to write (default ./MODEL-events.FORMAT)."
+        None,
+        "--output",
+        "-o",
+        help="File to write (default MODEL-events.FORMAT in the current directory).",
     ),
     outcomes: bool = typer.Option(
         True,
@@ -60,6 +63,14 @@ def export(
             {"model": model, "path": str(path), "format": fmt, "rows": rows, "outcomes": written}
         )
         return
-    console.print(f"wrote {rows if rows is not None else ''} rows to {path}")
+    # Say where: without --output the files land in the current directory, which may be
+    # a repository checkout; the absolute path leaves no doubt, printed unbroken.
+    where = "" if output else " (the current directory; --output chooses another place)"
+    count = "" if rows is None else f"{rows:,} "
+    console.print(f"wrote {count}rows to {path.resolve()}{where}", soft_wrap=True, highlight=False)
     if written:
-        console.print(f"wrote {outcome_rows} outcome events to {outcome_path}")
+        console.print(
+            f"wrote {outcome_rows:,} outcome events to {outcome_path.resolve()}",
+            soft_wrap=True,
+            highlight=False,
+        )

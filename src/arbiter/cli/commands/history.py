@@ -16,11 +16,12 @@ def history(
 ) -> None:
     """Every alias move of MODEL (when, who, from which version to which, and why), and every
     change of its running experiments (split, stop, start)."""
+    from rich.markup import escape
+
     from arbiter.cli.output import console, print_json
     from arbiter.registry import registry_for_home
     from arbiter.registry.history import experiment_changes
     from arbiter.registry.history import history as read_history
-    from arbiter.report.terminal import rich_table
 
     registry = registry_for_home(home)
     moves = [m.to_dict() for m in read_history(registry, model)]
@@ -31,38 +32,52 @@ def history(
             {"model": model, "aliases": current, "moves": moves, "experiment_changes": changes}
         )
         return
+    now = ", ".join(f"{alias} v{version}" for alias, version in current.items()) or "none"
     if changes:
+        console.print(f"[bold]{escape(model)}: experiment changes[/bold]")
         for change in changes:
-            change["when"] = _when(change["ts_us"])
-            for key in ("shares_before", "shares_after"):
-                shares = change[key]
-                change[key] = "stopped" if shares is None else ", ".join(
-                    f"{arm} {share:.1%}" for arm, share in shares.items()
-                )  # fmt: skip
-        console.print(
-            rich_table(
-                f"{model}: experiment changes",
-                changes,
-                [
-                    "when",
-                    "experiment",
-                    "action",
-                    "shares_before",
-                    "shares_after",
-                    "actor",
-                    "reason",
-                ],
+            shares = [
+                "stopped"
+                if change[key] is None
+                else ", ".join(f"{arm} {share:.1%}" for arm, share in change[key].items())
+                for key in ("shares_before", "shares_after")
+            ]
+            _entry(
+                change["ts_us"],
+                f"{change['experiment']} {change['action']}: {shares[0]} → {shares[1]}",
+                change["actor"],
+                change["reason"],
             )
-        )
+        console.print()
+    console.print(f"[bold]{escape(model)}: alias moves[/bold] (now {escape(now)})")
+    if not moves:
+        console.print("  none recorded")
     for move in moves:
-        move["when"] = _when(move["ts_us"])
-    console.print(
-        rich_table(
-            f"{model}: alias moves (now {current})",
-            moves,
-            ["when", "alias", "from_version", "to_version", "actor", "reason"],
+        before, after = (
+            "—" if move[key] is None else f"v{move[key]}" for key in ("from_version", "to_version")
         )
-    )
+        _entry(move["ts_us"], f"{move['alias']}: {before} → {after}", move["actor"], move["reason"])
+
+
+def _entry(ts_us: int, what: str, actor: str | None, reason: str | None) -> None:
+    """One history entry: when, what and who on one line, the reason indented below.
+
+    The reason is the long part; in a table column it wrapped one word per line at 80
+    columns. Here it wraps under its entry at the terminal's full width.
+    """
+    from rich.padding import Padding
+    from rich.text import Text
+
+    from arbiter.cli.output import console
+    from arbiter.report.format import format_timestamp
+
+    line = Text(format_timestamp(ts_us), style="dim")
+    line.append(f"  {what}", style="bold")
+    if actor:
+        line.append(f"  by {actor}")
+    console.print(line)
+    if reason:
+        console.print(Padding(Text(reason), (0, 0, 0, 4), expand=False))
 
 
 def promote(
@@ -115,9 +130,3 @@ def rollback(
         print_json(move.to_dict())
         return
     console.print(f"{model}: {champion_alias} v{move.from_version} → v{move.to_version}")
-
-
-def _when(ts_us: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ts_us / 1e6, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from arbiter.cli.commands.analyze import WideOption
 from arbiter.cli.options import HomeOption, JsonOption, ModelOption
 
 
@@ -20,6 +21,7 @@ def report(
         help="Markdown file to write (default HOME/reports/MODEL-report.md).",
     ),
     json_output: bool = JsonOption,
+    wide: bool = WideOption,
 ) -> None:
     """Requests, errors, latency percentiles and quality per arm; shadow agreement and criteria.
 
@@ -33,7 +35,7 @@ def report(
     from arbiter.home import Home
     from arbiter.report.markdown import render_markdown
     from arbiter.report.summary import summarize
-    from arbiter.report.terminal import print_summary
+    from arbiter.report.terminal import WIDE, print_path, print_summary
 
     h = Home.at(home)
     if not h.events.exists():
@@ -50,6 +52,8 @@ def report(
     if json_output:
         print_json(summary)
         return
+    WIDE.set(wide)
     console = Console()
     print_summary(console, summary)
-    console.print(f"\nMarkdown report: {path}")
+    console.print()
+    print_path(console, "Markdown report", path)

@@ -83,9 +83,16 @@ def _repeat(option: str, text: str) -> list[str]:
 # --------------------------------------------------------------------------- output helpers
 
 
-def _emit(data: dict[str, Any], *, as_json: bool, title: str, skip: tuple[str, ...] = ()) -> None:
+def _emit(
+    data: dict[str, Any],
+    *,
+    as_json: bool,
+    title: str,
+    skip: tuple[str, ...] = (),
+    notes: tuple[str, ...] = (),
+) -> None:
     from arbiter.cli.output import console, print_json
-    from arbiter.report.format import format_number
+    from arbiter.report.format import P_VALUE_COLUMNS, format_number, format_p_value
 
     if as_json:
         print_json(data)
@@ -93,12 +100,41 @@ def _emit(data: dict[str, Any], *, as_json: bool, title: str, skip: tuple[str, .
     from rich.table import Table
 
     table = Table(title=title, show_header=False)
-    table.add_column("quantity", style="bold")
+    table.add_column("quantity", style="bold", no_wrap=True)
     table.add_column("value")
     for key, value in data.items():
-        if key not in skip:
-            table.add_row(key, format_number(value, digits=6, missing="n/a"))
+        # "status ok" only says the calculation ran; another status says why it did not.
+        if key not in skip and not (key == "status" and value == "ok"):
+            shown = (
+                format_p_value(value, missing="n/a")
+                if key in P_VALUE_COLUMNS or key.endswith("p_value")
+                else format_number(value, digits=6, missing="n/a")
+            )
+            table.add_row(key, shown)
     console.print(table)
+    for note in notes:
+        console.print(f"note: {note}", highlight=False)
+
+
+def _interval_note(data: dict[str, Any]) -> tuple[str, ...]:
+    """Why the absolute and the relative interval may disagree about 0, said when they do.
+
+    They are two approximations, not one interval in two units: the absolute one is the
+    Wald interval of b − a, the relative one the delta-method interval of b / a − 1 (the
+    ratio's standard error). Near the edge of significance one can exclude 0 while the
+    other does not; the test's p-value is what decides.
+    """
+    lo, hi = data.get("ci_low"), data.get("ci_high")
+    rlo, rhi = data.get("relative_ci_low"), data.get("relative_ci_high")
+    if None in (lo, hi, rlo, rhi):
+        return ()
+    if (lo > 0 or hi < 0) == (rlo > 0 or rhi < 0):
+        return ()
+    return (
+        "the absolute interval (Wald, of b − a) and the relative one (delta method, of "
+        "b / a − 1) are different approximations and disagree about 0 here, as they can "
+        "near the edge of significance; the p-value decides (it is the pooled z-test's)",
+    )
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -136,7 +172,13 @@ def proportions(
     arms = [ProportionStatistic(n=n, successes=s) for s, n in zip(successes, trials, strict=True)]
     if len(arms) == 2:
         result = two_proportion_test(arms[0], arms[1], alpha=alpha, alternative=alternative)
-        _emit(result.to_dict(), as_json=json_output, title="Two-proportion test (b − a)")
+        data = result.to_dict()
+        _emit(
+            data,
+            as_json=json_output,
+            title="Two-proportion test (b − a)",
+            notes=_interval_note(data),
+        )
         return
     if alternative != "two-sided":
         raise InvalidInputError(

@@ -20,8 +20,9 @@ bandit-allocated data support no frequentist test.
 
 
 def reason_number(value: float | None) -> str:
-    """A number inside a criterion's ``detail`` sentence: four significant digits, ``–`` when
-    missing or NaN, infinities signed.
+    """A number inside a criterion's ``detail`` sentence: four significant digits written
+    out (``12346``, ``0.003004``), ``< 0.0001`` below that, ``–`` when missing or NaN,
+    infinities signed.
 
     The core writes its reasons as text, so it needs this one formatter of its own; tables and
     pages use :func:`arbiter.report.format.format_number` (the core cannot import the
@@ -30,7 +31,17 @@ def reason_number(value: float | None) -> str:
     if value is None:
         return "–"
     v = float(value)
-    return "–" if math.isnan(v) else f"{v:.4g}"
+    if math.isnan(v):
+        return "–"
+    # Never scientific notation beside plain decimals ("p=7.28e-06" next to "0.006099"):
+    # below 10⁻⁴ the exact value decides nothing, so the sentence gives the bound.
+    if 0 < abs(v) < 1e-4:
+        return "< 0.0001" if v > 0 else "> -0.0001"
+    if math.isfinite(v) and 1e-4 <= abs(v) < 1e15:
+        decimals = max(3 - math.floor(math.log10(abs(v))), 0)
+        text = f"{v:.{decimals}f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return f"{v:.4g}"
 
 
 @dataclass(frozen=True, slots=True)
