@@ -22,6 +22,13 @@ from arbiter.home import Home
 log = logging.getLogger(__name__)
 
 
+#: How long an idle keep-alive connection stays open. uvicorn's default (5 s) equals httpx's
+#: pool expiry (5 s), so a client could reuse a connection at the moment the server closed
+#: it and see a ReadError (seen in the demo under load). Servers should outlive their
+#: clients' idle timeouts (load balancers idle at 60 s, e.g. AWS ALB), so 75 s, as nginx.
+KEEP_ALIVE_S = 75
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -111,6 +118,7 @@ def serve(
             log_level=log_level,
             log_config=log_config or LOGGING_CONFIG,
             timeout_graceful_shutdown=30,
+            timeout_keep_alive=KEEP_ALIVE_S,
             http=IMPORT_PATH,
         )
         return
@@ -123,6 +131,7 @@ def serve(
         log_level=log_level,
         log_config=log_config or LOGGING_CONFIG,
         timeout_graceful_shutdown=30,
+        timeout_keep_alive=KEEP_ALIVE_S,
         http=IMPORT_PATH,
     )
 
@@ -153,6 +162,7 @@ class ServerThread:
             log_level=log_level,
             lifespan="on",
             timeout_graceful_shutdown=10,
+            timeout_keep_alive=KEEP_ALIVE_S,
             http=LimitedHttpToolsProtocol,
         )
         # The app's own server settings (create_app keeps them on app.state), else defaults.
