@@ -55,15 +55,14 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def serving(root: Path) -> Iterator[None]:
-    """Hold ``root``'s lock shared while a server runs; refuse while a demo rebuilds it."""
+def _holding(root: Path, mode: int, refusal: str) -> Iterator[None]:
+    """Hold ``root``'s lock in ``mode`` (its pid written beside the others'), or refuse."""
     path = lock_path(root)
     with open(path, "a+", encoding="utf-8") as handle:
-        if not _try_lock(handle, fcntl.LOCK_SH):
-            raise ConfigError(
-                f"{root} is being rebuilt by `arbiter demo`{_holders(path)}; "
-                "serve it when the demo has finished"
-            )
+        if not _try_lock(handle, mode):
+            raise ConfigError(refusal.format(holders=_holders(path)))
+        if mode == fcntl.LOCK_EX:  # the only holder: earlier pids are gone
+            handle.truncate(0)
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         try:
@@ -72,24 +71,25 @@ def serving(root: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-@contextlib.contextmanager
-def rebuilding(root: Path) -> Iterator[None]:
+def serving(root: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold ``root``'s lock shared while a server runs; refuse while a demo rebuilds it."""
+    return _holding(
+        root,
+        fcntl.LOCK_SH,
+        f"{root} is being rebuilt by `arbiter demo`{{holders}}; serve it when the demo has "
+        "finished",
+    )
+
+
+def rebuilding(root: Path) -> contextlib.AbstractContextManager[None]:
     """Hold ``root``'s lock exclusively (the demo); refuse while any server uses the home."""
     root.mkdir(parents=True, exist_ok=True)
-    path = lock_path(root)
-    with open(path, "a+", encoding="utf-8") as handle:
-        if not _try_lock(handle, fcntl.LOCK_EX):
-            raise ConfigError(
-                f"{root} is in use by `arbiter serve`{_holders(path)}; stop the server first "
-                "(rebuilding a home under a running server corrupts its registry)"
-            )
-        handle.truncate(0)
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return _holding(
+        root,
+        fcntl.LOCK_EX,
+        f"{root} is in use by `arbiter serve`{{holders}}; stop the server first "
+        "(rebuilding a home under a running server corrupts its registry)",
+    )
 
 
 __all__ = ["LOCK_NAME", "lock_path", "rebuilding", "serving"]
