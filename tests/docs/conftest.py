@@ -36,6 +36,7 @@ def arbiter_env(**extra: str) -> dict[str, str]:
 class DemoHome:
     root: Path
     seconds: float  # how long the reduced demo took
+    output: str | None  # what the demo printed at 80 columns (None: a prebuilt home)
 
 
 @pytest.fixture(scope="session")
@@ -47,16 +48,16 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> DemoHome:
     prebuilt = os.environ.get("ARBITER_DOCS_DEMO_HOME")
     if prebuilt:
         shutil.copytree(prebuilt, root, ignore=shutil.ignore_patterns(".serve.lock"))
-        return DemoHome(root, time.perf_counter() - started)
+        return DemoHome(root, time.perf_counter() - started, None)
     result = subprocess.run(
         [sys.executable, "-m", "arbiter", "demo", "--home", str(root), "--requests", "300"],
         capture_output=True,
         text=True,
-        env=arbiter_env(),
+        env=arbiter_env(COLUMNS="80"),  # an 80-column terminal (test_demo_output.py)
         timeout=1800,  # a bound: about 1.5 min on a quiet machine, several under load
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return DemoHome(root, time.perf_counter() - started)
+    return DemoHome(root, time.perf_counter() - started, result.stdout)
 
 
 @dataclass(frozen=True)

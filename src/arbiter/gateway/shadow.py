@@ -134,8 +134,11 @@ def _process_main(
     watchdog reads them to find a hung call and the task to fail. ``preload``
     is loaded before the first task: a replacement worker loads the ready challenger first.
     """
-    with contextlib.suppress(OSError):
-        os.nice(19)
+    # Start-up (the imports of MLflow, pandas and scikit-learn: seconds of CPU, and the models
+    # known now) runs at normal priority, scoring at the lowest. At nice 19 a worker gets
+    # about 1.5 % of a core beside one busy process at nice 0, so a worker that started at
+    # nice 19 on a busy host took minutes to load and never shadowed (seen under
+    # `stress-ng --cpu 2`). Priority cannot be raised again without privileges.
     from arbiter.registry import MLflowRegistry
 
     registry = MLflowRegistry(tracking_uri, registry_uri=registry_uri)
@@ -159,6 +162,8 @@ def _process_main(
     for name, version in preload or []:
         with contextlib.suppress(Exception):  # a failure shows again on the first task
             model(name, version)
+    with contextlib.suppress(OSError):
+        os.nice(19)
     while (task := tasks.get()) is not None:
         task_id, *job = task
         if current is not None:
@@ -214,7 +219,8 @@ class _ProcessRunner:
         self._lock = threading.Lock()
 
     def start(self, preload: list[tuple[str, str]]) -> None:
-        self._workers = [self._spawn(i, []) for i in range(self.size)]
+        # Workers load the models known now before they lower their priority (_process_main).
+        self._workers = [self._spawn(i, list(preload)) for i in range(self.size)]
         self._reader = threading.Thread(
             target=self._read, name=f"shadow-{self.name}-results", daemon=True
         )

@@ -1,0 +1,27 @@
+"""The demo's output read in an 80-column terminal (issue 17): nothing shortened, no line
+wider than the terminal except one that ends in a whole path (kept unbroken so that copy and
+paste works), and no stderr noise."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.docs.conftest import DemoHome
+
+WIDTH = 80
+
+
+def test_the_demo_fits_80_columns_without_shortening(demo_home: DemoHome) -> None:
+    if demo_home.output is None:
+        pytest.skip("a prebuilt demo home (ARBITER_DOCS_DEMO_HOME): its output was not seen")
+    lines = demo_home.output.splitlines()
+    assert len(lines) > 20, demo_home.output  # the report and the verdicts were printed
+    assert not [line for line in lines if "…" in line]
+    too_wide = []
+    for line in lines:
+        if len(line) <= WIDTH:
+            continue
+        head, _, last = line.rstrip().rpartition(" ")
+        if "/" not in last or len(head) > WIDTH:  # only a trailing path may overflow
+            too_wide.append(line)
+    assert not too_wide, "\n".join(too_wide)
