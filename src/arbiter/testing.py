@@ -61,7 +61,9 @@ class StallingModel(PythonModel):
         self.value = value
         self.constant = constant
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
         if (model_input[self.column] == self.value).any():
             time.sleep(self.seconds)
         return np.full(len(model_input), self.constant, dtype=np.int64)
