@@ -37,6 +37,7 @@ class DemoHome:
     root: Path
     seconds: float  # how long the reduced demo took
     output: str | None  # what the demo printed at 80 columns (None: a prebuilt home)
+    errors: str | None = None  # what it printed to stderr
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +58,7 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> DemoHome:
         timeout=1800,  # a bound: about 1.5 min on a quiet machine, several under load
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return DemoHome(root, time.perf_counter() - started, result.stdout)
+    return DemoHome(root, time.perf_counter() - started, result.stdout, result.stderr)
 
 
 @dataclass(frozen=True)
