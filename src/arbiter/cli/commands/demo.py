@@ -111,14 +111,21 @@ def _default(
         print_analysis(console, ranking)
     home_dir = summary["demo"]["home"]
     arbiter = arbiter_command()
-    console.print(
-        f"\nDone in {summary['demo']['seconds']} s. Report: {path}\n"
-        f"Analysis (HTML, with plots): {summary['analysis_html']}\n"
-        f"Canary decision records: {home_dir}/canary/fraud/ "
-        f"([bold]{arbiter} canary status --home {home_dir} --model fraud[/bold])\n"
-        f"Alias history: [bold]{arbiter} history --home {home_dir} --model fraud[/bold]\n"
-        f"Serve the same models: [bold]{arbiter} serve --home {home_dir}[/bold]"
-    )
+    # One path or command per line, never wrapped (soft_wrap), each ending in the path, so a
+    # narrow terminal shows it whole and copy and paste works.
+    lines = [
+        f"\nDone in {summary['demo']['seconds']} s.",
+        f"Report: {path}",
+        f"Analysis (HTML, with plots): {summary['analysis_html']}",
+        f"Canary decision records: {home_dir}/canary/fraud/",
+        f"  [bold]{arbiter} canary status --model fraud --home {home_dir}[/bold]",
+        "Alias history:",
+        f"  [bold]{arbiter} history --model fraud --home {home_dir}[/bold]",
+        "Serve the same models:",
+        f"  [bold]{arbiter} serve --home {home_dir}[/bold]",
+    ]
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False)
 
 
 def arbiter_command() -> str:
