@@ -162,6 +162,7 @@ def _process_main(
     for name, version in preload or []:
         with contextlib.suppress(Exception):  # a failure shows again on the first task
             model(name, version)
+    _import_model_stack()  # so that a challenger registered later loads quickly at nice 19
     with contextlib.suppress(OSError):
         os.nice(19)
     while (task := tasks.get()) is not None:
@@ -173,6 +174,17 @@ def _process_main(
             busy[index] = _IDLE  # before the result is sent: never killed while sending it
             current[index] = -1
         results.put((task_id, outcome))
+
+
+def _import_model_stack() -> None:
+    """Import what loading and scoring a model needs (MLflow's pyfunc and scikit-learn
+    flavors, pandas, scikit-learn), the bulk of a load's CPU time, while the worker still runs
+    at normal priority."""
+    import importlib
+
+    for module in ("pandas", "sklearn", "mlflow.pyfunc", "mlflow.sklearn", "mlflow.artifacts"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
 
 
 def _strip(scored: Scored) -> Scored:
