@@ -178,7 +178,7 @@ def coerce_rows(
 def _out_of_range(name: str, value: float, low: float, high: float, path: str) -> Exception:
     return InvalidInputError(
         f"feature {name!r} is {value!r}, outside the range seen in training [{low:g}, "
-        f"{high:g}] (models.<name>.inputs.out_of_range: reject)",
+        f"{high:g}] (the model's inputs.out_of_range: reject)",
         field=path,
     )
 
