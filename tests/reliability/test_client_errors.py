@@ -193,7 +193,8 @@ def test_thirty_malformed_requests_of_a_challenger_user_leave_the_canary_running
         assert state["status"] == "running", state
         assert all(400 <= status < 500 for status, _ in answers), answers
         metrics = client.get("/metrics").text
-    snap = wait_for(lambda: (s := read_snapshot(registry, "fraud")).records and s)
+    # The advance is seen in /models before its decision record lands in the registry.
+    snap = wait_for(lambda: len((s := read_snapshot(registry, "fraud")).records) >= 2 and s)
     assert [r["action"] for r in snap.records] == ["start", "advance"]
     assert "challenger" in snap.aliases
     assert _metric(metrics, "model_error") == 0
