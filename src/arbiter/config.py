@@ -258,6 +258,13 @@ class ServerConfig(_Frozen):
 
 class EventsConfig(_Frozen):
     flush_interval_s: float = Field(default=0.5, gt=0.0, le=60.0)
+    # Issue 11: where the event log lives. Unset: HOME/events (Parquet). A postgresql:// URL
+    # selects the PostgreSQL store (docs/event-store-postgres.md).
+    url: str | None = Field(
+        default=None,
+        description="Where the event log lives: unset for HOME/events, or "
+        "postgresql://user@host/db?schema=arbiter for the PostgreSQL event store.",
+    )
     max_batch: int = Field(default=50_000, ge=1)
     # Storage faults (docs/design/event-store.md, "When the disk fails").
     fallback_dir: Path | None = Field(

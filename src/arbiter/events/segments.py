@@ -155,6 +155,9 @@ def io_reason(exc: BaseException) -> str:
     text ("No space left on device", "Read-only file system") says all an operator or a
     client needs, and the log lines name the table instead.
     """
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str):  # a store that is not a folder says why itself (PostgreSQL)
+        return reason
     errno = getattr(exc, "errno", None)
     if isinstance(errno, int) and errno > 0:
         return os.strerror(errno)

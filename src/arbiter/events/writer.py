@@ -192,6 +192,10 @@ class EventWriter:
         self.max_buffer = max_buffer
         self._on_flush = on_flush
         self._directory = store.predictions_dir
+        # A store that is not a folder (PostgreSQL) takes each flush's table itself.
+        self._sink: Callable[[pa.Table], object] | None = getattr(
+            store, "append_prediction_table", None
+        )
         self._names = PREDICTIONS_SCHEMA.names
         self._name_set = frozenset(self._names)
 
@@ -582,7 +586,10 @@ class EventWriter:
                 began = time.perf_counter()
                 try:
                     table = self._to_table(columns, start, stop)
-                    write_segment(directory, table)
+                    if spill is None and self._sink is not None:
+                        self._sink(table)
+                    else:
+                        write_segment(directory, table)
                 except (OSError, pa.ArrowException) as exc:
                     self._give_back(columns, start, rows)
                     if spill is not None:

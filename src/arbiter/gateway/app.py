@@ -148,6 +148,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         from arbiter.events import EventStore, EventWriter
+        from arbiter.events.postgres_schema import is_postgres_url
         from arbiter.registry import MLflowRegistry
 
         reg = registry or MLflowRegistry(
@@ -159,7 +160,13 @@ def create_app(
         await asyncio.to_thread(pool.refresh)
         metrics = GatewayMetrics()
         metrics.registry_up.set(1 if pool.status.reachable else 0)
-        store = EventStore(home.root, fallback_dir=home.spill_dir(config))
+        store: Any
+        if is_postgres_url(config.events.url):  # issue 11: the PostgreSQL event store
+            from arbiter.events.postgres_store import PostgresEventStore
+
+            store = PostgresEventStore(config.events.url, fallback_dir=home.spill_dir(config))
+        else:
+            store = EventStore(home.root, fallback_dir=home.spill_dir(config))
         try:
             # Predictions spilled by an earlier shutdown on a full disk come home first.
             await asyncio.to_thread(store.recover_spilled)
@@ -237,6 +244,8 @@ def create_app(
                 retry_s=config.events.shutdown_retry_s,
                 spill_dir=home.spill_dir(config),
             )
+            if hasattr(store, "close"):
+                store.close()  # the PostgreSQL store's connections
             # Give frozen objects back to the collector, so extension modules (DuckDB's
             # nanobind bindings) can be torn down cleanly at interpreter exit.
             gc.unfreeze()

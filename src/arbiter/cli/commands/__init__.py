@@ -16,6 +16,7 @@ def register_commands(app: typer.Typer) -> None:
         compact,
         demo,
         drift,
+        events,
         experiment,
         export,
         gate,
@@ -51,6 +52,7 @@ def register_commands(app: typer.Typer) -> None:
     app.add_typer(
         canary.app, name="canary", help="Canary releases: status, pause, resume, promote, abort."
     )
+    app.add_typer(events.app, name="events", help="The event log as a whole: retention.")
     app.add_typer(outcomes.app, name="outcomes", help="Outcome events: import files, summary.")
     app.add_typer(
         stats.app, name="stats", help="Calculators for analysts: tests, sample sizes, SRM."
