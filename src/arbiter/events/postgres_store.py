@@ -5,9 +5,10 @@ keeps the promises of the Parquet :class:`~arbiter.events.store.EventStore` for 
 
 - predictions arrive through the same :class:`~arbiter.events.writer.EventWriter` (buffered,
   flushed in the background); each flush is one ``COPY`` of CSV (written by pyarrow, in C)
-  into a session-local staging table, then ``INSERT ... ON CONFLICT DO NOTHING`` into the
-  partitioned ``predictions`` table. The unique key ``(request_id, row_index, role, ts)`` makes
-  a retried flush (the commit's answer lost with the connection) a no-op, never a double count;
+  into the partitioned ``predictions`` table, unique on ``(request_id, row_index, role, ts)``.
+  A retried flush (the commit's answer lost with the connection) violates that key, so the
+  whole COPY is refused and the batch goes through a session-local staging table and
+  ``INSERT ... ON CONFLICT DO NOTHING`` instead: a retry is a no-op, never a double count;
 - feedback and outcomes are group-committed (:class:`~arbiter.events.feedback.GroupCommitter`):
   concurrent callers share one ``COPY`` and one commit, with ``synchronous_commit = on`` for the
   session, so a call returns only once its rows are durable and the caller may acknowledge them;
@@ -313,25 +314,36 @@ class PostgresEventStore:
 
         def work(conn: psycopg.Connection[Any]) -> int:
             self._ensure_partitions(conn, "predictions", table.column("ts"))
-            with conn.transaction():
-                conn.execute(
+            # Fast path: one COPY straight into the table. It inserts every row or, if any
+            # key is already there (a retry), none: the unique index refuses the whole COPY.
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    with cur.copy(
+                        sql.SQL("COPY predictions ({}) FROM STDIN (FORMAT csv)").format(columns)
+                    ) as copy:
+                        copy.write(data)
+                    return table.num_rows
+            except psycopg.errors.UniqueViolation:
+                pass
+            # A retry: stage the batch, keep only the rows not stored yet.
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
                     "CREATE TEMP TABLE IF NOT EXISTS _arbiter_stage_predictions "
                     "(LIKE predictions) ON COMMIT DELETE ROWS"
                 )
-                with conn.cursor() as cur:
-                    with cur.copy(
-                        sql.SQL(
-                            "COPY _arbiter_stage_predictions ({}) FROM STDIN (FORMAT csv)"
-                        ).format(columns)
-                    ) as copy:
-                        copy.write(data)
-                    cur.execute(
-                        sql.SQL(
-                            "INSERT INTO predictions ({cols}) SELECT {cols} "
-                            "FROM _arbiter_stage_predictions ON CONFLICT DO NOTHING"
-                        ).format(cols=columns)
+                with cur.copy(
+                    sql.SQL("COPY _arbiter_stage_predictions ({}) FROM STDIN (FORMAT csv)").format(
+                        columns
                     )
-                    return max(cur.rowcount, 0)
+                ) as copy:
+                    copy.write(data)
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO predictions ({cols}) SELECT {cols} "
+                        "FROM _arbiter_stage_predictions ON CONFLICT DO NOTHING"
+                    ).format(cols=columns)
+                )
+                return max(cur.rowcount, 0)
 
         return self._run(self._predictions, "predictions", work)
 
