@@ -374,18 +374,28 @@ def test_gateway_serves_with_postgres_events(
         assert client.get("/readyz").status_code == 200
 
 
-def test_gateway_with_database_down_degrades_and_refuses_feedback(
-    running: Any, fraud_rows: list[dict[str, float]], schema: str
+def test_gateway_with_database_down_degrades_spills_and_recovers(
+    running: Any, fraud_rows: list[dict[str, float]], schema: str, pg_url: str
 ) -> None:
-    server, _ = running({"fraud": {}}, events={"url": dead_url(schema)})
+    down = {"url": dead_url(schema), "shutdown_retry_s": 0.2}
+    server, home = running({"fraud": {}}, events=down)
     with httpx.Client(base_url=server.url, timeout=30.0) as client:
-        r = client.post("/models/fraud/predict", json={"features": fraud_rows[0]})
-        assert r.status_code == 200  # served from the buffer
+        r = client.post("/models/fraud/predict", json={"features": fraud_rows[:4]})
+        assert r.status_code == 200  # served; the rows wait in the buffer
         refused = client.post("/feedback", json={"request_id": r.json()["request_id"], "label": 1})
         assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "event_store_error"
         degraded = wait_for(
             lambda: (x := client.get("/readyz")).status_code == 503 and x, "/readyz 503"
         )
         for text in (refused.text, degraded.text):
             assert "s3cret" not in text and "127.0.0.1" not in text and "INSERT" not in text
         assert "unreachable" in degraded.json()["storage"]["reason"]
+    server.stop()  # shutdown while the database is down: the 4 rows are spilled
+    spill = home.spill_dir()
+    assert sum(1 for _ in (spill / "predictions").glob("*.parquet")) == 1
+
+    # The database is back: the next start moves the spilled rows in.
+    server, _ = running({"fraud": {}}, events={"url": pg_url})
+    wait_for(lambda: count(schema, "predictions") == 4, "spilled rows recovered at start")
+    assert not list((spill / "predictions").glob("*.parquet"))
