@@ -399,3 +399,26 @@ def test_gateway_with_database_down_degrades_spills_and_recovers(
     server, _ = running({"fraud": {}}, events={"url": pg_url})
     wait_for(lambda: count(schema, "predictions") == 4, "spilled rows recovered at start")
     assert not list((spill / "predictions").glob("*.parquet"))
+
+
+def test_a_refused_statement_is_reported_without_sql_or_credentials(schema: str) -> None:
+    role = f"r_{schema}"
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'hunter2-pw'")
+    try:
+        # Trust auth: the password is not checked, but it is in the URL and must not leak.
+        url = f"postgresql://{role}:hunter2-pw@127.0.0.1:5432/test?schema={schema}"
+        store = PostgresEventStore(url)
+        with pytest.raises(EventStoreError) as refused:
+            store.write_feedback([{"request_id": "r1", "row_index": 0, "label": 1}])
+        text = str(refused.value)
+        assert "InsufficientPrivilege, SQLSTATE 42501" in text, text
+        assert "hunter2" not in text and "CREATE" not in text and role not in text
+        assert store.write_health()[1] == "the PostgreSQL event store failed " + (
+            "(InsufficientPrivilege, SQLSTATE 42501)"
+        )
+        assert "hunter2" not in repr(store)
+        store.close()
+    finally:
+        with psycopg.connect(ADMIN, autocommit=True) as admin:
+            admin.execute(f"DROP ROLE IF EXISTS {role}")
