@@ -53,6 +53,8 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
 _SCHEMES = ("postgresql", "postgres")
 # An advisory lock key for partition DDL (any constant bigint; "arbiter-partitions").
 _DDL_LOCK = 0x61726269746572
+#: How long retention waits for the lock on a table before giving up.
+LOCK_TIMEOUT_MS = 10_000
 
 
 def pg_type(type_: pa.DataType) -> str:
@@ -280,7 +282,12 @@ def list_partitions(conn: Connection[Any], schema: str) -> list[Partition]:
 
 
 def drop_partitions_before(
-    conn: Connection[Any], schema: str, cutoff: datetime, *, dry_run: bool = False
+    conn: Connection[Any],
+    schema: str,
+    cutoff: datetime,
+    *,
+    dry_run: bool = False,
+    lock_timeout_ms: int = LOCK_TIMEOUT_MS,
 ) -> list[tuple[Partition, int]]:
     """Drop every partition whose rows are all older than ``cutoff`` (its end <= cutoff).
 
@@ -291,6 +298,12 @@ def drop_partitions_before(
     dropped = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+        # Dropping a partition locks its parent exclusively; waiting behind a long analysis
+        # would queue every writer behind us. Give up instead (LockNotAvailable) and let the
+        # next run try again.
+        conn.execute(
+            sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{int(lock_timeout_ms)}ms"))
+        )
         for part in list_partitions(conn, schema):
             if part.end > cutoff:
                 continue

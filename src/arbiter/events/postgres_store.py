@@ -566,12 +566,18 @@ class PostgresEventStore:
             return list_partitions(conn, self.schema)
 
     def prune(
-        self, older_than: timedelta, *, now: datetime | None = None, dry_run: bool = False
+        self,
+        older_than: timedelta,
+        *,
+        now: datetime | None = None,
+        dry_run: bool = False,
+        lock_timeout_s: float = 10.0,
     ) -> list[tuple[Partition, int]]:
         """Drop whole partitions whose every row is older than ``now - older_than``.
 
         Returns the partitions dropped (or that would be, with ``dry_run``) and their row
-        counts. A partition straddling the cutoff is kept.
+        counts. A partition straddling the cutoff is kept. Waits at most ``lock_timeout_s``
+        for a table a long query holds, then drops nothing.
 
         Raises
         ------
@@ -585,7 +591,18 @@ class PostgresEventStore:
         cutoff = (now or datetime.now(UTC)) - older_than
         with self.pg_connect() as conn:
             try:
-                dropped = drop_partitions_before(conn, self.schema, cutoff, dry_run=dry_run)
+                dropped = drop_partitions_before(
+                    conn,
+                    self.schema,
+                    cutoff,
+                    dry_run=dry_run,
+                    lock_timeout_ms=int(lock_timeout_s * 1000),
+                )
+            except psycopg.errors.LockNotAvailable as exc:
+                raise EventStoreError(
+                    "the event tables are busy (a long query holds them); nothing was dropped, "
+                    "run prune again later"
+                ) from exc
             except psycopg.Error as exc:
                 raise EventStoreError(failure_reason(exc)) from exc
         self._partitions.clear()  # a later write into a dropped day recreates it
