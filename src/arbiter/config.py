@@ -258,13 +258,6 @@ class ServerConfig(_Frozen):
 
 class EventsConfig(_Frozen):
     flush_interval_s: float = Field(default=0.5, gt=0.0, le=60.0)
-    # Issue 11: where the event log lives. Unset: HOME/events (Parquet). A postgresql:// URL
-    # selects the PostgreSQL store (docs/event-store-postgres.md).
-    url: str | None = Field(
-        default=None,
-        description="Where the event log lives: unset for HOME/events, or "
-        "postgresql://user@host/db?schema=arbiter for the PostgreSQL event store.",
-    )
     max_batch: int = Field(default=50_000, ge=1)
     # Storage faults (docs/design/event-store.md, "When the disk fails").
     fallback_dir: Path | None = Field(
@@ -295,6 +288,13 @@ class EventsConfig(_Frozen):
         ge=0,
         description="Request ids each gateway worker remembers to check /feedback against "
         "(row_index, label type, clicks); older or other workers' ids are stored unverified.",
+    )
+    # Issue 11: where the event log lives. Unset: HOME/events (Parquet). A postgresql:// URL
+    # selects the PostgreSQL store (docs/event-store-postgres.md).
+    url: str | None = Field(
+        default=None,
+        description="Where the event log lives: unset for HOME/events, or "
+        "postgresql://user@host/db?schema=arbiter for the PostgreSQL event store.",
     )
 
 
