@@ -272,11 +272,9 @@ def test_partitions_on_demand_and_prune(
     assert count(schema, "predictions") == 2
     # This process still remembers the dropped partition; a late row for that day recreates it.
     assert store.append_prediction_table(table.slice(0, 1)) == 1
-    monthly = PostgresEventStore(pg_url.replace("schema=", "partition=month&schema="))
     assert parse_postgres_url(pg_url).partition == "day"
     with pytest.raises(InvalidInputError):
         parse_postgres_url(pg_url + "&partition=hour")
-    monthly.close()
 
 
 def test_database_down_refuses_feedback_spills_and_recovers(
@@ -428,3 +426,15 @@ def test_a_refused_statement_is_reported_without_sql_or_credentials(schema: str)
     finally:
         with psycopg.connect(ADMIN, autocommit=True) as admin:
             admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_url_parameters_reach_libpq(schema: str) -> None:
+    url = f"{ADMIN}?options=-c%20statement_timeout%3D1234&schema={schema}&partition=month"
+    store = PostgresEventStore(url)
+    assert (store.location.schema, store.location.partition) == (schema, "month")
+    with store.pg_connect() as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("1234ms",)
+        assert conn.execute("SHOW search_path").fetchone() == (f"{schema}, pg_catalog",)
+    with pytest.raises(InvalidInputError) as bad:
+        PostgresEventStore(f"{ADMIN}?schema=Robert');DROP")
+    assert bad.value.field == "events.url?schema"

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 from psycopg import Connection, sql
@@ -131,7 +131,9 @@ def parse_postgres_url(url: str, *, field: str = "events.url") -> PostgresLocati
         raise InvalidInputError(
             f"partition must be day or month, got {partition!r}", field=f"{field}?partition"
         )
-    conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(kept), ""))
+    conninfo = urlunsplit(
+        ("postgresql", parts.netloc, parts.path, urlencode(kept, quote_via=quote), "")
+    )
     return PostgresLocation(conninfo, schema, partition)  # type: ignore[arg-type]
 
 
