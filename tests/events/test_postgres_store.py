@@ -435,6 +435,10 @@ def test_url_parameters_reach_libpq(schema: str) -> None:
     with store.pg_connect() as conn:
         assert conn.execute("SHOW statement_timeout").fetchone() == ("1234ms",)
         assert conn.execute("SHOW search_path").fetchone() == (f"{schema}, pg_catalog",)
+    store.write_feedback([{"request_id": "r1", "row_index": 0, "label": 1}])
+    month = datetime.now(UTC)
+    assert [p.name for p in store.partitions()] == [f"feedback_p{month:%Y%m}"]
+    store.close()
     with pytest.raises(InvalidInputError) as bad:
         PostgresEventStore(f"{ADMIN}?schema=Robert');DROP")
     assert bad.value.field == "events.url?schema"
