@@ -39,17 +39,18 @@ OTHER = "(other)"
 
 # Champion = the served rows, challenger = the shadow rows: fixed fragments, values are
 # bound $parameters (the scope's).
-_SIDES_SQL = """
-    SELECT 'champion' AS side, * FROM served WHERE {where} AND error IS NULL
-    UNION ALL BY NAME
-    SELECT 'challenger' AS side, * FROM shadowed WHERE {where} AND error IS NULL
+_COLUMNS = "request_id, row_index, prediction, prediction_num, score"
+_SIDES_SQL = f"""
+    SELECT 'champion' AS side, {_COLUMNS} FROM served WHERE {{where}} AND error IS NULL
+    UNION ALL
+    SELECT 'challenger' AS side, {_COLUMNS} FROM shadowed WHERE {{where}} AND error IS NULL
 """
-_PAIRS_SQL = """
+_PAIRS_SQL = f"""
     SELECT s.prediction AS pred_a, c.prediction AS pred_b,
            s.prediction_num AS num_a, c.prediction_num AS num_b,
            f.label, f.label_num AS y_num
-    FROM (SELECT * FROM served WHERE {where} AND error IS NULL) AS s
-    JOIN (SELECT * FROM shadowed WHERE {where} AND error IS NULL) AS c
+    FROM (SELECT {_COLUMNS} FROM served WHERE {{where}} AND error IS NULL) AS s
+    JOIN (SELECT {_COLUMNS} FROM shadowed WHERE {{where}} AND error IS NULL) AS c
         USING (request_id, row_index)
     LEFT JOIN latest_feedback AS f USING (request_id, row_index)
 """
@@ -172,11 +173,12 @@ def shadow_detail(
     """
     scope = Scope(model, experiment)
     where = scope.where()
+    paired = _paired_rows(con, scope)
     return ShadowDetail(
         task=task,
-        paired_rows=_paired_rows(con, scope),
+        paired_rows=paired,
         distributions=_distributions(con, scope, where, task),
-        disagreements=_disagreements(con, scope, where, task),
+        disagreements=_disagreements(con, scope, where, task, paired),
     )
 
 
@@ -259,7 +261,7 @@ def _distributions(
 
 
 def _disagreements(
-    con: duckdb.DuckDBPyConnection, scope: Scope, where: str, task: str
+    con: duckdb.DuckDBPyConnection, scope: Scope, where: str, task: str, total: int
 ) -> tuple[Disagreement, ...]:
     pairs = _PAIRS_SQL.format(where=where)
     if task == "classification":
@@ -284,7 +286,6 @@ def _disagreements(
             GROUP BY ALL ORDER BY count(*) DESC
         """
     rows = con.execute(sql, scope.params).fetchall()
-    total = _paired_rows(con, scope)
     out: list[Disagreement] = []
     for i, (a, b, n, labelled, right_a, right_b) in enumerate(rows):
         if i >= MAX_DIRECTIONS:  # the long tail of a many-class model, summed

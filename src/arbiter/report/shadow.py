@@ -98,13 +98,15 @@ def recommend(
     unmet = [c for c in criteria if not _get(c, "met")]
     if why is not None:
         reason = why
-    elif decision == "promote" or not unmet:
-        held = ", ".join(str(_get(c, "name")) for c in criteria) or "no criterion"
-        reason = f"every criterion holds ({held})"
-    else:
+    elif unmet and decision != "promote":
         reason = "; ".join(_unmet_text(c) for c in unmet[:2])
         if len(unmet) > 2:
             reason += f"; and {len(unmet) - 2} more unmet"
+    elif decision == "continue":
+        reason = "the evidence is not conclusive yet"
+    else:
+        held = ", ".join(str(_get(c, "name")) for c in criteria) or "no criterion"
+        reason = f"every criterion holds ({held})"
     if decision == "continue" and remaining:
         reason += f" (about {format_number(remaining)} more labelled {sample_unit} per arm)"
     return Recommendation(decision, action, reason)
