@@ -173,20 +173,13 @@ def shadow_detail(
     """
     scope = Scope(model, experiment)
     where = scope.where()
-    paired = _paired_rows(con, scope)
+    paired, disagreements = _disagreements(con, scope, where, task)
     return ShadowDetail(
         task=task,
         paired_rows=paired,
         distributions=_distributions(con, scope, where, task),
-        disagreements=_disagreements(con, scope, where, task, paired),
+        disagreements=disagreements,
     )
-
-
-def _paired_rows(con: duckdb.DuckDBPyConnection, scope: Scope) -> int:
-    row = con.execute(
-        f"SELECT count(*) FROM ({_PAIRS_SQL.format(where=scope.where())})", scope.params
-    ).fetchone()
-    return int(row[0]) if row else 0
 
 
 def _distributions(
@@ -261,16 +254,18 @@ def _distributions(
 
 
 def _disagreements(
-    con: duckdb.DuckDBPyConnection, scope: Scope, where: str, task: str, total: int
-) -> tuple[Disagreement, ...]:
+    con: duckdb.DuckDBPyConnection, scope: Scope, where: str, task: str
+) -> tuple[int, tuple[Disagreement, ...]]:
+    """The number of paired rows and the directions of disagreement, from one pass over the
+    pairs: every cell of the champion × challenger matrix is counted (the diagonal gives the
+    total), the off-diagonal ones are kept."""
     pairs = _PAIRS_SQL.format(where=where)
     if task == "classification":
-        # The off-diagonal of the champion × challenger matrix, one row per cell.
         sql = f"""
-            SELECT pred_a, pred_b, count(*), count(label),
+            SELECT pred_a, pred_b, pred_a IS DISTINCT FROM pred_b, count(*), count(label),
                    count(*) FILTER (WHERE label IS NOT NULL AND pred_a = label),
                    count(*) FILTER (WHERE label IS NOT NULL AND pred_b = label)
-            FROM ({pairs}) WHERE pred_a IS DISTINCT FROM pred_b
+            FROM ({pairs})
             GROUP BY ALL ORDER BY count(*) DESC, pred_a, pred_b
         """
     else:
@@ -278,14 +273,16 @@ def _disagreements(
         sql = f"""
             SELECT CASE WHEN num_b > num_a THEN 'lower' ELSE 'higher' END,
                    CASE WHEN num_b > num_a THEN 'higher' ELSE 'lower' END,
+                   num_a IS NOT NULL AND num_b IS NOT NULL AND num_a <> num_b,
                    count(*), count(y_num),
                    count(*) FILTER (WHERE abs(num_a - y_num) < abs(num_b - y_num)),
                    count(*) FILTER (WHERE abs(num_b - y_num) < abs(num_a - y_num))
             FROM ({pairs})
-            WHERE num_a IS NOT NULL AND num_b IS NOT NULL AND num_a <> num_b
             GROUP BY ALL ORDER BY count(*) DESC
         """
-    rows = con.execute(sql, scope.params).fetchall()
+    cells = con.execute(sql, scope.params).fetchall()
+    total = sum(int(c[3]) for c in cells)
+    rows = [(a, b, *rest) for a, b, differ, *rest in cells if differ]
     out: list[Disagreement] = []
     for i, (a, b, n, labelled, right_a, right_b) in enumerate(rows):
         if i >= MAX_DIRECTIONS:  # the long tail of a many-class model, summed
@@ -299,7 +296,7 @@ def _disagreements(
             Disagreement(str(a), str(b), int(n), int(n) / total if total else math.nan,
                          int(labelled), int(right_a), int(right_b), neither)
         )  # fmt: skip
-    return tuple(out)
+    return total, tuple(out)
 
 
 __all__ = [
