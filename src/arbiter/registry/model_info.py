@@ -177,5 +177,32 @@ def describe_sides(
     return {side: describe_versions(registry, name, vs) for side, vs in versions.items()}
 
 
-__all__ = ["ModelVersionInfo", "describe_sides", "describe_version", "describe_versions",
-           "pickle_class", "skops_class"]  # fmt: skip
+def describe_summary_models(home: Any, name: str, summary: dict[str, Any]) -> None:
+    """Set ``models`` (:func:`describe_sides`) on each shadow section of an ``arbiter report``
+    summary (:func:`arbiter.report.summary.summarize`), in place."""
+    roles = {"champion": "served", "challenger": "shadow"}
+    for section in summary["experiments"]:
+        if "shadow" not in section:
+            continue
+        versions = {
+            side: sorted({str(r["version"]) for r in section["arms"]
+                          if r.get("role") == role and r.get("version") is not None})
+            for side, role in roles.items()
+        }  # fmt: skip
+        section["models"] = describe_sides(home, name, versions)
+
+
+def describe_analysis_models(home: Any, name: str, analysis: Any) -> Any:
+    """A shadow :class:`~arbiter.analysis.ExperimentAnalysis` with ``models`` set
+    (:func:`describe_sides`); any other analysis as it is."""
+    from dataclasses import replace
+
+    if getattr(analysis, "shadow", None) is None:
+        return analysis
+    versions = {side: list(analysis.arms[side]["versions"]) for side in ("champion", "challenger")}
+    return replace(analysis, models=describe_sides(home, name, versions))
+
+
+__all__ = ["ModelVersionInfo", "describe_analysis_models", "describe_sides",
+           "describe_summary_models", "describe_version", "describe_versions", "pickle_class",
+           "skops_class"]  # fmt: skip

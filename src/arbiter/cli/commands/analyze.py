@@ -48,6 +48,7 @@ def analyze(
     from arbiter.events.feedback import unmatched_feedback
     from arbiter.experiments.split_store import attach_for_home
     from arbiter.home import Home
+    from arbiter.registry.model_info import describe_analysis_models
     from arbiter.report.terminal import WIDE, print_analysis, print_path
 
     h = Home.at(home)
@@ -62,7 +63,7 @@ def analyze(
             analyses = analyze_model(con, model, experiment, model_config=config.models.get(model))
             unmatched = unmatched_feedback(con)  # labels joined to nothing (issue 14)
             left_out = [] if experiment else _left_out(con, model, analyses, h.root)
-        analyses = [_with_models(h, model, a) for a in analyses]
+        analyses = [describe_analysis_models(h, model, a) for a in analyses]
         path = None
         if not no_html:
             from arbiter.report.html import write_html
@@ -99,19 +100,6 @@ def analyze(
         )
     if path is not None:
         print_path(console, "HTML report", path)
-
-
-def _with_models(home: Any, model: str, analysis: Any) -> Any:
-    """A shadow analysis with what the registry says of its models (flavors, estimator class:
-    read from the model files, not loaded); any other analysis as it is."""
-    from dataclasses import replace
-
-    from arbiter.registry.model_info import describe_sides
-
-    if getattr(analysis, "shadow", None) is None:
-        return analysis
-    versions = {side: list(analysis.arms[side]["versions"]) for side in ("champion", "challenger")}
-    return replace(analysis, models=describe_sides(home, model, versions))
 
 
 def _json(analysis: Any) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def report(
     from arbiter.errors import NotFoundError
     from arbiter.events import EventStore
     from arbiter.home import Home
-    from arbiter.registry.model_info import describe_sides
+    from arbiter.registry.model_info import describe_summary_models
     from arbiter.report.markdown import render_markdown
     from arbiter.report.summary import summarize
     from arbiter.report.terminal import WIDE, print_path, print_summary
@@ -49,15 +49,7 @@ def report(
         summary = summarize(
             con, model, experiment, decision=None if config is None else config.decision
         )
-    for section in summary["experiments"]:
-        if "shadow" in section:  # what the registry says of the two models (not loaded)
-            roles = {"champion": "served", "challenger": "shadow"}
-            versions = {
-                side: sorted({str(r["version"]) for r in section["arms"]
-                              if r.get("role") == role and r.get("version") is not None})
-                for side, role in roles.items()
-            }  # fmt: skip
-            section["models"] = describe_sides(h, model, versions)
+    describe_summary_models(h, model, summary)  # the registry's word on the shadow's models
     path = output or h.reports / f"{model}-report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_markdown(summary), encoding="utf-8")
