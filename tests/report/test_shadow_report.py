@@ -25,7 +25,14 @@ from arbiter.analysis.shadow_detail import QUANTILES
 from arbiter.cli import app
 from arbiter.events import EventStore
 from arbiter.registry import registry_for_home
-from arbiter.registry.model_info import describe_version, pickle_class
+from arbiter.registry.mlflow_registry import MLflowRegistry
+from arbiter.registry.model_info import (
+    NOT_FOUND,
+    UNREACHABLE,
+    describe_version,
+    describe_versions,
+    pickle_class,
+)
 
 SIDES = {"champion": "served", "challenger": "shadow"}
 
@@ -112,11 +119,25 @@ def test_a_pyfunc_model_and_a_pickle_are_named_without_loading_them(shadow_home:
     assert info.flavors == ("python_function",) and info.estimator == "FailingModel"
     assert info.label == "python_function · FailingModel"
     missing = describe_version(registry, "fraud", "999")
-    assert missing.error is not None and missing.label.startswith("unknown (")
+    assert missing.error == NOT_FOUND and missing.label == f"unknown ({NOT_FOUND})"
     import io
 
     assert pickle_class(io.BytesIO(pickle.dumps(LogisticRegression()))) == "LogisticRegression"
     assert pickle_class(io.BytesIO(b"not a pickle")) is None
+
+
+def test_an_unreachable_registry_is_asked_once_and_named(monkeypatch: Any) -> None:
+    """A registry server that refuses connections: every version reads "unknown (registry
+    unreachable)" and the report goes on (MLflow's retries kept short for the test)."""
+    import socket
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as sock:  # bound, never listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        registry = MLflowRegistry(f"http://127.0.0.1:{sock.getsockname()[1]}")
+        infos = describe_versions(registry, "fraud", ["1", "2"])
+    assert [i["error"] for i in infos] == [UNREACHABLE, UNREACHABLE]
+    assert infos[1]["label"] == "unknown (registry unreachable)"
 
 
 def test_prediction_distributions_equal_pandas(

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+#: Why a version could not be described (``ModelVersionInfo.error``).
+NOT_FOUND = "not in the registry"
+UNREACHABLE = "registry unreachable"
 #: Opcodes after which a pickle names no new class for its top object (read no further).
 _MAX_OPCODES = 64
 
@@ -78,10 +81,12 @@ def describe_version(registry: Any, name: str, version: str) -> ModelVersionInfo
             mlmodel = yaml.safe_load(local.read_text(encoding="utf-8")) or {}
             flavors = dict(mlmodel.get("flavors") or {})
             estimator = _estimator(root, flavors, tmp, registry.tracking_uri)
-    except MlflowException:
-        return ModelVersionInfo(str(version), error="not readable from the registry")
+    except MlflowException as exc:
+        missing = exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
+        return ModelVersionInfo(str(version), error=NOT_FOUND if missing else UNREACHABLE)
+    except ConnectionError:  # requests' ConnectionError is one too (an OSError)
+        return ModelVersionInfo(str(version), error=UNREACHABLE)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, yaml.YAMLError):
-        # OSError includes a registry server that does not answer (ConnectionError).
         return ModelVersionInfo(str(version), error="model files unreadable")
     pyfunc = flavors.get("python_function") or {}
     return ModelVersionInfo(
@@ -157,8 +162,18 @@ def pickle_class(file: Any) -> str | None:
 
 
 def describe_versions(registry: Any, name: str, versions: list[str]) -> list[dict[str, Any]]:
-    """:func:`describe_version` of each version, as dicts, in the order given."""
-    return [describe_version(registry, name, v).to_dict() for v in versions]
+    """:func:`describe_version` of each version, as dicts, in the order given.
+
+    Once the registry is unreachable, the remaining versions are not asked: MLflow's HTTP
+    client retries with backoff for minutes, and a report must not wait that long per model.
+    """
+    out: list[dict[str, Any]] = []
+    for version in versions:
+        if out and out[-1]["error"] == UNREACHABLE:
+            out.append(ModelVersionInfo(str(version), error=UNREACHABLE).to_dict())
+        else:
+            out.append(describe_version(registry, name, version).to_dict())
+    return out
 
 
 def describe_sides(
@@ -174,7 +189,16 @@ def describe_sides(
     if not home.config().registry.tracking_uri and not home.mlflow_db.exists():
         return None
     registry = registry_for_home(home.root)
-    return {side: describe_versions(registry, name, vs) for side, vs in versions.items()}
+    sides = list(versions.items())
+    out: dict[str, list[dict[str, Any]]] = {}
+    for side, vs in sides:
+        unreachable = any(m["error"] == UNREACHABLE for ms in out.values() for m in ms)
+        out[side] = (
+            [ModelVersionInfo(str(v), error=UNREACHABLE).to_dict() for v in vs]
+            if unreachable
+            else describe_versions(registry, name, vs)
+        )
+    return out
 
 
 def describe_summary_models(home: Any, name: str, summary: dict[str, Any]) -> None:
@@ -203,6 +227,15 @@ def describe_analysis_models(home: Any, name: str, analysis: Any) -> Any:
     return replace(analysis, models=describe_sides(home, name, versions))
 
 
-__all__ = ["ModelVersionInfo", "describe_analysis_models", "describe_sides",
-           "describe_summary_models", "describe_version", "describe_versions", "pickle_class",
-           "skops_class"]  # fmt: skip
+__all__ = [
+    "NOT_FOUND",
+    "UNREACHABLE",
+    "ModelVersionInfo",
+    "describe_analysis_models",
+    "describe_sides",
+    "describe_summary_models",
+    "describe_version",
+    "describe_versions",
+    "pickle_class",
+    "skops_class",
+]
