@@ -124,3 +124,7 @@ def running(make_home: Callable[..., Home]) -> Iterator[Callable[..., Any]]:
     yield start
     for server in servers:
         server.stop()
+
+
+# The demo's models in a shadow experiment, logged once per session (report and export tests).
+from tests.shadow_home import shadow_home  # noqa: E402, F401

@@ -29,7 +29,9 @@ def test_html_report_is_self_contained(
     assert "<link" not in html and "<script" not in html
     images = re.findall(r'<img [^>]*src="([^"]+)"', html)
     assert images and all(src.startswith("data:image/png;base64,") for src in images)
-    assert len(images) == 2 * 5  # metric, effect, latency, traffic, confusion per experiment
+    # metric, effect, latency, traffic, confusion per experiment; the shadow one also has
+    # its predictions per model (report/plots.py)
+    assert len(images) == 2 * 5 + 1
     # The verdicts and their criteria are there.
     assert 'class="decision promote"' in html
     for a in analyses:

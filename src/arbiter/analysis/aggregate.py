@@ -93,6 +93,8 @@ class ArmTraffic:
     random_requests: int
     errors: int
     latency_percentiles_ms: tuple[float, ...]
+    latency_mean_ms: float = math.nan
+    """Mean latency of successful requests: a tail that moves it shows beside the median."""
 
     @property
     def error_rate(self) -> float:
@@ -114,6 +116,7 @@ class ArmTraffic:
             "random_requests": self.random_requests,
             "errors": self.errors,
             "error_rate": self.error_rate,
+            "latency_mean_ms": self.latency_mean_ms,
             "latency_p50_ms": self.latency_ms(0.5),
             "latency_p95_ms": self.latency_ms(0.95),
             "latency_p99_ms": self.latency_ms(0.99),
@@ -314,7 +317,8 @@ def arm_traffic(
                count(DISTINCT unit_id) + count(*) FILTER (WHERE unit_id IS NULL) AS units,
                count(*) FILTER (WHERE unit_id IS NULL) AS random_requests,
                count(error) AS errors,
-               quantile_cont(latency_ms, $percentiles) FILTER (WHERE error IS NULL) AS latency
+               quantile_cont(latency_ms, $percentiles) FILTER (WHERE error IS NULL) AS latency,
+               avg(latency_ms) FILTER (WHERE error IS NULL) AS latency_mean
         FROM unforced
         WHERE {scope.where()} AND row_index = 0
         GROUP BY side ORDER BY side
@@ -331,6 +335,7 @@ def arm_traffic(
             random_requests=int(r[5]),
             errors=int(r[6]),
             latency_percentiles_ms=tuple(float(x) for x in r[7]) if r[7] else (),
+            latency_mean_ms=math.nan if r[8] is None else float(r[8]),
         )
         for r in rows
     }

@@ -50,6 +50,7 @@ from arbiter.analysis.policy import (
     SHADOW_DISCREPANCY,
     to_decision_policy,
 )
+from arbiter.analysis.shadow_detail import ShadowDetail, shadow_detail
 from arbiter.config import ABExperimentConfig, DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError, NotFoundError
 from arbiter.events.query import Scope
@@ -182,6 +183,8 @@ class ExperimentAnalysis:
     notes: tuple[str, ...] = ()
     metrics: MetricsAnalysis | None = None
     primary_metric: str | None = None
+    shadow: ShadowDetail | None = None
+    models: dict[str, list[dict[str, Any]]] | None = None
 
     @property
     def decision(self) -> str:
@@ -255,6 +258,8 @@ class ExperimentAnalysis:
             "decided_on": self.decided_on,
             "metrics": [] if self.metrics is None else self.metrics.to_list(),
             "crossed_units": None if self.metrics is None else self.metrics.crossed_units,
+            "shadow_detail": None if self.shadow is None else self.shadow.to_dict(),
+            "models": self.models,
         }
 
 
@@ -500,6 +505,7 @@ def compare_arms(
         notes=tuple(notes),
         metrics=metrics,
         primary_metric=decided,
+        shadow=shadow_detail(con, model, experiment, agg.task) if mode == "shadow" else None,
     )
 
 

@@ -182,6 +182,7 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
     from arbiter.gateway.app import create_app
     from arbiter.gateway.server import ServerThread
     from arbiter.registry import registry_for_home
+    from arbiter.registry.model_info import describe_analysis_models, describe_summary_models
     from arbiter.report.html import write_html
     from arbiter.report.summary import summarize
 
@@ -265,6 +266,9 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
             config = home.config().models.get(MODEL)
             summary = summarize(con, MODEL, decision=None if config is None else config.decision)
             analyses = analyze_model(con, MODEL, model_config=config)
+        # The shadow report names the models it compared (flavor, estimator class).
+        describe_summary_models(home, MODEL, summary)
+        analyses = [describe_analysis_models(home, MODEL, a) for a in analyses]
         html = write_html(analyses, home.reports / f"{MODEL}-analysis.html", model=MODEL)
     summary["analysis"] = [a.to_dict() for a in analyses]
     summary["analysis_html"] = str(html)

@@ -13,7 +13,9 @@ result carries no rendering code and a new result type registers its own layouts
 * :mod:`~arbiter.report.plots`: the matplotlib plots, as embedded PNGs;
 * :mod:`~arbiter.report.drift`: drift reports in the three forms;
 * :mod:`~arbiter.report.format`: the one number formatter and the decision colours;
-* :mod:`~arbiter.report.summary`: the per-arm summary ``arbiter report`` shows.
+* :mod:`~arbiter.report.summary`: the per-arm summary ``arbiter report`` shows;
+* :mod:`~arbiter.report.shadow`: the shadow report's view model (models compared,
+  predictions per model, disagreements by direction) and the recommendation line.
 
 Only the shell (CLI, demo, loop) imports this package; analysis never does. Names load on
 first use (PEP 562), so importing :mod:`arbiter.report.format` alone, as the loop does, costs
@@ -42,6 +44,14 @@ if TYPE_CHECKING:
     from arbiter.report.html import html_section, render_html, write_html
     from arbiter.report.markdown import analysis_markdown, render_markdown
     from arbiter.report.plots import Plot, plots
+    from arbiter.report.shadow import (
+        Recommendation,
+        analysis_recommendation,
+        analysis_shadow_view,
+        recommend,
+        shadow_view,
+        summary_shadow_view,
+    )
     from arbiter.report.summary import summarize
     from arbiter.report.terminal import print_analysis, print_summary, rich_table
 
@@ -49,6 +59,12 @@ _HOME = {
     "DECISION_COLOURS": "format",
     "DecisionColour": "format",
     "Plot": "plots",
+    "Recommendation": "shadow",
+    "analysis_recommendation": "shadow",
+    "analysis_shadow_view": "shadow",
+    "recommend": "shadow",
+    "shadow_view": "shadow",
+    "summary_shadow_view": "shadow",
     "analysis_markdown": "markdown",
     "decision_colour": "format",
     "drift_markdown": "drift",
@@ -80,7 +96,10 @@ __all__ = [
     "DECISION_COLOURS",
     "DecisionColour",
     "Plot",
+    "Recommendation",
     "analysis_markdown",
+    "analysis_recommendation",
+    "analysis_shadow_view",
     "decision_colour",
     "drift_markdown",
     "drift_order",
@@ -90,11 +109,14 @@ __all__ = [
     "print_analysis",
     "print_drift",
     "print_summary",
+    "recommend",
     "render_drift_html",
     "render_html",
     "render_markdown",
     "rich_table",
+    "shadow_view",
     "summarize",
+    "summary_shadow_view",
     "write_drift_html",
     "write_html",
 ]

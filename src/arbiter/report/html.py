@@ -33,6 +33,7 @@ from arbiter.report.format import (
     reason_text,
 )
 from arbiter.report.plots import plots
+from arbiter.report.shadow import analysis_recommendation, analysis_shadow_view
 
 if TYPE_CHECKING:
     import jinja2
@@ -106,6 +107,8 @@ def _(a: ExperimentAnalysis) -> markupsafe.Markup:
         "plots": plots(a),
         "metric_table": metric_rows(d["metrics"]),
         "metric_columns": METRIC_COLUMNS,
+        "shadow_view": None if a.shadow is None else analysis_shadow_view(a),
+        "recommendation": None if a.shadow is None else analysis_recommendation(a),
     }
     return _section("experiment.html.j2", a=context)
 

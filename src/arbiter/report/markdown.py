@@ -26,6 +26,11 @@ from arbiter.report.format import (
     metric_rows,
     reason_text,
 )
+from arbiter.report.shadow import (
+    analysis_recommendation,
+    analysis_shadow_view,
+    summary_shadow_view,
+)
 
 ARM_COLUMNS = (
     "role",
@@ -36,6 +41,7 @@ ARM_COLUMNS = (
     "rows",
     "errors",
     "error_rate",
+    "latency_mean_ms",
     "latency_p50_ms",
     "latency_p95_ms",
     "latency_p99_ms",
@@ -77,6 +83,33 @@ def _criteria(criteria: Sequence[Any]) -> str:
     return _general(rows, CRITERIA_COLUMNS)
 
 
+def shadow_markdown(view: dict[str, Any], *, latency: bool = False) -> list[str]:
+    """The shadow view model (:func:`arbiter.report.shadow.shadow_view`) as Markdown
+    sections: models compared, predictions per model, disagreements by direction."""
+    out = ["### Models compared\n", table(view["models"], ["model", "version", "kind"])]
+    if latency:
+        out += ["### Latency per model (ms)\n",
+                table(view["latency_rows"], ["model", "mean", "p50", "p95", "p99"])]  # fmt: skip
+    if view["distribution_rows"]:
+        out.append("### Predictions per model\n")
+        out.append(table(view["distribution_rows"], ["model", "prediction", "count", "share"]))
+    if view["value_rows"]:
+        out.append(f"### {view['values'].capitalize()} per model (quantiles)\n")
+        cols = ["model", "rows", "mean", "p05", "p25", "p50", "p75", "p95"]
+        out.append(table(view["value_rows"], cols))
+    if view["paired_rows"]:
+        out.append("### Disagreements by direction\n")
+        out.append(
+            f"{format_number(view['disagreeing_rows'])} of {format_number(view['paired_rows'])} "
+            "paired rows disagree. rate = share of all paired rows; right = matched the label "
+            f"(regressors: strictly closer to it); {view['direction_note']}.\n"
+        )
+        cols = ["direction", "count", "rate", "labelled", "champion_right", "challenger_right",
+                "neither_right"]  # fmt: skip
+        out.append(table(view["direction_rows"], cols))
+    return out
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     """A report summary as Markdown: traffic, quality, shadow comparison and verdict."""
     out = [f"# arbiter report: model `{summary['model']}`\n"]
@@ -111,10 +144,13 @@ def render_markdown(summary: dict[str, Any]) -> str:
             )
             out.append("### Classic shadow criteria\n")
             out.append(table(section["shadow_criteria"], ["name", "observed", "threshold", "met"]))
+            out += shadow_markdown(summary_shadow_view(section))
         if "verdict" in section:
             verdict = section["verdict"]
             out.append(f"### Verdict: **{verdict['decision']}**\n")
             out.append(table(verdict["criteria"], CRITERIA_COLUMNS))
+        if "recommendation" in section:
+            out.append(f"**{section['recommendation']['line']}**\n")
     return "\n".join(out)
 
 
@@ -174,6 +210,9 @@ def _(a: ExperimentAnalysis) -> str:
     out.append(_general(tests, cols))
     out.append("### Guardrails\n")
     out.append(_general(d["guardrails"], ["name", "challenger", "champion", "limit", "status"]))
+    if a.shadow is not None:
+        out += shadow_markdown(analysis_shadow_view(a), latency=True)
+        out.append(f"**{analysis_recommendation(a)['line']}**\n")
     return "\n".join(out + _metrics(d["metrics"]) + _notes(a.notes))
 
 
@@ -226,4 +265,4 @@ def _(a: BanditAnalysis) -> str:
 
 
 __all__ = ["ARM_COLUMNS", "CRITERIA_COLUMNS", "analysis_markdown", "cell", "render_markdown",
-           "table"]  # fmt: skip
+           "shadow_markdown", "table"]  # fmt: skip

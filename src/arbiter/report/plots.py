@@ -300,12 +300,62 @@ def metric_difference_plots(metrics: Any) -> list[Plot]:
     return out
 
 
+def prediction_distribution_plot(a: ExperimentAnalysis) -> Plot | None:
+    """A shadow experiment's predictions per model: class shares side by side and, when the
+    models log a score (regressors: a number), its histogram per model on shared bins."""
+    if a.shadow is None:
+        return None
+    dists = a.shadow.distributions
+    classes = [c.value for c in dists["champion"].classes]
+    classes += [c.value for c in dists["challenger"].classes if c.value not in classes]
+    edges = dists["champion"].histogram_edges
+    panels = int(bool(classes)) + int(bool(edges))
+    if not panels:
+        return None
+    fig = figure(5.2 if panels == 1 else 7.6, 3.2)
+    k = 0
+    if classes:
+        k += 1
+        ax = fig.add_subplot(1, panels, k)
+        x = np.arange(len(classes))
+        for offset, side in ((-0.2, "champion"), (0.2, "challenger")):
+            share = {c.value: c.share for c in dists[side].classes}
+            ax.bar(x + offset, [share.get(c, 0.0) for c in classes], width=0.4,
+                   color=SIDE_COLOURS[side], label=side)  # fmt: skip
+        ax.set_xticks(x, classes)
+        ax.set_xlabel("prediction")
+        ax.set_ylabel("share of the model's rows")
+        ax.legend(loc="best")
+    if edges:
+        k += 1
+        ax = fig.add_subplot(1, panels, k)
+        for side in SIDES:
+            d = dists[side]
+            total = max(sum(d.histogram_counts), 1)
+            ax.stairs(np.asarray(d.histogram_counts) / total, np.asarray(edges),
+                      color=SIDE_COLOURS[side], lw=1.6, label=side)  # fmt: skip
+        values = dists["champion"].values or dists["challenger"].values or "value"
+        ax.set_xlabel(values)
+        ax.set_ylabel("share of the model's rows")
+        ax.legend(loc="best")
+    return Plot(
+        "predictions per model",
+        "Each model's predictions on its own successful rows: class shares"
+        + (" and the histogram of its score" if edges else "")
+        + " (tables above: counts, quantiles, disagreements by direction).",
+        png(fig),
+    )
+
+
 @plots.register(ExperimentAnalysis)
 def _(a: ExperimentAnalysis) -> list[Plot]:
     out = [_metric_plot(a), _effect_plot(a), _latency_plot(a), _traffic_plot(a)]
     confusion = _confusion_plot(a)
     if confusion is not None:
         out.append(confusion)
+    distribution = prediction_distribution_plot(a)
+    if distribution is not None:
+        out.append(distribution)
     return out + metric_difference_plots(a.metrics)
 
 

@@ -12,9 +12,11 @@ from typing import Any
 
 import duckdb
 
+from arbiter.analysis.shadow_detail import shadow_detail
 from arbiter.config import DecisionConfig
 from arbiter.errors import NotFoundError
 from arbiter.events.query import Scope
+from arbiter.report.shadow import recommend
 from arbiter.strategies import SPECS
 
 # The classic shadow-test criteria (e.g. Sato, Wider & Windheuser's "Continuous Delivery for
@@ -67,7 +69,7 @@ def _task(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> str:
 
 
 def arm_stats(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> list[dict[str, Any]]:
-    """Requests, errors and latency percentiles per (role, arm, alias, version)."""
+    """Requests, errors, mean latency and its percentiles per (role, arm, alias, version)."""
     scope = Scope(model, experiment)
     return _rows(
         con,
@@ -85,6 +87,7 @@ def arm_stats(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> li
                count(*) AS requests, sum(rows)::BIGINT AS rows,
                count(*) FILTER (WHERE failed) AS errors,
                avg(failed::INT) AS error_rate,
+               avg(latency_ms) FILTER (WHERE NOT failed) AS latency_mean_ms,
                quantile_cont(latency_ms, 0.50) FILTER (WHERE NOT failed) AS latency_p50_ms,
                quantile_cont(latency_ms, 0.95) FILTER (WHERE NOT failed) AS latency_p95_ms,
                quantile_cont(latency_ms, 0.99) FILTER (WHERE NOT failed) AS latency_p99_ms
@@ -243,15 +246,32 @@ def shadow_section(
     decision: DecisionConfig | None = None,
 ) -> dict[str, Any]:
     """The shadow strategy's report keys: the comparison on the same rows, the classic
-    criteria (their discrepancy limit from ``decision.guardrails``) and their verdict."""
+    criteria (their discrepancy limit from ``decision.guardrails``) and their verdict; each
+    model's prediction distribution and the directions of disagreement (``shadow_detail``),
+    and the verdict's ``recommendation``."""
     limit = (decision or DecisionConfig()).guardrails.max_shadow_discrepancy
     max_discrepancy = SHADOW_MAX_DISCREPANCY if limit is None else limit
     comparison = shadow_comparison(con, model, experiment, task)
     criteria = classic_shadow_criteria(comparison, task, max_discrepancy=max_discrepancy)
+    verdict = classic_shadow_verdict(comparison, criteria)
+    versions = {
+        side: [str(v)] if v is not None else []
+        for side, v in (
+            ("champion", comparison.get("champion_version")),
+            ("challenger", comparison.get("challenger_version")),
+        )
+    }
     return {
         "shadow": comparison,
         "shadow_criteria": criteria,
-        "verdict": classic_shadow_verdict(comparison, criteria),
+        "verdict": verdict,
+        "shadow_detail": shadow_detail(con, model, experiment, task).to_dict(),
+        "recommendation": recommend(
+            verdict["decision"],
+            criteria,
+            versions=versions,
+            why=None if comparison.get("labeled_rows") else "no labelled rows yet (POST /feedback)",
+        ).to_dict(),
     }
 
 

@@ -34,8 +34,14 @@ from arbiter.report.format import (
     metric_rows,
     reason_text,
 )
+from arbiter.report.shadow import (
+    analysis_recommendation,
+    analysis_shadow_view,
+    summary_shadow_view,
+)
 
 HEADERS = {
+    "latency_mean_ms": "mean ms",
     "latency_p50_ms": "p50 ms",
     "latency_p95_ms": "p95 ms",
     "latency_p99_ms": "p99 ms",
@@ -55,6 +61,7 @@ ARM_TABLE = (
     "version",
     "requests",
     "errors",
+    "latency_mean_ms",
     "latency_p50_ms",
     "latency_p95_ms",
     "latency_p99_ms",
@@ -293,6 +300,65 @@ def _with_model(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "model": r.get("alias") or r.get("arm")} for r in rows]
 
 
+_SHADOW_HEADERS = {
+    "champion_right": "champ. right",
+    "challenger_right": "chall. right",
+    "neither_right": "neither right",
+    "kind": "flavor · class",
+    "direction": "champion → challenger",
+}
+
+
+def print_shadow_view(console: Console, view: dict[str, Any], *, latency: bool = True) -> None:
+    """The shadow view model (:func:`arbiter.report.shadow.shadow_view`): the models
+    compared, each one's prediction distribution, the directions of disagreement and, with
+    ``latency``, mean and percentile latency per model."""
+    console.print(
+        rich_table("models compared", view["models"], ["model", "version", "kind"],
+                   headers=_SHADOW_HEADERS)
+    )  # fmt: skip
+    if latency:
+        cols = ["model", "mean", "p50", "p95", "p99"]
+        console.print(rich_table("latency per model (ms)", view["latency_rows"], cols))
+    if view["distribution_rows"]:
+        console.print(
+            rich_table(
+                "predictions per model",
+                view["distribution_rows"],
+                ["model", "prediction", "count", "share"],
+            )
+        )
+    if view["value_rows"]:
+        cols = ["model", "rows", "mean", "p05", "p25", "p50", "p75", "p95"]
+        console.print(rich_table(f"{view['values']} per model", view["value_rows"], cols))
+    if view["paired_rows"]:
+        caption = (
+            f"{format_number(view['disagreeing_rows'])} of {format_number(view['paired_rows'])} "
+            "paired rows disagree; rate = share of paired rows; right = matched the label. "
+            f"{view['direction_note']}"
+        )
+        console.print(
+            FittedTable(
+                "disagreements by direction",
+                view["direction_rows"],
+                ["direction", "count", "rate", "labelled", "champion_right",
+                 "challenger_right", "neither_right"],
+                optional=("neither_right", "labelled"),
+                headers=_SHADOW_HEADERS,
+                caption=caption,
+            )
+        )  # fmt: skip
+
+
+def print_recommendation(console: Console, recommendation: dict[str, Any]) -> None:
+    """The recommendation line, its action in the decision's colour."""
+    colour = decision_colour(recommendation["decision"]).terminal
+    console.print(
+        f"[bold]Recommendation:[/bold] [{colour}]{escape(recommendation['action'])}[/{colour}]: "
+        f"{escape(recommendation['reason'])}."
+    )
+
+
 def print_summary(console: Console, summary: dict[str, Any]) -> None:
     """What ``arbiter report`` found: traffic, quality, shadow comparison and verdict."""
     console.rule(f"model [bold]{summary['model']}[/bold]")
@@ -330,6 +396,8 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
                     ["name", "observed", "threshold", "met"],
                 )
             )
+            # The traffic table above has every latency column already.
+            print_shadow_view(console, summary_shadow_view(section), latency=False)
         if "verdict" in section:
             verdict = section["verdict"]
             console.print(f"verdict: {decision_markup(verdict['decision'])}")
@@ -338,6 +406,8 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
                 "criteria"
             ] != section.get("shadow_criteria"):
                 console.print(rich_table("criteria", verdict["criteria"], CRITERIA_COLUMNS))
+        if "recommendation" in section:
+            print_recommendation(console, section["recommendation"])
 
 
 def print_analysis(console: Console, analysis: Any) -> None:
@@ -390,6 +460,8 @@ def _(a: ExperimentAnalysis, console: Console) -> None:
             f"Bayesian: P(challenger better) = {chance}, "
             f"expected loss if promoted {format_number(b['expected_loss_treatment'])}"
         )
+    if a.shadow is not None:
+        print_shadow_view(console, analysis_shadow_view(a))
     console.print(criteria_table(a.criteria))
     line = f"verdict: {decision_markup(d['decision'])}"
     if d["estimated_remaining_sample"]:
@@ -398,6 +470,8 @@ def _(a: ExperimentAnalysis, console: Console) -> None:
             f"{d.get('sample_unit', 'rows')} per arm)"
         )
     console.print(line)
+    if a.shadow is not None:
+        print_recommendation(console, analysis_recommendation(a))
     print_notes(console, d["notes"])
 
 

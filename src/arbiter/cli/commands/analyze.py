@@ -48,6 +48,7 @@ def analyze(
     from arbiter.events.feedback import unmatched_feedback
     from arbiter.experiments.split_store import attach_for_home
     from arbiter.home import Home
+    from arbiter.registry.model_info import describe_analysis_models
     from arbiter.report.terminal import WIDE, print_analysis, print_path
 
     h = Home.at(home)
@@ -62,6 +63,7 @@ def analyze(
             analyses = analyze_model(con, model, experiment, model_config=config.models.get(model))
             unmatched = unmatched_feedback(con)  # labels joined to nothing (issue 14)
             left_out = [] if experiment else _left_out(con, model, analyses, h.root)
+        analyses = [describe_analysis_models(h, model, a) for a in analyses]
         path = None
         if not no_html:
             from arbiter.report.html import write_html
@@ -70,7 +72,7 @@ def analyze(
             path = write_html(analyses, html or h.reports / f"{model}-analysis.html", model=model)
     result: dict[str, Any] = {
         "model": model,
-        "experiments": [a.to_dict() for a in analyses],
+        "experiments": [_json(a) for a in analyses],
         "left_out": left_out,
         "html_file": None if path is None else str(path),
         "unmatched_feedback": unmatched,
@@ -98,6 +100,16 @@ def analyze(
         )
     if path is not None:
         print_path(console, "HTML report", path)
+
+
+def _json(analysis: Any) -> dict[str, Any]:
+    """``to_dict()``, plus a shadow analysis's recommendation line."""
+    out = analysis.to_dict()
+    if getattr(analysis, "shadow", None) is not None:
+        from arbiter.report.shadow import analysis_recommendation
+
+        out["recommendation"] = analysis_recommendation(analysis)
+    return out
 
 
 def _check_model(con: Any, model: str) -> None:

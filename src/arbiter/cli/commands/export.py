@@ -13,6 +13,14 @@ def export(
     model: str = ModelOption,
     home: Path = HomeOption,
     fmt: str = typer.Option("csv", "--format", "-f", help="csv or parquet."),
+    layout: str = typer.Option(
+        "long",
+        "--layout",
+        help="long: one row per model per input row (the log as stored). wide: one row per "
+        "input row: request id, time, unit, one column per feature, each model's prediction, "
+        "confidence and version side by side (champion_*, challenger_*; A/B/n: one group per "
+        "arm), has_discrepancy and the label.",
+    ),
     output: Path = typer.Option(
         None,
         "--output",
@@ -29,6 +37,8 @@ def export(
 ) -> None:
     """Write every logged prediction of MODEL with its label (when one arrived) to a file.
 
+    --layout wide writes one row per input row with the models' answers side by side.
+
     The outcome events (purchases, sessions...) of the units MODEL served go to a second
     file, MODEL-outcomes.FORMAT (or STEM-outcomes.FORMAT beside --output). Each file appears
     whole or not at all (written to a temporary name, then renamed).
@@ -42,12 +52,14 @@ def export(
 
     if fmt not in ("csv", "parquet"):
         raise InvalidInputError(f"--format must be csv or parquet, got {fmt!r}", field="--format")
+    if layout not in ("long", "wide"):
+        raise InvalidInputError(f"--layout must be long or wide, got {layout!r}", field="--layout")
     h = Home.at(home)
     if not h.events.exists():
         raise NotFoundError(f"no event log in {h.root}")
     path = output or Path(f"{model}-events.{fmt}")
     store = EventStore(h.root)
-    result = export_events(store, model, path, format=fmt)
+    result = export_events(store, model, path, format=fmt, layout=layout)
     rows = result if isinstance(result, int) else getattr(result, "rows", None)
     outcome_rows = 0
     outcome_path = (
@@ -60,7 +72,14 @@ def export(
     written = {"path": str(outcome_path), "rows": outcome_rows} if outcome_rows else None
     if json_output:
         print_json(
-            {"model": model, "path": str(path), "format": fmt, "rows": rows, "outcomes": written}
+            {
+                "model": model,
+                "path": str(path),
+                "format": fmt,
+                "layout": layout,
+                "rows": rows,
+                "outcomes": written,
+            }
         )
         return
     # Say where: without --output the files land in the current directory, which may be

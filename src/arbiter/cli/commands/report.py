@@ -23,9 +23,12 @@ def report(
     json_output: bool = JsonOption,
     wide: bool = WideOption,
 ) -> None:
-    """Requests, errors, latency percentiles and quality per arm; shadow agreement and criteria.
+    """Requests, errors, latency (mean and percentiles) and quality per arm; shadow agreement.
 
-    Reads the event log joined with the labels posted to /feedback, and writes a Markdown copy.
+    A shadow experiment also shows the models compared (flavor and estimator class, read from
+    the registry without loading them), each model's prediction distribution, the directions
+    of disagreement with who was right, and a recommendation line. Reads the event log joined
+    with the labels posted to /feedback, and writes a Markdown copy.
     """
     from rich.console import Console
 
@@ -33,6 +36,7 @@ def report(
     from arbiter.errors import NotFoundError
     from arbiter.events import EventStore
     from arbiter.home import Home
+    from arbiter.registry.model_info import describe_summary_models
     from arbiter.report.markdown import render_markdown
     from arbiter.report.summary import summarize
     from arbiter.report.terminal import WIDE, print_path, print_summary
@@ -45,6 +49,7 @@ def report(
         summary = summarize(
             con, model, experiment, decision=None if config is None else config.decision
         )
+    describe_summary_models(h, model, summary)  # the registry's word on the shadow's models
     path = output or h.reports / f"{model}-report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_markdown(summary), encoding="utf-8")
