@@ -1,11 +1,17 @@
 """The event store: where the segments live, and the operations on them as a whole.
 
-Layout under the arbiter home::
+Layout of the log's root (``HOME/events``, or the shared directory ``events.url`` names:
+:mod:`arbiter.events.location`)::
 
-    HOME/events/predictions/seg-*.parquet, cmp-*.parquet
-    HOME/events/feedback/seg-*.parquet, cmp-*.parquet
-    HOME/events/outcomes/seg-*.parquet, cmp-*.parquet
-    HOME/events/.compact.lock
+    ROOT/predictions/seg-*.parquet, cmp-*.parquet
+    ROOT/feedback/seg-*.parquet, cmp-*.parquet
+    ROOT/outcomes/seg-*.parquet, cmp-*.parquet
+    ROOT/.compact.lease      who compacts now, until when (arbiter.events.lease)
+
+Any number of processes on any number of hosts may write one root: segment names are unique
+across hosts (:func:`arbiter.events.segments.segment_name`), and compaction, the only step
+that deletes, runs under a lease file every host sees (not an ``fcntl`` lock, which one host's
+kernel keeps to itself).
 
 Predictions arrive through an :class:`~arbiter.events.writer.EventWriter` (buffered, flushed in
 the background); feedback and outcomes through :meth:`EventStore.write_feedback` and
@@ -20,7 +26,6 @@ moves them back (the gateway at start-up, ``arbiter compact``).
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import threading
@@ -35,6 +40,7 @@ import pyarrow as pa
 from arbiter.errors import EventStoreError, InvalidInputError
 from arbiter.events import segments
 from arbiter.events.feedback import GroupCommitter, feedback_columns
+from arbiter.events.lease import DEFAULT_TTL_S, Lease
 from arbiter.events.outcomes import outcome_columns
 from arbiter.events.schema import FEEDBACK_SCHEMA, OUTCOMES_SCHEMA, PREDICTIONS_SCHEMA
 from arbiter.events.views import TABLES, Table, connect
@@ -46,6 +52,12 @@ logger = logging.getLogger(__name__)
 PROBE_INTERVAL_S = 1.0
 PROBE_BYTES = 8192
 
+# compact(wait=True): how often to look at a lease another process holds.
+WAIT_POLL_S = 0.2
+
+#: The compaction lease's file name in the log's root.
+LEASE_FILE = ".compact.lease"
+
 _SCHEMAS: dict[str, pa.Schema] = {
     "predictions": PREDICTIONS_SCHEMA,
     "feedback": FEEDBACK_SCHEMA,
@@ -54,16 +66,20 @@ _SCHEMAS: dict[str, pa.Schema] = {
 
 
 class EventStore:
-    """Append-only Parquet event log under ``HOME/events``.
+    """Append-only Parquet event log under ``HOME/events`` or a shared directory.
 
-    Safe to share between threads, and to open from several processes at once: writers never
-    modify a file once it is renamed into place, and only compaction deletes, under a lock.
+    Safe to share between threads, and to open from several processes on several hosts at
+    once: writers never modify a file once it is renamed into place, and only compaction
+    deletes, under a lease. Open it through
+    :func:`arbiter.events.location.open_event_store`, which reads ``events.url``.
 
     Parameters
     ----------
     home : str or os.PathLike
-        The arbiter home folder. ``events/predictions``, ``events/feedback`` and
-        ``events/outcomes`` are created.
+        The arbiter home folder. Without ``root``, ``events/predictions``,
+        ``events/feedback`` and ``events/outcomes`` are created in it.
+    root : str or os.PathLike, optional
+        The log's directory when it is not ``HOME/events`` (``events.url``).
     feedback_linger_s : float, default 0.002
         Group-commit window of :meth:`write_feedback` and :meth:`write_outcomes`: concurrent
         calls within it share one segment and one fsync.
@@ -71,17 +87,22 @@ class EventStore:
         Where a gateway spills predictions it could not write at shutdown
         (:meth:`arbiter.home.Home.spill_dir`); :meth:`recover_spilled` and :meth:`compact`
         move them back. None: nothing to recover.
+    compaction_lease_s : float, default 300
+        Time of the compaction lease before its holder renews it (``events.compaction_lease_s``).
     """
 
     def __init__(
         self,
         home: str | os.PathLike[str],
         *,
+        root: str | os.PathLike[str] | None = None,
         feedback_linger_s: float = 0.002,
         fallback_dir: str | os.PathLike[str] | None = None,
+        compaction_lease_s: float = DEFAULT_TTL_S,
     ) -> None:
         self.home = Path(home)
-        self.root = self.home / "events"
+        self.root = Path(root) if root is not None else self.home / "events"
+        self.compaction_lease_s = compaction_lease_s
         self.fallback_dir = Path(fallback_dir) if fallback_dir is not None else None
         self._health_lock = threading.Lock()
         self._failing_since: float | None = None
@@ -101,7 +122,11 @@ class EventStore:
         )
 
     def __repr__(self) -> str:
-        return f"EventStore({str(self.home)!r})"
+        return f"EventStore({str(self.root)!r})"
+
+    def compaction_lease(self) -> Lease:
+        """A fresh (not yet acquired) handle on this log's compaction lease."""
+        return Lease(self.root / LEASE_FILE, ttl_s=self.compaction_lease_s)
 
     def table_dir(self, table: Table) -> Path:
         """Return the directory holding ``table``'s segments."""
@@ -246,9 +271,9 @@ class EventStore:
             ``(files, rows)`` moved; ``(0, 0)`` when there is no fallback folder or nothing
             in it.
 
-        Runs under the compaction lock, so gateway workers starting together and a compaction
-        never move the same file twice; when the lock is busy this returns ``(0, 0)`` and the
-        holder (a compaction recovers first) or the next start does it.
+        Runs under the compaction lease, so gateway workers starting together and a compaction
+        never move the same file twice; when the lease is held elsewhere this returns
+        ``(0, 0)`` and the holder (a compaction recovers first) or the next start does it.
 
         Raises
         ------
@@ -258,21 +283,19 @@ class EventStore:
         """
         if self.fallback_dir is None or not (self.fallback_dir / "predictions").is_dir():
             return 0, 0
+        lease = self.compaction_lease()
         try:
-            with open(self.root / ".compact.lock", "a+b") as lock:
-                try:
-                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    return 0, 0
-                try:
-                    return self._recover_locked()
-                finally:
-                    fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            if not lease.acquire():
+                return 0, 0
         except OSError as exc:
             raise EventStoreError(
-                f"cannot lock the event log to recover spilled predictions "
+                f"cannot take the event log's lease to recover spilled predictions "
                 f"({segments.io_reason(exc)})"
             ) from exc
+        try:
+            return self._recover_locked()
+        finally:
+            lease.release()
 
     def _recover_locked(self) -> tuple[int, int]:
         if self.fallback_dir is None:
@@ -341,10 +364,12 @@ class EventStore:
     ) -> segments.CompactionResult:
         """Merge old small segments of every table into larger files.
 
-        Only one process compacts at a time (an exclusive ``fcntl`` lock on
-        ``events/.compact.lock``). Each run first finishes earlier runs: it deletes the sources
-        of compacted files older than ``grace_s``, including those left by a run that crashed
-        between writing the merged file and deleting its sources.
+        Only one process on any host compacts at a time: the lease ``.compact.lease`` in the
+        log's root (:mod:`arbiter.events.lease`), renewed as the run goes and checked before
+        every delete and rename, so a compactor that stalled past its lease stops. Each run
+        first finishes earlier runs: it deletes the sources of compacted files older than
+        ``grace_s``, including those left by a run that crashed between writing the merged file
+        and deleting its sources.
 
         Parameters
         ----------
@@ -359,7 +384,7 @@ class EventStore:
         target_bytes : int, default 128 MiB
             Approximate size of input per merged file.
         wait : bool, default False
-            Block until the lock is free instead of returning ``skipped=True``.
+            Wait until the lease is free instead of returning ``skipped=True``.
 
         Returns
         -------
@@ -370,6 +395,9 @@ class EventStore:
         ------
         EventStoreError
             Reading or writing a segment failed; sources are left in place.
+        LeaseLostError
+            Another process took the lease over mid-run (this one stalled past it); what was
+            done so far is consistent and the holder carries on.
         """
         try:
             return self._compact_locked(
@@ -387,25 +415,24 @@ class EventStore:
     def _compact_locked(
         self, min_age_s: float, *, grace_s: float, small_bytes: int, target_bytes: int, wait: bool
     ) -> segments.CompactionResult:
-        lock_path = self.root / ".compact.lock"
-        with open(lock_path, "a+b") as lock:
-            flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
-            try:
-                fcntl.flock(lock.fileno(), flags)
-            except BlockingIOError:
+        lease = self.compaction_lease()
+        while not lease.acquire():
+            if not wait:
                 return segments.CompactionResult(skipped=True)
-            try:
-                self._recover_locked()  # spilled predictions first, so they are compacted too
-                result = segments.CompactionResult()
-                for table in TABLES:
-                    result = result + segments.compact_directory(
-                        self.table_dir(table),
-                        _SCHEMAS[table],
-                        min_age_s=min_age_s,
-                        grace_s=grace_s,
-                        small_bytes=small_bytes,
-                        target_bytes=target_bytes,
-                    )
-                return result
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            time.sleep(WAIT_POLL_S)  # the holder's progress is not observable: poll the file
+        try:
+            self._recover_locked()  # spilled predictions first, so they are compacted too
+            result = segments.CompactionResult()
+            for table in TABLES:
+                result = result + segments.compact_directory(
+                    self.table_dir(table),
+                    _SCHEMAS[table],
+                    min_age_s=min_age_s,
+                    grace_s=grace_s,
+                    small_bytes=small_bytes,
+                    target_bytes=target_bytes,
+                    check=lease.check,
+                )
+            return result
+        finally:
+            lease.release()
