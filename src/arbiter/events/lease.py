@@ -11,10 +11,11 @@ host could never be released.
 The file holds JSON ``{"holder", "host", "pid", "acquired_unix", "expires_unix"}``:
 
 - **acquire**: create the file exclusively. If it exists and has expired (``expires_unix``
-  plus :data:`CLOCK_SKEW_S` is in the past), move it aside under a unique name with an atomic
-  ``rename`` (of two hosts taking over the same expired lease, only one rename succeeds), check
-  that what was moved is the expired lease just read (else put it back: it was a fresh one),
-  and create again.
+  plus :data:`CLOCK_SKEW_S` is in the past), take the takeover guard ``<lease>.takeover``
+  (another exclusive create, so one process at a time breaks a lease), re-read the lease, and
+  delete it only if it is still the expired one just read; then every contender creates again
+  and the exclusive create picks one. Nobody ever moves or deletes a lease that might be
+  fresh, so two contenders can never both win.
 - **renew**: while holding, rewrite the file with a later expiry (temporary file, then
   ``rename`` over it) — only if the file still names this holder and has not expired.
 - **check**: before every step that deletes or publishes, the holder re-reads the file and
@@ -25,15 +26,15 @@ The file holds JSON ``{"holder", "host", "pid", "acquired_unix", "expires_unix"}
 Why this is safe enough: a lease is taken over only after it has been expired for
 :data:`CLOCK_SKEW_S`, and a holder never renews an expired lease, so as long as the hosts'
 clocks agree within that margin (NTP), two live holders need a holder stalled past its expiry
-*and* a renewal racing a takeover. The one window left (a third process creating the file in
-the microseconds between a mistaken move-aside and its undo) is caught by the next check. For
-the compaction this guards, a lost lease at worst leaves a merged file whose sources are
-deleted by the next run: readers never count rows twice (:mod:`arbiter.events.segments`).
+*and* resuming exactly as it is taken over; its next check then stops it. A taker that dies
+inside its guard leaves a ``.takeover`` file that is cleared when it is
+:data:`BREAKER_STALE_S` old. For the compaction this guards, a lost lease at worst leaves a
+merged file whose sources are deleted by the next run: readers never count rows twice
+(:mod:`arbiter.events.segments`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -49,6 +50,10 @@ CLOCK_SKEW_S = 30.0
 
 #: Default lease time; a holder renews it at half-time (every :meth:`Lease.check`).
 DEFAULT_TTL_S = 300.0
+
+#: The takeover guard next to the lease file, and how old it must be to count as abandoned.
+BREAKER_SUFFIX = ".takeover"
+BREAKER_STALE_S = 60.0
 
 
 class LeaseLostError(EventStoreError):
@@ -194,22 +199,39 @@ class Lease:
         expires = info.expires_unix if info is not None else mtime + self.ttl_s
         if now <= expires + CLOCK_SKEW_S:
             return False
-        aside = self.path.with_name(f"{self.path.name}.{secrets.token_hex(6)}.expired")
+        # Taking over: one breaker at a time (an exclusive create), so the expired file is
+        # removed by exactly one process, which re-reads it first: if it changed, a takeover
+        # already happened and the new lease stands.
+        breaker = self.path.with_name(f"{self.path.name}{BREAKER_SUFFIX}")
+        if not self._enter_breaker(breaker, now):
+            return False
         try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return None  # another host took it over first; the create decides
-        try:
-            moved = aside.read_bytes()
-            if moved != raw:
-                # Between our read and our rename, someone took over and wrote a fresh
-                # lease: that is what we moved. Put it back unless a third one got in.
-                with contextlib.suppress(FileExistsError):
-                    os.link(aside, self.path)
-                return False
+            try:
+                if self.path.read_bytes() != raw:
+                    return False
+            except FileNotFoundError:
+                return None
+            self.path.unlink()
             return None
         finally:
-            aside.unlink(missing_ok=True)
+            breaker.unlink(missing_ok=True)
+
+    def _enter_breaker(self, breaker: Path, now: float) -> bool:
+        """Create the takeover guard; clear it first if a taker died inside (it is old)."""
+        for _ in range(2):
+            try:
+                os.close(os.open(breaker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                return True
+            except FileExistsError:
+                try:
+                    age = now - breaker.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                if age <= BREAKER_STALE_S:
+                    return False  # another process is taking over right now
+                # A taker died in its few-microsecond window: a double fault, cleared by age.
+                breaker.unlink(missing_ok=True)
+        return False
 
     def renew_if_due(self, *, force: bool = False) -> bool:
         """Extend the lease when half its time is used (always with ``force``).
@@ -273,6 +295,8 @@ class Lease:
 
 
 __all__ = [
+    "BREAKER_STALE_S",
+    "BREAKER_SUFFIX",
     "CLOCK_SKEW_S",
     "DEFAULT_TTL_S",
     "Lease",
