@@ -108,11 +108,7 @@ class EventStore:
         self._failing_since: float | None = None
         self._last_error: str | None = None
         self._probed = 0.0
-        try:
-            for table in TABLES:
-                (self.root / table).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EventStoreError(f"cannot create the event store in {self.root}: {exc}") from exc
+        self._create_layout()
         self._feedback = GroupCommitter(self._write_feedback_segment, linger_s=feedback_linger_s)
         self._outcomes = GroupCommitter(
             self._write_outcome_segment,
@@ -123,6 +119,26 @@ class EventStore:
 
     def __repr__(self) -> str:
         return f"EventStore({str(self.root)!r})"
+
+    def _create_layout(self) -> None:
+        try:
+            for table in TABLES:
+                (self.root / table).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EventStoreError(f"cannot create the event store in {self.root}: {exc}") from exc
+
+    def append_segment(self, table: Table, data: pa.Table) -> str:
+        """Write ``data`` as one new segment of ``table``, durably; return its name.
+
+        The one way rows enter the log (the prediction writer, feedback and outcome group
+        commits, outcome file imports), so a store on other storage overrides only this.
+
+        Raises
+        ------
+        OSError or pyarrow.ArrowException
+            The write failed; no segment was left behind.
+        """
+        return segments.write_segment(self.table_dir(table), data).name
 
     def compaction_lease(self) -> Lease:
         """A fresh (not yet acquired) handle on this log's compaction lease."""
@@ -207,10 +223,10 @@ class EventStore:
             await asyncio.to_thread(self._feedback.commit, columns, n)
         return n
 
-    def _write_feedback_segment(self, table: pa.Table) -> Path:
-        return self._write_durably(self.feedback_dir, table)
+    def _write_feedback_segment(self, table: pa.Table) -> str:
+        return self._write_durably("feedback", table)
 
-    def _write_durably(self, directory: Path, table: pa.Table) -> Path:
+    def _write_durably(self, table_name: Table, table: pa.Table) -> str:
         """Write one group-committed segment, keeping :meth:`write_health` current.
 
         A failure is re-raised as an ``OSError`` without the file name: its text reaches the
@@ -218,7 +234,7 @@ class EventStore:
         none of the client's business.
         """
         try:
-            path = segments.write_segment(directory, table)
+            name = self.append_segment(table_name, table)
         except (OSError, pa.ArrowException) as exc:
             reason = segments.io_reason(exc)
             with self._health_lock:
@@ -229,7 +245,7 @@ class EventStore:
         with self._health_lock:
             self._failing_since = None
             self._last_error = None
-        return path
+        return name
 
     def write_health(self) -> tuple[float | None, str | None]:
         """``(failing_since_unix, reason)`` of feedback/outcome writes; ``(None, None)`` when
@@ -350,8 +366,8 @@ class EventStore:
             await asyncio.to_thread(self._outcomes.commit, columns, n)
         return n
 
-    def _write_outcome_segment(self, table: pa.Table) -> Path:
-        return self._write_durably(self.outcomes_dir, table)
+    def _write_outcome_segment(self, table: pa.Table) -> str:
+        return self._write_durably("outcomes", table)
 
     def compact(
         self,
