@@ -83,12 +83,13 @@ def new_holder_id() -> str:
 def read_lease(path: Path) -> LeaseInfo | None:
     """Return the lease at ``path``, or None when there is none (or it is unreadable)."""
     try:
-        return _parse(path.read_bytes())
+        return parse_lease(path.read_bytes())
     except FileNotFoundError:
         return None
 
 
-def _parse(raw: bytes) -> LeaseInfo | None:
+def parse_lease(raw: bytes) -> LeaseInfo | None:
+    """Parse a lease file's bytes; None when they are not a complete lease."""
     try:
         data = json.loads(raw)
         return LeaseInfo(
@@ -190,7 +191,7 @@ class Lease:
             mtime = self.path.stat().st_mtime
         except FileNotFoundError:
             return None
-        info = _parse(raw)
+        info = parse_lease(raw)
         if info is not None and info.holder == self.holder:
             self.held, self._expires = True, info.expires_unix
             self.renew_if_due(force=True)
@@ -303,5 +304,6 @@ __all__ = [
     "LeaseInfo",
     "LeaseLostError",
     "new_holder_id",
+    "parse_lease",
     "read_lease",
 ]

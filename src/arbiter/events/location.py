@@ -184,9 +184,15 @@ def open_event_store(
             compaction_lease_s=lease_s,
         )
     if location.kind == "object_store":
-        raise ConfigError(
-            f"events.url: {location.display} is object storage, which this version reads only "
-            "through a mount (s3fs, gcsfuse, blobfuse2: give the mounted directory)"
+        from arbiter.events.object_store import open_object_store
+
+        return open_object_store(
+            home.root,
+            location.url,
+            location.display,
+            fallback_dir=fallback_dir,
+            feedback_linger_s=feedback_linger_s,
+            compaction_lease_s=lease_s,
         )
     # location.kind == "postgresql": the PostgreSQL store (issue 11, pg-store) plugs in here.
     raise ConfigError(

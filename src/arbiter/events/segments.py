@@ -222,7 +222,7 @@ def move_segments(source: Path, target: Path) -> tuple[int, int]:
     import shutil
 
     try:
-        names = sorted(e.name for e in os.scandir(source) if _is_segment(e.name))
+        names = sorted(e.name for e in os.scandir(source) if is_segment(e.name))
     except FileNotFoundError:
         return 0, 0
     files = rows = 0
@@ -258,14 +258,15 @@ def read_compacted_sources(path: Path) -> list[str]:
     return json.loads(raw) if raw else []
 
 
-def _is_segment(name: str) -> bool:
+def is_segment(name: str) -> bool:
+    """Whether ``name`` is a live segment's file name (``seg-``/``cmp-``, not a temporary)."""
     return name.endswith(SUFFIX) and name.startswith((SEGMENT_PREFIX, COMPACTED_PREFIX))
 
 
 def _scan(directory: Path) -> tuple[list[str], dict[str, list[str]]]:
     """Return all segment names (sorted) and, per compacted file, the sources it lists."""
     try:
-        names = sorted(e.name for e in os.scandir(directory) if _is_segment(e.name))
+        names = sorted(e.name for e in os.scandir(directory) if is_segment(e.name))
     except FileNotFoundError:
         return [], {}
     sources: dict[str, list[str]] = {}
@@ -291,7 +292,7 @@ def list_segments(directory: Path) -> list[Path]:
     return [directory / n for n in names if n not in hidden]
 
 
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Cast ``table`` to ``schema``: reorder, add missing columns as nulls, drop unknown ones."""
     columns = []
     for field in schema:
@@ -320,7 +321,7 @@ def _merge(
             pending: list[pa.Table] = []
             rows = 0
             for src in sources:
-                table = _conform(pq.read_table(src), schema)
+                table = conform(pq.read_table(src), schema)
                 pending.append(table)
                 rows += table.num_rows
                 if rows >= COMPACTED_ROW_GROUP:

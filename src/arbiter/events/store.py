@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,7 @@ class EventStore:
         return segments.write_segment(self.table_dir(table), data).name
 
     def compaction_lease(self) -> Lease:
-        """A fresh (not yet acquired) handle on this log's compaction lease."""
+        """A fresh (not yet acquired) handle on this log's compaction lease (:class:`Lease`)."""
         return Lease(self.root / LEASE_FILE, ttl_s=self.compaction_lease_s)
 
     def table_dir(self, table: Table) -> Path:
@@ -440,9 +440,8 @@ class EventStore:
             self._recover_locked()  # spilled predictions first, so they are compacted too
             result = segments.CompactionResult()
             for table in TABLES:
-                result = result + segments.compact_directory(
-                    self.table_dir(table),
-                    _SCHEMAS[table],
+                result = result + self._compact_table(
+                    table,
                     min_age_s=min_age_s,
                     grace_s=grace_s,
                     small_bytes=small_bytes,
@@ -452,3 +451,23 @@ class EventStore:
             return result
         finally:
             lease.release()
+
+    def _compact_table(
+        self,
+        table: Table,
+        *,
+        min_age_s: float,
+        grace_s: float,
+        small_bytes: int,
+        target_bytes: int,
+        check: Callable[[], None],
+    ) -> segments.CompactionResult:
+        return segments.compact_directory(
+            self.table_dir(table),
+            _SCHEMAS[table],
+            min_age_s=min_age_s,
+            grace_s=grace_s,
+            small_bytes=small_bytes,
+            target_bytes=target_bytes,
+            check=check,
+        )
