@@ -100,8 +100,6 @@ def segments_tables() -> tuple[str, ...]:
     return ("predictions", "feedback", "outcomes")
 
 
-
-
 # -- segment names ------------------------------------------------------------------------------
 
 

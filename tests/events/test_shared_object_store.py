@@ -32,6 +32,7 @@ from arbiter.events.object_store import ObjectEventStore, ObjectLease
 from arbiter.events.segments import COMPACTED_FROM_KEY
 from arbiter.home import Home
 
+
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """An S3-compatible server (moto) on a free port of 127.0.0.1, for this module."""
