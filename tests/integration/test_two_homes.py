@@ -5,6 +5,9 @@ Each replica is a real uvicorn gateway on 127.0.0.1 with its own home folder (it
 deployment shares: the registry (here one SQLite file both open; a tracking server in
 production) and the event log directory ``events.url`` names (here a local folder; NFS, EFS or
 a mounted bucket in production). Home A names it with a ``file://`` URL, home B with a path.
+The report test runs once more with the log in a bucket of an S3-compatible local server
+(moto, see tests/events/test_shared_object_store.py): the replicas write it through pyarrow's
+S3 client.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from arbiter.home import Home
 from arbiter.registry import registry_for_home
 from tests.canary.conftest import canary_model
 from tests.conftest import Template
+from tests.events.test_shared_object_store import s3_endpoint, s3_url
+
+__all__ = ["s3_endpoint", "s3_url"]  # the S3-compatible server's fixtures, used by events_url
 
 #: The first feature's value on which the poisoned challenger raises.
 POISON = -777.0
@@ -44,9 +50,12 @@ def replicas(template_home: Template, tmp_path: Path) -> Iterator[Callable[..., 
     events = shared / "events"
     servers: list[ServerThread] = []
 
-    def start(models: dict[str, Any]) -> tuple[list[ServerThread], list[Home]]:
+    def start(
+        models: dict[str, Any], events_url: str | None = None
+    ) -> tuple[list[ServerThread], list[Home]]:
         homes = []
-        for name, url in (("host-a", events.as_uri()), ("host-b", str(events))):
+        urls = (events_url or events.as_uri(), events_url or str(events))
+        for name, url in zip(("host-a", "host-b"), urls, strict=True):
             home = Home.at(tmp_path / name, create=True)
             config = HomeConfig.model_validate(
                 {
@@ -80,20 +89,28 @@ def _served(home: Home, model: str) -> int:
         return con.execute(query, {"model": model}).fetchone()[0]
 
 
+@pytest.fixture(params=["directory", "bucket"])
+def events_url(request: pytest.FixtureRequest) -> str | None:
+    """None: the shared directory; else an S3 bucket URL on the local S3-compatible server."""
+    if request.param == "directory":
+        return None
+    return request.getfixturevalue("s3_url")
+
+
 def test_a_report_from_either_home_counts_the_requests_of_both_replicas(
-    replicas: Callable[..., Any], fraud_rows: list[dict[str, float]]
+    replicas: Callable[..., Any], fraud_rows: list[dict[str, float]], events_url: str | None
 ) -> None:
     ab = {"fraud": {"experiment": {"strategy": "ab", "challenger_share": 0.5}}}
-    servers, homes = replicas(ab)
+    servers, homes = replicas(ab, events_url)
     sent = {0: 37, 1: 23}
     for i, server in enumerate(servers):
-        with httpx.Client(base_url=server.url, timeout=30) as client:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
             answers = [
                 _predict(client, "fraud", f"h{i}-u{j}", fraud_rows[j]) for j in range(sent[i])
             ]
         assert all(a["status"] == 200 for a in answers)
     total = sum(sent.values())
-    wait_until(lambda: _served(homes[0], "fraud") >= total, timeout_s=60, what="both flushes")
+    wait_until(lambda: _served(homes[0], "fraud") >= total, timeout_s=180, what="both flushes")
     for home in homes:
         assert not (home.root / "events").exists()  # nothing went to a home's own log
         result = CliRunner().invoke(
@@ -107,10 +124,8 @@ def test_a_report_from_either_home_counts_the_requests_of_both_replicas(
         )
         assert result.exit_code == 0, result.output
         assert str(total) in result.stdout  # the request count appears in the analysis JSON
-    root = homes[0].root.parent / "shared" / "events" / "predictions"
-    assert sorted(p.name[:4] for p in root.iterdir()) and all(
-        p.name.startswith(("seg-", "cmp-", ".")) for p in root.iterdir()
-    )
+    names = [str(p).rsplit("/", 1)[1] for p in open_event_store(homes[1]).segments("predictions")]
+    assert names and all(n.startswith("seg-") for n in names)
 
 
 def _canary(url: str, model: str) -> dict[str, Any]:
@@ -143,17 +158,17 @@ def test_a_challenger_failing_only_on_one_replica_is_rolled_back_on_both(
         )
 
     # Replica B: clean traffic, on which the challenger answers; wait until it is in the log.
-    with httpx.Client(base_url=b, timeout=30) as client:
+    with httpx.Client(base_url=b, timeout=120) as client:
         clean = [_predict(client, "faulty", f"b{j}", fraud_rows[j]) for j in range(80)]
     assert all(r["status"] == 200 for r in clean)
     assert {r["arm"] for r in clean} == {"champion", "challenger"}
-    wait_until(lambda: _served(homes[1], "faulty") >= 80, timeout_s=60, what="B's rows logged")
+    wait_until(lambda: _served(homes[1], "faulty") >= 80, timeout_s=180, what="B's rows logged")
 
     # Replica A: poisoned rows, on which the challenger raises, until the canary ends.
     def rolled_back() -> bool:
         return _canary(a, "faulty").get("status") == "rolled_back"
 
-    with httpx.Client(base_url=a, timeout=30) as client:
+    with httpx.Client(base_url=a, timeout=120) as client:
 
         def poisoned(start: int, n: int) -> list[dict[str, Any]]:
             rows = [dict(fraud_rows[j % len(fraud_rows)], **{column: POISON}) for j in range(n)]
@@ -171,15 +186,15 @@ def test_a_challenger_failing_only_on_one_replica_is_rolled_back_on_both(
                 _canary(url, "faulty").get("status") == "rolled_back"
                 and _canary(url, "faulty").get("share") == 0.0
             ),
-            timeout_s=60,
+            timeout_s=180,
             what="the rollback applied on both replicas",
         )
-    with httpx.Client(base_url=a, timeout=30) as client:
+    with httpx.Client(base_url=a, timeout=120) as client:
         after_a = [
             _predict(client, "faulty", f"a-after{j}", dict(fraud_rows[j], **{column: POISON}))
             for j in range(20)
         ]
-    with httpx.Client(base_url=b, timeout=30) as client:
+    with httpx.Client(base_url=b, timeout=120) as client:
         after_b = [_predict(client, "faulty", f"b-after{j}", fraud_rows[j]) for j in range(20)]
     assert all(r["status"] == 200 and r["arm"] == "champion" for r in after_a + after_b)
 
