@@ -206,7 +206,7 @@ def test_a_challenger_failing_only_on_one_replica_is_rolled_back_on_both(
             and s.records[-1]["action"] == "rollback"
             and s
         ),
-        timeout_s=60,
+        timeout_s=180,
         what="the rollback decision record",
     )
     arm = snap.records[-1]["evidence"]["arms"]["challenger"]

@@ -18,19 +18,18 @@ The file holds JSON ``{"holder", "host", "pid", "acquired_unix", "expires_unix"}
   fresh, so two contenders can never both win.
 - **renew**: while holding, rewrite the file with a later expiry (temporary file, then
   ``rename`` over it) — only if the file still names this holder and has not expired.
-- **check**: before every step that deletes or publishes, the holder re-reads the file and
-  renews it when half its time is used; if another holder owns it, :class:`LeaseLostError`
-  stops the work before it touches anything.
+- **check**: before every step that deletes or publishes, the holder checks the lease; once
+  half its time is used that means re-reading the file and renewing it, and if another holder
+  owns it, :class:`LeaseLostError` stops the work before it touches anything.
 - **release**: delete the file if it still names this holder.
 
 Why this is safe enough: a lease is taken over only after it has been expired for
 :data:`CLOCK_SKEW_S`, and a holder never renews an expired lease, so as long as the hosts'
 clocks agree within that margin (NTP), two live holders need a holder stalled past its expiry
-*and* resuming exactly as it is taken over; its next check then stops it. A taker that dies
-inside its guard leaves a ``.takeover`` file that is cleared when it is
-:data:`BREAKER_STALE_S` old. For the compaction this guards, a lost lease at worst leaves a
-merged file whose sources are deleted by the next run: readers never count rows twice
-(:mod:`arbiter.events.segments`).
+*and* resuming exactly as it is taken over. Such a stall makes the holder's renewal due, so
+its next :meth:`Lease.check` re-reads the file and stops it; what is left is a stall between
+the last check and the step it guards. A taker that dies inside its guard leaves a
+``.takeover`` file that is cleared when it is :data:`BREAKER_STALE_S` old.
 """
 
 from __future__ import annotations

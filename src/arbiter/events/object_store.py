@@ -20,9 +20,9 @@ mount. What changes with object storage, and why it stays correct:
   and reads it back after ``settle_s``: of claims written within that window the last one
   wins, and every other claimant sees it and backs off (the registry-tag lease of the canary
   controller works the same way, :mod:`arbiter.canary.store`). It assumes a claimant's read
-  and write of the lease are less than ``settle_s`` apart, which a stalled host could break;
-  readers still never count a row twice, and the next run deletes what a duplicate merge
-  left.
+  and write of the lease are less than ``settle_s`` apart, which a host stalled between them
+  could break (two holders could then merge the same segments twice): run one scheduled
+  compaction per log, not one per replica.
 
 Credentials come from where pyarrow finds them (environment, instance role, the URL); only
 :attr:`~arbiter.events.location.EventLocation.display` (no credentials) reaches a message.
