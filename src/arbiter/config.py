@@ -41,6 +41,9 @@ from arbiter.strategies.none import NoneExperimentConfig
 from arbiter.strategies.shadow import ShadowExperimentConfig
 
 CONFIG_FILE = "arbiter.yaml"
+
+#: Schemes ``events.url`` accepts (arbiter.events.location opens each).
+EVENT_URL_SCHEMES = ("file", "s3", "gs", "gcs", "abfs", "abfss", "hdfs", "postgresql", "postgres")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -289,13 +292,34 @@ class EventsConfig(_Frozen):
         description="Request ids each gateway worker remembers to check /feedback against "
         "(row_index, label type, clicks); older or other workers' ids are stored unverified.",
     )
-    # Issue 11: where the event log lives. Unset: HOME/events (Parquet). A postgresql:// URL
-    # selects the PostgreSQL store (docs/event-store-postgres.md).
+    # One event log for every replica (issue 11, docs/scaling.md): where the log lives.
     url: str | None = Field(
         default=None,
-        description="Where the event log lives: unset for HOME/events, or "
-        "postgresql://user@host/db?schema=arbiter for the PostgreSQL event store.",
+        description="Where the event log lives. Unset: HOME/events. A directory path (relative "
+        "to the home) or file:// URL on storage every replica mounts (NFS, EFS, a mounted "
+        "bucket); or s3://, gs://, abfs:// (pyarrow filesystems). Every replica and every "
+        "command (report, analyze, drift, canary, loop, export, compact) reads and writes it.",
     )
+    compaction_lease_s: float = Field(
+        default=300.0,
+        gt=0.0,
+        le=86_400.0,
+        description="How long the compaction lease (events/.compact.lease) holds before its "
+        "holder renews it; a compactor that died is taken over after this plus 30 s.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme = value.split("://", 1)[0].lower() if "://" in value else "file"
+        if scheme not in EVENT_URL_SCHEMES:
+            raise ValueError(
+                f"scheme {scheme!r} is not supported; use a path, file://, "
+                + ", ".join(f"{s}://" for s in EVENT_URL_SCHEMES if s != "file")
+            )
+        return value.strip()
 
 
 class HomeConfig(_Frozen):

@@ -6,7 +6,8 @@ Layout::
       arbiter.yaml      configuration (see arbiter.config)
       mlflow.db         MLflow tracking + registry store (SQLite)
       artifacts/        MLflow artifacts (set explicitly; MLflow would default to ./mlruns)
-      events/           the event log (Parquet segments)
+      events/           the event log (Parquet segments), unless events.url names a shared
+                        one (arbiter.events.location.open_event_store opens either)
       reports/          reports written by `arbiter report` and `arbiter analyze`
       .arbiter-home     the path this home lives at (arbiter.registry.relocate)
 

@@ -90,14 +90,16 @@ class _Experiment:
         flush_interval: float = 0.5,
         seed: int | None = None,
     ) -> None:
-        from arbiter.events import EventStore, EventWriter
+        from arbiter.events import EventWriter
+        from arbiter.events.location import open_event_store
+        from arbiter.home import Home
 
         self.champion = champion
         self.challenger = challenger
         self.model = model
         self.experiment = experiment or f"{model}-{self.strategy}"
         self.versions = {CHAMPION: champion_version, CHALLENGER: challenger_version}
-        self.store = EventStore(home)
+        self.store = open_event_store(Home.at(home, create=True))
         self.writer = EventWriter(self.store, flush_interval=flush_interval).start()
         self._rng = random.Random(seed)
 

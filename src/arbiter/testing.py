@@ -69,6 +69,24 @@ class StallingModel(PythonModel):
         return np.full(len(model_input), self.constant, dtype=np.int64)
 
 
+class RaisingOnValueModel(PythonModel):
+    """Raises on a request with a row whose ``column`` equals ``value`` (a poisoned input),
+    answers every other request at once with a constant: a challenger that fails only on the
+    traffic one replica receives (tests/integration/test_two_homes.py)."""
+
+    def __init__(self, column: str, value: float, constant: int = 0) -> None:
+        self.column = column
+        self.value = value
+        self.constant = constant
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        if (model_input[self.column] == self.value).any():
+            raise RuntimeError("injected failure (arbiter.testing.RaisingOnValueModel)")
+        return np.full(len(model_input), self.constant, dtype=np.int64)
+
+
 class BusyModel(PythonModel):
     """Burns CPU for ``seconds`` per call while holding the GIL (a CPU-bound slow challenger)."""
 
@@ -122,4 +140,10 @@ class SimulatedClassifier(PythonModel):
         return np.where(right, truth, 1 - truth).astype(np.int64)
 
 
-__all__ = ["BusyModel", "FailingModel", "SimulatedClassifier", "SlowModel"]
+__all__ = [
+    "BusyModel",
+    "FailingModel",
+    "RaisingOnValueModel",
+    "SimulatedClassifier",
+    "SlowModel",
+]

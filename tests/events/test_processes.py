@@ -35,7 +35,7 @@ def test_two_processes_append_concurrently(store: EventStore) -> None:
     ).fetchall()
     assert rows == [("p1", 6000, 6000), ("p2", 6000, 6000)]
     names = [p.name for p in store.segments("predictions")]
-    assert len({n.split("-")[2] for n in names}) == 2  # pid in every name: both wrote
+    assert len({n.split("-")[3] for n in names}) == 2  # host-pid-token-seq: both pids wrote
     assert len(set(names)) == len(names)
 
 

@@ -106,7 +106,7 @@ def test_failed_flush_keeps_rows_and_retries(
 ) -> None:
     writer = EventWriter(store)
     writer.append_predictions({"request_id": "r", "row_index": range(10)})
-    monkeypatch.setattr("arbiter.events.writer.write_segment", _disk_full)
+    monkeypatch.setattr("arbiter.events.segments.write_segment", _disk_full)
     with caplog.at_level(logging.ERROR), pytest.raises(EventStoreError, match="10 rows stay"):
         writer.flush()
     assert "No space left" in caplog.text
@@ -124,7 +124,7 @@ def test_buffer_overflow_drops_oldest_loudly(
     store: EventStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     writer = EventWriter(store, max_batch=10, max_buffer=20)
-    monkeypatch.setattr("arbiter.events.writer.write_segment", _disk_full)
+    monkeypatch.setattr("arbiter.events.segments.write_segment", _disk_full)
     writer.append_predictions({"request_id": "old", "row_index": range(15)})
     with pytest.raises(EventStoreError):
         writer.flush()

@@ -241,7 +241,7 @@ def run_scenario(
         Extra ``experiment.canary`` keys (e.g. ``on_rollback``).
     """
     from arbiter.canary import CanaryService
-    from arbiter.events import EventStore
+    from arbiter.events.location import open_event_store
     from arbiter.gateway.app import create_app
     from arbiter.gateway.server import ServerThread
     from arbiter.registry import registry_for_home
@@ -284,7 +284,7 @@ def run_scenario(
     history = status.get("history") or []
     decided_at = history[-1]["at"] if outcome != "running" and history else None
     reasons = list(history[-1].get("reasons", [])) if decided_at is not None else []
-    challenger, labelled = _challenger_counts(EventStore(home.root), experiment, decided_at)
+    challenger, labelled = _challenger_counts(open_event_store(home), experiment, decided_at)
     return CanaryRun(
         scenario=scenario.name,
         outcome=outcome,

@@ -290,7 +290,7 @@ def _drift_report(home: Home, record: CycleRecord) -> Path | None:
     """Re-run the drift step's check on the same window and write it as HTML."""
     from arbiter.drift import check_drift
     from arbiter.durations import parse_window
-    from arbiter.events import EventStore
+    from arbiter.events.location import open_event_store
     from arbiter.events.window import read_window
     from arbiter.loop.record import parse_iso
     from arbiter.registry import registry_for_home
@@ -306,7 +306,7 @@ def _drift_report(home: Home, record: CycleRecord) -> Path | None:
     profile = load_profile(registry.tracking_uri, MODEL, champion)
     columns = {c.name: c.kind for c in profile.columns}
     spec = parse_window(window)
-    with EventStore(home.root).connect() as con:
+    with open_event_store(home).connect() as con:
         served = read_window(
             con,
             MODEL,
@@ -333,7 +333,7 @@ def _analysis_report(home: Home, record: CycleRecord) -> tuple[Path | None, Any]
     """The online test the loop judged (the candidate's shadow rows only), as HTML."""
     from arbiter.analysis import analyze_experiment
     from arbiter.errors import NotFoundError
-    from arbiter.events import EventStore
+    from arbiter.events.location import open_event_store
     from arbiter.loop.online import scoped_connection
     from arbiter.report.html import write_html
 
@@ -342,7 +342,7 @@ def _analysis_report(home: Home, record: CycleRecord) -> tuple[Path | None, Any]
         return None, None
     champion = record.aliases_at_start.get("champion")
     config = home.config().models.get(MODEL)
-    with scoped_connection(EventStore(home.root), MODEL, EXPERIMENT, candidate, champion) as con:
+    with scoped_connection(open_event_store(home), MODEL, EXPERIMENT, candidate, champion) as con:
         try:
             analysis = analyze_experiment(con, MODEL, EXPERIMENT, model_config=config)
         except NotFoundError:
@@ -444,7 +444,8 @@ def run_drift_demo(
     from rich.console import Console
 
     from arbiter.demo.data import make_transactions
-    from arbiter.events import EventStore, Scope
+    from arbiter.events import Scope
+    from arbiter.events.location import open_event_store
     from arbiter.gateway.app import create_app
     from arbiter.gateway.server import ServerThread
     from arbiter.loop import CycleStore, LoopOptions, run_cycle
@@ -465,7 +466,7 @@ def run_drift_demo(
         f"rows) registered with its drift reference profile; shifted holdout: {holdout}"
     )
 
-    store = EventStore(home.root)
+    store = open_event_store(home)
     scope = Scope(MODEL)
     served_sql = f"SELECT count(*) FROM labeled WHERE {scope.where()} AND role = 'served' "
     served_sql += "AND label IS NOT NULL"

@@ -300,7 +300,7 @@ def run_ranking_demo(
 
     from arbiter.analysis.interleave import analyze_interleave
     from arbiter.demo.traffic import send_until, wait_for_arms_loaded
-    from arbiter.events import EventStore
+    from arbiter.events.location import open_event_store
     from arbiter.gateway.app import create_app
     from arbiter.gateway.server import ServerThread
 
@@ -315,7 +315,7 @@ def run_ranking_demo(
         f"ranker v{versions['champion']} (champion, by popularity) vs "
         f"v{versions['challenger']} (challenger, by quality): team-draft interleaving"
     )
-    store = EventStore(home.root)
+    store = open_event_store(home)
     more = make_query_log(max(0, (max_queries or 4 * n_queries) - n_queries), seed=seed + 11)
     traffic = {"impressions": 0, "clicks": 0, "errors": 0, "stored": 0}
     analysis: Any = None

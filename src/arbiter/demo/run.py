@@ -178,7 +178,7 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
     from arbiter.analysis import analyze_model
     from arbiter.demo.data import make_transactions
     from arbiter.demo.train import train_challenger, train_champion
-    from arbiter.events import EventStore
+    from arbiter.events.location import open_event_store
     from arbiter.gateway.app import create_app
     from arbiter.gateway.server import ServerThread
     from arbiter.registry import registry_for_home
@@ -260,7 +260,7 @@ def run_demo(home_dir: Path, options: DemoOptions, *, console: Any = None) -> di
         ranking = run_ranking_demo(
             home, console, n_queries=options.ranking_queries, seed=options.seed, render=False
         )
-    store = EventStore(home.root)
+    store = open_event_store(home)
     with console.status("Analysing: SRM, paired and sequential tests, guardrails, verdicts…"):
         with store.connect() as con:
             config = home.config().models.get(MODEL)
@@ -320,10 +320,10 @@ def _outcomes(rows: list[dict[str, Any]], users: list[str], labels: list[int], o
 def _ab_metric_verdict(home: Home, config: ModelConfig) -> dict[str, Any]:
     """The A/B phase's verdict on its business metrics (per user, after first exposure)."""
     from arbiter.analysis import analyze_experiment
-    from arbiter.events import EventStore
+    from arbiter.events.location import open_event_store
 
     experiment = config.experiment_name(MODEL)
-    with EventStore(home.root).connect() as con:
+    with open_event_store(home).connect() as con:
         analysis = analyze_experiment(con, MODEL, experiment, model_config=config)
     metrics = getattr(analysis, "metrics", None)
     verdict = analysis.verdict

@@ -29,7 +29,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from arbiter.errors import EventStoreError, InvalidInputError, NotFoundError
-from arbiter.events import segments
 from arbiter.events.outcomes import (
     EVENT_NAME,
     MAX_FUTURE_US,
@@ -414,7 +413,7 @@ def import_outcome_file(
     def flush() -> None:
         nonlocal stored, written, pending, pending_rows
         try:
-            segments.write_segment(store.outcomes_dir, pa.concat_tables(pending))
+            store.append_segment("outcomes", pa.concat_tables(pending))
         except OSError as exc:
             raise EventStoreError(
                 f"writing outcomes from {p.name} failed after {stored} of {rows} rows: {exc}"

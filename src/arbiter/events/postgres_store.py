@@ -347,6 +347,16 @@ class PostgresEventStore:
 
         return self._run(self._predictions, "predictions", work)
 
+    def append_segment(self, table_name: str, table: pa.Table) -> int:
+        """Append rows the way :meth:`EventStore.append_segment` does, for the event writer.
+
+        Only predictions arrive this way; feedback and outcomes go through their durable
+        group-committed writes.
+        """
+        if table_name != "predictions":
+            raise ValueError(f"append_segment takes predictions only, got {table_name!r}")
+        return self.append_prediction_table(table)
+
     def recover_spilled(self) -> tuple[int, int]:
         """Insert predictions spilled to :attr:`fallback_dir` at shutdown, then delete them.
 

@@ -12,7 +12,8 @@ A partition or segment that also holds a newer event is kept; so is everything w
 
 from __future__ import annotations
 
-import fcntl
+import time
+
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -70,11 +71,15 @@ def _newest_ts(path: Path) -> tuple[datetime | None, int]:
     return None, meta.num_rows
 
 
+# How often a pruner waiting for a running compaction looks at the lease again.
+_LEASE_POLL_S = 0.5
+
+
 def prune_segments(store: EventStore, cutoff: datetime, *, dry_run: bool = False) -> list[Pruned]:
     """Delete every Parquet segment whose events are all older than ``cutoff``.
 
-    Runs under the compaction lock (``events/.compact.lock``, waiting for a running
-    compaction), so no merge reads a file being deleted. A compacted file's remaining sources
+    Runs under the compaction lease (``.compact.lease``, waiting for a running
+    compaction on any host), so no merge reads a file being deleted. A compacted file's remaining sources
     are deleted with it, or they would reappear in listings.
 
     Raises
@@ -83,27 +88,29 @@ def prune_segments(store: EventStore, cutoff: datetime, *, dry_run: bool = False
         A segment could not be read or deleted; those deleted so far stay deleted.
     """
     pruned: list[Pruned] = []
+    lease = store.compaction_lease()
     try:
-        with open(store.root / ".compact.lock", "a+b") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                for table in TABLES:
-                    directory = store.table_dir(table)
-                    for path in segments.list_segments(directory):
-                        newest, rows = _newest_ts(path)
-                        if newest is None or newest >= cutoff:
-                            continue
-                        pruned.append(Pruned(table, path.name, rows, newest))
-                        if dry_run:
-                            continue
-                        if path.name.startswith(segments.COMPACTED_PREFIX):
-                            for source in segments.read_compacted_sources(path):
-                                (directory / source).unlink(missing_ok=True)
-                        path.unlink(missing_ok=True)
-                    if not dry_run:
-                        segments.fsync_dir(directory)
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        while not lease.acquire():
+            time.sleep(_LEASE_POLL_S)  # a compaction is running: wait for it to finish
+        try:
+            for table in TABLES:
+                directory = store.table_dir(table)
+                for path in segments.list_segments(directory):
+                    newest, rows = _newest_ts(path)
+                    if newest is None or newest >= cutoff:
+                        continue
+                    lease.check()  # a pruner that stalled past its lease stops here
+                    pruned.append(Pruned(table, path.name, rows, newest))
+                    if dry_run:
+                        continue
+                    if path.name.startswith(segments.COMPACTED_PREFIX):
+                        for source in segments.read_compacted_sources(path):
+                            (directory / source).unlink(missing_ok=True)
+                    path.unlink(missing_ok=True)
+                if not dry_run:
+                    segments.fsync_dir(directory)
+        finally:
+            lease.release()
     except (OSError, pa.ArrowException) as exc:
         raise EventStoreError(f"pruning the event log failed ({segments.io_reason(exc)})") from exc
     return pruned

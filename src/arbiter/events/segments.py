@@ -3,13 +3,18 @@
 A segment is written under a dot-prefixed temporary name in its final directory, fsynced, then
 renamed into place and the directory fsynced. ``rename`` is atomic on POSIX, so a reader (or a
 process restarted after ``kill -9``) sees either the whole segment or nothing, and any number of
-processes can append to the same directory without a lock: names carry the pid and a
-per-process sequence number, so they never collide.
+processes on any number of hosts can append to the same directory without a lock: names carry
+the host, the pid, a random token drawn when the process starts and a per-process sequence
+number, so they never collide (:func:`segment_name`).
 
 Two name prefixes::
 
-    seg-<utc yyyymmddThhmmss.ffffff>-<pid>-<seq>.parquet   one flush of one writer
-    cmp-<utc yyyymmddThhmmss.ffffff>-<pid>-<seq>.parquet   several segments merged by compaction
+    seg-<utc yyyymmddThhmmss.ffffff>-<host>-<pid>-<token>-<seq>.parquet   one writer's flush
+    cmp-<utc yyyymmddThhmmss.ffffff>-<host>-<pid>-<token>-<seq>.parquet   compaction's merge
+
+The timestamp comes first so that names sort by write time across hosts (the latest-label
+rule breaks ``ts`` ties by file name, :mod:`arbiter.events.views`); older names without host
+and token (``seg-<stamp>-<pid>-<seq>``) are still read, listed and compacted.
 
 A compacted file lists its sources in its Parquet key-value metadata
 (:data:`COMPACTED_FROM_KEY`). :func:`list_segments` leaves out every file a present compacted
@@ -25,8 +30,11 @@ import itertools
 import json
 import logging
 import os
+import re
+import secrets
+import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,9 +62,35 @@ COMPACTED_ROW_GROUP = 122_880
 # Temporary files older than this belong to a writer that died mid-write; compaction removes them.
 STALE_TEMP_S = 3600.0
 
-# Process-wide on purpose: names must be unique across every writer in this process, and the
-# pid in the name separates processes (a forked child gets a new pid).
+# Process-wide on purpose: names must be unique across every writer in this process; the host,
+# pid and token separate processes.
 _SEQUENCE = itertools.count()
+
+#: Environment variable that overrides the host part of segment names (default: the hostname).
+HOST_ID_ENV = "ARBITER_HOST_ID"
+
+
+# One random token per process, keyed by pid so a forked child draws its own: two containers
+# with the same hostname both run as pid 1, and a restarted process may get an old pid back.
+_TOKENS: dict[int, str] = {}
+
+
+def _process_token() -> str:
+    pid = os.getpid()
+    token = _TOKENS.get(pid)
+    if token is None:
+        token = _TOKENS.setdefault(pid, secrets.token_hex(3))
+    return token
+
+
+def host_id() -> str:
+    """The host part of segment names: ``$ARBITER_HOST_ID`` or the hostname, as ``[A-Za-z0-9_]``.
+
+    ``-`` separates the parts of a name, so every other character becomes ``_``; at most 40
+    characters are kept.
+    """
+    raw = os.environ.get(HOST_ID_ENV) or socket.gethostname() or "host"
+    return re.sub(r"[^A-Za-z0-9_]", "_", raw)[:40]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +124,12 @@ class CompactionResult:
 
 
 def segment_name(prefix: str = SEGMENT_PREFIX) -> str:
-    """Return a fresh, process-unique segment file name with ``prefix``."""
+    """Return a fresh segment file name with ``prefix``, unique across hosts and processes.
+
+    ``<prefix><utc stamp>-<host>-<pid>-<token>-<seq>.parquet``: see the module docstring.
+    """
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")
-    return f"{prefix}{stamp}-{os.getpid()}-{next(_SEQUENCE)}{SUFFIX}"
+    return f"{prefix}{stamp}-{host_id()}-{os.getpid()}-{_process_token()}-{next(_SEQUENCE)}{SUFFIX}"
 
 
 def fsync_dir(directory: Path) -> None:
@@ -188,7 +225,7 @@ def move_segments(source: Path, target: Path) -> tuple[int, int]:
     import shutil
 
     try:
-        names = sorted(e.name for e in os.scandir(source) if _is_segment(e.name))
+        names = sorted(e.name for e in os.scandir(source) if is_segment(e.name))
     except FileNotFoundError:
         return 0, 0
     files = rows = 0
@@ -224,14 +261,15 @@ def read_compacted_sources(path: Path) -> list[str]:
     return json.loads(raw) if raw else []
 
 
-def _is_segment(name: str) -> bool:
+def is_segment(name: str) -> bool:
+    """Whether ``name`` is a live segment's file name (``seg-``/``cmp-``, not a temporary)."""
     return name.endswith(SUFFIX) and name.startswith((SEGMENT_PREFIX, COMPACTED_PREFIX))
 
 
 def _scan(directory: Path) -> tuple[list[str], dict[str, list[str]]]:
     """Return all segment names (sorted) and, per compacted file, the sources it lists."""
     try:
-        names = sorted(e.name for e in os.scandir(directory) if _is_segment(e.name))
+        names = sorted(e.name for e in os.scandir(directory) if is_segment(e.name))
     except FileNotFoundError:
         return [], {}
     sources: dict[str, list[str]] = {}
@@ -257,7 +295,7 @@ def list_segments(directory: Path) -> list[Path]:
     return [directory / n for n in names if n not in hidden]
 
 
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Cast ``table`` to ``schema``: reorder, add missing columns as nulls, drop unknown ones."""
     columns = []
     for field in schema:
@@ -268,8 +306,14 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _merge(directory: Path, sources: Sequence[Path], schema: pa.Schema) -> Path:
-    """Write the rows of ``sources`` into one compacted file (temp + fsync + rename)."""
+def _merge(
+    directory: Path, sources: Sequence[Path], schema: pa.Schema, check: Callable[[], None]
+) -> Path:
+    """Write the rows of ``sources`` into one compacted file (temp + fsync + rename).
+
+    ``check`` runs just before the rename publishes the file: a compactor that lost its lease
+    while merging leaves only a temporary file (removed as stale later).
+    """
     names = [p.name for p in sources]
     meta_schema = schema.with_metadata({COMPACTED_FROM_KEY: json.dumps(names).encode()})
     name = segment_name(COMPACTED_PREFIX)
@@ -280,7 +324,7 @@ def _merge(directory: Path, sources: Sequence[Path], schema: pa.Schema) -> Path:
             pending: list[pa.Table] = []
             rows = 0
             for src in sources:
-                table = _conform(pq.read_table(src), schema)
+                table = conform(pq.read_table(src), schema)
                 pending.append(table)
                 rows += table.num_rows
                 if rows >= COMPACTED_ROW_GROUP:
@@ -289,6 +333,7 @@ def _merge(directory: Path, sources: Sequence[Path], schema: pa.Schema) -> Path:
             if pending:
                 writer.write_table(pa.concat_tables(pending), COMPACTED_ROW_GROUP)
         _fsync_file(temp)
+        check()
         os.rename(temp, final)
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -318,8 +363,9 @@ def compact_directory(
     grace_s: float,
     small_bytes: int,
     target_bytes: int,
+    check: Callable[[], None] = lambda: None,
 ) -> CompactionResult:
-    """Merge old small segments of one table directory. The caller holds the compaction lock.
+    """Merge old small segments of one table directory. The caller holds the compaction lease.
 
     Steps: (1) delete the sources of compacted files older than ``grace_s`` (this is also the
     crash recovery: a run that died between rename and delete left them behind); (2) remove
@@ -329,6 +375,9 @@ def compact_directory(
 
     A compacted file only becomes a merge candidate once its own sources are gone, so deleting
     it can never un-hide a source and double count it.
+
+    ``check`` runs before every delete and every merge (:meth:`arbiter.events.lease.Lease.check`):
+    it raises when the lease was lost, so a stalled compactor stops before touching anything.
     """
     now = time.time()
     names, sources = _scan(directory)
@@ -343,6 +392,7 @@ def compact_directory(
         except FileNotFoundError:
             continue
         if age >= grace_s:
+            check()
             deleted += _unlink_all(directory, pending)
             present.difference_update(pending)
     for entry in os.scandir(directory):
@@ -383,7 +433,7 @@ def compact_directory(
         if len(group) < 2:
             continue  # rewriting a single file would gain nothing
         try:
-            out = _merge(directory, group, schema)
+            out = _merge(directory, group, schema, check)
         except (OSError, pa.ArrowException) as exc:
             raise EventStoreError(
                 f"compacting {len(group)} segments in {directory} failed: {exc}; "
@@ -393,5 +443,6 @@ def compact_directory(
         merged_files += 1
         merged_segments += len(group)
         if grace_s <= 0:
+            check()
             deleted += _unlink_all(directory, (p.name for p in group))
     return CompactionResult(merged_files, merged_segments, deleted)

@@ -1,11 +1,17 @@
 """The event store: where the segments live, and the operations on them as a whole.
 
-Layout under the arbiter home::
+Layout of the log's root (``HOME/events``, or the shared directory ``events.url`` names:
+:mod:`arbiter.events.location`)::
 
-    HOME/events/predictions/seg-*.parquet, cmp-*.parquet
-    HOME/events/feedback/seg-*.parquet, cmp-*.parquet
-    HOME/events/outcomes/seg-*.parquet, cmp-*.parquet
-    HOME/events/.compact.lock
+    ROOT/predictions/seg-*.parquet, cmp-*.parquet
+    ROOT/feedback/seg-*.parquet, cmp-*.parquet
+    ROOT/outcomes/seg-*.parquet, cmp-*.parquet
+    ROOT/.compact.lease      who compacts now, until when (arbiter.events.lease)
+
+Any number of processes on any number of hosts may write one root: segment names are unique
+across hosts (:func:`arbiter.events.segments.segment_name`), and compaction, the only step
+that deletes, runs under a lease file every host sees (not an ``fcntl`` lock, which one host's
+kernel keeps to itself).
 
 Predictions arrive through an :class:`~arbiter.events.writer.EventWriter` (buffered, flushed in
 the background); feedback and outcomes through :meth:`EventStore.write_feedback` and
@@ -20,12 +26,11 @@ moves them back (the gateway at start-up, ``arbiter compact``).
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,7 @@ import pyarrow as pa
 from arbiter.errors import EventStoreError, InvalidInputError
 from arbiter.events import segments
 from arbiter.events.feedback import GroupCommitter, feedback_columns
+from arbiter.events.lease import DEFAULT_TTL_S, Lease
 from arbiter.events.outcomes import outcome_columns
 from arbiter.events.schema import FEEDBACK_SCHEMA, OUTCOMES_SCHEMA, PREDICTIONS_SCHEMA
 from arbiter.events.views import TABLES, Table, connect
@@ -46,6 +52,12 @@ logger = logging.getLogger(__name__)
 PROBE_INTERVAL_S = 1.0
 PROBE_BYTES = 8192
 
+# compact(wait=True): how often to look at a lease another process holds.
+WAIT_POLL_S = 0.2
+
+#: The compaction lease's file name in the log's root.
+LEASE_FILE = ".compact.lease"
+
 _SCHEMAS: dict[str, pa.Schema] = {
     "predictions": PREDICTIONS_SCHEMA,
     "feedback": FEEDBACK_SCHEMA,
@@ -54,16 +66,20 @@ _SCHEMAS: dict[str, pa.Schema] = {
 
 
 class EventStore:
-    """Append-only Parquet event log under ``HOME/events``.
+    """Append-only Parquet event log under ``HOME/events`` or a shared directory.
 
-    Safe to share between threads, and to open from several processes at once: writers never
-    modify a file once it is renamed into place, and only compaction deletes, under a lock.
+    Safe to share between threads, and to open from several processes on several hosts at
+    once: writers never modify a file once it is renamed into place, and only compaction
+    deletes, under a lease. Open it through
+    :func:`arbiter.events.location.open_event_store`, which reads ``events.url``.
 
     Parameters
     ----------
     home : str or os.PathLike
-        The arbiter home folder. ``events/predictions``, ``events/feedback`` and
-        ``events/outcomes`` are created.
+        The arbiter home folder. Without ``root``, ``events/predictions``,
+        ``events/feedback`` and ``events/outcomes`` are created in it.
+    root : str or os.PathLike, optional
+        The log's directory when it is not ``HOME/events`` (``events.url``).
     feedback_linger_s : float, default 0.002
         Group-commit window of :meth:`write_feedback` and :meth:`write_outcomes`: concurrent
         calls within it share one segment and one fsync.
@@ -71,27 +87,28 @@ class EventStore:
         Where a gateway spills predictions it could not write at shutdown
         (:meth:`arbiter.home.Home.spill_dir`); :meth:`recover_spilled` and :meth:`compact`
         move them back. None: nothing to recover.
+    compaction_lease_s : float, default 300
+        Time of the compaction lease before its holder renews it (``events.compaction_lease_s``).
     """
 
     def __init__(
         self,
         home: str | os.PathLike[str],
         *,
+        root: str | os.PathLike[str] | None = None,
         feedback_linger_s: float = 0.002,
         fallback_dir: str | os.PathLike[str] | None = None,
+        compaction_lease_s: float = DEFAULT_TTL_S,
     ) -> None:
         self.home = Path(home)
-        self.root = self.home / "events"
+        self.root = Path(root) if root is not None else self.home / "events"
+        self.compaction_lease_s = compaction_lease_s
         self.fallback_dir = Path(fallback_dir) if fallback_dir is not None else None
         self._health_lock = threading.Lock()
         self._failing_since: float | None = None
         self._last_error: str | None = None
         self._probed = 0.0
-        try:
-            for table in TABLES:
-                (self.root / table).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EventStoreError(f"cannot create the event store in {self.root}: {exc}") from exc
+        self._create_layout()
         self._feedback = GroupCommitter(self._write_feedback_segment, linger_s=feedback_linger_s)
         self._outcomes = GroupCommitter(
             self._write_outcome_segment,
@@ -101,7 +118,31 @@ class EventStore:
         )
 
     def __repr__(self) -> str:
-        return f"EventStore({str(self.home)!r})"
+        return f"EventStore({str(self.root)!r})"
+
+    def _create_layout(self) -> None:
+        try:
+            for table in TABLES:
+                (self.root / table).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EventStoreError(f"cannot create the event store in {self.root}: {exc}") from exc
+
+    def append_segment(self, table: Table, data: pa.Table) -> str:
+        """Write ``data`` as one new segment of ``table``, durably; return its name.
+
+        The one way rows enter the log (the prediction writer, feedback and outcome group
+        commits, outcome file imports), so a store on other storage overrides only this.
+
+        Raises
+        ------
+        OSError or pyarrow.ArrowException
+            The write failed; no segment was left behind.
+        """
+        return segments.write_segment(self.table_dir(table), data).name
+
+    def compaction_lease(self) -> Lease:
+        """A fresh (not yet acquired) handle on this log's compaction lease (:class:`Lease`)."""
+        return Lease(self.root / LEASE_FILE, ttl_s=self.compaction_lease_s)
 
     def table_dir(self, table: Table) -> Path:
         """Return the directory holding ``table``'s segments."""
@@ -182,10 +223,10 @@ class EventStore:
             await asyncio.to_thread(self._feedback.commit, columns, n)
         return n
 
-    def _write_feedback_segment(self, table: pa.Table) -> Path:
-        return self._write_durably(self.feedback_dir, table)
+    def _write_feedback_segment(self, table: pa.Table) -> str:
+        return self._write_durably("feedback", table)
 
-    def _write_durably(self, directory: Path, table: pa.Table) -> Path:
+    def _write_durably(self, table_name: Table, table: pa.Table) -> str:
         """Write one group-committed segment, keeping :meth:`write_health` current.
 
         A failure is re-raised as an ``OSError`` without the file name: its text reaches the
@@ -193,7 +234,7 @@ class EventStore:
         none of the client's business.
         """
         try:
-            path = segments.write_segment(directory, table)
+            name = self.append_segment(table_name, table)
         except (OSError, pa.ArrowException) as exc:
             reason = segments.io_reason(exc)
             with self._health_lock:
@@ -204,7 +245,7 @@ class EventStore:
         with self._health_lock:
             self._failing_since = None
             self._last_error = None
-        return path
+        return name
 
     def write_health(self) -> tuple[float | None, str | None]:
         """``(failing_since_unix, reason)`` of feedback/outcome writes; ``(None, None)`` when
@@ -246,9 +287,9 @@ class EventStore:
             ``(files, rows)`` moved; ``(0, 0)`` when there is no fallback folder or nothing
             in it.
 
-        Runs under the compaction lock, so gateway workers starting together and a compaction
-        never move the same file twice; when the lock is busy this returns ``(0, 0)`` and the
-        holder (a compaction recovers first) or the next start does it.
+        Runs under the compaction lease, so gateway workers starting together and a compaction
+        never move the same file twice; when the lease is held elsewhere this returns
+        ``(0, 0)`` and the holder (a compaction recovers first) or the next start does it.
 
         Raises
         ------
@@ -258,21 +299,19 @@ class EventStore:
         """
         if self.fallback_dir is None or not (self.fallback_dir / "predictions").is_dir():
             return 0, 0
+        lease = self.compaction_lease()
         try:
-            with open(self.root / ".compact.lock", "a+b") as lock:
-                try:
-                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    return 0, 0
-                try:
-                    return self._recover_locked()
-                finally:
-                    fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            if not lease.acquire():
+                return 0, 0
         except OSError as exc:
             raise EventStoreError(
-                f"cannot lock the event log to recover spilled predictions "
+                f"cannot take the event log's lease to recover spilled predictions "
                 f"({segments.io_reason(exc)})"
             ) from exc
+        try:
+            return self._recover_locked()
+        finally:
+            lease.release()
 
     def _recover_locked(self) -> tuple[int, int]:
         if self.fallback_dir is None:
@@ -327,8 +366,8 @@ class EventStore:
             await asyncio.to_thread(self._outcomes.commit, columns, n)
         return n
 
-    def _write_outcome_segment(self, table: pa.Table) -> Path:
-        return self._write_durably(self.outcomes_dir, table)
+    def _write_outcome_segment(self, table: pa.Table) -> str:
+        return self._write_durably("outcomes", table)
 
     def compact(
         self,
@@ -341,10 +380,12 @@ class EventStore:
     ) -> segments.CompactionResult:
         """Merge old small segments of every table into larger files.
 
-        Only one process compacts at a time (an exclusive ``fcntl`` lock on
-        ``events/.compact.lock``). Each run first finishes earlier runs: it deletes the sources
-        of compacted files older than ``grace_s``, including those left by a run that crashed
-        between writing the merged file and deleting its sources.
+        Only one process on any host compacts at a time: the lease ``.compact.lease`` in the
+        log's root (:mod:`arbiter.events.lease`), renewed as the run goes and checked before
+        every delete and rename, so a compactor that stalled past its lease stops. Each run
+        first finishes earlier runs: it deletes the sources of compacted files older than
+        ``grace_s``, including those left by a run that crashed between writing the merged file
+        and deleting its sources.
 
         Parameters
         ----------
@@ -359,7 +400,7 @@ class EventStore:
         target_bytes : int, default 128 MiB
             Approximate size of input per merged file.
         wait : bool, default False
-            Block until the lock is free instead of returning ``skipped=True``.
+            Wait until the lease is free instead of returning ``skipped=True``.
 
         Returns
         -------
@@ -370,6 +411,9 @@ class EventStore:
         ------
         EventStoreError
             Reading or writing a segment failed; sources are left in place.
+        LeaseLostError
+            Another process took the lease over mid-run (this one stalled past it); what was
+            done so far is consistent and the holder carries on.
         """
         try:
             return self._compact_locked(
@@ -387,25 +431,43 @@ class EventStore:
     def _compact_locked(
         self, min_age_s: float, *, grace_s: float, small_bytes: int, target_bytes: int, wait: bool
     ) -> segments.CompactionResult:
-        lock_path = self.root / ".compact.lock"
-        with open(lock_path, "a+b") as lock:
-            flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
-            try:
-                fcntl.flock(lock.fileno(), flags)
-            except BlockingIOError:
+        lease = self.compaction_lease()
+        while not lease.acquire():
+            if not wait:
                 return segments.CompactionResult(skipped=True)
-            try:
-                self._recover_locked()  # spilled predictions first, so they are compacted too
-                result = segments.CompactionResult()
-                for table in TABLES:
-                    result = result + segments.compact_directory(
-                        self.table_dir(table),
-                        _SCHEMAS[table],
-                        min_age_s=min_age_s,
-                        grace_s=grace_s,
-                        small_bytes=small_bytes,
-                        target_bytes=target_bytes,
-                    )
-                return result
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            time.sleep(WAIT_POLL_S)  # the holder's progress is not observable: poll the file
+        try:
+            self._recover_locked()  # spilled predictions first, so they are compacted too
+            result = segments.CompactionResult()
+            for table in TABLES:
+                result = result + self._compact_table(
+                    table,
+                    min_age_s=min_age_s,
+                    grace_s=grace_s,
+                    small_bytes=small_bytes,
+                    target_bytes=target_bytes,
+                    check=lease.check,
+                )
+            return result
+        finally:
+            lease.release()
+
+    def _compact_table(
+        self,
+        table: Table,
+        *,
+        min_age_s: float,
+        grace_s: float,
+        small_bytes: int,
+        target_bytes: int,
+        check: Callable[[], None],
+    ) -> segments.CompactionResult:
+        return segments.compact_directory(
+            self.table_dir(table),
+            _SCHEMAS[table],
+            min_age_s=min_age_s,
+            grace_s=grace_s,
+            small_bytes=small_bytes,
+            target_bytes=target_bytes,
+            check=check,
+        )

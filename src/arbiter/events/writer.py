@@ -147,7 +147,7 @@ class EventWriter:
     Parameters
     ----------
     store : EventStore
-        Where segments go (``store.predictions_dir``).
+        Where segments go (:meth:`EventStore.append_segment` of ``predictions``).
     flush_interval : float, default 0.5
         Seconds between background flushes: the most ``kill -9`` can lose.
     max_batch : int, default 50_000
@@ -191,11 +191,6 @@ class EventWriter:
         self.max_batch = max_batch
         self.max_buffer = max_buffer
         self._on_flush = on_flush
-        self._directory = store.predictions_dir
-        # A store that is not a folder (PostgreSQL) takes each flush's table itself.
-        self._sink: Callable[[pa.Table], object] | None = getattr(
-            store, "append_prediction_table", None
-        )
         self._names = PREDICTIONS_SCHEMA.names
         self._name_set = frozenset(self._names)
 
@@ -577,7 +572,6 @@ class EventWriter:
         ``spill`` writes to that folder instead (shutdown only); rows written there count as
         spilled, and its failures do not change the event folder's health.
         """
-        directory = spill or self._directory
         with self._flush_lock:
             columns, rows = self._take()
             start = 0
@@ -586,10 +580,10 @@ class EventWriter:
                 began = time.perf_counter()
                 try:
                     table = self._to_table(columns, start, stop)
-                    if spill is None and self._sink is not None:
-                        self._sink(table)
+                    if spill is not None:
+                        write_segment(spill, table)
                     else:
-                        write_segment(directory, table)
+                        self.store.append_segment("predictions", table)
                 except (OSError, pa.ArrowException) as exc:
                     self._give_back(columns, start, rows)
                     if spill is not None:

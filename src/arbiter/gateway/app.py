@@ -147,8 +147,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        from arbiter.events import EventStore, EventWriter
-        from arbiter.events.postgres_schema import is_postgres_url
+        from arbiter.events import EventWriter
+        from arbiter.events.location import open_event_store
         from arbiter.registry import MLflowRegistry
 
         reg = registry or MLflowRegistry(
@@ -160,13 +160,7 @@ def create_app(
         await asyncio.to_thread(pool.refresh)
         metrics = GatewayMetrics()
         metrics.registry_up.set(1 if pool.status.reachable else 0)
-        store: Any
-        if is_postgres_url(config.events.url):  # issue 11: the PostgreSQL event store
-            from arbiter.events.postgres_store import PostgresEventStore
-
-            store = PostgresEventStore(config.events.url, fallback_dir=home.spill_dir(config))
-        else:
-            store = EventStore(home.root, fallback_dir=home.spill_dir(config))
+        store = open_event_store(home, config, fallback_dir=home.spill_dir(config))
         try:
             # Predictions spilled by an earlier shutdown on a full disk come home first.
             await asyncio.to_thread(store.recover_spilled)

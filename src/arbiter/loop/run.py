@@ -179,7 +179,7 @@ def run_cycle(
         Another process is driving the model, or a step failed (its error is recorded and the
         next run retries it).
     """
-    from arbiter.events import EventStore
+    from arbiter.events.location import open_event_store
     from arbiter.registry import registry_for_home
 
     if stop_after is not None and stop_after not in STEPS:
@@ -195,7 +195,7 @@ def run_cycle(
     store = CycleStore(h.root)
     with store.lock(model):
         registry = registry_for_home(h.root)
-        ctx = LoopContext(h, model, config, registry, EventStore(h.root))
+        ctx = LoopContext(h, model, config, registry, open_event_store(h, config))
         notes: list[str] = []
         record = store.open_cycle(model)
         resumed = record is not None

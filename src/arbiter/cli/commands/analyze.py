@@ -44,20 +44,20 @@ def analyze(
     from arbiter.analysis import analyze_model
     from arbiter.cli.output import err_console, print_json
     from arbiter.errors import NotFoundError
-    from arbiter.events import EventStore
     from arbiter.events.feedback import unmatched_feedback
+    from arbiter.events.location import event_log_exists, open_event_store
     from arbiter.experiments.split_store import attach_for_home
     from arbiter.home import Home
     from arbiter.registry.model_info import describe_analysis_models
     from arbiter.report.terminal import WIDE, print_analysis, print_path
 
     h = Home.at(home)
-    if not h.events.exists():
+    if not event_log_exists(h):
         raise NotFoundError(f"no event log in {h.root}; serve some traffic first")
     config = h.config()
     # The spinner goes to stderr so that --json output on stdout stays parseable.
     with err_console.status("Analysing the event log…") as status:
-        with EventStore(h.root).connect() as con:
+        with open_event_store(h, config).connect() as con:
             _check_model(con, model)
             attach_for_home(con, h, model)  # split changes: SRM per period (analysis/periods.py)
             analyses = analyze_model(con, model, experiment, model_config=config.models.get(model))

@@ -34,14 +34,14 @@ def compact(
 
     from arbiter.cli.output import console, print_json
     from arbiter.errors import NotFoundError
-    from arbiter.events import EventStore
+    from arbiter.events.location import event_log_exists, open_event_store
     from arbiter.events.query import TABLES
     from arbiter.home import Home
 
     h = Home.at(home)
-    if not h.events.exists():
+    if not event_log_exists(h):
         raise NotFoundError(f"no event log in {h.root}")
-    store = EventStore(h.root, fallback_dir=h.spill_dir())  # spilled rows come back first
+    store = open_event_store(h, fallback_dir=h.spill_dir())  # spilled rows come back first
     before = {t: len(store.segments(t)) for t in TABLES}
     with console.status("Compacting the event log…"):
         result = store.compact(min_age, grace_s=grace, wait=wait)

@@ -180,7 +180,7 @@ def _from_event_log(
 ) -> tuple[Any, Any, Any, Any, str, dict[str, Any]]:
     from arbiter.durations import parse_window
     from arbiter.errors import NotFoundError
-    from arbiter.events import EventStore
+    from arbiter.events.location import event_log_exists, open_event_store
     from arbiter.events.window import read_window
     from arbiter.home import Home
     from arbiter.registry import registry_for_home
@@ -192,12 +192,12 @@ def _from_event_log(
     profile = load_profile(
         registry.tracking_uri, model, version, registry_uri=registry.registry_uri
     )
-    if not h.events.exists():
+    if not event_log_exists(h):
         raise NotFoundError(f"no event log in {h.root}; serve some traffic first")
     spec = parse_window(window if window or last is not None else "1d", field="window")
     rows = min((n for n in (spec.rows, last) if n is not None), default=None)
     columns = {c.name: c.kind for c in profile.columns}
-    with EventStore(h.root).connect() as con:
+    with open_event_store(h).connect() as con:
         w = read_window(con, model, columns, window=spec.period, last=rows, version=version)
     if w.n == 0:
         raise NotFoundError(

@@ -37,7 +37,7 @@ def prune(
 
     from arbiter.cli.output import console, print_json
     from arbiter.durations import parse_duration
-    from arbiter.errors import InvalidInputError, NotFoundError
+    from arbiter.errors import ConfigError, InvalidInputError, NotFoundError
     from arbiter.events.postgres_schema import is_postgres_url
     from arbiter.home import Home
 
@@ -65,12 +65,18 @@ def prune(
         ]
         kind = "partitions"
     else:
-        from arbiter.events import EventStore
+        from arbiter.events.location import event_location, event_log_exists, open_event_store
         from arbiter.events.retention import prune_segments
 
-        if not h.events.exists():
+        if not event_log_exists(h):
             raise NotFoundError(f"no event log in {h.root}")
-        pruned = prune_segments(EventStore(h.root), cutoff, dry_run=dry_run)
+        if event_location(h).kind == "object_store":
+            # Buckets expire objects themselves, cheaper than listing and deleting from here.
+            raise ConfigError(
+                "events prune works on a directory or PostgreSQL event log; on object storage, "
+                "set a lifecycle rule on the bucket (docs/scaling.md)"
+            )
+        pruned = prune_segments(open_event_store(h), cutoff, dry_run=dry_run)
         rows = [
             {
                 "table": p.table,

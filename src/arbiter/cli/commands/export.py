@@ -45,9 +45,9 @@ def export(
     """
     from arbiter.cli.output import console, print_json
     from arbiter.errors import InvalidInputError, NotFoundError
-    from arbiter.events import EventStore
     from arbiter.events import export as export_events
     from arbiter.events.export import export_outcomes
+    from arbiter.events.location import event_log_exists, open_event_store
     from arbiter.home import Home
 
     if fmt not in ("csv", "parquet"):
@@ -55,10 +55,10 @@ def export(
     if layout not in ("long", "wide"):
         raise InvalidInputError(f"--layout must be long or wide, got {layout!r}", field="--layout")
     h = Home.at(home)
-    if not h.events.exists():
+    if not event_log_exists(h):
         raise NotFoundError(f"no event log in {h.root}")
     path = output or Path(f"{model}-events.{fmt}")
-    store = EventStore(h.root)
+    store = open_event_store(h)
     result = export_events(store, model, path, format=fmt, layout=layout)
     rows = result if isinstance(result, int) else getattr(result, "rows", None)
     outcome_rows = 0

@@ -56,11 +56,11 @@ def import_file(
     same file twice stores its events twice.
     """
     from arbiter.cli.output import console, err_console, print_json
-    from arbiter.events import EventStore
+    from arbiter.events.location import open_event_store
     from arbiter.events.outcome_files import count_rows, import_outcome_file
 
     h = _home(home)
-    store = EventStore(h.root)
+    store = open_event_store(h)
     total = count_rows(file) if file.is_file() else None
     big = (total or 0) >= PROGRESS_ROWS or (
         total is None and file.is_file() and file.stat().st_size >= PROGRESS_BYTES
@@ -101,10 +101,10 @@ def import_file(
 def summary(home: Path = HomeOption, json_output: bool = JsonOption) -> None:
     """Outcome events in the log per event name: rows, units, value sum, first and last ts."""
     from arbiter.cli.output import console, print_json
-    from arbiter.events import EventStore
+    from arbiter.events.location import open_event_store
 
     h = _home(home)
-    with EventStore(h.root).connect() as con:
+    with open_event_store(h).connect() as con:
         rows = con.sql(
             "SELECT event, count(*), count(DISTINCT unit_id), sum(value), min(ts), max(ts) "
             "FROM outcomes GROUP BY event ORDER BY event"

@@ -34,7 +34,7 @@ def report(
 
     from arbiter.cli.output import print_json
     from arbiter.errors import NotFoundError
-    from arbiter.events import EventStore
+    from arbiter.events.location import event_log_exists, open_event_store
     from arbiter.home import Home
     from arbiter.registry.model_info import describe_summary_models
     from arbiter.report.markdown import render_markdown
@@ -42,10 +42,10 @@ def report(
     from arbiter.report.terminal import WIDE, print_path, print_summary
 
     h = Home.at(home)
-    if not h.events.exists():
+    if not event_log_exists(h):
         raise NotFoundError(f"no event log in {h.root}; serve some traffic first")
     config = h.config().models.get(model)
-    with EventStore(h.root).connect() as con:
+    with open_event_store(h).connect() as con:
         summary = summarize(
             con, model, experiment, decision=None if config is None else config.decision
         )

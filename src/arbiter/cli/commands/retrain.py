@@ -48,7 +48,7 @@ def retrain(
     from arbiter.cli.output import console, err_console, print_json
     from arbiter.durations import parse_window
     from arbiter.errors import InvalidInputError
-    from arbiter.events import EventStore
+    from arbiter.events.location import event_log_exists, open_event_store
     from arbiter.home import Home
     from arbiter.registry import registry_for_home
     from arbiter.retrain import SPACES, TrialSummary, labelled_traffic
@@ -64,9 +64,9 @@ def retrain(
     traffic = None
     if include_traffic:
         window = parse_window(include_traffic, field="include_traffic")
-        if h.events.exists():
+        if event_log_exists(h):
             traffic = labelled_traffic(
-                EventStore(h.root),
+                open_event_store(h),
                 model,
                 window=window.period,
                 last=window.rows,
