@@ -13,7 +13,6 @@ A partition or segment that also holds a newer event is kept; so is everything w
 from __future__ import annotations
 
 import time
-
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -78,9 +77,9 @@ _LEASE_POLL_S = 0.5
 def prune_segments(store: EventStore, cutoff: datetime, *, dry_run: bool = False) -> list[Pruned]:
     """Delete every Parquet segment whose events are all older than ``cutoff``.
 
-    Runs under the compaction lease (``.compact.lease``, waiting for a running
-    compaction on any host), so no merge reads a file being deleted. A compacted file's remaining sources
-    are deleted with it, or they would reappear in listings.
+    Runs under the compaction lease (``.compact.lease``, waiting for a running compaction
+    on any host), so no merge reads a file being deleted. A compacted file's remaining
+    sources are deleted with it, or they would reappear in listings.
 
     Raises
     ------
