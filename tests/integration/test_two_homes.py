@@ -123,7 +123,9 @@ def test_a_report_from_either_home_counts_the_requests_of_both_replicas(
             app, ["analyze", "--home", str(home.root), "-m", "fraud", "--json", "--no-html"]
         )
         assert result.exit_code == 0, result.output
-        assert str(total) in result.stdout  # the request count appears in the analysis JSON
+        (analysis,) = json.loads(result.stdout)["experiments"]
+        arms = analysis["arms"].values()
+        assert sum(arm["requests"] for arm in arms) == total, analysis["arms"]
     names = [str(p).rsplit("/", 1)[1] for p in open_event_store(homes[1]).segments("predictions")]
     assert names and all(n.startswith("seg-") for n in names)
 
