@@ -99,7 +99,8 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 60.0, interval_s: floa
 
 def _fresh_canary(root: Path) -> None:
     """Point the challenger alias at the demo's first champion (now ``previous``), with a plan
-    whose stages need far more requests than the test sends: the canary stays running."""
+    whose stages need far more requests than the test sends and no checkpoint within the
+    test: the canary stays running until an operator acts."""
     from arbiter.registry import registry_for_home
 
     path = root / "arbiter.yaml"
@@ -109,7 +110,10 @@ def _fresh_canary(root: Path) -> None:
         {"share": 0.2, "min_requests": 1_000_000, "min_duration_s": 0.0},
         {"share": 1.0, "min_requests": 1_000_000, "min_duration_s": 0.0},
     ]
-    canary["analysis_interval_s"] = 5.0  # the demo checks every 0.25 s: CPU the browser needs
+    # No checkpoint during the test: a real checkpoint judges the real evidence and may roll
+    # the old champion back (its predictions differ from the new one's), which would race
+    # the operator actions under test. The demo checks every 0.25 s.
+    canary["analysis_interval_s"] = 3600.0
     config["registry"]["poll_interval_s"] = 0.5
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     registry = registry_for_home(root)
@@ -166,11 +170,22 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A new browser context per test (its own sessionStorage), at a laptop's screen size."""
+@pytest.fixture(scope="module")
+def context(browser: Any) -> Iterator[Any]:
+    """One browser context per module, at a laptop's screen size: its HTTP cache keeps
+    Plotly's 4.8 MB bundle after the first page (each test's tab still starts without a
+    token: sessionStorage belongs to the tab)."""
     context = browser.new_context(viewport={"width": 1366, "height": 860})
     context.set_default_timeout(60_000)  # a bound for a busy machine, not a delay
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(context: Any) -> Iterator[Any]:
+    """A new tab per test; fails the test on any script error or failed request."""
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -182,7 +197,7 @@ def page(browser: Any) -> Iterator[Any]:
     try:
         yield page
     finally:
-        context.close()
+        page.close()
     assert not errors, errors
 
 

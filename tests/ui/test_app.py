@@ -83,6 +83,8 @@ def test_canary_actions_are_refused_with_a_reason(make_home: Callable[..., Home]
         assert r.status_code == 503 and "--gateway" in r.json()["error"]["message"]
         r = c.post("/api/models/fraud/canary/explode")
         assert r.status_code == 422 and r.json()["error"]["field"] == "action"
+        r = c.post("/api/models/nope/canary/pause")
+        assert r.status_code == 404 and r.json()["error"]["field"] == "model"
     gateway = f"http://127.0.0.1:{_closed_port()}"
     app = create_ui_app(home, gateway_url=gateway)
     with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=60) as c:

@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from tests.docs.conftest import DemoHome
 from tests.ui.conftest import ADMIN_TOKEN, Stack, screenshot, wait_for
 
-pytestmark = pytest.mark.integration
+# A bound, not a budget: the module's first test may build the demo's home (when tests/docs
+# did not run first in this session), which took 3-5 minutes beside eight other test runs.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
 def _canary_cli_status(stack: Stack) -> str:
@@ -152,3 +155,11 @@ def test_a_refused_action_shows_the_gateways_reason(stack: Stack, page: Any) -> 
     result = page.locator("#action-result")
     expect(result).to_contain_text("resume refused (409)")
     expect(result).to_contain_text("rolled_back")
+
+
+def test_the_demo_ends_by_printing_the_ui_command(ui_demo_home: DemoHome) -> None:
+    if ui_demo_home.output is None:
+        pytest.skip("a prebuilt demo home (ARBITER_DOCS_DEMO_HOME): its output was not seen")
+    last = [line for line in ui_demo_home.output.splitlines() if line.strip()][-2:]
+    assert "in a browser" in last[0], last
+    assert last[1].strip().endswith(f"ui --home {ui_demo_home.root}"), last

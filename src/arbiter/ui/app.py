@@ -262,7 +262,10 @@ async def canary_action(request: Request) -> Response:
     if action not in CANARY_ACTIONS:
         message = f"action must be one of {', '.join(CANARY_ACTIONS)}"
         return _json_error(422, "invalid_input", message, "action")
-    gateway: str | None = request.app.state.dashboard.gateway_url
+    dashboard: views.Dashboard = request.app.state.dashboard
+    if model not in dashboard.models():  # only configured models reach the gateway's URL
+        return _json_error(404, "not_found", f"model {model!r} is not configured", "model")
+    gateway = dashboard.gateway_url
     if not gateway:
         message = (
             "the dashboard was started without a gateway URL (arbiter ui --gateway URL); "

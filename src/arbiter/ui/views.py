@@ -105,6 +105,14 @@ def _model_card(d: Dashboard, model: str, has_events: bool) -> dict[str, Any]:
             }
     elif exp.strategy == "ab":
         card["arms"], card["status"] = _ab_split(d, model)
+    elif exp.strategy == "shadow":
+        # The champion answers everything; the challenger scores a sample of copies.
+        card["arms"] = [
+            {"arm": "champion (answers)", "share": 1.0},
+            {"arm": "challenger (shadow copies)", "share": exp.shadow_sample_rate},
+        ]
+    elif exp.strategy == "interleave":
+        card["arms"] = [{"arm": "champion + challenger, interleaved per request", "share": 1.0}]
     if has_events:
         with d.connect() as con:
             from arbiter.analysis.live import recent_traffic
@@ -422,13 +430,17 @@ def history(d: Dashboard, model: str) -> dict[str, Any]:
         if c.candidate_version and c.verdict:
             when = datetime.fromisoformat(c.created_at).timestamp()
             verdicts.setdefault(str(c.candidate_version), []).append((when, f"loop {c.verdict}"))
+    every = sorted(v for found in verdicts.values() for v in found)
     for m in moves:
         at = m["ts_us"] / 1e6
         candidates = verdicts.get(str(m.get("to_version")), []) + verdicts.get(
             str(m.get("from_version")), []
         )
         before = [v for t, v in sorted(candidates) if t <= at + 5]
-        m["verdict"] = before[-1] if before else None
+        # A side move of the same decision (the old champion kept as `previous`) names
+        # neither tested version: the decision recorded within seconds of it.
+        near = [v for t, v in every if abs(t - at) <= 5]
+        m["verdict"] = before[-1] if before else (near[-1] if near else None)
         m["at"] = datetime.fromtimestamp(at, tz=UTC).isoformat()
     changes = [c.to_dict() for c in experiment_changes(d.registry, model)]
     return {

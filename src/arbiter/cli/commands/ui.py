@@ -59,6 +59,12 @@ def ui(
         if ":" in gateway_host:
             gateway_host = f"[{gateway_host}]"
         gateway = f"http://{gateway_host}:{config.server.port}"
+    elif not gateway.startswith(("http://", "https://")):
+        from arbiter.errors import InvalidInputError
+
+        raise InvalidInputError(
+            f"--gateway must be an http:// or https:// URL, got {gateway!r}", field="--gateway"
+        )
     app = create_ui_app(h, gateway_url=gateway, refresh_s=refresh)
     logs = setup(log_level)
     shown = f"[{host}]" if ":" in host else host
