@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # deletes, and refuses while `arbiter serve` uses the home).
 FORCE ?=
 
-.PHONY: demo test test-all lint bench clean
+.PHONY: demo test test-all lint bench clean chromium
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 'arbiter needs Python >= 3.11; set PYTHON=python3.11')"
@@ -38,11 +38,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-test: $(STAMP) $(AIRFLOW_VENV)/.installed lint
+test: $(STAMP) $(AIRFLOW_VENV)/.installed chromium lint
 	ARBITER_REQUIRE_AIRFLOW=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The dashboard's browser tests (tests/ui) drive Debian's Chromium through Playwright; install
+# it when missing (CI runs as root; elsewhere it asks for sudo). Playwright's own browser
+# download is not used.
+chromium:
+	@test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+
 # The full-size simulations too (marked slow; the default run has reduced versions).
-test-all: $(STAMP) $(AIRFLOW_VENV)/.installed
+test-all: $(STAMP) $(AIRFLOW_VENV)/.installed chromium
 	ARBITER_REQUIRE_AIRFLOW=1 $(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
 
 bench: $(STAMP)

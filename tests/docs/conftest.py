@@ -40,10 +40,25 @@ class DemoHome:
     errors: str | None = None  # what it printed to stderr
 
 
+#: The session's demo home, built by whichever test folder asks first (docs, ui).
+_BUILT: dict[str, DemoHome] = {}
+
+
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory: pytest.TempPathFactory) -> DemoHome:
     """The demo's home; ``ARBITER_DOCS_DEMO_HOME=DIR`` copies one built earlier instead
     (editing docs: the reduced demo takes 1.5 min on a quiet machine, several under load)."""
+    return build_demo_home(tmp_path_factory)
+
+
+def build_demo_home(tmp_path_factory: pytest.TempPathFactory) -> DemoHome:
+    """The demo's home, built once per session (tests/ui reuses it; it copies before writing)."""
+    if "home" not in _BUILT:
+        _BUILT["home"] = _build_demo_home(tmp_path_factory)
+    return _BUILT["home"]
+
+
+def _build_demo_home(tmp_path_factory: pytest.TempPathFactory) -> DemoHome:
     root = tmp_path_factory.mktemp("docs") / "arbiter-home"
     started = time.perf_counter()
     prebuilt = os.environ.get("ARBITER_DOCS_DEMO_HOME")

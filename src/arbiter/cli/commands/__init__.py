@@ -28,6 +28,7 @@ def register_commands(app: typer.Typer) -> None:
         serve,
         split,
         stats,
+        ui,
     )
 
     app.command("demo")(demo.demo)
@@ -42,6 +43,7 @@ def register_commands(app: typer.Typer) -> None:
     app.command("promote")(history.promote)
     app.command("rollback")(history.rollback)
     app.command("split")(split.split)
+    app.command("ui")(ui.ui)
     app.add_typer(experiment.app, name="experiment", help="Stop, start or show a running A/B test.")
     app.add_typer(
         drift.app, name="drift", help="Data and prediction drift against the training data."

@@ -123,6 +123,8 @@ def _default(
         f"  [bold]{arbiter} history --model fraud --home {home_dir}[/bold]",
         "Serve the same models:",
         f"  [bold]{arbiter} serve --home {home_dir}[/bold]",
+        "Look at what it did in a browser (http://127.0.0.1:8080/):",
+        f"  [bold]{arbiter} ui --home {home_dir}[/bold]",
     ]
     for line in lines:
         console.print(line, soft_wrap=True, highlight=False)
