@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,8 +37,14 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ADMIN_TOKEN = "ui-test-admin-token-0123456789abcdef"
-#: Where the test run leaves a screenshot of each page (committed; the README shows one).
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
+#: Where the test run leaves a screenshot of each page. Every run takes them (a page that
+#: cannot be drawn fails here); they land in docs/img, which is committed and shown by the
+#: README, only with ARBITER_UPDATE_SCREENSHOTS=1, so a CI run leaves the checkout clean.
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "img"
+    if os.environ.get("ARBITER_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "arbiter-ui-screenshots"
+)
 
 
 @dataclass
