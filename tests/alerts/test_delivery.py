@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from arbiter.alerts import AlertDispatcher, new_alert, read_dead_letters, verify
+from arbiter.alerts import AlertDispatcher, read_dead_letters, verify
 from arbiter.config import AlertsConfig
 from tests.alerts.conftest import SECRET, Receiver
 from tests.canary.conftest import wait_for
@@ -128,7 +128,7 @@ def test_filters_by_event_and_model(receiver: Receiver, tmp_path: Path) -> None:
                     "models": ["fraud"],
                 }
             ]
-        }  # fmt: skip
+        }
     )
     with AlertDispatcher(config, dead_letter_path=tmp_path / "d.jsonl") as alerts:
         alerts.notify("canary_advance", "fraud advanced", model="fraud")  # other event
