@@ -40,6 +40,8 @@ class GatewayMonitor:
         self.srm: dict[str, bool] = {}
         self.shadow_counts: dict[str, tuple[int, int]] = {}
         self.shadow_alerting: dict[str, bool] = {}
+        # (model, version) -> its reference profile, or None when it has none (looked up once)
+        self.profiles: dict[tuple[str, str], Any] = {}
 
     # --- cheap checks, on the event loop --------------------------------------------------
 
@@ -143,8 +145,15 @@ class GatewayMonitor:
         ctx = LoopContext(
             self.state.home, name, self.state.config, self.state.pool.registry, self.state.store
         )
+        key = (name, champion.version)
+        if key not in self.profiles:
+            self.profiles[key] = self._profile(name, champion.version)
+        if self.profiles[key] is None:
+            return  # no reference profile for this version: nothing to compare with
         window = self.state.config.alerts.drift_window
-        evidence = check(ctx, champion.version, {"drift_window": window})
+        evidence = check(
+            ctx, champion.version, {"drift_window": window}, reference=self.profiles[key]
+        )
         if evidence.get("status") != "ok":
             return
         metrics = self.state.metrics
@@ -171,6 +180,18 @@ class GatewayMonitor:
                 },
             )
         self.drifted[name] = drifted
+
+    def _profile(self, name: str, version: str) -> Any:
+        from arbiter.errors import NotFoundError
+        from arbiter.registry.profiles import load_profile
+
+        registry = self.state.pool.registry
+        try:
+            return load_profile(
+                registry.tracking_uri, name, version, registry_uri=registry.registry_uri
+            )
+        except NotFoundError:
+            return None
 
     def _analysis(self, name: str) -> None:
         from arbiter.analysis import analyze_experiment
