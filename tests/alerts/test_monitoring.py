@@ -115,3 +115,46 @@ def test_the_exported_names_check_catches_a_typo(typo: str) -> None:
     text = "# HELP arbiter_drift_score x\n# TYPE arbiter_drift_score gauge\n"
     assert typo not in exported_names(text)
     assert "arbiter_drift_score" in exported_names(text)
+
+
+def test_a_replica_with_another_split_raises_the_srm_alert(
+    running: Any, template_home: Any, receiver: Receiver
+) -> None:
+    """Two real gateways log the same A/B test; one was deployed with a 90 % split instead of
+    50 %. The other's monitor finds the sample ratio mismatch, sets the gauge and alerts."""
+    from arbiter.config import HomeConfig
+    from arbiter.gateway.app import create_app
+    from arbiter.gateway.server import ServerThread
+
+    ab = {"experiment": {"strategy": "ab", "challenger_share": 0.5}}
+    alerts = {"webhooks": [{"name": "ops", "url": receiver.url}], "check_interval_s": 0.3}
+    server, home = running({"fraud": ab}, **FAST, alerts=alerts)
+    skewed = HomeConfig.model_validate(
+        {"models": {"fraud": {"experiment": {"strategy": "ab", "challenger_share": 0.9}}}, **FAST}
+    )
+    replica = ServerThread(create_app(home, config=skewed)).start()
+    rows = template_home.rows
+    try:
+        with (
+            httpx.Client(base_url=server.url, timeout=30) as client,
+            httpx.Client(base_url=replica.url, timeout=30) as other,
+        ):
+            sent = 0
+
+            def srm_alerted() -> bool:
+                nonlocal sent
+                send(client, "fraud", rows, sent, 20)
+                send(other, "fraud", rows, sent + 100_000, 20)
+                sent += 20
+                return "srm_detected" in receiver.events()
+
+            wait_for(srm_alerted, timeout_s=90, interval_s=0.1)
+            text = client.get("/metrics").text
+    finally:
+        replica.stop()
+    (p_value,) = _samples(text, "arbiter_srm_p_value").values()
+    assert p_value < 0.001
+    (alert,) = [json.loads(d.body) for d in receiver.deliveries
+                if d.headers["x-arbiter-event"] == "srm_detected"]  # fmt: skip
+    assert alert["model"] == "fraud" and alert["details"]["experiment"] == "fraud-ab"
+    assert alert["details"]["p_value"] < alert["details"]["threshold"]
