@@ -407,6 +407,14 @@ class AlertsConfig(_Frozen):
         default=100, ge=1, description="Mirrored requests a check needs before it may fire."
     )
 
+    @field_validator("drift_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        from arbiter.durations import parse_window
+
+        parse_window(value, field="alerts.drift_window")  # InvalidInputError is a ValueError
+        return value
+
     @field_validator("webhooks")
     @classmethod
     def _unique_names(cls, value: tuple[WebhookConfig, ...]) -> tuple[WebhookConfig, ...]:

@@ -92,6 +92,8 @@ def test_config_validates_webhooks() -> None:
             HomeConfig.model_validate({"alerts": {"webhooks": [webhook]}})
     with pytest.raises(ValueError, match="unique"):
         HomeConfig.model_validate({"alerts": {"webhooks": [{"name": "a", "url": "https://h"}] * 2}})
+    with pytest.raises(ValueError, match="drift_window"):
+        HomeConfig.model_validate({"alerts": {"drift_window": "soon"}})
     assert len(ALERT_EVENTS) == 9
 
 
