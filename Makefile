@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # deletes, and refuses while `arbiter serve` uses the home).
 FORCE ?=
 
-.PHONY: demo test test-all lint bench clean chromium
+.PHONY: demo test test-all lint bench clean chromium promtool
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 'arbiter needs Python >= 3.11; set PYTHON=python3.11')"
@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-test: $(STAMP) $(AIRFLOW_VENV)/.installed chromium lint
+test: $(STAMP) $(AIRFLOW_VENV)/.installed chromium promtool lint
 	ARBITER_REQUIRE_AIRFLOW=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The dashboard's browser tests (tests/ui) drive Debian's Chromium through Playwright; install
@@ -50,8 +50,16 @@ chromium:
 		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 
 # The full-size simulations too (marked slow; the default run has reduced versions).
-test-all: $(STAMP) $(AIRFLOW_VENV)/.installed chromium
+test-all: $(STAMP) $(AIRFLOW_VENV)/.installed chromium promtool
 	ARBITER_REQUIRE_AIRFLOW=1 $(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
+
+# promtool checks deploy/prometheus/alerts.yml in the tests (tests/alerts); Debian's
+# `prometheus` package carries it. Installed only when missing (CI runs as root).
+promtool:
+	@command -v promtool >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus; }
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/events.py

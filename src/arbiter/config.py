@@ -322,6 +322,139 @@ class EventsConfig(_Frozen):
         return value.strip()
 
 
+#: What an alert can be about (docs/alerts.md). A webhook subscribes to some or all of them.
+AlertEvent = Literal[
+    "canary_advance",
+    "canary_rollback",
+    "canary_promote",
+    "srm_detected",
+    "drift_detected",
+    "loop_decision",
+    "gateway_degraded",
+    "gateway_recovered",
+    "shadow_drop_rate",
+]
+ALERT_EVENTS: tuple[str, ...] = AlertEvent.__args__  # type: ignore[attr-defined]
+
+
+class WebhookConfig(_Frozen):
+    """One receiver of alerts: a generic signed JSON webhook or a Slack incoming webhook.
+
+    The URL and the secret can both come from environment variables, so neither is written
+    in ``arbiter.yaml`` (a Slack webhook URL is itself a credential).
+    """
+
+    name: str = Field(description="Names the webhook in logs, counters and the dead-letter file.")
+    url: str | None = Field(default=None, description="Where alerts are POSTed (http/https).")
+    url_env: str | None = Field(
+        default=None, description="Environment variable holding the URL (instead of url)."
+    )
+    format: Literal["json", "slack"] = Field(
+        default="json",
+        description="json: arbiter's alert document, signed when secret_env is set; slack: "
+        "a Slack incoming-webhook message (text + blocks).",
+    )
+    secret_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the HMAC-SHA256 key; every delivery then "
+        "carries X-Arbiter-Timestamp and X-Arbiter-Signature (docs/alerts.md).",
+    )
+    events: tuple[AlertEvent, ...] = Field(
+        default=ALERT_EVENTS, description="The events sent to this webhook (default: all)."
+    )
+    models: tuple[str, ...] | None = Field(
+        default=None,
+        description="Only alerts about these models (alerts about no model, such as a "
+        "degraded gateway, are always sent). Default: every model.",
+    )
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError(f"webhook {self.name!r}: set exactly one of url and url_env")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook {self.name!r}: url must start with http:// or https://")
+        return self
+
+
+class AlertsConfig(_Frozen):
+    """Webhooks told about canary moves, SRM, drift, loop decisions and gateway trouble.
+
+    Delivery runs in a background thread of each process (gateway worker, CLI, loop), never
+    on a request's path; see docs/alerts.md.
+    """
+
+    webhooks: tuple[WebhookConfig, ...] = ()
+    timeout_s: float = Field(default=5.0, gt=0.0, le=120.0, description="Per HTTP attempt.")
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="Attempts per alert and webhook before it is "
+        "dead-lettered (HTTP 5xx, 408, 429 and network errors are retried; other 4xx are not).",
+    )
+    backoff_s: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=600.0,
+        description="Delay before the first retry; doubles "
+        "after each failed attempt (with jitter), up to max_backoff_s.",
+    )
+    max_backoff_s: float = Field(default=60.0, gt=0.0, le=3600.0)
+    queue_size: int = Field(
+        default=1000, ge=1, description="Deliveries waiting in a process; beyond, dead-lettered."
+    )
+    flush_timeout_s: float = Field(
+        default=5.0,
+        ge=0.0,
+        le=300.0,
+        description="At exit, how long pending deliveries "
+        "may still take; what is left is dead-lettered.",
+    )
+    dead_letter_file: Path | None = Field(
+        default=None,
+        description="JSON lines of undeliverable alerts. Default: HOME/alerts/dead-letter.jsonl.",
+    )
+    check_interval_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        le=86_400.0,
+        description="How often a gateway refreshes its "
+        "drift, SRM, verdict and shadow gauges (and raises their alerts), off the request path.",
+    )
+    drift_window: str = Field(
+        default="5000 rows",
+        description="Served traffic the gateway's drift check compares "
+        "with the champion's reference profile (a duration such as 1h, or N rows).",
+    )
+    shadow_drop_rate: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="shadow_drop_rate fires when more than this "
+        "share of the mirrored requests since the last check were dropped.",
+    )
+    shadow_min_requests: int = Field(
+        default=100, ge=1, description="Mirrored requests a check needs before it may fire."
+    )
+
+    @field_validator("drift_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        from arbiter.durations import parse_window
+
+        parse_window(value, field="alerts.drift_window")  # InvalidInputError is a ValueError
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_names(cls, value: tuple[WebhookConfig, ...]) -> tuple[WebhookConfig, ...]:
+        names = [w.name for w in value]
+        if len(set(names)) != len(names):
+            raise ValueError("webhook names must be unique")
+        return value
+
+
 class HomeConfig(_Frozen):
     """Everything in ``arbiter.yaml``."""
 
@@ -329,6 +462,7 @@ class HomeConfig(_Frozen):
     server: ServerConfig = ServerConfig()
     events: EventsConfig = EventsConfig()
     models: dict[str, ModelConfig] = Field(default_factory=dict)
+    alerts: AlertsConfig = AlertsConfig()
 
     @field_validator("models")
     @classmethod
@@ -388,8 +522,11 @@ def dump_config(config: HomeConfig) -> str:
 
 
 __all__ = [
+    "ALERT_EVENTS",
     "CONFIG_FILE",
     "ABExperimentConfig",
+    "AlertEvent",
+    "AlertsConfig",
     "BanditExperimentConfig",
     "BanditSettings",
     "CanaryConfig",
@@ -414,6 +551,7 @@ __all__ = [
     "RegistryConfig",
     "ServerConfig",
     "ShadowExperimentConfig",
+    "WebhookConfig",
     "dump_config",
     "load_config",
 ]

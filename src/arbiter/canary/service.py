@@ -71,6 +71,9 @@ OPERATIONS = ("pause", "resume", "promote", "abort")
 _TARGET = {"pause": ("paused",), "resume": ("running",), "promote": ("promoted",),
            "abort": ("rolled_back", "aborted")}  # fmt: skip
 LEASE_INTERVALS = 3  # the checkpoint lease lasts this many analysis intervals
+#: The alert each recorded transition raises (arbiter.alerts); supersede raises none.
+_ALERT_EVENTS = {"advance": "canary_advance", "promote": "canary_promote",
+                 "rollback": "canary_rollback", "abort": "canary_rollback"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class CanaryService:
         worker, which sets the SRM check's grace window after a stage starts.
     settle_s : float, default SETTLE_S
         Delay before the read-back that confirms a write (:func:`write_state`).
+    alerts : AlertSink, optional
+        Told about every advance, promotion and rollback this service writes
+        (:mod:`arbiter.alerts`); the writer of a transition is the one that alerts.
     """
 
     def __init__(
@@ -116,6 +122,7 @@ class CanaryService:
         clock: Callable[[], float] = time.time,
         settle_s: float | None = None,
         poll_interval_s: float = 5.0,
+        alerts: Any = None,
     ) -> None:
         if not isinstance(config.experiment, CanaryExperimentConfig):
             raise ConfigError(
@@ -135,6 +142,7 @@ class CanaryService:
         self.challenger_alias = config.experiment.challenger_alias
         self.salt = config.experiment_name(model)
         self._logged: set[str] = set()
+        self.alerts = alerts
 
     # --- checkpoint lease -------------------------------------------------------------------
 
@@ -621,6 +629,7 @@ class CanaryService:
             "registry": effects,
         }
         written = self._write_record(record, snap)
+        self._alert(record)
         if effects is not None and effects.get("champion_conflict") is not None:
             # The champion moved under the promotion: say so in a terminal record now rather
             # than leave "promoted" with unmoved aliases.
@@ -631,6 +640,35 @@ class CanaryService:
             except ArbiterError as exc:
                 log.error("%s: could not record the failed promotion: %s", self.model, exc)
         return written
+
+    def _alert(self, record: dict[str, Any]) -> None:
+        """Tell the alert sink about an advance, promotion, rollback or abort (not supersede)."""
+        event = _ALERT_EVENTS.get(record["action"])
+        if self.alerts is None or event is None:
+            return
+        reasons = "; ".join(str(r) for r in record.get("reasons") or []) or record["action"]
+        verb = {"abort": "aborted", "rollback": "rolled back", "promote": "promoted"}.get(
+            record["action"], f"advanced to {record.get('share', 0):.0%}"
+        )
+        evidence = record.get("evidence") or {}
+        details = {
+            "action": record["action"],
+            "status": record.get("status"),
+            "from_stage": record.get("from_stage"),
+            "to_stage": record.get("to_stage"),
+            "share": record.get("share"),
+            "challenger_version": record.get("challenger_version"),
+            "champion_version": record.get("champion_version"),
+            "actor": record.get("actor"),
+            "reasons": [str(r) for r in record.get("reasons") or []],
+            "breaches": evidence.get("breaches"),
+        }
+        self.alerts.notify(
+            event,
+            f"{self.model}: canary of v{record.get('challenger_version')} {verb}: {reasons}",
+            model=self.model,
+            details=json_safe(details),
+        )
 
     def _write_record(self, record: dict[str, Any], snap: Snapshot) -> dict[str, Any]:
         try:

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
+from arbiter.alerts.sink import open_alerts
 from arbiter.config import HomeConfig
 from arbiter.errors import EventStoreError
 from arbiter.gateway.controllers import prime_controllers, start_controllers, stop_controllers
@@ -31,6 +32,7 @@ from arbiter.gateway.metrics import GatewayMetrics
 from arbiter.gateway.middleware.auth import TokenAuthMiddleware
 from arbiter.gateway.middleware.body_limit import BodyLimitMiddleware
 from arbiter.gateway.middleware.content_encoding import DecompressMiddleware
+from arbiter.gateway.monitoring import GatewayMonitor, run_monitor
 from arbiter.gateway.openapi import complete as complete_openapi
 from arbiter.gateway.pool import ModelPool
 from arbiter.gateway.recent_requests import RecentRequests
@@ -116,6 +118,8 @@ async def _poll_registry(state: GatewayState, interval_s: float) -> None:
             log.exception("registry poll failed")
             continue
         state.metrics.registry_up.set(1 if state.pool.status.reachable else 0)
+        if state.monitor is not None:
+            state.monitor.check_registry(state.pool.status.reachable)  # alerts on a change
         for model, alias, _old, new in swaps:
             state.metrics.swaps.labels(model, alias).inc()
             executor = state.shadows.get(model)
@@ -172,6 +176,14 @@ def create_app(
             max_batch=config.events.max_batch,
         ).start()
         install_storage_metrics(metrics, writer, store)
+        # Alerts leave from a background thread (arbiter.alerts), never from a request.
+        alerts = open_alerts(
+            home.root,
+            config,
+            component="gateway",
+            registry=None if metrics.multiprocess else metrics.registry,
+            private_registry=False,
+        )
         shadows: dict[str, ShadowExecutor] = {}
         for name, cfg in config.models.items():
             exp = cfg.experiment
@@ -205,11 +217,15 @@ def create_app(
             token=token,
             admin_token=config.admin_token(),
             recent=recent,
+            alerts=alerts,
         )
+        state.monitor = GatewayMonitor(state)
+        state.monitor.check_registry(pool.status.reachable)
         app.state.arbiter = state
         await prime_controllers(state)
         poller = asyncio.create_task(_poll_registry(state, config.registry.poll_interval_s))
         controllers = start_controllers(state)
+        monitor = asyncio.create_task(run_monitor(state, state.monitor), name="monitor")
         for name, endpoint in pool.endpoints.items():
             log.info(
                 "serving %s: %s (%s)",
@@ -224,7 +240,7 @@ def create_app(
         try:
             yield
         finally:
-            await stop_controllers(controllers)
+            await stop_controllers([*controllers, monitor])
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
@@ -238,6 +254,8 @@ def create_app(
                 retry_s=config.events.shutdown_retry_s,
                 spill_dir=home.spill_dir(config),
             )
+            # Pending alerts (a rollback just decided) get alerts.flush_timeout_s, no more.
+            await asyncio.to_thread(alerts.close)
             if hasattr(store, "close"):
                 store.close()  # the PostgreSQL store's connections
             # Give frozen objects back to the collector, so extension modules (DuckDB's

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from arbiter.canary.store import new_holder_id
 from arbiter.errors import ArbiterError
+from arbiter.gateway.monitoring import observe_checkpoint
 from arbiter.routing.canary import CanaryStrategy
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def _service(state: GatewayState, name: str) -> CanaryService:
         name,
         state.config.models[name],
         poll_interval_s=state.config.registry.poll_interval_s,
+        alerts=getattr(state, "alerts", None),  # a worker without alerts (tests) has none
     )
 
 
@@ -232,6 +234,8 @@ class _Controller:
             await asyncio.sleep(service.plan.analysis_interval_s)
             try:
                 result = await asyncio.to_thread(self._checkpoint, service)
+                if result is not None:  # SRM p-value and verdict gauges, the SRM alert
+                    observe_checkpoint(self.state, self.name, result.evidence)
                 if result is not None and result.record is not None:
                     _count_transition(self.state, self.name, result.action)
                     self.wake.set()

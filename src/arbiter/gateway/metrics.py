@@ -106,6 +106,45 @@ class GatewayMetrics:
         self.outcomes = Counter(
             "arbiter_outcomes_total", "Outcome events durably stored via /outcomes.", **kw
         )
+        # Refreshed off the request path by the monitor (arbiter.gateway.monitoring) and the
+        # canary checkpoints: analyses, not request counts (issue 12).
+        self.drift_score = Gauge(
+            "arbiter_drift_score",
+            "Drift statistic of one feature (its method's: PSI, KS D, ...) of the champion's "
+            "served traffic against its reference profile, at the last check.",
+            ["model", "feature", "method"],
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
+        self.drift_detected = Gauge(
+            "arbiter_drift_detected",
+            "1 when the last drift check found the model's dataset drifted, else 0.",
+            ["model"],
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
+        self.shadow_discrepancy = Gauge(
+            "arbiter_shadow_discrepancy_rate",
+            "Share of shadowed rows where champion and challenger disagree (last check).",
+            ["model", "experiment"],
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
+        self.srm_p_value = Gauge(
+            "arbiter_srm_p_value",
+            "Sample-ratio-mismatch chi-square p-value of the experiment's split (last check).",
+            ["model", "experiment"],
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
+        self.verdict = Gauge(
+            "arbiter_verdict",
+            "1 for the experiment's current verdict (promote, keep_champion, continue, "
+            "rollback, ...), 0 for the others it had.",
+            ["model", "experiment", "decision"],
+            multiprocess_mode="mostrecent",
+            **kw,
+        )
         # What each registered strategy adds (arbiter.strategies; e.g. the canary's share).
         self.strategy_metrics: dict[str, Counter | Gauge] = {}
         for spec in SPECS.values():

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from arbiter.alerts.sink import NullAlerts
 from arbiter.config import HomeConfig
 from arbiter.gateway.dispatch import Dispatcher
 from arbiter.gateway.metrics import GatewayMetrics
@@ -31,6 +32,8 @@ class GatewayState:
     admin_token: str | None = None  # the admin API's token (its own, else the API token)
     recent: Any = None  # arbiter.gateway.recent_requests.RecentRequests: /feedback's checks
     started_at: float = field(default_factory=time.time)
+    alerts: Any = field(default_factory=NullAlerts)  # arbiter.alerts.AlertSink (issue 12)
+    monitor: Any = None  # arbiter.gateway.monitoring.GatewayMonitor: gauges, change alerts
 
     def count_ok(self, model: str, arm: str, protocol: str, start: float) -> None:
         self.metrics.requests.labels(model, arm, protocol, "200").inc()

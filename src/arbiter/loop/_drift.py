@@ -10,8 +10,14 @@ if TYPE_CHECKING:
     from arbiter.loop.context import LoopContext
 
 
-def check(ctx: LoopContext, champion: str | None, inputs: dict[str, Any]) -> dict[str, Any]:
-    """Drift evidence for the decision record; no profile or no traffic means no drift."""
+def check(
+    ctx: LoopContext, champion: str | None, inputs: dict[str, Any], *, reference: Any = None
+) -> dict[str, Any]:
+    """Drift evidence for the decision record; no profile or no traffic means no drift.
+
+    ``reference`` is the champion's profile when the caller already holds it (the gateway's
+    monitor caches it per version rather than download it at every check).
+    """
     from arbiter.drift import check_drift
     from arbiter.durations import parse_window
     from arbiter.errors import NotFoundError
@@ -21,9 +27,13 @@ def check(ctx: LoopContext, champion: str | None, inputs: dict[str, Any]) -> dic
     if champion is None:
         return {"drifted": False, "status": "no_champion", "summary": "no champion to compare"}
     try:
-        reference = load_profile(
-            ctx.registry.tracking_uri, ctx.model, champion, registry_uri=ctx.registry.registry_uri
-        )
+        if reference is None:
+            reference = load_profile(
+                ctx.registry.tracking_uri,
+                ctx.model,
+                champion,
+                registry_uri=ctx.registry.registry_uri,
+            )
     except NotFoundError as exc:
         return {
             "drifted": False,

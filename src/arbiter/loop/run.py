@@ -179,6 +179,7 @@ def run_cycle(
         Another process is driving the model, or a step failed (its error is recorded and the
         next run retries it).
     """
+    from arbiter.alerts import open_alerts
     from arbiter.events.location import open_event_store
     from arbiter.registry import registry_for_home
 
@@ -193,7 +194,8 @@ def run_cycle(
     h = Home.at(home)
     config = h.config()
     store = CycleStore(h.root)
-    with store.lock(model):
+    # Alerts (loop decisions, drift) leave from a background thread, flushed (bounded) at exit.
+    with store.lock(model), open_alerts(h.root, config, component="loop") as alerts:
         registry = registry_for_home(h.root)
         ctx = LoopContext(h, model, config, registry, open_event_store(h, config))
         notes: list[str] = []
@@ -231,6 +233,14 @@ def run_cycle(
                     log.info(
                         "cycle %s finished: %s (%s)", record.cycle_id, action.verdict, action.reason
                     )
+                    alerts.notify(
+                        "loop_decision",
+                        f"{model}: loop cycle {record.cycle_id} finished: {action.verdict} "
+                        f"({action.reason})",
+                        model=model,
+                        details={"cycle_id": record.cycle_id, "verdict": action.verdict,
+                                 "reason": action.reason},
+                    )  # fmt: skip
                 break
             if action.name in ran or STEPS.index(action.name) > limit:
                 break
@@ -248,6 +258,15 @@ def run_cycle(
             store.save(record)
             ran.append(action.name)
             summary = outcome.evidence.get("summary", "")
+            if action.name == "drift" and outcome.evidence.get("drifted"):
+                alerts.notify(
+                    "drift_detected",
+                    f"{model}: drift detected by loop cycle {record.cycle_id}: {summary}",
+                    model=model,
+                    details={"cycle_id": record.cycle_id, "source": "loop",
+                             "n_drifted": outcome.evidence.get("n_drifted"),
+                             "n_tested": outcome.evidence.get("n_tested")},
+                )  # fmt: skip
             log.info("cycle %s: %s %s: %s", record.cycle_id, action.name, status, summary)
         upcoming = None if record.finished else _describe(next_action(record, clock()))
         return LoopRun(record, tuple(ran), resumed, upcoming, tuple(notes))

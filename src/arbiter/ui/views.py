@@ -19,6 +19,7 @@ from typing import Any
 
 from arbiter.config import HomeConfig
 from arbiter.errors import ArbiterError, NotFoundError
+from arbiter.events.location import event_log_exists
 from arbiter.home import Home
 from arbiter.ui import figures
 
@@ -49,10 +50,14 @@ class Dashboard:
 
         return registry_for_home(self.home.root)
 
-    def connect(self) -> Any:
-        from arbiter.events import EventStore
+    @cached_property
+    def events(self) -> Any:
+        from arbiter.events.location import open_event_store
 
-        return EventStore(self.home.root).connect()
+        return open_event_store(self.home, self.config)  # whatever events.url names
+
+    def connect(self) -> Any:
+        return self.events.connect()
 
     def models(self) -> list[str]:
         return sorted(self.config.models)
@@ -70,7 +75,7 @@ class Dashboard:
 
 def overview(d: Dashboard) -> dict[str, Any]:
     """Every configured model: aliases, running experiment, live traffic and verdict."""
-    has_events = d.home.events.exists()
+    has_events = event_log_exists(d.home, d.config)
     cards = []
     for model in d.models():
         cards.append(_model_card(d, model, has_events))
@@ -200,7 +205,7 @@ def _waiting_for_labels(analysis: dict[str, Any]) -> str | None:
 
 def experiment_names(d: Dashboard, model: str) -> list[dict[str, Any]]:
     """The experiments the model has logged, oldest first (``arbiter report``'s list)."""
-    if not d.home.events.exists():
+    if not event_log_exists(d.home, d.config):
         return []
     from arbiter.report.summary import experiments
 
@@ -363,7 +368,7 @@ def _drift_over_time(d: Dashboard, model: str) -> tuple[dict[str, Any], Any, str
     from arbiter.drift import DriftConfig, check_drift
     from arbiter.events.window import read_window
 
-    if not d.home.events.exists():
+    if not event_log_exists(d.home, d.config):
         raise NotFoundError("no event log yet: serve some traffic first")
     alias = d.home.aliases(model)[0]
     version = d.registry.aliases(model).get(alias)

@@ -46,6 +46,12 @@ def _service(home: Path, model: str) -> Any:
     return CanaryService(registry, h.root, model, config.models[model], poll_interval_s=poll_s)
 
 
+def _config(home: Path) -> Any:
+    from arbiter.home import Home
+
+    return Home.at(home).config()
+
+
 def _when(ts: float | None) -> str:
     from datetime import UTC, datetime
 
@@ -122,9 +128,14 @@ def status(model: str = ModelOption, home: Path = HomeOption, as_json: bool = Js
 
 
 def _operate(operation: str, model: str, home: Path, reason: str | None, as_json: bool) -> None:
+    from arbiter.alerts import open_alerts
     from arbiter.cli.output import print_json
 
-    result = _service(home, model).operate(operation, reason)
+    service = _service(home, model)
+    # A promote or abort from the CLI alerts like a checkpoint's; flushed (bounded) at exit.
+    with open_alerts(service.home_root, _config(home), component="cli") as alerts:
+        service.alerts = alerts
+        result = service.operate(operation, reason)
     if as_json:
         print_json(result)
         return

@@ -59,6 +59,10 @@ def serve(
 
         raise NotFoundError(f"home {h.root} does not exist; run `arbiter demo` or create it")
     config = h.config()
+    if config.alerts.webhooks:  # an unset url_env/secret_env: one line now, not in a worker
+        from arbiter.alerts import resolve_webhooks
+
+        resolve_webhooks(config.alerts)
     from arbiter.serve_lock import serving
 
     # Held while serving: `arbiter demo` refuses to rebuild a home a server uses.

@@ -79,6 +79,7 @@ def _service(state: GatewayState, name: str) -> Any:
         name,
         endpoint.config,
         poll_interval_s=state.config.registry.poll_interval_s,
+        alerts=state.alerts,
     )
 
 
