@@ -71,6 +71,11 @@ def test_an_experiment_page_draws_its_charts(stack: Stack, page: Any) -> None:
     expect(page.locator(".agreement")).to_contain_text("%")
     page.locator("#chart-disagreement .main-svg").first.wait_for()
     wait_for(lambda: _points(page, "predictions") > 0, timeout_s=30)
+    # The shadow report's rows (tests/ui/test_shadow_page.py checks their values).
+    expect(page.locator("p.recommendation")).to_contain_text("Recommendation: ")
+    expect(page.locator("table.directions tbody tr").first).to_be_visible()
+    expect(page.locator("table.models")).to_contain_text("sklearn")
+    screenshot(page, "shadow")
 
 
 def test_a_wrong_token_is_refused_clearly(stack: Stack, page: Any) -> None:
