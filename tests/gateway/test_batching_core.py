@@ -224,7 +224,8 @@ def test_a_batch_answers_each_request_as_its_own_call_would(
 ) -> None:
     requests = [fraud_rows[0:1], fraud_rows[1:4], fraud_rows[4:5]]
     parts = [batch_part(champion, "rows", rows, None) for rows in requests]
-    results = score_parts(champion, parts)  # type: ignore[arg-type]
+    results, alone = score_parts(champion, parts)  # type: ignore[arg-type]
+    assert not alone
     for rows, (ok, scored, start, end) in zip(requests, results, strict=True):
         alone = champion.predict_rows(rows)
         assert ok and start <= end
@@ -232,7 +233,7 @@ def test_a_batch_answers_each_request_as_its_own_call_would(
         np.testing.assert_allclose(scored.proba, alone.proba, rtol=1e-12)
     frames = [pd.DataFrame(rows) for rows in requests]
     parts = [batch_part(champion, "frame", frame, None) for frame in frames]
-    for frame, (ok, scored, _s, _e) in zip(frames, score_parts(champion, parts), strict=True):  # type: ignore[arg-type]
+    for frame, (ok, scored, _s, _e) in zip(frames, score_parts(champion, parts)[0], strict=True):  # type: ignore[arg-type]
         assert ok and scored.predictions == champion.predict_frame(frame).predictions
 
 
@@ -245,10 +246,9 @@ def test_a_row_that_makes_the_model_fail_fails_only_its_own_request(
     poisoned = [{**fraud_rows[2], "amount": math.nan}]
     requests = [fraud_rows[0:1], poisoned, fraud_rows[3:5]]
     parts = [batch_part(champion, "rows", rows, None, finite=False) for rows in requests]
-    ok = [result[0] for result in score_parts(champion, parts)]  # type: ignore[arg-type]
-    assert ok == [True, False, True]
-    error = score_parts(champion, parts)[1][1]  # type: ignore[arg-type]
-    assert "NaN" in str(error)
+    results, alone = score_parts(champion, parts)  # type: ignore[arg-type]
+    assert alone and [result[0] for result in results] == [True, False, True]
+    assert "NaN" in str(results[1][1])
 
 
 def test_inputs_that_must_run_alone() -> None:

@@ -115,24 +115,25 @@ def batch_part(
 PartResult = tuple[bool, Any, float, float]
 
 
-def score_parts(model: ServableModel, parts: Sequence[BatchPart]) -> list[PartResult]:
+def score_parts(model: ServableModel, parts: Sequence[BatchPart]) -> tuple[list[PartResult], bool]:
     """Score ``parts`` (all of one batch key) with one call, split back in order.
 
     A call that raises, or whose output cannot be split row by row, is followed by one call
-    per part, so each part gets its own answer or its own error. Never raises.
+    per part, so each part gets its own answer or its own error. Never raises. Returns the
+    results and whether that happened (the batch was scored one part at a time).
     """
     if len(parts) == 1:
-        return [_alone(model, parts[0])]
+        return [_alone(model, parts[0])], False
     start = time.perf_counter()
     try:
         scored = _call(model, parts[0].kind, _merge(parts), parts[0].finite)
     except Exception:  # some part made the model fail: find which, one call each
-        return [_alone(model, part) for part in parts]
+        return [_alone(model, part) for part in parts], True
     end = time.perf_counter()
     slices = split_scored(scored, [part.n_rows for part in parts])
     if slices is None:
-        return [_alone(model, part) for part in parts]
-    return [(True, piece, start, end) for piece in slices]
+        return [_alone(model, part) for part in parts], True
+    return [(True, piece, start, end) for piece in slices], False
 
 
 def _alone(model: ServableModel, part: BatchPart) -> PartResult:

@@ -401,11 +401,15 @@ class _BatchEntry:
     champion: bool
 
 
-def _score_batch(entries: list[_BatchEntry]) -> list[tuple[bool, Any]]:
+def _score_batch(
+    entries: list[_BatchEntry], on_alone: Callable[[], None]
+) -> list[tuple[bool, Any]]:
     """Score a batch in a pool thread: per entry ``(True, (Scored, start))`` or
-    ``(False, exception)`` (a batch that fails is re-scored per request, see
-    :func:`arbiter.gateway.batching.score_parts`)."""
-    results = score_parts(entries[0].model, [entry.part for entry in entries])
+    ``(False, exception)``. A batch that fails is re-scored per request
+    (:func:`arbiter.gateway.batching.score_parts`), and ``on_alone`` counts it."""
+    results, alone = score_parts(entries[0].model, [entry.part for entry in entries])
+    if alone:
+        on_alone()
     return [(ok, (value, start) if ok else value) for ok, value, start, _end in results]
 
 
@@ -595,7 +599,7 @@ class Dispatcher:
         name = entries[0].model.name
         self.metrics.batch_rows.labels(name).observe(sum(e.part.n_rows for e in entries))
         self.metrics.batch_requests.labels(name).observe(len(entries))
-        return pool.submit(_score_batch, entries)
+        return pool.submit(_score_batch, entries, self.metrics.batch_retries.labels(name).inc)
 
     def _fallback_request(
         self,

@@ -124,6 +124,14 @@ class GatewayMetrics:
             buckets=BATCH_BUCKETS,
             **kw,
         )
+        self.batch_retries = Counter(
+            "arbiter_batch_retries_total",
+            "Batched model calls that raised (or answered something not one entry per row) "
+            "and were scored again one request at a time, so that only the request the model "
+            "fails on gets the error.",
+            ["model"],
+            **kw,
+        )
         self.shadow_batch_requests = Histogram(
             "arbiter_shadow_batch_requests",
             "Shadow requests per call in the shadow workers, by model (queued shadows are "

@@ -101,7 +101,7 @@ def score_jobs(
         else:
             together.setdefault(part.signature, []).append(i)
     for indexes in together.values():
-        results = score_parts(model, [parts[i] for i in indexes])  # type: ignore[misc]
+        results, _alone = score_parts(model, [parts[i] for i in indexes])  # type: ignore[misc]
         for i, (ok, value, start, end) in zip(indexes, results, strict=True):
             latency_ms = (end - start) * 1000.0
             outcomes[i] = (value, None, latency_ms) if ok else (None, _describe(value), latency_ms)
