@@ -475,6 +475,7 @@ class Dispatcher:
         self._champion_pool = _ScoringPool("champion", SCORING_THREADS)
         self._challenger_pool = _ScoringPool("challenger", SCORING_THREADS)
         self._batcher: Batcher[_BatchEntry] = Batcher(self._launch_batch)
+        self._batch_metrics: dict[str, tuple[Any, Any, Any]] = {}
 
     def serve(
         self,
@@ -597,9 +598,20 @@ class Dispatcher:
         champion = any(entry.champion for entry in entries)
         pool = self._champion_pool if champion else self._challenger_pool
         name = entries[0].model.name
-        self.metrics.batch_rows.labels(name).observe(sum(e.part.n_rows for e in entries))
-        self.metrics.batch_requests.labels(name).observe(len(entries))
-        return pool.submit(_score_batch, entries, self.metrics.batch_retries.labels(name).inc)
+        rows, requests, retries = self._batch_metrics.get(name) or self._batch_metrics_of(name)
+        rows.observe(sum(e.part.n_rows for e in entries))
+        requests.observe(len(entries))
+        return pool.submit(_score_batch, entries, retries.inc)
+
+    def _batch_metrics_of(self, name: str) -> tuple[Any, Any, Any]:
+        """The batch metrics' children of one model (``labels()`` takes a lock: once)."""
+        children = (
+            self.metrics.batch_rows.labels(name),
+            self.metrics.batch_requests.labels(name),
+            self.metrics.batch_retries.labels(name),
+        )
+        self._batch_metrics[name] = children
+        return children
 
     def _fallback_request(
         self,
