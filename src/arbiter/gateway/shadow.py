@@ -248,6 +248,8 @@ def _process_main(
     def run_group(name: str, version: str, kind: str, group: list[Any]) -> list[Outcome]:
         """Outcomes of the tasks ``(task_id, name, version, kind, data, params)`` of one
         version and kind."""
+        if busy is not None:
+            busy[index] = _IDLE  # loading is never "hung" (a batch may hold two versions)
         try:
             loaded = model(name, version)
         except Exception as exc:  # every task of the version fails alike
