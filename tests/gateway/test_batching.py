@@ -334,3 +334,44 @@ def test_queued_shadows_share_a_call_in_the_shadow_worker(serve_echo: Callable[.
         assert float(value) == served[request_id]  # paired with its own request
         shadow_calls[call] = shadow_calls.get(call, 0) + 1
     assert max(shadow_calls.values()) > 1
+
+
+def test_a_hung_shadow_batch_frees_every_slot_it_held(serve_echo: Callable[..., Any]) -> None:
+    """The challenger (v1) hangs 60 s on x = STALL. The watchdog kills the worker after
+    shadow_hang_s and settles every job of the call it was killed in, so no slot stays held:
+    the executor drains to zero in flight and the next shadows are scored."""
+    config = {
+        "champion_alias": "slow",
+        "experiment": {
+            "strategy": "shadow",
+            "challenger_alias": "echo",
+            "shadow_max_in_flight": 16,
+            "shadow_timeout_s": 1.0,
+            "shadow_hang_s": 2.0,
+            "shadow_executor": "process",
+        },
+    }
+    server, _home = serve_echo(config)
+
+    def shadow_state() -> dict[str, Any]:
+        models = httpx.get(server.url + "/models", timeout=30).json()["models"]
+        return dict(models[0]["experiment"]["shadow"])
+
+    bodies = [{"features": {"x": STALL}}] + [{"features": {"x": float(i)}} for i in range(1, 8)]
+    assert all(r.status_code == 200 for r in _post_all(server.url, bodies))
+    deadline = time.monotonic() + 120
+    while not (shadow_state()["restarts"] >= 1 and shadow_state()["in_flight"] == 0):
+        assert time.monotonic() < deadline, shadow_state()
+        time.sleep(0.2)
+    # The replacement worker answers again: later shadows are accepted and their slots come
+    # back without another restart (whether within shadow_timeout_s depends on how much CPU a
+    # nice-19 worker gets on a busy machine, so timeouts count too).
+    state = shadow_state()
+    assert all(r.status_code == 200 for r in _post_all(server.url, bodies[1:4]))
+    while True:
+        now = shadow_state()
+        if now["accepted"] == state["accepted"] + 3 and now["in_flight"] == 0:
+            break
+        assert time.monotonic() < deadline + 120, now
+        time.sleep(0.2)
+    assert now["restarts"] == state["restarts"]
