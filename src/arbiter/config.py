@@ -159,6 +159,23 @@ class ModelConfig(_Frozen):
     )
     loop: LoopConfig = LoopConfig()
     inputs: InputsConfig = InputsConfig()
+    # Adaptive batching (docs/batching.md): concurrent requests for one model version share
+    # one model call. Either setting at 0 turns it off.
+    max_batch_size: int = Field(
+        default=32,
+        ge=0,
+        le=100_000,
+        description="Most rows one batched model call takes (a request's rows all count); "
+        "also the most queued shadow rows a shadow worker scores in one call. 0 or 1: off.",
+    )
+    max_batch_delay_ms: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=1_000.0,
+        description="Longest a request waits for others to join its batch while a call of the "
+        "same version is running; an idle model is called at once (after one event-loop "
+        "turn). 0: off, every request is its own call.",
+    )
 
     @model_validator(mode="after")
     def _metric_references(self) -> ModelConfig:

@@ -104,6 +104,42 @@ class BusyModel(PythonModel):
         return np.full(len(model_input), self.constant, dtype=np.int64)
 
 
+class EchoModel(PythonModel):
+    """Answers ``"<value>@<call>"`` per row: the row's ``column`` value and an id of the call
+    that scored it, so a test sees which row each answer belongs to and which requests shared
+    a call (adaptive batching). Sleeps ``seconds`` per call; raises on a call with a row whose
+    value is ``fail_value``; hangs ``stall_s`` on a call with a row whose value is
+    ``stall_value``."""
+
+    def __init__(
+        self,
+        column: str,
+        seconds: float = 0.0,
+        fail_value: float | None = None,
+        stall_value: float | None = None,
+        stall_s: float = 60.0,
+    ) -> None:
+        self.column = column
+        self.seconds = seconds
+        self.fail_value = fail_value
+        self.stall_value = stall_value
+        self.stall_s = stall_s
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        import uuid
+
+        values = model_input[self.column]
+        if self.fail_value is not None and (values == self.fail_value).any():
+            raise ValueError(f"injected failure on {self.column}={self.fail_value:g}")
+        if self.stall_value is not None and (values == self.stall_value).any():
+            time.sleep(self.stall_s)
+        time.sleep(self.seconds)
+        call = uuid.uuid4().hex[:8]
+        return np.array([f"{value:g}@{call}" for value in values], dtype=object)
+
+
 class SimulatedClassifier(PythonModel):
     """A binary classifier with a chosen accuracy and failure rate, for simulations.
 
@@ -142,6 +178,7 @@ class SimulatedClassifier(PythonModel):
 
 __all__ = [
     "BusyModel",
+    "EchoModel",
     "FailingModel",
     "RaisingOnValueModel",
     "SimulatedClassifier",

@@ -212,8 +212,17 @@ def test_a_hung_shadow_worker_is_replaced_and_the_shadow_queue_drains(
             return ok in client.get("/metrics").text
 
         wait_for(an_ordinary_shadow_completed, timeout_s=30, interval_s=0.2)
-        # Every earlier shadow has returned, so no completion below predates the poison.
-        wait_for(lambda: _shadow_state(client)["in_flight"] == 0, timeout_s=30)
+
+        # Every earlier shadow has returned and been counted (a slot frees when the worker
+        # answers, a moment before the event loop counts the answer), so no completion below
+        # predates the poison.
+        def all_counted() -> bool:
+            state = _shadow_state(client)
+            counted = _counter(client.get("/metrics").text, ok)
+            done = counted + state["timeouts"] + state["failures"]
+            return bool(state["in_flight"] == 0 and done == state["accepted"])
+
+        wait_for(all_counted, timeout_s=30)
         completed_before = _counter(client.get("/metrics").text, ok)
         assert _predict(client, "u-poison", poisoned).status_code == 200  # the champion answers
         # The worker hangs; the watchdog replaces it (a new process loads the model again).

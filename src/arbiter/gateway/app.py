@@ -26,6 +26,7 @@ from starlette.schemas import SchemaGenerator
 from arbiter.alerts.sink import open_alerts
 from arbiter.config import HomeConfig
 from arbiter.errors import EventStoreError
+from arbiter.gateway.batching import BatchLimits
 from arbiter.gateway.controllers import prime_controllers, start_controllers, stop_controllers
 from arbiter.gateway.dispatch import Dispatcher
 from arbiter.gateway.metrics import GatewayMetrics
@@ -190,6 +191,7 @@ def create_app(
             if not isinstance(exp, ShadowExperimentConfig):  # only shadows mirror requests
                 continue
             challenger = pool.endpoints[name].model(exp.challenger_alias)
+            limits = BatchLimits.of(cfg.max_batch_size, cfg.max_batch_delay_ms)
             shadows[name] = ShadowExecutor(
                 name,
                 max_in_flight=exp.shadow_max_in_flight,
@@ -200,6 +202,9 @@ def create_app(
                 registry_uri=getattr(reg, "registry_uri", None),
                 hang_s=exp.shadow_hang_s,  # the watchdog of a hung worker (issue 14)
                 on_restart=metrics.shadow_restarts.labels(name).inc,
+                # Queued shadows share a call in the workers (docs/batching.md).
+                max_batch_size=limits.max_rows if limits.enabled else 1,
+                on_batch=metrics.shadow_batch_requests.labels(name).observe,
             )
             preload = [(name, challenger.version)] if challenger is not None else []
             await asyncio.to_thread(shadows[name].start, preload)

@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from arbiter.errors import ArbiterError, ModelError, ModelTimeoutError
 from arbiter.features import coerce_frame, coerce_rows
+from arbiter.gateway.batching import Batcher, BatchLimits, BatchPart, batch_part, score_parts
 from arbiter.gateway.metrics import GatewayMetrics
 from arbiter.gateway.pool import Endpoint
 from arbiter.gateway.responses import NotReadyError
@@ -58,6 +59,11 @@ class ModelInput(Protocol):
     def payload(self, model: ServableModel | None = None) -> tuple[str, Any, dict[str, Any] | None]:
         """``(kind, data, params)`` to score elsewhere (a shadow worker process): the input
         as coerced for ``model`` (default: the model checked last)."""
+        ...
+
+    def batch_part(self, model: ServableModel) -> BatchPart | None:
+        """The input as coerced for ``model`` (checked before), as one part of a batched
+        call; None when it must be scored alone (:func:`arbiter.gateway.batching.batch_part`)."""
         ...
 
 
@@ -151,6 +157,11 @@ class RowsInput(_PerModel):
         shadow the dispatcher has just checked and is about to submit)."""
         rows = self._rows_for(model) if model is not None else self._last(self.rows)
         return "rows", rows, None
+
+    def batch_part(self, model: ServableModel) -> BatchPart | None:
+        return batch_part(
+            model, "rows", self._rows_for(model), None, finite=not self.allow_non_finite
+        )
 
 
 class FrameInput(_PerModel):
@@ -253,6 +264,11 @@ class FrameInput(_PerModel):
         shadow the dispatcher has just checked and is about to submit)."""
         frame = self._frame_for(model) if model is not None else self._last(self.frame)
         return "frame", frame, self.params
+
+    def batch_part(self, model: ServableModel) -> BatchPart | None:
+        return batch_part(
+            model, "frame", self._frame_for(model), self.params, finite=not self.allow_non_finite
+        )
 
 
 def _has_infinity(frame: Any) -> bool:
@@ -375,6 +391,28 @@ def _timed(inp: ModelInput, model: ServableModel) -> tuple[Scored, float]:
     return inp.score(model), start
 
 
+@dataclass(frozen=True, slots=True)
+class _BatchEntry:
+    """One request's share of a batched call: its model (any arm's object of the version)
+    and its coerced rows."""
+
+    model: ServableModel
+    part: BatchPart
+    champion: bool
+
+
+def _score_batch(
+    entries: list[_BatchEntry], on_alone: Callable[[], None]
+) -> list[tuple[bool, Any]]:
+    """Score a batch in a pool thread: per entry ``(True, (Scored, start))`` or
+    ``(False, exception)``. A batch that fails is re-scored per request
+    (:func:`arbiter.gateway.batching.score_parts`), and ``on_alone`` counts it."""
+    results, alone = score_parts(entries[0].model, [entry.part for entry in entries])
+    if alone:
+        on_alone()
+    return [(ok, (value, start) if ok else value) for ok, value, start, _end in results]
+
+
 def resolve_model(
     endpoint: Endpoint,
     models: Mapping[str, ServableModel],
@@ -436,6 +474,8 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self._champion_pool = _ScoringPool("champion", SCORING_THREADS)
         self._challenger_pool = _ScoringPool("challenger", SCORING_THREADS)
+        self._batcher: Batcher[_BatchEntry] = Batcher(self._launch_batch)
+        self._batch_metrics: dict[str, tuple[Any, Any, Any]] = {}
 
     def serve(
         self,
@@ -515,10 +555,9 @@ class Dispatcher:
     ) -> Outcome:
         """Score in the arm's pool and wait at most the arm's deadline; log either way."""
         champion = request.arm == CHAMPION
-        pool = self._champion_pool if champion else self._challenger_pool
         timeout = endpoint.config.experiment.timeout_s(request.arm)
         start = time.perf_counter()
-        future = pool.submit(_timed, inp, request.model)
+        future = self._submit(endpoint, request, inp, champion)
         try:
             scored, model_start = await asyncio.wait_for(future, timeout)
         except TimeoutError:
@@ -534,6 +573,45 @@ class Dispatcher:
             self._failed(endpoint, request, inp, start, exc)
             raise
         return self._served(endpoint, request, inp, model_start, scored, fallback_from)
+
+    def _submit(
+        self, endpoint: Endpoint, request: _Request, inp: ModelInput, champion: bool
+    ) -> asyncio.Future[tuple[Scored, float]]:
+        """Queue the call in the batcher (docs/batching.md) or, batching off or an input that
+        must run alone, hand it to the arm's pool; the future gives ``(scored, start)``."""
+        model = request.model
+        cfg = endpoint.config
+        limits = BatchLimits.of(cfg.max_batch_size, cfg.max_batch_delay_ms)
+        part = inp.batch_part(model) if limits.enabled else None
+        if part is None:
+            pool = self._champion_pool if champion else self._challenger_pool
+            return pool.submit(_timed, inp, model)
+        # The key is the version, not the arm: two arms on one version share calls.
+        key = (model.name, model.version, part.signature)
+        return self._batcher.submit(key, _BatchEntry(model, part, champion), part.n_rows, limits)
+
+    def _launch_batch(
+        self, key: Any, entries: list[_BatchEntry]
+    ) -> asyncio.Future[list[tuple[bool, Any]]]:
+        """One batched call in a scoring pool: the champion's when a champion request is in
+        it (the version is the champion's then), else the other arms'."""
+        champion = any(entry.champion for entry in entries)
+        pool = self._champion_pool if champion else self._challenger_pool
+        name = entries[0].model.name
+        rows, requests, retries = self._batch_metrics.get(name) or self._batch_metrics_of(name)
+        rows.observe(sum(e.part.n_rows for e in entries))
+        requests.observe(len(entries))
+        return pool.submit(_score_batch, entries, retries.inc)
+
+    def _batch_metrics_of(self, name: str) -> tuple[Any, Any, Any]:
+        """The batch metrics' children of one model (``labels()`` takes a lock: once)."""
+        children = (
+            self.metrics.batch_rows.labels(name),
+            self.metrics.batch_requests.labels(name),
+            self.metrics.batch_retries.labels(name),
+        )
+        self._batch_metrics[name] = children
+        return children
 
     def _fallback_request(
         self,

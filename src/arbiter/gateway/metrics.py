@@ -21,6 +21,8 @@ from prometheus_client import (
 
 from arbiter.strategies import SPECS, MetricSpec
 
+#: Rows (or requests) per batched model call: powers of two up to well past the default 32.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -145,6 +147,38 @@ class GatewayMetrics:
             multiprocess_mode="mostrecent",
             **kw,
         )
+        # Adaptive batching (arbiter.gateway.batching, docs/batching.md).
+        self.batch_rows = Histogram(
+            "arbiter_batch_size",
+            "Rows per batched model call (served arms), by model: a count below the number "
+            "of requests means calls were merged.",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            **kw,
+        )
+        self.batch_requests = Histogram(
+            "arbiter_batch_requests",
+            "Requests per batched model call (served arms), by model.",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            **kw,
+        )
+        self.batch_retries = Counter(
+            "arbiter_batch_retries_total",
+            "Batched model calls that raised (or answered something not one entry per row) "
+            "and were scored again one request at a time, so that only the request the model "
+            "fails on gets the error.",
+            ["model"],
+            **kw,
+        )
+        self.shadow_batch_requests = Histogram(
+            "arbiter_shadow_batch_requests",
+            "Shadow requests per call in the shadow workers, by model (queued shadows are "
+            "scored together).",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            **kw,
+        )
         # What each registered strategy adds (arbiter.strategies; e.g. the canary's share).
         self.strategy_metrics: dict[str, Counter | Gauge] = {}
         for spec in SPECS.values():
@@ -187,4 +221,4 @@ def _build(metric: MetricSpec, registry: CollectorRegistry | None) -> Counter | 
     )
 
 
-__all__ = ["LATENCY_BUCKETS", "GatewayMetrics"]
+__all__ = ["BATCH_BUCKETS", "LATENCY_BUCKETS", "GatewayMetrics"]

@@ -20,6 +20,12 @@ Where the calls run:
     leaves.
 ``thread``
     Daemon threads in the gateway process: no start-up cost, for light challengers and tests.
+
+Batching: a worker that takes a job also takes whatever is queued behind it, up to the model's
+``max_batch_size`` rows, and scores the jobs of one version in one call
+(:func:`arbiter.gateway.batching.score_parts`), so a challenger slower than the champion scores
+the traffic that queued while it was busy instead of timing it out or dropping it. Each job
+keeps its own result, error, deadline and log row (the batch's latency is each job's).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from arbiter.gateway.batching import batch_part, score_parts
 from arbiter.servable import Scored, ServableModel
 
 log = logging.getLogger(__name__)
@@ -71,17 +78,81 @@ def _timed(fn: Callable[[], Any]) -> Outcome:
     try:
         result = fn()
     except Exception as exc:  # a failing challenger is logged, never raised to the caller
-        return None, f"{type(exc).__name__}: {exc}", (time.perf_counter() - start) * 1000.0
+        return None, _describe(exc), (time.perf_counter() - start) * 1000.0
     return result, None, (time.perf_counter() - start) * 1000.0
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def score_jobs(
+    model: ServableModel, kind: str, inputs: list[tuple[Any, dict[str, Any] | None]]
+) -> list[Outcome]:
+    """One outcome per ``(data, params)`` of ``model``, batched where they can share a call
+    (same input signature, no params), each alone otherwise; in order."""
+    outcomes: list[Outcome | None] = [None] * len(inputs)
+    together: dict[Any, list[int]] = {}
+    parts = [batch_part(model, kind, data, params) for data, params in inputs]
+    for i, part in enumerate(parts):
+        if part is None:
+            data, params = inputs[i]
+            outcomes[i] = _timed(lambda d=data, p=params: score(model, kind, d, p))
+        else:
+            together.setdefault(part.signature, []).append(i)
+    for indexes in together.values():
+        results, _alone = score_parts(model, [parts[i] for i in indexes])  # type: ignore[misc]
+        for i, (ok, value, start, end) in zip(indexes, results, strict=True):
+            latency_ms = (end - start) * 1000.0
+            outcomes[i] = (value, None, latency_ms) if ok else (None, _describe(value), latency_ms)
+    return outcomes  # type: ignore[return-value]
+
+
+def _rows_of(kind: str, data: Any) -> int:
+    """Rows of a job's input, for the batch size (an unknown shape counts as one)."""
+    if kind in ("rows", "frame"):
+        try:
+            return max(1, len(data))
+        except TypeError:
+            return 1
+    return 1
+
+
+def _drain(
+    first: Any, more: Callable[[], Any], rows_of: Callable[[Any], int], max_rows: int
+) -> tuple[list[Any], tuple[Any, bool]]:
+    """``first`` and what is queued behind it up to ``max_rows`` rows: ``(items, left)``,
+    where ``left`` is an item taken that did not fit (or the stop sentinel None), to be handled
+    next. ``more()`` returns the next queued item or raises queue.Empty."""
+    items = [first]
+    rows = rows_of(first)
+    while rows < max_rows:
+        try:
+            item = more()
+        except queue.Empty:
+            break
+        if item is None or rows + rows_of(item) > max_rows:
+            return items, (item, True)
+        items.append(item)
+        rows += rows_of(item)
+    return items, (None, False)
 
 
 class _ThreadRunner:
     """Daemon threads, not a ThreadPoolExecutor: the executor joins its threads at exit, so one
     hung challenger call would keep the process from ever shutting down."""
 
-    def __init__(self, name: str, size: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        size: int,
+        max_rows: int = 1,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self.name = name
         self.size = size
+        self.max_rows = max_rows
+        self.on_batch = on_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
 
@@ -104,9 +175,29 @@ class _ThreadRunner:
         self._queue.put((job, deliver))
 
     def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            job, deliver = item
-            deliver(_timed(job.run))
+        carried: tuple[Any, bool] = (None, False)
+        while True:
+            item, held = carried
+            if not held:
+                item = self._queue.get()
+            if item is None:
+                return
+            items, carried = _drain(
+                item,
+                self._queue.get_nowait,
+                lambda it: _rows_of(it[0].kind, it[0].data),
+                self.max_rows,
+            )
+            groups: dict[tuple[int, str], list[Any]] = {}
+            for job, deliver in items:  # one call per model version and kind
+                groups.setdefault((id(job.model), job.kind), []).append((job, deliver))
+            for group in groups.values():
+                model, kind = group[0][0].model, group[0][0].kind
+                if self.on_batch is not None:
+                    self.on_batch(len(group))
+                outcomes = score_jobs(model, kind, [(job.data, job.params) for job, _ in group])
+                for (_job, deliver), outcome in zip(group, outcomes, strict=True):
+                    deliver(outcome)
 
     def stop(self) -> None:
         for _ in self._threads:
@@ -126,13 +217,16 @@ def _process_main(
     busy: Any = None,
     current: Any = None,
     preload: list[tuple[str, str]] | None = None,
+    max_rows: int = 1,
 ) -> None:
     """A shadow worker process: lowest priority, loads models itself, scores jobs forever.
 
     ``busy[index]`` (shared memory) holds the ``time.monotonic()`` at which the current call
-    started scoring, or :data:`_IDLE`, and ``current[index]`` the id of the task it took: the
-    watchdog reads them to find a hung call and the task to fail. ``preload``
-    is loaded before the first task: a replacement worker loads the ready challenger first.
+    started scoring, or :data:`_IDLE`, and ``current[index * max_rows + j]`` the ids of the
+    tasks it took (-1 for none): the watchdog reads them to find a hung call and the tasks to
+    fail. ``preload`` is loaded before the first task: a replacement worker loads the ready
+    challenger first. A task taken also takes what is queued behind it, up to ``max_rows``
+    rows, scored in one call per version (:func:`score_jobs`).
     """
     # Start-up (the imports of MLflow, pandas and scikit-learn: seconds of CPU, and the models
     # known now) runs at normal priority, scoring at the lowest. At nice 19 a worker gets
@@ -151,13 +245,24 @@ def _process_main(
             models[key] = registry.load(name, version)
         return models[key]
 
-    def run(name: str, version: str, kind: str, data: Any, params: Any) -> Scored | None:
-        loaded = model(name, version)
+    def run_group(name: str, version: str, kind: str, group: list[Any]) -> list[Outcome]:
+        """Outcomes of the tasks ``(task_id, name, version, kind, data, params)`` of one
+        version and kind."""
+        if busy is not None:
+            busy[index] = _IDLE  # loading is never "hung" (a batch may hold two versions)
+        try:
+            loaded = model(name, version)
+        except Exception as exc:  # every task of the version fails alike
+            return [(None, _describe(exc), 0.0)] * len(group)
         if kind == "preload":
-            return None
+            return [(None, None, 0.0)] * len(group)
         if busy is not None:
             busy[index] = time.monotonic()  # the model is loaded: the call's clock starts
-        return _strip(score(loaded, kind, data, params))
+        outcomes = score_jobs(loaded, kind, [(task[4], task[5]) for task in group])
+        return [
+            (_strip(scored) if scored is not None else None, error, ms)
+            for scored, error, ms in outcomes
+        ]
 
     for name, version in preload or []:
         with contextlib.suppress(Exception):  # a failure shows again on the first task
@@ -165,15 +270,38 @@ def _process_main(
     _import_model_stack()  # so that a challenger registered later loads quickly at nice 19
     with contextlib.suppress(OSError):
         os.nice(19)
-    while (task := tasks.get()) is not None:
-        task_id, *job = task
+    slots = max(1, max_rows)
+    carried: tuple[Any, bool] = (None, False)
+    while True:
+        task, held = carried
+        if not held:
+            task = tasks.get()
+        if task is None:
+            return
+        taken, carried = _drain(
+            task,
+            tasks.get_nowait,
+            lambda t: 1 if t[3] == "preload" else _rows_of(t[3], t[4]),
+            slots,
+        )
         if current is not None:
-            current[index] = task_id
-        outcome = _timed(lambda job=job: run(*job))
+            for j, item in enumerate(taken):
+                current[index * slots + j] = item[0]
+        groups: dict[tuple[str, str, str], list[Any]] = {}
+        for item in taken:
+            groups.setdefault((item[1], item[2], item[3]), []).append(item)
+        sent: list[tuple[int, Outcome, int]] = []
+        for (name, version, kind), group in groups.items():
+            outcomes = run_group(name, version, kind, group)
+            batch = len(group) if kind != "preload" else 0
+            for j, (item, outcome) in enumerate(zip(group, outcomes, strict=True)):
+                sent.append((item[0], outcome, batch if j == 0 else 0))
         if busy is not None:
-            busy[index] = _IDLE  # before the result is sent: never killed while sending it
-            current[index] = -1
-        results.put((task_id, outcome))
+            busy[index] = _IDLE  # before the results are sent: never killed while sending
+            for j in range(len(taken)):
+                current[index * slots + j] = -1
+        for item in sent:
+            results.put(item)
 
 
 def _import_model_stack() -> None:
@@ -203,9 +331,13 @@ class _ProcessRunner:
         registry_uri: str | None,
         hang_s: float = 60.0,
         on_restart: Callable[[], None] | None = None,
+        max_rows: int = 1,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.name = name
         self.size = size
+        self.max_rows = max(1, max_rows)
+        self.on_batch = on_batch
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri
         self.hang_s = hang_s
@@ -216,7 +348,8 @@ class _ProcessRunner:
         self._results: Any = self._ctx.Queue()
         # Per worker: when its current call started scoring (time.monotonic), or _IDLE.
         self._busy: Any = self._ctx.Array("d", [_IDLE] * size, lock=False)
-        self._current: Any = self._ctx.Array("q", [-1] * size, lock=False)
+        # Per worker, max_rows slots: the ids of the tasks of its current call (-1: none).
+        self._current: Any = self._ctx.Array("q", [-1] * (size * self.max_rows), lock=False)
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
         self._pending: dict[int, Callable[[Outcome], None]] = {}
@@ -257,6 +390,7 @@ class _ProcessRunner:
                 "busy": self._busy,
                 "current": self._current,
                 "preload": preload,
+                "max_rows": self.max_rows,
             },
             name=f"arbiter-shadow-{self.name}-{index}",
             daemon=True,
@@ -292,14 +426,17 @@ class _ProcessRunner:
         with contextlib.suppress(Exception):
             process.kill()  # SIGKILL: a hung C extension may ignore SIGTERM
             process.join(5)
-        held = int(self._current[index])
-        self._current[index] = -1
+        slots = range(index * self.max_rows, (index + 1) * self.max_rows)
+        held = [int(self._current[i]) for i in slots]
+        for i in slots:
+            self._current[i] = -1
         self._workers[index] = self._spawn(index, sorted(self._ready))
         self.restarts += 1
         log.warning("shadow worker %d of %s replaced: %s", index, self.name, why)
-        deliver = self._pending.pop(held, None) if held >= 0 else None
-        if deliver is not None:  # None: it answered just before the kill
-            deliver((None, f"worker replaced: {why}", self.hang_s * 1000.0))
+        for task_id in held:  # every task of the call it was killed in
+            deliver = self._pending.pop(task_id, None) if task_id >= 0 else None
+            if deliver is not None:  # None: it answered just before the kill
+                deliver((None, f"worker replaced: {why}", self.hang_s * 1000.0))
         if self.on_restart is not None:
             self.on_restart()
 
@@ -360,7 +497,9 @@ class _ProcessRunner:
                 return
             if item is None:
                 return
-            task_id, outcome = item
+            task_id, outcome, batch = item
+            if batch and self.on_batch is not None:
+                self.on_batch(batch)
             deliver = self._pending.pop(task_id, None)
             if deliver is not None:
                 deliver(outcome)
@@ -398,9 +537,13 @@ class ShadowExecutor:
         registry_uri: str | None = None,
         hang_s: float | None = None,
         on_restart: Callable[[], None] | None = None,
+        max_batch_size: int = 1,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         """``hang_s`` (process executor): a worker whose call has scored this long is killed
-        and replaced (default: 3 × ``timeout_s``); ``on_restart`` is called for each one."""
+        and replaced (default: 3 × ``timeout_s``); ``on_restart`` is called for each one.
+        ``max_batch_size``: the most queued rows a worker scores in one call (≤ 1: one job per
+        call); ``on_batch`` is called with the number of jobs of each call."""
         self.name = name
         self.kind = kind
         self.max_in_flight = max_in_flight
@@ -416,9 +559,11 @@ class ShadowExecutor:
                 registry_uri,
                 hang_s=hang_s if hang_s is not None else 3 * timeout_s,
                 on_restart=on_restart,
+                max_rows=max_batch_size,
+                on_batch=on_batch,
             )
         else:
-            self._runner = _ThreadRunner(name, max_in_flight)
+            self._runner = _ThreadRunner(name, max_in_flight, max_batch_size, on_batch)
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepted = 0
         self.dropped = 0

@@ -164,6 +164,29 @@ class MLflowRegistry:
         except Exception as exc:
             raise self._wrap(exc, "registry unreachable") from None
 
+    def fingerprint(self) -> tuple[tuple[int, int], ...] | None:
+        """A cheap fingerprint of what the registry stores, or None when there is none.
+
+        For an embedded SQLite registry: ``(mtime_ns, size)`` of the database file and its
+        journal and WAL, which every write (an alias moved, a version registered) changes.
+        The gateway reads it before each poll and skips MLflow when it has not changed: a
+        ``stat`` costs microseconds, while ``get_registered_model`` runs SQLAlchemy's ORM for
+        milliseconds holding the GIL the event loop needs (docs/benchmarks_gateway.md). Other
+        stores (a tracking server, PostgreSQL): None, they are asked every poll.
+        """
+        path = _sqlite_path(self.registry_uri)
+        if path is None:
+            return None
+        stamps = []
+        for suffix in ("", "-journal", "-wal"):
+            try:
+                st = os.stat(f"{path}{suffix}")
+            except OSError:
+                stamps.append((0, -1))
+                continue
+            stamps.append((st.st_mtime_ns, st.st_size))
+        return tuple(stamps)
+
     def aliases(self, name: str) -> dict[str, str]:
         # search_model_versions returns empty aliases in MLflow 3; the registered model has them.
         try:
@@ -405,6 +428,21 @@ class MLflowRegistry:
         for alias in aliases:
             self.set_alias(name, alias, version)
         return version
+
+
+def _sqlite_path(uri: str) -> str | None:
+    """The database file of a ``sqlite:///`` URI (None for anything else, or in-memory)."""
+    if not uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    try:
+        database = make_url(uri).database
+    except Exception:  # not a URL SQLAlchemy can read: no fingerprint, poll as before
+        return None
+    if not database or database == ":memory:":
+        return None
+    return os.path.abspath(database)
 
 
 def registry_for_home(home: Path | str, tracking_uri: str | None = None) -> MLflowRegistry:
