@@ -50,9 +50,15 @@ class Dashboard:
         return registry_for_home(self.home.root)
 
     def connect(self) -> Any:
-        from arbiter.events import EventStore
+        from arbiter.events.location import open_event_store
 
-        return EventStore(self.home.root).connect()
+        return open_event_store(self.home, self.config).connect()
+
+    def has_events(self) -> bool:
+        """Whether the configured event log (events.url, else HOME/events) exists."""
+        from arbiter.events.location import event_log_exists
+
+        return event_log_exists(self.home, self.config)
 
     def models(self) -> list[str]:
         return sorted(self.config.models)
@@ -70,7 +76,7 @@ class Dashboard:
 
 def overview(d: Dashboard) -> dict[str, Any]:
     """Every configured model: aliases, running experiment, live traffic and verdict."""
-    has_events = d.home.events.exists()
+    has_events = d.has_events()
     cards = []
     for model in d.models():
         cards.append(_model_card(d, model, has_events))
@@ -200,7 +206,7 @@ def _waiting_for_labels(analysis: dict[str, Any]) -> str | None:
 
 def experiment_names(d: Dashboard, model: str) -> list[dict[str, Any]]:
     """The experiments the model has logged, oldest first (``arbiter report``'s list)."""
-    if not d.home.events.exists():
+    if not d.has_events():
         return []
     from arbiter.report.summary import experiments
 
@@ -363,7 +369,7 @@ def _drift_over_time(d: Dashboard, model: str) -> tuple[dict[str, Any], Any, str
     from arbiter.drift import DriftConfig, check_drift
     from arbiter.events.window import read_window
 
-    if not d.home.events.exists():
+    if not d.has_events():
         raise NotFoundError("no event log yet: serve some traffic first")
     alias = d.home.aliases(model)[0]
     version = d.registry.aliases(model).get(alias)
