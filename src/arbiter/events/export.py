@@ -109,7 +109,7 @@ def export(
                 ).fetchall()
             ]
             raise NotFoundError(
-                f"model {model!r} has no events in {store.root}; "
+                f"model {model!r} has no events in the event log; "
                 f"models with events: {', '.join(map(repr, known)) or 'none'}"
             )
         if layout == "wide":

@@ -348,14 +348,19 @@ class PostgresEventStore:
         return self._run(self._predictions, "predictions", work)
 
     def append_segment(self, table_name: str, table: pa.Table) -> int:
-        """Append rows the way :meth:`EventStore.append_segment` does, for the event writer.
+        """Append rows the way :meth:`EventStore.append_segment` does; return how many.
 
-        Only predictions arrive this way; feedback and outcomes go through their durable
-        group-committed writes.
+        Predictions come from the event writer (idempotent inserts); outcomes from
+        ``arbiter outcomes import`` (arbiter.events.outcome_files), one committed COPY per
+        block, so a failure keeps the blocks already written as the Parquet store does.
+        Feedback arrives only through :meth:`write_feedback`.
         """
-        if table_name != "predictions":
-            raise ValueError(f"append_segment takes predictions only, got {table_name!r}")
-        return self.append_prediction_table(table)
+        if table_name == "predictions":
+            return self.append_prediction_table(table)
+        if table_name == "outcomes":
+            self._write_durably(self._outcome_session, "outcomes", table)
+            return table.num_rows
+        raise ValueError(f"append_segment takes predictions or outcomes, got {table_name!r}")
 
     def recover_spilled(self) -> tuple[int, int]:
         """Insert predictions spilled to :attr:`fallback_dir` at shutdown, then delete them.

@@ -19,7 +19,6 @@ from typing import Any
 
 from arbiter.config import HomeConfig
 from arbiter.errors import ArbiterError, NotFoundError
-from arbiter.events.location import event_log_exists
 from arbiter.home import Home
 from arbiter.ui import figures
 
@@ -50,14 +49,16 @@ class Dashboard:
 
         return registry_for_home(self.home.root)
 
-    @cached_property
-    def events(self) -> Any:
+    def connect(self) -> Any:
         from arbiter.events.location import open_event_store
 
-        return open_event_store(self.home, self.config)  # whatever events.url names
+        return open_event_store(self.home, self.config).connect()
 
-    def connect(self) -> Any:
-        return self.events.connect()
+    def has_events(self) -> bool:
+        """Whether the configured event log (events.url, else HOME/events) exists."""
+        from arbiter.events.location import event_log_exists
+
+        return event_log_exists(self.home, self.config)
 
     def models(self) -> list[str]:
         return sorted(self.config.models)
@@ -75,7 +76,7 @@ class Dashboard:
 
 def overview(d: Dashboard) -> dict[str, Any]:
     """Every configured model: aliases, running experiment, live traffic and verdict."""
-    has_events = event_log_exists(d.home, d.config)
+    has_events = d.has_events()
     cards = []
     for model in d.models():
         cards.append(_model_card(d, model, has_events))
@@ -205,7 +206,7 @@ def _waiting_for_labels(analysis: dict[str, Any]) -> str | None:
 
 def experiment_names(d: Dashboard, model: str) -> list[dict[str, Any]]:
     """The experiments the model has logged, oldest first (``arbiter report``'s list)."""
-    if not event_log_exists(d.home, d.config):
+    if not d.has_events():
         return []
     from arbiter.report.summary import experiments
 
@@ -242,10 +243,6 @@ def experiment(d: Dashboard, model: str, name: str) -> dict[str, Any]:
             from arbiter.analysis.live import shadow_pairs
 
             shadow = shadow_pairs(con, model, name)
-    if getattr(analysis, "shadow", None) is not None:
-        from arbiter.registry.model_info import describe_analysis_models
-
-        analysis = describe_analysis_models(d.home, model, analysis)
     data = analysis.to_dict()
     view: dict[str, Any] = {
         "model": model,
@@ -263,21 +260,7 @@ def experiment(d: Dashboard, model: str, name: str) -> dict[str, Any]:
     }
     if shadow is not None:
         view["shadow"] = shadow
-    if getattr(analysis, "shadow", None) is not None:
-        view.update(_shadow_report(analysis))
     return view
-
-
-def _shadow_report(analysis: Any) -> dict[str, Any]:
-    """The shadow report's rows and recommendation, exactly as ``arbiter analyze`` renders
-    them (:mod:`arbiter.report.shadow`): models compared, latency with its mean, and each
-    direction of disagreement with who was right."""
-    from arbiter.report.shadow import analysis_recommendation, analysis_shadow_view
-
-    return {
-        "shadow_view": analysis_shadow_view(analysis),
-        "recommendation": analysis_recommendation(analysis),
-    }
 
 
 def _progress(a: dict[str, Any]) -> dict[str, Any] | None:
@@ -386,7 +369,7 @@ def _drift_over_time(d: Dashboard, model: str) -> tuple[dict[str, Any], Any, str
     from arbiter.drift import DriftConfig, check_drift
     from arbiter.events.window import read_window
 
-    if not event_log_exists(d.home, d.config):
+    if not d.has_events():
         raise NotFoundError("no event log yet: serve some traffic first")
     alias = d.home.aliases(model)[0]
     version = d.registry.aliases(model).get(alias)

@@ -28,19 +28,34 @@ def compact(
 
     Safe while gateways are writing and readers are reading: only one compaction runs at a
     time, and no event is ever counted twice or lost (docs/design/event-store.md). Run it from
-    cron, e.g. hourly.
+    cron, e.g. hourly. With a PostgreSQL event log (events.url) there are no segments: it
+    says so and does nothing (retention there is `arbiter events prune`).
     """
     from dataclasses import asdict
 
     from arbiter.cli.output import console, print_json
     from arbiter.errors import NotFoundError
-    from arbiter.events.location import event_log_exists, open_event_store
+    from arbiter.events.location import event_location, event_log_exists, open_event_store
     from arbiter.events.query import TABLES
     from arbiter.home import Home
 
     h = Home.at(home)
     if not event_log_exists(h):
         raise NotFoundError(f"no event log in {h.root}")
+    if event_location(h).kind == "postgresql":
+        note = (
+            "the event log is in PostgreSQL (events.url): rows go straight into its tables, "
+            "so there is nothing to compact; old partitions go with `arbiter events prune`"
+        )
+        if json_output:
+            from arbiter.events.segments import CompactionResult
+
+            none = dict.fromkeys(TABLES, 0)
+            nothing = asdict(CompactionResult())  # the same keys as a Parquet compaction
+            print_json({**nothing, "segments_before": none, "segments_after": none, "note": note})
+        else:
+            console.print(note)
+        return
     store = open_event_store(h, fallback_dir=h.spill_dir())  # spilled rows come back first
     before = {t: len(store.segments(t)) for t in TABLES}
     with console.status("Compacting the event log…"):

@@ -33,39 +33,18 @@ def _home(home: Path) -> Any:
     return h
 
 
-def import_file(
-    file: Path = typer.Argument(..., help="CSV (.csv, .csv.gz) or Parquet (.parquet) file."),
-    home: Path = HomeOption,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Validate the file, write nothing."),
-    ignore_extra: bool = typer.Option(
-        False, "--ignore-extra", help="Skip columns other than the outcome fields."
-    ),
-    json_output: bool = JsonOption,
-) -> None:
-    """Import outcome events from FILE into the event log.
-
-    Columns: unit_id, event, and optionally value (default 1; a value column needs a number
-    in every row), ts (ISO 8601 with a zone such as 2026-12-01T10:00:00Z, or Parquet
-    timestamps with a time zone; default: now) and request_id. Other columns are refused
-    unless --ignore-extra.
-
-    The whole file is validated before anything is written: a bad row stops the import with
-    its line (CSV) or row (Parquet) number and nothing is stored. Then the rows are written in
-    segments of 100 000, each durable on its own: a failure while writing (disk full) keeps
-    the segments already written, and the error says how many rows that was. Importing the
-    same file twice stores its events twice.
-    """
-    from arbiter.cli.output import console, err_console, print_json
-    from arbiter.events.location import open_event_store
+def _import_with_progress(
+    store: Any, file: Path, ignore_extra: bool, dry_run: bool, *, quiet: bool
+) -> Any:
+    """Import FILE into ``store``, with progress bars on stderr for a big file unless quiet."""
+    from arbiter.cli.output import err_console
     from arbiter.events.outcome_files import count_rows, import_outcome_file
 
-    h = _home(home)
-    store = open_event_store(h)
     total = count_rows(file) if file.is_file() else None
     big = (total or 0) >= PROGRESS_ROWS or (
         total is None and file.is_file() and file.stat().st_size >= PROGRESS_BYTES
     )
-    if not big or json_output:
+    if not big or quiet:
         result = import_outcome_file(store, file, ignore_extra=ignore_extra, dry_run=dry_run)
     else:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -88,6 +67,41 @@ def import_file(
             result = import_outcome_file(
                 store, file, ignore_extra=ignore_extra, dry_run=dry_run, progress=advance
             )
+    return result
+
+
+def import_file(
+    file: Path = typer.Argument(..., help="CSV (.csv, .csv.gz) or Parquet (.parquet) file."),
+    home: Path = HomeOption,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate the file, write nothing."),
+    ignore_extra: bool = typer.Option(
+        False, "--ignore-extra", help="Skip columns other than the outcome fields."
+    ),
+    json_output: bool = JsonOption,
+) -> None:
+    """Import outcome events from FILE into the event log.
+
+    Columns: unit_id, event, and optionally value (default 1; a value column needs a number
+    in every row), ts (ISO 8601 with a zone such as 2026-12-01T10:00:00Z, or Parquet
+    timestamps with a time zone; default: now) and request_id. Other columns are refused
+    unless --ignore-extra.
+
+    The whole file is validated before anything is written: a bad row stops the import with
+    its line (CSV) or row (Parquet) number and nothing is stored. Then the rows are written in
+    segments of 100 000, each durable on its own: a failure while writing (disk full) keeps
+    the segments already written, and the error says how many rows that was. Importing the
+    same file twice stores its events twice.
+    """
+    from arbiter.cli.output import console, print_json
+    from arbiter.events.location import open_event_store
+
+    h = _home(home)
+    store = open_event_store(h)
+    try:
+        result = _import_with_progress(store, file, ignore_extra, dry_run, quiet=json_output)
+    finally:
+        if hasattr(store, "close"):
+            store.close()  # the PostgreSQL store's connection
     if json_output:
         print_json(
             {"file": str(file), "rows": result.rows, "stored": result.stored, "dry_run": dry_run}
