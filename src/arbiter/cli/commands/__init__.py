@@ -24,6 +24,7 @@ def register_commands(app: typer.Typer) -> None:
         outcomes,
         report,
         retrain,
+        score,
         serve,
         split,
         stats,
@@ -36,6 +37,7 @@ def register_commands(app: typer.Typer) -> None:
     app.command("export")(export.export)
     app.command("compact")(compact.compact)
     app.command("retrain")(retrain.retrain)
+    app.command("score")(score.score)
     app.command("gate")(gate.gate)
     app.command("history")(history.history)
     app.command("promote")(history.promote)
