@@ -14,9 +14,11 @@ output: ``score``, ``confidence`` and ``probabilities`` are null, and ``latency_
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import uuid
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +43,9 @@ def spark_session(master: str = "local[2]") -> Any:
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    # Local-mode Python workers start `$PYSPARK_PYTHON` (default: `python3` on the PATH, which
+    # may lack MLflow and pandas), whatever `spark.pyspark.python` says.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return (
         SparkSession.builder.master(master)
         .appName("arbiter-score")
@@ -112,7 +117,11 @@ def score_spark(
         artifact_uri=uri, tracking_uri=registry.tracking_uri
     )
     result_type = _result_type(servable)
-    udf = mlflow.pyfunc.spark_udf(spark, local, result_type=result_type, env_manager="local")
+    with warnings.catch_warnings():
+        # PySpark 4 warns that it does not "fully support" pandas 3 when it builds a pandas
+        # UDF; spark_udf uses only Series/DataFrame basics, which the Spark test checks.
+        warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
+        udf = mlflow.pyfunc.spark_udf(spark, local, result_type=result_type, env_manager="local")
 
     batch_id = uuid.uuid4().hex[:16]
     scored_at = datetime.now(UTC).replace(tzinfo=None)  # the session time zone is UTC
