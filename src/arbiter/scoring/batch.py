@@ -15,6 +15,7 @@ as the gateway (probabilities and ``score`` included); pyarrow writes the output
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -170,6 +171,7 @@ def score_file(
     servable = registry.load(name, resolved)
 
     con = duckdb.connect()
+    partial: Path | None = None
     try:
         pattern = str(source / "*.parquet") if source.is_dir() else str(source)
         try:
@@ -209,6 +211,9 @@ def score_file(
         )
         done = 0
         writer: Any = None
+        # Written beside the target and renamed at the end: a failed run leaves no
+        # half-written output that looks complete.
+        partial = target.with_name(f".{target.name}.{batch_id}.partial")
         try:
             for chunk in reader:
                 if chunk.num_rows == 0:
@@ -229,9 +234,9 @@ def score_file(
                 )
                 if writer is None:
                     writer = (
-                        pq.ParquetWriter(target, PREDICTIONS_SCHEMA)
+                        pq.ParquetWriter(partial, PREDICTIONS_SCHEMA)
                         if out_fmt == "parquet"
-                        else pacsv.CSVWriter(target, PREDICTIONS_SCHEMA)
+                        else pacsv.CSVWriter(partial, PREDICTIONS_SCHEMA)
                     )
                 writer.write_table(table)
                 done += chunk.num_rows
@@ -240,13 +245,16 @@ def score_file(
             if writer is None:  # an empty input still gets an output with the right columns
                 empty = pa.Table.from_pylist([], schema=PREDICTIONS_SCHEMA)
                 if out_fmt == "parquet":
-                    pq.write_table(empty, target)
+                    pq.write_table(empty, partial)
                 else:
-                    pacsv.write_csv(empty, target)
+                    pacsv.write_csv(empty, partial)
         finally:
             if writer is not None:
                 writer.close()
+        os.replace(partial, target)
     finally:
+        if partial is not None and partial.exists():
+            partial.unlink()
         con.close()
     return ScoreResult(
         model=name,
