@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import typer
@@ -23,7 +24,8 @@ from arbiter.cli.commands import retrain as retrain_command
 from arbiter.demo.data import make_transactions
 from arbiter.home import Home
 from arbiter.registry import registry_for_home
-from arbiter.retrain.study import close_storage, storage_for
+from arbiter.retrain.objective import CVObjective
+from arbiter.retrain.study import close_storage, storage_for, study_name_for
 
 DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 TRIALS = 4
@@ -142,3 +144,41 @@ def test_an_unreachable_storage_is_a_clean_error_without_its_password(
     message = str(result.exception)
     assert "--storage" in message or "study storage" in message
     assert "hunter2secret" not in message
+
+
+def test_the_study_name_is_stable_for_the_same_data_and_settings() -> None:
+    train = make_transactions(200, seed=1)
+    settings = {"search": "sklearn", "metric": "roc_auc", "cv": 2, "seed": 0, "n_trials": 4}
+    name = study_name_for("fraud", train.features, np.asarray(train.labels), settings)
+    again = study_name_for("fraud", train.features.copy(), np.asarray(train.labels), settings)
+    assert name == again and name.startswith("arbiter-fraud-")
+    changed = train.features.assign(amount=train.features["amount"] + 1.0)
+    assert study_name_for("fraud", changed, np.asarray(train.labels), settings) != name
+    assert (
+        study_name_for("fraud", train.features, np.asarray(train.labels), {**settings, "seed": 1})
+        != name
+    )
+
+
+def test_a_trial_past_the_total_is_pruned_unscored_and_stops_its_worker() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train = make_transactions(200, seed=2)
+    built: list[int] = []
+
+    def factory(trial: optuna.Trial) -> Pipeline:
+        built.append(trial.number)
+        c = trial.suggest_float("C", 0.1, 10.0, log=True)
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c))
+
+    objective = CVObjective(
+        factory, train.features.to_numpy(), np.asarray(train.labels), "roc_auc",
+        StratifiedKFold(2, shuffle=True, random_state=0), max_trials=2,
+    )  # fmt: skip
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=5)  # trial 2 is past the total: the study stops there
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
+    assert built == [0, 1]
