@@ -48,6 +48,7 @@ def cli() -> typer.Typer:
     return app
 
 
+@pytest.mark.timeout(900)  # Spark start-up and its Python workers are slow beside a busy CPU
 def test_spark_scores_like_the_duckdb_engine(
     spark: Any, cli: typer.Typer, make_home: Callable[..., Home], tmp_path: Path
 ) -> None:
