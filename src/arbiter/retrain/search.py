@@ -71,6 +71,10 @@ class RetrainResult:
 
     ``best_score`` is the mean cross-validated ``metric`` of the best trial (higher is better:
     error metrics are negated, as sklearn's ``neg_*`` scorers do). ``duration`` is in seconds.
+    For a shared search, ``study`` names the Optuna study and ``n_trials`` counts the scored
+    trials of every process; ``joined`` is true when this process joined a study another one
+    created (which registers: ``version`` is empty until it has), and ``trial_run_ids`` is
+    empty when the trials ran in worker processes.
     """
 
     version: str
@@ -394,6 +398,10 @@ def retrain(
         raise InvalidInputError(f"cv must be >= 2 folds, got {cv}", field="cv")
     if workers < 1:
         raise InvalidInputError(f"workers must be >= 1, got {workers}", field="workers")
+    if (storage is not None or workers > 1) and n_trials is None:
+        raise InvalidInputError(
+            "a shared search needs n_trials (the study's total)", field="n_trials"
+        )
     started = time.perf_counter()
     frame, labels, n_traffic = _training_matrix(x, y, traffic)
     task = task or infer_task(labels)
@@ -476,10 +484,6 @@ def retrain(
             )
         else:
             study = shared.study
-            if n_trials is None:
-                raise InvalidInputError(
-                    "a shared search needs n_trials (the study's total)", field="n_trials"
-                )
             worker = SearchWorker(
                 storage=shared.storage_url,
                 study_name=shared.study_name,
