@@ -79,7 +79,7 @@ def main() -> None:
                 started = time.perf_counter()
                 result = retrain(
                     registry, "fraud", train.features, train.labels, search="sklearn",
-                    n_trials=args.trials, cv=3, seed=workers, storage=storage,
+                    n_trials=args.trials, cv=3, seed=0, storage=storage,
                     study_name=f"bench-{workers}-{time.time_ns()}", workers=workers,
                     reference_profile=False,
                 )  # fmt: skip
