@@ -10,17 +10,34 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from arbiter.errors import ArbiterError, InvalidInputError
 from arbiter.registry.mlflow_registry import DEFAULT_EXPERIMENT, MLflowRegistry
+from arbiter.retrain.objective import CVObjective
 from arbiter.retrain.space import ModelFactory, SpaceName, Task, extra_requirements, model_space
+from arbiter.retrain.study import (
+    ATTR_MODEL,
+    ATTR_PARENT_RUN,
+    ATTR_SEARCH_ID,
+    ATTR_VERSION,
+    SearchWorker,
+    close_storage,
+    open_study,
+    run_workers,
+    storage_for,
+    study_name_for,
+    wait_for_running,
+    wait_for_user_attr,
+)
 from arbiter.retrain.tracking import (
     CV_MEAN,
     CV_STD,
@@ -40,6 +57,12 @@ TAG_METRIC = "arbiter.retrain.metric"
 TAG_CV_SCORE = "arbiter.retrain.cv_score"
 TAG_N_ROWS = "arbiter.retrain.n_rows"
 TAG_N_TRAFFIC_ROWS = "arbiter.retrain.n_traffic_rows"
+TAG_STUDY = "arbiter.retrain.study"
+
+# How long the creator of a shared study waits for trials still running on other hosts, and
+# how long a joining process waits for the creator to record the search's MLflow run.
+_WAIT_FOR_OTHER_HOSTS_S = 600.0
+_WAIT_FOR_CREATOR_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +71,10 @@ class RetrainResult:
 
     ``best_score`` is the mean cross-validated ``metric`` of the best trial (higher is better:
     error metrics are negated, as sklearn's ``neg_*`` scorers do). ``duration`` is in seconds.
+    For a shared search, ``study`` names the Optuna study and ``n_trials`` counts the scored
+    trials of every process; ``joined`` is true when this process joined a study another one
+    created (which registers: ``version`` is empty until it has), and ``trial_run_ids`` is
+    empty when the trials ran in worker processes.
     """
 
     version: str
@@ -65,6 +92,8 @@ class RetrainResult:
     parent_run_id: str = ""
     trial_run_ids: tuple[str, ...] = field(default_factory=tuple)
     profile_logged: bool = False
+    study: str = ""
+    joined: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a dict of plain Python values."""
@@ -177,6 +206,102 @@ def _store_reference_profile(
     return True
 
 
+@dataclass
+class _SharedSearch:
+    """The shell around a shared study: its storage, name, and the search's MLflow run."""
+
+    study: Any
+    study_name: str
+    storage_url: str
+    created: bool
+    search_id: str
+    parent_run_id: str
+    storage: Any = None
+    _tmp: Any = None  # keeps a temporary journal folder alive for the search
+
+    @classmethod
+    def open(
+        cls,
+        registry: MLflowRegistry,
+        name: str,
+        frame: pd.DataFrame,
+        labels: np.ndarray,
+        run_params: dict[str, Any],
+        *,
+        storage: str | None,
+        study_name: str | None,
+        seed: int,
+        experiment: str,
+    ) -> _SharedSearch:
+        import optuna
+
+        tmp = None
+        if storage is None:  # workers on this host only: a journal file they all open
+            tmp = tempfile.TemporaryDirectory(prefix="arbiter-study-")
+            storage = str(Path(tmp.name) / "study.log")
+        study_name = study_name or study_name_for(name, frame, labels, run_params)
+        optuna_storage = storage_for(storage)
+        try:
+            study, created = open_study(
+                optuna_storage, study_name, sampler=optuna.samplers.TPESampler(seed=seed)
+            )
+        except BaseException:
+            close_storage(optuna_storage)
+            raise
+        if created:
+            search_id = uuid.uuid4().hex
+            parent_run_id = registry.start_run(
+                run_name=f"retrain-{name}",
+                params=run_params,
+                tags={SEARCH_ID_TAG: search_id, "arbiter.model": name, TAG_STUDY: study_name},
+                experiment=experiment,
+            )
+            study.set_user_attr(ATTR_MODEL, name)
+            study.set_user_attr(ATTR_SEARCH_ID, search_id)
+            study.set_user_attr(ATTR_PARENT_RUN, parent_run_id)
+        else:
+            parent_run_id = wait_for_user_attr(study, ATTR_PARENT_RUN, timeout=_WAIT_FOR_CREATOR_S)
+            search_id = study.user_attrs[ATTR_SEARCH_ID]
+            if study.user_attrs.get(ATTR_MODEL) != name:
+                raise InvalidInputError(
+                    f"study {study_name!r} searches for model "
+                    f"{study.user_attrs.get(ATTR_MODEL)!r}, not {name!r}; pass another --study",
+                    field="--study",
+                )
+        log.info("study %s (%s)", study_name, "created" if created else "joined")
+        return cls(
+            study, study_name, storage, created, search_id, parent_run_id, optuna_storage, tmp
+        )
+
+    def close(self) -> None:
+        """Release the storage's connections and the temporary journal, if any."""
+        close_storage(self.storage)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def joined_result(
+        self, name: str, metric: str, task: str, alias: str, duration: float
+    ) -> RetrainResult:
+        """What a joining process reports: the study's state; the creator registers."""
+        complete = [t for t in self.study.trials if t.state.name == "COMPLETE"]
+        best = max(complete, key=lambda t: t.value) if complete else None
+        return RetrainResult(
+            version=str(self.study.user_attrs.get(ATTR_VERSION, "")),
+            best_params=dict(best.params) if best else {},
+            best_score=float(best.value) if best else math.nan,
+            n_trials=len(complete),
+            search_id=self.search_id,
+            duration=duration,
+            best_score_std=float(best.user_attrs.get(CV_STD, math.nan)) if best else math.nan,
+            metric=metric,
+            task=task,
+            alias=alias,
+            parent_run_id=self.parent_run_id,
+            study=self.study_name,
+            joined=True,
+        )
+
+
 def retrain(
     registry: MLflowRegistry,
     name: str,
@@ -196,6 +321,9 @@ def retrain(
     on_trial: Callable[[TrialSummary], None] | None = None,
     reference_profile: bool = True,
     n_jobs: int = 1,
+    storage: str | None = None,
+    study_name: str | None = None,
+    workers: int = 1,
 ) -> RetrainResult:
     """Search a model space with Optuna, register the best model as ``name@alias``.
 
@@ -236,6 +364,17 @@ def retrain(
         is available).
     n_jobs : int, default 1
         Parallel folds in ``cross_val_score``.
+    storage : str, optional
+        Share the search through this Optuna storage: a database URL (``postgresql://...``)
+        for several hosts, or a journal file path. ``n_trials`` is then the study's total.
+        Processes that join a study someone else created contribute trials and return a
+        result with ``joined=True`` and no version; the creator registers the best trial.
+    study_name : str, optional
+        The shared study; default :func:`~arbiter.retrain.study.study_name_for` (the same
+        for the same model, data and settings, so other hosts join it).
+    workers : int, default 1
+        Processes on this host working on the study (more than one implies a shared study,
+        in a temporary journal file when no ``storage`` is given).
 
     Returns
     -------
@@ -250,7 +389,6 @@ def retrain(
     """
     import optuna
     from sklearn.metrics import get_scorer
-    from sklearn.model_selection import cross_val_score
 
     if n_trials is None and timeout is None:
         raise InvalidInputError("give n_trials or timeout (or both)", field="n_trials")
@@ -258,6 +396,12 @@ def retrain(
         raise InvalidInputError(f"n_trials must be >= 1, got {n_trials}", field="n_trials")
     if cv < 2:
         raise InvalidInputError(f"cv must be >= 2 folds, got {cv}", field="cv")
+    if workers < 1:
+        raise InvalidInputError(f"workers must be >= 1, got {workers}", field="workers")
+    if (storage is not None or workers > 1) and n_trials is None:
+        raise InvalidInputError(
+            "a shared search needs n_trials (the study's total)", field="n_trials"
+        )
     started = time.perf_counter()
     frame, labels, n_traffic = _training_matrix(x, y, traffic)
     task = task or infer_task(labels)
@@ -274,35 +418,36 @@ def retrain(
     space_name = search if isinstance(search, str) else getattr(search, "__name__", "custom")
     matrix = frame.to_numpy()
     folds = _splitter(task, cv, seed)
-    search_id = uuid.uuid4().hex
-    parent_run_id = registry.start_run(
-        run_name=f"retrain-{name}",
-        params={
-            "search": space_name,
-            "metric": metric,
-            "task": task,
-            "n_trials": n_trials,
-            "timeout": timeout,
-            "cv": cv,
-            "seed": seed,
-            "n_rows": len(frame),
-            "n_traffic_rows": n_traffic,
-        },
-        tags={SEARCH_ID_TAG: search_id, "arbiter.model": name},
-        experiment=experiment,
-    )
+    run_params = {
+        "search": space_name,
+        "metric": metric,
+        "task": task,
+        "n_trials": n_trials,
+        "timeout": timeout,
+        "cv": cv,
+        "seed": seed,
+        "n_rows": len(frame),
+        "n_traffic_rows": n_traffic,
+    }
+    shared = None
+    if storage is not None or workers > 1:
+        shared = _SharedSearch.open(
+            registry, name, frame, labels, run_params,
+            storage=storage, study_name=study_name, seed=seed, experiment=experiment,
+        )  # fmt: skip
+        search_id, parent_run_id = shared.search_id, shared.parent_run_id
+    else:
+        search_id = uuid.uuid4().hex
+        parent_run_id = registry.start_run(
+            run_name=f"retrain-{name}",
+            params=run_params,
+            tags={SEARCH_ID_TAG: search_id, "arbiter.model": name},
+            experiment=experiment,
+        )
     trial_logger = MLflowTrialLogger(
         registry, parent_run_id, search_id, model=name, metric=metric, experiment=experiment
     )
-
-    def objective(trial: Any) -> float:
-        estimator = factory(trial)
-        scores = cross_val_score(
-            estimator, matrix, labels, scoring=metric, cv=folds, n_jobs=n_jobs, error_score="raise"
-        )
-        trial.set_user_attr(CV_MEAN, float(np.mean(scores)))
-        trial.set_user_attr(CV_STD, float(np.std(scores)))
-        return float(np.mean(scores))
+    objective = CVObjective(factory, matrix, labels, metric, folds, n_jobs=n_jobs)
 
     def report(study: Any, trial: Any) -> None:
         if on_trial is None:
@@ -328,14 +473,43 @@ def retrain(
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no per-trial INFO lines on stderr
     try:
-        study = optuna.create_study(
-            direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=seed),
-            study_name=search_id,
-        )
-        study.optimize(
-            objective, n_trials=n_trials, timeout=timeout, callbacks=[trial_logger, report]
-        )
+        if shared is None:
+            study = optuna.create_study(
+                direction="maximize",
+                sampler=optuna.samplers.TPESampler(seed=seed),
+                study_name=search_id,
+            )
+            study.optimize(
+                objective, n_trials=n_trials, timeout=timeout, callbacks=[trial_logger, report]
+            )
+        else:
+            study = shared.study
+            worker = SearchWorker(
+                storage=shared.storage_url,
+                study_name=shared.study_name,
+                search=search,
+                task=task,
+                seed=seed,
+                matrix=matrix,
+                labels=labels,
+                metric=metric,
+                folds=folds,
+                n_jobs=n_jobs,
+                n_trials=n_trials,
+                timeout=timeout,
+                tracking_uri=registry.tracking_uri,
+                registry_uri=registry.registry_uri,
+                artifact_location=registry.artifact_location,
+                parent_run_id=parent_run_id,
+                search_id=search_id,
+                model=name,
+                experiment=experiment,
+            )
+            run_workers(worker, workers, study, on_trial)
+            if not shared.created:
+                duration = time.perf_counter() - started
+                return shared.joined_result(name, metric, task, alias, duration)
+            wait_for_running(study, n_trials, timeout=_WAIT_FOR_OTHER_HOSTS_S)
         complete = [t for t in study.trials if t.state.name == "COMPLETE"]
         if not complete:
             raise ArbiterError(
@@ -361,10 +535,13 @@ def retrain(
                 TAG_CV_SCORE: repr(float(best.value)),
                 TAG_N_ROWS: str(len(frame)),
                 TAG_N_TRAFFIC_ROWS: str(n_traffic),
+                **({TAG_STUDY: shared.study_name} if shared is not None else {}),
             },
             experiment=experiment,
             extra_pip_requirements=extra_requirements(estimator),
         )
+        if shared is not None:
+            study.set_user_attr(ATTR_VERSION, version)
         profile_logged = reference_profile and _store_reference_profile(
             registry,
             name,
@@ -374,13 +551,16 @@ def retrain(
             {"model": name, "version": version, SEARCH_ID_TAG: search_id},
         )
     except BaseException:
-        try:
-            registry.end_run(parent_run_id, status="FAILED")
-        except Exception:  # keep the original error; this one is only worth a log line
-            log.warning("could not mark run %s as FAILED", parent_run_id, exc_info=True)
+        if shared is None or shared.created:
+            try:
+                registry.end_run(parent_run_id, status="FAILED")
+            except Exception:  # keep the original error; this one is only worth a log line
+                log.warning("could not mark run %s as FAILED", parent_run_id, exc_info=True)
         raise
     finally:
         optuna.logging.set_verbosity(verbosity)
+        if shared is not None:
+            shared.close()
     duration = time.perf_counter() - started
     registry.end_run(
         parent_run_id,
@@ -403,6 +583,7 @@ def retrain(
         parent_run_id=parent_run_id,
         trial_run_ids=tuple(trial_logger.run_ids[n] for n in sorted(trial_logger.run_ids)),
         profile_logged=profile_logged,
+        study=shared.study_name if shared is not None else "",
     )
 
 

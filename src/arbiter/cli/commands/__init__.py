@@ -25,6 +25,7 @@ def register_commands(app: typer.Typer) -> None:
         outcomes,
         report,
         retrain,
+        score,
         serve,
         split,
         stats,
@@ -38,6 +39,7 @@ def register_commands(app: typer.Typer) -> None:
     app.command("export")(export.export)
     app.command("compact")(compact.compact)
     app.command("retrain")(retrain.retrain)
+    app.command("score")(score.score)
     app.command("gate")(gate.gate)
     app.command("history")(history.history)
     app.command("promote")(history.promote)

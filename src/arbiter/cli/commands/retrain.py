@@ -35,13 +35,31 @@ def retrain(
     alias: str = typer.Option(
         None, "--alias", help="Alias for the new version (default: the configured challenger)."
     ),
+    storage: str = typer.Option(
+        None,
+        "--storage",
+        help="Share the search through this Optuna storage: postgresql://user@host/db (or any "
+        "SQLAlchemy URL) for several hosts, or a journal file path. --trials is then the "
+        "study's total; the same command on another host joins the same study.",
+    ),
+    study: str = typer.Option(
+        None,
+        "--study",
+        help="Name of the shared study (default: derived from MODEL, DATA and the settings, "
+        "so identical commands on other hosts join it; pass a new name to start over).",
+    ),
+    workers: int = typer.Option(
+        1, "--workers", "-w", min=1, help="Processes on this host working on the search."
+    ),
     json_output: bool = JsonOption,
 ) -> None:
     """Train candidates with a seeded Optuna search, register the best as the challenger.
 
     Every trial is logged as an MLflow run (child of one run per search). The best model is
     refitted on all the data. Then run `arbiter gate` to compare it with the champion.
-    See docs/retrain-and-gate.md.
+    With --storage and/or --workers N the trials are shared through an Optuna study: the
+    process that creates the study registers the best trial, processes that join it (other
+    hosts running the same command) only contribute trials. See docs/retrain-and-gate.md.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -50,6 +68,7 @@ def retrain(
     from arbiter.errors import InvalidInputError
     from arbiter.events.location import event_log_exists, open_event_store
     from arbiter.home import Home
+    from arbiter.redact import redact_uri
     from arbiter.registry import registry_for_home
     from arbiter.retrain import SPACES, TrialSummary, labelled_traffic
     from arbiter.retrain import retrain as run_retrain
@@ -104,9 +123,24 @@ def retrain(
             seed=seed,
             alias=alias,
             on_trial=on_trial,
+            storage=storage,
+            study_name=study,
+            workers=workers,
         )
     if json_output:
         print_json(result.to_dict())
+        return
+    if result.study:
+        where = f" in {redact_uri(storage)}" if storage else ""
+        console.print(f"study [bold]{result.study}[/bold]{where}", highlight=False)
+    if result.joined:
+        registered = f"v{result.version}" if result.version else "not yet"
+        console.print(
+            f"joined the study: it has {result.n_trials} finished trials, best "
+            f"{result.metric} {result.best_score:.4f}; the host that created it registers "
+            f"the best trial (registered: {registered})",
+            highlight=False,
+        )
         return
     console.print(
         f"registered [bold]{model}[/bold] v{result.version} as @{result.alias}: "
