@@ -1,0 +1,130 @@
+"""Query engines: the same analysis queries on DuckDB (embedded default), Spark or PostgreSQL.
+
+Every query in arbiter is DuckDB SQL with ``$name`` parameters over the named views of
+:mod:`arbiter.events.views`. An *engine connection* runs them: ``execute(sql, params)``
+returning an object with ``fetchall() / fetchone() / fetchnumpy() / df()``, like DuckDB's.
+
+``duckdb``
+    :meth:`arbiter.events.EventStore.connect`, unchanged: the embedded default, nothing to
+    run beside arbiter.
+``spark``
+    :func:`~arbiter.events.engines.spark.connect_spark`: Spark SQL temporary views over the
+    same Parquet segment files, queries transpiled by SQLGlot
+    (:mod:`arbiter.events.engines.dialect`).
+``postgres``
+    :func:`~arbiter.events.engines.postgres.connect_postgres`: temporary views over the
+    PostgreSQL event store's tables (``events.url: postgresql://...``).
+
+Why SQLGlot rather than Ibis, and what differs per engine: docs/design/query-engines.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from arbiter.errors import ArbiterError, ConfigError, InvalidInputError
+
+Engine = Literal["duckdb", "spark", "postgres"]
+ENGINES: tuple[Engine, ...] = ("duckdb", "spark", "postgres")
+DEFAULT_SPARK_MASTER = "local[2]"
+
+
+class EngineError(ArbiterError):
+    """A query engine could not be started or reached (PySpark missing, no Java, no server)."""
+
+
+def open_engine(
+    engine: str,
+    store: Any = None,
+    *,
+    events_url: str | None = None,
+    spark_master: str = DEFAULT_SPARK_MASTER,
+) -> Any:
+    """Open a connection with arbiter's views on ``engine``.
+
+    Parameters
+    ----------
+    engine : {"duckdb", "spark", "postgres"}
+        Which engine runs the queries.
+    store : EventStore, optional
+        The Parquet event store (``duckdb`` and ``spark`` read its live segment files).
+    events_url : str, optional
+        ``events.url`` of the home; ``postgres`` needs a ``postgresql://`` one.
+    spark_master : str, default "local[2]"
+        Spark master URL (``local[N]``, ``spark://host:7077``, ``yarn``...).
+
+    Returns
+    -------
+    DuckDB, Spark or PostgreSQL connection
+        Close it when done (each is a context manager).
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown engine, or an engine that cannot read this event store.
+    EngineError
+        The engine could not be started (PySpark not installed, Java missing, server down).
+    """
+    if engine not in ENGINES:
+        raise InvalidInputError(
+            f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}", field="engine"
+        )
+    is_pg = bool(events_url) and str(events_url).startswith(("postgresql:", "postgres:"))
+    if engine == "postgres":
+        if not is_pg:
+            raise InvalidInputError(
+                "--engine postgres reads the PostgreSQL event store: set events.url: "
+                "postgresql://... in arbiter.yaml (this home's events are Parquet files; "
+                "use --engine duckdb or spark)",
+                field="engine",
+            )
+        return _postgres(str(events_url))
+    if is_pg or store is None:
+        raise InvalidInputError(
+            f"--engine {engine} reads the Parquet event log; this home's events.url is "
+            "PostgreSQL: use --engine postgres",
+            field="engine",
+        )
+    if engine == "duckdb":
+        return store.connect()
+    return _spark(store, spark_master)
+
+
+def _postgres(url: str) -> Any:
+    import psycopg
+
+    from arbiter.events.engines.postgres import connect_postgres
+
+    try:
+        return connect_postgres(url)
+    except psycopg.OperationalError as exc:
+        # The driver's message may carry the host and user; say what failed, not the URL.
+        raise EngineError(
+            "cannot connect to the PostgreSQL event store (events.url); is the server up "
+            "and the database reachable?"
+        ) from exc
+
+
+def _spark(store: Any, master: str) -> Any:
+    try:
+        from arbiter.events.engines.spark import connect_spark, spark_session
+    except ImportError as exc:
+        raise ConfigError(
+            "--engine spark needs PySpark: pip install 'arbiter[spark]' (and Java 17+)"
+        ) from exc
+    try:
+        session = spark_session(master)
+    except Exception as exc:  # PySparkRuntimeError: JAVA_GATEWAY_EXITED and the like
+        raise EngineError(
+            f"cannot start Spark (master {master!r}): is Java 17+ installed and JAVA_HOME "
+            f"set? ({type(exc).__name__})"
+        ) from exc
+    return connect_spark(
+        session,
+        store.segments("predictions"),
+        store.segments("feedback"),
+        store.segments("outcomes"),
+    )
+
+
+__all__ = ["DEFAULT_SPARK_MASTER", "ENGINES", "Engine", "EngineError", "open_engine"]
