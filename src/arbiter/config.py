@@ -291,6 +291,22 @@ class EventsConfig(_Frozen):
     )
 
 
+class AnalysisConfig(_Frozen):
+    """Which engine runs the analysis queries (docs/design/query-engines.md)."""
+
+    engine: Literal["duckdb", "spark", "postgres"] = Field(
+        default="duckdb",
+        description="duckdb: embedded, reads HOME/events (the default, no service). spark: "
+        "Spark SQL over the same Parquet log (PySpark, Java 17+). postgres: the PostgreSQL "
+        "event store of events.url. `--engine` on analyze, report and drift overrides it.",
+    )
+    spark_master: str = Field(
+        default="local[2]",
+        min_length=1,
+        description="Spark master URL for engine spark: local[N], spark://host:7077, yarn...",
+    )
+
+
 class HomeConfig(_Frozen):
     """Everything in ``arbiter.yaml``."""
 
@@ -298,6 +314,7 @@ class HomeConfig(_Frozen):
     server: ServerConfig = ServerConfig()
     events: EventsConfig = EventsConfig()
     models: dict[str, ModelConfig] = Field(default_factory=dict)
+    analysis: AnalysisConfig = AnalysisConfig()
 
     @field_validator("models")
     @classmethod
@@ -359,6 +376,7 @@ def dump_config(config: HomeConfig) -> str:
 __all__ = [
     "CONFIG_FILE",
     "ABExperimentConfig",
+    "AnalysisConfig",
     "BanditExperimentConfig",
     "BanditSettings",
     "CanaryConfig",

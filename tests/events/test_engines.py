@@ -24,7 +24,6 @@ import math
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -473,14 +472,15 @@ def test_a_model_name_with_a_quote_is_a_value(pair: tuple[Any, Any]) -> None:
 def test_values_are_bound_never_pasted() -> None:
     quote = "o'brien; DROP TABLE predictions; --"
     for dialect in ("spark", "postgres"):
-        st = translate("SELECT count(*) FROM served WHERE model = $model", dialect, {"model": quote})
+        sql = "SELECT count(*) FROM served WHERE model = $model"
+        st = translate(sql, dialect, {"model": quote})
         assert quote not in st.sql and st.params == {"model": quote}
 
 
 def test_postgres_engine_needs_a_postgres_store(store: EventStore) -> None:
     from arbiter.errors import InvalidInputError
 
-    with pytest.raises(InvalidInputError, match="events.url"):
+    with pytest.raises(InvalidInputError, match=r"events\.url"):
         open_engine("postgres", store)
     with pytest.raises(InvalidInputError, match="engine"):
         open_engine("presto", store)

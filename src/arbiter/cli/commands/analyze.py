@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from arbiter.cli.options import HomeOption, JsonOption, ModelOption
+from arbiter.cli.options import EngineOption, HomeOption, JsonOption, ModelOption
 
 WideOption = typer.Option(
     False, "--wide", help="Print every table column, however wide the terminal."
@@ -29,6 +29,7 @@ def analyze(
     no_html: bool = typer.Option(False, "--no-html", help="Do not write the HTML report."),
     json_output: bool = JsonOption,
     wide: bool = WideOption,
+    engine: str = EngineOption,
 ) -> None:
     """Test challenger against champion (SRM, primary test, guardrails) and print the verdict.
 
@@ -43,20 +44,17 @@ def analyze(
 
     from arbiter.analysis import analyze_model
     from arbiter.cli.output import err_console, print_json
-    from arbiter.errors import NotFoundError
-    from arbiter.events import EventStore
+    from arbiter.events.engines import open_for_home
     from arbiter.events.feedback import unmatched_feedback
     from arbiter.experiments.split_store import attach_for_home
     from arbiter.home import Home
     from arbiter.report.terminal import WIDE, print_analysis, print_path
 
     h = Home.at(home)
-    if not h.events.exists():
-        raise NotFoundError(f"no event log in {h.root}; serve some traffic first")
     config = h.config()
     # The spinner goes to stderr so that --json output on stdout stays parseable.
     with err_console.status("Analysing the event log…") as status:
-        with EventStore(h.root).connect() as con:
+        with open_for_home(h, engine) as con:
             _check_model(con, model)
             attach_for_home(con, h, model)  # split changes: SRM per period (analysis/periods.py)
             analyses = analyze_model(con, model, experiment, model_config=config.models.get(model))

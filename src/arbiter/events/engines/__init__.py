@@ -90,6 +90,41 @@ def open_engine(
     return _spark(store, spark_master)
 
 
+def open_for_home(home: Any, engine: str | None = None) -> Any:
+    """Open the analysis connection of an arbiter home on ``engine``.
+
+    ``engine`` None means ``analysis.engine`` of the home's ``arbiter.yaml`` (default
+    ``duckdb``); the Spark master is ``analysis.spark_master`` and the PostgreSQL store
+    ``events.url``.
+
+    Parameters
+    ----------
+    home : arbiter.home.Home
+        The home whose event log to read.
+    engine : {"duckdb", "spark", "postgres"}, optional
+        Overrides the configured engine (``--engine``).
+
+    Raises
+    ------
+    NotFoundError
+        A Parquet engine and no event log in the home yet.
+    """
+    from arbiter.errors import NotFoundError
+    from arbiter.events.store import EventStore
+
+    config = home.config()
+    chosen = engine or config.analysis.engine
+    # events.url (issue 11, the shared-log and PostgreSQL stores); absent: HOME/events.
+    url = getattr(config.events, "url", None)
+    url = None if url is None else str(url)
+    if chosen != "postgres" and not (url or "").startswith("postgres") and not home.events.exists():
+        raise NotFoundError(f"no event log in {home.root}; serve some traffic first")
+    store = None
+    if chosen != "postgres" and not (url or "").startswith("postgres"):
+        store = EventStore(home.root)
+    return open_engine(chosen, store, events_url=url, spark_master=config.analysis.spark_master)
+
+
 def _postgres(url: str) -> Any:
     import psycopg
 
@@ -127,4 +162,11 @@ def _spark(store: Any, master: str) -> Any:
     )
 
 
-__all__ = ["DEFAULT_SPARK_MASTER", "ENGINES", "Engine", "EngineError", "open_engine"]
+__all__ = [
+    "DEFAULT_SPARK_MASTER",
+    "ENGINES",
+    "Engine",
+    "EngineError",
+    "open_engine",
+    "open_for_home",
+]

@@ -12,21 +12,22 @@ PostgreSQL's ``percentile_cont ... WITHIN GROUP``). What it leaves as DuckDB fun
 syntax the target lacks is rewritten here on the tree, one small rule each (the rule says
 why):
 
-====================================  ========================================  ==================================================
-DuckDB                                Spark                                     PostgreSQL
-====================================  ========================================  ==================================================
-``epoch_us(ts)``                      ``unix_micros(ts)``                       ``CAST(EXTRACT(EPOCH FROM ts) * 1000000 AS BIGINT)``
-``quantile_cont(x, $list)``           ``percentile(x, :list)``                  ``percentile_cont(CAST(%(list)s AS DOUBLE PRECISION[])) WITHIN GROUP (ORDER BY x)``
-``any_value(x)``                      (as is)                                   ``min(x)`` (PostgreSQL 15 has no ``any_value``)
-``list_sort(list(DISTINCT x))``       (as is)                                   ``array_agg(DISTINCT x ORDER BY x)``
-``GROUP BY ALL``                      (as is: Spark >= 3.4)                     ``GROUP BY 1, 2, ...`` (the non-aggregate columns)
-``FROM (SELECT ...)`` (no alias)      (as is)                                   ``FROM (SELECT ...) AS _subN``
-``unnest(json_transform(f, $spec))``  one ``try_cast(get_json_object(...))``    one ``->>`` per key, numbers only where
-                                      per key of ``$spec``                      ``jsonb_typeof`` says number
-``CREATE TEMP TABLE t AS q``          :attr:`Statement.kind` ``"create_temp"``  ``CREATE TEMP TABLE`` (no ``OR REPLACE``)
-``DROP TABLE IF EXISTS t``            :attr:`Statement.kind` ``"drop"``         (as is)
-``SET threads = 1``                   ignored (a DuckDB setting)                ignored
-====================================  ========================================  ==================================================
+- ``epoch_us(ts)``: Spark ``unix_micros(ts)``; PostgreSQL
+  ``CAST(EXTRACT(EPOCH FROM ts) * 1000000 AS BIGINT)``.
+- ``quantile_cont(x, $list)``: Spark ``percentile(x, :list)``; PostgreSQL
+  ``percentile_cont(CAST(%(list)s AS DOUBLE PRECISION[])) WITHIN GROUP (ORDER BY x)``.
+- ``any_value(x)``: PostgreSQL ``min(x)`` (PostgreSQL 15 has no ``any_value``).
+- ``list_sort(list(DISTINCT x))``: PostgreSQL ``array_agg(DISTINCT x ORDER BY x)``.
+- ``GROUP BY ALL`` (Spark >= 3.4 has it): PostgreSQL ``GROUP BY 1, 2, ...``, the positions of
+  the non-aggregate columns.
+- ``FROM (SELECT ...)`` without a name: PostgreSQL 15 needs one (``AS _subN``).
+- ``unnest(json_transform(f, $spec))``: one column per key of ``$spec``, Spark
+  ``try_cast(get_json_object(f, :key) AS DOUBLE)``, PostgreSQL ``->>`` (numbers only where
+  ``jsonb_typeof`` says number).
+- ``CREATE TEMP TABLE t AS q``: :attr:`Statement.kind` ``"create_temp"`` (Spark caches the
+  DataFrame of ``q``; PostgreSQL runs ``CREATE TEMP TABLE``, without DuckDB's ``OR REPLACE``).
+- ``DROP TABLE IF EXISTS t``: :attr:`Statement.kind` ``"drop"``.
+- ``SET threads = 1``: ignored (a DuckDB setting).
 
 The JSON rewrite reads the *value* of ``$spec`` (the column names and types a drift window
 wants) to know which keys to extract: the keys become bound parameters of the generated
@@ -261,7 +262,8 @@ def _expand_json_transform(
         assert select is not None
         index = select.expressions.index(node)
         parsed = sqlglot.parse_one(f"SELECT {replacement}", read=dialect).expressions
-        select.set("expressions", select.expressions[:index] + parsed + select.expressions[index + 1 :])
+        rest = select.expressions[index + 1 :]
+        select.set("expressions", select.expressions[:index] + parsed + rest)
     return tree
 
 

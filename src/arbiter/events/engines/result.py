@@ -56,8 +56,10 @@ class QueryResult:
     @property
     def description(self) -> list[tuple[Any, ...]]:
         """DB-API column descriptions (name first, as DuckDB's ``cursor.description``)."""
-        return [(name, str(t), None, None, None, None, None) for name, t in
-                zip(self._table.column_names, self._table.schema.types, strict=True)]
+        return [
+            (name, str(t), None, None, None, None, None)
+            for name, t in zip(self._table.column_names, self._table.schema.types, strict=True)
+        ]
 
     def _all_rows(self) -> list[tuple[Any, ...]]:
         if self._rows is None:

@@ -59,12 +59,19 @@ FROM (
 """
 
 
-def spark_session(master: str = DEFAULT_MASTER, *, shuffle_partitions: int | None = None) -> Any:
+def spark_session(
+    master: str = DEFAULT_MASTER,
+    *,
+    shuffle_partitions: int | None = None,
+    conf: Mapping[str, str] | None = None,
+) -> Any:
     """The process's SparkSession (created on first use) for ``master``.
 
     Local masters get a small number of shuffle partitions (Spark's 200 default is for a
     cluster: on two cores it spends more time scheduling empty tasks than aggregating), the
     UI off and UTC as the session time zone, so timestamps read back as they were written.
+    ``conf`` adds Spark settings (``spark.driver.memory`` must be given before the first
+    session of the process starts its JVM).
     """
     from pyspark.sql import SparkSession
 
@@ -83,6 +90,8 @@ def spark_session(master: str = DEFAULT_MASTER, *, shuffle_partitions: int | Non
         builder = builder.config("spark.driver.host", "127.0.0.1").config(
             "spark.driver.bindAddress", "127.0.0.1"
         )
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
@@ -161,7 +170,7 @@ def _read_segments(
     segments written before a column existed simply lack it. ``file_columns`` adds
     ``filename`` and ``file_row_number`` (the label tie-break, see the module docstring).
     """
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as F  # noqa: N812 (PySpark's own convention)
     from pyspark.sql.pandas.types import from_arrow_schema
 
     spark_schema = from_arrow_schema(schema)
