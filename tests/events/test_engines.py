@@ -42,6 +42,9 @@ from arbiter.report.summary import summarize
 
 psycopg = pytest.importorskip("psycopg")
 
+# Spark start-up plus ~35 planned queries: minutes on a busy 2-core box, far less on CI.
+pytestmark = pytest.mark.timeout(900)
+
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 TOL = 1e-9
@@ -282,15 +285,12 @@ def pg_url(log: dict[str, list[pa.Table]]) -> Iterator[str]:
         conn.close()
 
 
-@pytest.fixture(scope="module")
-def spark_store(store: EventStore) -> Iterator[EventStore]:
-    from arbiter.events.engines.spark import spark_session
-
-    session = spark_session("local[2]", shuffle_partitions=2)
-    yield store
-    session.stop()
-
-
+# A few thousand rows: Spark's per-query overhead is the cost, not the data. Interpreted
+# plans instead of compiling Java for every query, and no adaptive re-planning.
+SMALL_DATA_CONF = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.adaptive.enabled": "false",
+}
 COLUMNS = {"amount": "numeric", "age": "numeric", "country": "categorical"}
 WINDOWS: dict[str, dict[str, Any]] = {
     "window": {"window": timedelta(days=2)},
@@ -309,63 +309,93 @@ OUTCOME_SQL = (
 )
 
 
-def everything(con: Any) -> dict[str, Any]:
-    """Every result the tests compare, computed once per engine (Spark start-up and its
-    per-query planning are the slow part: each query runs once)."""
-    now = T0 + timedelta(days=1)
-    return {
-        "analyze_fraud": [a.to_dict() for a in analyze_model(con, "fraud")],
-        "analyze_price": [a.to_dict() for a in analyze_model(con, "price")],
-        "traffic": {k: v.to_dict() for k, v in arm_traffic(con, "fraud", "ab-1").items()},
-        "ab": aggregate_experiment(con, "fraud", "ab-1"),
-        "shadow": aggregate_experiment(con, "fraud", "shadow-1"),
-        "latest": con.execute(LATEST_SQL).fetchall(),
-        "labeled": con.execute(
-            "SELECT count(*), count(label) FROM labeled WHERE model = $model", {"model": "fraud"}
-        ).fetchone(),
-        "outcomes": con.execute(
-            OUTCOME_SQL, {"model": "fraud", "experiment": "ab-1", "event": "purchase"}
-        ).fetchall(),
-        "summary": summarize(con, "fraud", "ab-1"),
-        "windows": {
-            name: read_window(con, "fraud", COLUMNS, now=now, **kwargs)
-            for name, kwargs in WINDOWS.items()
-        },
-        "quoted": con.execute(
-            "SELECT count(*) FROM served WHERE model = $model", {"model": "fr'aud"}
-        ).fetchone(),
-    }
+NOW = T0 + timedelta(days=1)
+
+# What the tests compare, by name: each computed once per engine, on first use. Spark's cost
+# is start-up and per-query planning (seconds each on a busy 2-core box), not the data: the
+# default run asks Spark for the A/B + shadow analysis, labels, outcomes and drift windows
+# (~35 queries); the rest (regressor, raw aggregates, report summary) is marked slow for Spark.
+COMPUTE: dict[str, Any] = {
+    "analyze_fraud": lambda con: [a.to_dict() for a in analyze_model(con, "fraud")],
+    "analyze_price": lambda con: [a.to_dict() for a in analyze_model(con, "price")],
+    "traffic": lambda con: {k: v.to_dict() for k, v in arm_traffic(con, "fraud", "ab-1").items()},
+    "ab": lambda con: aggregate_experiment(con, "fraud", "ab-1"),
+    "shadow": lambda con: aggregate_experiment(con, "fraud", "shadow-1"),
+    "latest": lambda con: con.execute(LATEST_SQL).fetchall(),
+    "labeled": lambda con: con.execute(
+        "SELECT count(*), count(label) FROM labeled WHERE model = $model", {"model": "fraud"}
+    ).fetchone(),
+    "outcomes": lambda con: con.execute(
+        OUTCOME_SQL, {"model": "fraud", "experiment": "ab-1", "event": "purchase"}
+    ).fetchall(),
+    "summary": lambda con: summarize(con, "fraud", "ab-1"),
+    "windows": lambda con: {
+        name: read_window(con, "fraud", COLUMNS, now=NOW, **kwargs)
+        for name, kwargs in WINDOWS.items()
+    },
+    "quoted": lambda con: con.execute(
+        "SELECT count(*) FROM served WHERE model = $model", {"model": "fr'aud"}
+    ).fetchone(),
+}
+
+
+class Results:
+    """``results[engine, name]``: COMPUTE[name] on one open connection per engine."""
+
+    def __init__(self, store: EventStore, pg_url: str) -> None:
+        self.store, self.pg_url = store, pg_url
+        self.connections: dict[str, Any] = {}
+        self.values: dict[tuple[str, str], Any] = {}
+        self.session: Any = None
+
+    def __getitem__(self, key: tuple[str, str]) -> Any:
+        engine, name = key
+        if key not in self.values:
+            if engine not in self.connections:
+                if engine == "spark":
+                    from arbiter.events.engines.spark import spark_session
+
+                    self.session = spark_session(
+                        "local[2]", shuffle_partitions=1, conf=SMALL_DATA_CONF
+                    )
+                url = self.pg_url if engine == "postgres" else None
+                self.connections[engine] = open_engine(engine, self.store, events_url=url)
+            self.values[key] = COMPUTE[name](self.connections[engine])
+        return self.values[key]
+
+    def close(self) -> None:
+        for con in self.connections.values():
+            con.close()
+        if self.session is not None:
+            self.session.stop()
 
 
 @pytest.fixture(scope="module")
-def results(store: EventStore, pg_url: str) -> Iterator[dict[str, dict[str, Any]]]:
-    """``{engine: everything(con)}``, each engine run lazily on first use."""
-    from arbiter.events.engines.spark import spark_session
+def results(store: EventStore, pg_url: str) -> Iterator[Results]:
+    res = Results(store, pg_url)
+    yield res
+    res.close()
 
-    cache: dict[str, dict[str, Any]] = {}
-    session = None
 
-    class Lazy(dict):  # type: ignore[type-arg]
-        def __missing__(self, engine: str) -> dict[str, Any]:
-            nonlocal session
-            if engine == "spark" and session is None:
-                session = spark_session("local[2]", shuffle_partitions=2)
-            url = pg_url if engine == "postgres" else None
-            with open_engine(engine, store, events_url=url) as con:
-                self[engine] = everything(con)
-            return self[engine]
+class Pair:
+    """DuckDB's results and another engine's, by name: ``pair["analyze_fraud"]``."""
 
-    yield Lazy(cache)
-    if session is not None:
-        session.stop()
+    def __init__(self, results: Results, engine: str) -> None:
+        self.results, self.engine = results, engine
+
+    def __getitem__(self, name: str) -> tuple[Any, Any]:
+        return self.results["duckdb", name], self.results[self.engine, name]
 
 
 @pytest.fixture(params=["spark", "postgres"])
-def pair(
-    request: pytest.FixtureRequest, results: dict[str, dict[str, Any]]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(DuckDB's results, the other engine's results)."""
-    return results["duckdb"], results[request.param]
+def pair(request: pytest.FixtureRequest, results: Results) -> Pair:
+    return Pair(results, request.param)
+
+
+@pytest.fixture(params=[pytest.param("spark", marks=pytest.mark.slow), "postgres"])
+def pair_full(request: pytest.FixtureRequest, results: Results) -> Pair:
+    """As ``pair``, for the comparisons Spark runs only in the slow (full) suite."""
+    return Pair(results, request.param)
 
 
 # --- comparison -------------------------------------------------------------------------------
@@ -400,24 +430,29 @@ def assert_same(a: Any, b: Any, path: str = "") -> None:
 # --- tests ------------------------------------------------------------------------------------
 
 
-def test_analyze_gives_the_same_verdicts_and_numbers(pair: tuple[Any, Any]) -> None:
-    duck, other = pair
-    assert [e["experiment"] for e in duck["analyze_fraud"]] == ["ab-1", "shadow-1"]
-    assert_same(duck["analyze_fraud"], other["analyze_fraud"])
-    assert_same(duck["analyze_price"], other["analyze_price"])
+def test_analyze_gives_the_same_verdicts_and_numbers(pair: Pair) -> None:
+    duck, other = pair["analyze_fraud"]
+    assert [e["experiment"] for e in duck] == ["ab-1", "shadow-1"]
+    assert_same(duck, other)
 
 
-def test_per_arm_and_paired_statistics_agree(pair: tuple[Any, Any]) -> None:
-    duck, other = pair
-    assert duck["ab"].traffic["champion"].requests > 100
-    assert_same(duck["traffic"], other["traffic"])
-    assert duck["ab"].metric == other["ab"].metric
+def test_regressor_analysis_agrees(pair_full: Pair) -> None:
+    duck, other = pair_full["analyze_price"]
+    assert duck[0]["task"] == "regression"
+    assert_same(duck, other)
+
+
+def test_per_arm_and_paired_statistics_agree(pair_full: Pair) -> None:
+    assert_same(*pair_full["traffic"])
+    ab_duck, ab_other = pair_full["ab"]
+    assert ab_duck.traffic["champion"].requests > 100
+    assert ab_duck.metric == ab_other.metric
     assert_same(
-        {k: dataclasses.asdict(v) for k, v in duck["ab"].per_unit.items()},
-        {k: dataclasses.asdict(v) for k, v in other["ab"].per_unit.items()},
+        {k: dataclasses.asdict(v) for k, v in ab_duck.per_unit.items()},
+        {k: dataclasses.asdict(v) for k, v in ab_other.per_unit.items()},
     )
-    assert_same(duck["ab"].timeseries.to_dict(), other["ab"].timeseries.to_dict())
-    sh_duck, sh_other = duck["shadow"], other["shadow"]
+    assert_same(ab_duck.timeseries.to_dict(), ab_other.timeseries.to_dict())
+    sh_duck, sh_other = pair_full["shadow"]
     assert sh_duck.agreement == sh_other.agreement
     assert sh_duck.paired.n > 300
     for name in ("ts_us", "correct_a", "correct_b", "y_binary", "score_a", "score_b"):
@@ -425,24 +460,27 @@ def test_per_arm_and_paired_statistics_agree(pair: tuple[Any, Any]) -> None:
     assert sh_duck.confusion == sh_other.confusion
 
 
-def test_latest_labels_follow_the_same_tie_break(pair: tuple[Any, Any]) -> None:
-    duck, other = pair
-    assert len(duck["latest"]) > 1000
-    assert duck["latest"] == other["latest"]
-    assert duck["labeled"] == other["labeled"]
+def test_latest_labels_follow_the_same_tie_break(pair: Pair) -> None:
+    duck, other = pair["latest"]
+    assert len(duck) > 1000
+    assert duck == other
+    assert pair["labeled"][0] == pair["labeled"][1]
 
 
-def test_outcome_and_report_queries_agree(pair: tuple[Any, Any]) -> None:
-    duck, other = pair
-    assert len(duck["outcomes"]) == 2
-    assert_same(duck["outcomes"], other["outcomes"])
-    assert_same(duck["summary"], other["summary"])
+def test_outcome_joins_agree(pair: Pair) -> None:
+    duck, other = pair["outcomes"]
+    assert len(duck) == 2
+    assert_same(duck, other)
 
 
-def test_drift_windows_read_the_same_features(pair: tuple[Any, Any]) -> None:
-    duck, other = pair
+def test_report_summary_agrees(pair_full: Pair) -> None:
+    assert_same(*pair_full["summary"])
+
+
+def test_drift_windows_read_the_same_features(pair: Pair) -> None:
+    duck, other = pair["windows"]
     for name in WINDOWS:
-        a, b = duck["windows"][name], other["windows"][name]
+        a, b = duck[name], other[name]
         assert a.n == b.n > 200, name
         for column in ("amount", "age"):
             np.testing.assert_allclose(
@@ -464,9 +502,9 @@ def test_drift_windows_read_the_same_features(pair: tuple[Any, Any]) -> None:
         )
 
 
-def test_a_model_name_with_a_quote_is_a_value(pair: tuple[Any, Any]) -> None:
-    duck, other = pair
-    assert duck["quoted"] == other["quoted"] == (0,)
+def test_a_model_name_with_a_quote_is_a_value(pair: Pair) -> None:
+    duck, other = pair["quoted"]
+    assert duck == other == (0,)
 
 
 def test_values_are_bound_never_pasted() -> None:
@@ -486,3 +524,29 @@ def test_postgres_engine_needs_a_postgres_store(store: EventStore) -> None:
         open_engine("presto", store)
     with pytest.raises(EngineError, match="PostgreSQL event store"):
         open_engine("postgres", store, events_url="postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_cli_engine_option(store: EventStore, capsys: pytest.CaptureFixture[str]) -> None:
+    from arbiter.cli import main
+    from arbiter.cli.status_codes import BAD_INPUT
+
+    home = str(store.home)
+    base = ["report", "--home", home, "-m", "fraud", "-e", "ab-1", "--json"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--output", str(store.home / "a.md")])
+    assert exit_info.value.code == 0
+    default = json.loads(capsys.readouterr().out)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--output", str(store.home / "b.md"), "--engine", "duckdb"])
+    assert exit_info.value.code == 0
+    chosen = json.loads(capsys.readouterr().out)
+    assert {k: v for k, v in chosen.items() if k != "report_file"} == {
+        k: v for k, v in default.items() if k != "report_file"
+    }
+    for command in (["analyze", "--no-html"], ["report"]):
+        args = [*command, "--home", home, "-m", "fraud", "--engine", "postgres"]
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code == BAD_INPUT
+        err = capsys.readouterr().err
+        assert "events.url: postgresql://" in err and "Traceback" not in err

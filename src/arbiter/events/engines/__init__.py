@@ -22,15 +22,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from arbiter.errors import ArbiterError, ConfigError, InvalidInputError
+from arbiter.errors import ConfigError, InvalidInputError
+from arbiter.events.engines.errors import EngineError
 
 Engine = Literal["duckdb", "spark", "postgres"]
 ENGINES: tuple[Engine, ...] = ("duckdb", "spark", "postgres")
 DEFAULT_SPARK_MASTER = "local[2]"
-
-
-class EngineError(ArbiterError):
-    """A query engine could not be started or reached (PySpark missing, no Java, no server)."""
 
 
 def open_engine(

@@ -31,6 +31,7 @@ from psycopg import sql
 from arbiter.errors import InvalidInputError
 from arbiter.events.engines.catalog import EXPERIMENT_CHANGES, EXPERIMENT_CHANGES_SCHEMA
 from arbiter.events.engines.dialect import translate
+from arbiter.events.engines.errors import EngineError
 from arbiter.events.engines.result import QueryResult
 from arbiter.events.schema import FEEDBACK_COLUMNS, OUTCOME_COLUMNS, PREDICTION_COLUMNS
 from arbiter.events.views import DERIVED_VIEWS_SQL
@@ -77,16 +78,29 @@ class PostgresConnection:
         self.conn = conn
 
     def execute(self, query: str, params: Mapping[str, Any] | None = None) -> QueryResult:
-        """Run one DuckDB-dialect statement on PostgreSQL."""
+        """Run one DuckDB-dialect statement on PostgreSQL.
+
+        Raises
+        ------
+        EngineError
+            PostgreSQL refused or failed the query; the message names the SQLSTATE, not the
+            SQL.
+        """
         statement = translate(query, "postgres", params)
         if statement.kind == "ignore":
             return QueryResult(pa.table({}))
-        with self.conn.cursor() as cur:
-            cur.execute(statement.sql, statement.params or None)  # type: ignore[arg-type]
-            if cur.description is None:
-                return QueryResult(pa.table({}))
-            names = [d.name for d in cur.description]
-            return QueryResult.from_rows(names, cur.fetchall())
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(statement.sql, statement.params or None)  # type: ignore[arg-type]
+                if cur.description is None:
+                    return QueryResult(pa.table({}))
+                names = [d.name for d in cur.description]
+                return QueryResult.from_rows(names, cur.fetchall())
+        except psycopg.Error as exc:
+            raise EngineError(
+                f"PostgreSQL could not run a query of this analysis ({type(exc).__name__}, "
+                f"SQLSTATE {exc.sqlstate}); run it with --engine duckdb"
+            ) from exc
 
     def sql(self, query: str, params: Mapping[str, Any] | None = None) -> QueryResult:
         """Same as :meth:`execute` (DuckDB's ``con.sql(query, params=...)``)."""

@@ -32,6 +32,7 @@ import sqlglot
 
 from arbiter.events.engines.catalog import EXPERIMENT_CHANGES, EXPERIMENT_CHANGES_SCHEMA
 from arbiter.events.engines.dialect import translate
+from arbiter.events.engines.errors import EngineError
 from arbiter.events.engines.result import QueryResult
 from arbiter.events.schema import FEEDBACK_SCHEMA, OUTCOMES_SCHEMA, PREDICTIONS_SCHEMA
 from arbiter.events.views import DERIVED_VIEWS_SQL
@@ -114,7 +115,26 @@ class SparkConnection:
         self._cached: dict[str, DataFrame] = {}
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
-        """Run one DuckDB-dialect statement on Spark; see the class docstring."""
+        """Run one DuckDB-dialect statement on Spark; see the class docstring.
+
+        Raises
+        ------
+        EngineError
+            Spark refused or failed the query; the message names Spark's error condition,
+            not the SQL.
+        """
+        from pyspark.errors import PySparkException
+
+        try:
+            return self._execute(sql, params)
+        except PySparkException as exc:
+            condition = getattr(exc, "getCondition", lambda: None)() or type(exc).__name__
+            raise EngineError(
+                f"Spark could not run a query of this analysis ({condition}); "
+                "run it with --engine duckdb"
+            ) from exc
+
+    def _execute(self, sql: str, params: Mapping[str, Any] | None) -> QueryResult:
         statement = translate(sql, "spark", params)
         if statement.kind == "ignore":
             return QueryResult(pa.table({}))
