@@ -169,10 +169,16 @@ class SparkConnection:
         frame.createOrReplaceTempView(name)
 
     def close(self) -> None:
-        """Drop this connection's cached tables (the session's views go with it)."""
+        """Unpersist this connection's cached tables and drop its temporary views.
+
+        The SparkContext (and its JVM) stays up for the next connection of the process.
+        """
         for frame in self._cached.values():
             frame.unpersist()
         self._cached.clear()
+        for table in self.session.catalog.listTables():
+            if table.isTemporary:
+                self.session.catalog.dropTempView(table.name)
 
     def __enter__(self) -> SparkConnection:
         return self
