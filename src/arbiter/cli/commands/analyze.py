@@ -115,7 +115,8 @@ def _check_engine(con: Any, model: str, experiment: str | None, config: Any) -> 
     """On Spark or PostgreSQL, refuse the analyses whose SQL runs on DuckDB only.
 
     Shadow and two-arm A/B experiments run on every engine (tests/events/test_engines.py);
-    k-arm A/B/n, interleaving, bandits and SRM per split period use DuckDB-only SQL
+    configured metrics, k-arm A/B/n, interleaving, bandits and SRM per split period use
+    DuckDB-only SQL
     (docs/design/query-engines.md). Refusing up front beats failing halfway.
     """
     from arbiter.analysis.aggregate import list_experiments
@@ -126,6 +127,12 @@ def _check_engine(con: Any, model: str, experiment: str | None, config: Any) -> 
     dialect = getattr(con, "dialect", "duckdb")
     if dialect == "duckdb":
         return
+    if config is not None and config.metrics:
+        raise InvalidInputError(
+            f"the metrics of model {model!r} (outcome and label metrics) use DuckDB-only SQL "
+            f"and cannot be analysed on engine {dialect}; use --engine duckdb",
+            field="engine",
+        )
     for name in [experiment] if experiment else list_experiments(con, model):
         strategy, arms = logged_shape(con, model, name)
         if strategy in (None, "none", "canary"):
