@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # deletes, and refuses while `arbiter serve` uses the home).
 FORCE ?=
 
-.PHONY: demo test test-all lint bench clean chromium promtool
+.PHONY: demo test test-all lint bench clean chromium promtool java
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 'arbiter needs Python >= 3.11; set PYTHON=python3.11')"
@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-test: $(STAMP) $(AIRFLOW_VENV)/.installed chromium promtool lint
+test: $(STAMP) $(AIRFLOW_VENV)/.installed chromium promtool java lint
 	ARBITER_REQUIRE_AIRFLOW=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The dashboard's browser tests (tests/ui) drive Debian's Chromium through Playwright; install
@@ -49,8 +49,13 @@ chromium:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 
+# The Spark engine's tests (tests/events/test_engines.py) run PySpark local[2]: they need a JVM.
+java:
+	@java -version 2>&1 | awk -F'"' '/version/ {split($$2, v, "."); exit !(v[1] >= 17)}' || \
+	  { echo "make test needs Java 17+ for the Spark tests: apt-get install -y openjdk-17-jre-headless"; exit 1; }
+
 # The full-size simulations too (marked slow; the default run has reduced versions).
-test-all: $(STAMP) $(AIRFLOW_VENV)/.installed chromium promtool
+test-all: $(STAMP) $(AIRFLOW_VENV)/.installed chromium promtool java
 	ARBITER_REQUIRE_AIRFLOW=1 $(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
 
 # promtool checks deploy/prometheus/alerts.yml in the tests (tests/alerts); Debian's

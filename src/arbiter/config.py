@@ -472,6 +472,22 @@ class AlertsConfig(_Frozen):
         return value
 
 
+class AnalysisConfig(_Frozen):
+    """Which engine runs the analysis queries (docs/design/query-engines.md)."""
+
+    engine: Literal["duckdb", "spark", "postgres"] = Field(
+        default="duckdb",
+        description="duckdb: embedded, reads HOME/events (the default, no service). spark: "
+        "Spark SQL over the same Parquet log (PySpark, Java 17+). postgres: the PostgreSQL "
+        "event store of events.url. `--engine` on analyze, report and drift overrides it.",
+    )
+    spark_master: str = Field(
+        default="local[2]",
+        min_length=1,
+        description="Spark master URL for engine spark: local[N], spark://host:7077, yarn...",
+    )
+
+
 class HomeConfig(_Frozen):
     """Everything in ``arbiter.yaml``."""
 
@@ -480,6 +496,7 @@ class HomeConfig(_Frozen):
     events: EventsConfig = EventsConfig()
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     alerts: AlertsConfig = AlertsConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
 
     @field_validator("models")
     @classmethod
@@ -544,6 +561,7 @@ __all__ = [
     "ABExperimentConfig",
     "AlertEvent",
     "AlertsConfig",
+    "AnalysisConfig",
     "BanditExperimentConfig",
     "BanditSettings",
     "CanaryConfig",

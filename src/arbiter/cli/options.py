@@ -14,3 +14,9 @@ HomeOption = typer.Option(
 )
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
 ModelOption = typer.Option(..., "--model", "-m", help="Registered model name.")
+EngineOption = typer.Option(
+    None,
+    "--engine",
+    help="Query engine: duckdb (embedded, default), spark (Spark SQL over the Parquet log) or "
+    "postgres (the events.url PostgreSQL store). Default: analysis.engine in arbiter.yaml.",
+)

@@ -75,9 +75,10 @@ VIEWS: tuple[str, ...] = (
 # The label columns a latest-label query may keep (names interpolated into SQL: an allow-list).
 _LABEL_FIELDS: dict[str, str] = {"label": "label", "label_num": "label_num", "label_ts": "ts"}
 
-_VIEWS_SQL = """
-CREATE VIEW latest_feedback AS {latest};
-
+# The views every engine defines with the same SQL (arbiter.events.engines transpiles them to
+# Spark and PostgreSQL); only latest_feedback, whose tie-break reads how each engine stores
+# the labels, is written per engine.
+DERIVED_VIEWS_SQL = """
 CREATE VIEW unforced AS
 SELECT * FROM predictions
 WHERE NOT coalesce(forced, false) AND coalesce(role, '') <> 'fallback';
@@ -248,5 +249,5 @@ def _create_views(
     con.execute(
         "CREATE VIEW feedback AS SELECT * EXCLUDE (filename, file_row_number) FROM _feedback_raw"
     )
-    con.execute(_VIEWS_SQL.format(latest=latest_labels_sql()))
+    con.execute(f"CREATE VIEW latest_feedback AS {latest_labels_sql()};" + DERIVED_VIEWS_SQL)
     con.execute("CREATE VIEW outcomes AS " + outcomes)

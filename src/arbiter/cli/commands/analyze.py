@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from arbiter.cli.options import HomeOption, JsonOption, ModelOption
+from arbiter.cli.options import EngineOption, HomeOption, JsonOption, ModelOption
 
 WideOption = typer.Option(
     False, "--wide", help="Print every table column, however wide the terminal."
@@ -29,6 +29,7 @@ def analyze(
     no_html: bool = typer.Option(False, "--no-html", help="Do not write the HTML report."),
     json_output: bool = JsonOption,
     wide: bool = WideOption,
+    engine: str = EngineOption,
 ) -> None:
     """Test challenger against champion (SRM, primary test, guardrails) and print the verdict.
 
@@ -43,23 +44,21 @@ def analyze(
 
     from arbiter.analysis import analyze_model
     from arbiter.cli.output import err_console, print_json
-    from arbiter.errors import NotFoundError
+    from arbiter.events.engines import open_for_home
     from arbiter.events.feedback import unmatched_feedback
-    from arbiter.events.location import event_log_exists, open_event_store
     from arbiter.experiments.split_store import attach_for_home
     from arbiter.home import Home
     from arbiter.registry.model_info import describe_analysis_models
     from arbiter.report.terminal import WIDE, print_analysis, print_path
 
     h = Home.at(home)
-    if not event_log_exists(h):
-        raise NotFoundError(f"no event log in {h.root}; serve some traffic first")
     config = h.config()
     # The spinner goes to stderr so that --json output on stdout stays parseable.
     with err_console.status("Analysing the event log…") as status:
-        with open_event_store(h, config).connect() as con:
+        with open_for_home(h, engine) as con:
             _check_model(con, model)
             attach_for_home(con, h, model)  # split changes: SRM per period (analysis/periods.py)
+            _check_engine(con, model, experiment, config.models.get(model))
             analyses = analyze_model(con, model, experiment, model_config=config.models.get(model))
             unmatched = unmatched_feedback(con)  # labels joined to nothing (issue 14)
             left_out = [] if experiment else _left_out(con, model, analyses, h.root)
@@ -122,6 +121,47 @@ def _check_model(con: Any, model: str) -> None:
             f"no events logged for model {model!r}; models in the event log: "
             f"{', '.join(known) or 'none'}"
         )
+
+
+def _check_engine(con: Any, model: str, experiment: str | None, config: Any) -> None:
+    """On Spark or PostgreSQL, refuse the analyses whose SQL runs on DuckDB only.
+
+    Shadow and two-arm A/B experiments run on every engine (tests/events/test_engines.py);
+    configured metrics, k-arm A/B/n, interleaving, bandits and SRM per split period use
+    DuckDB-only SQL
+    (docs/design/query-engines.md). Refusing up front beats failing halfway.
+    """
+    from arbiter.analysis.aggregate import list_experiments
+    from arbiter.analysis.kinds import has_challenger_list, logged_shape
+    from arbiter.analysis.periods import split_changed
+    from arbiter.errors import InvalidInputError
+
+    dialect = getattr(con, "dialect", "duckdb")
+    if dialect == "duckdb":
+        return
+    if config is not None and config.metrics:
+        raise InvalidInputError(
+            f"the metrics of model {model!r} (outcome and label metrics) use DuckDB-only SQL "
+            f"and cannot be analysed on engine {dialect}; use --engine duckdb",
+            field="engine",
+        )
+    for name in [experiment] if experiment else list_experiments(con, model):
+        strategy, arms = logged_shape(con, model, name)
+        if strategy in (None, "none", "canary"):
+            continue  # not analysed by `arbiter analyze` anyway
+        several = arms > 2 or has_challenger_list(config, model, name)
+        reason = None
+        if strategy not in ("shadow", "ab") or several:
+            reason = f"its strategy ({strategy}{', k arms' if several else ''})"
+        elif strategy == "ab" and split_changed(con, model, name):
+            reason = "its split changed (SRM per period)"
+        if reason is not None:
+            raise InvalidInputError(
+                f"experiment {name!r} cannot be analysed on engine {dialect}: {reason} uses "
+                "DuckDB-only SQL; use --engine duckdb"
+                + ("" if experiment else ", or --experiment for one shadow or A/B experiment"),
+                field="engine",
+            )
 
 
 def _left_out(con: Any, model: str, analyses: list[Any], home: Path) -> list[dict[str, str]]:

@@ -18,6 +18,8 @@ from typing import Any
 
 import typer
 
+from arbiter.cli.options import EngineOption
+
 app = typer.Typer(
     help="Data and prediction drift against the training data (docs/drift.md).",
     no_args_is_help=False,
@@ -109,6 +111,7 @@ def drift(
     wide: bool = typer.Option(
         False, "--wide", help="Print every table column, however wide the terminal."
     ),
+    engine: str = EngineOption,
 ) -> None:
     """Compare current data with the reference, per feature and for the whole table.
 
@@ -149,7 +152,7 @@ def drift(
         meta = {"reference": str(reference), "current": str(current)}
     elif model is not None:
         ref, cur, ref_pred, cur_pred, title, meta = _from_event_log(
-            home or Path("./arbiter-home"), model, version, window, last
+            home or Path("./arbiter-home"), model, version, window, last, engine
         )
         config_kwargs["columns"] = ref.names
     else:
@@ -176,11 +179,16 @@ def drift(
 
 
 def _from_event_log(
-    home: Path, model: str, version: str | None, window: str | None, last: int | None
+    home: Path,
+    model: str,
+    version: str | None,
+    window: str | None,
+    last: int | None,
+    engine: str | None = None,
 ) -> tuple[Any, Any, Any, Any, str, dict[str, Any]]:
     from arbiter.durations import parse_window
     from arbiter.errors import NotFoundError
-    from arbiter.events.location import event_log_exists, open_event_store
+    from arbiter.events.engines import open_for_home
     from arbiter.events.window import read_window
     from arbiter.home import Home
     from arbiter.registry import registry_for_home
@@ -192,12 +200,10 @@ def _from_event_log(
     profile = load_profile(
         registry.tracking_uri, model, version, registry_uri=registry.registry_uri
     )
-    if not event_log_exists(h):
-        raise NotFoundError(f"no event log in {h.root}; serve some traffic first")
     spec = parse_window(window if window or last is not None else "1d", field="window")
     rows = min((n for n in (spec.rows, last) if n is not None), default=None)
     columns = {c.name: c.kind for c in profile.columns}
-    with open_event_store(h).connect() as con:
+    with open_for_home(h, engine) as con:
         w = read_window(con, model, columns, window=spec.period, last=rows, version=version)
     if w.n == 0:
         raise NotFoundError(

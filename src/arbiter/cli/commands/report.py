@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from arbiter.cli.commands.analyze import WideOption
-from arbiter.cli.options import HomeOption, JsonOption, ModelOption
+from arbiter.cli.options import EngineOption, HomeOption, JsonOption, ModelOption
 
 
 def report(
@@ -22,6 +22,7 @@ def report(
     ),
     json_output: bool = JsonOption,
     wide: bool = WideOption,
+    engine: str = EngineOption,
 ) -> None:
     """Requests, errors, latency (mean and percentiles) and quality per arm; shadow agreement.
 
@@ -33,8 +34,7 @@ def report(
     from rich.console import Console
 
     from arbiter.cli.output import print_json
-    from arbiter.errors import NotFoundError
-    from arbiter.events.location import event_log_exists, open_event_store
+    from arbiter.events.engines import open_for_home
     from arbiter.home import Home
     from arbiter.registry.model_info import describe_summary_models
     from arbiter.report.markdown import render_markdown
@@ -42,10 +42,8 @@ def report(
     from arbiter.report.terminal import WIDE, print_path, print_summary
 
     h = Home.at(home)
-    if not event_log_exists(h):
-        raise NotFoundError(f"no event log in {h.root}; serve some traffic first")
     config = h.config().models.get(model)
-    with open_event_store(h).connect() as con:
+    with open_for_home(h, engine) as con:
         summary = summarize(
             con, model, experiment, decision=None if config is None else config.decision
         )
