@@ -1,28 +1,58 @@
-"""Gateway overhead: arbiter against a bare Starlette app and ``mlflow models serve``.
+"""Gateway overhead: arbiter against a bare Starlette app, ``mlflow models serve`` and MLServer.
 
-One small scikit-learn model (the demo's champion: StandardScaler + LogisticRegression on 8
-numeric features, fitted on a numpy array), one worker process per server, the same load
-generators, everything on 127.0.0.1:
+The same small scikit-learn model behind every server, one worker process per server, the same
+load generators, everything on 127.0.0.1. Two models (``--model``): ``logistic``, the demo's
+champion (StandardScaler + LogisticRegression on 8 numeric features, fitted on a numpy array),
+and ``gbm``, the demo's gradient-boosting model (HistGradientBoostingClassifier, 150 trees),
+whose one-row call costs milliseconds, almost all of it per-call overhead that batching pays
+once per batch.
 
 (a) ``bare``: a Starlette app that parses the JSON body, builds a numpy row, calls
     ``model.predict`` and returns JSON, under uvicorn;
 (b) ``arbiter-ab``: ``arbiter serve`` with ``strategy: ab`` (the challenger is a second small
-    model), logging every prediction, ``POST /models/NAME/predict`` with a unit id;
+    model of the same kind), logging every prediction, ``POST /models/NAME/predict`` with a
+    unit id;
 (c) ``arbiter-shadow``: ``arbiter serve`` with ``strategy: shadow``; the challenger is
     :class:`arbiter.testing.BusyModel`, burning 10x the champion's measured predict time of CPU
     while holding the GIL;
 (d) ``mlflow``: ``mlflow models serve --env-manager local`` of the same model version, with its
-    own ``{"dataframe_records": [...]}`` body.
+    own ``{"dataframe_records": [...]}`` body;
+(e) ``mlserver``: Seldon's MLServer with its scikit-learn runtime
+    (``mlserver_sklearn.SKLearnModel``, the model saved with joblib in the model folder), its
+    REST Open Inference Protocol v2 endpoint ``POST /v2/models/NAME/infer`` with a V2 body (one
+    ``[1, 8]`` FP64 tensor), adaptive batching off;
+(f) ``mlserver-batch``: the same with adaptive batching on (``max_batch_size`` 32,
+    ``max_batch_time`` 2 ms).
+
+MLServer runs from its own virtualenv, ``.venv-mlserver`` at the repository root, created on
+first use with ``pip install mlserver==1.7.1 mlserver-sklearn==1.7.1 httptools`` and the
+scikit-learn version of this interpreter (so the joblib file loads unchanged): its pins
+(FastAPI, Starlette, pydantic) conflict with arbiter's. ``--mlserver-python`` points at another
+one. It runs with ``parallel_workers: 0`` (inference in the HTTP process, like the others):
+MLServer 1.7.1 as pip installs it does not start with its default ``parallel_workers: 1`` (the
+inference workers die with "There is no current event loop"; upstream issue SeldonIO/MLServer
+#2286). ``httptools`` is installed so that its uvicorn parses HTTP as arbiter's does.
+
+With ``--workers N`` (default 2; 1 skips them) two more servers run on all cores: arbiter-ab
+with ``arbiter serve --workers N`` and MLServer with ``parallel_workers: N`` (MLServer has no
+multi-process HTTP front end: its one HTTP process hands requests to N inference processes;
+with 1.7.1 this hits the bug above, and the run records the failure instead of a number). The
+load generator is not pinned for these.
 
 Saturation throughput comes from wrk (closed loop, ``-t2 -c16``); latency at a fixed offered
 rate from ``benchmarks/_load.py`` (open loop, wrk2-style coordinated-omission correction). Each
 server is a subprocess on a free loopback port, pinned to core 0 with ``taskset`` (load
 generators on core 1), warmed up, measured, then stopped with SIGTERM.
 
+``--smoke`` measures nothing: it starts each server, sends a few dozen requests one by one and
+then concurrently (so that MLServer's batching merges them), and checks every answer against
+the model's own in-process predictions.
+
 Usage::
 
-    .venv/bin/python benchmarks/gateway.py            # full run, ~4.5 min
-    .venv/bin/python benchmarks/gateway.py --quick    # ~1.5 min
+    .venv/bin/python benchmarks/gateway.py                  # both models, ~15 min
+    .venv/bin/python benchmarks/gateway.py --quick --model logistic
+    .venv/bin/python benchmarks/gateway.py --smoke --only mlserver,mlserver-batch
     .venv/bin/python benchmarks/gateway.py --json gateway.json --profile prof/
 """
 
@@ -49,6 +79,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _mlserver import (
+    MLSERVER_MODEL,
+    MLSERVER_VENV,
+    mlserver_python,
+    mlserver_versions,
+    write_mlserver_repo,
+)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
@@ -57,6 +97,7 @@ AB_MODEL = "bench-ab"
 SHADOW_MODEL = "bench-shadow"
 N_BODIES = 512
 SHADOW_SLOWDOWN = 10.0
+MODEL_KINDS = ("logistic", "gbm")
 
 # wrk prints this one JSON line from the script's done() hook (latencies in microseconds).
 WRK_SCRIPT = r"""
@@ -156,7 +197,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def pinned(core: int | None, argv: list[str]) -> list[str]:
+def pinned(core: int | str | None, argv: list[str]) -> list[str]:
     if core is None or shutil.which("taskset") is None:
         return argv
     return ["taskset", "-c", str(core), *argv]
@@ -186,26 +227,37 @@ def single_row_cost_s(model: Any, x: Any, chunks: int = 5, n: int = 400) -> dict
     return out
 
 
-def prepare(home: Path) -> dict[str, Any]:
-    """Train and register the models; write the bodies each server takes."""
-    import pickle
-
-    import numpy as np
+def train_pair(kind: str, x: Any, y: Any) -> tuple[Any, Any]:
+    """The served model of ``kind`` and a second one of the same kind (the A/B challenger)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from arbiter.demo.train import train_challenger, train_champion
+
+    if kind == "logistic":
+        champion = train_champion(x, y)
+        challenger = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=1_000))
+        return champion, challenger.fit(x.to_numpy(), y)
+    if kind == "gbm":
+        return train_challenger(x, y, seed=7), train_challenger(x, y, seed=11)
+    raise ValueError(f"unknown model {kind!r}")
+
+
+def prepare(home: Path, kind: str) -> dict[str, Any]:
+    """Train and register the models; write the bodies each server takes."""
+    import pickle
+
+    import joblib
+    import numpy as np
+
     from arbiter.demo.data import FEATURES, make_transactions
-    from arbiter.demo.train import train_champion
     from arbiter.registry import registry_for_home
     from arbiter.testing import BusyModel
 
     train = make_transactions(20_000, seed=7)
     traffic = make_transactions(N_BODIES, seed=8)
-    champion = train_champion(train.features, train.labels)
-    challenger = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=1_000)).fit(
-        train.features.to_numpy(), train.labels
-    )
+    champion, challenger = train_pair(kind, train.features, train.labels)
     x1 = train.features.to_numpy()[:1]
     cost = single_row_cost_s(champion, x1)
     busy_s = SHADOW_SLOWDOWN * cost["predict"]
@@ -218,13 +270,35 @@ def prepare(home: Path) -> dict[str, Any]:
     registry.log_pyfunc_model(SHADOW_MODEL, BusyModel(busy_s), example, aliases=("challenger",))
     with open(home / "champion.pkl", "wb") as f:
         pickle.dump(champion, f)
+    # MLServer's scikit-learn runtime loads a joblib file (same scikit-learn version, see above).
+    joblib.dump(champion, home / "champion.joblib")
+    expected = champion.predict(traffic.features.to_numpy()).tolist()
+    (home / "expected.json").write_text(json.dumps(expected))
 
     rows = traffic.features.to_dict("records")
     rows = [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in rows]
     users = [str(u) for u in traffic.users.tolist()]
     arbiter_bodies = [{"unit_id": u, "features": r} for u, r in zip(users, rows, strict=True)]
     mlflow_bodies = [{"dataframe_records": [r]} for r in rows]
-    for name, bodies in (("arbiter", arbiter_bodies), ("mlflow", mlflow_bodies)):
+    # Open Inference Protocol v2: one [1, n_features] FP64 tensor in the model's feature order.
+    mlserver_bodies = [
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": [1, len(FEATURES)],
+                    "datatype": "FP64",
+                    "data": [float(r[n]) for n in FEATURES],
+                }
+            ]
+        }
+        for r in rows
+    ]
+    for name, bodies in (
+        ("arbiter", arbiter_bodies),
+        ("mlflow", mlflow_bodies),
+        ("mlserver", mlserver_bodies),
+    ):
         (home / f"bodies_{name}.json").write_text(json.dumps(bodies))
         # One body per line for wrk's Lua script (compact JSON has no newlines).
         (home / f"bodies_{name}.txt").write_text(
@@ -233,6 +307,8 @@ def prepare(home: Path) -> dict[str, Any]:
     (home / "post.lua").write_text(WRK_SCRIPT)
     (home / "bare_app.py").write_text(BARE_APP)
     return {
+        "kind": kind,
+        "estimator": type(champion).__name__,
         "features": list(FEATURES),
         "champion_predict_ms": cost["predict"] * 1000.0,
         "champion_predict_proba_ms": cost["predict_proba"] * 1000.0,
@@ -255,9 +331,24 @@ def write_config(home: Path, model: str, strategy: str, isolate: bool | None = N
 # -- running servers ---------------------------------------------------------------------------
 
 
-def server_env(home: Path) -> dict[str, str]:
+@dataclass(frozen=True)
+class Variant:
+    """How one server is started: which program, how many workers, MLServer's batching."""
+
+    key: str
+    label: str
+    path: str
+    bodies: str  # which prepared bodies: arbiter, mlflow or mlserver
+    workers: int = 1
+    batching: bool = False
+
+
+MLSERVER_PATH = f"/v2/models/{MLSERVER_MODEL}/infer"
+
+
+def server_env(home: Path, bin_dir: Path = BIN) -> dict[str, str]:
     # Registering models points MLFLOW_REGISTRY_URI (and friends) of this process elsewhere.
-    env = {k: v for k, v in os.environ.items() if "MLFLOW" not in k}
+    env = {k: v for k, v in os.environ.items() if "MLFLOW" not in k and "MLSERVER" not in k}
     uri = f"sqlite:///{home / 'mlflow.db'}"
     env.update(
         {
@@ -267,14 +358,24 @@ def server_env(home: Path) -> dict[str, str]:
             "MLFLOW_TRACKING_URI": uri,
             "MLFLOW_REGISTRY_URI": uri,
             "MLFLOW_DISABLE_TELEMETRY": "true",
-            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
         }
     )
     return env
 
 
-def server_argv(key: str, home: Path, port: int, features: list[str]) -> list[str]:
+def server_argv(
+    variant: Variant, home: Path, port: int, features: list[str], mlserver_bin: Path | None
+) -> list[str]:
+    key = variant.key
+    if key.startswith("mlserver"):
+        if mlserver_bin is None:
+            raise ValueError("MLServer's virtualenv is not set up")
+        repo = write_mlserver_repo(
+            home, key, port, batching=variant.batching, workers=variant.workers
+        )
+        return [str(mlserver_bin / "mlserver"), "start", str(repo)]
     if key == "bare":
         return [
             sys.executable,
@@ -293,6 +394,8 @@ def server_argv(key: str, home: Path, port: int, features: list[str]) -> list[st
             str(port),
             "--log-level",
             "warning",
+            "--workers",
+            str(variant.workers),
         ]
     if key == "mlflow":
         return [
@@ -317,6 +420,8 @@ def wait_ready(server: Server, timeout_s: float = 120.0) -> None:
     import httpx
 
     health = {"bare": "/healthz", "mlflow": "/ping"}.get(server.key, "/readyz")
+    if server.key.startswith("mlserver"):
+        health = f"/v2/models/{MLSERVER_MODEL}/ready"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.proc is not None and server.proc.poll() is not None:
@@ -334,15 +439,27 @@ def wait_ready(server: Server, timeout_s: float = 120.0) -> None:
 
 @contextlib.contextmanager
 def running(
-    key: str, label: str, home: Path, path: str, bodies: Path, features: list[str], core: int | None
+    variant: Variant,
+    home: Path,
+    features: list[str],
+    core: int | str | None,
+    mlserver_bin: Path | None = None,
 ) -> Iterator[Server]:
     port = free_port()
-    server = Server(key, label, port, path, bodies, log=home / f"{key}.log")
-    argv = pinned(core, server_argv(key, home, port, features))
+    bodies = home / f"bodies_{variant.bodies}.json"
+    key = variant.key
+    server = Server(key, variant.label, port, variant.path, bodies, log=home / f"{key}.log")
+    argv = pinned(core, server_argv(variant, home, port, features, mlserver_bin))
+    bin_dir = mlserver_bin if key.startswith("mlserver") and mlserver_bin else BIN
     with open(server.log, "wb") as log:
         # A new session: SIGTERM reaches the whole group (mlflow starts uvicorn as a child).
         server.proc = subprocess.Popen(
-            argv, env=server_env(home), stdout=log, stderr=log, start_new_session=True
+            argv,
+            env=server_env(home, bin_dir),
+            cwd=home,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
     try:
         wait_ready(server)
@@ -532,9 +649,9 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
-def markdown(results: dict[str, Any]) -> str:
-    s = results["servers"]
-    a, b, c, d = s["bare"], s["arbiter-ab"], s["arbiter-shadow"], s["mlflow"]
+def markdown(run: dict[str, Any]) -> str:
+    """One model's table: saturation (wrk) and latency at a fixed offered rate (open loop)."""
+    s = run["servers"]
     lines = [
         "| server | saturation req/s | p50 ms | p99 ms | offered req/s | p50 ms | p99 ms |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -551,36 +668,67 @@ def markdown(results: dict[str, Any]) -> str:
             cells += ["—"] * 3
         lines.append("| " + " | ".join(cells) + " |")
 
-    row("(a) bare Starlette + predict", a["wrk"], a["rate_half_a"])
-    row("(b) arbiter A/B + logging", b["wrk"], b["rate_half_a"])
-    row("(b) arbiter A/B + logging", None, b["rate_half_b"])
-    row("(c) arbiter shadow, BusyModel 10x", c.get("wrk"), c["rate_half_b"])
-    row("(d) mlflow models serve", d["wrk"], d.get("rate_half_d"))
+    for key, label, rates in (
+        ("bare", "(a) bare Starlette + predict", ("rate_half_a",)),
+        ("arbiter-ab", "(b) arbiter A/B + logging", ("rate_half_a", "rate_half_b")),
+        ("arbiter-shadow", "(c) arbiter shadow, BusyModel 10x", ("rate_half_b",)),
+        ("mlflow", "(d) mlflow models serve", ("rate_half_own",)),
+        ("mlserver", "(e) MLServer, no batching", ("rate_half_own",)),
+        ("mlserver-batch", "(f) MLServer, adaptive batching", ("rate_half_own",)),
+        ("arbiter-ab-w2", "(b) arbiter A/B, N workers", ()),
+        ("mlserver-w2", "(e) MLServer, N parallel workers", ()),
+    ):
+        r = s.get(key)
+        if r is None:
+            continue
+        if "error" in r:
+            lines.append(f"| {label} | did not start: {r['error']} | | | | | |")
+            continue
+        present = [x for x in rates if x in r] or [None]
+        for i, rate in enumerate(present):
+            row(label, r.get("wrk") if i == 0 else None, r.get(rate) if rate else None)
     return "\n".join(lines)
 
 
-def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    s = results["servers"]
-    a, b, c, d = s["bare"], s["arbiter-ab"], s["arbiter-shadow"], s["mlflow"]
-    out = []
+def targets(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 13's targets that one model's run can decide (skipped when a server is missing)."""
+    s = run["servers"]
+    out: list[dict[str, Any]] = []
 
     def add(name: str, value: float, limit: float, unit: str, ok: bool) -> None:
         out.append({"target": name, "value": value, "limit": limit, "unit": unit, "met": ok})
 
-    ratio_a = b["wrk"]["rps"] / a["wrk"]["rps"]
-    add("(b) throughput >= 70% of (a)", ratio_a * 100, 70.0, "%", ratio_a >= 0.70)
-    ratio_d = b["wrk"]["rps"] / d["wrk"]["rps"]
-    add("(b) throughput >= 10x (d)", ratio_d, 10.0, "x", ratio_d >= 10.0)
-    for where, ra, rb in (
-        ("at 50% of (a)'s saturation", a["rate_half_a"], b["rate_half_a"]),
-        ("at saturation (wrk -c16)", a["wrk"], b["wrk"]),
-    ):
-        dp50 = rb["p50_ms"] - ra["p50_ms"]
-        dp99 = rb["p99_ms"] - ra["p99_ms"]
-        add(f"(b) p50 - (a) p50 <= 0.5 ms, {where}", dp50, 0.5, "ms", dp50 <= 0.5)
-        add(f"(b) p99 - (a) p99 <= 2 ms, {where}", dp99, 2.0, "ms", dp99 <= 2.0)
-    ratio_c = c["rate_half_b"]["p99_ms"] / b["rate_half_b"]["p99_ms"]
-    add("(c) p99 <= 1.25x (b) p99 at 50% of (b)'s saturation", ratio_c, 1.25, "x", ratio_c <= 1.25)
+    def have(*keys: str) -> bool:
+        return all(k in s and "error" not in s[k] and "wrk" in s[k] for k in keys)
+
+    if have("bare", "arbiter-ab"):
+        a, b = s["bare"], s["arbiter-ab"]
+        ratio = b["wrk"]["rps"] / a["wrk"]["rps"]
+        add("(b) throughput >= 1.5x (a)", ratio, 1.5, "x", ratio >= 1.5)
+        for where, ra, rb in (
+            ("at 50% of (a)'s saturation", a["rate_half_a"], b["rate_half_a"]),
+            ("at saturation (wrk -c16)", a["wrk"], b["wrk"]),
+        ):
+            dp50 = rb["p50_ms"] - ra["p50_ms"]
+            dp99 = rb["p99_ms"] - ra["p99_ms"]
+            add(f"(b) p50 - (a) p50 <= 0.5 ms, {where}", dp50, 0.5, "ms", dp50 <= 0.5)
+            add(f"(b) p99 - (a) p99 <= 2 ms, {where}", dp99, 2.0, "ms", dp99 <= 2.0)
+    if have("arbiter-ab", "mlserver-batch"):
+        ratio = s["arbiter-ab"]["wrk"]["rps"] / s["mlserver-batch"]["wrk"]["rps"]
+        add("(b) throughput >= 1.8x (f) MLServer batching", ratio, 1.8, "x", ratio >= 1.8)
+    if have("arbiter-ab", "mlflow"):
+        ratio = s["arbiter-ab"]["wrk"]["rps"] / s["mlflow"]["wrk"]["rps"]
+        add("(b) throughput >= 10x (d)", ratio, 10.0, "x", ratio >= 10.0)
+    if "arbiter-shadow" in s and "arbiter-ab" in s and "rate_half_b" in s["arbiter-ab"]:
+        c, b = s["arbiter-shadow"], s["arbiter-ab"]
+        ratio = c["rate_half_b"]["p99_ms"] / b["rate_half_b"]["p99_ms"]
+        add("(c) p99 <= 1.25x (b) p99 at 50% of (b)'s saturation", ratio, 1.25, "x", ratio <= 1.25)
+        outcomes = c.get("shadow_outcomes", {})
+        done = 100.0 * outcomes.get("ok", 0.0) / max(1.0, sum(outcomes.values()))
+        add("(c) shadow requests completed >= 90%", done, 90.0, "%", done >= 90.0)
+    if have("arbiter-ab", "arbiter-ab-w2"):
+        ratio = s["arbiter-ab-w2"]["wrk"]["rps"] / s["arbiter-ab"]["wrk"]["rps"]
+        add("(b) N workers >= 1.7x one worker", ratio, 1.7, "x", ratio >= 1.7)
     return out
 
 
@@ -602,20 +750,264 @@ def versions() -> dict[str, str]:
     for name in names:
         with contextlib.suppress(Exception):
             out[name] = version(name)
-    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
-    out["wrk"] = (wrk.stdout or wrk.stderr).split("\n", 1)[0].strip()
+    with contextlib.suppress(OSError):
+        wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+        out["wrk"] = (wrk.stdout or wrk.stderr).split("\n", 1)[0].strip()
+    return out
+
+
+# -- smoke check -------------------------------------------------------------------------------
+
+
+def answers(server: Server, response: dict[str, Any]) -> Any:
+    """The predicted class in one server's response body."""
+    if server.key == "bare":
+        return response["prediction"]
+    if server.key == "mlflow":
+        return response["predictions"][0]
+    if server.key.startswith("mlserver"):
+        return response["outputs"][0]["data"][0]
+    return response["prediction"]
+
+
+def smoke(server: Server, expected: list[Any], n: int = 48) -> dict[str, Any]:
+    """A few requests one by one, then the same concurrently; every answer against the model's.
+
+    arbiter A/B answers some units with the challenger, so only its champion-served answers
+    (``arm`` in the response) are compared there.
+    """
+    import asyncio
+
+    import httpx
+
+    bodies = json.loads(server.bodies.read_text())[:n]
+
+    async def send_all() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as client:
+
+            async def one(body: dict[str, Any]) -> dict[str, Any]:
+                r = await client.post(server.path, json=body)
+                r.raise_for_status()
+                return r.json()
+
+            serial = [await one(b) for b in bodies]
+            concurrent = await asyncio.gather(*(one(b) for b in bodies))
+            return serial, list(concurrent)
+
+    serial, concurrent = asyncio.run(send_all())
+    compared = wrong = 0
+    for responses in (serial, concurrent):
+        for i, response in enumerate(responses):
+            if server.key.startswith("arbiter") and response.get("arm", "champion") != "champion":
+                continue
+            compared += 1
+            wrong += int(answers(server, response) != expected[i])
+    out = {"requests": 2 * len(bodies), "compared": compared, "wrong": wrong}
+    if server.key.startswith("mlserver") and server.log is not None:
+        # MLServer logs this at load time when max_batch_size/max_batch_time took effect.
+        out["batching"] = "Adaptive Batching is enabled" in server.log.read_text(errors="replace")
     return out
 
 
 # -- main --------------------------------------------------------------------------------------
 
 
+def variants(workers: int) -> list[Variant]:
+    """Every server of one model's run, in the order they run."""
+    out = [
+        Variant("bare", "(a) bare", "/predict", "arbiter"),
+        Variant("arbiter-ab", "(b) arbiter A/B", f"/models/{AB_MODEL}/predict", "arbiter"),
+        Variant(
+            "arbiter-shadow", "(c) arbiter shadow", f"/models/{SHADOW_MODEL}/predict", "arbiter"
+        ),
+        Variant("mlflow", "(d) mlflow", "/invocations", "mlflow"),
+        Variant("mlserver", "(e) MLServer", MLSERVER_PATH, "mlserver"),
+        Variant(
+            "mlserver-batch", "(f) MLServer batching", MLSERVER_PATH, "mlserver", batching=True
+        ),
+    ]
+    if workers > 1:
+        out += [
+            Variant(
+                "arbiter-ab-w2",
+                f"(b) arbiter A/B, {workers} workers",
+                f"/models/{AB_MODEL}/predict",
+                "arbiter",
+                workers=workers,
+            ),
+            Variant(
+                "mlserver-w2",
+                f"(e) MLServer, {workers} parallel workers",
+                MLSERVER_PATH,
+                "mlserver",
+                workers=workers,
+            ),
+        ]
+    return out
+
+
+def log_line(key: str, what: str, r: dict[str, Any]) -> None:
+    extra = f" (offered {r['offered_rps']:.0f})" if "offered_rps" in r else ""
+    rps = r.get("achieved_rps", r.get("rps"))
+    print(
+        f"  {key:<15} {what:<12} {rps:8.0f} req/s{extra}  p50 {r['p50_ms']:.2f} ms  "
+        f"p99 {r['p99_ms']:.2f} ms  errors {r['errors']}  "
+        f"(other load before: {100 * r['background_cpu']:.0f}% CPU)",
+        flush=True,
+    )
+
+
+def failure_reason(path: Path | None) -> str:
+    """The first exception line of a server's log (else its last line): why it did not start."""
+    if path is None or not path.exists():
+        return ""
+    lines = [x.strip() for x in path.read_text(errors="replace").splitlines() if x.strip()]
+    errors = [x for x in lines if re.match(r"^[\w.]+(Error|Exception|Stop): ", x)]
+    return (errors or lines[-1:] or [""])[0][:300]
+
+
+def run_model(
+    home: Path, args: argparse.Namespace, plan: Plan, mlserver_bin: Path | None
+) -> dict[str, Any]:
+    """Every server on one model: measured, or only smoke-checked with ``--smoke``."""
+    server_core, load_core = (None, None) if args.no_pin else (0, 1)
+    info = json.loads((home / "model.json").read_text())
+    features = info["features"]
+    expected = json.loads((home / "expected.json").read_text())
+    run: dict[str, Any] = {"model": info, "servers": {}}
+    s = run["servers"]
+    half_a = half_b = None
+    for variant in variants(args.workers):
+        key = variant.key
+        if args.only and key not in args.only:
+            continue
+        if key.startswith("mlserver") and mlserver_bin is None:
+            continue
+        if key == "arbiter-shadow" and not args.smoke and half_b is None:
+            continue  # measured at half of (b)'s saturation
+        if key.startswith("arbiter-ab"):
+            write_config(home, AB_MODEL, "ab")
+        elif key == "arbiter-shadow":
+            write_config(home, SHADOW_MODEL, "shadow")
+        multi = variant.workers > 1
+        # N workers get every core; the load generator then shares them.
+        core = (None if args.no_pin else f"0-{(os.cpu_count() or 2) - 1}") if multi else server_core
+        load = None if multi else load_core
+        try:
+            with running(variant, home, features, core, mlserver_bin) as srv:
+                if args.smoke:
+                    s[key] = smoke(srv, expected)
+                    print(f"  {key:<15} smoke {s[key]}", flush=True)
+                    continue
+                r: dict[str, Any] = {}
+                s[key] = r
+                if key == "arbiter-shadow":
+                    assert half_b is not None
+                    measure_shadow(srv, plan, half_b, load, r, quick=args.quick)
+                    continue
+                r["wrk"] = best_wrk(srv, plan, load)
+                log_line(key, "saturation", r["wrk"])
+                if multi:
+                    continue
+                if key == "bare":
+                    half_a = 0.5 * r["wrk"]["rps"]
+                if half_a is not None and key in ("bare", "arbiter-ab"):
+                    r["rate_half_a"] = run_rate(srv, plan, half_a, plan.rate_s, load)
+                    log_line(key, "50% of (a)", r["rate_half_a"])
+                if key == "arbiter-ab":
+                    half_b = 0.5 * r["wrk"]["rps"]
+                    r["rate_half_b"] = run_rate(srv, plan, half_b, plan.rate_s, load)
+                    log_line(key, "50% of (b)", r["rate_half_b"])
+                if key == "mlflow" or key.startswith("mlserver"):
+                    # The peers at half of their own saturation (half of (a)'s would overload).
+                    half_own = 0.5 * r["wrk"]["rps"]
+                    r["rate_half_own"] = run_rate(srv, plan, half_own, plan.rate_s, load)
+                    log_line(key, "50% of own", r["rate_half_own"])
+                if args.profile and key in ("bare", "arbiter-ab", "mlflow", "mlserver-batch"):
+                    profile(srv, plan, args.profile / info["kind"], load)
+        except (RuntimeError, TimeoutError) as exc:
+            # A peer that does not start (MLServer's parallel workers) is a result, not a crash.
+            if not (key.startswith("mlserver") or multi):
+                raise
+            reason = failure_reason(home / f"{key}.log")
+            s[key] = {"error": reason or str(exc).split(";")[0]}
+            print(f"  {key:<15} did not start: {s[key]['error']}", flush=True)
+    if not args.smoke:
+        run["targets"] = targets(run)
+    return run
+
+
+def measure_shadow(
+    srv: Server, plan: Plan, half_b: float, load: int | None, c: dict[str, Any], *, quick: bool
+) -> None:
+    """(c): shadow with a CPU-bound challenger, at half of (b)'s saturation."""
+    run_rate(srv, plan, half_b, plan.warmup_s, load)
+    before = shadow_counts(srv)
+    c["rate_half_b"] = run_rate(srv, plan, half_b, plan.rate_s, load)
+    after = shadow_counts(srv)
+    delta = {k: after[k] - before.get(k, 0.0) for k in after}
+    seconds_in_shadow = delta.pop("latency_sum")
+    c["shadow_outcomes"] = delta
+    c["shadow_mean_ms"] = 1000.0 * seconds_in_shadow / max(1.0, delta.get("ok", 0.0))
+    log_line("arbiter-shadow", "50% of (b)", c["rate_half_b"])
+    print(f"  shadow outcomes during the run: {delta}, "
+          f"mean shadow latency {c['shadow_mean_ms']:.1f} ms", flush=True)  # fmt: skip
+    if not quick:
+        c["wrk"] = run_wrk(srv, plan, plan.wrk_s, load)
+        log_line("arbiter-shadow", "saturation", c["wrk"])
+
+
+def prepare_quietly(home: Path, kind: str) -> dict[str, Any]:
+    """Train and register; MLflow's chatter (warnings, "Created version") goes to a file."""
+    home.mkdir(parents=True, exist_ok=True)
+    with (
+        open(home / "prepare.log", "w") as err,
+        contextlib.redirect_stderr(err),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+        info = prepare(home, kind)
+    (home / "model.json").write_text(json.dumps(info))
+    return info
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short runs (about 1.5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="short runs (about 1/3 of the time)")
     parser.add_argument("--repeats", type=int, help="wrk runs per server; the best is kept")
+    parser.add_argument(
+        "--model",
+        choices=(*MODEL_KINDS, "both"),
+        default="both",
+        help="logistic (the demo's champion), gbm (its gradient boosting) or both (default)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="also run arbiter A/B and MLServer with this many workers on all cores (1: skip)",
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda v: set(v.split(",")),
+        help="comma-separated server keys to run (bare, arbiter-ab, arbiter-shadow, mlflow, "
+        "mlserver, mlserver-batch, arbiter-ab-w2, mlserver-w2)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="no load: start each server, check a few dozen answers against the model's own",
+    )
+    parser.add_argument(
+        "--mlserver-python",
+        type=Path,
+        help=f"interpreter of a venv with MLServer (default: {MLSERVER_VENV.name}, created "
+        "on first use)",
+    )
+    parser.add_argument("--no-mlserver", action="store_true", help="skip MLServer")
     parser.add_argument("--json", type=Path, help="write every number here")
-    parser.add_argument("--profile", type=Path, help="py-spy profiles of (a), (b) and (d) here")
+    parser.add_argument("--profile", type=Path, help="py-spy profiles of (a), (b), (d), (f) here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
     parser.add_argument(
         "--no-pin", action="store_true", help="do not pin servers/generators with taskset"
@@ -626,15 +1018,15 @@ def main(argv: list[str] | None = None) -> int:
         help="only (a) and (b), (b) with isolate_arms false then true: the cost of deadlines",
     )
     args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and not args.smoke:
         parser.error("wrk is not installed: apt-get install -y wrk")
     plan = QUICK if args.quick else FULL
     if args.repeats:
         plan = Plan(plan.warmup_s, plan.wrk_s, plan.rate_s, args.repeats)
-    server_core, load_core = (None, None) if args.no_pin else (0, 1)
+    kinds = MODEL_KINDS if args.model == "both" else (args.model,)
 
     started = time.perf_counter()
-    home = Path(tempfile.mkdtemp(prefix="arbiter-bench-gw-"))
+    root = Path(tempfile.mkdtemp(prefix="arbiter-bench-gw-"))
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -646,139 +1038,86 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(),
         "plan": plan.__dict__,
         "pinned": not args.no_pin,
-        "servers": {},
+        "smoke": args.smoke,
+        "runs": {},
     }
     try:
-        print(f"preparing models in {home} ...", flush=True)
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        # MLflow's registration chatter (warnings, "Created version") goes to a file.
-        with (
-            open(home / "prepare.log", "w") as err,
-            contextlib.redirect_stderr(err),
-            warnings.catch_warnings(),
-        ):
-            warnings.simplefilter("ignore")
-            logging.getLogger("mlflow").setLevel(logging.ERROR)
-            results["models"] = prepare(home)
-        print(f"  champion predict {results['models']['champion_predict_ms']:.3f} ms, "
-              f"BusyModel {results['models']['busy_ms']:.3f} ms", flush=True)  # fmt: skip
-        features = results["models"]["features"]
-        arbiter_bodies = home / "bodies_arbiter.json"
-        mlflow_bodies = home / "bodies_mlflow.json"
-        s = results["servers"]
-
-        def start(key: str, label: str, path: str, bodies: Path) -> Any:
-            return running(key, label, home, path, bodies, features, server_core)
-
-        def log(key: str, what: str, r: dict[str, Any]) -> None:
-            extra = f" (offered {r['offered_rps']:.0f})" if "offered_rps" in r else ""
-            rps = r.get("achieved_rps", r.get("rps"))
-            print(
-                f"  {key:<15} {what:<12} {rps:8.0f} req/s{extra}  p50 {r['p50_ms']:.2f} ms  "
-                f"p99 {r['p99_ms']:.2f} ms  errors {r['errors']}  "
-                f"(other load before: {100 * r['background_cpu']:.0f}% CPU)",
-                flush=True,
-            )
-
-        # (a) bare Starlette
-        with start("bare", "(a) bare", "/predict", arbiter_bodies) as srv:
-            s["bare"] = {"wrk": best_wrk(srv, plan, load_core)}
-            log("bare", "saturation", s["bare"]["wrk"])
-            half_a = 0.5 * s["bare"]["wrk"]["rps"]
-            s["bare"]["rate_half_a"] = run_rate(srv, plan, half_a, plan.rate_s, load_core)
-            log("bare", "50% of (a)", s["bare"]["rate_half_a"])
-            if args.profile:
-                profile(srv, plan, args.profile, load_core)
-
-        if args.isolation:
-            compare_isolation(home, s, plan, half_a, load_core, start, log)
-            return 0
-
-        # (b) arbiter, A/B + logging
-        write_config(home, AB_MODEL, "ab")
-        path = f"/models/{AB_MODEL}/predict"
-        with start("arbiter-ab", "(b) arbiter A/B", path, arbiter_bodies) as srv:
-            s["arbiter-ab"] = {"wrk": best_wrk(srv, plan, load_core)}
-            b = s["arbiter-ab"]
-            log("arbiter-ab", "saturation", b["wrk"])
-            half_b = 0.5 * b["wrk"]["rps"]
-            b["rate_half_a"] = run_rate(srv, plan, half_a, plan.rate_s, load_core)
-            log("arbiter-ab", "50% of (a)", b["rate_half_a"])
-            b["rate_half_b"] = run_rate(srv, plan, half_b, plan.rate_s, load_core)
-            log("arbiter-ab", "50% of (b)", b["rate_half_b"])
-            if args.profile:
-                profile(srv, plan, args.profile, load_core)
-
-        # (c) arbiter, shadow with a CPU-bound challenger, at half of (b)'s saturation
-        write_config(home, SHADOW_MODEL, "shadow")
-        path = f"/models/{SHADOW_MODEL}/predict"
-        with start("arbiter-shadow", "(c) arbiter shadow", path, arbiter_bodies) as srv:
-            c: dict[str, Any] = {}
-            s["arbiter-shadow"] = c
-            run_rate(srv, plan, half_b, plan.warmup_s, load_core)
-            before = shadow_counts(srv)
-            c["rate_half_b"] = run_rate(srv, plan, half_b, plan.rate_s, load_core)
-            after = shadow_counts(srv)
-            delta = {k: after[k] - before.get(k, 0.0) for k in after}
-            seconds_in_shadow = delta.pop("latency_sum")
-            c["shadow_outcomes"] = delta
-            c["shadow_mean_ms"] = 1000.0 * seconds_in_shadow / max(1.0, delta.get("ok", 0.0))
-            log("arbiter-shadow", "50% of (b)", c["rate_half_b"])
-            print(f"  shadow outcomes during the run: {delta}, "
-                  f"mean shadow latency {c['shadow_mean_ms']:.1f} ms", flush=True)  # fmt: skip
-            if not args.quick:
-                c["wrk"] = run_wrk(srv, plan, plan.wrk_s, load_core)
-                log("arbiter-shadow", "saturation", c["wrk"])
-
-        # (d) mlflow models serve
-        with start("mlflow", "(d) mlflow", "/invocations", mlflow_bodies) as srv:
-            s["mlflow"] = {"wrk": best_wrk(srv, plan, load_core)}
-            log("mlflow", "saturation", s["mlflow"]["wrk"])
-            half_d = 0.5 * s["mlflow"]["wrk"]["rps"]
-            s["mlflow"]["rate_half_d"] = run_rate(srv, plan, half_d, plan.rate_s, load_core)
-            log("mlflow", "50% of (d)", s["mlflow"]["rate_half_d"])
-            if args.profile:
-                profile(srv, plan, args.profile, load_core)
+        mlserver_bin = None
+        wants_mlserver = not args.isolation and (
+            not args.only or any(k.startswith("mlserver") for k in args.only)
+        )
+        if wants_mlserver and not args.no_mlserver:
+            python = mlserver_python(args.mlserver_python)
+            mlserver_bin = python.parent
+            results["versions"].update(mlserver_versions(python))
+        for kind in kinds:
+            home = root / kind
+            print(f"preparing the {kind} models in {home} ...", flush=True)
+            info = prepare_quietly(home, kind)
+            print(f"  champion predict {info['champion_predict_ms']:.3f} ms, "
+                  f"BusyModel {info['busy_ms']:.3f} ms", flush=True)  # fmt: skip
+            if args.isolation:
+                compare_isolation(home, results["runs"], plan, info["features"], args.no_pin)
+                continue
+            results["runs"][kind] = run_model(home, args, plan, mlserver_bin)
     finally:
         if not args.keep:
-            shutil.rmtree(home, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)
         else:
-            print(f"home kept at {home}")
+            print(f"home kept at {root}")
 
     results["machine"]["loadavg_end"] = os.getloadavg()
-    results["targets"] = targets(results)
     results["seconds"] = round(time.perf_counter() - started, 1)
-    print()
-    print(markdown(results))
-    print()
-    print(targets_markdown(results["targets"]))
+    failed = False
+    for kind, run in results["runs"].items():
+        if args.isolation:
+            continue
+        print(f"\n### {kind} ({run['model']['estimator']})\n")
+        if args.smoke:
+            for key, r in run["servers"].items():
+                # MLServer 1.7.1's parallel workers do not start (issue 2286): known, not a fail.
+                known = key == "mlserver-w2" and "event loop" in r.get("error", "")
+                bad = ("error" in r and not known) or r.get("wrong", 0) > 0
+                bad |= "error" not in r and r.get("compared", 0) == 0
+                bad |= r.get("batching", key == "mlserver-batch") != (key == "mlserver-batch")
+                failed |= bad
+                verdict = "FAILED" if bad else "known upstream bug" if known else "ok"
+                print(f"  {key:<15} {verdict} {r}")
+            continue
+        print(markdown(run))
+        print()
+        print(targets_markdown(run["targets"]))
     print(f"\nwall time {results['seconds']} s; load average {results['machine']['loadavg_start']}"
           f" -> {results['machine']['loadavg_end']}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    return 0
+    return 1 if failed else 0
 
 
 def compare_isolation(
-    home: Path,
-    s: dict[str, Any],
-    plan: Plan,
-    half_a: float,
-    load_core: int | None,
-    start: Any,
-    log: Any,
+    home: Path, runs: dict[str, Any], plan: Plan, features: list[str], no_pin: bool
 ) -> None:
-    """(b) with the arms scored inline (no deadline) and in thread pools (the default)."""
+    """(a), then (b) with the arms scored inline (no deadline) and in thread pools (the default)."""
+    server_core, load_core = (None, None) if no_pin else (0, 1)
+    s: dict[str, Any] = {}
+    runs[home.name] = {"servers": s}
+    with running(
+        Variant("bare", "(a) bare", "/predict", "arbiter"), home, features, server_core
+    ) as srv:
+        s["bare"] = {"wrk": best_wrk(srv, plan, load_core)}
+        log_line("bare", "saturation", s["bare"]["wrk"])
+        half_a = 0.5 * s["bare"]["wrk"]["rps"]
     path = f"/models/{AB_MODEL}/predict"
-    bodies = home / "bodies_arbiter.json"
     for isolate in (False, True):
         key = f"arbiter-ab-isolate-{str(isolate).lower()}"
         write_config(home, AB_MODEL, "ab", isolate=isolate)
-        with start(key, f"(b) A/B isolate_arms={isolate}", path, bodies) as srv:
+        variant = Variant(key, f"(b) A/B isolate_arms={isolate}", path, "arbiter")
+        with running(variant, home, features, server_core) as srv:
             s[key] = {"wrk": best_wrk(srv, plan, load_core)}
-            log(key, "saturation", s[key]["wrk"])
+            log_line(key, "saturation", s[key]["wrk"])
             s[key]["rate_half_a"] = run_rate(srv, plan, half_a, plan.rate_s, load_core)
-            log(key, "50% of (a)", s[key]["rate_half_a"])
+            log_line(key, "50% of (a)", s[key]["rate_half_a"])
     print("\n| (b) A/B | req/s (saturation) | p50 at 50 % of (a) | p99 at 50 % of (a) |")
     print("|---|---:|---:|---:|")
     for isolate in (False, True):
