@@ -96,7 +96,7 @@ def mlserver_versions(python: Path) -> dict[str, str]:
     code = (
         "import json; from importlib.metadata import version as v; print(json.dumps({n: v(n) "
         "for n in ('mlserver', 'mlserver-sklearn', 'scikit-learn', 'uvicorn', 'httptools', "
-        "'fastapi', 'starlette')}))"
+        "'uvloop', 'fastapi', 'starlette')}))"
     )
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
     return {f"mlserver venv {k}": val for k, val in json.loads(out.stdout).items()}

@@ -4,8 +4,8 @@ The same small scikit-learn model behind every server, one worker process per se
 load generators, everything on 127.0.0.1. Two models (``--model``): ``logistic``, the demo's
 champion (StandardScaler + LogisticRegression on 8 numeric features, fitted on a numpy array),
 and ``gbm``, the demo's gradient-boosting model (HistGradientBoostingClassifier, 150 trees),
-whose one-row call costs milliseconds, almost all of it per-call overhead that batching pays
-once per batch.
+whose one-row call costs more, most of it per-call overhead that batching pays once per batch
+(both costs are measured in-process and reported as ``champion_predict_ms``).
 
 (a) ``bare``: a Starlette app that parses the JSON body, builds a numpy row, calls
     ``model.predict`` and returns JSON, under uvicorn;
@@ -992,7 +992,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         type=lambda v: set(v.split(",")),
         help="comma-separated server keys to run (bare, arbiter-ab, arbiter-shadow, mlflow, "
-        "mlserver, mlserver-batch, arbiter-ab-w2, mlserver-w2)",
+        "mlserver, mlserver-batch, arbiter-ab-w2, mlserver-w2); arbiter-shadow is measured at "
+        "half of arbiter-ab's saturation, so it needs arbiter-ab (except with --smoke)",
     )
     parser.add_argument(
         "--smoke",
