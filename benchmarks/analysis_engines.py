@@ -1,6 +1,6 @@
 """``analyze`` on N logged events: DuckDB (embedded) against Spark local, time and peak memory.
 
-Writes a synthetic A/B experiment with :func:`benchmarks.analysis.generate` (the gateway's
+Writes a synthetic A/B experiment with :func:`synthetic_log.generate` (the gateway's
 columns, sticky units, labels for half the rows) into a temporary home once, then runs
 ``analyze_model`` on it with each engine, each in a fresh interpreter so its memory is its
 own. Peak memory is the largest sum of RSS over the process *tree* (for Spark: the Python
@@ -35,7 +35,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from analysis import generate
+from synthetic_log import generate
+
 from arbiter.analysis import analyze_model
 from arbiter.events import EventStore
 from arbiter.events.engines import open_engine

@@ -1,7 +1,7 @@
 """Time of the metric engine on 10 M outcome events + 10 M predictions, 5 metrics.
 
 Writes synthetic Parquet segments into a temporary home (pyarrow, no gateway): the A/B
-prediction log of ``benchmarks/analysis.py`` (10 M served rows, ~2 M users, sticky 50/50) and
+prediction log of ``benchmarks/synthetic_log.py`` (10 M served rows, ~2 M users, sticky 50/50) and
 10 M outcome events of those users (purchases with a value, sessions, chargebacks; a share
 before each user's exposure, which only CUPED reads). Then, in this process, over DuckDB views
 of the segments (``EventStore.connect``):
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from synthetic_log import SPAN_US, T0_US, generate  # benchmarks/synthetic_log.py, beside this
 
-from analysis import SPAN_US, T0_US, generate  # benchmarks/analysis.py, beside this file
 from arbiter.analysis.metrics import analyze_metrics
 from arbiter.config import ModelConfig
 from arbiter.events import EventStore
