@@ -243,6 +243,10 @@ def experiment(d: Dashboard, model: str, name: str) -> dict[str, Any]:
             from arbiter.analysis.live import shadow_pairs
 
             shadow = shadow_pairs(con, model, name)
+    if getattr(analysis, "shadow", None) is not None:
+        from arbiter.registry.model_info import describe_analysis_models
+
+        analysis = describe_analysis_models(d.home, model, analysis)
     data = analysis.to_dict()
     view: dict[str, Any] = {
         "model": model,
@@ -260,7 +264,21 @@ def experiment(d: Dashboard, model: str, name: str) -> dict[str, Any]:
     }
     if shadow is not None:
         view["shadow"] = shadow
+    if getattr(analysis, "shadow", None) is not None:
+        view.update(_shadow_report(analysis))
     return view
+
+
+def _shadow_report(analysis: Any) -> dict[str, Any]:
+    """The shadow report's rows and recommendation, exactly as ``arbiter analyze`` renders
+    them (:mod:`arbiter.report.shadow`): models compared, latency with its mean, and each
+    direction of disagreement with who was right."""
+    from arbiter.report.shadow import analysis_recommendation, analysis_shadow_view
+
+    return {
+        "shadow_view": analysis_shadow_view(analysis),
+        "recommendation": analysis_recommendation(analysis),
+    }
 
 
 def _progress(a: dict[str, Any]) -> dict[str, Any] | None:
