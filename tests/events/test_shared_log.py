@@ -140,10 +140,14 @@ def test_writers_on_two_hosts_and_two_compactors_lose_and_double_nothing(tmp_pat
     for p in procs:
         p.start()
     results: list[segments.CompactionResult] = []
+    producing = threading.Event()
+    producing.set()
 
     def compactor() -> None:
+        # Not p.is_alive(): multiprocessing.Process is not thread-safe, and a poll from this
+        # thread can reap the child while the main thread's join() is reading its exit code.
         other = EventStore(tmp_path, root=tmp_path / "events")
-        while any(p.is_alive() for p in procs):
+        while producing.is_set():
             results.append(other.compact(min_age_s=0, grace_s=0))
 
     threads = [threading.Thread(target=compactor) for _ in range(2)]
@@ -151,7 +155,8 @@ def test_writers_on_two_hosts_and_two_compactors_lose_and_double_nothing(tmp_pat
         t.start()
     for p in procs:
         p.join(timeout=120)
-        assert p.exitcode == 0
+    producing.clear()
+    assert [p.exitcode for p in procs] == [0, 0]
     for t in threads:
         t.join(timeout=120)
     results.append(store.compact(min_age_s=0, grace_s=0))
