@@ -8,9 +8,8 @@ names the field, with nothing logged.
 
 from __future__ import annotations
 
-from typing import Any
-
 import json
+from typing import Any
 
 import httpx
 import numpy as np
@@ -18,7 +17,7 @@ import pandas as pd
 import pytest
 
 from arbiter.demo.traffic import describe_model, wait_for_arms_loaded, wait_until
-from tests.flavors.lgbm_text_flow import PROTOCOLS, analyze, drive, query, send, sent
+from tests.flavors.lgbm_text_flow import PROTOCOLS, analyze, drive, query, send, sent, v2_inputs
 
 #: arbiter.stats.verdict.types.Decision
 DECISIONS = {"promote", "keep_champion", "continue", "rollback", "confirm_with_ab"}
@@ -151,3 +150,50 @@ def test_lgbm_ab_sticky_logged_and_analysed(
         "HAVING count(DISTINCT arm) > 1)",
     ) == [(0,)]
     _assert_analysed(home, by_arm["champion"], by_arm["challenger"])
+
+
+def _bytes_tensor(rows: list[dict[str, Any]], column: str) -> dict[str, Any]:
+    return {"name": column, "datatype": "BYTES", "shape": [len(rows)], "data": ["lots"] * len(rows)}
+
+
+#: (protocol, how the rows are broken, status, field, words the message must contain)
+BAD = [
+    ("arbiter", "string", 422, "features[1].amount", "must be a number"),
+    ("arbiter", "missing", 422, "features[0].hour", "missing feature 'hour'"),
+    ("mlflow", "string", 400, "dataframe_split.amount", "amount"),
+    ("mlflow", "missing", 400, "dataframe_split.hour", "missing feature 'hour'"),
+    ("v2", "string", 400, "inputs[0].data", "'amount'"),
+    ("v2", "bytes", 400, "inputs[0]", "feature 'amount' must be a number"),
+    ("v2", "missing", 400, "inputs", "['hour']"),
+]
+
+
+def test_lgbm_bad_input_is_a_4xx_naming_the_field(
+    lgbm_text_gateway: Any, lgbm_text_registry: Any
+) -> None:
+    """Refused before the booster runs: a client error, no row logged, no model error."""
+    server, home = lgbm_text_gateway({"lgbm": {}})
+    rows = lgbm_text_registry.lgbm_rows[:2]
+    broken = {
+        "string": [rows[0], dict(rows[1], amount="lots")],
+        "missing": [{k: v for k, v in r.items() if k != "hour"} for r in rows],
+    }
+    with httpx.Client(base_url=server.url) as client:
+        for protocol, how, status, field, words in BAD:
+            if how == "bytes":
+                tensors = v2_inputs(rows)
+                tensors[0] = _bytes_tensor(rows, "amount")
+                r = client.post("/v2/models/lgbm/infer", json={"inputs": tensors})
+            else:
+                r = send(client, "lgbm", protocol, broken[how], "u1")
+            assert r.status_code == status, (protocol, how, r.text)
+            body = r.json()
+            error = body.get("error")
+            message = error["message"] if isinstance(error, dict) else error or body["message"]
+            got = error["field"] if isinstance(error, dict) else body["field"]
+            assert got == field and words in message, (protocol, how, body)
+        metrics = client.get("/metrics").text
+    assert "arbiter_model_errors_total{" not in metrics
+    assert 'arbiter_errors_total{kind="model_error",model="lgbm"}' not in metrics
+    server.stop()
+    assert query(home, "SELECT count(*) FROM predictions") == [(0,)]
