@@ -125,4 +125,17 @@ def analyze(home: Home, model: str) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
-__all__ = ["PROTOCOLS", "Sent", "analyze", "drive", "query", "send", "sent", "v2_inputs"]
+def report(home: Home, model: str) -> dict[str, Any]:
+    """``arbiter report --json`` through the real CLI."""
+    from typer.testing import CliRunner
+
+    from arbiter.cli import app
+
+    result = CliRunner().invoke(
+        app, ["report", "--home", str(home.root), "--model", model, "--json"]
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    return json.loads(result.stdout)
+
+
+__all__ = ["PROTOCOLS", "Sent", "analyze", "drive", "query", "report", "send", "sent", "v2_inputs"]

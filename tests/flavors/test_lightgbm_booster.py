@@ -17,7 +17,16 @@ import pandas as pd
 import pytest
 
 from arbiter.demo.traffic import describe_model, wait_for_arms_loaded, wait_until
-from tests.flavors.lgbm_text_flow import PROTOCOLS, analyze, drive, query, send, sent, v2_inputs
+from tests.flavors.lgbm_text_flow import (
+    PROTOCOLS,
+    analyze,
+    drive,
+    query,
+    report,
+    send,
+    sent,
+    v2_inputs,
+)
 
 #: arbiter.stats.verdict.types.Decision
 DECISIONS = {"promote", "keep_champion", "continue", "rollback", "confirm_with_ab"}
@@ -104,6 +113,12 @@ def test_lgbm_shadow_logged_and_analysed(lgbm_text_gateway: Any, lgbm_text_regis
     ]
     assert counts == expected
     _assert_analysed(home, n, n)
+    (summary,) = report(home, "lgbm")["experiments"]
+    assert {m[0]["label"] for m in summary["models"].values()} == {"lightgbm · Booster"}
+    shadow_summary = summary["shadow"]
+    assert shadow_summary["paired_rows"] == shadow_summary["labeled_rows"] == n
+    assert 0.5 <= shadow_summary["challenger_mean_confidence"] <= 1.0  # from probabilities
+    assert summary["recommendation"]["decision"] in DECISIONS
 
 
 def _assert_analysed(home: Any, champion_rows: int, challenger_rows: int) -> None:

@@ -20,7 +20,16 @@ import pandas as pd
 import pytest
 
 from arbiter.demo.traffic import describe_model, wait_for_arms_loaded, wait_until
-from tests.flavors.lgbm_text_flow import PROTOCOLS, analyze, drive, query, send, sent, v2_inputs
+from tests.flavors.lgbm_text_flow import (
+    PROTOCOLS,
+    analyze,
+    drive,
+    query,
+    report,
+    send,
+    sent,
+    v2_inputs,
+)
 
 #: arbiter.stats.verdict.types.Decision
 DECISIONS = {"promote", "keep_champion", "continue", "rollback", "confirm_with_ab"}
@@ -131,6 +140,11 @@ def test_text_shadow_logged_and_analysed(lgbm_text_gateway: Any, lgbm_text_regis
         for protocol in sorted(PROTOCOLS)
     ]
     _assert_analysed(home, n, n)
+    (summary,) = report(home, "text")["experiments"]
+    labels = {m[0]["label"] for m in summary["models"].values()}
+    assert labels == {"sklearn · Pipeline(ColumnTransformer → LogisticRegression)"}, labels
+    assert summary["shadow"]["paired_rows"] == summary["shadow"]["labeled_rows"] == n
+    assert summary["recommendation"]["decision"] in DECISIONS
 
 
 def test_text_ab_sticky_logged_and_analysed(
