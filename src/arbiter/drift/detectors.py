@@ -168,14 +168,17 @@ class Detector:
         self
         """
         self._validate_params()
-        if kind is not None and kind not in ("numeric", "categorical"):
+        if kind is not None and kind not in ("numeric", "categorical", "text"):
             raise InvalidInputError(
-                f"kind must be numeric or categorical, got {kind!r}", field="kind"
+                f"kind must be numeric, categorical or text, got {kind!r}", field="kind"
             )
         if isinstance(reference, ColumnProfile):
             stats, values, approximate = reference, None, True
         else:
             kind = kind or infer_kind(reference)
+            if kind == "text":
+                # A detector compares whole values; check_drift tests text by its tokens.
+                kind = "categorical"
             approximate = False
             if kind == "numeric":
                 values = as_float(reference)
@@ -303,6 +306,22 @@ class Detector:
             ref_counts, cur_counts, labels = self._align(current)  # type: ignore[arg-type]
             outcome = self._counts(ref_counts, cur_counts)
             hist = self._categorical_histogram(ref_counts, cur_counts, labels)
+            if s.other_count == 0:
+                # Without a pooled remainder, every label past the reference's is unseen.
+                known = len(s.categories)
+                new = sorted(
+                    zip(labels[known:], cur_counts[known:].tolist(), strict=True),
+                    key=lambda kv: (-kv[1], kv[0]),
+                )
+                total = float(sum(c for _, c in new))
+                return self._result(
+                    outcome,
+                    int(n_cur),
+                    "ok",
+                    hist,
+                    unseen=tuple((k, c / n_cur) for k, c in new[:_DISPLAY_CATEGORIES]),
+                    unseen_share=total / n_cur,
+                )
         return self._result(outcome, int(n_cur), "ok", hist)
 
     def _result(
@@ -311,6 +330,9 @@ class Detector:
         n_cur: int,
         status: str,
         histogram: Histogram | None = None,
+        *,
+        unseen: tuple[tuple[str, float], ...] = (),
+        unseen_share: float = 0.0,
     ) -> DriftResult:
         s = self.ref_stats_
         return DriftResult(
@@ -327,6 +349,8 @@ class Detector:
             approximate=self.approximate_,
             status=status,  # type: ignore[arg-type]
             histogram=histogram,
+            unseen=unseen,
+            unseen_share=unseen_share,
         )
 
     def decide(self, statistic: float, p_value: float | None, threshold: float) -> bool:
@@ -406,16 +430,23 @@ class Detector:
     ) -> Histogram | None:
         if not self.histogram:
             return None
-        r, c = ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum()
-        order = np.argsort(-np.maximum(r, c), kind="stable")
-        top, rest = order[:_DISPLAY_CATEGORIES], order[_DISPLAY_CATEGORIES:]
-        names = [labels[i] for i in top]
-        ref_p, cur_p = r[top].tolist(), c[top].tolist()
-        if rest.size:
-            names.append(_OTHER)
-            ref_p.append(float(r[rest].sum()))
-            cur_p.append(float(c[rest].sum()))
-        return Histogram(tuple(names), tuple(ref_p), tuple(cur_p))
+        return category_histogram(ref_counts, cur_counts, labels)
+
+
+def category_histogram(
+    ref_counts: np.ndarray, cur_counts: np.ndarray, labels: list[str]
+) -> Histogram:
+    """Reference vs current proportions of the 20 most frequent labels, the rest pooled."""
+    r, c = ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum()
+    order = np.argsort(-np.maximum(r, c), kind="stable")
+    top, rest = order[:_DISPLAY_CATEGORIES], order[_DISPLAY_CATEGORIES:]
+    names = [labels[i] for i in top]
+    ref_p, cur_p = r[top].tolist(), c[top].tolist()
+    if rest.size:
+        names.append(_OTHER)
+        ref_p.append(float(r[rest].sum()))
+        cur_p.append(float(c[rest].sum()))
+    return Histogram(tuple(names), tuple(ref_p), tuple(cur_p))
 
 
 class _BinnedDetector(Detector):
