@@ -106,12 +106,15 @@ def check_column(
     else:
         cur = as_float(current) if kind == "numeric" else category_counts(current)
         n_cur = cur.size if isinstance(cur, np.ndarray) else sum(cur.values())
+        fit_on = reference
         if profile is not None:
             n_ref = profile.n
+        elif kind == "numeric":
+            # Converted once: its size (without missing values) decides the method.
+            fit_on = as_float(reference)
+            n_ref = int(fit_on.size)
         else:
-            # The raw reference's size without missing values decides the method; counting
-            # it costs one pass, done again by the detector's fit (cheap next to the test).
-            n_ref = int(as_float(reference).size) if kind == "numeric" else len(reference)
+            n_ref = len(reference)
         method = config.methods.get(name) or default_method(
             kind, n_ref, int(n_cur), config.exact_max_n
         )
@@ -121,7 +124,7 @@ def check_column(
                 f"use one of {', '.join(sorted(METHODS_FOR_KIND[kind]))}",
                 field=f"methods.{name}",
             )
-        detector = DETECTORS[method].from_config(config).fit(reference, name=name, kind=kind)
+        detector = DETECTORS[method].from_config(config).fit(fit_on, name=name, kind=kind)
         result = detector.test_prepared(cur)
         n_ref = detector.ref_stats_.n
         n_ref_missing = profile.n_missing if profile is not None else len(reference) - n_ref

@@ -39,7 +39,7 @@ from arbiter.drift.profile import (
     ColumnProfile,
     bin_counts,
     categorical_profile,
-    quantile_edges,
+    sorted_bin_counts,
     sorted_quantiles,
 )
 from arbiter.drift.results import DriftResult, Histogram, Kind, Method
@@ -193,6 +193,7 @@ class Detector:
         self.ref_values_: np.ndarray | None = values
         self.approximate_ = approximate
         self._prepare()
+        self._ref_sorted = None  # only needed while preparing
         return self
 
     def _reject_kind(self, kind: str) -> None:
@@ -207,8 +208,18 @@ class Detector:
         n = int(values.size)
         if n == 0:
             return ColumnProfile(name, "numeric", 0)
-        edges = quantile_edges(values, bins)
-        counts = bin_counts(values, edges)
+        # One sort (vectorised, ~6 ms per 1M floats) serves the bin edges, their counts and
+        # the display bins: np.quantile on sorted values picks the same order statistics
+        # (identical results) without partitioning unsorted data twice (~20 ms each).
+        xs = np.sort(values)
+        self._ref_sorted: np.ndarray | None = xs
+        levels = np.arange(1, bins) / bins
+        if self.histogram:
+            levels = np.concatenate([levels, [0.005, 0.995]])
+        qs = np.quantile(xs, levels)
+        self._display_range = (qs[-2], qs[-1]) if self.histogram else None
+        edges = np.unique(qs[: bins - 1])
+        counts = sorted_bin_counts(xs, edges)
         return ColumnProfile(
             name,
             "numeric",
@@ -228,7 +239,7 @@ class Detector:
         if not self.histogram or s.n == 0 or s.kind != "numeric":
             return
         if self.ref_values_ is not None:
-            lo, hi = np.quantile(self.ref_values_, [0.005, 0.995])
+            lo, hi = self._display_range  # type: ignore[misc]
         else:
             levels = np.linspace(0.0, 1.0, len(s.quantiles))
             lo, hi = np.interp([0.005, 0.995], levels, np.asarray(s.quantiles))
@@ -237,7 +248,7 @@ class Detector:
         edges = np.linspace(lo, hi, _DISPLAY_BINS + 1)
         inner = edges[1:-1]
         if self.ref_values_ is not None:
-            ref = bin_counts(self.ref_values_, inner) / s.n
+            ref = sorted_bin_counts(self._ref_sorted, inner) / s.n  # type: ignore[arg-type]
         else:
             cdf = methods.sketch_cdf(np.asarray(s.quantiles), inner)
             ref = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
@@ -632,7 +643,7 @@ class WassersteinDetector(Detector):
         if self.ref_values_ is not None and s.n:
             # Enough resolution for the noise floor; the distance itself uses the raw values.
             # (np.quantile with 101 levels partitions 101 times; one sort is cheaper.)
-            self._sketch = sorted_quantiles(np.sort(self.ref_values_), np.linspace(0, 1, 101))
+            self._sketch = sorted_quantiles(self._ref_sorted, np.linspace(0, 1, 101))  # type: ignore[arg-type]
         else:
             self._sketch = np.asarray(s.quantiles)
 
