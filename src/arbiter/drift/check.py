@@ -24,6 +24,8 @@ drifted features reaches ``DriftConfig.share``.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -46,6 +48,12 @@ from arbiter.errors import InvalidInputError
 
 #: Quantile-sketch size of a raw reference text column's length profile (build_profile's).
 _SKETCH_SIZE = 1000
+
+
+def _default_workers() -> int:
+    sched = getattr(os, "sched_getaffinity", None)
+    cpus = len(sched(0)) if sched is not None else (os.cpu_count() or 1)
+    return max(1, min(cpus, 4))
 
 
 def _missing(name: str, kind: Kind, n_ref: int, method: Method) -> DriftResult:
@@ -198,9 +206,7 @@ def check_drift(
             f"methods given for columns not in the reference: {unknown}", field="methods"
         )
 
-    results: list[DriftResult] = []
-    detectors: list[Detector | None] = []
-    for name in names:
+    def one(name: str) -> tuple[DriftResult, Detector | None]:
         ref = profile.column(name) if profile is not None else reference[name]
         if name not in cur_names:
             kind = (
@@ -209,12 +215,19 @@ def check_drift(
                 else config.kinds.get(name) or infer_kind(ref)
             )
             n_ref = ref.n if isinstance(ref, ColumnProfile) else len(ref)
-            results.append(_missing(name, kind, n_ref, config.methods.get(name, "psi")))
-            detectors.append(None)
-            continue
-        result, detector = check_column(name, ref, current[name], config)
-        results.append(result)
-        detectors.append(detector)
+            return _missing(name, kind, n_ref, config.methods.get(name, "psi")), None
+        return check_column(name, ref, current[name], config)
+
+    # Columns are independent and numpy/pandas release the GIL in their sorts, comparisons
+    # and hash counts, so threads check several at once (results do not depend on it).
+    workers = min(config.workers or _default_workers(), len(names)) or 1
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            checked = list(pool.map(one, names))
+    else:
+        checked = [one(name) for name in names]
+    results = [r for r, _ in checked]
+    detectors = [d for _, d in checked]
 
     # One family: every feature's distribution test and every signal with a p-value.
     family: list[tuple[int, int, float]] = []  # (feature, signal or -1, p-value)

@@ -73,6 +73,9 @@ class DriftConfig:
         feature.
     histograms : bool, default True
         Attach reference/current histograms to the results (for the HTML report).
+    workers : int, optional
+        Threads checking columns at once (default: the usable CPUs, at most 4; 1 for none).
+        Results do not depend on it.
     """
 
     methods: Mapping[str, Method] = field(default_factory=dict)
@@ -92,6 +95,7 @@ class DriftConfig:
     psi_floor: float = PSI_FLOOR
     prediction_column: str | None = None
     histograms: bool = True
+    workers: int | None = None
 
     def validate(self) -> DriftConfig:
         """Raise :class:`~arbiter.errors.InvalidInputError` naming the first bad field."""
@@ -125,6 +129,12 @@ class DriftConfig:
         for name in ("psi_min", "js_min", "wasserstein_min", "missing_min", "oov_min"):
             check_nonnegative(getattr(self, name), name)
         check_vocabulary_size(self.vocabulary_size)
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
+            raise InvalidInputError(
+                f"workers must be an int >= 1, got {self.workers!r}", field="workers"
+            )
         if not 0.0 < self.psi_floor < 0.1:
             raise InvalidInputError(
                 f"psi_floor must be in (0, 0.1), got {self.psi_floor!r}", field="psi_floor"
