@@ -257,3 +257,25 @@ def test_version_1_profiles_still_load() -> None:
     profile = build_profile({"x": np.arange(100.0), "c": ["a", "b"] * 50})
     text = profile.to_json().replace('"version":2', '"version":1')
     assert ReferenceProfile.from_json(text) == profile
+
+
+@pytest.mark.parametrize("shift", [None, 1.0])
+def test_the_mixed_demo_table(shift: float | None) -> None:
+    """The demo's account table: a drifted month is flagged through the right signals."""
+    from arbiter.demo.mixed_data import TIME_COLUMN, make_accounts
+
+    ref = make_accounts(20_000, seed=1).features.drop(columns=[TIME_COLUMN])
+    cur = make_accounts(5_000, seed=2, shift=shift).features.drop(columns=[TIME_COLUMN])
+    result = check_drift(ReferenceProfile.from_json(build_profile(ref).to_json()), cur)
+    assert result.feature("customer_note").kind == "text"
+    if shift is None:
+        assert not _flagged(result)
+        return
+    assert {"merchant_category", "declared_income", "customer_note", "amount"} <= _flagged(result)
+    merchant = result.feature("merchant_category")
+    assert merchant.unseen[0][0] == "crypto_exchange" and merchant.unseen_share > 0.05
+    income = result.feature("declared_income").signal("missing_rate")
+    assert income is not None and income.drifted and income.current > income.reference
+    oov = result.feature("customer_note").signal("oov_rate")
+    assert oov is not None and oov.drifted
+    assert "country" not in _flagged(result) and "device" not in _flagged(result)
