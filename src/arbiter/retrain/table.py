@@ -168,6 +168,13 @@ def prepare_table(
         )
     if not columns:
         raise InvalidInputError("no feature columns to train on", field="x")
+    dates = [c for c in columns if frame[c].dtype.kind in "Mm"]
+    if dates:
+        raise InvalidInputError(
+            f"column {dates[0]!r} holds dates or durations, which are not features: pass it as "
+            "--time-column (time-ordered validation) or drop it",
+            field="x",
+        )
     overrides: dict[str, ColumnKind] = {c: "categorical" for c in categorical}
     overrides.update({c: "text" for c in text})
     layout = layout_for(frame, overrides)
