@@ -326,12 +326,10 @@ def _coerce_column(column: Any, spec: FeatureSpec, path: str, allow_non_finite: 
     if kind == "string":
         if values.dtype.kind in "US":
             return column
-        # A null decodes as None or, in a column pandas typed as strings, as NaN: both are
-        # missing values (allowed in optional columns), not numbers.
-        nulls = [i for i, v in enumerate(values) if v is None or _is_nan(v)]
-        bad = [
-            i for i, v in enumerate(values) if not (isinstance(v, str) or v is None or _is_nan(v))
-        ]
+        # A null decodes as None or, once pandas has read the column (its string dtype), as
+        # NaN or pd.NA: a missing value (allowed in optional columns), not a number.
+        nulls = [i for i, v in enumerate(values) if _is_null(v)]
+        bad = [i for i, v in enumerate(values) if not (isinstance(v, str) or _is_null(v))]
         if bad:
             raise InvalidInputError(
                 f"feature {spec.name!r} must be a string, got {type(values[bad[0]]).__name__} "
@@ -357,8 +355,14 @@ def _coerce_column(column: Any, spec: FeatureSpec, path: str, allow_non_finite: 
     return column  # binary, datetime, ...: MLflow's own enforcement
 
 
-def _is_nan(value: Any) -> bool:
-    return isinstance(value, float | np.floating) and math.isnan(value)
+def _is_null(value: Any) -> bool:
+    import pandas as pd
+
+    return (
+        value is None
+        or value is pd.NA
+        or (isinstance(value, float | np.floating) and math.isnan(value))
+    )
 
 
 def _dtype_word(values: np.ndarray) -> str:
