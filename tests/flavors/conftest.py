@@ -1,13 +1,13 @@
 """The LightGBM booster and text classifier flavors, logged once per session.
 
-A copy of the template registry (tests/conftest.py) gains three registered models:
-``lgbm`` (two ``lightgbm.train`` Boosters logged with the ``mlflow.lightgbm`` flavor, champion
-and challenger, on the demo's transactions), ``text`` (two scikit-learn pipelines: TF-IDF on
-a ``message`` string column plus a numeric ``amount``, then a logistic regression) and
-``text1`` (``Pipeline(TfidfVectorizer, LogisticRegression)`` fitted on one 1-D column of
-strings: its signature is one ``string`` column). Each test serves a copy of that registry on
-a real gateway. Fixtures carry an ``lgbm_``/``text_`` prefix: other flavors' test files keep
-their own helpers.
+A copy of the template registry (tests/conftest.py) gains four registered models: ``lgbm``
+(two ``lightgbm.train`` Boosters logged with the ``mlflow.lightgbm`` flavor, champion and
+challenger, on the demo's transactions), ``lgbm3`` (a multiclass Booster: three classes),
+``text`` (two scikit-learn pipelines: TF-IDF on a ``message`` string column plus a numeric
+``amount``, then a logistic regression) and ``text1`` (``Pipeline(TfidfVectorizer,
+LogisticRegression)`` fitted on one 1-D column of strings: its signature is one ``string``
+column). Each test serves a copy of that registry on a real gateway. Fixtures carry an
+``lgbm_``/``text_`` prefix: other flavors' test files keep their own helpers.
 """
 
 from __future__ import annotations
@@ -111,6 +111,17 @@ def lgbm_text_registry(
         versions["lgbm"][alias] = registry.log_lightgbm_model(
             "lgbm", booster, example, aliases=(alias,)
         )
+    import lightgbm
+
+    three = np.digitize(train.features["hour"].to_numpy(), [8, 16])  # classes 0, 1, 2
+    multiclass = lightgbm.train(
+        {"objective": "multiclass", "num_class": 3, "verbose": -1, "num_threads": 1},
+        lightgbm.Dataset(train.features, three),
+        num_boost_round=10,
+    )
+    versions["lgbm3"] = {
+        "champion": registry.log_lightgbm_model("lgbm3", multiclass, example, aliases=("champion",))
+    }
     messages, message_labels = make_messages(2_000, seed=12)
     text_champion, text_challenger, one_column = _text_pipelines(messages, message_labels)
     for alias, pipeline in (("champion", text_champion), ("challenger", text_challenger)):

@@ -78,6 +78,36 @@ def test_lgbm_three_protocols_answer_and_log_label_and_score(
         assert set(json.loads(probabilities)) == {"0", "1"}
 
 
+def test_lgbm_multiclass_booster_answers_labels_and_class_probabilities(
+    lgbm_text_gateway: Any, lgbm_text_registry: Any
+) -> None:
+    import mlflow
+
+    server, home = lgbm_text_gateway({"lgbm3": {}})
+    rows = lgbm_text_registry.lgbm_rows[:5]
+    client = mlflow.MlflowClient(tracking_uri=home.tracking_uri(), registry_uri=home.tracking_uri())
+    uri = client.get_model_version_download_uri(
+        "lgbm3", lgbm_text_registry.versions["lgbm3"]["champion"]
+    )
+    proba = np.asarray(mlflow.lightgbm.load_model(uri).predict(pd.DataFrame(rows)))
+    assert proba.shape == (5, 3)
+    with httpx.Client(base_url=server.url) as http:
+        answers = {pr: sent(send(http, "lgbm3", pr, rows, "u1"), pr, 5) for pr in PROTOCOLS}
+    body = answers["arbiter"].body
+    assert body["predictions"] == proba.argmax(axis=1).tolist()
+    np.testing.assert_allclose(
+        [[pr[str(k)] for k in range(3)] for pr in body["probabilities"]], proba
+    )
+    np.testing.assert_allclose(answers["mlflow"].body["predictions"], proba)  # as MLflow answers
+    outputs = {o["name"]: o for o in answers["v2"].body["outputs"]}
+    assert outputs["probabilities"]["shape"] == [5, 3]
+    np.testing.assert_allclose(np.reshape(outputs["probabilities"]["data"], (5, 3)), proba)
+    server.stop()
+    logged = query(home, "SELECT prediction, score, probabilities FROM predictions ORDER BY ALL")
+    assert len(logged) == 15
+    assert all(score is None and set(json.loads(pr)) == {"0", "1", "2"} for _, score, pr in logged)
+
+
 def _shadow_rows(home: Any) -> int:
     return query(home, "SELECT count(*) FROM predictions WHERE role = 'shadow'")[0][0]
 
