@@ -277,3 +277,53 @@ def test_ab_logs_and_analyses_log_loss_from_the_probability(
         arm = joined[joined["arm"] == side]
         reference = log_loss(arm["label"].astype(int), arm["score"], labels=[0, 1])
         assert data.stats[side].mean == pytest.approx(reference, rel=1e-9)
+
+
+# --------------------------------------------------------------------------- the convention
+
+
+def test_prediction_column_and_class_probabilities() -> None:
+    from arbiter.prediction_log import RequestContext, prediction_columns
+    from arbiter.servable import output_columns, scored_output
+
+    frame = pd.DataFrame(
+        {
+            "score": [10, 20],
+            "prediction": ["cat", "dog"],
+            "probability_cat": [0.7, 0.2],
+            "probability_dog": [0.3, 0.8],
+        }
+    )
+    scored = scored_output(frame)
+    assert scored.predictions == ["cat", "dog"]  # `prediction` wins over the first column
+    assert scored.classes == ["cat", "dog"]
+    assert scored.proba.tolist() == [[0.7, 0.3], [0.2, 0.8]]
+    assert list(output_columns(scored)) == [
+        "score",
+        "prediction",
+        "probability_cat",
+        "probability_dog",
+    ]
+    ctx = RequestContext("r", 0, "m", "e", "none", None, True, "champion", "arbiter")
+    columns = prediction_columns(
+        ctx, role="served", alias="champion", version="1", features_json=["{}", "{}"],
+        predictions=scored.predictions, proba=scored.proba, classes=scored.classes,
+        latency_ms=1.0,
+    )  # fmt: skip
+    assert columns["prediction"] == ["cat", "dog"]
+    assert columns["confidence"] == [0.7, 0.8]
+    assert [orjson.loads(p) for p in columns["probabilities"]] == [
+        {"cat": 0.7, "dog": 0.3},
+        {"cat": 0.2, "dog": 0.8},
+    ]
+
+
+def test_first_column_without_a_named_prediction_and_text_probability_ignored() -> None:
+    from arbiter.servable import output_columns, scored_output
+
+    scored = scored_output(pd.DataFrame({"amount": [1.5, 2.5], "probability": ["hi", "lo"]}))
+    assert scored.predictions == [1.5, 2.5]
+    assert scored.proba is None and scored.classes is None
+    single = scored_output(pd.DataFrame({"p": [0.1, 0.2]}))  # one column: a plain prediction
+    assert single.predictions == [0.1, 0.2] and output_columns(single) is None
+    assert scored_output(np.array([1, 0])).predictions == [1, 0]
