@@ -180,12 +180,14 @@ class ServableModel:
             )
         except Exception as exc:
             raise ModelError(f"model {self.name} v{self.version} failed: {exc}") from exc
-        if not (self._has_proba and self.classes is not None):
+        if self.raw is None:  # a pyfunc model: its output may have several columns
             return scored_output(output)
-        try:
-            proba = np.asarray(self.raw.predict_proba(frame), dtype=np.float64)
-        except Exception:  # probabilities are a bonus for the log; the answer stands
-            proba = None
+        proba = None
+        if self._has_proba and self.classes is not None:
+            try:
+                proba = np.asarray(self.raw.predict_proba(frame), dtype=np.float64)
+            except Exception:  # probabilities are a bonus for the log; the answer stands
+                proba = None
         return Scored(to_row_list(output), proba, self.classes, output)
 
 
