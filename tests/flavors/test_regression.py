@@ -136,7 +136,8 @@ def test_bad_input_names_the_field_and_logs_nothing(
     running: Any, tmp_path: Path, template: Path, traffic: Any
 ) -> None:
     rows, _, _ = traffic
-    server, home = start_on(running, tmp_path, template, _config("shadow", "squared"))
+    config = _config("shadow", "squared", shadow_executor="thread")
+    server, home = start_on(running, tmp_path, template, config)
     with httpx.Client(base_url=server.url) as client:
         bad = dict(rows[0], amount="lots")
         r = client.post(f"/models/{MODEL}/predict", json={"features": [rows[1], bad]})
