@@ -457,12 +457,17 @@ class MLflowRegistry:
         *,
         aliases: tuple[str, ...] = (),
         experiment: str = DEFAULT_EXPERIMENT,
+        output_example: Any = None,
     ) -> str:
-        """Log an ``mlflow.pyfunc.PythonModel`` and register it as a new version of ``name``."""
+        """Log an ``mlflow.pyfunc.PythonModel`` and register it as a new version of ``name``.
+
+        ``output_example`` (what the model returns for ``example``) adds an output signature:
+        a multi-output model's columns then name its OIP v2 output tensors.
+        """
         import mlflow
         from mlflow.models import infer_signature
 
-        signature = infer_signature(example)
+        signature = infer_signature(example, output_example)
         experiment_id = self._experiment_id(experiment)
         try:
             run = self._client.create_run(experiment_id, tags={"arbiter.model": name})
