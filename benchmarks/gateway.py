@@ -34,26 +34,30 @@ inference workers die with "There is no current event loop"; upstream issue Seld
 #2286). ``httptools`` is installed so that its uvicorn parses HTTP as arbiter's does.
 
 With ``--workers N`` (default 2; 1 skips them) two more servers run on all cores: arbiter-ab
-with ``arbiter serve --workers N`` and MLServer with ``parallel_workers: N`` (MLServer has no
-multi-process HTTP front end: its one HTTP process hands requests to N inference processes;
-with 1.7.1 this hits the bug above, and the run records the failure instead of a number). The
+with ``arbiter serve --workers N`` and MLServer with ``parallel_workers: N`` and adaptive
+batching (MLServer has no multi-process HTTP front end: its one HTTP process hands requests to
+N inference processes; they start only with uvloop < 0.22, which ``.venv-mlserver`` pins). The
 load generator is not pinned for these.
 
-Saturation throughput comes from wrk (closed loop, ``-t2 -c16``); latency at a fixed offered
-rate from ``benchmarks/_load.py`` (open loop, wrk2-style coordinated-omission correction). Each
-server is a subprocess on a free loopback port, pinned to core 0 with ``taskset`` (load
-generators on core 1), warmed up, measured, then stopped with SIGTERM.
+All servers of a model start together, unpinned; once ready each one's process group is pinned
+to core 0 (load generators on core 1). Every server's answers are checked against the model's
+own predictions. Saturation throughput comes from wrk (closed loop, ``-t2 -c16``) in rotated
+rounds (every server once per round, the order shifted by one each round; medians and ranges);
+latency at a fixed offered rate from ``benchmarks/_load.py`` (open loop, wrk2-style
+coordinated-omission correction), in alternating rounds: (a) and (b) at half of (a)'s median
+saturation, (b) and (c) at half of (b)'s, with the share of shadow requests completed per
+round. The start-up to a first answer with two models comes from ``benchmarks/startup.py``.
+docs/benchmarks_gateway.md describes the method.
 
-``--smoke`` measures nothing: it starts each server, sends a few dozen requests one by one and
-then concurrently (so that MLServer's batching merges them), and checks every answer against
-the model's own in-process predictions.
+``--smoke`` runs every phase at its shortest (1 s loads, one round) and prints the full run's
+expected duration.
 
 Usage::
 
-    .venv/bin/python benchmarks/gateway.py                  # both models, ~15 min
+    .venv/bin/python benchmarks/gateway.py --smoke                 # ~4-7 min, checks it all
+    .venv/bin/python benchmarks/gateway.py --json g.json --markdown g.md   # ~20 min, quiet
     .venv/bin/python benchmarks/gateway.py --quick --model logistic
-    .venv/bin/python benchmarks/gateway.py --smoke --only mlserver,mlserver-batch
-    .venv/bin/python benchmarks/gateway.py --json gateway.json --profile prof/
+    .venv/bin/python benchmarks/gateway.py --only bare,arbiter-ab --startup-runs 0
 """
 
 from __future__ import annotations
@@ -664,6 +668,10 @@ def shadow_counts(server: Server) -> dict[str, float]:
         counts[m.group(1)] = float(m.group(2))
     m = re.search(r'^arbiter_model_latency_seconds_sum\{[^}]*role="shadow"\} (\S+)$', text, re.M)
     counts["latency_sum"] = float(m.group(1)) if m else 0.0
+    # Jobs per shadow worker call (batching in the worker): sum = jobs, count = calls.
+    for part in ("sum", "count"):
+        m = re.search(rf"^arbiter_shadow_batch_requests_{part}\{{[^}}]*\}} (\S+)$", text, re.M)
+        counts[f"batch_{part}"] = float(m.group(1)) if m else 0.0
     return counts
 
 
@@ -820,6 +828,8 @@ def variants(workers: int) -> list[Variant]:
     return out
 
 
+OUTCOMES = ("ok", "error", "timeout", "dropped")  # arbiter_shadow_total's outcome label
+
 #: Every load run of this process: (kind, nominal seconds, wall seconds) for the estimate.
 LOAD_RUNS: list[tuple[str, float, float]] = []
 
@@ -837,7 +847,7 @@ def settled_shadow_counts(server: Server, expected: float, timeout_s: float = 10
     deadline = time.monotonic() + timeout_s
     counts = shadow_counts(server)
     while time.monotonic() < deadline:
-        if sum(v for k, v in counts.items() if k != "latency_sum") >= expected:
+        if sum(v for k, v in counts.items() if k in OUTCOMES) >= expected:
             break
         time.sleep(0.2)
         counts = shadow_counts(server)
@@ -929,11 +939,13 @@ def run_model(
                                 load[key])  # fmt: skip
                     if before is not None:
                         after = settled_shadow_counts(
-                            srv, sum(v for k, v in before.items() if k != "latency_sum")
+                            srv, sum(v for k, v in before.items() if k in OUTCOMES)
                             + res["requests"],
                         )  # fmt: skip
                         delta = {k: after[k] - before.get(k, 0.0) for k in after}
                         in_shadow_s = delta.pop("latency_sum")
+                        jobs, calls = delta.pop("batch_sum"), delta.pop("batch_count")
+                        res["shadow_jobs_per_call"] = jobs / calls if calls else None
                         res["shadow_outcomes"] = delta
                         res["shadow_mean_ms"] = 1000 * in_shadow_s / max(1.0, delta.get("ok", 0))
                         mirrored = max(float(res["requests"]), sum(delta.values()))
@@ -941,9 +953,11 @@ def run_model(
                     phase[key]["rounds"].append(res)
                     log_line(key, name, res)
                     if before is not None:
+                        per_call = res["shadow_jobs_per_call"] or 0.0
                         print(f"  {'':<15} shadow outcomes {res['shadow_outcomes']}: "
                               f"{res['shadow_completed_pct']:.1f} % completed, mean shadow "
-                              f"latency {res['shadow_mean_ms']:.1f} ms", flush=True)  # fmt: skip
+                              f"latency {res['shadow_mean_ms']:.1f} ms, {per_call:.1f} jobs "
+                              "per worker call", flush=True)  # fmt: skip
             for key in keys:
                 phase[key]["summary"] = summarize(phase[key]["rounds"])
             return phase
