@@ -142,7 +142,7 @@ class ModelPool:
         # The registry's fingerprint after the last clean poll, when it can be trusted.
         self._unchanged_since: Any = None
         self.skipped_polls = 0
-        # Seconds each version took to load, "model@alias vN" -> s (the start-up log line).
+        # Seconds each version took to load at start-up, "model@alias vN" -> s (its log line).
         self.load_seconds: dict[str, float] = {}
 
     def endpoint(self, name: str) -> Endpoint:
@@ -209,9 +209,10 @@ class ModelPool:
                     try:
                         started = time.perf_counter()
                         models[alias] = self.registry.load(endpoint.name, version)
-                        self.load_seconds[f"{endpoint.name}@{alias} v{version}"] = (
-                            time.perf_counter() - started
-                        )
+                        if self.status.polls == 0:  # the start-up's loads only: bounded
+                            self.load_seconds[f"{endpoint.name}@{alias} v{version}"] = (
+                                time.perf_counter() - started
+                            )
                         if endpoint.config.inputs.out_of_range != "off":
                             models[alias].ranges = input_ranges(
                                 self.registry, endpoint.name, version
