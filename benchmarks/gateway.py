@@ -178,7 +178,7 @@ class Plan:
     rate_connections: int = 32
 
 
-FULL = Plan(warmup_s=2.0, wrk_s=8.0, rate_s=8.0, rounds=5, rate_rounds=3)
+FULL = Plan(warmup_s=2.0, wrk_s=7.0, rate_s=8.0, rounds=5, rate_rounds=3)
 QUICK = Plan(warmup_s=1.0, wrk_s=3.0, rate_s=3.0, rounds=2, rate_rounds=1)
 # --smoke: every phase of the full run, each as short as it can be (a crash test, no numbers).
 SMOKE = Plan(warmup_s=1.0, wrk_s=1.0, rate_s=1.0, rounds=1, rate_rounds=1)
