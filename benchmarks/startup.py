@@ -128,7 +128,7 @@ def start_and_wait(
 
 
 _PHASE = re.compile(r"(imports and app|registry client|models|event store|shadow workers|"
-                    r"controllers and gc) (\d+\.\d+) s")  # fmt: skip
+                    r"controllers|gc) (\d+\.\d+) s")  # fmt: skip
 _LOAD = re.compile(r"(\S+@\S+ v\d+) (\d+\.\d+) s")
 
 

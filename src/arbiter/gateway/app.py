@@ -263,11 +263,12 @@ def create_app(
                 {a: f"v{m.version}" for a, m in endpoint.models.items()} or "no versions",
                 endpoint.experiment_state(),
             )
+        timeline.mark("controllers")
         # Everything allocated so far lives as long as the process: move it out of the
         # collector's sight so full collections under load stay short.
         gc.collect()
         gc.freeze()
-        timeline.mark("controllers and gc")
+        timeline.mark("gc")
         state.startup = timeline.as_dict()
         log.info("%s (loads: %s)", timeline.summary(), pool.describe_loads())
         try:
