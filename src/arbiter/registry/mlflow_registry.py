@@ -204,7 +204,10 @@ class MLflowRegistry:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=uri, tracking_uri=self.tracking_uri
             )
-            pyfunc = mlflow.pyfunc.load_model(local)
+            # suppress_warnings skips MLflow's check of the model's pip requirements against
+            # this environment: it scans every installed distribution's files (2.8 s of a
+            # 12 s first load on a busy 2-core VM, benchmarks/startup.py) only to log a warning.
+            pyfunc = mlflow.pyfunc.load_model(local, suppress_warnings=True)
         except Exception as exc:
             raise self._wrap(exc, f"loading {name} v{version}") from None
         raw = native_model(pyfunc)
