@@ -5,9 +5,9 @@ DataFrame) or a mapping of column name to array-like. Pandas Series are used thr
 hash-based ``value_counts`` when present: counting categories by sorting (``np.unique``) costs
 ~1 s per million strings, hashing ~50 ms.
 
-Kinds follow :mod:`arbiter.column_kinds` (one rule for retraining, drift and the demo). The
-drift core may not import it (the layering check allows core packages only each other), so
-:func:`infer_kind` restates that rule and ``tests/drift/test_kinds.py`` asserts both agree.
+:func:`infer_kind` is the one rule for a column's kind (numeric, categorical, text) that
+retraining, drift and the demo share; :mod:`arbiter.column_kinds` is its public face outside
+the drift core (which may import nothing outside the core).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _is_missing(value: Any) -> bool:
 
 
 def infer_kind(values: Any) -> Kind:
-    """The rule of ``arbiter.column_kinds.infer_column_kind``.
+    """The kind of a column (see :mod:`arbiter.column_kinds` for why tokens decide text).
 
     Int/unsigned/float dtypes are numeric, bools categorical; strings are text when the median
     non-missing value has at least :data:`TEXT_MIN_TOKENS` whitespace-separated tokens (in an
