@@ -310,3 +310,75 @@ def test_ab_test_assigns_units_and_is_analysed(
     assert experiment["mode"] == "ab" and experiment["decision"] == "continue"
     assert experiment["decided_on"] == "log_loss"
     assert sum(experiment["arms"][a]["labelled"] for a in arms) == n
+
+
+def _row(**changes: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(FEATURES, 1.0)
+    row.update(changes)
+    return {k: v for k, v in row.items() if v is not _DROP}
+
+
+_DROP = object()
+_GOOD = [1.0] * len(FEATURES)
+
+#: (path, JSON body, expected status, expected field): each must be refused before any model
+#: runs, so nothing is logged (neither a prediction nor a model error).
+BAD_INPUTS = [
+    ("predict", {"features": _row(hour=_DROP)}, 422, "features.hour"),
+    ("predict", {"features": _row(amount="12.5")}, 422, "features.amount"),
+    ("predict", {"features": _row(is_online=True)}, 422, "features.is_online"),
+    ("predict", {"features": _row(amount=None)}, 422, "features.amount"),
+    ("predict", {"features": [_row(), _row(extra=1.0)]}, 422, "features[1].extra"),
+    ("predict", {"features": [[1.0] * 8]}, 422, "features[0]"),
+    ("invocations", {"inputs": [[1.0] * 7]}, 400, "inputs"),
+    ("invocations", {"instances": [[1.0] * 9, [1.0] * 9]}, 400, "instances"),
+    ("invocations", {"inputs": [["a"] * 8]}, 400, "inputs"),
+    ("invocations", {"inputs": [[[1.0] * 8]]}, 400, "inputs"),
+    ("invocations", {"inputs": [[1.0] * 8, [1.0] * 7]}, 400, "inputs"),
+    ("invocations", {"inputs": [[1.0, True, *[1.0] * 6]]}, 400, "inputs[0][1]"),
+    ("invocations", {"inputs": [[float("nan"), *[1.0] * 7]]}, 400, "inputs.amount"),
+    (
+        "invocations",
+        {"dataframe_split": {"columns": list(FEATURES[:-1]), "data": [[1.0] * 7]}},
+        400,
+        f"dataframe_split.{FEATURES[-1]}",
+    ),
+    ("v2", {"inputs": [{"name": "x", "shape": [1, 7], "datatype": "FP32", "data": [1.0] * 7}]},
+     400, "inputs[0].shape"),
+    ("v2", {"inputs": [{"name": "x", "shape": [1, 8], "datatype": "BYTES", "data": ["a"] * 8}]},
+     400, "inputs[0]"),
+    ("v2", {"inputs": [{"name": "x", "shape": [1, 8], "datatype": "BOOL", "data": [True] * 8}]},
+     400, "inputs[0]"),
+    ("v2", {"inputs": [{"name": "x", "shape": [1, 8], "datatype": "FP32", "data": [1.0] * 7}]},
+     400, "inputs[0].data"),
+    ("v2", {"inputs": [{"name": "x", "shape": [2, 8], "datatype": "FP32",
+                        "data": ["1.0"] * 16}]}, 400, "inputs[0].data"),
+]  # fmt: skip
+
+
+def test_bad_input_is_a_4xx_naming_the_field_and_nothing_is_logged(
+    serve: Callable[..., Any],
+) -> None:
+    server, home = serve({"strategy": "shadow", "shadow_executor": "thread"})
+    paths = {
+        "predict": f"/models/{MODEL}/predict",
+        "invocations": f"/models/{MODEL}/invocations",
+        "v2": f"/v2/models/{MODEL}/infer",
+    }
+    with httpx.Client(base_url=server.url, timeout=30.0) as client:
+        for protocol, body, status, field in BAD_INPUTS:
+            content = json.dumps(body).encode()  # NaN as the bare token MLflow's client sends
+            r = client.post(
+                paths[protocol], content=content, headers={"Content-Type": "application/json"}
+            )
+            assert r.status_code == status, (body, r.text)
+            answer = r.json()
+            error = answer["error"] if isinstance(answer.get("error"), dict) else answer
+            assert error.get("field") == field, (body, answer)
+        # The same server answers good input on every protocol (the refusals were the input's).
+        ok = client.post(paths["invocations"], json={"inputs": [_GOOD]})
+        assert ok.status_code == 200, ok.text
+    server.stop()
+    logged = _query(home, "SELECT role, count(*), count(error) FROM predictions GROUP BY ALL")
+    # Only the good request's rows: its answer, and its shadow's unless still in flight.
+    assert sorted(logged) in ([("served", 1, 0)], [("served", 1, 0), ("shadow", 1, 0)])
