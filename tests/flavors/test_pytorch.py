@@ -39,6 +39,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 from arbiter.cli import app
 from arbiter.config import HomeConfig, dump_config
 from arbiter.demo.data import FEATURES, make_transactions
+from arbiter.demo.torch_model import train_mlp
 from arbiter.demo.traffic import describe_model, wait_for_arms_loaded, wait_until
 from arbiter.events import EventStore
 from arbiter.home import Home
@@ -46,31 +47,6 @@ from arbiter.registry import registry_for_home
 
 MODEL = "fraud-torch"
 runner = CliRunner()
-
-
-def train_mlp(features: Any, labels: Any, *, hidden: int, steps: int, seed: int) -> Any:
-    """A 2-layer MLP giving P(fraud), taking raw (unscaled) features.
-
-    Trained on standardised features; the standardisation is then folded into the first
-    layer (W' = W / std, b' = b - W' @ mean), so the served network is a plain Sequential.
-    """
-    torch.manual_seed(seed)
-    x = torch.tensor(features.to_numpy(np.float32))
-    y = torch.tensor(np.asarray(labels, dtype=np.float32)).unsqueeze(1)
-    mean, std = x.mean(0), x.std(0)
-    first, last = torch.nn.Linear(x.shape[1], hidden), torch.nn.Linear(hidden, 1)
-    net = torch.nn.Sequential(first, torch.nn.ReLU(), last)
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
-    z = (x - mean) / std
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(z), y)
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        first.weight /= std
-        first.bias -= first.weight @ mean
-    return torch.nn.Sequential(first, torch.nn.ReLU(), last, torch.nn.Sigmoid()).eval()
 
 
 @dataclass(frozen=True)
