@@ -269,6 +269,18 @@ def test_ab_test_assigns_units_and_is_analysed(
         }
         r = client.post(f"/v2/models/{MODEL}/infer", json=v2)
         assert r.status_code == 200 and r.json()["parameters"]["arm"] == seen[users[0]]
+        expected = _p_fraud(nets[r.json()["model_version"]], rows[:1])
+        # One FP64 tensor per column, named after it, is the other v2 layout (cast to float32).
+        per_column = {
+            "inputs": [
+                {"name": c, "shape": [1], "datatype": "FP64", "data": [rows[0][c]]}
+                for c in FEATURES
+            ],
+            "parameters": {"unit_id": users[0]},
+        }
+        r = client.post(f"/v2/models/{MODEL}/infer", json=per_column)
+        assert r.status_code == 200, r.text
+        np.testing.assert_allclose(r.json()["outputs"][0]["data"], expected, rtol=1e-6)
         stored = client.post("/feedback", json={"feedback": feedback})
         assert stored.status_code == 200 and stored.json()["stored"] == n
     server.stop()
@@ -358,3 +370,35 @@ def test_bad_input_is_a_4xx_naming_the_field_and_nothing_is_logged(
     logged = _query(home, "SELECT role, count(*), count(error) FROM predictions GROUP BY ALL")
     # Only the good request's rows: its answer, and its shadow's unless still in flight.
     assert sorted(logged) in ([("served", 1, 0)], [("served", 1, 0), ("shadow", 1, 0)])
+
+
+def test_outputs_without_classes_are_the_prediction_and_bad_shapes_are_model_errors() -> None:
+    from arbiter.errors import ModelError
+    from arbiter.tensors import TensorLayout
+
+    regression = TensorLayout(("a", "b"), np.dtype(np.float32))
+    assert regression.outputs(np.array([[1.5], [2.5]], dtype=np.float32)) == ([1.5, 2.5], None)
+    softmax = TensorLayout(("a", "b"), np.dtype(np.float32), ("x", "y", "z"))
+    predictions, proba = softmax.outputs(np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]]))
+    assert predictions == ["y", "x"] and proba.shape == (2, 3)
+    with pytest.raises(ModelError, match=r"names 3 classes: expected \[batch, 3\]"):
+        softmax.outputs(np.array([[0.2], [0.6]]))
+
+
+def test_metadata_that_contradicts_the_signature_is_refused_at_load(
+    torch_template: TorchTemplate, tmp_path: Path
+) -> None:
+    from arbiter.errors import RegistryError
+
+    registry = registry_for_home(tmp_path / "home")
+    net = torch_template.nets["1"]
+    example = np.ones((2, len(FEATURES)), dtype=np.float32)
+    version = registry.log_pytorch_model("wrong", net, list(FEATURES), example)
+    # The MLmodel is edited in place: the registry serves these very files.
+    uri = registry.client.get_model_version_download_uri("wrong", version)
+    mlmodel = Path(uri.removeprefix("file://")) / "MLmodel"
+    text = mlmodel.read_text()
+    assert "- is_foreign\n" in text
+    mlmodel.write_text(text.replace("- is_foreign\n", ""))
+    with pytest.raises(RegistryError, match="names 7 columns, but the signature's tensor has 8"):
+        registry.load("wrong", version)
