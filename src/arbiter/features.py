@@ -324,15 +324,17 @@ def _coerce_column(column: Any, spec: FeatureSpec, path: str, allow_non_finite: 
             return column
         return pd.Series(values.astype(dtype), index=column.index, name=spec.name)
     if kind == "string":
-        bad = [i for i, v in enumerate(values) if not isinstance(v, str) and v is not None]
-        nulls = [i for i, v in enumerate(values) if v is None]
+        # A JSON null decodes as None, or as NaN once pandas has read the column.
+        null = [v is None or v is pd.NA or (isinstance(v, float) and v != v) for v in values]
+        bad = [i for i, v in enumerate(values) if not isinstance(v, str) and not null[i]]
+        nulls = [i for i, is_null in enumerate(null) if is_null]
         if values.dtype.kind in "US":
             return column
         if bad or (nulls and spec.required):
             row = (bad or nulls)[0]
             raise InvalidInputError(
                 f"feature {spec.name!r} must be a string, got "
-                f"{type(values[row]).__name__ if values[row] is not None else 'null'} in row {row}",
+                f"{'null' if null[row] else type(values[row]).__name__} in row {row}",
                 field=path,
             )
         return column

@@ -281,20 +281,25 @@ class MLflowRegistry:
         tags: dict[str, str] | None = None,
         experiment: str = DEFAULT_EXPERIMENT,
         extra_pip_requirements: tuple[str, ...] = (),
+        input_schema: Any = None,
     ) -> str:
         """Log a fitted scikit-learn model, register it as a new version of ``name``.
 
         ``example`` (a DataFrame of a few rows) gives the signature, so the gateway can validate
-        requests. ``extra_pip_requirements`` adds packages the estimator needs beyond
-        scikit-learn (``"lightgbm"`` for its sklearn API). Returns the new version number.
+        requests; ``input_schema`` (an MLflow ``Schema``), when given, replaces the inputs
+        inferred from it (a few rows cannot tell which columns may be missing).
+        ``extra_pip_requirements`` adds packages the estimator needs beyond scikit-learn
+        (``"lightgbm"`` for its sklearn API). Returns the new version number.
         """
         import mlflow
         import skops.io
-        from mlflow.models import infer_signature
+        from mlflow.models import ModelSignature, infer_signature
 
         # Estimators fitted on bare arrays warn when handed a DataFrame; give each what it knows.
         sample = example if hasattr(model, "feature_names_in_") else np.asarray(example)
         signature = infer_signature(example, model.predict(sample))
+        if input_schema is not None:
+            signature = ModelSignature(inputs=input_schema, outputs=signature.outputs)
         # skops refuses types it does not know (e.g. tree ensembles) unless told to trust them.
         # We trust the estimator we were handed: it was trained in this process.
         trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
