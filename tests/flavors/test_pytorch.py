@@ -149,7 +149,11 @@ def test_the_registry_loads_the_tensor_layout(torch_template: TorchTemplate) -> 
 def test_three_protocols_in_a_shadow_test_logged_and_analysed(
     serve: Callable[..., Any], torch_template: TorchTemplate
 ) -> None:
-    server, home = serve({"strategy": "shadow", "shadow_executor": "thread"})
+    # The default shadow executor: the challenger runs in a worker process that loads it
+    # from the registry itself (its tensor layout included).
+    server, home = serve(
+        {"strategy": "shadow", "shadow_max_in_flight": 256, "shadow_timeout_s": 60.0}
+    )
     rows, labels = torch_template.rows, torch_template.labels
     champion, challenger = torch_template.nets["1"], torch_template.nets["2"]
     feedback: list[dict[str, Any]] = []
@@ -200,6 +204,7 @@ def test_three_protocols_in_a_shadow_test_logged_and_analysed(
         def settled() -> bool:
             shadow = describe_model(server.url, MODEL)["experiment"]["shadow"]
             logged = _query(home, "SELECT count(*) FROM predictions WHERE role = 'shadow'")
+            assert shadow["dropped"] == 0, shadow
             return shadow["in_flight"] == 0 and logged[0][0] >= n_predict + 12
 
         wait_until(settled, timeout_s=60.0, what="every mirrored request logged")
