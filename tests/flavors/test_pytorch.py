@@ -186,11 +186,10 @@ def test_three_protocols_in_a_shadow_test_logged_and_analysed(
         assert r.status_code == 200, r.text
         np.testing.assert_allclose(np.array(r.json()["predictions"])[:, 0], expected, rtol=1e-6)
 
-        v2 = {
-            "inputs": [
-                {"name": "x", "shape": [3, len(FEATURES)], "datatype": "FP32", "data": tensor}
-            ]
-        }
+        # v2 metadata advertises the signature's tensor; a client sends it as advertised.
+        (advertised,) = client.get(f"/v2/models/{MODEL}").json()["inputs"]
+        assert advertised == {"name": "input-0", "datatype": "FP32", "shape": [-1, 8]}
+        v2 = {"inputs": [{**advertised, "shape": [3, len(FEATURES)], "data": tensor}]}
         r = client.post(f"/v2/models/{MODEL}/infer", json=v2)
         assert r.status_code == 200, r.text
         (out,) = r.json()["outputs"]
