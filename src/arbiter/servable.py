@@ -215,7 +215,7 @@ class ServableModel:
             output = self.pyfunc.predict(rows_to_frame(rows, names))
         except Exception as exc:  # any model failure becomes one error type for the caller
             raise ModelError(f"model {self.name} v{self.version} failed: {exc}") from exc
-        return Scored(to_row_list(output), None, None, output)
+        return scored_output(output)
 
     def predict_frame(
         self, frame: Any, params: dict[str, Any] | None = None, *, finite: bool = True
@@ -250,6 +250,8 @@ class ServableModel:
                 )
             labels = self._classes_array[proba.argmax(axis=1)]
             return Scored(labels.tolist(), proba, self.classes, output)
+        if self.raw is None:  # a pyfunc model: its output may have several columns
+            return scored_output(output)
         proba = None
         if self._has_proba and self.classes is not None:
             try:
@@ -385,4 +387,73 @@ def to_row_list(output: Any) -> list[Any]:
     return [output]
 
 
-__all__ = ["BoosterClassifier", "Scored", "ServableModel", "native_model", "to_row_list"]
+#: Multi-output models (a pyfunc returning a DataFrame of several columns): the column that is
+#: the prediction the log and the analysis use, the first of these present (else the first
+#: column). Every column is returned to the caller (see :func:`output_columns`).
+PREDICTION_OUTPUTS = ("prediction", "label")
+#: A column with P(class 1) of a binary classifier (classes 0 and 1).
+PROBABILITY_OUTPUT = "probability"
+#: Columns ``probability_<class>``: one probability per class (e.g. ``probability_0``).
+PROBABILITY_PREFIX = "probability_"
+
+
+def scored_output(output: Any) -> Scored:
+    """:class:`Scored` from a pyfunc model's output.
+
+    A DataFrame of several columns is a multi-output model: its prediction is the column
+    named in :data:`PREDICTION_OUTPUTS` (else the first column), and its class probabilities,
+    when it has them (:data:`PROBABILITY_OUTPUT`, :data:`PROBABILITY_PREFIX`), are logged as a
+    classifier's are, so label metrics (log loss, AUC) work on it. The frame stays in
+    ``Scored.raw`` for the protocols, which return every column.
+    """
+    import pandas as pd
+
+    if not (isinstance(output, pd.DataFrame) and output.shape[1] > 1):
+        return Scored(to_row_list(output), None, None, output)
+    by_name = {str(c): c for c in output.columns}
+    name = next((n for n in PREDICTION_OUTPUTS if n in by_name), next(iter(by_name)))
+    predictions = output[by_name[name]].tolist()
+    per_class = [n for n in by_name if n.startswith(PROBABILITY_PREFIX)]
+    proba: np.ndarray | None = None
+    classes: list[Any] | None = None
+    try:
+        if per_class:
+            proba = output[[by_name[n] for n in per_class]].to_numpy(dtype=np.float64)
+            classes = [_class_of(n[len(PROBABILITY_PREFIX) :]) for n in per_class]
+        elif PROBABILITY_OUTPUT in by_name:
+            p = output[by_name[PROBABILITY_OUTPUT]].to_numpy(dtype=np.float64)
+            proba, classes = np.column_stack([1.0 - p, p]), [0, 1]
+    except (TypeError, ValueError):  # not numbers: an output like any other, not logged
+        proba, classes = None, None
+    return Scored(predictions, proba, classes, output)
+
+
+def _class_of(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def output_columns(scored: Scored) -> dict[str, np.ndarray] | None:
+    """Every named output of a multi-output model (``{column: values}``), else None."""
+    import pandas as pd
+
+    raw = scored.raw
+    if not (isinstance(raw, pd.DataFrame) and raw.shape[1] > 1):
+        return None
+    return {str(c): raw[c].to_numpy() for c in raw.columns}
+
+
+__all__ = [
+    "PREDICTION_OUTPUTS",
+    "PROBABILITY_OUTPUT",
+    "PROBABILITY_PREFIX",
+    "BoosterClassifier",
+    "Scored",
+    "ServableModel",
+    "native_model",
+    "output_columns",
+    "scored_output",
+    "to_row_list",
+]

@@ -207,7 +207,10 @@ class MLflowRegistry:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=uri, tracking_uri=self.tracking_uri
             )
-            pyfunc = mlflow.pyfunc.load_model(local)
+            # suppress_warnings skips MLflow's check of the model's pip requirements against
+            # this environment: it scans every installed distribution's files (2.8 s of a
+            # 12 s first load on a busy 2-core VM, benchmarks/startup.py) only to log a warning.
+            pyfunc = mlflow.pyfunc.load_model(local, suppress_warnings=True)
         except Exception as exc:
             raise self._wrap(exc, f"loading {name} v{version}") from None
         try:
@@ -536,12 +539,17 @@ class MLflowRegistry:
         *,
         aliases: tuple[str, ...] = (),
         experiment: str = DEFAULT_EXPERIMENT,
+        output_example: Any = None,
     ) -> str:
-        """Log an ``mlflow.pyfunc.PythonModel`` and register it as a new version of ``name``."""
+        """Log an ``mlflow.pyfunc.PythonModel`` and register it as a new version of ``name``.
+
+        ``output_example`` (what the model returns for ``example``) adds an output signature:
+        a multi-output model's columns then name its OIP v2 output tensors.
+        """
         import mlflow
         from mlflow.models import infer_signature
 
-        signature = infer_signature(example)
+        signature = infer_signature(example, output_example)
         experiment_id = self._experiment_id(experiment)
         try:
             run = self._client.create_run(experiment_id, tags={"arbiter.model": name})
