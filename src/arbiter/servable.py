@@ -23,6 +23,7 @@ import numpy as np
 
 from arbiter.errors import InvalidInputError, ModelError
 from arbiter.features import InputSchema, rows_to_frame, rows_to_matrix
+from arbiter.tensors import TensorLayout
 
 
 @dataclass(slots=True)
@@ -48,6 +49,10 @@ class ServableModel:
     #: column -> (min, max) seen in training, when ``inputs.out_of_range: reject`` (set by the
     #: model pool from the version's reference profile); None: no range check.
     ranges: dict[str, tuple[float, float]] | None = None
+    #: For a model whose signature is one ``[batch, n]`` float tensor with named columns
+    #: (:mod:`arbiter.tensors`): rows and frames are scored as that tensor. ``schema`` is then
+    #: the layout's column schema.
+    tensor: TensorLayout | None = None
     fast_path: bool = field(init=False)
     classes: list[Any] | None = field(init=False)
 
@@ -72,6 +77,8 @@ class ServableModel:
             and not hasattr(self.raw, "feature_names_in_")
         )
         classes = getattr(self.raw, "classes_", None) if self.raw is not None else None
+        if self.tensor is not None and self.tensor.classes is not None:
+            classes = list(self.tensor.classes)
         self.classes = None if classes is None else list(np.asarray(classes).tolist())
         self._classes_array = None if classes is None else np.asarray(classes)
         self._has_proba = self.raw is not None and hasattr(self.raw, "predict_proba")
@@ -113,7 +120,7 @@ class ServableModel:
             return data
 
         try:
-            return _enforce_schema(data, schema)
+            enforced = _enforce_schema(data, schema)
         except (MlflowException, TypeError, ValueError) as exc:
             message = getattr(exc, "message", None) or str(exc)
             raise InvalidInputError(
@@ -121,6 +128,22 @@ class ServableModel:
                 f"{message}",
                 field=field,
             ) from exc
+        if self.tensor is not None and isinstance(enforced, np.ndarray):
+            # The tensor as the named columns the log and the column checks use.
+            return self.tensor.frame_of(enforced)
+        return enforced
+
+    def _predict_tensor(self, x: np.ndarray, params: dict[str, Any] | None = None) -> Scored:
+        assert self.tensor is not None
+        try:
+            output = self.pyfunc.predict(x, params=params) if params else self.pyfunc.predict(x)
+        except Exception as exc:  # any model failure becomes one error type for the caller
+            raise ModelError(f"model {self.name} v{self.version} failed: {exc}") from exc
+        try:
+            predictions, proba = self.tensor.outputs(output)
+        except ModelError as exc:
+            raise ModelError(f"model {self.name} v{self.version}: {exc}") from exc
+        return Scored(predictions, proba, self.classes, output)
 
     def _native_input(self, rows: Sequence[Mapping[str, Any]]) -> Any:
         names = self.schema.names if self.schema else None
@@ -185,6 +208,8 @@ class ServableModel:
         """
         if self.raw is not None:
             return self._predict_native(self._native_input(rows), finite)
+        if self.tensor is not None:
+            return self._predict_tensor(self.tensor.matrix(rows))
         try:
             names = self.schema.names if self.schema else None
             output = self.pyfunc.predict(rows_to_frame(rows, names))
@@ -202,6 +227,8 @@ class ServableModel:
         is what pyfunc would end up doing, minus the per-call overhead and its warning about
         feature names.
         """
+        if self.tensor is not None:
+            return self._predict_tensor(self.tensor.matrix_of(frame), params)
         matrix = self._matrix_of(frame) if not params else None
         if matrix is not None:
             return self._predict_native(matrix, finite)
