@@ -1,4 +1,4 @@
-"""One-row serving cost of a small PyTorch model (docs/flavors-pytorch.md).
+"""One-row serving cost of a small PyTorch model (docs/flavors.md (PyTorch)).
 
 The demo's 2-layer MLP (:func:`arbiter.demo.torch_model.train_mlp`, 8 -> 16 -> 1, sigmoid)
 logged with :meth:`MLflowRegistry.log_pytorch_model` into a fresh home, then timed:

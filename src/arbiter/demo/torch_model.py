@@ -1,6 +1,6 @@
 """A small PyTorch network on the demo's transactions (needs the ``torch`` extra).
 
-Used by the PyTorch serving tests and benchmark, and shown in docs/flavors-pytorch.md: a
+Used by the PyTorch serving tests and benchmark, and shown in docs/flavors.md (PyTorch): a
 2-layer MLP giving P(fraud) from the eight raw features, ready for
 :meth:`arbiter.registry.MLflowRegistry.log_pytorch_model`.
 """
