@@ -245,11 +245,8 @@ def label_sums_at(
         raise ValueError(f"label metric parameters clash with the scope's: {sorted(clash)}")
     look_params, bucket = _look_buckets(scope, ends)
     exposure = _look_exposure_sql(scope, k_max, bucket)
-    counts = con.execute(
-        f"{exposure} SELECT first_k, cross_k, count(*) FROM ex "
-        f"WHERE cross_k <= {k_max} GROUP BY ALL",
-        look_params,
-    ).fetchall()
+    # One query: the look-range sums (kind 0) and, from the same materialised exposures, the
+    # crossed units per (first look, crossing look) (kind 1).
     result = con.execute(
         f"{exposure}, "
         f"rows AS (SELECT unit_id, ts, CAST({numerator} AS DOUBLE) AS m, "
@@ -265,13 +262,18 @@ def label_sums_at(
         f"FROM parts WHERE ok <= {k_max} "
         "WINDOW w AS (PARTITION BY unit_id ORDER BY ok "
         "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) "
-        'SELECT arm, from_k, to_k, count(*) AS n, sum(m) AS "s:m", sum(m * m) AS "q:m", '
-        'sum(d) AS "s:d", sum(d * d) AS "q:d", sum(m * d) AS "x:m:d" FROM cum '
-        "WHERE from_k < to_k AND d > 0 GROUP BY ALL",
+        'SELECT 0 AS kind, arm, from_k, to_k, count(*) AS n, sum(m) AS "s:m", '
+        'sum(m * m) AS "q:m", sum(d) AS "s:d", sum(d * d) AS "q:d", sum(m * d) AS "x:m:d" '
+        "FROM cum WHERE from_k < to_k AND d > 0 GROUP BY arm, from_k, to_k "
+        "UNION ALL SELECT 1 AS kind, CAST(NULL AS VARCHAR) AS arm, first_k, cross_k, count(*), "
+        + ", ".join(["CAST(NULL AS DOUBLE)"] * 5)
+        + f" FROM ex WHERE cross_k <= {k_max} GROUP BY first_k, cross_k",
         {**look_params, **params},
     )
-    names = [d[0] for d in result.description][4:]
-    sums = result.fetchall()
+    names = [d[0] for d in result.description][5:]
+    every = result.fetchall()
+    sums = [r[1:] for r in every if r[0] == 0]
+    counts = [r[2:5] for r in every if r[0] == 1]
     looks = []
     for k in range(1, k_max + 1):
         crossed = sum(int(c) for first_k, cross_k, c in counts if first_k <= k and cross_k <= k)
