@@ -58,7 +58,7 @@ from arbiter.analysis.policy import (
 from arbiter.analysis.shadow_detail import ShadowDetail, shadow_detail
 from arbiter.config import ABExperimentConfig, DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError, NotFoundError
-from arbiter.events.query import Scope
+from arbiter.events.query import Scope, snapshot_latest_labels
 from arbiter.metric_definitions import LabelMetric, MetricGuardrail
 from arbiter.stats.bayesian import BayesianResult, bayesian_summary
 from arbiter.stats.guardrails import (
@@ -332,6 +332,8 @@ def analyze_experiment(
         The experiment's strategy has nothing to analyse (``none``; a canary decides at its
         checkpoints).
     """
+    # Every analysis reads the labels in several queries: deduplicate them once (DuckDB).
+    snapshot_latest_labels(con)
     strategy, _ = logged_shape(con, model, experiment)
     if strategy is None:  # only forced requests, or no such experiment (NotFoundError)
         strategy = experiment_info(con, model, experiment).strategy
