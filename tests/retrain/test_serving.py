@@ -87,6 +87,8 @@ def test_retrained_pipeline_serves_raw_rows(
         time_column="event_time",
     )  # fmt: skip
     assert again.n_traffic_rows == 10 and again.n_rows == 310
+    schema = registry.load("accounts", again.version).schema
+    assert {f.name: f.type for f in schema.features}["verified"] == "boolean"
     gaps = sum(row["amount"] is None for row in rows[:10])
     assert gaps >= 1 and again.missing["amount"] == result.missing["amount"] + gaps
 

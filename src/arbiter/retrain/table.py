@@ -192,6 +192,9 @@ def prepare_table(
         for column, kind in layout.kind_of().items():
             if kind == "numeric":
                 tx[column] = pd.to_numeric(tx[column], errors="coerce")
+            elif pd.api.types.is_bool_dtype(frame[column]) and tx[column].dtype.kind == "f":
+                # the event log reads JSON booleans as numbers: back to the training type
+                tx[column] = tx[column].map({1.0: True, 0.0: False}).astype(object)
         n_traffic = len(tx)
         if n_traffic:
             if y.dtype.kind in "iub" and ty.dtype.kind == "f":
