@@ -267,10 +267,12 @@ def input_schema(table: TrainingTable) -> Any:
             type_name = "long"
         elif pd.api.types.is_float_dtype(values):
             type_name = "double"
-        else:
+        elif values.dtype == object:  # booleans with gaps, or strings of a mixed column
             present = values.dropna()
             is_bool = len(present) > 0 and present.map(type).isin([bool, np.bool_]).all()
             type_name = "boolean" if is_bool else "string"
+        else:
+            type_name = "string"
         specs.append(ColSpec(type_name, column, required=column not in table.missing))
     return Schema(specs)
 
