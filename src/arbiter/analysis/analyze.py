@@ -36,7 +36,12 @@ from arbiter.analysis.aggregate import (
     list_experiments,
 )
 from arbiter.analysis.kinds import Analysis, analysis_for, logged_shape
-from arbiter.analysis.label_metrics import label_profile, paired_label_metrics, positive_text
+from arbiter.analysis.label_metrics import (
+    label_profile,
+    name_regression_loss,
+    paired_label_metrics,
+    positive_text,
+)
 from arbiter.analysis.metrics import MetricResult, MetricsAnalysis, analyze_metrics
 from arbiter.analysis.periods import (
     policy_without_pooled_srm,
@@ -436,6 +441,8 @@ def compare_arms(
             policy_without_pooled_srm(srm, pol),
         )
     verdict = verdict_with_periods(verdict, srm, pol)  # SRM per split period (periods.py)
+    if agg.task == "regression":
+        verdict = name_regression_loss(verdict, decision.loss, mode)
 
     scope = Scope(model, experiment)
     metric_config, decision = model_config, decision

@@ -88,15 +88,23 @@ def text_values(values: Any) -> list[str]:
     if isna is not None:
         mask = np.asarray(isna(), dtype=bool)
         arr = np.asarray(values, dtype=object)[~mask]
-        return [str(v) for v in arr.tolist()]
+        return [v if type(v) is str else str(v) for v in arr.tolist()]
     return [str(v) for v in np.asarray(values, dtype=object).ravel().tolist() if not _is_missing(v)]
 
 
 def tokenize(texts: list[str]) -> tuple[Counter[str], np.ndarray]:
     """Token counts and tokens per value (lower-cased ``\\w+`` runs)."""
-    tokens = [_TOKEN.findall(t.lower()) for t in texts]
-    lengths = np.fromiter(map(len, tokens), dtype=np.float64, count=len(tokens))
-    return Counter(chain.from_iterable(tokens)), lengths
+    joined = "\x00".join(texts)
+    if joined.count("\x00") != max(len(texts) - 1, 0):  # a value holds NUL itself
+        tokens = [_TOKEN.findall(t.lower()) for t in texts]
+        lengths = np.fromiter(map(len, tokens), dtype=np.float64, count=len(tokens))
+        return Counter(chain.from_iterable(tokens)), lengths
+    # One lower() and one regex pass over all values (NUL is not a word character, so no
+    # token spans two values) count the tokens twice as fast as a pass per value.
+    lowered = joined.lower()
+    parts = lowered.split("\x00") if texts else []
+    lengths = np.fromiter(map(len, map(_TOKEN.findall, parts)), dtype=np.float64, count=len(parts))
+    return Counter(_TOKEN.findall(lowered)), lengths
 
 
 def as_float(values: Any) -> np.ndarray:
