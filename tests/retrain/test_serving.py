@@ -87,5 +87,26 @@ def test_retrained_pipeline_serves_raw_rows(
         time_column="event_time",
     )  # fmt: skip
     assert again.n_traffic_rows == 10 and again.n_rows == 310
+    schema = registry.load("accounts", again.version).schema
+    assert {f.name: f.type for f in schema.features}["verified"] == "boolean"
     gaps = sum(row["amount"] is None for row in rows[:10])
     assert gaps >= 1 and again.missing["amount"] == result.missing["amount"] + gaps
+
+
+def test_gate_compares_two_raw_table_pipelines(make_home: Callable[..., Home]) -> None:
+    from arbiter.gate import offline_gate
+
+    x, y = mixed_table(400, seed=3)
+    home = make_home()
+    registry = registry_for_home(home.root)
+    train, holdout = slice(0, 300), slice(300, None)
+    for alias, search in (("champion", "sklearn"), ("challenger", "lightgbm")):
+        retrain(
+            registry, "accounts", x.iloc[train], y[train], search=search, n_trials=1, cv=2,
+            time_column="event_time", alias=alias,
+        )  # fmt: skip
+    table = x.iloc[holdout].drop(columns=["event_time"]).assign(is_fraud=y[holdout])
+    assert table.isna().any().any()  # the holdout has gaps too
+    result = offline_gate(registry, "accounts", table, "is_fraud", home=home.root, record=False)
+    assert result.metric == "roc_auc" and result.n_rows == 100
+    assert 0.5 < result.champion_score <= 1.0 and 0.5 < result.challenger_score <= 1.0

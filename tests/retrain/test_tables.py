@@ -205,7 +205,29 @@ def test_retrain_registers_a_raw_pipeline_with_string_and_optional_columns(
     tags = registry.model_version_tags("accounts", result.version)
     assert tags["arbiter.retrain.n_rows_with_gaps"] == str(result.n_rows_with_gaps)
     assert tags["arbiter.retrain.time_column"] == "event_time"
-    assert result.profile_logged is (importlib.util.find_spec("arbiter.drift") is not None)
+    # the drift reference profile is built from the raw mixed columns, kinds included
+    from arbiter.registry.profiles import load_profile
+
+    assert result.profile_logged
+    profile = load_profile(registry.tracking_uri, "accounts", result.version)
+    assert profile.names == ("amount", "logins", "country", "verified", "note")
+    assert profile.column("note").kind == "text"
+    assert profile.column("country").kind == "categorical"
+
+
+def test_shared_search_on_a_mixed_table(
+    registry: MLflowRegistry, table: Any, tmp_path: Any
+) -> None:
+    # the storage path: trials run by SearchWorker, which rebuilds the factory from the layout
+    x, y = table
+    result = retrain(
+        registry, "accounts", x, y, search="sklearn", n_trials=2, cv=2, seed=0,
+        time_column="event_time", storage=str(tmp_path / "study.log"),
+    )  # fmt: skip
+    assert result.study and not result.joined and result.n_trials == 2
+    assert result.missing == {"amount": 45, "country": 21, "note": 87}
+    loaded = registry.load("accounts", result.version)
+    assert {f.name: f.type for f in loaded.schema.features}["country"] == "string"
 
 
 def test_tuned_threshold_is_what_predict_applies(registry: MLflowRegistry, table: Any) -> None:

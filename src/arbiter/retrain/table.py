@@ -192,6 +192,9 @@ def prepare_table(
         for column, kind in layout.kind_of().items():
             if kind == "numeric":
                 tx[column] = pd.to_numeric(tx[column], errors="coerce")
+            elif pd.api.types.is_bool_dtype(frame[column]) and tx[column].dtype.kind == "f":
+                # the event log reads JSON booleans as numbers: back to the training type
+                tx[column] = tx[column].map({1.0: True, 0.0: False}).astype(object)
         n_traffic = len(tx)
         if n_traffic:
             if y.dtype.kind in "iub" and ty.dtype.kind == "f":
@@ -264,10 +267,12 @@ def input_schema(table: TrainingTable) -> Any:
             type_name = "long"
         elif pd.api.types.is_float_dtype(values):
             type_name = "double"
-        else:
+        elif values.dtype == object:  # booleans with gaps, or strings of a mixed column
             present = values.dropna()
             is_bool = len(present) > 0 and present.map(type).isin([bool, np.bool_]).all()
             type_name = "boolean" if is_bool else "string"
+        else:
+            type_name = "string"
         specs.append(ColSpec(type_name, column, required=column not in table.missing))
     return Schema(specs)
 
