@@ -14,12 +14,21 @@ Parquet, then runs each tool in its own subprocess so that time and peak memory
   run with ``--evidently-python`` (a separate venv: Evidently 0.7.23 does not import under
   pandas 3), killed after ``--evidently-timeout`` seconds.
 
-Loading the Parquet files is timed apart from the check. Prints a JSON summary and a table.
+Loading the Parquet files is timed apart from the check. Each check reports wall time and
+CPU time (``time.process_time``, all threads of the worker) and the 1-minute load average
+before and after it: on a busy host the CPU time is what carries over. Each arbiter mode
+checks ``--repeat`` times in its subprocess and reports the median (and every run).
 
-Usage::
+Evidently runs in its own virtualenv, ``.venv-bench`` (Evidently 0.7.23 needs pandas < 3).
+``--setup-evidently`` creates it when missing (``python3.11 -m venv .venv-bench`` and
+``pip install 'evidently==0.7.23' 'pandas<3' pyarrow``) and uses it.
 
-    .venv/bin/python benchmarks/drift.py --rows 1000000 \\
-        --evidently-python .venv-bench/bin/python --out /tmp/drift-bench.json
+Usage (the lead's quiet run)::
+
+    .venv/bin/python benchmarks/drift.py --rows 1000000 --setup-evidently \\
+        --evidently-timeout 900 --out /tmp/drift-bench.json
+    # arbiter only (no Evidently):
+    .venv/bin/python benchmarks/drift.py --rows 1000000 --skip-evidently
 """
 
 from __future__ import annotations
@@ -94,24 +103,43 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def worker_arbiter(folder: Path, mode: str) -> dict[str, Any]:
+def _timed(fn: Any) -> tuple[Any, float, float, float]:
+    """``fn()``, its wall and CPU seconds, and the 1-minute load average when it started."""
+    load = os.getloadavg()[0]
+    wall, cpu = time.perf_counter(), time.process_time()
+    value = fn()
+    return value, time.perf_counter() - wall, time.process_time() - cpu, load
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def worker_arbiter(folder: Path, mode: str, repeat: int = 1) -> dict[str, Any]:
     from arbiter.drift import DriftConfig, build_profile, check_drift
 
     ref, cur, load_s = _load(folder)
     out: dict[str, Any] = {"load_s": load_s}
-    start = time.perf_counter()
     if mode == "default":
-        result = check_drift(ref, cur)
+        run = lambda: check_drift(ref, cur)  # noqa: E731
     elif mode == "evidently-methods":
         methods = {c: "wasserstein" for c in ref.columns if c.startswith("num_")}
-        result = check_drift(ref, cur, DriftConfig(methods=methods))
+        run = lambda: check_drift(ref, cur, DriftConfig(methods=methods))  # noqa: E731
     else:
-        profile = build_profile(ref)
-        out["profile_s"] = time.perf_counter() - start
+        profile, wall, cpu, load = _timed(lambda: build_profile(ref))
+        out.update(profile_s=wall, profile_cpu_s=cpu, profile_loadavg=load)
         out["profile_json_bytes"] = len(profile.to_json())
-        start = time.perf_counter()
-        result = check_drift(profile, cur)
-    out["check_s"] = time.perf_counter() - start
+        run = lambda: check_drift(profile, cur)  # noqa: E731
+    walls, cpus, loads = [], [], []
+    for _ in range(max(1, repeat)):
+        result, wall, cpu, load = _timed(run)
+        walls.append(wall)
+        cpus.append(cpu)
+        loads.append(load)
+    out.update(check_s=_median(walls), check_cpu_s=_median(cpus), check_runs_s=walls)
+    out.update(check_runs_cpu_s=cpus, check_loadavg=loads)
     out["drifted_columns"] = sorted(r.column for r in result.features if r.drifted)
     out["dataset_drifted"] = result.drifted
     out["methods"] = sorted({r.method for r in result.features})
@@ -125,7 +153,8 @@ def worker_evidently(folder: Path) -> dict[str, Any]:
     from evidently.presets import DataDriftPreset
 
     ref, cur, load_s = _load(folder)
-    start = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    start, cpu_start = time.perf_counter(), time.process_time()
     definition = DataDefinition(
         numerical_columns=[c for c in ref.columns if c.startswith("num_")],
         categorical_columns=[c for c in ref.columns if c.startswith("cat_")],
@@ -135,6 +164,7 @@ def worker_evidently(folder: Path) -> dict[str, Any]:
     snapshot = Report([DataDriftPreset()]).run(cur_ds, ref_ds)
     summary = snapshot.dict()
     check_s = time.perf_counter() - start
+    check_cpu_s = time.process_time() - cpu_start
     drifted, methods, share = [], set(), None
     for metric in summary.get("metrics", []):
         config, value = metric.get("config", {}), metric.get("value")
@@ -148,6 +178,8 @@ def worker_evidently(folder: Path) -> dict[str, Any]:
     return {
         "load_s": load_s,
         "check_s": check_s,
+        "check_cpu_s": check_cpu_s,
+        "check_loadavg": load_before,
         "drifted_columns": sorted(drifted),
         "drifted_share": share,
         "methods": sorted(methods),
@@ -225,12 +257,33 @@ def _run(cmd: list[str], timeout: float) -> dict[str, Any]:
     return result
 
 
+def setup_evidently(venv: Path) -> Path:
+    """Create ``venv`` with Evidently 0.7.23 (pandas < 3) unless it exists; its python."""
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python
+    base = "python3.11"
+    print(f"creating {venv} (Evidently 0.7.23, pandas<3, pyarrow)...", file=sys.stderr)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "evidently==0.7.23", "pandas<3", "pyarrow"],
+        check=True,
+    )
+    return python
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--evidently-python", default=None, help="Python with evidently.")
     parser.add_argument("--evidently-timeout", type=float, default=900.0)
     parser.add_argument("--skip-evidently", action="store_true")
+    parser.add_argument(
+        "--setup-evidently",
+        action="store_true",
+        help="Create .venv-bench (Evidently 0.7.23, pandas<3) if missing and run Evidently there.",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="arbiter checks per mode (median).")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
         "--event-log", action="store_true", help="Also time the event-log window (1M rows)."
@@ -243,7 +296,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.worker == "arbiter":
-        print(json.dumps(worker_arbiter(args.data, args.mode)))
+        print(json.dumps(worker_arbiter(args.data, args.mode, args.repeat)))
         return
     if args.worker == "evidently":
         print(json.dumps(worker_evidently(args.data)))
@@ -253,6 +306,19 @@ def main() -> None:
         return
 
     script = str(Path(__file__).resolve())
+    evidently_python = args.evidently_python
+    if args.setup_evidently and not args.skip_evidently and evidently_python is None:
+        root = Path(__file__).resolve().parent.parent
+        evidently_python = str(setup_evidently(root / ".venv-bench"))
+    if not args.skip_evidently and evidently_python is None:
+        try:
+            import evidently  # noqa: F401
+        except ImportError:
+            sys.exit(
+                "Evidently is not importable here: pass --setup-evidently (creates .venv-bench "
+                "with evidently==0.7.23 and pandas<3), --evidently-python PATH, or "
+                "--skip-evidently"
+            )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         start = time.perf_counter()
@@ -266,9 +332,10 @@ def main() -> None:
         }
         for mode in ("default", "evidently-methods", "profile"):
             cmd = [sys.executable, script, "--worker", "arbiter", "--mode", mode, "--data", tmp]
+            cmd += ["--repeat", str(args.repeat)]
             results[f"arbiter-{mode}"] = _run(cmd, 600.0)
         if not args.skip_evidently:
-            python = args.evidently_python or sys.executable
+            python = evidently_python or sys.executable
             cmd = [python, script, "--worker", "evidently", "--data", tmp]
             results["evidently"] = _run(cmd, args.evidently_timeout)
         if args.event_log:
@@ -282,7 +349,11 @@ def main() -> None:
     ev = results.get("evidently", {})
     base = results["arbiter-default"]
     if "check_s" in ev and "check_s" in base:
-        print(f"\nspeed-up (check only): {ev['check_s'] / base['check_s']:.1f}x", file=sys.stderr)
+        print(
+            f"\nspeed-up (check only): wall {ev['check_s'] / base['check_s']:.1f}x, "
+            f"CPU {ev['check_cpu_s'] / base['check_cpu_s']:.1f}x",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

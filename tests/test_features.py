@@ -163,3 +163,16 @@ def test_out_of_range_values_are_refused_when_ranges_are_given() -> None:
     assert err.value.field == "amount" and "row 1" not in str(err.value)
     out = coerce_frame(_frame(amount=[1.0, math.nan]), SCHEMA, allow_non_finite=True, ranges=ranges)
     assert math.isnan(out["amount"][1])  # NaN is not a range question
+
+
+@pytest.mark.parametrize("null", [None, math.nan])
+def test_frame_string_nulls_are_missing_values_not_numbers(null: object) -> None:
+    """A null in a string column decodes as None or NaN (pandas' string dtype): refused in
+    a required column as a null, accepted in an optional one (a nullable categorical)."""
+    with pytest.raises(InvalidInputError, match="'city' is required but is null in row 1"):
+        coerce_frame(_frame(city=["Lyon", null]), SCHEMA)
+    schema = InputSchema((FeatureSpec("city", "string", required=False),))
+    out = coerce_frame(pd.DataFrame({"city": ["Lyon", null]}), schema)
+    assert out["city"][0] == "Lyon" and pd.isna(out["city"][1])
+    with pytest.raises(InvalidInputError, match="must be a string, got int in row 2"):
+        coerce_frame(pd.DataFrame({"city": ["Lyon", null, 3]}), schema)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_classification
 
+from arbiter.errors import ModelError
 from arbiter.features import FeatureSpec, InputSchema
-from arbiter.servable import ARGMAX_CONSISTENT, ServableModel
+from arbiter.servable import ARGMAX_CONSISTENT, BoosterClassifier, ServableModel
 
 
 def _estimators() -> list[object]:
@@ -57,7 +58,59 @@ def test_argmax_path_equals_predict(n_classes: int) -> None:
         np.testing.assert_allclose(scored.proba, estimator.predict_proba(x[:300]))
         final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
         seen.add(type(final).__name__)
+    # A LightGBM Booster (lightgbm.train) seen as a classifier: labels from argmax, and the
+    # booster's own output (P(class 1), or rows x classes) kept as the raw answer.
+    import lightgbm
+
+    objective = {"objective": "binary"} if n_classes == 2 else {"objective": "multiclass"}
+    booster = lightgbm.train(
+        {**objective, "num_class": n_classes if n_classes > 2 else 1, "verbose": -1},
+        lightgbm.Dataset(x[300:], y[300:]),
+        num_boost_round=20,
+    )
+    wrapped = BoosterClassifier.wrap(booster)
+    assert wrapped is not None and wrapped.classes_.tolist() == list(range(n_classes))
+    model = ServableModel("m", "1", pyfunc=None, schema=schema, raw=wrapped)
+    assert model.fast_path and model._proba_only and model.classes == list(range(n_classes))
+    scored = model.predict_rows(rows)
+    own = booster.predict(x[:300])
+    np.testing.assert_allclose(scored.raw, own)
+    assert scored.predictions == wrapped.predict(x[:300]).tolist()
+    np.testing.assert_allclose(scored.proba.sum(axis=1), 1.0)
+    expected = (own > 0.5).astype(int) if n_classes == 2 else own.argmax(axis=1)
+    assert scored.predictions == expected.tolist()
+    seen.add(type(wrapped).__name__)
     assert seen == ARGMAX_CONSISTENT
+
+
+def test_regression_booster_is_not_a_classifier() -> None:
+    import lightgbm
+
+    x, y = make_classification(100, n_features=3, n_informative=3, n_redundant=0, random_state=3)
+    booster = lightgbm.train(
+        {"objective": "regression", "verbose": -1}, lightgbm.Dataset(x, y), num_boost_round=3
+    )
+    assert BoosterClassifier.wrap(booster) is None
+
+
+def test_model_answering_too_few_rows_is_a_model_error() -> None:
+    """A text pipeline handed a DataFrame vectorises its column names: one answer for the
+    batch. It is refused rather than logged against the wrong rows."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    text = ["free money now", "lunch at noon", "win a free prize", "meeting notes"] * 5
+    pipe = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(text, [1, 0, 1, 0] * 5)
+    schema = InputSchema((FeatureSpec("message", "string"),))
+    rows = [{"message": t} for t in text[:4]]
+    model = ServableModel("m", "1", pyfunc=None, schema=schema, raw=pipe)
+    assert model.predict_rows(rows).predictions == [1, 0, 1, 0]  # the column, not the frame
+    # Under a two-column signature the pipeline gets the frame: two "documents", four rows.
+    two = InputSchema((FeatureSpec("message", "string"), FeatureSpec("subject", "string")))
+    model = ServableModel("m", "1", pyfunc=None, schema=two, raw=pipe)
+    with pytest.raises(ModelError, match="returned 2 predictions for 4 rows"):
+        model.predict_rows([dict(r, subject="x") for r in rows])
 
 
 def test_other_classifiers_call_predict() -> None:

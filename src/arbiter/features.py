@@ -324,16 +324,21 @@ def _coerce_column(column: Any, spec: FeatureSpec, path: str, allow_non_finite: 
             return column
         return pd.Series(values.astype(dtype), index=column.index, name=spec.name)
     if kind == "string":
-        bad = [i for i, v in enumerate(values) if not isinstance(v, str) and v is not None]
-        nulls = [i for i, v in enumerate(values) if v is None]
         if values.dtype.kind in "US":
             return column
-        if bad or (nulls and spec.required):
-            row = (bad or nulls)[0]
+        # A null decodes as None or, once pandas has read the column (its string dtype), as
+        # NaN or pd.NA: a missing value (allowed in optional columns), not a number.
+        nulls = [i for i, v in enumerate(values) if _is_null(v)]
+        bad = [i for i, v in enumerate(values) if not (isinstance(v, str) or _is_null(v))]
+        if bad:
             raise InvalidInputError(
-                f"feature {spec.name!r} must be a string, got "
-                f"{type(values[row]).__name__ if values[row] is not None else 'null'} in row {row}",
+                f"feature {spec.name!r} must be a string, got {type(values[bad[0]]).__name__} "
+                f"in row {bad[0]}",
                 field=path,
+            )
+        if nulls and spec.required:
+            raise InvalidInputError(
+                f"feature {spec.name!r} is required but is null in row {nulls[0]}", field=path
             )
         return column
     if kind == "boolean":
@@ -348,6 +353,16 @@ def _coerce_column(column: Any, spec: FeatureSpec, path: str, allow_non_finite: 
             )
         return pd.Series(values.astype(bool), index=column.index, name=spec.name)
     return column  # binary, datetime, ...: MLflow's own enforcement
+
+
+def _is_null(value: Any) -> bool:
+    import pandas as pd
+
+    return (
+        value is None
+        or value is pd.NA
+        or (isinstance(value, float | np.floating) and math.isnan(value))
+    )
 
 
 def _dtype_word(values: np.ndarray) -> str:

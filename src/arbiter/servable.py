@@ -4,6 +4,13 @@ Wraps an MLflow pyfunc model. For scikit-learn models whose inputs are all numer
 the estimator directly on a float matrix: this skips pandas and MLflow's per-call schema
 enforcement (about 1 ms per request), which is safe because :mod:`arbiter.features` has already
 validated the rows against the same signature. It also gives access to ``predict_proba``.
+
+Other flavors get the same treatment through :func:`native_model`: a LightGBM ``Booster``
+trained for classification (``mlflow.lightgbm``) is seen as a classifier
+(:class:`BoosterClassifier`), so its rows are logged with a class label and probabilities like
+a scikit-learn classifier's, while the MLflow-compatible protocols still answer the booster's
+own output. Text models take their string columns as a DataFrame (or, for a pipeline fitted on
+one 1-D column of strings, that column), never the float matrix. docs/flavors.md.
 """
 
 from __future__ import annotations
@@ -46,6 +53,18 @@ class ServableModel:
 
     def __post_init__(self) -> None:
         # Derived once at load: these are read on every request.
+        self._booster = isinstance(self.raw, BoosterClassifier)
+        # A pipeline fitted on a 1-D sequence of strings (Pipeline(TfidfVectorizer, ...)) under
+        # a one-string-column signature takes that column: handed a DataFrame, a vectorizer
+        # iterates over its column names and answers one row whatever the batch size.
+        self._column_input = (
+            self.raw is not None
+            and not self._booster
+            and self.schema is not None
+            and len(self.schema.features) == 1
+            and self.schema.features[0].type == "string"
+            and not hasattr(self.raw, "feature_names_in_")
+        )
         self.fast_path = (
             self.raw is not None
             and self.schema is not None
@@ -107,6 +126,8 @@ class ServableModel:
         names = self.schema.names if self.schema else None
         if self.fast_path and names is not None:
             return rows_to_matrix(rows, names)
+        if self._column_input and names is not None:
+            return rows_to_frame(rows, names)[names[0]]
         return rows_to_frame(rows, names)
 
     def _matrix_of(self, frame: Any) -> np.ndarray | None:
@@ -129,6 +150,7 @@ class ServableModel:
     def _predict_native(self, x: Any, finite: bool = True) -> Scored:
         import sklearn
 
+        n_rows = x.shape[0] if hasattr(x, "shape") else len(x)
         try:
             with sklearn.config_context(assume_finite=self._assume_finite and finite):
                 if self._proba_only:
@@ -143,6 +165,15 @@ class ServableModel:
                         proba = np.asarray(self.raw.predict_proba(x), dtype=np.float64)
         except Exception as exc:  # any model failure becomes one error type for the caller
             raise ModelError(f"model {self.name} v{self.version} failed: {exc}") from exc
+        if len(predictions) != n_rows:  # never log one row's answer against another row
+            raise ModelError(
+                f"model {self.name} v{self.version} returned {len(predictions)} predictions "
+                f"for {n_rows} rows"
+            )
+        if self._booster and proba is not None:
+            # The booster's own output (P(class 1), or rows x classes): what `mlflow models
+            # serve` answers for it, and what /invocations and v2 `predictions` return.
+            return Scored(predictions.tolist(), proba, self.classes, self.raw.output_of(proba))
         return Scored(predictions.tolist(), proba, self.classes, predictions)
 
     def predict_rows(self, rows: Sequence[Mapping[str, Any]], *, finite: bool = True) -> Scored:
@@ -174,12 +205,24 @@ class ServableModel:
         matrix = self._matrix_of(frame) if not params else None
         if matrix is not None:
             return self._predict_native(matrix, finite)
+        if not params and self._column_input and self._is_frame(frame):
+            # pyfunc would hand the DataFrame to the vectorizer (see __post_init__).
+            return self._predict_native(frame[self.schema.names[0]], finite)
         try:
             output = (
                 self.pyfunc.predict(frame, params=params) if params else self.pyfunc.predict(frame)
             )
         except Exception as exc:
             raise ModelError(f"model {self.name} v{self.version} failed: {exc}") from exc
+        if self._booster:  # the output is the probabilities: label each row from them
+            proba = self.raw.proba_of(output)
+            if len(proba) != len(frame):
+                raise ModelError(
+                    f"model {self.name} v{self.version} returned {len(proba)} predictions "
+                    f"for {len(frame)} rows"
+                )
+            labels = self._classes_array[proba.argmax(axis=1)]
+            return Scored(labels.tolist(), proba, self.classes, output)
         proba = None
         if self._has_proba and self.classes is not None:
             try:
@@ -187,6 +230,12 @@ class ServableModel:
             except Exception:  # probabilities are a bonus for the log; the answer stands
                 proba = None
         return Scored(to_row_list(output), proba, self.classes, output)
+
+    @staticmethod
+    def _is_frame(frame: Any) -> bool:
+        import pandas as pd
+
+        return isinstance(frame, pd.DataFrame)
 
 
 # Classifiers whose predict() is argmax(predict_proba()) by construction (checked against
@@ -205,8 +254,86 @@ ARGMAX_CONSISTENT = frozenset(
         "GaussianNB",
         "KNeighborsClassifier",
         "LGBMClassifier",
+        "BoosterClassifier",
     }
 )
+
+#: LightGBM objectives (and their aliases) whose ``Booster.predict`` returns probabilities.
+_BINARY_OBJECTIVES = frozenset({"binary"})
+_MULTICLASS_OBJECTIVES = frozenset(
+    {"multiclass", "softmax", "multiclassova", "multiclass_ova", "ova", "ovr"}
+)
+
+
+class BoosterClassifier:
+    """A LightGBM ``Booster`` trained for classification, with a classifier's methods.
+
+    ``lightgbm.train`` returns a Booster, not an estimator: its ``predict`` returns P(class 1)
+    per row for the ``binary`` objective and a rows x classes matrix for ``multiclass``
+    (``mlflow.lightgbm``'s pyfunc returns exactly that). LightGBM requires the labels to be
+    ``0 .. num_class - 1``, so those are the classes. ``predict`` is the most probable class
+    (ties: the lower one, as ``LGBMClassifier``: P(1) > 0.5).
+
+    Parameters
+    ----------
+    booster
+        A fitted ``lightgbm.Booster``.
+    n_classes
+        2 for a binary objective, ``num_class`` for a multiclass one.
+    """
+
+    def __init__(self, booster: Any, n_classes: int) -> None:
+        self.booster = booster
+        self.classes_ = np.arange(n_classes)
+
+    @classmethod
+    def wrap(cls, booster: Any) -> BoosterClassifier | None:
+        """The booster as a classifier, or None when its objective is not a classification
+        one (regression, ranking, a custom objective: served through pyfunc as they are)."""
+        params = getattr(booster, "params", None) or {}
+        objective = str(params.get("objective", "")).split(" ")[0].lower()
+        if objective in _BINARY_OBJECTIVES:
+            return cls(booster, 2)
+        if objective in _MULTICLASS_OBJECTIVES:
+            return cls(booster, int(booster.num_model_per_iteration()))
+        return None
+
+    def proba_of(self, output: Any) -> np.ndarray:
+        """Probabilities (rows x classes) from the booster's own output."""
+        out = np.asarray(output, dtype=np.float64)
+        if out.ndim == 1:
+            return np.column_stack([1.0 - out, out])
+        return out
+
+    def output_of(self, proba: np.ndarray) -> np.ndarray:
+        """The booster's own output from :meth:`proba_of`'s result (the inverse)."""
+        return proba[:, 1] if len(self.classes_) == 2 else proba
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        return self.proba_of(self.booster.predict(x))
+
+    def predict(self, x: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(x).argmax(axis=1)]
+
+
+def native_model(pyfunc: Any) -> Any:
+    """The model ``pyfunc`` wraps, when the gateway can call it directly; else None.
+
+    A scikit-learn estimator (``sklearn`` flavor, or an ``LGBMClassifier`` logged with
+    ``mlflow.lightgbm``); a LightGBM ``Booster`` trained for classification, as a
+    :class:`BoosterClassifier`. Anything else (a regression booster, a custom PythonModel)
+    is served through ``pyfunc.predict``.
+    """
+    flavors = getattr(pyfunc.metadata, "flavors", None) or {}
+    if "sklearn" not in flavors and "lightgbm" not in flavors:
+        return None
+    try:
+        raw = pyfunc.get_raw_model()
+    except Exception:  # older flavors without get_raw_model: pyfunc path only
+        return None
+    if type(raw).__name__ == "Booster" and type(raw).__module__.startswith("lightgbm"):
+        return BoosterClassifier.wrap(raw)
+    return raw if hasattr(raw, "predict") else None
 
 
 def _argmax_consistent(estimator: Any) -> bool:
@@ -231,4 +358,4 @@ def to_row_list(output: Any) -> list[Any]:
     return [output]
 
 
-__all__ = ["Scored", "ServableModel", "to_row_list"]
+__all__ = ["BoosterClassifier", "Scored", "ServableModel", "native_model", "to_row_list"]

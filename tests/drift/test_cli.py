@@ -274,3 +274,91 @@ def test_event_log_uses_the_configured_champion_alias(
     # prod -> v1 is found; v1 has no profile yet, and the error says how to make one.
     assert isinstance(out.exception, NotFoundError)
     assert "arbiter drift profile" in str(out.exception), out.exception
+
+
+def test_event_log_mixed_columns(
+    app: typer.Typer, home_with_model: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Categorical, text and missing values (JSON null, absent keys) through the event log."""
+    from arbiter.events import EventStore, EventWriter
+
+    home, version = home_with_model
+    rng = np.random.default_rng(3)
+    words = ["card", "declined", "refund", "late", "delivery", "wrong", "item", "online"]
+    n_ref = 3000
+    amount = rng.normal(50, 10, n_ref)
+    amount[rng.random(n_ref) < 0.02] = np.nan
+    ref = pd.DataFrame(
+        {
+            "amount": amount,
+            "city": rng.choice(["paris", "lyon", "nice"], n_ref),
+            "code": rng.choice([5411, 5812], n_ref),
+            "note": [" ".join(rng.choice(words, rng.integers(3, 9))) for _ in range(n_ref)],
+        }
+    )
+    data = tmp_path / "train.parquet"
+    ref.to_parquet(data)
+    runner = CliRunner()
+    made = runner.invoke(
+        app,
+        [
+            "drift",
+            "profile",
+            "--data",
+            str(data),
+            "--home",
+            str(home),
+            "--model",
+            "m",
+            "--version",
+            version,
+            "--categorical",
+            "code",
+            "--json",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+
+    n = 1500
+    feats = []
+    for i in range(n):
+        row: dict[str, object] = {
+            "amount": None if i % 4 == 0 else float(rng.normal(50, 10)),  # 25 % JSON null
+            "code": int(rng.choice([5411, 5812])),
+            "note": " ".join(rng.choice(words, rng.integers(3, 9))),
+        }
+        if i % 10 != 0:  # an absent key is missing too
+            row["city"] = "marseille" if i % 10 == 1 else str(rng.choice(["paris", "lyon"]))
+        feats.append(json.dumps(row))
+    now = datetime.now(UTC)
+    ts = [int((now - timedelta(seconds=n - i)).timestamp() * 1e6) for i in range(n)]
+    with EventWriter(EventStore(home)) as writer:
+        writer.append_predictions(
+            {
+                "request_id": "r",
+                "ts": ts,
+                "model": "m",
+                "role": "served",
+                "version": version,
+                "score": rng.beta(5, 2, n).tolist(),
+                "features": feats,
+            }
+        )
+    args = ["drift", "--home", str(home), "--model", "m", "--window", "1h"]
+    out = _json(runner.invoke(app, [*args, "--json"]))
+    f = out["features"]
+    assert f["note"]["kind"] == "text" and f["note"]["drifted"] is False
+    assert set(f["note"]["signals"]) == {"length", "oov_rate"}  # no missing note anywhere
+    assert f["amount"]["signals"]["missing_rate"]["drifted"] is True
+    assert f["amount"]["signals"]["missing_rate"]["current"] == pytest.approx(0.25)
+    assert f["city"]["kind"] == "categorical" and f["city"]["drifted"] is True
+    assert f["city"]["unseen_categories"][0]["category"] == "marseille"
+    assert f["city"]["signals"]["missing_rate"]["current"] == pytest.approx(0.1)
+    # JSON numbers of a categorical column match the training frame's integer labels.
+    assert f["code"]["kind"] == "categorical" and f["code"]["unseen_categories"] == []
+    assert f["code"]["drifted"] is False
+
+    terminal = runner.invoke(app, args)
+    assert terminal.exit_code == 0, terminal.output
+    assert "column signals" in terminal.output and "missing_rate" in terminal.output
+    assert "unseen categories in city: marseille" in terminal.output

@@ -174,6 +174,11 @@ def test_registry_holds_every_method_and_the_suite_covers_it() -> None:
         assert issubclass(cls, Detector)
         assert cls.method == method
         for kind, allowed in METHODS_FOR_KIND.items():
+            if kind == "text":
+                # Text columns are compared by their tokens (drift.signals.check_text), not by
+                # a detector over whole values.
+                assert allowed == {"js"}
+                continue
             assert (kind in cls.kinds) is (method in allowed), (method, kind)
     # every registered detector runs this contract suite
     assert set(REGISTRY.values()) == set(DETECTORS)

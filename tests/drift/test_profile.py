@@ -73,4 +73,6 @@ def test_bad_inputs() -> None:
     with pytest.raises(InvalidInputError):
         build_profile({"x": [1.0]}, columns=["y"])
     with pytest.raises(InvalidInputError):
-        build_profile({"x": [1.0]}, kinds={"x": "text"})  # type: ignore[dict-item]
+        build_profile({"x": [1.0]}, kinds={"x": "prose"})  # type: ignore[dict-item]
+    with pytest.raises(InvalidInputError, match="vocabulary_size"):
+        build_profile({"x": ["a b c"]}, vocabulary_size=0)

@@ -80,3 +80,50 @@ def test_retrain_registers_under_the_configured_challenger_alias(
     aliases = registry_for_home(home.root).aliases("fraud")
     assert aliases["candidate"] == json.loads(result.stdout)["version"] == "3"
     assert aliases["challenger"] == "2"  # the default name is not the configured one
+
+
+@pytest.fixture
+def mixed_csv(tmp_path: Path) -> Path:
+    from tests.retrain.tables import mixed_table
+
+    x, y = mixed_table(300, seed=5)
+    path = tmp_path / "accounts.csv"
+    x.assign(is_fraud=y).to_csv(path, index=False)
+    return path
+
+
+def test_retrain_a_real_table_reports_its_gaps(
+    cli: typer.Typer, make_home: Callable[..., Home], mixed_csv: Path
+) -> None:
+    home = make_home()
+    args = [
+        "retrain", "--home", str(home.root), "--model", "accounts",
+        "--data", str(mixed_csv), "--label", "is_fraud",
+        "--trials", "1", "--cv", "2", "--search", "sklearn",
+        "--time-column", "event_time", "--categorical", "logins", "--text", "note",
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["n_rows"] == 300 and out["time_column"] == "event_time"
+    assert out["column_kinds"]["logins"] == "categorical" and out["column_kinds"]["note"] == "text"
+    assert set(out["missing"]) == {"amount", "country", "note"}
+    assert out["n_rows_with_gaps"] >= max(out["missing"].values())
+    text = CliRunner().invoke(cli, [*args, "--tune-threshold", "--threshold-metric", "f1"])
+    assert text.exit_code == 0, text.output
+    assert f"{out['n_rows_with_gaps']} of 300 rows had a missing value" in text.stdout
+    assert "as text: note" in text.stdout and "decision threshold" in text.stdout
+
+
+def test_retrain_names_an_unknown_column(
+    cli: typer.Typer, make_home: Callable[..., Home], mixed_csv: Path
+) -> None:
+    home = make_home()
+    args = [
+        "retrain", "--home", str(home.root), "--model", "accounts",
+        "--data", str(mixed_csv), "--label", "is_fraud", "--trials", "1",
+        "--time-column", "event_time", "--categorical", "colour",
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert isinstance(result.exception, InvalidInputError)
+    assert result.exception.field == "--categorical" and "'colour'" in str(result.exception)

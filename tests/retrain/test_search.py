@@ -130,7 +130,8 @@ def test_lightgbm_space_adds_its_requirement(registry: MLflowRegistry, train: An
     )
     assert result.best_params["model"] == "lightgbm"
     loaded = registry.load("fraud", result.version)
-    assert type(loaded.raw).__name__ == "LGBMClassifier"
+    assert type(loaded.raw.steps[-1][1]).__name__ == "LGBMClassifier"
+    assert loaded.fast_path  # numeric columns: fitted on a float matrix, served from one
     assert extra_requirements(loaded.raw) == ("lightgbm",)
     path = mlflow.artifacts.download_artifacts(
         artifact_uri=loaded.metadata["source"] + "/requirements.txt",
@@ -173,7 +174,7 @@ def test_a_failing_search_marks_its_run_failed(registry: MLflowRegistry, train: 
         ({"n_trials": None, "timeout": None}, "n_trials"),
         ({"cv": 1}, "cv"),
         ({"metric": "no_such_metric"}, "metric"),
-        ({"search": "xgboost"}, "search"),
+        ({"search": "catboost"}, "search"),
     ],
 )
 def test_bad_arguments(registry: MLflowRegistry, train: Any, kwargs: Any, field: str) -> None:
@@ -182,10 +183,12 @@ def test_bad_arguments(registry: MLflowRegistry, train: Any, kwargs: Any, field:
     assert info.value.field == field
 
 
-def test_non_numeric_features_are_rejected(registry: MLflowRegistry, train: Any) -> None:
-    x = train.features.assign(country="FR")
-    with pytest.raises(InvalidInputError, match="country"):
-        retrain(registry, "fraud", x, train.labels, n_trials=1, cv=2)
+def test_non_numeric_features_are_encoded(registry: MLflowRegistry, train: Any) -> None:
+    x = train.features.assign(country=np.where(np.arange(len(train.features)) % 3, "FR", "DE"))
+    result = retrain(registry, "fraud", x, train.labels, search="sklearn", n_trials=1, cv=2)
+    assert result.column_kinds["country"] == "categorical"
+    loaded = registry.load("fraud", result.version)
+    assert dict((f.name, f.type) for f in loaded.schema.features)["country"] == "string"
 
 
 def test_model_space_builds_each_family() -> None:

@@ -4,11 +4,18 @@ The core accepts anything with ``columns`` and ``__getitem__`` (a pandas or pola
 DataFrame) or a mapping of column name to array-like. Pandas Series are used through their own
 hash-based ``value_counts`` when present: counting categories by sorting (``np.unique``) costs
 ~1 s per million strings, hashing ~50 ms.
+
+Kinds follow :mod:`arbiter.column_kinds` (one rule for retraining, drift and the demo). The
+drift core may not import it (the layering check allows core packages only each other), so
+:func:`infer_kind` restates that rule and ``tests/drift/test_kinds.py`` asserts both agree.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Mapping
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -32,12 +39,64 @@ def column_names(frame: Frame) -> list[str]:
     return [str(c) for c in columns]
 
 
+#: As ``arbiter.column_kinds``: median whitespace tokens per value from which strings are text.
+TEXT_MIN_TOKENS = 3
+_KIND_SAMPLE = 2_000
+_TOKEN = re.compile(r"\w+")
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN; pd.NA raises TypeError on bool()
+    except TypeError:
+        return True
+
+
 def infer_kind(values: Any) -> Kind:
-    """Numeric for int/unsigned/float dtypes; categorical for bool, string, object, category."""
+    """The rule of ``arbiter.column_kinds.infer_column_kind``.
+
+    Int/unsigned/float dtypes are numeric, bools categorical; strings are text when the median
+    non-missing value has at least :data:`TEXT_MIN_TOKENS` whitespace-separated tokens (in an
+    evenly spaced sample of 2,000 values), else categorical.
+    """
     dtype = getattr(values, "dtype", None)
     if dtype is None:
         dtype = np.asarray(values).dtype
-    return "numeric" if getattr(dtype, "kind", "O") in "iuf" else "categorical"
+    kind = getattr(dtype, "kind", "O")
+    if kind in "iuf":
+        return "numeric"
+    if kind == "b":
+        return "categorical"
+    size = len(values)
+    if size > _KIND_SAMPLE:
+        # Sample before converting: a million Arrow strings to Python objects costs ~0.1 s.
+        at = np.linspace(0, size - 1, _KIND_SAMPLE).astype(np.int64)
+        iloc = getattr(values, "iloc", None)
+        values = iloc[at] if iloc is not None else np.asarray(values, dtype=object).ravel()[at]
+    arr = np.asarray(values, dtype=object).ravel()
+    tokens = [len(str(v).split()) for v in arr if not _is_missing(v)]
+    if tokens and float(np.median(tokens)) >= TEXT_MIN_TOKENS:
+        return "text"
+    return "categorical"
+
+
+def text_values(values: Any) -> list[str]:
+    """The non-missing values of a text column, as ``str``."""
+    isna = getattr(values, "isna", None)
+    if isna is not None:
+        mask = np.asarray(isna(), dtype=bool)
+        arr = np.asarray(values, dtype=object)[~mask]
+        return [str(v) for v in arr.tolist()]
+    return [str(v) for v in np.asarray(values, dtype=object).ravel().tolist() if not _is_missing(v)]
+
+
+def tokenize(texts: list[str]) -> tuple[Counter[str], np.ndarray]:
+    """Token counts and tokens per value (lower-cased ``\\w+`` runs)."""
+    tokens = [_TOKEN.findall(t.lower()) for t in texts]
+    lengths = np.fromiter(map(len, tokens), dtype=np.float64, count=len(tokens))
+    return Counter(chain.from_iterable(tokens)), lengths
 
 
 def as_float(values: Any) -> np.ndarray:
@@ -97,4 +156,13 @@ def category_counts(values: Any) -> dict[str, int]:
     return out
 
 
-__all__ = ["Frame", "as_float", "category_counts", "column_names", "infer_kind"]
+__all__ = [
+    "TEXT_MIN_TOKENS",
+    "Frame",
+    "as_float",
+    "category_counts",
+    "column_names",
+    "infer_kind",
+    "text_values",
+    "tokenize",
+]

@@ -8,7 +8,12 @@ kind          ``n_eff <= exact_max_n``      larger
 ============  ===========================  ==========================
 numeric       Kolmogorov–Smirnov            PSI (reference-quantile bins)
 categorical   chi-square                    Jensen–Shannon distance
+text          JS distance of token frequencies (vocabulary), any size
 ============  ===========================  ==========================
+
+Each column also gets signals of its own (:mod:`arbiter.drift.signals`): its missing-value
+rate, and for text columns the length and out-of-vocabulary rate. Their p-values join the
+family below; a column drifts when its distribution test or one of its signals does.
 
 Small samples get the most powerful exact tests; at large samples every test is significant
 for negligible shifts, so an effect size with a floor (PSI ≥ 0.1, JS ≥ 0.1) decides, still
@@ -19,26 +24,36 @@ drifted features reaches ``DriftConfig.share``.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from arbiter.drift._frame import Frame, as_float, category_counts, column_names, infer_kind
-from arbiter.drift.config import METHODS_FOR_KIND, DriftConfig
+from arbiter.drift._frame import (
+    Frame,
+    as_float,
+    category_counts,
+    column_names,
+    infer_kind,
+    text_values,
+)
+from arbiter.drift.config import METHODS_FOR_KIND, DriftConfig, default_method
 from arbiter.drift.detectors import DETECTORS, Detector
-from arbiter.drift.profile import PREDICTION, ColumnProfile, ReferenceProfile
+from arbiter.drift.profile import PREDICTION, ColumnProfile, ReferenceProfile, text_profile
 from arbiter.drift.results import DatasetDriftResult, DriftResult, Kind, Method
+from arbiter.drift.signals import check_text, missing_signal
 from arbiter.errors import InvalidInputError
 
+#: Quantile-sketch size of a raw reference text column's length profile (build_profile's).
+_SKETCH_SIZE = 1000
 
-def default_method(kind: Kind, n_reference: int, n_current: int, exact_max_n: int) -> Method:
-    """The method of the table in the module docstring."""
-    total = n_reference + n_current
-    n_eff = n_reference * n_current / total if total else 0.0
-    if kind == "numeric":
-        return "ks" if n_eff <= exact_max_n else "psi"
-    return "chi2" if n_eff <= exact_max_n else "js"
+
+def _default_workers() -> int:
+    sched = getattr(os, "sched_getaffinity", None)
+    cpus = len(sched(0)) if sched is not None else (os.cpu_count() or 1)
+    return max(1, min(cpus, 4))
 
 
 def _missing(name: str, kind: Kind, n_ref: int, method: Method) -> DriftResult:
@@ -54,35 +69,84 @@ def check_column(
     config: DriftConfig,
     *,
     kind: Kind | None = None,
-) -> tuple[DriftResult, Detector]:
-    """Test one column (raw values or a ColumnProfile as reference) on its own."""
-    if isinstance(reference, ColumnProfile):
-        kind = config.kinds.get(name, reference.kind) if name != PREDICTION else reference.kind
-        if kind != reference.kind:
+) -> tuple[DriftResult, Detector | None]:
+    """Test one column (raw values or a ColumnProfile as reference) on its own.
+
+    Returns the result (with its missing-rate signal, except for the prediction) and the
+    detector of its distribution test (None for a text column, tested by
+    :func:`~arbiter.drift.signals.check_text`).
+    """
+    profile = reference if isinstance(reference, ColumnProfile) else None
+    if profile is not None:
+        kind = config.kinds.get(name, profile.kind) if name != PREDICTION else profile.kind
+        if kind != profile.kind:
             raise InvalidInputError(
-                f"column {name!r} is {reference.kind} in the reference profile; rebuild the "
+                f"column {name!r} is {profile.kind} in the reference profile; rebuild the "
                 f"profile with kinds={{{name!r}: {kind!r}}} to test it as {kind}",
                 field=f"kinds.{name}",
             )
-        n_ref = reference.n
     else:
         kind = kind or config.kinds.get(name) or infer_kind(reference)
-        n_ref = -1  # known after the detector reads it
-    cur = as_float(current) if kind == "numeric" else category_counts(current)
-    n_cur = cur.size if isinstance(cur, np.ndarray) else sum(cur.values())
-    if n_ref < 0:
-        # The raw reference's size without missing values decides the method; counting it
-        # costs one pass, done again by the detector's fit (cheap next to the test).
-        n_ref = int(as_float(reference).size) if kind == "numeric" else len(reference)
-    method = config.methods.get(name) or default_method(kind, n_ref, int(n_cur), config.exact_max_n)
-    if method not in METHODS_FOR_KIND[kind]:
-        raise InvalidInputError(
-            f"method {method!r} is not defined for the {kind} column {name!r}; "
-            f"use one of {', '.join(sorted(METHODS_FOR_KIND[kind]))}",
-            field=f"methods.{name}",
+    n_cur_total = len(current)
+    detector: Detector | None = None
+    if kind == "text":
+        method = config.methods.get(name, "js")
+        if method not in METHODS_FOR_KIND["text"]:
+            raise InvalidInputError(
+                f"method {method!r} is not defined for the text column {name!r}; use js",
+                field=f"methods.{name}",
+            )
+        if profile is None:
+            texts = text_values(reference)
+            profile = text_profile(
+                name,
+                texts,
+                vocabulary_size=config.vocabulary_size,
+                bins=config.bins,
+                sketch_size=_SKETCH_SIZE,
+                n_missing=len(reference) - len(texts),
+            )
+            approximate = False
+        else:
+            approximate = True
+        result = check_text(name, profile, text_values(current), config, approximate=approximate)
+        n_ref, n_ref_missing = profile.n, profile.n_missing
+    else:
+        cur = as_float(current) if kind == "numeric" else category_counts(current)
+        n_cur = cur.size if isinstance(cur, np.ndarray) else sum(cur.values())
+        fit_on = reference
+        if profile is not None:
+            n_ref = profile.n
+        elif kind == "numeric":
+            # Converted once: its size (without missing values) decides the method.
+            fit_on = as_float(reference)
+            n_ref = int(fit_on.size)
+        else:
+            n_ref = len(reference)
+        method = config.methods.get(name) or default_method(
+            kind, n_ref, int(n_cur), config.exact_max_n
         )
-    detector = DETECTORS[method].from_config(config).fit(reference, name=name, kind=kind)
-    return detector.test_prepared(cur), detector
+        if method not in METHODS_FOR_KIND[kind]:
+            raise InvalidInputError(
+                f"method {method!r} is not defined for the {kind} column {name!r}; "
+                f"use one of {', '.join(sorted(METHODS_FOR_KIND[kind]))}",
+                field=f"methods.{name}",
+            )
+        detector = DETECTORS[method].from_config(config).fit(fit_on, name=name, kind=kind)
+        result = detector.test_prepared(cur)
+        n_ref = detector.ref_stats_.n
+        n_ref_missing = profile.n_missing if profile is not None else len(reference) - n_ref
+    if name == PREDICTION:
+        # Scores of rows served by another version are null in a window: not a drift signal.
+        return result, detector
+    signal = missing_signal(
+        n_ref, n_ref_missing, result.n_current, n_cur_total - result.n_current, config
+    )
+    if signal is not None:
+        result = replace(
+            result, signals=(signal, *result.signals), drifted=result.drifted or signal.drifted
+        )
+    return result, detector
 
 
 def _adjust(p_values: list[float], config: DriftConfig) -> list[float]:
@@ -142,9 +206,7 @@ def check_drift(
             f"methods given for columns not in the reference: {unknown}", field="methods"
         )
 
-    results: list[DriftResult] = []
-    detectors: list[Detector | None] = []
-    for name in names:
+    def one(name: str) -> tuple[DriftResult, Detector | None]:
         ref = profile.column(name) if profile is not None else reference[name]
         if name not in cur_names:
             kind = (
@@ -153,24 +215,66 @@ def check_drift(
                 else config.kinds.get(name) or infer_kind(ref)
             )
             n_ref = ref.n if isinstance(ref, ColumnProfile) else len(ref)
-            results.append(_missing(name, kind, n_ref, config.methods.get(name, "psi")))
-            detectors.append(None)
-            continue
-        result, detector = check_column(name, ref, current[name], config)
-        results.append(result)
-        detectors.append(detector)
+            return _missing(name, kind, n_ref, config.methods.get(name, "psi")), None
+        return check_column(name, ref, current[name], config)
 
-    # One family: every feature with a p-value (KS, chi-square, PSI, JS).
-    family = [i for i, r in enumerate(results) if r.status == "ok" and r.p_value is not None]
-    adjusted = _adjust([results[i].p_value for i in family], config)  # type: ignore[misc]
-    for i, p_adj in zip(family, adjusted, strict=True):
-        r, detector = results[i], detectors[i]
-        assert detector is not None
+    # Columns are independent and numpy/pandas release the GIL in their sorts, comparisons
+    # and hash counts, so threads check several at once (results do not depend on it).
+    workers = min(config.workers or _default_workers(), len(names)) or 1
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            checked = list(pool.map(one, names))
+    else:
+        checked = [one(name) for name in names]
+    results = [r for r, _ in checked]
+    detectors = [d for _, d in checked]
+
+    # One family: every feature's distribution test and every signal with a p-value.
+    family: list[tuple[int, int, float]] = []  # (feature, signal or -1, p-value)
+    for i, r in enumerate(results):
+        if r.status == "ok" and r.p_value is not None:
+            family.append((i, -1, r.p_value))
+        family += [(i, j, s.p_value) for j, s in enumerate(r.signals) if s.p_value is not None]
+    adjusted = _adjust([p for _, _, p in family], config)
+    main_p: dict[int, float] = {}
+    signal_p: dict[tuple[int, int], float] = {}
+    for (i, j, _), p_adj in zip(family, adjusted, strict=True):
+        if j < 0:
+            main_p[i] = p_adj
+        else:
+            signal_p[(i, j)] = p_adj
+    for i, r in enumerate(results):
+        if r.status != "ok" and not r.signals:
+            continue
+        detector = detectors[i]
+        signals = tuple(
+            replace(
+                s,
+                p_value_adjusted=signal_p[(i, j)],
+                drifted=signal_p[(i, j)] <= config.alpha and s.statistic >= s.min_effect,
+            )
+            if (i, j) in signal_p
+            else s
+            for j, s in enumerate(r.signals)
+        )
+        p_adj = main_p.get(i)
+        if r.status != "ok":
+            main = False
+        elif detector is not None:
+            main = detector.decide(r.statistic, p_adj, r.threshold)
+        else:  # text: the vocabulary distance, as JSDetector decides
+            main = p_adj is not None and p_adj <= config.alpha and r.statistic >= config.js_min
         results[i] = replace(
-            r, p_value_adjusted=p_adj, drifted=detector.decide(r.statistic, p_adj, r.threshold)
+            r,
+            p_value_adjusted=p_adj,
+            signals=signals,
+            drifted=bool(main or any(s.drifted for s in signals)),
         )
 
-    tested = [r for r in results if r.status == "ok"]
+    # A column counts as tested when its distribution or one of its signals was.
+    tested = [
+        r for r in results if r.status == "ok" or any(s.p_value is not None for s in r.signals)
+    ]
     n_drifted = sum(r.drifted for r in tested)
     share = n_drifted / len(tested) if tested else 0.0
     return DatasetDriftResult(

@@ -11,12 +11,15 @@ from arbiter.drift.results import Kind, Method
 from arbiter.errors import InvalidInputError
 
 METHODS: tuple[str, ...] = ("ks", "psi", "chi2", "js", "wasserstein")
-KINDS: tuple[str, ...] = ("numeric", "categorical")
+KINDS: tuple[str, ...] = ("numeric", "categorical", "text")
 CORRECTIONS: tuple[str, ...] = ("holm", "bh", "by", "none")
 # Methods defined on each kind of column: KS and Wasserstein need an order.
 METHODS_FOR_KIND: dict[str, frozenset[str]] = {
     "numeric": frozenset(METHODS),
     "categorical": frozenset({"psi", "chi2", "js"}),
+    # Tokens are not independent draws (they come in rows), so only the effect size with a
+    # row-based null (methods.vocabulary_test) is offered for a text column's vocabulary.
+    "text": frozenset({"js"}),
 }
 PSI_FLOOR = 1e-4
 
@@ -35,8 +38,10 @@ class DriftConfig:
         ``exact_max_n``, else PSI; categorical → chi-square when ``n_eff <= exact_max_n``, else
         Jensen–Shannon.
     kinds : mapping of str to kind, optional
-        Per-column override of the kind (e.g. an integer code that is really categorical).
-        By default bool, string, object and category columns are categorical, the rest numeric.
+        Per-column override of the kind (``"numeric"``, ``"categorical"`` or ``"text"``; e.g.
+        an integer code that is really categorical). By default the rule of
+        :mod:`arbiter.column_kinds`: int/float columns are numeric, bool columns categorical,
+        string columns text when their median value has at least 3 tokens, else categorical.
     columns : tuple of str, optional
         Only these columns (default: every reference column but ``prediction_column``).
     bins : int, default 10
@@ -54,6 +59,13 @@ class DriftConfig:
     psi_min, js_min, wasserstein_min : float
         Smallest effect that counts as drift however significant (defaults 0.1, 0.1, 0.1): at
         large samples a significance test alone flags shifts too small to matter.
+    missing_min : float, default 0.1
+        Smallest change of a column's missing-value rate that counts as drift, as Cohen's
+        ``h = |2·asin(√p₁) − 2·asin(√p₀)|`` (0.1 is e.g. 1 % → 3.5 % or 20 % → 24.7 %).
+    oov_min : float, default 0.1
+        The same floor (Cohen's h) for a text column's out-of-vocabulary token rate.
+    vocabulary_size : int, default 1000
+        Most frequent reference tokens kept per text column (the rest are out of vocabulary).
     psi_floor : float, default 1e-4
         Proportion given to an empty bin in PSI (``ln(0)`` is undefined); not renormalised.
     prediction_column : str, optional
@@ -61,6 +73,9 @@ class DriftConfig:
         feature.
     histograms : bool, default True
         Attach reference/current histograms to the results (for the HTML report).
+    workers : int, optional
+        Threads checking columns at once (default: the usable CPUs, at most 4; 1 for none).
+        Results do not depend on it.
     """
 
     methods: Mapping[str, Method] = field(default_factory=dict)
@@ -74,9 +89,13 @@ class DriftConfig:
     psi_min: float = 0.1
     js_min: float = 0.1
     wasserstein_min: float = 0.1
+    missing_min: float = 0.1
+    oov_min: float = 0.1
+    vocabulary_size: int = 1000
     psi_floor: float = PSI_FLOOR
     prediction_column: str | None = None
     histograms: bool = True
+    workers: int | None = None
 
     def validate(self) -> DriftConfig:
         """Raise :class:`~arbiter.errors.InvalidInputError` naming the first bad field."""
@@ -90,7 +109,8 @@ class DriftConfig:
         for column, kind in self.kinds.items():
             if kind not in KINDS:
                 raise InvalidInputError(
-                    f"kind for column {column!r} must be numeric or categorical; got {kind!r}",
+                    f"kind for column {column!r} must be numeric, categorical or text; "
+                    f"got {kind!r}",
                     field=f"kinds.{column}",
                 )
         check_bins(self.bins)
@@ -106,8 +126,15 @@ class DriftConfig:
             raise InvalidInputError(
                 f"exact_max_n must be >= 0, got {self.exact_max_n!r}", field="exact_max_n"
             )
-        for name in ("psi_min", "js_min", "wasserstein_min"):
+        for name in ("psi_min", "js_min", "wasserstein_min", "missing_min", "oov_min"):
             check_nonnegative(getattr(self, name), name)
+        check_vocabulary_size(self.vocabulary_size)
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
+            raise InvalidInputError(
+                f"workers must be an int >= 1, got {self.workers!r}", field="workers"
+            )
         if not 0.0 < self.psi_floor < 0.1:
             raise InvalidInputError(
                 f"psi_floor must be in (0, 0.1), got {self.psi_floor!r}", field="psi_floor"
@@ -115,11 +142,31 @@ class DriftConfig:
         return self
 
 
+def default_method(kind: Kind, n_reference: int, n_current: int, exact_max_n: int) -> Method:
+    """The default method of a column: see :mod:`arbiter.drift.check`."""
+    total = n_reference + n_current
+    n_eff = n_reference * n_current / total if total else 0.0
+    if kind == "numeric":
+        return "ks" if n_eff <= exact_max_n else "psi"
+    if kind == "text":
+        return "js"
+    return "chi2" if n_eff <= exact_max_n else "js"
+
+
 def check_bins(bins: object) -> int:
     """Validate a bin count (an int >= 2)."""
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2 or bins > 10_000:
         raise InvalidInputError(f"bins must be an int in [2, 10000], got {bins!r}", field="bins")
     return bins
+
+
+def check_vocabulary_size(size: object) -> int:
+    """Validate a vocabulary size (an int >= 1)."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidInputError(
+            f"vocabulary_size must be an int >= 1, got {size!r}", field="vocabulary_size"
+        )
+    return size
 
 
 def check_level(alpha: object, name: str = "alpha") -> float:
@@ -141,4 +188,4 @@ def check_nonnegative(value: object, name: str) -> float:
     return float(value)
 
 
-__all__ = ["CORRECTIONS", "KINDS", "METHODS", "PSI_FLOOR", "DriftConfig"]
+__all__ = ["CORRECTIONS", "KINDS", "METHODS", "PSI_FLOOR", "DriftConfig", "default_method"]

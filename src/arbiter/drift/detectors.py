@@ -39,7 +39,7 @@ from arbiter.drift.profile import (
     ColumnProfile,
     bin_counts,
     categorical_profile,
-    quantile_edges,
+    sorted_bin_counts,
     sorted_quantiles,
 )
 from arbiter.drift.results import DriftResult, Histogram, Kind, Method
@@ -168,14 +168,17 @@ class Detector:
         self
         """
         self._validate_params()
-        if kind is not None and kind not in ("numeric", "categorical"):
+        if kind is not None and kind not in ("numeric", "categorical", "text"):
             raise InvalidInputError(
-                f"kind must be numeric or categorical, got {kind!r}", field="kind"
+                f"kind must be numeric, categorical or text, got {kind!r}", field="kind"
             )
         if isinstance(reference, ColumnProfile):
             stats, values, approximate = reference, None, True
         else:
             kind = kind or infer_kind(reference)
+            if kind == "text":
+                # A detector compares whole values; check_drift tests text by its tokens.
+                kind = "categorical"
             approximate = False
             if kind == "numeric":
                 values = as_float(reference)
@@ -190,6 +193,7 @@ class Detector:
         self.ref_values_: np.ndarray | None = values
         self.approximate_ = approximate
         self._prepare()
+        self._ref_sorted = None  # only needed while preparing
         return self
 
     def _reject_kind(self, kind: str) -> None:
@@ -204,8 +208,18 @@ class Detector:
         n = int(values.size)
         if n == 0:
             return ColumnProfile(name, "numeric", 0)
-        edges = quantile_edges(values, bins)
-        counts = bin_counts(values, edges)
+        # One sort (vectorised, ~6 ms per 1M floats) serves the bin edges, their counts and
+        # the display bins: np.quantile on sorted values picks the same order statistics
+        # (identical results) without partitioning unsorted data twice (~20 ms each).
+        xs = np.sort(values)
+        self._ref_sorted: np.ndarray | None = xs
+        levels = np.arange(1, bins) / bins
+        if self.histogram:
+            levels = np.concatenate([levels, [0.005, 0.995]])
+        qs = np.quantile(xs, levels)
+        self._display_range = (qs[-2], qs[-1]) if self.histogram else None
+        edges = np.unique(qs[: bins - 1])
+        counts = sorted_bin_counts(xs, edges)
         return ColumnProfile(
             name,
             "numeric",
@@ -225,7 +239,7 @@ class Detector:
         if not self.histogram or s.n == 0 or s.kind != "numeric":
             return
         if self.ref_values_ is not None:
-            lo, hi = np.quantile(self.ref_values_, [0.005, 0.995])
+            lo, hi = self._display_range  # type: ignore[misc]
         else:
             levels = np.linspace(0.0, 1.0, len(s.quantiles))
             lo, hi = np.interp([0.005, 0.995], levels, np.asarray(s.quantiles))
@@ -234,7 +248,7 @@ class Detector:
         edges = np.linspace(lo, hi, _DISPLAY_BINS + 1)
         inner = edges[1:-1]
         if self.ref_values_ is not None:
-            ref = bin_counts(self.ref_values_, inner) / s.n
+            ref = sorted_bin_counts(self._ref_sorted, inner) / s.n  # type: ignore[arg-type]
         else:
             cdf = methods.sketch_cdf(np.asarray(s.quantiles), inner)
             ref = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
@@ -303,6 +317,22 @@ class Detector:
             ref_counts, cur_counts, labels = self._align(current)  # type: ignore[arg-type]
             outcome = self._counts(ref_counts, cur_counts)
             hist = self._categorical_histogram(ref_counts, cur_counts, labels)
+            if s.other_count == 0:
+                # Without a pooled remainder, every label past the reference's is unseen.
+                known = len(s.categories)
+                new = sorted(
+                    zip(labels[known:], cur_counts[known:].tolist(), strict=True),
+                    key=lambda kv: (-kv[1], kv[0]),
+                )
+                total = float(sum(c for _, c in new))
+                return self._result(
+                    outcome,
+                    int(n_cur),
+                    "ok",
+                    hist,
+                    unseen=tuple((k, c / n_cur) for k, c in new[:_DISPLAY_CATEGORIES]),
+                    unseen_share=total / n_cur,
+                )
         return self._result(outcome, int(n_cur), "ok", hist)
 
     def _result(
@@ -311,6 +341,9 @@ class Detector:
         n_cur: int,
         status: str,
         histogram: Histogram | None = None,
+        *,
+        unseen: tuple[tuple[str, float], ...] = (),
+        unseen_share: float = 0.0,
     ) -> DriftResult:
         s = self.ref_stats_
         return DriftResult(
@@ -327,6 +360,8 @@ class Detector:
             approximate=self.approximate_,
             status=status,  # type: ignore[arg-type]
             histogram=histogram,
+            unseen=unseen,
+            unseen_share=unseen_share,
         )
 
     def decide(self, statistic: float, p_value: float | None, threshold: float) -> bool:
@@ -406,16 +441,23 @@ class Detector:
     ) -> Histogram | None:
         if not self.histogram:
             return None
-        r, c = ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum()
-        order = np.argsort(-np.maximum(r, c), kind="stable")
-        top, rest = order[:_DISPLAY_CATEGORIES], order[_DISPLAY_CATEGORIES:]
-        names = [labels[i] for i in top]
-        ref_p, cur_p = r[top].tolist(), c[top].tolist()
-        if rest.size:
-            names.append(_OTHER)
-            ref_p.append(float(r[rest].sum()))
-            cur_p.append(float(c[rest].sum()))
-        return Histogram(tuple(names), tuple(ref_p), tuple(cur_p))
+        return category_histogram(ref_counts, cur_counts, labels)
+
+
+def category_histogram(
+    ref_counts: np.ndarray, cur_counts: np.ndarray, labels: list[str]
+) -> Histogram:
+    """Reference vs current proportions of the 20 most frequent labels, the rest pooled."""
+    r, c = ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum()
+    order = np.argsort(-np.maximum(r, c), kind="stable")
+    top, rest = order[:_DISPLAY_CATEGORIES], order[_DISPLAY_CATEGORIES:]
+    names = [labels[i] for i in top]
+    ref_p, cur_p = r[top].tolist(), c[top].tolist()
+    if rest.size:
+        names.append(_OTHER)
+        ref_p.append(float(r[rest].sum()))
+        cur_p.append(float(c[rest].sum()))
+    return Histogram(tuple(names), tuple(ref_p), tuple(cur_p))
 
 
 class _BinnedDetector(Detector):
@@ -601,7 +643,7 @@ class WassersteinDetector(Detector):
         if self.ref_values_ is not None and s.n:
             # Enough resolution for the noise floor; the distance itself uses the raw values.
             # (np.quantile with 101 levels partitions 101 times; one sort is cheaper.)
-            self._sketch = sorted_quantiles(np.sort(self.ref_values_), np.linspace(0, 1, 101))
+            self._sketch = sorted_quantiles(self._ref_sorted, np.linspace(0, 1, 101))  # type: ignore[arg-type]
         else:
             self._sketch = np.asarray(s.quantiles)
 

@@ -105,6 +105,79 @@ def js_test(
     return Outcome(d, p, threshold)
 
 
+def rate_test(
+    p_ref: float,
+    m: float,
+    p_cur: float,
+    n: float,
+    *,
+    alpha: float,
+    min_h: float = 0.1,
+) -> Outcome:
+    """Has a rate (missing values, out-of-vocabulary tokens) changed between two samples?
+
+    The statistic is Cohen's ``h = |2·asin(√p_cur) − 2·asin(√p_ref)|``, an effect size on the
+    scale where a proportion's sampling variance is ``1/n`` whatever the proportion; the
+    p-value is the pooled two-proportion z-test's (``statsmodels.stats.proportion.
+    proportions_ztest([x_ref, x_cur], [m, n])``, two-sided). ``m`` and ``n`` may be effective
+    sizes (not integers). The threshold is ``max(min_h, z_{1−α/2}·√(1/m + 1/n))``.
+    """
+    if not (m > 0 and n > 0):
+        return Outcome(math.nan, None, math.nan)
+    h = abs(2.0 * math.asin(math.sqrt(p_cur)) - 2.0 * math.asin(math.sqrt(p_ref)))
+    threshold = max(min_h, float(stats.norm.isf(alpha / 2.0)) * math.sqrt(_noise_f(m, n)))
+    pooled = (p_ref * m + p_cur * n) / (m + n)
+    var = pooled * (1.0 - pooled) * _noise_f(m, n)
+    if not var > 0.0:
+        return Outcome(h, 1.0, threshold)
+    z = (p_cur - p_ref) / math.sqrt(var)
+    return Outcome(h, float(2.0 * stats.norm.sf(abs(z))), threshold)
+
+
+def _noise_f(m: float, n: float) -> float:
+    return 1.0 / m + 1.0 / n
+
+
+def kish_n(n: int, mean_length: float, std_length: float) -> float:
+    """Kish's effective sample size ``(ΣL)²/ΣL²`` of ``n`` rows holding ``L`` tokens each.
+
+    Tokens of one row are not independent draws; if every row repeated one token, a token
+    share would vary like a mean over rows weighted by their lengths, whose effective size is
+    this. It is the worst case, so tests on token shares using it are conservative.
+    """
+    second = mean_length * mean_length + std_length * std_length
+    if not (n > 0 and second > 0.0):
+        return 0.0
+    return n * mean_length * mean_length / second
+
+
+def vocabulary_test(
+    ref_counts: np.ndarray,
+    cur_counts: np.ndarray,
+    *,
+    m: float,
+    n: float,
+    alpha: float,
+    min_distance: float = 0.1,
+) -> Outcome:
+    """Jensen–Shannon distance between token frequencies, with a row-based null.
+
+    The distance is :func:`js_test`'s (base 2, over the reference vocabulary plus one
+    out-of-vocabulary bin); its null quantile uses the effective numbers of rows ``m`` and
+    ``n`` (:func:`kish_n`) instead of the token counts, which would overstate the evidence.
+    """
+    keep = _effective_bins(ref_counts, cur_counts)
+    r, c = ref_counts[keep].astype(float), cur_counts[keep].astype(float)
+    if not (r.sum() > 0 and c.sum() > 0 and m > 0 and n > 0):
+        return Outcome(math.nan, None, math.nan)
+    d = float(jensenshannon(r / r.sum(), c / c.sum(), base=2.0)) if keep.sum() > 1 else 0.0
+    dof = max(int(keep.sum()) - 1, 1)
+    noise = _noise_f(m, n)
+    p = float(stats.chi2.sf(8.0 * _LN2 * d * d / noise, dof))
+    threshold = max(min_distance, math.sqrt(noise * float(stats.chi2.isf(alpha, dof)) / (8 * _LN2)))
+    return Outcome(d, p, threshold)
+
+
 def chi2_test(ref_counts: np.ndarray, cur_counts: np.ndarray, *, alpha: float) -> Outcome:
     """Pearson chi-square test of homogeneity on the 2×K table of reference/current counts.
 
@@ -254,12 +327,15 @@ __all__ = [
     "Outcome",
     "chi2_test",
     "js_test",
+    "kish_n",
     "ks_critical",
     "ks_sketch_test",
     "ks_test",
     "psi",
     "psi_test",
+    "rate_test",
     "sketch_cdf",
+    "vocabulary_test",
     "wasserstein_exact",
     "wasserstein_noise",
     "wasserstein_test",

@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from arbiter.stats import finite_or_none
 
-Kind = Literal["numeric", "categorical"]
+Kind = Literal["numeric", "categorical", "text"]
 Method = Literal["ks", "psi", "chi2", "js", "wasserstein"]
 Status = Literal["ok", "empty", "missing_in_current", "zero_reference_spread"]
+SignalName = Literal["missing_rate", "length", "oov_rate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,59 @@ class Histogram:
 
 
 @dataclass(frozen=True, slots=True)
+class Signal:
+    """One more drift signal of a column, beside its distribution test.
+
+    Attributes
+    ----------
+    name : {"missing_rate", "length", "oov_rate"}
+        ``missing_rate``: share of rows without a value (every kind of column);
+        ``length``: tokens per value of a text column; ``oov_rate``: share of a text column's
+        tokens outside the reference vocabulary (its ``vocabulary_size`` most frequent tokens).
+    method : str
+        ``"two_proportion"`` (Cohen's h with a pooled two-proportion z-test) for rates; the
+        numeric method (``"ks"``/``"psi"``...) for ``length``.
+    statistic : float
+        ``|h|`` for rates, the numeric method's statistic for ``length``.
+    p_value : float or None
+    threshold : float
+        As :attr:`DriftResult.threshold`.
+    drifted : bool
+        ``p_value_adjusted <= alpha`` and ``statistic >= min_effect`` (after the correction).
+    reference, current : float
+        The rate on each side (``length``: the median tokens per value).
+    min_effect : float
+        Smallest statistic that counts as drift however significant.
+    p_value_adjusted : float or None
+        After the multiple-testing correction (the signal is one more member of the family).
+    """
+
+    name: SignalName
+    method: str
+    statistic: float
+    p_value: float | None
+    threshold: float
+    drifted: bool
+    reference: float
+    current: float
+    min_effect: float = 0.0
+    p_value_adjusted: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (NaN/inf become ``None``)."""
+        return {
+            "method": self.method,
+            "statistic": finite_or_none(self.statistic),
+            "p_value": finite_or_none(self.p_value),
+            "p_value_adjusted": finite_or_none(self.p_value_adjusted),
+            "threshold": finite_or_none(self.threshold),
+            "drifted": self.drifted,
+            "reference": finite_or_none(self.reference),
+            "current": finite_or_none(self.current),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class DriftResult:
     """Drift of one column (a feature or the model's output) between reference and current.
 
@@ -39,7 +93,8 @@ class DriftResult:
     ----------
     column : str
         Column name (``"<prediction>"`` for prediction drift).
-    kind : {"numeric", "categorical"}
+    kind : {"numeric", "categorical", "text"}
+        A text column's distribution test compares its token frequencies (vocabulary).
     method : {"ks", "psi", "chi2", "js", "wasserstein"}
     statistic : float
         KS D, PSI, chi-square statistic, Jensen–Shannon distance (base 2) or normalised
@@ -51,7 +106,8 @@ class DriftResult:
         Statistic value above which this column counts as drifted on its own (a single test at
         ``alpha``, floored by the method's minimum effect). See docs/drift.md.
     drifted : bool
-        The decision, after the multiple-testing correction when run by ``check_drift``.
+        The decision, after the multiple-testing correction when run by ``check_drift``: the
+        distribution test or any of ``signals`` drifted.
     n_reference, n_current : int
         Non-missing values on each side.
     p_value_adjusted : float or None
@@ -62,6 +118,15 @@ class DriftResult:
         ``"ok"``, or why no test ran (``"empty"``, ``"missing_in_current"``...).
     histogram : Histogram or None
         Reference vs current proportions for reports.
+    unseen : tuple of (str, float)
+        Categorical columns: categories present now and absent from the reference, most
+        frequent first (at most 20), with their share of the current values. Empty when the
+        reference profile pooled its rarest categories (see docs/drift.md).
+    unseen_share : float
+        Share of the current values in any unseen category (all of them, not only the 20).
+    signals : tuple of Signal
+        The column's other signals: ``missing_rate`` (when either side has missing values),
+        and for text columns ``length`` and ``oov_rate``.
     """
 
     column: str
@@ -77,6 +142,16 @@ class DriftResult:
     approximate: bool = False
     status: Status = "ok"
     histogram: Histogram | None = None
+    unseen: tuple[tuple[str, float], ...] = ()
+    unseen_share: float = 0.0
+    signals: tuple[Signal, ...] = ()
+
+    def signal(self, name: str) -> Signal | None:
+        """The signal called ``name``, or None when the column has none of that name."""
+        for s in self.signals:
+            if s.name == name:
+                return s
+        return None
 
     def to_dict(self, *, histogram: bool = False) -> dict[str, Any]:
         """JSON-ready dict (NaN/inf become ``None``); the histogram only when asked."""
@@ -93,7 +168,11 @@ class DriftResult:
             "n_current": self.n_current,
             "approximate": self.approximate,
             "status": self.status,
+            "signals": {s.name: s.to_dict() for s in self.signals},
         }
+        if self.kind == "categorical":
+            out["unseen_categories"] = [{"category": c, "share": p} for c, p in self.unseen]
+            out["unseen_share"] = self.unseen_share
         if histogram and self.histogram is not None:
             out["histogram"] = asdict(self.histogram)
         return out
@@ -157,4 +236,13 @@ class DatasetDriftResult:
         }
 
 
-__all__ = ["DatasetDriftResult", "DriftResult", "Histogram", "Kind", "Method", "Status"]
+__all__ = [
+    "DatasetDriftResult",
+    "DriftResult",
+    "Histogram",
+    "Kind",
+    "Method",
+    "Signal",
+    "SignalName",
+    "Status",
+]

@@ -89,6 +89,8 @@ def check(
                 ),
                 "drifted": bool(f.drifted),
                 "status": f.status,
+                "signals": {s.name: s.to_dict() for s in f.signals},
+                "unseen_categories": [c for c, _ in f.unseen],
             }
             for f in result.features
         ],

@@ -19,7 +19,7 @@ import numpy as np
 from arbiter.errors import NotFoundError, RegistryError
 from arbiter.features import FeatureSpec, InputSchema
 from arbiter.redact import redact, redact_loggers
-from arbiter.servable import ServableModel
+from arbiter.servable import ServableModel, native_model
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ DEFAULT_EXPERIMENT = "arbiter"
 
 # Passed explicitly: without them MLflow spends 10-16 s inferring requirements in a subprocess.
 SKLEARN_PIP_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy")
+LIGHTGBM_PIP_REQUIREMENTS = ("lightgbm", "numpy", "pandas", "scipy")
 
 
 def _quiet_http_client() -> None:
@@ -206,12 +207,7 @@ class MLflowRegistry:
             pyfunc = mlflow.pyfunc.load_model(local)
         except Exception as exc:
             raise self._wrap(exc, f"loading {name} v{version}") from None
-        raw = None
-        if "sklearn" in (pyfunc.metadata.flavors or {}):
-            try:
-                raw = pyfunc.get_raw_model()
-            except Exception:  # older flavors without get_raw_model: pyfunc path only
-                raw = None
+        raw = native_model(pyfunc)
         return ServableModel(
             name=name,
             version=str(version),
@@ -273,20 +269,27 @@ class MLflowRegistry:
         tags: dict[str, str] | None = None,
         experiment: str = DEFAULT_EXPERIMENT,
         extra_pip_requirements: tuple[str, ...] = (),
+        input_schema: Any = None,
     ) -> str:
         """Log a fitted scikit-learn model, register it as a new version of ``name``.
 
         ``example`` (a DataFrame of a few rows) gives the signature, so the gateway can validate
-        requests. ``extra_pip_requirements`` adds packages the estimator needs beyond
-        scikit-learn (``"lightgbm"`` for its sklearn API). Returns the new version number.
+        requests; ``input_schema`` (an MLflow ``Schema``), when given, replaces the inputs
+        inferred from it (a few rows cannot tell which columns may be missing).
+        ``extra_pip_requirements`` adds packages the estimator needs beyond scikit-learn
+        (``"lightgbm"`` for its sklearn API). Returns the new version number.
         """
         import mlflow
         import skops.io
-        from mlflow.models import infer_signature
+        from mlflow.models import ModelSignature, infer_signature
 
         # Estimators fitted on bare arrays warn when handed a DataFrame; give each what it knows.
         sample = example if hasattr(model, "feature_names_in_") else np.asarray(example)
+        if _one_text_column(model, example):  # Pipeline(TfidfVectorizer, ...) on 1-D strings
+            sample = example.iloc[:, 0]
         signature = infer_signature(example, model.predict(sample))
+        if input_schema is not None:
+            signature = ModelSignature(inputs=input_schema, outputs=signature.outputs)
         # skops refuses types it does not know (e.g. tree ensembles) unless told to trust them.
         # We trust the estimator we were handed: it was trained in this process.
         trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
@@ -306,6 +309,55 @@ class MLflowRegistry:
                     pip_requirements=[*SKLEARN_PIP_REQUIREMENTS, *extra_pip_requirements],
                     serialization_format="skops",
                     skops_trusted_types=trusted or None,
+                    registered_model_name=name,
+                )
+        except Exception as exc:
+            raise self._wrap(exc, f"registering {name}") from None
+        version = str(info.registered_model_version)
+        for key, value in (tags or {}).items():
+            self._client.set_model_version_tag(name, version, key, value)
+        for alias in aliases:
+            self.set_alias(name, alias, version)
+        return version
+
+    def log_lightgbm_model(
+        self,
+        name: str,
+        booster: Any,
+        example: Any,
+        *,
+        aliases: tuple[str, ...] = (),
+        params: dict[str, Any] | None = None,
+        metrics: dict[str, float] | None = None,
+        tags: dict[str, str] | None = None,
+        experiment: str = DEFAULT_EXPERIMENT,
+    ) -> str:
+        """Log a LightGBM model with the ``mlflow.lightgbm`` flavor; register a new version.
+
+        ``booster`` is what ``lightgbm.train`` returns (a ``Booster``; an ``LGBMClassifier``
+        works too). ``example`` (a DataFrame of a few rows, the training columns in training
+        order) gives the signature the gateway validates requests against. A booster trained
+        with a ``binary`` or ``multiclass`` objective is served as a classifier
+        (docs/flavors.md). Returns the new version number.
+        """
+        import mlflow
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(example, booster.predict(example))
+        experiment_id = self._experiment_id(experiment)
+        try:
+            run = self._client.create_run(experiment_id, tags={"arbiter.model": name})
+            run_id = run.info.run_id
+            for key, value in (params or {}).items():
+                self._client.log_param(run_id, key, value)
+            for key, value in (metrics or {}).items():
+                self._client.log_metric(run_id, key, float(value))
+            with self._logging_run(run_id):
+                info = mlflow.lightgbm.log_model(
+                    booster,
+                    name="model",
+                    signature=signature,
+                    pip_requirements=list(LIGHTGBM_PIP_REQUIREMENTS),
                     registered_model_name=name,
                 )
         except Exception as exc:
@@ -430,6 +482,17 @@ class MLflowRegistry:
         return version
 
 
+def _one_text_column(model: Any, example: Any) -> bool:
+    """True for an estimator fitted on a 1-D sequence of strings, logged with a one-column
+    example (the gateway hands it that column: arbiter.servable)."""
+    columns = getattr(example, "columns", None)
+    if hasattr(model, "feature_names_in_") or columns is None or len(columns) != 1:
+        return False
+    from pandas.api.types import is_string_dtype
+
+    return bool(is_string_dtype(example.iloc[:, 0]))
+
+
 def _sqlite_path(uri: str) -> str | None:
     """The database file of a ``sqlite:///`` URI (None for anything else, or in-memory)."""
     if not uri.startswith("sqlite:"):
@@ -464,4 +527,9 @@ def registry_for_home(home: Path | str, tracking_uri: str | None = None) -> MLfl
     )
 
 
-__all__ = ["SKLEARN_PIP_REQUIREMENTS", "MLflowRegistry", "registry_for_home"]
+__all__ = [
+    "LIGHTGBM_PIP_REQUIREMENTS",
+    "SKLEARN_PIP_REQUIREMENTS",
+    "MLflowRegistry",
+    "registry_for_home",
+]

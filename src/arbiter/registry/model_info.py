@@ -116,6 +116,9 @@ def _estimator(root: str, flavors: dict[str, Any], tmp: str, tracking_uri: str) 
     """The estimator class named inside the version's saved model file, when it names one."""
     sklearn = flavors.get("sklearn") or {}
     pyfunc = flavors.get("python_function") or {}
+    lightgbm = flavors.get("lightgbm") or {}
+    if lightgbm.get("model_class") == "lightgbm.basic.Booster":  # the MLmodel file says
+        return "Booster"
     path = sklearn.get("pickled_model") or pyfunc.get("python_model")
     if not path:
         return None

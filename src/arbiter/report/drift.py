@@ -56,6 +56,52 @@ def print_drift(console: Any, result: DatasetDriftResult, header: str) -> None:
         headers={"p_value": "p (adj.)", "n_current": "n cur"},
     )
     console.print(table)
+    signals = [
+        {
+            "column": r.column,
+            "signal": sig.name,
+            "method": sig.method,
+            "statistic": sig.statistic,
+            "threshold": sig.threshold,
+            "p_value": sig.p_value_adjusted if sig.p_value_adjusted is not None else sig.p_value,
+            "reference": sig.reference,
+            "current": sig.current,
+            "drifted": "yes" if sig.drifted else "no",
+        }
+        for r in _shown(result)
+        for sig in r.signals
+    ]
+    if signals:
+        console.print(
+            rich_table(
+                "column signals (missing rate; text length and out-of-vocabulary rate)",
+                signals,
+                [
+                    "column",
+                    "signal",
+                    "method",
+                    "statistic",
+                    "threshold",
+                    "p_value",
+                    "reference",
+                    "current",
+                    "drifted",
+                ],
+                optional=("method", "threshold"),
+                headers={"p_value": "p (adj.)", "reference": "ref", "current": "cur"},
+            )
+        )
+    for r in _shown(result):
+        if r.unseen:
+            names = ", ".join(
+                f"{name} ({format_number(100 * share, digits=2, style='fixed')} %)"
+                for name, share in r.unseen
+            )
+            console.print(
+                f"unseen categories in {r.column}: {names} — "
+                f"{format_number(100 * r.unseen_share, digits=2, style='fixed')} % of its "
+                "current values"
+            )
     colour = "red" if result.drifted else "green"
     console.print(
         f"dataset drift: [bold {colour}]{'yes' if result.drifted else 'no'}[/bold {colour}] "

@@ -8,7 +8,16 @@ alias and returns a :class:`RetrainResult`. See ``docs/retrain-and-gate.md``.
 from __future__ import annotations
 
 from arbiter.retrain.search import RetrainResult, default_metric, infer_task, retrain
-from arbiter.retrain.space import SPACES, ModelFactory, extra_requirements, model_space
+from arbiter.retrain.space import (
+    SPACES,
+    ModelFactory,
+    Weighting,
+    extra_requirements,
+    families_of,
+    model_space,
+    weighting_for,
+)
+from arbiter.retrain.table import TrainingTable, prepare_table, validation_folds
 from arbiter.retrain.tracking import SEARCH_ID_TAG, MLflowTrialLogger, TrialSummary
 from arbiter.retrain.traffic import labelled_traffic
 
@@ -18,11 +27,17 @@ __all__ = [
     "MLflowTrialLogger",
     "ModelFactory",
     "RetrainResult",
+    "TrainingTable",
     "TrialSummary",
+    "Weighting",
     "default_metric",
     "extra_requirements",
+    "families_of",
     "infer_task",
     "labelled_traffic",
     "model_space",
+    "prepare_table",
     "retrain",
+    "validation_folds",
+    "weighting_for",
 ]

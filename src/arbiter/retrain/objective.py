@@ -24,8 +24,10 @@ class CVObjective:
     ----------
     factory : callable
         ``trial -> unfitted estimator`` (see :mod:`arbiter.retrain.space`).
-    matrix, labels : numpy.ndarray
-        Training rows and their labels.
+    matrix : DataFrame or numpy.ndarray
+        Training rows: the raw DataFrame, or a float matrix when every column is numeric.
+    labels : numpy.ndarray
+        Their labels.
     metric : str
         scikit-learn scorer name (higher is better).
     folds : CV splitter
@@ -40,7 +42,7 @@ class CVObjective:
     """
 
     factory: ModelFactory
-    matrix: np.ndarray
+    matrix: Any  # the raw DataFrame, or a float matrix when every column is numeric
     labels: np.ndarray
     metric: str
     folds: Any

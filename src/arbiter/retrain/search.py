@@ -4,6 +4,11 @@
 traffic, if given), refits the best on all of it and registers it as a new version with the
 ``challenger`` alias. It prints nothing: progress goes to an optional ``on_trial`` callback,
 so the same call works in a notebook and behind the CLI's progress bar.
+
+The registered model takes the RAW columns: it is a scikit-learn ``Pipeline`` whose first step
+encodes numeric, categorical and text columns and imputes missing values
+(:mod:`arbiter.retrain.encoding`), logged with a signature naming string and nullable columns
+so the gateway validates and serves the rows clients send.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import math
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +28,14 @@ import numpy as np
 from arbiter.errors import ArbiterError, InvalidInputError
 from arbiter.registry.mlflow_registry import DEFAULT_EXPERIMENT, MLflowRegistry
 from arbiter.retrain.objective import CVObjective
-from arbiter.retrain.space import ModelFactory, SpaceName, Task, extra_requirements, model_space
+from arbiter.retrain.space import (
+    ModelFactory,
+    SpaceName,
+    Task,
+    extra_requirements,
+    model_space,
+    weighting_for,
+)
 from arbiter.retrain.study import (
     ATTR_MODEL,
     ATTR_PARENT_RUN,
@@ -38,6 +50,7 @@ from arbiter.retrain.study import (
     wait_for_running,
     wait_for_user_attr,
 )
+from arbiter.retrain.table import TrainingTable, input_schema, prepare_table, validation_folds
 from arbiter.retrain.tracking import (
     CV_MEAN,
     CV_STD,
@@ -58,6 +71,12 @@ TAG_CV_SCORE = "arbiter.retrain.cv_score"
 TAG_N_ROWS = "arbiter.retrain.n_rows"
 TAG_N_TRAFFIC_ROWS = "arbiter.retrain.n_traffic_rows"
 TAG_STUDY = "arbiter.retrain.study"
+TAG_ROWS_WITH_GAPS = "arbiter.retrain.n_rows_with_gaps"
+TAG_TIME_COLUMN = "arbiter.retrain.time_column"
+TAG_THRESHOLD = "arbiter.retrain.threshold"
+
+# Scorers whose value does not depend on a decision threshold: tuning one for them is moot.
+_RESPONSE_METHODS_WITHOUT_THRESHOLD = ("predict_proba", "decision_function")
 
 # How long the creator of a shared study waits for trials still running on other hosts, and
 # how long a joining process waits for the creator to record the search's MLflow run.
@@ -75,6 +94,13 @@ class RetrainResult:
     trials of every process; ``joined`` is true when this process joined a study another one
     created (which registers: ``version`` is empty until it has), and ``trial_run_ids`` is
     empty when the trials ran in worker processes.
+
+    ``missing`` counts, per column, the training rows that lacked a value (kept and imputed
+    by the pipeline; columns without gaps are left out) and ``n_rows_with_gaps`` the rows
+    lacking at least one. ``column_kinds`` is how each raw column was encoded.
+    ``threshold`` is the decision threshold tuned for ``threshold_metric`` (binary
+    classification with ``tune_threshold``), which the registered model's ``predict``
+    applies; ``None`` means the estimator's own (0.5 on the probability).
     """
 
     version: str
@@ -94,6 +120,13 @@ class RetrainResult:
     profile_logged: bool = False
     study: str = ""
     joined: bool = False
+    n_rows_with_gaps: int = 0
+    missing: dict[str, int] = field(default_factory=dict)
+    column_kinds: dict[str, str] = field(default_factory=dict)
+    time_column: str = ""
+    class_weights: bool = False
+    threshold: float | None = None
+    threshold_metric: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a dict of plain Python values."""
@@ -121,55 +154,49 @@ def default_metric(task: Task, y: np.ndarray) -> str:
     return "roc_auc" if np.unique(y).size <= 2 else "roc_auc_ovr"
 
 
-def _training_matrix(
-    x: pd.DataFrame, y: Any, traffic: tuple[pd.DataFrame, Any] | None
-) -> tuple[pd.DataFrame, np.ndarray, int]:
-    import pandas as pd
+def _threshold_metric(tune: bool | str, metric: str, task: Task, labels: np.ndarray) -> str:
+    """The scorer a decision threshold is tuned for, or "" (no tuning)."""
+    from sklearn.metrics import get_scorer
 
-    if not isinstance(x, pd.DataFrame):
-        raise InvalidInputError("x must be a pandas DataFrame with named columns", field="x")
-    y = np.asarray(y)
-    if y.ndim != 1 or y.size != len(x):
+    if tune is False or tune is None or tune == "":
+        return ""
+    if task != "classification" or np.unique(labels).size != 2:
         raise InvalidInputError(
-            f"y must be one label per row of x: {y.shape} labels for {len(x)} rows", field="y"
+            "a decision threshold is tuned for binary classification only", field="tune_threshold"
         )
-    frame = x.reset_index(drop=True)
-    n_traffic = 0
-    if traffic is not None:
-        tx, ty = traffic
-        ty = np.asarray(ty)
-        # Traffic logs whatever the callers sent: keep the training columns, drop rows that
-        # lack one (or the label) rather than impute features the model never saw.
-        tx = tx.reindex(columns=frame.columns).reset_index(drop=True)
-        keep = tx.notna().all(axis=1).to_numpy() & pd.notna(ty)
-        dropped = int((~keep).sum())
-        if dropped:
-            log.info("dropped %d traffic rows with a missing feature or label", dropped)
-        tx, ty = tx[keep], ty[keep]
-        n_traffic = len(tx)
-        if n_traffic:
-            if y.dtype.kind in "iub" and ty.dtype.kind == "f":
-                ty = ty.astype(y.dtype)
-            frame = pd.concat([frame, tx], ignore_index=True)
-            y = np.concatenate([y, ty.astype(y.dtype, copy=False)])
-    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-    if bad:
+    name = metric if tune is True else str(tune)
+    try:
+        scorer = get_scorer(name)
+    except ValueError as exc:
         raise InvalidInputError(
-            f"non-numeric feature columns {bad}: encode them before retraining "
-            "(the built-in spaces fit on a float matrix)",
-            field="x",
+            f"unknown threshold metric {name!r}: use a scikit-learn scorer name (f1, "
+            "balanced_accuracy, ...)",
+            field="tune_threshold",
+        ) from exc
+    response = getattr(scorer, "_response_method", "predict")
+    if not isinstance(response, str):
+        response = response[0]
+    if response in _RESPONSE_METHODS_WITHOUT_THRESHOLD:
+        raise InvalidInputError(
+            f"{name} does not depend on the decision threshold; tune it for a label metric "
+            "(--threshold-metric f1, balanced_accuracy, precision, recall ...)",
+            field="tune_threshold",
         )
-    if len(frame) == 0:
-        raise InvalidInputError("no training rows", field="x")
-    return frame.astype(np.float64), y, n_traffic
+    return name
 
 
-def _splitter(task: Task, cv: int, seed: int) -> Any:
-    from sklearn.model_selection import KFold, StratifiedKFold
+def _with_threshold(estimator: Any, scoring: str, table: TrainingTable, seed: int) -> Any:
+    """``estimator`` behind a decision threshold tuned by cross-validation for ``scoring``.
 
-    if task == "classification":
-        return StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
-    return KFold(n_splits=cv, shuffle=True, random_state=seed)
+    ``TunedThresholdClassifierCV`` (scikit-learn >= 1.5) tunes the cut on
+    ``predict_proba`` over internal folds (time-ordered when the table is), refits on all
+    rows and applies the threshold in ``predict``; ``predict_proba`` is the pipeline's own,
+    so scores logged by the gateway are unchanged.
+    """
+    from sklearn.model_selection import TunedThresholdClassifierCV
+
+    folds = validation_folds(table, "classification", 3, seed)
+    return TunedThresholdClassifierCV(estimator, scoring=scoring, cv=folds, random_state=seed)
 
 
 def _training_output(estimator: Any, matrix: np.ndarray) -> np.ndarray:
@@ -188,12 +215,15 @@ def _store_reference_profile(
     frame: pd.DataFrame,
     prediction: np.ndarray,
     metadata: dict[str, str],
+    kinds: dict[str, str] | None = None,
 ) -> bool:
     """Hook: store the training data's drift reference profile with the new version.
 
-    Uses :func:`arbiter.drift.build_profile` and :func:`arbiter.registry.profiles.log_profile`
-    (the profile goes on the version's run) and returns whether a profile was stored; without
-    :mod:`arbiter.drift`, nothing.
+    Uses :func:`arbiter.drift.build_profile` on the raw (mixed) frame with the column kinds
+    retraining used, and :func:`arbiter.registry.profiles.log_profile` (the profile goes on
+    the version's run); returns whether a profile was stored; without :mod:`arbiter.drift`,
+    nothing. A ``build_profile`` that refuses a kind (an older drift package without text
+    columns) profiles the columns it takes and logs which it left out.
     """
     try:
         from arbiter.drift import build_profile
@@ -201,7 +231,22 @@ def _store_reference_profile(
     except ImportError:
         log.debug("arbiter.drift is not available: no reference profile stored")
         return False
-    profile = build_profile(frame, prediction=prediction, metadata=metadata)
+    kinds = dict(kinds or {})
+    try:
+        profile = build_profile(frame, prediction=prediction, metadata=metadata, kinds=kinds)
+    except (InvalidInputError, ValueError, TypeError) as exc:
+        keep = [c for c, k in kinds.items() if k != "text"]
+        log.warning(
+            "the drift profile refused the mixed table (%s); profiling %s without the text columns",
+            exc,
+            name,
+        )
+        profile = build_profile(
+            frame[keep],
+            prediction=prediction,
+            metadata=metadata,
+            kinds={c: kinds[c] for c in keep},
+        )
     log_profile(registry.tracking_uri, name, version, profile, registry_uri=registry.registry_uri)
     return True
 
@@ -324,6 +369,11 @@ def retrain(
     storage: str | None = None,
     study_name: str | None = None,
     workers: int = 1,
+    categorical: Sequence[str] = (),
+    text: Sequence[str] = (),
+    time_column: str | None = None,
+    class_weights: bool = True,
+    tune_threshold: bool | str = False,
 ) -> RetrainResult:
     """Search a model space with Optuna, register the best model as ``name@alias``.
 
@@ -334,14 +384,18 @@ def retrain(
     name : str
         Registered model name.
     x : pandas.DataFrame
-        Training features (numeric columns; their names become the model's signature).
+        Training features, raw: numeric, categorical (strings, booleans) and free-text
+        columns, with missing values (imputed in the pipeline, never dropped). Their names
+        and types become the model's signature.
     y : array-like
         Training labels or targets.
     traffic : (DataFrame, array), optional
         Labelled production rows to train on as well (see :func:`labelled_traffic`); aligned
-        to ``x``'s columns, rows missing a feature are dropped.
-    search : {"sklearn", "lightgbm", "all"} or callable, default "all"
-        A built-in space (:func:`model_space`) or a factory ``trial -> estimator``.
+        to ``x``'s columns; a feature a row lacks is imputed like any other gap.
+    search : {"sklearn", "lightgbm", "xgboost", "all"} or callable, default "all"
+        A built-in space (:func:`model_space`; ``"all"`` includes XGBoost when installed) or
+        a factory ``trial -> estimator``; a factory's estimator is fitted on the raw
+        DataFrame (a float matrix when every column is numeric) and must encode it itself.
     metric : str, optional
         A scikit-learn scorer name. Default: ``roc_auc`` for binary classification,
         ``roc_auc_ovr`` for multi-class, ``neg_root_mean_squared_error`` for regression.
@@ -350,7 +404,8 @@ def retrain(
     n_trials, timeout : optional
         Stop after this many trials or seconds, whichever comes first (at least one of them).
     cv : int, default 5
-        Cross-validation folds (stratified for classification, shuffled with ``seed``).
+        Cross-validation folds (stratified for classification, shuffled with ``seed``;
+        time-ordered with ``time_column``).
     seed : int, default 0
         Seeds the TPE sampler, the folds and the estimators: same data and seed, same result.
     alias : str, default "challenger"
@@ -375,6 +430,19 @@ def retrain(
     workers : int, default 1
         Processes on this host working on the study (more than one implies a shared study,
         in a temporary journal file when no ``storage`` is given).
+    categorical, text : sequence of str
+        Columns encoded as categories / free text whatever their values look like (by
+        default :func:`arbiter.column_kinds.column_kinds` decides).
+    time_column : str, optional
+        Column of ``x`` that orders rows in time: folds train on the past and validate on the
+        future (``TimeSeriesSplit``), as production will. It is not a feature.
+    class_weights : bool, default True
+        Weigh classes inversely to their frequency (``class_weight="balanced"``, XGBoost's
+        ``scale_pos_weight``), so a rare positive class is not ignored.
+    tune_threshold : bool or str, default False
+        Binary classification: tune the decision threshold of the registered model for the
+        configured ``metric`` (True) or for the scorer named (``"f1"``); its ``predict``
+        applies it. Threshold-free metrics (``roc_auc``) are refused.
 
     Returns
     -------
@@ -403,7 +471,10 @@ def retrain(
             "a shared search needs n_trials (the study's total)", field="n_trials"
         )
     started = time.perf_counter()
-    frame, labels, n_traffic = _training_matrix(x, y, traffic)
+    table = prepare_table(
+        x, y, traffic=traffic, categorical=categorical, text=text, time_column=time_column
+    )
+    frame, labels, n_traffic = table.features, table.labels, table.n_traffic
     task = task or infer_task(labels)
     metric = metric or default_metric(task, labels)
     try:
@@ -414,10 +485,16 @@ def retrain(
             "neg_root_mean_squared_error, ...)",
             field="metric",
         ) from exc
-    factory = search if callable(search) else model_space(search, task=task, seed=seed)
+    threshold_metric = _threshold_metric(tune_threshold, metric, task, labels)
+    weights = weighting_for(labels, balanced=class_weights and task == "classification")
+    factory = (
+        search
+        if callable(search)
+        else model_space(search, task=task, seed=seed, layout=table.layout, weights=weights)
+    )
     space_name = search if isinstance(search, str) else getattr(search, "__name__", "custom")
-    matrix = frame.to_numpy()
-    folds = _splitter(task, cv, seed)
+    matrix = table.model_input
+    folds = validation_folds(table, task, cv, seed)
     run_params = {
         "search": space_name,
         "metric": metric,
@@ -428,6 +505,11 @@ def retrain(
         "seed": seed,
         "n_rows": len(frame),
         "n_traffic_rows": n_traffic,
+        "n_rows_with_gaps": table.n_rows_with_gaps,
+        "time_column": time_column,
+        "class_weights": weights.class_weight is not None,
+        "threshold_metric": threshold_metric or None,
+        "column_kinds": ",".join(f"{c}:{k}" for c, k in table.layout.kind_of().items()),
     }
     shared = None
     if storage is not None or workers > 1:
@@ -504,6 +586,8 @@ def retrain(
                 search_id=search_id,
                 model=name,
                 experiment=experiment,
+                layout=table.layout,
+                weights=weights,
             )
             run_workers(worker, workers, study, on_trial)
             if not shared.created:
@@ -517,7 +601,10 @@ def retrain(
             )
         best = study.best_trial
         estimator = factory(optuna.trial.FixedTrial(best.params, number=best.number))
+        if threshold_metric:
+            estimator = _with_threshold(estimator, threshold_metric, table, seed)
         estimator.fit(matrix, labels)
+        threshold = getattr(estimator, "best_threshold_", None)
         version = registry.log_sklearn_model(
             name,
             estimator,
@@ -535,10 +622,14 @@ def retrain(
                 TAG_CV_SCORE: repr(float(best.value)),
                 TAG_N_ROWS: str(len(frame)),
                 TAG_N_TRAFFIC_ROWS: str(n_traffic),
+                TAG_ROWS_WITH_GAPS: str(table.n_rows_with_gaps),
                 **({TAG_STUDY: shared.study_name} if shared is not None else {}),
+                **({TAG_TIME_COLUMN: time_column} if time_column else {}),
+                **({TAG_THRESHOLD: repr(float(threshold))} if threshold is not None else {}),
             },
             experiment=experiment,
             extra_pip_requirements=extra_requirements(estimator),
+            input_schema=input_schema(table),
         )
         if shared is not None:
             study.set_user_attr(ATTR_VERSION, version)
@@ -549,6 +640,7 @@ def retrain(
             frame,
             _training_output(estimator, matrix),
             {"model": name, "version": version, SEARCH_ID_TAG: search_id},
+            kinds=dict(table.layout.kind_of()),
         )
     except BaseException:
         if shared is None or shared.created:
@@ -584,7 +676,22 @@ def retrain(
         trial_run_ids=tuple(trial_logger.run_ids[n] for n in sorted(trial_logger.run_ids)),
         profile_logged=profile_logged,
         study=shared.study_name if shared is not None else "",
+        n_rows_with_gaps=table.n_rows_with_gaps,
+        missing=dict(table.missing),
+        column_kinds=dict(table.layout.kind_of()),
+        time_column=time_column or "",
+        class_weights=weights.class_weight is not None,
+        threshold=None if threshold is None else float(threshold),
+        threshold_metric=threshold_metric,
     )
 
 
-__all__ = ["RetrainResult", "default_metric", "infer_task", "retrain"]
+__all__ = [
+    "RetrainResult",
+    "TrainingTable",
+    "default_metric",
+    "infer_task",
+    "prepare_table",
+    "retrain",
+    "validation_folds",
+]

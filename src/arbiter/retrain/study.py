@@ -36,8 +36,9 @@ import numpy as np
 
 from arbiter.errors import ArbiterError, InvalidInputError
 from arbiter.redact import redact
+from arbiter.retrain.encoding import TableLayout
 from arbiter.retrain.objective import CVObjective
-from arbiter.retrain.space import ModelFactory, Task, model_space
+from arbiter.retrain.space import ModelFactory, Task, Weighting, model_space
 from arbiter.retrain.tracking import CV_STD, MLflowTrialLogger, TrialSummary
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ class SearchWorker:
     search: str | ModelFactory
     task: Task
     seed: int
-    matrix: np.ndarray
+    matrix: Any  # the raw DataFrame, or a float matrix when every column is numeric
     labels: np.ndarray
     metric: str
     folds: Any
@@ -216,12 +217,20 @@ class SearchWorker:
     search_id: str
     model: str
     experiment: str
+    layout: TableLayout | None = None
+    weights: Weighting | None = None
 
     def factory(self) -> ModelFactory:
         """The model factory of :attr:`search`."""
         if callable(self.search):
             return self.search
-        return model_space(self.search, task=self.task, seed=self.seed)  # type: ignore[arg-type]
+        return model_space(
+            self.search,  # type: ignore[arg-type]
+            task=self.task,
+            seed=self.seed,
+            layout=self.layout,
+            weights=self.weights,
+        )
 
     def __call__(self, worker: int, callbacks: tuple[Callable[..., Any], ...] = ()) -> int:
         """Run trials as worker number ``worker``; return how many finished in this process."""

@@ -81,7 +81,8 @@ def labelled_traffic(
         Only the most recent ``last`` rows (after ``window``, if both are given).
     features : sequence of str, optional
         Columns to extract, in order; missing keys become NaN. Default: every key seen in the
-        selected rows, numeric JSON values as float64 and others as strings.
+        selected rows. Keys whose JSON values are all numbers become float64 columns, others
+        strings (categories, text).
     now : datetime, optional
         End of ``window`` (default: the current time, UTC).
 
@@ -111,7 +112,8 @@ def labelled_traffic(
         paths: dict[str, str] = {}
         for i, name in enumerate(names):
             paths[f"path{i}"] = _json_path(name)  # $path0, $path1, ...: generated names
-            if features is not None or types.get(name, "DOUBLE") in _NUMERIC_JSON:
+            # A key never seen is all-missing (NaN); strings stay strings (categories, text).
+            if types.get(name, "DOUBLE") in _NUMERIC_JSON:
                 expr = f"TRY_CAST(json_extract(features, $path{i}) AS DOUBLE)"
             else:
                 expr = f"json_extract_string(features, $path{i})"

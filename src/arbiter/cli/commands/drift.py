@@ -45,6 +45,19 @@ def _split(text: str | None) -> tuple[str, ...]:
     return tuple(c.strip() for c in (text or "").split(",") if c.strip())
 
 
+def _kinds(categorical: str | None, text: str | None) -> dict[str, str]:
+    from arbiter.errors import InvalidInputError
+
+    kinds = dict.fromkeys(_split(categorical), "categorical")
+    both = [c for c in _split(text) if c in kinds]
+    if both:
+        raise InvalidInputError(
+            f"columns given both as --categorical and --text: {', '.join(both)}", field="text"
+        )
+    kinds.update(dict.fromkeys(_split(text), "text"))
+    return kinds
+
+
 def _print_result(result: Any, header: str, *, wide: bool = False) -> None:
     from rich.console import Console
 
@@ -97,6 +110,9 @@ def drift(
     categorical: str = typer.Option(
         None, "--categorical", help="Comma-separated columns to treat as categorical (files)."
     ),
+    text: str = typer.Option(
+        None, "--text", help="Comma-separated columns to treat as free text (files)."
+    ),
     prediction_column: str = typer.Option(
         None, "--prediction-column", help="Column holding model outputs (files): prediction drift."
     ),
@@ -131,7 +147,7 @@ def drift(
         "alpha": alpha,
         "correction": correction,
         "share": share,
-        "kinds": dict.fromkeys(_split(categorical), "categorical"),
+        "kinds": _kinds(categorical, text),
         "prediction_column": prediction_column,
     }
     meta: dict[str, Any] = {}
@@ -244,6 +260,9 @@ def profile(
     categorical: str = typer.Option(
         None, "--categorical", help="Comma-separated columns to treat as categorical."
     ),
+    text: str = typer.Option(
+        None, "--text", help="Comma-separated columns to treat as free text."
+    ),
     exclude: str = typer.Option(
         None, "--exclude", help="Comma-separated columns to leave out (e.g. the label)."
     ),
@@ -270,7 +289,7 @@ def profile(
     frame = read_table(data, field="data")
     skip = set(_split(exclude))
     columns = [c for c in map(str, frame.columns) if c not in skip and c != prediction_column]
-    kinds: dict[str, Any] = dict.fromkeys(_split(categorical), "categorical")
+    kinds: dict[str, Any] = _kinds(categorical, text)
     metadata = {"source": str(data)}
     if model is not None:
         metadata.update(model=model, version=str(version))

@@ -24,7 +24,12 @@ def retrain(
         help="Also train on labelled served traffic of MODEL from this period (7d, 1h30m) "
         "or its most recent rows ('5000 rows').",
     ),
-    search: str = typer.Option("all", "--search", help="Model space: sklearn, lightgbm or all."),
+    search: str = typer.Option(
+        "all",
+        "--search",
+        help="Model space: sklearn (linear + histogram gradient boosting), lightgbm, xgboost, "
+        "or all (every family installed; xgboost only with the arbiter[xgboost] extra).",
+    ),
     metric: str = typer.Option(
         None,
         "--metric",
@@ -51,10 +56,48 @@ def retrain(
     workers: int = typer.Option(
         1, "--workers", "-w", min=1, help="Processes on this host working on the search."
     ),
+    categorical: list[str] = typer.Option(
+        None,
+        "--categorical",
+        help="Encode this column as categories (repeatable). By default string and boolean "
+        "columns are categorical unless their values read like sentences.",
+    ),
+    text: list[str] = typer.Option(
+        None,
+        "--text",
+        help="Encode this column as free text (TF-IDF; repeatable). By default a string column "
+        "whose median value has 3 or more words.",
+    ),
+    time_column: str = typer.Option(
+        None,
+        "--time-column",
+        help="Column ordering the rows in time (dates or numbers): validate on the future, "
+        "train on the past (time-series folds). The column is not a feature.",
+    ),
+    class_weights: bool = typer.Option(
+        True,
+        "--class-weights/--no-class-weights",
+        help="Weigh classes inversely to their frequency (a rare positive class counts).",
+    ),
+    tune_threshold: bool = typer.Option(
+        False,
+        "--tune-threshold",
+        help="Binary classification: tune the decision threshold of the registered model for "
+        "--threshold-metric (or --metric); the served predict applies it.",
+    ),
+    threshold_metric: str = typer.Option(
+        None,
+        "--threshold-metric",
+        help="Scorer the threshold is tuned for (f1, balanced_accuracy, ...); implies "
+        "--tune-threshold.",
+    ),
     json_output: bool = JsonOption,
 ) -> None:
     """Train candidates with a seeded Optuna search, register the best as the challenger.
 
+    DATA may be a real table: numeric, categorical and free-text columns with missing values.
+    The registered model is a pipeline that encodes and imputes the raw columns (rows with
+    gaps are kept, and counted in the summary), so the gateway serves raw rows.
     Every trial is logged as an MLflow run (child of one run per search). The best model is
     refitted on all the data. Then run `arbiter gate` to compare it with the champion.
     With --storage and/or --workers N the trials are shared through an Optuna study: the
@@ -80,6 +123,7 @@ def retrain(
         )
     h = Home.at(home)
     x, y = split_label(read_table(data, field="--data"), label, source=data, field="--label")
+    features = [c for c in x.columns if c != time_column]
     traffic = None
     if include_traffic:
         window = parse_window(include_traffic, field="include_traffic")
@@ -89,7 +133,7 @@ def retrain(
                 model,
                 window=window.period,
                 last=window.rows,
-                features=list(x.columns),
+                features=features,
             )
     registry = registry_for_home(h.root)
     alias = alias or h.aliases(model)[1]
@@ -126,6 +170,11 @@ def retrain(
             storage=storage,
             study_name=study,
             workers=workers,
+            categorical=tuple(categorical or ()),
+            text=tuple(text or ()),
+            time_column=time_column,
+            class_weights=class_weights,
+            tune_threshold=threshold_metric or tune_threshold,
         )
     if json_output:
         print_json(result.to_dict())
@@ -149,4 +198,28 @@ def retrain(
         f"{result.n_traffic_rows} from traffic, {result.duration:.1f} s)"
     )
     console.print(f"best parameters: {result.best_params}", highlight=False)
+    if result.n_rows_with_gaps:
+        gaps = ", ".join(f"{c} {n}" for c, n in result.missing.items())
+        console.print(
+            f"{result.n_rows_with_gaps} of {result.n_rows} rows had a missing value (kept, "
+            f"imputed by the pipeline): {gaps}",
+            highlight=False,
+        )
+    kinds = result.column_kinds
+    encoded = {k: [c for c, v in kinds.items() if v == k] for k in ("categorical", "text")}
+    if any(encoded.values()):
+        console.print(
+            "encoded as categories: "
+            + (", ".join(encoded["categorical"]) or "-")
+            + "; as text: "
+            + (", ".join(encoded["text"]) or "-"),
+            highlight=False,
+        )
+    if result.time_column:
+        console.print(f"validated on the future: time-ordered folds by {result.time_column}")
+    if result.threshold is not None:
+        console.print(
+            f"decision threshold {result.threshold:.4f} (tuned for {result.threshold_metric})",
+            highlight=False,
+        )
     console.print(f"search id {result.search_id}; next: arbiter gate --model {model} ...")
