@@ -260,9 +260,7 @@ def profile(
     categorical: str = typer.Option(
         None, "--categorical", help="Comma-separated columns to treat as categorical."
     ),
-    text: str = typer.Option(
-        None, "--text", help="Comma-separated columns to treat as free text."
-    ),
+    text: str = typer.Option(None, "--text", help="Comma-separated columns to treat as free text."),
     exclude: str = typer.Option(
         None, "--exclude", help="Comma-separated columns to leave out (e.g. the label)."
     ),
