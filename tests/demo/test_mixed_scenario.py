@@ -93,3 +93,28 @@ def test_gateway_serves_raw_rows_and_names_the_bad_field(trained, tmp_path: Path
             bad = httpx.post(url, json={"features": {**rows[0], field: value}}, timeout=60)
             assert 400 <= bad.status_code < 500, (field, value, bad.text)
             assert field in bad.text
+
+
+def test_gateway_frame_reads_a_null_string_as_missing_in_a_one_row_batch() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from arbiter.features import rows_to_frame
+    from arbiter.retrain.encoding import layout_for, preprocessor
+
+    data = make_accounts(3_000, seed=5)
+    x = data.model_inputs()
+    model = Pipeline(
+        [
+            ("prepare", preprocessor(layout_for(x), "linear", seed=5)),
+            ("model", LogisticRegression(max_iter=2_000, class_weight="balanced")),
+        ]
+    ).fit(x, data.labels)
+    row = json_rows(make_accounts(1, seed=9)).features.to_dict("records")[0]
+    row.update(merchant_category=None, device=None)
+    alone = rows_to_frame([row], list(x.columns))
+    with_others = rows_to_frame([row, {**row, "merchant_category": "grocery"}], list(x.columns))
+    assert alone["merchant_category"].isna().all()
+    np.testing.assert_allclose(
+        model.predict_proba(alone)[0], model.predict_proba(with_others)[0], rtol=1e-12
+    )
