@@ -120,14 +120,14 @@ def json_rows(data: AccountData) -> _Rows:
 
 
 def write_mixed_config(home: Home, options: MixedDemoOptions) -> HomeConfig:
-    """The drift scenario's shadow experiment, judged on accuracy.
+    """The drift scenario's shadow experiment, judged on ROC AUC (as the offline gate).
 
     With a ~5 % label the default quality metric would be log loss; but both models are
     class-weighted (the champion here, every family of ``arbiter retrain`` by default), so
     their probabilities are deliberately not calibrated and log loss compares two weightings
-    rather than two models: in a test run it stayed undecided for 4,800 labelled rows while
-    the candidate's accuracy at its own threshold was 13 points higher. Accuracy (McNemar,
-    paired) judges the decisions the models actually make.
+    (in a test run it stayed undecided for 4,800 labelled rows). Accuracy depends on where
+    each weighting puts the threshold (+13 points for a boosted candidate in one run, -6 for
+    a linear one in another, both better by AUC). ROC AUC ranks the rows, as the gate does.
     """
     config = HomeConfig.model_validate(
         {
@@ -135,6 +135,7 @@ def write_mixed_config(home: Home, options: MixedDemoOptions) -> HomeConfig:
             "events": {"flush_interval_s": 0.2},
             "models": {
                 MODEL: ModelConfig(
+                    metrics={"roc_auc": {"label_metric": "roc_auc", "positive": 1}},
                     experiment=ShadowExperimentConfig(
                         name=EXPERIMENT,
                         unit_field="user_id",
@@ -144,7 +145,7 @@ def write_mixed_config(home: Home, options: MixedDemoOptions) -> HomeConfig:
                     ),
                     decision=DecisionConfig(
                         min_sample_per_arm=options.min_sample_per_arm,
-                        default_quality="accuracy",
+                        primary_metric="roc_auc",
                     ),
                 ).model_dump()
             },
