@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha1(open('pyproject.toml','rb').read()).hexdigest()[:12])")
+TORCH_STAMP := $(VENV)/.installed-torch
 AIRFLOW_VENV := .venv-airflow
 HOME_DIR ?= ./arbiter-home
 PYTEST_ARGS ?=
@@ -23,6 +24,12 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
+# The torch extra (PyTorch model tests) for `make test` only: `make demo` does not need it. Its
+# name starts with .installed- so that a pyproject change (a new pin) reinstalls it too.
+$(TORCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[torch]"
+	@touch $@
+
 # Airflow lives in its own venv: it pins an older FastAPI than MLflow gets in .venv. The DAG
 # test runs dag.test() with this interpreter and the checkout's arbiter on its path.
 $(AIRFLOW_VENV)/.installed:
@@ -38,8 +45,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-test: $(STAMP) $(AIRFLOW_VENV)/.installed chromium promtool java lint
-	ARBITER_REQUIRE_AIRFLOW=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) $(TORCH_STAMP) $(AIRFLOW_VENV)/.installed chromium promtool java lint
+	ARBITER_REQUIRE_AIRFLOW=1 ARBITER_REQUIRE_TORCH=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The dashboard's browser tests (tests/ui) drive Debian's Chromium through Playwright; install
 # it when missing (CI runs as root; elsewhere it asks for sudo). Playwright's own browser
@@ -55,8 +62,8 @@ java:
 	  { echo "make test needs Java 17+ for the Spark tests: apt-get install -y openjdk-17-jre-headless"; exit 1; }
 
 # The full-size simulations too (marked slow; the default run has reduced versions).
-test-all: $(STAMP) $(AIRFLOW_VENV)/.installed chromium promtool java
-	ARBITER_REQUIRE_AIRFLOW=1 $(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
+test-all: $(STAMP) $(TORCH_STAMP) $(AIRFLOW_VENV)/.installed chromium promtool java
+	ARBITER_REQUIRE_AIRFLOW=1 ARBITER_REQUIRE_TORCH=1 $(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
 
 # promtool checks deploy/prometheus/alerts.yml in the tests (tests/alerts); Debian's
 # `prometheus` package carries it. Installed only when missing (CI runs as root).

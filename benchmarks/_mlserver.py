@@ -24,7 +24,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 MLSERVER_VENV = ROOT / ".venv-mlserver"
-MLSERVER_PINS = ("mlserver==1.7.1", "mlserver-sklearn==1.7.1", "httptools")
+# uvloop < 0.22: from 0.22 on, asyncio.get_event_loop() raises in MLServer's inference worker
+# processes ("There is no current event loop in thread 'MainThread'", upstream issue
+# SeldonIO/MLServer#2286, fix in the unmerged PR #2285), so ``parallel_workers`` >= 1 does not
+# start; with 0.21 it does (checked by ``benchmarks/gateway.py --smoke``, server mlserver-w2).
+MLSERVER_PINS = ("mlserver==1.7.1", "mlserver-sklearn==1.7.1", "httptools", "uvloop<0.22")
 MLSERVER_MODEL = "bench"
 MAX_BATCH_SIZE = 32
 MAX_BATCH_TIME_S = 0.002
@@ -49,23 +53,26 @@ def mlserver_python(explicit: Path | None) -> Path:
         return explicit
     python = MLSERVER_VENV / "bin" / "python"
     stamp = MLSERVER_VENV / ".installed"
-    if not stamp.exists():
-        print(f"creating {MLSERVER_VENV} (pip install {' '.join(MLSERVER_PINS)}) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
-        pins = [*MLSERVER_PINS, f"scikit-learn=={version('scikit-learn')}"]
+    pins = [*MLSERVER_PINS, f"scikit-learn=={version('scikit-learn')}"]
+    # The stamp holds the pins it was installed with: a venv made with other pins is updated.
+    if not stamp.exists() or stamp.read_text().split("\n") != pins:
+        print(f"setting up {MLSERVER_VENV} (pip install {' '.join(pins)}) ...", flush=True)
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip", *pins],
             check=True,
         )
-        stamp.touch()
+        stamp.write_text("\n".join(pins))
     return python
 
 
 def write_mlserver_repo(home: Path, key: str, port: int, *, batching: bool, workers: int) -> Path:
     """A model repository for ``mlserver start``: settings.json plus one model folder.
 
-    ``parallel_workers: 0`` keeps inference in the HTTP process (1.7.1's default of 1 does not
-    start: upstream issue 2286); ``workers > 1`` asks for that many inference processes.
+    ``parallel_workers: 0`` keeps inference in the HTTP process, as in the other one-process
+    servers (with uvloop >= 0.22, 1.7.1's default of 1 does not start: upstream issue 2286);
+    ``workers > 1`` asks for that many inference processes.
     """
     repo = home / key
     model_dir = repo / MLSERVER_MODEL

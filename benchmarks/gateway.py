@@ -34,26 +34,30 @@ inference workers die with "There is no current event loop"; upstream issue Seld
 #2286). ``httptools`` is installed so that its uvicorn parses HTTP as arbiter's does.
 
 With ``--workers N`` (default 2; 1 skips them) two more servers run on all cores: arbiter-ab
-with ``arbiter serve --workers N`` and MLServer with ``parallel_workers: N`` (MLServer has no
-multi-process HTTP front end: its one HTTP process hands requests to N inference processes;
-with 1.7.1 this hits the bug above, and the run records the failure instead of a number). The
+with ``arbiter serve --workers N`` and MLServer with ``parallel_workers: N`` and adaptive
+batching (MLServer has no multi-process HTTP front end: its one HTTP process hands requests to
+N inference processes; they start only with uvloop < 0.22, which ``.venv-mlserver`` pins). The
 load generator is not pinned for these.
 
-Saturation throughput comes from wrk (closed loop, ``-t2 -c16``); latency at a fixed offered
-rate from ``benchmarks/_load.py`` (open loop, wrk2-style coordinated-omission correction). Each
-server is a subprocess on a free loopback port, pinned to core 0 with ``taskset`` (load
-generators on core 1), warmed up, measured, then stopped with SIGTERM.
+All servers of a model start together, unpinned; once ready each one's process group is pinned
+to core 0 (load generators on core 1). Every server's answers are checked against the model's
+own predictions. Saturation throughput comes from wrk (closed loop, ``-t2 -c16``) in rotated
+rounds (every server once per round, the order shifted by one each round; medians and ranges);
+latency at a fixed offered rate from ``benchmarks/_load.py`` (open loop, wrk2-style
+coordinated-omission correction), in alternating rounds: (a) and (b) at half of (a)'s median
+saturation, (b) and (c) at half of (b)'s, with the share of shadow requests completed per
+round. The start-up to a first answer with two models comes from ``benchmarks/startup.py``.
+docs/benchmarks_gateway.md describes the method.
 
-``--smoke`` measures nothing: it starts each server, sends a few dozen requests one by one and
-then concurrently (so that MLServer's batching merges them), and checks every answer against
-the model's own in-process predictions.
+``--smoke`` runs every phase at its shortest (1 s loads, one round) and prints the full run's
+expected duration.
 
 Usage::
 
-    .venv/bin/python benchmarks/gateway.py                  # both models, ~15 min
+    .venv/bin/python benchmarks/gateway.py --smoke                 # ~4-7 min, checks it all
+    .venv/bin/python benchmarks/gateway.py --json g.json --markdown g.md   # ~20 min, quiet
     .venv/bin/python benchmarks/gateway.py --quick --model logistic
-    .venv/bin/python benchmarks/gateway.py --smoke --only mlserver,mlserver-batch
-    .venv/bin/python benchmarks/gateway.py --json gateway.json --profile prof/
+    .venv/bin/python benchmarks/gateway.py --only bare,arbiter-ab --startup-runs 0
 """
 
 from __future__ import annotations
@@ -74,13 +78,20 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _gateway_report import (
+    servers_markdown,
+    startup_rows,
+    summarize,
+    targets,
+    targets_markdown,
+)
 from _mlserver import (
     MLSERVER_MODEL,
     MLSERVER_VENV,
@@ -155,19 +166,22 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 
 @dataclass(frozen=True)
 class Plan:
-    """How long each phase runs."""
+    """How long each phase runs and how many rotated rounds it has."""
 
     warmup_s: float
     wrk_s: float
     rate_s: float
-    repeats: int
+    rounds: int  # saturation rounds: every server once per round, the order rotated
+    rate_rounds: int  # open-loop rounds (half of (a), half of (b) with and without shadow)
     wrk_threads: int = 2
     wrk_connections: int = 16
     rate_connections: int = 32
 
 
-FULL = Plan(warmup_s=3.0, wrk_s=15.0, rate_s=15.0, repeats=2)
-QUICK = Plan(warmup_s=1.0, wrk_s=4.0, rate_s=4.0, repeats=1)
+FULL = Plan(warmup_s=2.0, wrk_s=7.0, rate_s=8.0, rounds=5, rate_rounds=3)
+QUICK = Plan(warmup_s=1.0, wrk_s=3.0, rate_s=3.0, rounds=2, rate_rounds=1)
+# --smoke: every phase of the full run, each as short as it can be (a crash test, no numbers).
+SMOKE = Plan(warmup_s=1.0, wrk_s=1.0, rate_s=1.0, rounds=1, rate_rounds=1)
 
 
 @dataclass
@@ -317,15 +331,41 @@ def prepare(home: Path, kind: str) -> dict[str, Any]:
 
 
 def write_config(home: Path, model: str, strategy: str, isolate: bool | None = None) -> None:
-    from arbiter.config import ExperimentConfig, HomeConfig, ModelConfig, dump_config
+    from arbiter.config import (
+        ExperimentConfig,
+        HomeConfig,
+        ModelConfig,
+        RegistryConfig,
+        dump_config,
+    )
 
     raw: dict[str, Any] = {"strategy": strategy}
     if isolate is not None:
         raw["isolate_arms"] = isolate
+    registry = home.parent / "mlflow.db"
     config = HomeConfig(
-        models={model: ModelConfig(experiment=ExperimentConfig.model_validate(raw))}
+        models={model: ModelConfig(experiment=ExperimentConfig.model_validate(raw))},
+        # A server's own home (sub-folder of the model's) reads the model's shared registry.
+        registry=RegistryConfig(tracking_uri=f"sqlite:///{registry}")
+        if registry.exists() and not (home / "mlflow.db").exists()
+        else RegistryConfig(),
     )
+    home.mkdir(parents=True, exist_ok=True)
     (home / "arbiter.yaml").write_text(dump_config(config), encoding="utf-8")
+
+
+def arbiter_home(home: Path, key: str) -> Path:
+    """The arbiter home of server ``key``: its own config and event store, the shared registry.
+
+    Every server of a model runs at the same time (see :func:`run_model`), so each arbiter
+    server gets its own home; the A/B one does not carry an idle shadow model and vice versa.
+    """
+    sub = home / f"home-{key}"
+    if key == "arbiter-shadow":
+        write_config(sub, SHADOW_MODEL, "shadow")
+    else:
+        write_config(sub, AB_MODEL, "ab")
+    return sub
 
 
 # -- running servers ---------------------------------------------------------------------------
@@ -389,7 +429,7 @@ def server_argv(
             str(BIN / "arbiter"),
             "serve",
             "--home",
-            str(home),
+            str(home if key.startswith("arbiter-ab-isolate") else arbiter_home(home, key)),
             "--port",
             str(port),
             "--log-level",
@@ -437,19 +477,34 @@ def wait_ready(server: Server, timeout_s: float = 120.0) -> None:
     raise TimeoutError(f"{server.label} not ready after {timeout_s} s; see {server.log}")
 
 
-@contextlib.contextmanager
-def running(
+def pin_group(proc: subprocess.Popen[bytes], core: int | str | None) -> None:
+    """Pin every process of ``proc``'s session (its workers too), every thread, to ``core``."""
+    if core is None or shutil.which("taskset") is None:
+        return
+    pids = subprocess.run(
+        ["ps", "-o", "pid=", "-s", str(proc.pid)], capture_output=True, text=True
+    ).stdout.split()
+    for pid in pids or [str(proc.pid)]:
+        subprocess.run(["taskset", "-a", "-p", "-c", str(core), pid], capture_output=True)
+
+
+def launch(
     variant: Variant,
     home: Path,
     features: list[str],
     core: int | str | None,
     mlserver_bin: Path | None = None,
-) -> Iterator[Server]:
+    *,
+    pin_now: bool = True,
+) -> Server:
+    """Start one server as a subprocess (not waiting for it); ``pin_now=False`` leaves the
+    pinning to :func:`pin_group` once it is ready (servers then start on every core)."""
     port = free_port()
     bodies = home / f"bodies_{variant.bodies}.json"
     key = variant.key
     server = Server(key, variant.label, port, variant.path, bodies, log=home / f"{key}.log")
-    argv = pinned(core, server_argv(variant, home, port, features, mlserver_bin))
+    argv = server_argv(variant, home, port, features, mlserver_bin)
+    argv = pinned(core, argv) if pin_now else argv
     bin_dir = mlserver_bin if key.startswith("mlserver") and mlserver_bin else BIN
     with open(server.log, "wb") as log:
         # A new session: SIGTERM reaches the whole group (mlflow starts uvicorn as a child).
@@ -461,10 +516,23 @@ def running(
             stderr=log,
             start_new_session=True,
         )
+    return server
+
+
+@contextlib.contextmanager
+def running(
+    variant: Variant,
+    home: Path,
+    features: list[str],
+    core: int | str | None,
+    mlserver_bin: Path | None = None,
+) -> Iterator[Server]:
+    server = launch(variant, home, features, core, mlserver_bin)
     try:
         wait_ready(server)
         yield server
     finally:
+        assert server.proc is not None
         stop(server.proc)
 
 
@@ -580,13 +648,14 @@ def run_rate(
     }
 
 
-def best_wrk(server: Server, plan: Plan, core: int | None) -> dict[str, Any]:
-    """Warm up, then the best of ``plan.repeats`` wrk runs (other load on a VM only slows it)."""
+def median_wrk(server: Server, plan: Plan, core: int | None) -> dict[str, Any]:
+    """Warm up, then the round with the median throughput of ``plan.rounds`` wrk runs."""
     run_wrk(server, plan, plan.warmup_s, core)
-    runs = [run_wrk(server, plan, plan.wrk_s, core) for _ in range(plan.repeats)]
-    best = max(runs, key=lambda r: r["rps"])
-    best["all_rps"] = [round(r["rps"], 1) for r in runs]
-    return best
+    runs = sorted((run_wrk(server, plan, plan.wrk_s, core) for _ in range(plan.rounds)),
+                  key=lambda r: r["rps"])  # fmt: skip
+    mid = dict(runs[len(runs) // 2])
+    mid["all_rps"] = [round(r["rps"], 1) for r in runs]
+    return mid
 
 
 def shadow_counts(server: Server) -> dict[str, float]:
@@ -599,6 +668,10 @@ def shadow_counts(server: Server) -> dict[str, float]:
         counts[m.group(1)] = float(m.group(2))
     m = re.search(r'^arbiter_model_latency_seconds_sum\{[^}]*role="shadow"\} (\S+)$', text, re.M)
     counts["latency_sum"] = float(m.group(1)) if m else 0.0
+    # Jobs per shadow worker call (batching in the worker): sum = jobs, count = calls.
+    for part in ("sum", "count"):
+        m = re.search(rf"^arbiter_shadow_batch_requests_{part}\{{[^}}]*\}} (\S+)$", text, re.M)
+        counts[f"batch_{part}"] = float(m.group(1)) if m else 0.0
     return counts
 
 
@@ -647,99 +720,6 @@ def profile(server: Server, plan: Plan, out: Path, core: int | None) -> Path | N
 
 def fmt(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
-
-
-def markdown(run: dict[str, Any]) -> str:
-    """One model's table: saturation (wrk) and latency at a fixed offered rate (open loop)."""
-    s = run["servers"]
-    lines = [
-        "| server | saturation req/s | p50 ms | p99 ms | offered req/s | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-
-    def row(label: str, sat: dict[str, Any] | None, rate: dict[str, Any] | None) -> None:
-        cells = [label]
-        cells += [fmt(sat["rps"], 0), fmt(sat["p50_ms"]), fmt(sat["p99_ms"])] if sat else ["—"] * 3
-        if rate:
-            # The server could not keep up: latency grows with the run's length (queueing).
-            over = " (over capacity)" if rate["achieved_rps"] < 0.95 * rate["offered_rps"] else ""
-            cells += [fmt(rate["offered_rps"], 0) + over, fmt(rate["p50_ms"]), fmt(rate["p99_ms"])]
-        else:
-            cells += ["—"] * 3
-        lines.append("| " + " | ".join(cells) + " |")
-
-    for key, label, rates in (
-        ("bare", "(a) bare Starlette + predict", ("rate_half_a",)),
-        ("arbiter-ab", "(b) arbiter A/B + logging", ("rate_half_a", "rate_half_b")),
-        ("arbiter-shadow", "(c) arbiter shadow, BusyModel 10x", ("rate_half_b",)),
-        ("mlflow", "(d) mlflow models serve", ("rate_half_own",)),
-        ("mlserver", "(e) MLServer, no batching", ("rate_half_own",)),
-        ("mlserver-batch", "(f) MLServer, adaptive batching", ("rate_half_own",)),
-        ("arbiter-ab-w2", "(b) arbiter A/B, N workers", ()),
-        ("mlserver-w2", "(e) MLServer, N parallel workers", ()),
-    ):
-        r = s.get(key)
-        if r is None:
-            continue
-        if "error" in r:
-            lines.append(f"| {label} | did not start: {r['error']} | | | | | |")
-            continue
-        present = [x for x in rates if x in r] or [None]
-        for i, rate in enumerate(present):
-            row(label, r.get("wrk") if i == 0 else None, r.get(rate) if rate else None)
-    return "\n".join(lines)
-
-
-def targets(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 13's targets that one model's run can decide (skipped when a server is missing)."""
-    s = run["servers"]
-    out: list[dict[str, Any]] = []
-
-    def add(name: str, value: float, limit: float, unit: str, ok: bool) -> None:
-        out.append({"target": name, "value": value, "limit": limit, "unit": unit, "met": ok})
-
-    def have(*keys: str) -> bool:
-        return all(k in s and "error" not in s[k] and "wrk" in s[k] for k in keys)
-
-    if have("bare", "arbiter-ab"):
-        a, b = s["bare"], s["arbiter-ab"]
-        ratio = b["wrk"]["rps"] / a["wrk"]["rps"]
-        add("(b) throughput >= 1.5x (a)", ratio, 1.5, "x", ratio >= 1.5)
-        for where, ra, rb in (
-            ("at 50% of (a)'s saturation", a["rate_half_a"], b["rate_half_a"]),
-            ("at saturation (wrk -c16)", a["wrk"], b["wrk"]),
-        ):
-            dp50 = rb["p50_ms"] - ra["p50_ms"]
-            dp99 = rb["p99_ms"] - ra["p99_ms"]
-            add(f"(b) p50 - (a) p50 <= 0.5 ms, {where}", dp50, 0.5, "ms", dp50 <= 0.5)
-            add(f"(b) p99 - (a) p99 <= 2 ms, {where}", dp99, 2.0, "ms", dp99 <= 2.0)
-    if have("arbiter-ab", "mlserver-batch"):
-        ratio = s["arbiter-ab"]["wrk"]["rps"] / s["mlserver-batch"]["wrk"]["rps"]
-        add("(b) throughput >= 1.8x (f) MLServer batching", ratio, 1.8, "x", ratio >= 1.8)
-    if have("arbiter-ab", "mlflow"):
-        ratio = s["arbiter-ab"]["wrk"]["rps"] / s["mlflow"]["wrk"]["rps"]
-        add("(b) throughput >= 10x (d)", ratio, 10.0, "x", ratio >= 10.0)
-    if "arbiter-shadow" in s and "arbiter-ab" in s and "rate_half_b" in s["arbiter-ab"]:
-        c, b = s["arbiter-shadow"], s["arbiter-ab"]
-        ratio = c["rate_half_b"]["p99_ms"] / b["rate_half_b"]["p99_ms"]
-        add("(c) p99 <= 1.25x (b) p99 at 50% of (b)'s saturation", ratio, 1.25, "x", ratio <= 1.25)
-        outcomes = c.get("shadow_outcomes", {})
-        done = 100.0 * outcomes.get("ok", 0.0) / max(1.0, sum(outcomes.values()))
-        add("(c) shadow requests completed >= 90%", done, 90.0, "%", done >= 90.0)
-    if have("arbiter-ab", "arbiter-ab-w2"):
-        ratio = s["arbiter-ab-w2"]["wrk"]["rps"] / s["arbiter-ab"]["wrk"]["rps"]
-        add("(b) N workers >= 1.7x one worker", ratio, 1.7, "x", ratio >= 1.7)
-    return out
-
-
-def targets_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| target | measured | limit | |", "|---|---:|---:|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r['target']} | {r['value']:.2f} {r['unit']} | {r['limit']:g} {r['unit']} | "
-            f"{'met' if r['met'] else '**missed**'} |"
-        )
-    return "\n".join(lines)
 
 
 def versions() -> dict[str, str]:
@@ -813,7 +793,7 @@ def smoke(server: Server, expected: list[Any], n: int = 48) -> dict[str, Any]:
 
 
 def variants(workers: int) -> list[Variant]:
-    """Every server of one model's run, in the order they run."""
+    """Every server of one model's run."""
     out = [
         Variant("bare", "(a) bare", "/predict", "arbiter"),
         Variant("arbiter-ab", "(b) arbiter A/B", f"/models/{AB_MODEL}/predict", "arbiter"),
@@ -835,15 +815,204 @@ def variants(workers: int) -> list[Variant]:
                 "arbiter",
                 workers=workers,
             ),
+            # Compared with (f): MLServer's best one-process setting, batching on.
             Variant(
                 "mlserver-w2",
-                f"(e) MLServer, {workers} parallel workers",
+                f"(f) MLServer batching, {workers} parallel workers",
                 MLSERVER_PATH,
                 "mlserver",
                 workers=workers,
+                batching=True,
             ),
         ]
     return out
+
+
+OUTCOMES = ("ok", "error", "timeout", "dropped")  # arbiter_shadow_total's outcome label
+
+#: Every load run of this process: (kind, nominal seconds, wall seconds) for the estimate.
+LOAD_RUNS: list[tuple[str, float, float]] = []
+
+
+def timed(kind: str, nominal: float, fn: Any, *args: Any) -> dict[str, Any]:
+    t = time.perf_counter()
+    out: dict[str, Any] = fn(*args)
+    LOAD_RUNS.append((kind, nominal, time.perf_counter() - t))
+    return out
+
+
+def settled_shadow_counts(server: Server, expected: float, timeout_s: float = 10.0) -> dict:
+    """Shadow outcomes once every mirrored request of the round has one (or ``timeout_s``):
+    an accepted shadow ends as ok, error or timeout within ``shadow_timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    counts = shadow_counts(server)
+    while time.monotonic() < deadline:
+        if sum(v for k, v in counts.items() if k in OUTCOMES) >= expected:
+            break
+        time.sleep(0.2)
+        counts = shadow_counts(server)
+    return counts
+
+
+def run_model(
+    home: Path, args: argparse.Namespace, plan: Plan, mlserver_bin: Path | None
+) -> dict[str, Any]:
+    """Every server of one model, started together, then measured in rotated rounds.
+
+    1. start every server (each idle while another is measured; arbiter servers each in their
+       own home), check a few dozen answers of each against the model's own predictions;
+    2. saturation: a warm-up per server, then ``plan.rounds`` rounds of wrk, each round
+       running every server once in an order rotated by one per round;
+    3. open loop at half of (a)'s median saturation: (a) and (b), ``plan.rate_rounds``
+       alternating rounds;
+    4. open loop at half of (b)'s median saturation: (b) and (c) (shadow), alternating rounds,
+       with the shadow outcomes of each round;
+    5. the peers at half of their own saturation (one round).
+    """
+    server_core, load_core = (None, None) if args.no_pin else (0, 1)
+    all_cores = None if args.no_pin else f"0-{(os.cpu_count() or 2) - 1}"
+    info = json.loads((home / "model.json").read_text())
+    features = info["features"]
+    expected = json.loads((home / "expected.json").read_text())
+    run: dict[str, Any] = {"model": info, "servers": {}, "open_loop": {}}
+    s, ol = run["servers"], run["open_loop"]
+    chosen = [
+        v
+        for v in variants(args.workers)
+        if (not args.only or v.key in args.only)
+        and not (v.key.startswith("mlserver") and mlserver_bin is None)
+    ]
+    live: dict[str, Server] = {}
+    load: dict[str, int | None] = {}
+    with contextlib.ExitStack() as stack:
+        t0 = time.perf_counter()
+        launched = []
+        for v in chosen:
+            # N workers get every core; the load generator then shares them.
+            # Started on every core (start-up is CPU-bound: pinned, all servers would start
+            # one after another on core 0), pinned once ready, before any measurement.
+            srv = launch(v, home, features, None, mlserver_bin, pin_now=False)
+            assert srv.proc is not None
+            stack.callback(stop, srv.proc)
+            launched.append((v, srv))
+        for v, srv in launched:
+            try:
+                wait_ready(srv, timeout_s=300.0)
+            except (RuntimeError, TimeoutError) as exc:
+                # A peer that does not start (MLServer's parallel workers) is a result.
+                if not (v.key.startswith("mlserver") or v.workers > 1):
+                    raise
+                s[v.key] = {"error": failure_reason(srv.log) or str(exc).split(";")[0]}
+                print(f"  {v.key:<15} did not start: {s[v.key]['error']}", flush=True)
+                continue
+            pin_group(srv.proc, all_cores if v.workers > 1 else server_core)  # type: ignore[arg-type]
+            live[v.key] = srv
+            load[v.key] = None if v.workers > 1 else load_core
+            s[v.key] = {"workers": v.workers}
+        print(f"  {len(live)} servers ready after {time.perf_counter() - t0:.0f} s", flush=True)
+
+        for key, srv in live.items():
+            s[key]["answers"] = smoke(srv, expected)
+            print(f"  {key:<15} answers {s[key]['answers']}", flush=True)
+
+        sat_keys = [k for k in live if k != "arbiter-shadow"]
+        for key in sat_keys:
+            timed("warmup", plan.warmup_s, run_wrk, live[key], plan, plan.warmup_s, load[key])
+        rounds: dict[str, list[dict[str, Any]]] = {k: [] for k in sat_keys}
+        for r in range(plan.rounds):
+            shift = r % max(1, len(sat_keys))
+            for key in sat_keys[shift:] + sat_keys[:shift]:
+                res = timed("wrk", plan.wrk_s, run_wrk, live[key], plan, plan.wrk_s, load[key])
+                rounds[key].append(res)
+                log_line(key, f"sat {r + 1}/{plan.rounds}", res)
+        for key in sat_keys:
+            s[key]["wrk_rounds"] = rounds[key]
+            s[key]["wrk"] = summarize(rounds[key])
+
+        def open_loop(name: str, keys: list[str], rate: float) -> dict[str, Any]:
+            phase: dict[str, Any] = {"rate": rate, **{k: {"rounds": []} for k in keys}}
+            for r in range(plan.rate_rounds):
+                for key in keys if r % 2 == 0 else keys[::-1]:
+                    srv = live[key]
+                    before = shadow_counts(srv) if key == "arbiter-shadow" else None
+                    res = timed("rate", plan.rate_s, run_rate, srv, plan, rate, plan.rate_s,
+                                load[key])  # fmt: skip
+                    if before is not None:
+                        after = settled_shadow_counts(
+                            srv, sum(v for k, v in before.items() if k in OUTCOMES)
+                            + res["requests"],
+                        )  # fmt: skip
+                        delta = {k: after[k] - before.get(k, 0.0) for k in after}
+                        in_shadow_s = delta.pop("latency_sum")
+                        jobs, calls = delta.pop("batch_sum"), delta.pop("batch_count")
+                        res["shadow_jobs_per_call"] = jobs / calls if calls else None
+                        res["shadow_outcomes"] = delta
+                        res["shadow_mean_ms"] = 1000 * in_shadow_s / max(1.0, delta.get("ok", 0))
+                        mirrored = max(float(res["requests"]), sum(delta.values()))
+                        res["shadow_completed_pct"] = 100.0 * delta.get("ok", 0.0) / mirrored
+                    phase[key]["rounds"].append(res)
+                    log_line(key, name, res)
+                    if before is not None:
+                        per_call = res["shadow_jobs_per_call"] or 0.0
+                        print(f"  {'':<15} shadow outcomes {res['shadow_outcomes']}: "
+                              f"{res['shadow_completed_pct']:.1f} % completed, mean shadow "
+                              f"latency {res['shadow_mean_ms']:.1f} ms, {per_call:.1f} jobs "
+                              "per worker call", flush=True)  # fmt: skip
+            for key in keys:
+                phase[key]["summary"] = summarize(phase[key]["rounds"])
+            return phase
+
+        if "bare" in live and "arbiter-ab" in live:
+            half_a = 0.5 * s["bare"]["wrk"]["rps"]["median"]
+            ol["half_a"] = open_loop("50% of (a)", ["bare", "arbiter-ab"], half_a)
+        if "arbiter-ab" in live and "arbiter-shadow" in live:
+            half_b = 0.5 * s["arbiter-ab"]["wrk"]["rps"]["median"]
+            # The shadow worker's first calls (imports, a cold model) are not the steady state.
+            timed("warmup", plan.warmup_s, run_rate, live["arbiter-shadow"], plan, half_b,
+                  plan.warmup_s, load_core)  # fmt: skip
+            ol["half_b"] = open_loop("50% of (b)", ["arbiter-ab", "arbiter-shadow"], half_b)
+        own: dict[str, Any] = {}
+        for key in ("mlflow", "mlserver", "mlserver-batch"):
+            if key in live:
+                # The peers at half of their own saturation (half of (a)'s would overload).
+                rate = 0.5 * s[key]["wrk"]["rps"]["median"]
+                res = timed("once", plan.rate_s, run_rate, live[key], plan, rate, plan.rate_s,
+                            load[key])  # fmt: skip
+                log_line(key, "50% of own", res)
+                own[key] = {"rate": rate, "rounds": [res], "summary": summarize([res])}
+        if own:
+            ol["half_own"] = own
+        if args.profile:
+            for key in ("bare", "arbiter-ab", "mlflow", "mlserver-batch"):
+                if key in live:
+                    profile(live[key], plan, args.profile / info["kind"], load[key])
+    run["targets"] = targets(run)
+    return run
+
+
+def estimate_full_s(smoke_wall_s: float, smoke_plan: Plan, full: Plan, startup_runs: int) -> float:
+    """The full run's duration, from a ``--smoke`` run's: its fixed costs (preparing, starting
+    servers, checking answers) plus the full plan's load runs, each with the overhead a smoke
+    load run had over its nominal length."""
+    if not LOAD_RUNS:
+        return smoke_wall_s
+    loaded = sum(wall for _, _, wall in LOAD_RUNS)
+    overhead = sum(wall - nominal for _, nominal, wall in LOAD_RUNS) / len(LOAD_RUNS)
+    fixed = smoke_wall_s - loaded
+    per = {"warmup": full.warmup_s, "wrk": full.wrk_s, "rate": full.rate_s, "once": full.rate_s}
+    scale = {
+        "warmup": 1.0,
+        "once": 1.0,
+        "wrk": full.rounds / smoke_plan.rounds,
+        "rate": full.rate_rounds / smoke_plan.rate_rounds,
+    }
+    load_s = sum(scale[kind] * (per[kind] + overhead) for kind, _, _ in LOAD_RUNS)
+    startup_extra = STARTUP_SMOKE_S.get("per_run", 0.0) * max(0, startup_runs - 1)
+    return fixed + load_s + startup_extra
+
+
+#: Seconds one start-up measurement took in this process (for the estimate).
+STARTUP_SMOKE_S: dict[str, float] = {}
 
 
 def log_line(key: str, what: str, r: dict[str, Any]) -> None:
@@ -866,97 +1035,6 @@ def failure_reason(path: Path | None) -> str:
     return (errors or lines[-1:] or [""])[0][:300]
 
 
-def run_model(
-    home: Path, args: argparse.Namespace, plan: Plan, mlserver_bin: Path | None
-) -> dict[str, Any]:
-    """Every server on one model: measured, or only smoke-checked with ``--smoke``."""
-    server_core, load_core = (None, None) if args.no_pin else (0, 1)
-    info = json.loads((home / "model.json").read_text())
-    features = info["features"]
-    expected = json.loads((home / "expected.json").read_text())
-    run: dict[str, Any] = {"model": info, "servers": {}}
-    s = run["servers"]
-    half_a = half_b = None
-    for variant in variants(args.workers):
-        key = variant.key
-        if args.only and key not in args.only:
-            continue
-        if key.startswith("mlserver") and mlserver_bin is None:
-            continue
-        if key == "arbiter-shadow" and not args.smoke and half_b is None:
-            continue  # measured at half of (b)'s saturation
-        if key.startswith("arbiter-ab"):
-            write_config(home, AB_MODEL, "ab")
-        elif key == "arbiter-shadow":
-            write_config(home, SHADOW_MODEL, "shadow")
-        multi = variant.workers > 1
-        # N workers get every core; the load generator then shares them.
-        core = (None if args.no_pin else f"0-{(os.cpu_count() or 2) - 1}") if multi else server_core
-        load = None if multi else load_core
-        try:
-            with running(variant, home, features, core, mlserver_bin) as srv:
-                if args.smoke:
-                    s[key] = smoke(srv, expected)
-                    print(f"  {key:<15} smoke {s[key]}", flush=True)
-                    continue
-                r: dict[str, Any] = {}
-                s[key] = r
-                if key == "arbiter-shadow":
-                    assert half_b is not None
-                    measure_shadow(srv, plan, half_b, load, r, quick=args.quick)
-                    continue
-                r["wrk"] = best_wrk(srv, plan, load)
-                log_line(key, "saturation", r["wrk"])
-                if multi:
-                    continue
-                if key == "bare":
-                    half_a = 0.5 * r["wrk"]["rps"]
-                if half_a is not None and key in ("bare", "arbiter-ab"):
-                    r["rate_half_a"] = run_rate(srv, plan, half_a, plan.rate_s, load)
-                    log_line(key, "50% of (a)", r["rate_half_a"])
-                if key == "arbiter-ab":
-                    half_b = 0.5 * r["wrk"]["rps"]
-                    r["rate_half_b"] = run_rate(srv, plan, half_b, plan.rate_s, load)
-                    log_line(key, "50% of (b)", r["rate_half_b"])
-                if key == "mlflow" or key.startswith("mlserver"):
-                    # The peers at half of their own saturation (half of (a)'s would overload).
-                    half_own = 0.5 * r["wrk"]["rps"]
-                    r["rate_half_own"] = run_rate(srv, plan, half_own, plan.rate_s, load)
-                    log_line(key, "50% of own", r["rate_half_own"])
-                if args.profile and key in ("bare", "arbiter-ab", "mlflow", "mlserver-batch"):
-                    profile(srv, plan, args.profile / info["kind"], load)
-        except (RuntimeError, TimeoutError) as exc:
-            # A peer that does not start (MLServer's parallel workers) is a result, not a crash.
-            if not (key.startswith("mlserver") or multi):
-                raise
-            reason = failure_reason(home / f"{key}.log")
-            s[key] = {"error": reason or str(exc).split(";")[0]}
-            print(f"  {key:<15} did not start: {s[key]['error']}", flush=True)
-    if not args.smoke:
-        run["targets"] = targets(run)
-    return run
-
-
-def measure_shadow(
-    srv: Server, plan: Plan, half_b: float, load: int | None, c: dict[str, Any], *, quick: bool
-) -> None:
-    """(c): shadow with a CPU-bound challenger, at half of (b)'s saturation."""
-    run_rate(srv, plan, half_b, plan.warmup_s, load)
-    before = shadow_counts(srv)
-    c["rate_half_b"] = run_rate(srv, plan, half_b, plan.rate_s, load)
-    after = shadow_counts(srv)
-    delta = {k: after[k] - before.get(k, 0.0) for k in after}
-    seconds_in_shadow = delta.pop("latency_sum")
-    c["shadow_outcomes"] = delta
-    c["shadow_mean_ms"] = 1000.0 * seconds_in_shadow / max(1.0, delta.get("ok", 0.0))
-    log_line("arbiter-shadow", "50% of (b)", c["rate_half_b"])
-    print(f"  shadow outcomes during the run: {delta}, "
-          f"mean shadow latency {c['shadow_mean_ms']:.1f} ms", flush=True)  # fmt: skip
-    if not quick:
-        c["wrk"] = run_wrk(srv, plan, plan.wrk_s, load)
-        log_line("arbiter-shadow", "saturation", c["wrk"])
-
-
 def prepare_quietly(home: Path, kind: str) -> dict[str, Any]:
     """Train and register; MLflow's chatter (warnings, "Created version") goes to a file."""
     home.mkdir(parents=True, exist_ok=True)
@@ -974,8 +1052,8 @@ def prepare_quietly(home: Path, kind: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short runs (about 1/3 of the time)")
-    parser.add_argument("--repeats", type=int, help="wrk runs per server; the best is kept")
+    parser.add_argument("--quick", action="store_true", help="short runs, 2 rounds (~1/3 time)")
+    parser.add_argument("--rounds", type=int, help="saturation rounds (default 5)")
     parser.add_argument(
         "--model",
         choices=(*MODEL_KINDS, "both"),
@@ -992,13 +1070,19 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         type=lambda v: set(v.split(",")),
         help="comma-separated server keys to run (bare, arbiter-ab, arbiter-shadow, mlflow, "
-        "mlserver, mlserver-batch, arbiter-ab-w2, mlserver-w2); arbiter-shadow is measured at "
-        "half of arbiter-ab's saturation, so it needs arbiter-ab (except with --smoke)",
+        "mlserver, mlserver-batch, arbiter-ab-w2, mlserver-w2); open-loop phases need their "
+        "reference servers (bare and arbiter-ab; arbiter-ab and arbiter-shadow)",
     )
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="no load: start each server, check a few dozen answers against the model's own",
+        help="every phase of the full run at its shortest (1 s loads, one round): a crash "
+        "test that also checks every server's answers and prints the full run's duration",
+    )
+    parser.add_argument(
+        "--startup-runs",
+        type=int,
+        help="start-ups measured by benchmarks/startup.py (default 5; 1 with --smoke; 0 skips)",
     )
     parser.add_argument(
         "--mlserver-python",
@@ -1008,6 +1092,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-mlserver", action="store_true", help="skip MLServer")
     parser.add_argument("--json", type=Path, help="write every number here")
+    parser.add_argument("--markdown", type=Path, help="write the tables here")
     parser.add_argument("--profile", type=Path, help="py-spy profiles of (a), (b), (d), (f) here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
     parser.add_argument(
@@ -1019,17 +1104,21 @@ def main(argv: list[str] | None = None) -> int:
         help="only (a) and (b), (b) with isolate_arms false then true: the cost of deadlines",
     )
     args = parser.parse_args(argv)
-    if shutil.which("wrk") is None and not args.smoke:
+    if shutil.which("wrk") is None:
         parser.error("wrk is not installed: apt-get install -y wrk")
-    plan = QUICK if args.quick else FULL
-    if args.repeats:
-        plan = Plan(plan.warmup_s, plan.wrk_s, plan.rate_s, args.repeats)
+    plan = SMOKE if args.smoke else QUICK if args.quick else FULL
+    if args.rounds:
+        plan = replace(plan, rounds=args.rounds)
+    startup_runs = args.startup_runs
+    if startup_runs is None:
+        startup_runs = 1 if args.smoke else 0 if args.isolation or args.only else 5
     kinds = MODEL_KINDS if args.model == "both" else (args.model,)
 
     started = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="arbiter-bench-gw-"))
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
         "machine": {
             "cpus": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),
@@ -1052,6 +1141,15 @@ def main(argv: list[str] | None = None) -> int:
             python = mlserver_python(args.mlserver_python)
             mlserver_bin = python.parent
             results["versions"].update(mlserver_versions(python))
+        if startup_runs > 0:
+            import startup
+
+            print(f"start-up: {startup_runs} runs of arbiter serve with two models ...",
+                  flush=True)  # fmt: skip
+            t = time.perf_counter()
+            results["startup"] = startup.measure(startup_runs)
+            STARTUP_SMOKE_S["per_run"] = (time.perf_counter() - t) / (startup_runs + 2)
+            print(startup.markdown(results["startup"]), flush=True)
         for kind in kinds:
             home = root / kind
             print(f"preparing the {kind} models in {home} ...", flush=True)
@@ -1071,28 +1169,51 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"]["loadavg_end"] = os.getloadavg()
     results["seconds"] = round(time.perf_counter() - started, 1)
     failed = False
+    out: list[str] = []
     for kind, run in results["runs"].items():
         if args.isolation:
             continue
-        print(f"\n### {kind} ({run['model']['estimator']})\n")
-        if args.smoke:
-            for key, r in run["servers"].items():
-                # MLServer 1.7.1's parallel workers do not start (issue 2286): known, not a fail.
-                known = key == "mlserver-w2" and "event loop" in r.get("error", "")
-                bad = ("error" in r and not known) or r.get("wrong", 0) > 0
-                bad |= "error" not in r and r.get("compared", 0) == 0
-                bad |= r.get("batching", key == "mlserver-batch") != (key == "mlserver-batch")
-                failed |= bad
-                verdict = "FAILED" if bad else "known upstream bug" if known else "ok"
-                print(f"  {key:<15} {verdict} {r}")
-            continue
-        print(markdown(run))
-        print()
-        print(targets_markdown(run["targets"]))
-    print(f"\nwall time {results['seconds']} s; load average {results['machine']['loadavg_start']}"
-          f" -> {results['machine']['loadavg_end']}")  # fmt: skip
+        for key, r in run["servers"].items():
+            # A server that did not start is reported in the table, not a crash; a wrong
+            # answer is a failure of the run (the numbers would not compare like with like).
+            ans = r.get("answers", {})
+            bad = "error" not in r and (ans.get("wrong", 0) > 0 or ans.get("compared", 0) == 0)
+            bad |= ans.get("batching", key.startswith("mlserver-")) != key.startswith("mlserver-")
+            if bad:
+                print(f"FAILED: {kind} {key} answers {ans}")
+            failed |= bad
+        out += [f"### {kind} ({run['model']['estimator']}, one-row predict "
+                f"{run['model']['champion_predict_ms']:.3f} ms in-process)", ""]  # fmt: skip
+        out += [servers_markdown(run), ""]
+    rows = [row for run in results["runs"].values() for row in run.get("targets", [])]
+    if "startup" in results:
+        rows += startup_rows(results["startup"])
+    if rows:
+        by_model = []
+        for kind, run in results["runs"].items():
+            by_model += [{**r, "measure": f"{kind}: {r['measure']}"} for r in run["targets"]]
+        if "startup" in results:
+            by_model += startup_rows(results["startup"])
+        out += ["### Targets", "", targets_markdown(by_model), ""]
+    la0, la1 = results["machine"]["loadavg_start"], results["machine"]["loadavg_end"]
+    out.append(
+        f"{results['date']}, {'SMOKE RUN (numbers mean nothing) ' if args.smoke else ''}"
+        f"wall time {results['seconds']:.0f} s, load average {la0[0]:.2f} at the start and "
+        f"{la1[0]:.2f} at the end; plan {plan.__dict__}; command `{results['command']}`"
+    )
+    text = "\n".join(out)
+    print("\n" + text)
+    if args.smoke:
+        est = estimate_full_s(results["seconds"], plan, FULL, 5)
+        n_models = len(results["runs"]) or 1
+        results["estimated_full_s"] = est
+        print(f"\nestimated full run (same servers, --model {args.model}): {est / 60:.1f} min"
+              f" ({n_models} model(s); fixed costs measured here, loads at the full plan's"
+              f" lengths)")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    if args.markdown:
+        args.markdown.write_text(text + "\n")
     return 1 if failed else 0
 
 
@@ -1106,7 +1227,7 @@ def compare_isolation(
     with running(
         Variant("bare", "(a) bare", "/predict", "arbiter"), home, features, server_core
     ) as srv:
-        s["bare"] = {"wrk": best_wrk(srv, plan, load_core)}
+        s["bare"] = {"wrk": median_wrk(srv, plan, load_core)}
         log_line("bare", "saturation", s["bare"]["wrk"])
         half_a = 0.5 * s["bare"]["wrk"]["rps"]
     path = f"/models/{AB_MODEL}/predict"
@@ -1115,7 +1236,7 @@ def compare_isolation(
         write_config(home, AB_MODEL, "ab", isolate=isolate)
         variant = Variant(key, f"(b) A/B isolate_arms={isolate}", path, "arbiter")
         with running(variant, home, features, server_core) as srv:
-            s[key] = {"wrk": best_wrk(srv, plan, load_core)}
+            s[key] = {"wrk": median_wrk(srv, plan, load_core)}
             log_line(key, "saturation", s[key]["wrk"])
             s[key]["rate_half_a"] = run_rate(srv, plan, half_a, plan.rate_s, load_core)
             log_line(key, "50% of (a)", s[key]["rate_half_a"])

@@ -22,47 +22,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import numpy as np
+# The rule itself lives in the drift core (pure, and the drift core may import nothing outside
+# it, so it cannot import this module); this module is its public face for retraining and the
+# demo, with the per-column overrides.
+from arbiter.drift._frame import TEXT_MIN_TOKENS
+from arbiter.drift._frame import infer_kind as _infer_kind
 
 ColumnKind = Literal["numeric", "categorical", "text"]
 KINDS: tuple[ColumnKind, ...] = ("numeric", "categorical", "text")
 
-#: Median whitespace-separated tokens per value from which a string column is text.
-TEXT_MIN_TOKENS = 3
-#: Values sampled (evenly spaced) to decide whether a string column is text.
-_SAMPLE = 2_000
-
-
-def _dtype_kind(values: Any) -> str:
-    dtype = getattr(values, "dtype", None)
-    if dtype is None:
-        dtype = np.asarray(values).dtype
-    return str(getattr(dtype, "kind", "O"))
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(value != value)  # NaN, pd.NA raises TypeError on bool()
-    except TypeError:
-        return True
-
 
 def infer_column_kind(values: Any) -> ColumnKind:
     """The kind of one column (a Series, an array or a sequence), by the rules above."""
-    kind = _dtype_kind(values)
-    if kind in "iuf":
-        return "numeric"
-    if kind == "b":
-        return "categorical"
-    arr = np.asarray(values, dtype=object).ravel()
-    if arr.size > _SAMPLE:
-        arr = arr[np.linspace(0, arr.size - 1, _SAMPLE).astype(np.int64)]
-    tokens = [len(str(v).split()) for v in arr if not _is_missing(v)]
-    if tokens and float(np.median(tokens)) >= TEXT_MIN_TOKENS:
-        return "text"
-    return "categorical"
+    return _infer_kind(values)
 
 
 def column_kinds(

@@ -23,6 +23,7 @@ import numpy as np
 
 from arbiter.errors import InvalidInputError, ModelError
 from arbiter.features import InputSchema, rows_to_frame, rows_to_matrix
+from arbiter.tensors import TensorLayout
 
 
 @dataclass(slots=True)
@@ -48,6 +49,10 @@ class ServableModel:
     #: column -> (min, max) seen in training, when ``inputs.out_of_range: reject`` (set by the
     #: model pool from the version's reference profile); None: no range check.
     ranges: dict[str, tuple[float, float]] | None = None
+    #: For a model whose signature is one ``[batch, n]`` float tensor with named columns
+    #: (:mod:`arbiter.tensors`): rows and frames are scored as that tensor. ``schema`` is then
+    #: the layout's column schema.
+    tensor: TensorLayout | None = None
     fast_path: bool = field(init=False)
     classes: list[Any] | None = field(init=False)
 
@@ -72,6 +77,8 @@ class ServableModel:
             and not hasattr(self.raw, "feature_names_in_")
         )
         classes = getattr(self.raw, "classes_", None) if self.raw is not None else None
+        if self.tensor is not None and self.tensor.classes is not None:
+            classes = list(self.tensor.classes)
         self.classes = None if classes is None else list(np.asarray(classes).tolist())
         self._classes_array = None if classes is None else np.asarray(classes)
         self._has_proba = self.raw is not None and hasattr(self.raw, "predict_proba")
@@ -113,7 +120,7 @@ class ServableModel:
             return data
 
         try:
-            return _enforce_schema(data, schema)
+            enforced = _enforce_schema(data, schema)
         except (MlflowException, TypeError, ValueError) as exc:
             message = getattr(exc, "message", None) or str(exc)
             raise InvalidInputError(
@@ -121,6 +128,22 @@ class ServableModel:
                 f"{message}",
                 field=field,
             ) from exc
+        if self.tensor is not None and isinstance(enforced, np.ndarray):
+            # The tensor as the named columns the log and the column checks use.
+            return self.tensor.frame_of(enforced)
+        return enforced
+
+    def _predict_tensor(self, x: np.ndarray, params: dict[str, Any] | None = None) -> Scored:
+        assert self.tensor is not None
+        try:
+            output = self.pyfunc.predict(x, params=params) if params else self.pyfunc.predict(x)
+        except Exception as exc:  # any model failure becomes one error type for the caller
+            raise ModelError(f"model {self.name} v{self.version} failed: {exc}") from exc
+        try:
+            predictions, proba = self.tensor.outputs(output)
+        except ModelError as exc:
+            raise ModelError(f"model {self.name} v{self.version}: {exc}") from exc
+        return Scored(predictions, proba, self.classes, output)
 
     def _native_input(self, rows: Sequence[Mapping[str, Any]]) -> Any:
         names = self.schema.names if self.schema else None
@@ -185,12 +208,14 @@ class ServableModel:
         """
         if self.raw is not None:
             return self._predict_native(self._native_input(rows), finite)
+        if self.tensor is not None:
+            return self._predict_tensor(self.tensor.matrix(rows))
         try:
             names = self.schema.names if self.schema else None
             output = self.pyfunc.predict(rows_to_frame(rows, names))
         except Exception as exc:  # any model failure becomes one error type for the caller
             raise ModelError(f"model {self.name} v{self.version} failed: {exc}") from exc
-        return Scored(to_row_list(output), None, None, output)
+        return scored_output(output)
 
     def predict_frame(
         self, frame: Any, params: dict[str, Any] | None = None, *, finite: bool = True
@@ -202,6 +227,8 @@ class ServableModel:
         is what pyfunc would end up doing, minus the per-call overhead and its warning about
         feature names.
         """
+        if self.tensor is not None:
+            return self._predict_tensor(self.tensor.matrix_of(frame), params)
         matrix = self._matrix_of(frame) if not params else None
         if matrix is not None:
             return self._predict_native(matrix, finite)
@@ -223,6 +250,8 @@ class ServableModel:
                 )
             labels = self._classes_array[proba.argmax(axis=1)]
             return Scored(labels.tolist(), proba, self.classes, output)
+        if self.raw is None:  # a pyfunc model: its output may have several columns
+            return scored_output(output)
         proba = None
         if self._has_proba and self.classes is not None:
             try:
@@ -358,4 +387,73 @@ def to_row_list(output: Any) -> list[Any]:
     return [output]
 
 
-__all__ = ["BoosterClassifier", "Scored", "ServableModel", "native_model", "to_row_list"]
+#: Multi-output models (a pyfunc returning a DataFrame of several columns): the column that is
+#: the prediction the log and the analysis use, the first of these present (else the first
+#: column). Every column is returned to the caller (see :func:`output_columns`).
+PREDICTION_OUTPUTS = ("prediction", "label")
+#: A column with P(class 1) of a binary classifier (classes 0 and 1).
+PROBABILITY_OUTPUT = "probability"
+#: Columns ``probability_<class>``: one probability per class (e.g. ``probability_0``).
+PROBABILITY_PREFIX = "probability_"
+
+
+def scored_output(output: Any) -> Scored:
+    """:class:`Scored` from a pyfunc model's output.
+
+    A DataFrame of several columns is a multi-output model: its prediction is the column
+    named in :data:`PREDICTION_OUTPUTS` (else the first column), and its class probabilities,
+    when it has them (:data:`PROBABILITY_OUTPUT`, :data:`PROBABILITY_PREFIX`), are logged as a
+    classifier's are, so label metrics (log loss, AUC) work on it. The frame stays in
+    ``Scored.raw`` for the protocols, which return every column.
+    """
+    import pandas as pd
+
+    if not (isinstance(output, pd.DataFrame) and output.shape[1] > 1):
+        return Scored(to_row_list(output), None, None, output)
+    by_name = {str(c): c for c in output.columns}
+    name = next((n for n in PREDICTION_OUTPUTS if n in by_name), next(iter(by_name)))
+    predictions = output[by_name[name]].tolist()
+    per_class = [n for n in by_name if n.startswith(PROBABILITY_PREFIX)]
+    proba: np.ndarray | None = None
+    classes: list[Any] | None = None
+    try:
+        if per_class:
+            proba = output[[by_name[n] for n in per_class]].to_numpy(dtype=np.float64)
+            classes = [_class_of(n[len(PROBABILITY_PREFIX) :]) for n in per_class]
+        elif PROBABILITY_OUTPUT in by_name:
+            p = output[by_name[PROBABILITY_OUTPUT]].to_numpy(dtype=np.float64)
+            proba, classes = np.column_stack([1.0 - p, p]), [0, 1]
+    except (TypeError, ValueError):  # not numbers: an output like any other, not logged
+        proba, classes = None, None
+    return Scored(predictions, proba, classes, output)
+
+
+def _class_of(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def output_columns(scored: Scored) -> dict[str, np.ndarray] | None:
+    """Every named output of a multi-output model (``{column: values}``), else None."""
+    import pandas as pd
+
+    raw = scored.raw
+    if not (isinstance(raw, pd.DataFrame) and raw.shape[1] > 1):
+        return None
+    return {str(c): raw[c].to_numpy() for c in raw.columns}
+
+
+__all__ = [
+    "PREDICTION_OUTPUTS",
+    "PROBABILITY_OUTPUT",
+    "PROBABILITY_PREFIX",
+    "BoosterClassifier",
+    "Scored",
+    "ServableModel",
+    "native_model",
+    "output_columns",
+    "scored_output",
+    "to_row_list",
+]

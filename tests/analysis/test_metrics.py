@@ -241,6 +241,58 @@ def test_label_accuracy_per_unit() -> None:
         assert stat.m_d_sum_product == (g.m * g.d).sum()
 
 
+@pytest.mark.parametrize("seed", [6, 7])
+def test_every_label_look_equals_the_label_analysis_at_that_end(seed: int) -> None:
+    """Label metrics: one query for every look (label_sums_at) = one analysis per end.
+
+    Units repeat, some cross arms on a later row, rows arrive in random time order and only
+    some are labelled, so looks differ in units, crossings and labelled rows.
+    """
+    rng = np.random.default_rng(seed)
+    n = 2500
+    unit = rng.integers(0, 500, n)
+    arm = np.where(unit % 2 == 0, "champion", "challenger").astype(object)
+    flip = (unit % 17 == 0) & (rng.random(n) < 0.5)  # crossed units
+    arm[flip] = np.where(arm[flip] == "champion", "challenger", "champion")
+    ts = T0_US + rng.integers(0, 4 * DAY_US, n)
+    prediction = rng.integers(0, 2, n)
+    pred = predictions_table(unit, arm, ts, prediction=prediction)
+    labelled = rng.random(n) < 0.6
+    label = np.where(rng.random(n) < 0.7, prediction, 1 - prediction)
+    fb = feedback_table(
+        [f"r{i}" for i in np.flatnonzero(labelled)],
+        [str(v) for v in label[labelled]],
+        ts[labelled] + 10,
+    )
+    cfg = model_config(
+        {
+            "accuracy": {"label_metric": "accuracy"},
+            "precision": {"label_metric": "precision"},
+            "positive_rate": {"label_metric": "class_rate"},  # reads unlabelled rows too
+        }
+    )
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    ends = [epoch + timedelta(microseconds=T0_US + k * DAY_US // 3) for k in range(1, 12)]
+    ends.append(None)
+    with connect(pred, outcomes_table([], [], [], []), fb) as con:
+        looks = metric_statistics_at(con, Scope("m", "exp"), cfg, ends)
+        seen_crossed = set()
+        for end, look in zip(ends, looks, strict=True):
+            direct = all_metric_statistics(con, Scope("m", "exp", end=end), cfg)
+            for name, data in direct.items():
+                got = look[name]
+                seen_crossed.add(data.crossed_units)
+                assert got.crossed_units == data.crossed_units, (name, end)
+                assert got.units == data.units, (name, end)
+                assert got.stats.keys() == data.stats.keys()
+                for arm_name, stat in data.stats.items():
+                    for f in stat.__dataclass_fields__:
+                        assert getattr(got.stats[arm_name], f) == pytest.approx(
+                            getattr(stat, f), rel=1e-9, abs=1e-9
+                        ), (name, arm_name, f, end)
+        assert len(seen_crossed) > 2  # the looks did see crossings happen
+
+
 def test_unknown_metric_is_refused() -> None:
     pred, out = _random_log(1, n_units=20)
     with _connect(pred, out) as con, pytest.raises(InvalidInputError, match="no metric"):

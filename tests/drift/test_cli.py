@@ -362,3 +362,16 @@ def test_event_log_mixed_columns(
     assert terminal.exit_code == 0, terminal.output
     assert "column signals" in terminal.output and "missing_rate" in terminal.output
     assert "unseen categories in city: marseille" in terminal.output
+
+
+def test_html_report_lists_signals_and_unseen_categories(tmp_path: Path) -> None:
+    from arbiter.drift import check_drift
+    from arbiter.report.drift import render_drift_html
+
+    rng = np.random.default_rng(4)
+    ref = pd.DataFrame({"city": rng.choice(["a", "b"], 2000), "x": rng.normal(size=2000)})
+    cur = pd.DataFrame({"city": rng.choice(["a", "b", "zz"], 800), "x": rng.normal(size=800)})
+    cur.loc[:200, "x"] = np.nan
+    html = render_drift_html(check_drift(ref, cur), title="t")
+    assert "Column signals" in html and "missing_rate" in html
+    assert "Unseen categories in <b>city</b>" in html and "zz (" in html

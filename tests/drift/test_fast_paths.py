@@ -75,3 +75,16 @@ def test_threads_do_not_change_results() -> None:
     assert one == four
     with pytest.raises(ValueError, match="workers"):
         check_drift(ref, cur, DriftConfig(workers=0))
+
+
+@pytest.mark.parametrize("name", list(_samples()))
+def test_exact_wasserstein_equals_scipy(name: str) -> None:
+    from scipy import stats
+
+    from arbiter.drift.methods import wasserstein_exact
+
+    x = _samples()[name]
+    rng = np.random.default_rng(3)
+    for cur in (x[rng.integers(0, x.size, 777)] * 1.1 + 0.2, x[: x.size // 3], x[:1]):
+        expected = stats.wasserstein_distance(x, cur)
+        assert wasserstein_exact(x, cur) == pytest.approx(expected, rel=1e-12, abs=1e-12)

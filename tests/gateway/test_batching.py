@@ -375,3 +375,53 @@ def test_a_hung_shadow_batch_frees_every_slot_it_held(serve_echo: Callable[..., 
         assert time.monotonic() < deadline + 120, now
         time.sleep(0.2)
     assert now["restarts"] == state["restarts"]
+
+
+def test_default_shadow_slots_let_a_slow_challenger_see_a_burst(
+    serve_echo: Callable[..., Any],
+) -> None:
+    """shadow_max_in_flight unset, process executor, batching on: a burst of 40 concurrent
+    requests is mirrored in full to a challenger six times slower than the champion (with
+    the old fixed default of 8 slots, 32 of them were dropped)."""
+    config = {
+        "champion_alias": "echo",
+        "experiment": {
+            "strategy": "shadow",
+            "challenger_alias": "slow",
+            "shadow_timeout_s": 120.0,
+            "shadow_executor": "process",
+        },
+    }
+    server, _home = serve_echo(config)
+    shadow = httpx.get(server.url + "/models", timeout=30).json()["models"][0]["experiment"]
+    assert shadow["shadow"]["ready"]
+    bodies = [{"features": {"x": float(i)}} for i in range(40)]
+    assert all(r.status_code == 200 for r in _post_all(server.url, bodies))
+    deadline = time.monotonic() + 120
+    while True:
+        metrics = _metrics(server.url)
+        outcomes = {
+            o: _metric(metrics, "arbiter_shadow_total", model="echo", outcome=o)
+            for o in ("ok", "error", "timeout", "dropped")
+        }
+        if sum(outcomes.values()) >= len(bodies) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert outcomes == {"ok": 40, "error": 0, "timeout": 0, "dropped": 0}
+
+
+def test_shadow_slots_follow_the_batch_size_unless_set() -> None:
+    from arbiter.gateway.app import shadow_slots
+    from arbiter.gateway.batching import BatchLimits
+    from arbiter.strategies.shadow import ShadowExperimentConfig
+
+    on, off = BatchLimits.of(32, 2.0), BatchLimits.of(0, 2.0)
+    default = ShadowExperimentConfig(challenger_alias="c")
+    assert shadow_slots(default, on) == 64
+    assert shadow_slots(default, off) == 8
+    assert shadow_slots(ShadowExperimentConfig(challenger_alias="c", shadow_workers=2), on) == 128
+    assert (
+        shadow_slots(ShadowExperimentConfig(challenger_alias="c", shadow_max_in_flight=3), on) == 3
+    )
+    thread = ShadowExperimentConfig(challenger_alias="c", shadow_executor="thread")
+    assert shadow_slots(thread, on) == 8

@@ -36,7 +36,12 @@ from arbiter.analysis.aggregate import (
     list_experiments,
 )
 from arbiter.analysis.kinds import Analysis, analysis_for, logged_shape
-from arbiter.analysis.label_metrics import label_profile, paired_label_metrics, positive_text
+from arbiter.analysis.label_metrics import (
+    label_profile,
+    name_regression_loss,
+    paired_label_metrics,
+    positive_text,
+)
 from arbiter.analysis.metrics import MetricResult, MetricsAnalysis, analyze_metrics
 from arbiter.analysis.periods import (
     policy_without_pooled_srm,
@@ -53,7 +58,7 @@ from arbiter.analysis.policy import (
 from arbiter.analysis.shadow_detail import ShadowDetail, shadow_detail
 from arbiter.config import ABExperimentConfig, DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError, NotFoundError
-from arbiter.events.query import Scope
+from arbiter.events.query import Scope, snapshot_latest_labels
 from arbiter.metric_definitions import LabelMetric, MetricGuardrail
 from arbiter.stats.bayesian import BayesianResult, bayesian_summary
 from arbiter.stats.guardrails import (
@@ -327,6 +332,8 @@ def analyze_experiment(
         The experiment's strategy has nothing to analyse (``none``; a canary decides at its
         checkpoints).
     """
+    # Every analysis reads the labels in several queries: deduplicate them once (DuckDB).
+    snapshot_latest_labels(con)
     strategy, _ = logged_shape(con, model, experiment)
     if strategy is None:  # only forced requests, or no such experiment (NotFoundError)
         strategy = experiment_info(con, model, experiment).strategy
@@ -436,6 +443,8 @@ def compare_arms(
             policy_without_pooled_srm(srm, pol),
         )
     verdict = verdict_with_periods(verdict, srm, pol)  # SRM per split period (periods.py)
+    if agg.task == "regression":
+        verdict = name_regression_loss(verdict, decision.loss, mode)
 
     scope = Scope(model, experiment)
     metric_config, decision = model_config, decision

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import duckdb
@@ -50,6 +50,7 @@ from arbiter.metric_definitions import LabelMetric
 from arbiter.stats.auc import AUC_METRICS, auc_difference_test, paired_auc_difference_test
 from arbiter.stats.paired_ratio import paired_ratio_test
 from arbiter.stats.results import finite_or_none
+from arbiter.stats.verdict import Verdict
 
 #: Label metrics with a per-row form (:func:`label_row_sql`).
 ROW_METRICS: tuple[str, ...] = (
@@ -643,6 +644,29 @@ def _paired_dict(
     }
 
 
+#: The verdict criteria that carry the test of the model-quality metric.
+_QUALITY_CRITERIA = ("primary_improvement", "primary_no_harm", "non_inferiority")
+
+
+def name_regression_loss(verdict: Verdict, loss: str, mode: str) -> Verdict:
+    """The verdict with its quality criteria naming the regressor's loss.
+
+    A regressor is judged on ``loss`` (``squared`` or ``absolute``) error, lower is better:
+    per row and paired in a shadow test (the paired t test says so itself), per randomisation
+    unit in an A/B test, whose ratio or Welch test does not know what it compares. A reader of
+    the verdict (``arbiter analyze``, the decision record) then sees which loss decided.
+    """
+    scope = "per row, paired" if mode == "shadow" else "mean per unit"
+    name = f"{loss} error ({scope}, lower is better)"
+    reasons = tuple(
+        replace(c, detail=f"{name}: {c.detail}")
+        if c.name in _QUALITY_CRITERIA and f"{loss} loss" not in c.detail
+        else c
+        for c in verdict.reasons
+    )
+    return replace(verdict, reasons=reasons)
+
+
 __all__ = [
     "LOG_LOSS_EPS",
     "N_BOOT",
@@ -654,6 +678,7 @@ __all__ = [
     "json_path",
     "label_profile",
     "label_row_sql",
+    "name_regression_loss",
     "paired_label_metrics",
     "positive_text",
 ]

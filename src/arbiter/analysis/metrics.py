@@ -30,7 +30,13 @@ import duckdb
 import numpy as np
 
 from arbiter.analysis import label_metrics as _label_metrics
-from arbiter.analysis.metrics_sql import ArmSums, event_sums, event_sums_at, label_sums
+from arbiter.analysis.metrics_sql import (
+    ArmSums,
+    event_sums,
+    event_sums_at,
+    label_sums,
+    label_sums_at,
+)
 from arbiter.config import DecisionConfig, ModelConfig
 from arbiter.errors import InvalidInputError
 from arbiter.events.query import Scope
@@ -151,9 +157,9 @@ def metric_statistics_at(
 
     Element ``k`` equals :func:`all_metric_statistics` with ``scope.end = ends[k]``; the
     event and ratio metrics of every look come from one query
-    (:func:`arbiter.analysis.metrics_sql.event_sums_at`), label metrics from one query per
-    look. ``ends=None`` is the single look at ``scope`` itself; in ``ends`` the last may be
-    ``None`` (no end: everything logged).
+    (:func:`arbiter.analysis.metrics_sql.event_sums_at`), each label metric's from one query
+    (:func:`~arbiter.analysis.metrics_sql.label_sums_at`). ``ends=None`` is the single look at
+    ``scope`` itself; in ``ends`` the last may be ``None`` (no end: everything logged).
     """
     names = list(model_config.metrics) if names is None else list(names)
     definitions = {name: _definition(model_config, name) for name in names}
@@ -176,25 +182,30 @@ def metric_statistics_at(
                 products.append(pair)
         elif isinstance(metric, EventMetric) and cuped:
             products.append((col[name], "x" + col[name][1:]))
-    scopes = (
-        [scope]
-        if ends is None
-        else [Scope(scope.model, scope.experiment, scope.start, end) for end in ends]
-    )
-    looks: list[ArmSums | None] = [None] * len(scopes)
+    looks: list[ArmSums | None] = [None] * (1 if ends is None else len(ends))
     if columns:
         metrics = list(columns.values())
         if ends is None:
             looks = [event_sums(con, scope, metrics, pre=with_pre, products=products)]
         else:
             looks = list(event_sums_at(con, scope, metrics, ends, pre=with_pre, products=products))
+    # Label metrics: one query per metric for every look (not one per look).
+    label_looks: dict[str, list[ArmSums]] = {}
+    for name, metric in definitions.items():
+        if isinstance(metric, LabelMetric):
+            num, den, params = label_row_sql(metric)
+            only = metric.label_metric != "class_rate"  # the only one defined without labels
+            label_looks[name] = (
+                [label_sums(con, scope, num, den, params, labelled_only=only)]
+                if ends is None
+                else label_sums_at(con, scope, num, den, params, ends, labelled_only=only)
+            )
     out: list[dict[str, MetricData]] = []
-    for look_scope, sums in zip(scopes, looks, strict=True):
+    for k, sums in enumerate(looks):
         one: dict[str, MetricData] = {}
         for name, metric in definitions.items():
             if isinstance(metric, LabelMetric):
-                num, den, params = label_row_sql(metric)
-                data = label_sums(con, look_scope, num, den, params)
+                data = label_looks[name][k]
                 stats: dict[str, MetricStat] = {
                     arm: _ratio_stat(data.sums[arm], data.n[arm], "m", "d") for arm in data.n
                 }

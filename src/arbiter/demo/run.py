@@ -108,7 +108,7 @@ def describe_home(entries: list[Path]) -> str:
 
 # Each strategy's own keys (a key of another strategy is a config error).
 _STRATEGY_SETTINGS: dict[str, dict[str, Any]] = {
-    "shadow": {"shadow_sample_rate": 1.0, "shadow_max_in_flight": 16},
+    "shadow": {"shadow_sample_rate": 1.0},  # shadow_max_in_flight: the default (docs/batching.md)
     "ab": {"challenger_share": 0.5},
     "canary": {},
 }

@@ -41,7 +41,13 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from arbiter.errors import InvalidInputError
-from arbiter.events.views import TABLES, VIEWS, Table, latest_labels_sql
+from arbiter.events.views import (
+    TABLES,
+    VIEWS,
+    Table,
+    latest_labels_sql,
+    snapshot_latest_labels,
+)
 
 if TYPE_CHECKING:
     from arbiter.events.store import EventStore
@@ -219,4 +225,5 @@ __all__ = [
     "count_events",
     "latest_labels_sql",
     "restrict_predictions",
+    "snapshot_latest_labels",
 ]

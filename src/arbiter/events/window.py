@@ -65,7 +65,8 @@ def read_window(
     con : duckdb.DuckDBPyConnection
         From ``EventStore(home).connect()``.
     model : str
-    columns : mapping of feature name to "numeric" or "categorical"
+    columns : mapping of feature name to "numeric", "categorical" or "text" (text and
+        categorical columns are read as VARCHAR; JSON null or an absent key is null)
     window : timedelta, optional
         Rows with ``ts >= now - window``.
     last : int, optional

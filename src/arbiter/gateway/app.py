@@ -49,6 +49,7 @@ from arbiter.gateway.routes import (
     rank,
 )
 from arbiter.gateway.shadow import ShadowExecutor
+from arbiter.gateway.startup import StartupTimeline
 from arbiter.gateway.state import GatewayState
 from arbiter.gateway.storage import install_storage_metrics
 from arbiter.home import Home
@@ -58,6 +59,7 @@ from arbiter.strategies.shadow import ShadowExperimentConfig
 log = logging.getLogger("arbiter.gateway")
 
 SHUTDOWN_SHADOW_GRACE_S = 5.0
+DEFAULT_SHADOW_SLOTS = 8  # shadow_max_in_flight unset, without process workers and batching
 # /admin checks its own token (routes/admin.py), which may differ from the API token.
 PROTECTED_PREFIXES = ("/feedback", "/outcomes")
 
@@ -129,6 +131,23 @@ async def _poll_registry(state: GatewayState, interval_s: float) -> None:
                 executor.ensure_loading(model, new)  # before the first mirrored request
 
 
+def shadow_slots(exp: ShadowExperimentConfig, limits: BatchLimits) -> int:
+    """How many shadows of one model may be in flight: ``shadow_max_in_flight`` when set.
+
+    Unset (null), with the process executor and batching on, enough for each worker to have
+    two full batches waiting (``2 × max_batch_size × shadow_workers``, 64 by default): a
+    worker takes what queued behind its current call as its next batch, so the former fixed
+    default of 8 capped every batch at 8 jobs and a challenger 10× slower than the champion
+    dropped most of the traffic. A queued job holds only its request's rows. Otherwise 8
+    (the thread executor runs one thread per slot).
+    """
+    if exp.shadow_max_in_flight is not None:
+        return exp.shadow_max_in_flight
+    if exp.shadow_executor == "process" and limits.enabled:
+        return max(DEFAULT_SHADOW_SLOTS, 2 * limits.max_rows * exp.shadow_workers)
+    return DEFAULT_SHADOW_SLOTS
+
+
 def create_app(
     home: str | Path | Home,
     *,
@@ -152,6 +171,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        timeline = StartupTimeline()
         from arbiter.events import EventWriter
         from arbiter.events.location import open_event_store
         from arbiter.registry import MLflowRegistry
@@ -162,7 +182,9 @@ def create_app(
             artifact_location=home.artifact_location(),
         )
         pool = ModelPool(reg, config)
+        timeline.mark("registry client")
         await asyncio.to_thread(pool.refresh)
+        timeline.mark("models")
         metrics = GatewayMetrics()
         metrics.registry_up.set(1 if pool.status.reachable else 0)
         store = open_event_store(home, config, fallback_dir=home.spill_dir(config))
@@ -177,6 +199,7 @@ def create_app(
             max_batch=config.events.max_batch,
         ).start()
         install_storage_metrics(metrics, writer, store)
+        timeline.mark("event store")
         # Alerts leave from a background thread (arbiter.alerts), never from a request.
         alerts = open_alerts(
             home.root,
@@ -194,7 +217,7 @@ def create_app(
             limits = BatchLimits.of(cfg.max_batch_size, cfg.max_batch_delay_ms)
             shadows[name] = ShadowExecutor(
                 name,
-                max_in_flight=exp.shadow_max_in_flight,
+                max_in_flight=shadow_slots(exp, limits),
                 timeout_s=exp.shadow_timeout_s,
                 kind=exp.shadow_executor,
                 workers=exp.shadow_workers,
@@ -208,6 +231,8 @@ def create_app(
             )
             preload = [(name, challenger.version)] if challenger is not None else []
             await asyncio.to_thread(shadows[name].start, preload)
+        if shadows:
+            timeline.mark("shadow workers")
         recent = RecentRequests(config.events.recent_requests)
         state = GatewayState(
             home=home,
@@ -238,10 +263,14 @@ def create_app(
                 {a: f"v{m.version}" for a, m in endpoint.models.items()} or "no versions",
                 endpoint.experiment_state(),
             )
+        timeline.mark("controllers")
         # Everything allocated so far lives as long as the process: move it out of the
         # collector's sight so full collections under load stay short.
         gc.collect()
         gc.freeze()
+        timeline.mark("gc")
+        state.startup = timeline.as_dict()
+        log.info("%s (loads: %s)", timeline.summary(), pool.describe_loads())
         try:
             yield
         finally:

@@ -142,6 +142,8 @@ class ModelPool:
         # The registry's fingerprint after the last clean poll, when it can be trusted.
         self._unchanged_since: Any = None
         self.skipped_polls = 0
+        # Seconds each version took to load at start-up, "model@alias vN" -> s (its log line).
+        self.load_seconds: dict[str, float] = {}
 
     def endpoint(self, name: str) -> Endpoint:
         try:
@@ -205,7 +207,12 @@ class ModelPool:
                     if current is not None and current.version == version:
                         continue
                     try:
+                        started = time.perf_counter()
                         models[alias] = self.registry.load(endpoint.name, version)
+                        if self.status.polls == 0:  # the start-up's loads only: bounded
+                            self.load_seconds[f"{endpoint.name}@{alias} v{version}"] = (
+                                time.perf_counter() - started
+                            )
                         if endpoint.config.inputs.out_of_range != "off":
                             models[alias].ranges = input_ranges(
                                 self.registry, endpoint.name, version
@@ -244,6 +251,10 @@ class ModelPool:
             clean = not errors and not any(e.load_errors for e in self.endpoints.values())
             self._unchanged_since = fingerprint if clean and trusted else None
         return swaps
+
+    def describe_loads(self) -> str:
+        """How long each loaded version took, e.g. ``fraud@champion v3 0.21 s``."""
+        return ", ".join(f"{k} {s:.2f} s" for k, s in self.load_seconds.items()) or "none"
 
     def describe(self) -> list[dict[str, Any]]:
         """What ``GET /models`` returns."""

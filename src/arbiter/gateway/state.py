@@ -34,6 +34,7 @@ class GatewayState:
     started_at: float = field(default_factory=time.time)
     alerts: Any = field(default_factory=NullAlerts)  # arbiter.alerts.AlertSink (issue 12)
     monitor: Any = None  # arbiter.gateway.monitoring.GatewayMonitor: gauges, change alerts
+    startup: dict[str, Any] = field(default_factory=dict)  # StartupTimeline.as_dict()
 
     def count_ok(self, model: str, arm: str, protocol: str, start: float) -> None:
         self.metrics.requests.labels(model, arm, protocol, "200").inc()

@@ -20,6 +20,7 @@ from arbiter.errors import NotFoundError, RegistryError
 from arbiter.features import FeatureSpec, InputSchema
 from arbiter.redact import redact, redact_loggers
 from arbiter.servable import ServableModel, native_model
+from arbiter.tensors import METADATA_KEY, tensor_layout
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ DEFAULT_EXPERIMENT = "arbiter"
 # Passed explicitly: without them MLflow spends 10-16 s inferring requirements in a subprocess.
 SKLEARN_PIP_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy")
 LIGHTGBM_PIP_REQUIREMENTS = ("lightgbm", "numpy", "pandas", "scipy")
+#: The same for PyTorch models (the CPU build arbiter's ``torch`` extra pins).
+PYTORCH_PIP_REQUIREMENTS = ("torch==2.13.0", "numpy")
 
 
 def _quiet_http_client() -> None:
@@ -204,17 +207,25 @@ class MLflowRegistry:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=uri, tracking_uri=self.tracking_uri
             )
-            pyfunc = mlflow.pyfunc.load_model(local)
+            # suppress_warnings skips MLflow's check of the model's pip requirements against
+            # this environment: it scans every installed distribution's files (2.8 s of a
+            # 12 s first load on a busy 2-core VM, benchmarks/startup.py) only to log a warning.
+            pyfunc = mlflow.pyfunc.load_model(local, suppress_warnings=True)
         except Exception as exc:
             raise self._wrap(exc, f"loading {name} v{version}") from None
+        try:
+            tensor = tensor_layout(pyfunc.metadata, model=f"{name} v{version}")
+        except RegistryError as exc:
+            raise RegistryError(f"loading {name} v{version}: {exc}") from None
         raw = native_model(pyfunc)
         return ServableModel(
             name=name,
             version=str(version),
             pyfunc=pyfunc,
-            schema=_schema_of(pyfunc),
+            schema=tensor.schema() if tensor is not None else _schema_of(pyfunc),
             raw=raw,
             metadata={"run_id": pyfunc.metadata.run_id, "source": uri},
+            tensor=tensor,
         )
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
@@ -369,6 +380,77 @@ class MLflowRegistry:
             self.set_alias(name, alias, version)
         return version
 
+    def log_pytorch_model(
+        self,
+        name: str,
+        model: Any,
+        columns: list[str] | tuple[str, ...],
+        example: Any,
+        *,
+        classes: list[Any] | tuple[Any, ...] | None = None,
+        aliases: tuple[str, ...] = (),
+        params: dict[str, Any] | None = None,
+        metrics: dict[str, float] | None = None,
+        experiment: str = DEFAULT_EXPERIMENT,
+        pip_requirements: tuple[str, ...] = PYTORCH_PIP_REQUIREMENTS,
+    ) -> str:
+        """Log a ``torch.nn.Module`` taking one ``[batch, len(columns)]`` float tensor, register
+        it as a new version of ``name`` and return the version number.
+
+        The signature is that tensor (``example``'s dtype, float32 or float64) and the model's
+        output; ``columns`` names the tensor's columns in order and ``classes`` (optional) says
+        the output is the probabilities of these classes (or, for two, the probability of
+        ``classes[1]``), both stored in the MLmodel metadata that :mod:`arbiter.tensors` reads.
+        The model is saved in PyTorch's ``pt2`` export format (no pickle); ``example`` (a few
+        rows, more than one so the batch dimension is exported as dynamic) traces it.
+        """
+        import mlflow
+        import torch
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        x = np.ascontiguousarray(np.asarray(example))
+        if x.ndim != 2 or x.shape[1] != len(columns) or x.dtype not in (np.float32, np.float64):
+            raise ValueError(
+                f"example must be a float32/float64 array of shape [rows, {len(columns)}] "
+                f"(one column per name in columns), got {x.dtype} {list(x.shape)}"
+            )
+        model.eval()
+        with torch.no_grad():
+            output = model(torch.from_numpy(x)).numpy()
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(x.dtype, (-1, x.shape[1]))]),
+            outputs=Schema([TensorSpec(output.dtype, (-1, *output.shape[1:]))]),
+        )
+        settings: dict[str, Any] = {"columns": list(columns)}
+        if classes is not None:
+            settings["classes"] = list(classes)
+        experiment_id = self._experiment_id(experiment)
+        try:
+            run = self._client.create_run(experiment_id, tags={"arbiter.model": name})
+            run_id = run.info.run_id
+            for key, value in (params or {}).items():
+                self._client.log_param(run_id, key, value)
+            for key, value in (metrics or {}).items():
+                self._client.log_metric(run_id, key, float(value))
+            with self._logging_run(run_id):
+                info = mlflow.pytorch.log_model(
+                    model,
+                    name="model",
+                    signature=signature,
+                    input_example=x,
+                    serialization_format="pt2",
+                    pip_requirements=list(pip_requirements),
+                    metadata={METADATA_KEY: settings},
+                    registered_model_name=name,
+                )
+        except Exception as exc:
+            raise self._wrap(exc, f"registering {name}") from None
+        version = str(info.registered_model_version)
+        for alias in aliases:
+            self.set_alias(name, alias, version)
+        return version
+
     def start_run(
         self,
         *,
@@ -457,12 +539,17 @@ class MLflowRegistry:
         *,
         aliases: tuple[str, ...] = (),
         experiment: str = DEFAULT_EXPERIMENT,
+        output_example: Any = None,
     ) -> str:
-        """Log an ``mlflow.pyfunc.PythonModel`` and register it as a new version of ``name``."""
+        """Log an ``mlflow.pyfunc.PythonModel`` and register it as a new version of ``name``.
+
+        ``output_example`` (what the model returns for ``example``) adds an output signature:
+        a multi-output model's columns then name its OIP v2 output tensors.
+        """
         import mlflow
         from mlflow.models import infer_signature
 
-        signature = infer_signature(example)
+        signature = infer_signature(example, output_example)
         experiment_id = self._experiment_id(experiment)
         try:
             run = self._client.create_run(experiment_id, tags={"arbiter.model": name})
@@ -529,6 +616,7 @@ def registry_for_home(home: Path | str, tracking_uri: str | None = None) -> MLfl
 
 __all__ = [
     "LIGHTGBM_PIP_REQUIREMENTS",
+    "PYTORCH_PIP_REQUIREMENTS",
     "SKLEARN_PIP_REQUIREMENTS",
     "MLflowRegistry",
     "registry_for_home",

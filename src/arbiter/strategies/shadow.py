@@ -23,7 +23,14 @@ class ShadowExperimentConfig(OneChallenger):
 
     strategy: Literal["shadow"] = "shadow"
     shadow_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
-    shadow_max_in_flight: int = Field(default=8, ge=1, le=10_000)
+    shadow_max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Most shadows of this model in flight; more are dropped and counted. "
+        "Default (null): 2 × max_batch_size × shadow_workers with the process executor and "
+        "batching on (a worker's next batch queues while it scores), else 8.",
+    )
     shadow_timeout_s: float = Field(default=5.0, gt=0.0)
     shadow_executor: Literal["process", "thread"] = Field(
         default="process",

@@ -384,6 +384,9 @@ def _refuse_booleans_for_numbers(data: dict[str, Any], input_schema: Any) -> Non
     tell it from a number: checked here, on the JSON, so every protocol refuses the same
     values (issue 14, one set of input rules).
     """
+    if input_schema is not None and getattr(input_schema, "is_tensor_spec", lambda: False)():
+        _refuse_booleans_in_tensors(data, input_schema)
+        return
     if input_schema is None or not getattr(input_schema, "has_input_names", lambda: False)():
         return
     numeric = {
@@ -416,6 +419,41 @@ def _refuse_booleans_for_numbers(data: dict[str, Any], input_schema: Any) -> Non
                         f"feature {name!r} must be a number, got bool in row {i}",
                         field=f"dataframe_split.data[{i}][{j}]",
                     )
+
+
+def _refuse_booleans_in_tensors(data: dict[str, Any], input_schema: Any) -> None:
+    """The same for a tensor signature: a JSON boolean in ``inputs``/``instances`` where every
+    tensor is numeric (MLflow would cast it to 1.0/0.0). The field is the boolean's JSON path
+    (``inputs[0][3]``)."""
+    import numpy as np
+
+    try:
+        kinds = {np.dtype(spec.type).kind for spec in input_schema.inputs}
+    except TypeError:  # a dtype numpy cannot name: leave it to MLflow
+        return
+    if not kinds or not kinds <= set("iuf"):
+        return
+    for key in ("inputs", "instances"):
+        value = data.get(key)
+        if value is None:
+            continue
+        try:
+            encoded = orjson.dumps(value)
+        except TypeError:  # not plain JSON data: MLflow's parser decides
+            continue
+        if b"true" not in encoded and b"false" not in encoded:
+            continue  # the common case: one C-speed scan, no Python walk
+        stack: list[tuple[str, Any]] = [(key, value)]
+        while stack:
+            path, item = stack.pop()
+            if isinstance(item, bool):
+                raise ScoringInputError(
+                    f"the model takes a tensor of numbers, got a boolean at {path}", field=path
+                )
+            if isinstance(item, list):
+                stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(item))))
+            elif isinstance(item, dict):
+                stack.extend((f"{path}.{k}", v) for k, v in reversed(list(item.items())))
 
 
 def _loads(body: bytes) -> Any:

@@ -1,7 +1,9 @@
 """The Open Inference Protocol v2 (KServe v2 / Triton), with Triton's binary tensor extension.
 
 ``tritonclient.http`` works against these routes with its defaults. Outputs are
-``predictions`` (one per row) and, for classifiers, ``probabilities`` (rows x classes). The
+``predictions`` (one per row) and, for classifiers, ``probabilities`` (rows x classes); a
+multi-output model (a pyfunc returning a DataFrame of several columns) answers one tensor per
+column, named as the column (its output signature names them in the metadata). The
 unit id comes from the request parameter ``unit_id`` or the unit header; the response
 parameters carry ``arbiter_request_id`` (for /feedback) and ``arm``.
 """
@@ -34,7 +36,7 @@ from arbiter.gateway.responses import (
 )
 from arbiter.gateway.routes.ops import readiness
 from arbiter.gateway.state import GatewayState
-from arbiter.servable import ServableModel
+from arbiter.servable import ServableModel, output_columns
 
 PLATFORM = "mlflow_pyfunc"
 
@@ -55,10 +57,24 @@ def _champion(endpoint: Endpoint) -> ServableModel:
 
 
 def _output_names(model: ServableModel) -> list[str]:
+    columns = _signature_outputs(model)
+    if len(columns) > 1:  # a multi-output model: one tensor per column
+        return columns
     names = ["predictions"]
     if model.raw is not None and hasattr(model.raw, "predict_proba") and model.classes:
         names.append("probabilities")
     return names
+
+
+def _signature_outputs(model: ServableModel) -> list[str]:
+    """The named columns of the model's output signature (empty when it has none)."""
+    try:
+        schema = model.pyfunc.metadata.get_output_schema()
+    except AttributeError:  # not an MLflow model
+        return []
+    if schema is None or not schema.has_input_names():
+        return []
+    return [str(n) for n in schema.input_names()]
 
 
 async def server_live(request: Request) -> Response:
@@ -115,7 +131,12 @@ async def model_metadata(request: Request) -> Response:
         model = _champion(endpoint)
         schema = model.pyfunc.metadata.get_input_schema()
         inputs = v2.tensor_specs_from_schema(schema) if schema is not None else []
-        outputs = [v2.TensorSpec("predictions", "FP64", (-1,))]
+        columns = _signature_outputs(model)
+        if len(columns) > 1:
+            schema_out = model.pyfunc.metadata.get_output_schema()
+            outputs = v2.tensor_specs_from_schema(schema_out)
+        else:
+            outputs = [v2.TensorSpec("predictions", "FP64", (-1,))]
         if "probabilities" in _output_names(model):
             outputs.append(v2.TensorSpec("probabilities", "FP64", (-1, len(model.classes or []))))
         versions = sorted({m.version for m in endpoint.models.values()}, key=int)
@@ -148,6 +169,9 @@ async def model_ready(request: Request) -> Response:
 
 
 def _outputs(model_outputs: list[str], scored: Any) -> list[tuple[str, np.ndarray]]:
+    columns = output_columns(scored)
+    if columns is not None:  # a multi-output model: one tensor per column
+        return list(columns.items())
     predictions = np.asarray(scored.raw if scored.raw is not None else scored.predictions)
     if isinstance(scored.raw, np.ndarray):
         predictions = scored.raw

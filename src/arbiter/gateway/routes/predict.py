@@ -18,6 +18,7 @@ from arbiter.gateway.responses import (
     parse_json,
 )
 from arbiter.gateway.state import GatewayState
+from arbiter.servable import output_columns
 
 
 def require_json(request: Request) -> None:
@@ -70,8 +71,8 @@ async def predict(request: Request) -> Response:
       Body `{"unit_id": "user-42", "features": {...}}` for one row, or `"features": [{...}, ...]`
       for a batch. The unit id (field name configurable per model, or the X-Unit-Id header)
       makes A/B assignment sticky. Responds with the request id (use it for /feedback), the
-      predictions, class probabilities when the model has them, and which arm and version
-      answered.
+      predictions, class probabilities when the model has them, every output of a
+      multi-output model per row (`outputs`), and which arm and version answered.
     parameters:
       - {name: name, in: path, required: true, schema: {type: string}}
     requestBody:
@@ -104,6 +105,7 @@ async def predict(request: Request) -> Response:
                 predictions: {type: array, items: {}}
                 prediction: {description: "the single prediction when `features` was an object"}
                 probabilities: {type: array, items: {type: object}}
+                outputs: {type: array, items: {type: object}}
       400: {description: Malformed JSON}
       404: {description: Unknown model}
       413: {description: Body too large}
@@ -166,5 +168,9 @@ async def predict(request: Request) -> Response:
         payload["probabilities"] = [
             dict(zip(keys, row, strict=True)) for row in scored.proba.tolist()
         ]
+    columns = output_columns(scored)
+    if columns is not None:  # a multi-output model: every column, per row
+        values = zip(*(column.tolist() for column in columns.values()), strict=True)
+        payload["outputs"] = [dict(zip(columns, row, strict=True)) for row in values]
     state.count_ok(name, outcome.arm, "arbiter", start)
     return ORJSONResponse(payload)
