@@ -383,6 +383,14 @@ def rows_to_frame(rows: Sequence[Mapping[str, Any]], names: Sequence[str] | None
     frame = pd.DataFrame.from_records(list(rows))
     if names is not None:
         frame = frame.reindex(columns=list(names))
+    # A JSON null is None in an object column (a column of nulls only, as in a one-row request
+    # with a null string) but NaN once pandas infers a string column: encoders read None as
+    # one more category and NaN as missing, so the same row scored differently (or failed)
+    # by batch. One missing value for the model: NaN, as in the training data.
+    for name in [c for c, dtype in frame.dtypes.items() if dtype.kind == "O"]:
+        column = frame[name]
+        if column.isna().any():
+            frame[name] = column.where(column.notna(), np.nan)
     return frame
 
 

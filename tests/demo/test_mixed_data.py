@@ -10,6 +10,7 @@ from arbiter.column_kinds import column_kinds
 from arbiter.demo.mixed_data import (
     CATEGORICAL_COLUMNS,
     FEATURES,
+    NEW_COUNTRY,
     NEW_MERCHANT,
     NUMERIC_COLUMNS,
     TEXT_COLUMN,
@@ -87,6 +88,9 @@ def test_shift_drifts_categories_missing_rate_text_and_numbers(reference, drifte
     ref, cur = reference.features, drifted.features
     assert NEW_MERCHANT not in set(ref["merchant_category"].dropna())
     assert 0.05 < (cur["merchant_category"] == NEW_MERCHANT).mean() < 0.15
+    assert NEW_COUNTRY not in set(ref["country"])
+    assert 0.05 < (cur["country"] == NEW_COUNTRY).mean() < 0.15
+    assert (cur["account_age_days"] < 30).mean() > (ref["account_age_days"] < 30).mean() + 0.15
     assert cur["declared_income"].isna().mean() > ref["declared_income"].isna().mean() + 0.1
     assert not ref[TEXT_COLUMN].fillna("").str.contains("wallet").any()
     assert cur[TEXT_COLUMN].fillna("").str.contains("wallet").mean() > 0.01

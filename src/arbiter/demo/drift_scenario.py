@@ -286,8 +286,8 @@ def _wait_for_champion(url: str, version: str, timeout_s: float = 60.0) -> bool:
 # --- reports ---------------------------------------------------------------------------------
 
 
-def _drift_report(home: Home, record: CycleRecord) -> Path | None:
-    """Re-run the drift step's check on the same window and write it as HTML."""
+def _drift_check(home: Home, record: CycleRecord) -> tuple[Any, str] | None:
+    """Re-run the drift step's check on the same window: (the full result, the window)."""
     from arbiter.drift import check_drift
     from arbiter.durations import parse_window
     from arbiter.events.location import open_event_store
@@ -295,7 +295,6 @@ def _drift_report(home: Home, record: CycleRecord) -> Path | None:
     from arbiter.loop.record import parse_iso
     from arbiter.registry import registry_for_home
     from arbiter.registry.profiles import load_profile
-    from arbiter.report.drift import write_drift_html
 
     step = record.steps.get("drift")
     champion = record.aliases_at_start.get("champion")
@@ -321,11 +320,23 @@ def _drift_report(home: Home, record: CycleRecord) -> Path | None:
         served.features,
         current_prediction=served.scores if profile.prediction is not None else None,
     )
+    return result, spec.describe()
+
+
+def _drift_report(home: Home, record: CycleRecord, checked: Any = None) -> Path | None:
+    """The drift step's check (:func:`_drift_check`, or ``checked``) as HTML."""
+    from arbiter.report.drift import write_drift_html
+
+    checked = checked or _drift_check(home, record)
+    if checked is None:
+        return None
+    result, window = checked
+    champion = record.aliases_at_start.get("champion")
     return write_drift_html(
         result,
         home.reports / f"{MODEL}-drift.html",
         title=f"{MODEL}: served traffic vs v{champion}'s training data",
-        subtitle=f"the loop's drift check, cycle {record.cycle_id}, {spec.describe()}",
+        subtitle=f"the loop's drift check, cycle {record.cycle_id}, {window}",
     )
 
 

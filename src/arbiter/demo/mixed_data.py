@@ -11,10 +11,11 @@ Accounts belong to users with stable habits (home country, usual device, typical
 A/B assignment by user is realistic.
 
 ``shift`` (0 < shift <= 1, or more) draws a drifted month instead: a merchant category that
-the reference never saw (``crypto_exchange``, fraud-prone), a jump in the income missing rate,
-new words in the notes (a scam vocabulary the reference notes never used), larger amounts and
-a later time window. The new category and the new words carry fraud signal that a model trained
-on the reference cannot use, so a model retrained on drifted data is genuinely better there.
+the reference never saw (``crypto_exchange``, fraud-prone) and a new market (``MX``), a jump
+in the income missing rate, new words in the notes (a scam vocabulary the reference notes
+never used), larger amounts, a wave of new accounts and a later time window. The new
+category and the new words carry fraud signal that a model trained on the reference cannot
+use, so a model retrained on drifted data is genuinely better there.
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ _MERCHANT_RISK = np.array([-0.6, -0.4, -0.3, 0.0, 0.6, 0.4, 0.8, 1.1])
 NEW_MERCHANT = "crypto_exchange"
 _NEW_MERCHANT_RISK = 2.2
 
-COUNTRIES = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "PL", "BR", "NG")
-_COUNTRY_P = np.array([0.30, 0.14, 0.12, 0.10, 0.08, 0.07, 0.06, 0.05, 0.05, 0.03])
-_COUNTRY_RISK = np.array([0.0, 0.0, -0.2, 0.0, 0.1, 0.1, -0.2, 0.3, 0.7, 1.0])
+COUNTRIES = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "PL", "BR", "NG", "MX")
+_COUNTRY_P = np.array([0.30, 0.14, 0.12, 0.10, 0.08, 0.07, 0.06, 0.05, 0.05, 0.03, 0.0])
+_COUNTRY_RISK = np.array([0.0, 0.0, -0.2, 0.0, 0.1, 0.1, -0.2, 0.3, 0.7, 1.0, 0.8])
+#: The market that opens in drifted data (no reference row comes from it).
+NEW_COUNTRY = "MX"
 
 DEVICES = ("ios", "android", "desktop", "tablet", "emulator")
 _DEVICE_P = np.array([0.36, 0.34, 0.22, 0.07, 0.01])
@@ -166,8 +169,9 @@ def make_accounts(
         Distinct users; each has a home country, a usual device and a typical amount.
     shift : float, optional
         Drift strength (``None`` or 0: the reference distribution). At 1 a new merchant
-        category takes ~8 % of rows, the income missing rate rises by ~20 points, scam notes
-        switch to a new vocabulary, amounts grow ~50 % and the timestamps move a month on.
+        category takes ~9 % of rows and a new country ~10 %, the income missing rate rises by
+        ~20 points, scam notes switch to a new vocabulary, amounts grow ~50 %, a quarter of
+        the accounts are new (under 30 days) and the timestamps move a month on.
 
     Returns
     -------
@@ -207,6 +211,11 @@ def make_accounts(
 
     amount = np.round(user_amount[users] * rng.lognormal(0.0, 0.7, n) * np.exp(0.4 * drift), 2)
     account_age = np.round(user_age[users] + rng.integers(0, 30, n), 0)
+    if drift > 0:
+        # A new market opens and a signup campaign brings a wave of young accounts.
+        country = np.where(rng.random(n) < 0.1 * min(drift, 1.0), COUNTRIES.index("MX"), country)
+        wave = rng.random(n) < 0.25 * min(drift, 1.0)
+        account_age = np.where(wave, rng.integers(0, 30, n), account_age).astype(np.float64)
     logins = rng.poisson(np.where(scam, 3.0, 12.0), n).astype(np.float64)
     session = np.round(rng.gamma(2.0, 4.0, n), 1)
     income = np.round(user_income[users] * rng.lognormal(0.0, 0.1, n), -2)
@@ -263,6 +272,7 @@ def make_accounts(
 __all__ = [
     "CATEGORICAL_COLUMNS",
     "FEATURES",
+    "NEW_COUNTRY",
     "NEW_MERCHANT",
     "NUMERIC_COLUMNS",
     "TEXT_COLUMN",

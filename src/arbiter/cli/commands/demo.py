@@ -9,7 +9,7 @@ import typer
 
 from arbiter.cli.options import HomeOption, JsonOption
 
-SCENARIOS = ("default", "drift")
+SCENARIOS = ("default", "drift", "mixed")
 
 
 def demo(
@@ -18,7 +18,9 @@ def demo(
         None,
         "--requests",
         min=10,
-        help="Requests per phase [default: 2000; drift scenario: per half, 1000].",
+        # Parentheses, not brackets: Rich reads "[default: ...]" as markup and drops it.
+        help="Requests per phase (default 2000; drift scenario: per half, 1000; mixed: per "
+        "half, 1500).",
     ),
     concurrency: int = typer.Option(16, "--concurrency", min=1, help="Concurrent HTTP requests."),
     seed: int = typer.Option(7, "--seed", help="Seed of the synthetic data."),
@@ -27,7 +29,8 @@ def demo(
         "--scenario",
         help="default: champion vs challenger, shadow then A/B. drift: the traffic shifts "
         "halfway and the closed loop detects it, retrains, gates, shadow-tests and promotes "
-        "(writes the drift and experiment reports).",
+        "(writes the drift and experiment reports). mixed: the same loop on an account table "
+        "with categorical, missing and free-text columns, served as raw rows.",
     ),
     force: bool = typer.Option(
         False,
@@ -50,6 +53,8 @@ def demo(
 
     With `--scenario drift`, the closed loop (`arbiter loop`) runs on traffic whose distribution
     shifts halfway, and writes the drift and experiment reports (HTML) to HOME/reports/.
+    `--scenario mixed` runs the same loop on a table that looks real: merchant category,
+    country and device strings, gaps, a free-text note and a ~5 % fraud label.
     """
     from arbiter.threads import single_threaded_native_pools
 
@@ -73,8 +78,8 @@ def demo(
     # refuses a home a server holds (its rebuild would corrupt the server's registry).
     with rebuilding(home), quiet_mlflow(verbose):
         prepare_home(home, force=force, say=console.print)
-        if scenario == "drift":
-            _drift(home, requests, concurrency, seed, json_output, console)
+        if scenario in ("drift", "mixed"):
+            _loop_scenario(scenario, home, requests, concurrency, seed, json_output, console)
             return
         _default(home, requests, concurrency, seed, json_output, console)
 
@@ -209,13 +214,19 @@ def _print_canaries(console: Any, canaries: dict[str, Any]) -> None:
         console.print(f"aliases now: {run['aliases']}")
 
 
-def _drift(
-    home: Path, requests: int | None, concurrency: int, seed: int, json_output: bool, console: Any
+def _loop_scenario(
+    scenario: str,
+    home: Path,
+    requests: int | None,
+    concurrency: int,
+    seed: int,
+    json_output: bool,
+    console: Any,
 ) -> None:
+    """The closed-loop scenarios: drift (numeric table) and mixed (mixed-type table)."""
     import os
 
     from arbiter.cli.output import print_json
-    from arbiter.demo.drift_scenario import DriftDemoOptions, run_drift_demo
 
     # The loop reads reference profiles from MLflow; its download bars would break the steps.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -223,7 +234,14 @@ def _drift(
     sizes: dict[str, Any] = {"concurrency": concurrency, "seed": seed}
     if requests is not None:
         sizes["requests"] = requests
-    summary = run_drift_demo(home, DriftDemoOptions(**sizes), console=console)
+    if scenario == "mixed":
+        from arbiter.demo.mixed_scenario import MixedDemoOptions, run_mixed_demo
+
+        summary = run_mixed_demo(home, MixedDemoOptions(**sizes), console=console)
+    else:
+        from arbiter.demo.drift_scenario import DriftDemoOptions, run_drift_demo
+
+        summary = run_drift_demo(home, DriftDemoOptions(**sizes), console=console)
     summary.pop("_analysis")
     if json_output:
         print_json(summary)
