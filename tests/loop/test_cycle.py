@@ -276,3 +276,32 @@ def test_shadow_step_requires_a_shadow_experiment(
         run_cycle(home.root, MODEL, steps=_canned("2"))
     rec = CycleStore(home.root).open_cycle(MODEL)
     assert rec is not None and rec.steps["shadow"].status == "failed"
+
+
+def test_retrain_step_passes_column_kinds_and_time_column(
+    loop_home: Callable[..., Home], loop_template: LoopData, tmp_path: Path
+) -> None:
+    """`loop run --time-column/--categorical` reach the retrain: time-ordered folds, a tag."""
+    import pandas as pd
+
+    from arbiter.retrain.search import TAG_TIME_COLUMN
+
+    frame = pd.read_csv(loop_template.train)
+    frame["seen_at"] = pd.date_range("2026-11-01", periods=len(frame), freq="min")
+    frame["channel"] = ["web" if i % 3 else "app" for i in range(len(frame))]
+    train = tmp_path / "train-with-time.parquet"
+    frame.to_parquet(train)
+    home = loop_home()
+    options = _options(
+        LoopData(loop_template.root, train, loop_template.holdout),
+        force=True,
+        time_column="seen_at",
+        categorical=("channel",),
+        search="sklearn",  # the built-in spaces encode a categorical column; the factory does not
+    )
+    result = run_cycle(home.root, MODEL, options, stop_after="retrain")
+    assert result.record.inputs["time_column"] == "seen_at"
+    assert result.record.inputs["categorical"] == ["channel"]
+    version = result.record.steps["retrain"].evidence["version"]
+    tags = registry_for_home(home.root).client.get_model_version(MODEL, version).tags
+    assert tags[TAG_TIME_COLUMN] == "seen_at"

@@ -65,6 +65,9 @@ class LoopOptions:
     drift_window : str, optional
         Window of served traffic compared with the champion's reference profile (``"7d"``,
         ``"5000 rows"``); None for every served row.
+    categorical, text, time_column
+        Column kinds and time-ordered validation, passed to :func:`arbiter.retrain.retrain`
+        (a training file with a time column needs ``time_column``: dates are not features).
     """
 
     force: bool = False
@@ -79,6 +82,9 @@ class LoopOptions:
     seed: int = 0
     search: str = "sklearn"
     drift_window: str | None = DEFAULT_DRIFT_WINDOW
+    categorical: tuple[str, ...] = ()
+    text: tuple[str, ...] = ()
+    time_column: str | None = None
 
     def to_inputs(self) -> dict[str, Any]:
         def path(p: str | Path | None) -> str | None:
@@ -97,6 +103,9 @@ class LoopOptions:
             "seed": self.seed,
             "search": self.search,
             "drift_window": self.drift_window,
+            "categorical": list(self.categorical),
+            "text": list(self.text),
+            "time_column": self.time_column,
         }
 
 

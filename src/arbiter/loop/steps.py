@@ -111,6 +111,7 @@ def retrain_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutc
     from arbiter.retrain import labelled_traffic, retrain
 
     label = inputs.get("label")
+    time_column = inputs.get("time_column")  # absent from cycles recorded before it existed
     x = y = None
     if inputs.get("data"):
         if not label:
@@ -119,9 +120,8 @@ def retrain_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutc
     traffic = None
     window = inputs.get("traffic_window")
     if window:
-        t_x, t_y = labelled_traffic(
-            ctx.events, ctx.model, window=window, features=None if x is None else list(x.columns)
-        )
+        features = None if x is None else [c for c in x.columns if c != time_column]
+        t_x, t_y = labelled_traffic(ctx.events, ctx.model, window=window, features=features)
         if len(t_y):
             traffic = (t_x, t_y)
     if x is None:
@@ -143,6 +143,10 @@ def retrain_step(ctx: LoopContext, record: CycleRecord, reason: str) -> StepOutc
         cv=int(inputs.get("cv") or 5),
         seed=int(inputs.get("seed") or 0),
         alias=CANDIDATE_ALIAS,
+        categorical=tuple(inputs.get("categorical") or ()),
+        text=tuple(inputs.get("text") or ()),
+        # Traffic alone has no time column: the file's column orders the folds.
+        time_column=time_column if inputs.get("data") else None,
     )
     ctx.registry.set_model_version_tags(ctx.model, result.version, {TAG_CYCLE: record.cycle_id})
     return StepOutcome(

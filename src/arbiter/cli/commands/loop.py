@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from arbiter.cli.commands.retrain import CategoricalOption, TextOption, TimeColumnOption
 from arbiter.cli.options import HomeOption, JsonOption, ModelOption
 
 app = typer.Typer(
@@ -50,6 +51,10 @@ def _options(
     trials: int,
     search: str,
     drift_window: str = "7d",
+    *,
+    categorical: list[str] | None = None,
+    text: list[str] | None = None,
+    time_column: str | None = None,
 ) -> Any:
     from arbiter.durations import parse_duration, parse_window
     from arbiter.loop import LoopOptions
@@ -68,6 +73,9 @@ def _options(
         trials=trials,
         search=search,
         drift_window=None if drift_window.lower() == "none" else drift_window,
+        categorical=tuple(categorical or ()),
+        text=tuple(text or ()),
+        time_column=time_column,
     )
 
 
@@ -107,6 +115,9 @@ def run(
     trials: int = TrialsOption,
     search: str = SearchOption,
     drift_window: str = DriftWindowOption,
+    categorical: list[str] = CategoricalOption,
+    text: list[str] = TextOption,
+    time_column: str = TimeColumnOption,
     stop_after: str = typer.Option(
         None, "--stop-after", help="Start no step after this one (orchestrators: one per task)."
     ),
@@ -121,7 +132,19 @@ def run(
     from arbiter.loop import run_cycle
 
     options = _options(
-        force, every, data, label, holdout, max_wait, traffic_window, trials, search, drift_window
+        force,
+        every,
+        data,
+        label,
+        holdout,
+        max_wait,
+        traffic_window,
+        trials,
+        search,
+        drift_window,
+        categorical=categorical,
+        text=text,
+        time_column=time_column,
     )
     result = run_cycle(home, model, options, stop_after=stop_after)
     if json_output:
@@ -187,6 +210,9 @@ def schedule(
     trials: int = TrialsOption,
     search: str = SearchOption,
     drift_window: str = DriftWindowOption,
+    categorical: list[str] = CategoricalOption,
+    text: list[str] = TextOption,
+    time_column: str = TimeColumnOption,
     json_output: bool = JsonOption,
 ) -> None:
     """Run `loop run` every --every in the foreground (for cron-less hosts and systemd).
@@ -210,6 +236,9 @@ def schedule(
         trials,
         search,
         drift_window,
+        categorical=categorical,
+        text=text,
+        time_column=time_column,
     )
     result = run_schedule(
         home,

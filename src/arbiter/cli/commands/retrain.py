@@ -8,6 +8,26 @@ import typer
 
 from arbiter.cli.options import HomeOption, JsonOption, ModelOption
 
+# Shared with `arbiter loop run|start`, which pass them to the loop's retrain step.
+CategoricalOption = typer.Option(
+    None,
+    "--categorical",
+    help="Encode this column as categories (repeatable). By default string and boolean "
+    "columns are categorical unless their values read like sentences.",
+)
+TextOption = typer.Option(
+    None,
+    "--text",
+    help="Encode this column as free text (TF-IDF; repeatable). By default a string column "
+    "whose median value has 3 or more words.",
+)
+TimeColumnOption = typer.Option(
+    None,
+    "--time-column",
+    help="Column ordering the rows in time (dates or numbers): validate on the future, "
+    "train on the past (time-series folds). The column is not a feature.",
+)
+
 
 def retrain(
     model: str = ModelOption,
@@ -56,24 +76,9 @@ def retrain(
     workers: int = typer.Option(
         1, "--workers", "-w", min=1, help="Processes on this host working on the search."
     ),
-    categorical: list[str] = typer.Option(
-        None,
-        "--categorical",
-        help="Encode this column as categories (repeatable). By default string and boolean "
-        "columns are categorical unless their values read like sentences.",
-    ),
-    text: list[str] = typer.Option(
-        None,
-        "--text",
-        help="Encode this column as free text (TF-IDF; repeatable). By default a string column "
-        "whose median value has 3 or more words.",
-    ),
-    time_column: str = typer.Option(
-        None,
-        "--time-column",
-        help="Column ordering the rows in time (dates or numbers): validate on the future, "
-        "train on the past (time-series folds). The column is not a feature.",
-    ),
+    categorical: list[str] = CategoricalOption,
+    text: list[str] = TextOption,
+    time_column: str = TimeColumnOption,
     class_weights: bool = typer.Option(
         True,
         "--class-weights/--no-class-weights",
