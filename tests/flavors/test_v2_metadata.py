@@ -41,3 +41,16 @@ def test_v2_metadata_outputs_are_what_infer_returns(
         assert_v2_metadata_describes(client, model, infer)
         declared = client.get(f"/v2/models/{model}").json()["outputs"]
     assert {o["name"]: (o["datatype"], o["shape"]) for o in declared} == expected
+
+
+def test_v2_metadata_of_a_given_version(lgbm_text_gateway: Any, lgbm_text_registry: Any) -> None:
+    server, _ = lgbm_text_gateway({"lgbm3": {}})
+    wait_for_arms_loaded(server.url, "lgbm3")
+    version = lgbm_text_registry.versions["lgbm3"]["champion"]
+    with httpx.Client(base_url=server.url) as client:
+        latest = client.get("/v2/models/lgbm3").json()
+        pinned = client.get(f"/v2/models/lgbm3/versions/{version}")
+        assert pinned.status_code == 200, pinned.text
+        assert pinned.json() == latest
+        missing = client.get("/v2/models/lgbm3/versions/99")
+    assert missing.status_code == 404 and "'99'" in missing.json()["error"]

@@ -77,6 +77,19 @@ def _signature_outputs(model: ServableModel) -> list[str]:
     return [str(n) for n in schema.input_names()]
 
 
+def _loaded_version(endpoint: Endpoint, version: str | None) -> ServableModel:
+    """The champion, or the loaded model of ``version`` (404 when it is not loaded)."""
+    if version is None:
+        return _champion(endpoint)
+    for model in endpoint.models.values():
+        if model.version == version:
+            return model
+    loaded = sorted({m.version for m in endpoint.models.values()}, key=int)
+    raise NotFoundError(
+        f"version {version!r} of model {endpoint.name!r} is not loaded; loaded: {loaded}"
+    )
+
+
 def _output_specs(model: ServableModel) -> list[v2.TensorSpec]:
     """The output tensors inference returns (see :func:`_outputs`), as model metadata.
 
@@ -163,6 +176,9 @@ async def server_metadata(request: Request) -> Response:
 async def model_metadata(request: Request) -> Response:
     """Model metadata (v2): input tensors from the MLflow signature, output tensors.
 
+    ``/v2/models/{name}`` describes the champion, ``/v2/models/{name}/versions/{version}``
+    that loaded version (404 when it is not loaded).
+
     ---
     summary: v2 model metadata
     parameters:
@@ -174,7 +190,7 @@ async def model_metadata(request: Request) -> Response:
     state: GatewayState = request.app.state.arbiter
     try:
         endpoint = state.pool.endpoint(request.path_params["name"])
-        model = _champion(endpoint)
+        model = _loaded_version(endpoint, request.path_params.get("version"))
         schema = model.pyfunc.metadata.get_input_schema()
         inputs = v2.tensor_specs_from_schema(schema) if schema is not None else []
         outputs = _output_specs(model)
@@ -351,6 +367,7 @@ def routes() -> list[Route]:
         Route("/v2/health/live", server_live, methods=["GET"]),
         Route("/v2/health/ready", server_ready, methods=["GET"]),
         Route("/v2/models/{name}", model_metadata, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}", model_metadata, methods=["GET"]),
         Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
