@@ -54,6 +54,10 @@ class ServableModel:
     #: the layout's column schema.
     tensor: TensorLayout | None = None
     fast_path: bool = field(init=False)
+    #: The input signature is a tensor without column names and the MLmodel metadata names
+    #: none (``arbiter.columns``): only a tensor fits it (``/invocations`` inputs/instances),
+    #: not named rows.
+    unnamed_tensor: bool = field(init=False)
     classes: list[Any] | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +96,9 @@ class ServableModel:
             self.fast_path
             and self.schema is not None
             and all(f.required for f in self.schema.features)
+        )
+        self.unnamed_tensor = (
+            self.tensor is None and self.schema is None and _unnamed_tensor(self.pyfunc)
         )
 
     def enforce_input(self, data: Any, *, field: str = "body") -> Any:
@@ -343,6 +350,14 @@ class BoosterClassifier:
 
     def predict(self, x: Any) -> np.ndarray:
         return self.classes_[self.predict_proba(x).argmax(axis=1)]
+
+
+def _unnamed_tensor(pyfunc: Any) -> bool:
+    try:
+        schema = pyfunc.metadata.get_input_schema()
+    except Exception:  # not an MLflow model
+        return False
+    return schema is not None and schema.is_tensor_spec() and not schema.has_input_names()
 
 
 def native_model(pyfunc: Any) -> Any:

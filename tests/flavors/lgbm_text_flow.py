@@ -139,3 +139,20 @@ def report(home: Home, model: str) -> dict[str, Any]:
 
 
 __all__ = ["PROTOCOLS", "Sent", "analyze", "drive", "query", "report", "send", "sent", "v2_inputs"]
+
+
+def assert_v2_metadata_describes(client: httpx.Client, model: str, infer: dict[str, Any]) -> None:
+    """``GET /v2/models/{model}``'s outputs name, type and shape the tensors that ``infer`` (a
+    v2 infer response body) returned: same names and datatypes, and the same shape where the
+    metadata does not say ``-1`` (any size)."""
+    response = client.get(f"/v2/models/{model}")
+    assert response.status_code == 200, response.text
+    declared = {o["name"]: o for o in response.json()["outputs"]}
+    returned = {o["name"]: o for o in infer["outputs"]}
+    assert sorted(declared) == sorted(returned)
+    for name, spec in declared.items():
+        got = returned[name]
+        assert spec["datatype"] == got["datatype"], (name, spec, got)
+        assert len(spec["shape"]) == len(got["shape"]), (name, spec, got)
+        for want, have in zip(spec["shape"], got["shape"], strict=True):
+            assert want in (-1, have), (name, spec, got)

@@ -44,6 +44,7 @@ from arbiter.demo.traffic import describe_model, wait_for_arms_loaded, wait_unti
 from arbiter.events import EventStore
 from arbiter.home import Home
 from arbiter.registry import registry_for_home
+from tests.flavors.lgbm_text_flow import assert_v2_metadata_describes
 
 MODEL = "fraud-torch"
 runner = CliRunner()
@@ -196,6 +197,10 @@ def test_three_protocols_in_a_shadow_test_logged_and_analysed(
         assert out["name"] == "predictions" and out["shape"] == [3, 1]
         assert out["datatype"] == "FP32"
         np.testing.assert_allclose(out["data"], expected, rtol=1e-6)
+        # ... and its outputs as inference returns them: the network's own FP32 [batch, 1].
+        assert_v2_metadata_describes(client, MODEL, r.json())
+        outputs = client.get(f"/v2/models/{MODEL}").json()["outputs"]
+        assert outputs == [{"name": "predictions", "datatype": "FP32", "shape": [-1, 1]}]
 
         stored = client.post("/feedback", json={"feedback": feedback})
         assert stored.status_code == 200 and stored.json()["stored"] == n_predict
@@ -406,3 +411,56 @@ def test_metadata_that_contradicts_the_signature_is_refused_at_load(
     mlmodel.write_text(text.replace("- is_foreign\n", ""))
     with pytest.raises(RegistryError, match="names 7 columns, but the signature's tensor has 8"):
         registry.load("wrong", version)
+
+
+def test_a_tensor_without_column_names_is_refused_by_predict_before_the_model_runs(
+    torch_template: TorchTemplate, tmp_path: Path
+) -> None:
+    """Without ``arbiter.columns`` only /invocations' tensor forms fit the model: /predict and
+    v2 refuse named rows up front (a 4xx saying why), nothing logged, no model error."""
+    import yaml
+
+    from arbiter.gateway.app import create_app
+    from arbiter.gateway.server import ServerThread
+
+    home = Home.at(tmp_path / "home", create=True)
+    registry = registry_for_home(home.root)
+    example = np.ones((2, len(FEATURES)), dtype=np.float32)
+    version = registry.log_pytorch_model(
+        "unnamed", torch_template.nets["1"], FEATURES, example, aliases=("champion",)
+    )
+    uri = registry.client.get_model_version_download_uri("unnamed", version)
+    mlmodel = Path(uri.removeprefix("file://")) / "MLmodel"
+    doc = yaml.safe_load(mlmodel.read_text())
+    assert doc.pop("metadata")["arbiter"]["columns"] == list(FEATURES)
+    mlmodel.write_text(yaml.safe_dump(doc))
+    config = HomeConfig.model_validate(
+        {"models": {"unnamed": {}}, "events": {"flush_interval_s": 0.1}}
+    )
+    home.config_path.write_text(dump_config(config), encoding="utf-8")
+    server = ServerThread(create_app(home)).start()
+    try:
+        wait_for_arms_loaded(server.url, "unnamed")
+        with httpx.Client(base_url=server.url) as client:
+            r = client.post("/models/unnamed/predict", json={"features": _row()})
+            assert r.status_code == 422, r.text
+            error = r.json()["error"]
+            assert error["field"] == "features" and error["code"] != "model_error"
+            assert "tensor without column names" in error["message"]
+            assert "/invocations" in error["message"] and "arbiter.columns" in error["message"]
+            r = client.post(
+                "/v2/models/unnamed/infer",
+                json={
+                    "inputs": [{"name": "x", "shape": [1, 8], "datatype": "FP32", "data": _GOOD}]
+                },
+            )
+            assert r.status_code == 400 and "arbiter.columns" in r.json()["error"], r.text
+            ok = client.post("/models/unnamed/invocations", json={"inputs": [_GOOD]})
+            assert ok.status_code == 200, ok.text
+            metrics = client.get("/metrics").text
+    finally:
+        server.stop()
+    assert 'kind="model_error"' not in metrics
+    assert "arbiter_model_errors_total{" not in metrics
+    logged = _query(home, "SELECT protocol, count(*), count(error) FROM predictions GROUP BY ALL")
+    assert logged == [("mlflow", 1, 0)]

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from arbiter.errors import ArbiterError, ModelError, ModelTimeoutError
+from arbiter.errors import ArbiterError, InvalidInputError, ModelError, ModelTimeoutError
 from arbiter.features import coerce_frame, coerce_rows
 from arbiter.gateway.batching import Batcher, BatchLimits, BatchPart, batch_part, score_parts
 from arbiter.gateway.metrics import GatewayMetrics
@@ -133,6 +133,14 @@ class RowsInput(_PerModel):
     def _rows_for(self, model: ServableModel) -> list[dict[str, Any]]:
         rows = self._cached(model)
         if rows is _MISSING:
+            if model.unnamed_tensor:
+                raise InvalidInputError(
+                    f"model {model.name!r} v{model.version} takes a tensor without column "
+                    "names, so named rows cannot be mapped to it: send the tensor to "
+                    "/invocations ('inputs' or 'instances'), or log the model with the column "
+                    "names in its MLmodel metadata (arbiter.columns)",
+                    field=self.field,
+                )
             rows = self._remember(
                 model,
                 coerce_rows(

@@ -36,7 +36,7 @@ from arbiter.gateway.responses import (
 )
 from arbiter.gateway.routes.ops import readiness
 from arbiter.gateway.state import GatewayState
-from arbiter.servable import ServableModel, output_columns
+from arbiter.servable import BoosterClassifier, ServableModel, output_columns
 
 PLATFORM = "mlflow_pyfunc"
 
@@ -75,6 +75,65 @@ def _signature_outputs(model: ServableModel) -> list[str]:
     if schema is None or not schema.has_input_names():
         return []
     return [str(n) for n in schema.input_names()]
+
+
+def _loaded_version(endpoint: Endpoint, version: str | None) -> ServableModel:
+    """The champion, or the loaded model of ``version`` (404 when it is not loaded)."""
+    if version is None:
+        return _champion(endpoint)
+    for model in endpoint.models.values():
+        if model.version == version:
+            return model
+    loaded = sorted({m.version for m in endpoint.models.values()}, key=int)
+    raise NotFoundError(
+        f"version {version!r} of model {endpoint.name!r} is not loaded; loaded: {loaded}"
+    )
+
+
+def _output_specs(model: ServableModel) -> list[v2.TensorSpec]:
+    """The output tensors inference returns (see :func:`_outputs`), as model metadata.
+
+    A multi-output model: one tensor per column of its output signature. Otherwise
+    ``predictions`` as the output signature has it (tensor dtype and shape, or the one
+    column's type as ``[-1]``), else as the flavor answers: a LightGBM Booster's own output
+    (FP64 P(class 1) ``[-1]``, or ``[-1, k]`` for k classes), a classifier's labels, FP64
+    ``[-1]`` for anything else; and ``probabilities`` (FP64 ``[-1, classes]``) for a classifier.
+    """
+    if len(_signature_outputs(model)) > 1:
+        return v2.tensor_specs_from_schema(model.pyfunc.metadata.get_output_schema())
+    outputs = [_predictions_spec(model)]
+    if "probabilities" in _output_names(model):
+        outputs.append(v2.TensorSpec("probabilities", "FP64", (-1, len(model.classes or []))))
+    return outputs
+
+
+def _predictions_spec(model: ServableModel) -> v2.TensorSpec:
+    try:
+        schema = model.pyfunc.metadata.get_output_schema()
+    except AttributeError:  # not an MLflow model
+        schema = None
+    if schema is not None and len(schema.inputs) == 1:
+        try:
+            (spec,) = v2.tensor_specs_from_schema(schema)
+        except InvalidInputError:  # a column type with no v2 datatype: derive it below
+            pass
+        else:
+            return v2.TensorSpec("predictions", spec.datatype, spec.shape)
+    if isinstance(model.raw, BoosterClassifier):
+        k = len(model.raw.classes_)
+        return v2.TensorSpec("predictions", "FP64", (-1,) if k == 2 else (-1, k))
+    if model.classes and model.tensor is None:
+        try:
+            return v2.TensorSpec(
+                "predictions", v2.numpy_to_datatype(_dtype_of(model.classes)), (-1,)
+            )
+        except InvalidInputError:
+            pass
+    return v2.TensorSpec("predictions", "FP64", (-1,))
+
+
+def _dtype_of(values: Any) -> np.dtype:
+    return np.asarray(list(values)).dtype
 
 
 async def server_live(request: Request) -> Response:
@@ -117,6 +176,9 @@ async def server_metadata(request: Request) -> Response:
 async def model_metadata(request: Request) -> Response:
     """Model metadata (v2): input tensors from the MLflow signature, output tensors.
 
+    ``/v2/models/{name}`` describes the champion, ``/v2/models/{name}/versions/{version}``
+    that loaded version (404 when it is not loaded).
+
     ---
     summary: v2 model metadata
     parameters:
@@ -128,17 +190,10 @@ async def model_metadata(request: Request) -> Response:
     state: GatewayState = request.app.state.arbiter
     try:
         endpoint = state.pool.endpoint(request.path_params["name"])
-        model = _champion(endpoint)
+        model = _loaded_version(endpoint, request.path_params.get("version"))
         schema = model.pyfunc.metadata.get_input_schema()
         inputs = v2.tensor_specs_from_schema(schema) if schema is not None else []
-        columns = _signature_outputs(model)
-        if len(columns) > 1:
-            schema_out = model.pyfunc.metadata.get_output_schema()
-            outputs = v2.tensor_specs_from_schema(schema_out)
-        else:
-            outputs = [v2.TensorSpec("predictions", "FP64", (-1,))]
-        if "probabilities" in _output_names(model):
-            outputs.append(v2.TensorSpec("probabilities", "FP64", (-1, len(model.classes or []))))
+        outputs = _output_specs(model)
         versions = sorted({m.version for m in endpoint.models.values()}, key=int)
         return ORJSONResponse(v2.model_metadata(endpoint.name, versions, PLATFORM, inputs, outputs))
     except ArbiterError as exc:
@@ -229,6 +284,13 @@ async def infer(request: Request) -> Response:
         parsed = v2.parse_infer_request(await request.body(), request.headers)
         names = _output_names(champion)
         v2.check_requested_outputs(parsed.requested_outputs, names)
+        if champion.unnamed_tensor:
+            raise InvalidInputError(
+                f"model {name!r} takes a tensor without column names: send it to "
+                "/invocations ('inputs' or 'instances'), or log the model with the column "
+                "names in its MLmodel metadata (arbiter.columns)",
+                field="inputs",
+            )
         if champion.schema is None:
             raise InvalidInputError(
                 f"model {name!r} has no input signature; v2 needs column names to build its input",
@@ -305,6 +367,7 @@ def routes() -> list[Route]:
         Route("/v2/health/live", server_live, methods=["GET"]),
         Route("/v2/health/ready", server_ready, methods=["GET"]),
         Route("/v2/models/{name}", model_metadata, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}", model_metadata, methods=["GET"]),
         Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
