@@ -38,6 +38,10 @@ class DemoHome:
     seconds: float  # how long the reduced demo took
     output: str | None  # what the demo printed at 80 columns (None: a prebuilt home)
     errors: str | None = None  # what it printed to stderr
+    #: A copy taken as the demo finished, before any test's server opened the home. Tests that
+    #: need their own home copy this one: copying `root` while the docs' session-long
+    #: `arbiter serve` writes to it races SQLite's journal and the event segments.
+    snapshot: Path | None = None
 
 
 #: The session's demo home, built by whichever test folder asks first (docs, ui).
@@ -60,11 +64,13 @@ def build_demo_home(tmp_path_factory: pytest.TempPathFactory) -> DemoHome:
 
 def _build_demo_home(tmp_path_factory: pytest.TempPathFactory) -> DemoHome:
     root = tmp_path_factory.mktemp("docs") / "arbiter-home"
+    snapshot = tmp_path_factory.mktemp("docs-snapshot") / "arbiter-home"
     started = time.perf_counter()
     prebuilt = os.environ.get("ARBITER_DOCS_DEMO_HOME")
     if prebuilt:
         shutil.copytree(prebuilt, root, ignore=shutil.ignore_patterns(".serve.lock"))
-        return DemoHome(root, time.perf_counter() - started, None)
+        shutil.copytree(root, snapshot)
+        return DemoHome(root, time.perf_counter() - started, None, snapshot=snapshot)
     result = subprocess.run(
         [sys.executable, "-m", "arbiter", "demo", "--home", str(root), "--requests", "300"],
         capture_output=True,
@@ -73,7 +79,9 @@ def _build_demo_home(tmp_path_factory: pytest.TempPathFactory) -> DemoHome:
         timeout=1800,  # a bound: about 1.5 min on a quiet machine, several under load
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return DemoHome(root, time.perf_counter() - started, result.stdout, result.stderr)
+    seconds = time.perf_counter() - started
+    shutil.copytree(root, snapshot, ignore=shutil.ignore_patterns(".serve.lock"))
+    return DemoHome(root, seconds, result.stdout, result.stderr, snapshot=snapshot)
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,8 @@ def stack(ui_demo_home: DemoHome, tmp_path_factory: pytest.TempPathFactory) -> I
     from arbiter.ui import create_ui_app
 
     root = tmp_path_factory.mktemp("ui") / "arbiter-home"
-    shutil.copytree(ui_demo_home.root, root, ignore=shutil.ignore_patterns(".serve.lock"))
+    assert ui_demo_home.snapshot is not None  # the docs' server may be writing to its root
+    shutil.copytree(ui_demo_home.snapshot, root, ignore=shutil.ignore_patterns(".serve.lock"))
     _fresh_canary(root)
     saved = os.environ.get("ARBITER_ADMIN_TOKEN")
     os.environ["ARBITER_ADMIN_TOKEN"] = ADMIN_TOKEN
