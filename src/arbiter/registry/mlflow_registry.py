@@ -19,6 +19,7 @@ import numpy as np
 from arbiter.errors import NotFoundError, RegistryError
 from arbiter.features import FeatureSpec, InputSchema
 from arbiter.redact import redact, redact_loggers
+from arbiter.registry.skops_import import import_skops_io
 from arbiter.servable import ServableModel, native_model
 from arbiter.tensors import METADATA_KEY, tensor_layout
 
@@ -207,6 +208,8 @@ class MLflowRegistry:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=uri, tracking_uri=self.tracking_uri
             )
+            if any(Path(local).glob("*.skops")):  # MLflow imports skops.io to read it
+                import_skops_io()
             # suppress_warnings skips MLflow's check of the model's pip requirements against
             # this environment: it scans every installed distribution's files (2.8 s of a
             # 12 s first load on a busy 2-core VM, benchmarks/startup.py) only to log a warning.
@@ -291,8 +294,10 @@ class MLflowRegistry:
         (``"lightgbm"`` for its sklearn API). Returns the new version number.
         """
         import mlflow
-        import skops.io
         from mlflow.models import ModelSignature, infer_signature
+
+        import_skops_io()
+        import skops.io
 
         # Estimators fitted on bare arrays warn when handed a DataFrame; give each what it knows.
         sample = example if hasattr(model, "feature_names_in_") else np.asarray(example)
