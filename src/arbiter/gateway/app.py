@@ -29,6 +29,7 @@ from arbiter.errors import EventStoreError
 from arbiter.gateway.batching import BatchLimits
 from arbiter.gateway.controllers import prime_controllers, start_controllers, stop_controllers
 from arbiter.gateway.dispatch import Dispatcher
+from arbiter.gateway.loop_lag import LoopLagMonitor, LoopLagSettings
 from arbiter.gateway.metrics import GatewayMetrics
 from arbiter.gateway.middleware.auth import TokenAuthMiddleware
 from arbiter.gateway.middleware.body_limit import BodyLimitMiddleware
@@ -271,9 +272,14 @@ def create_app(
         timeline.mark("gc")
         state.startup = timeline.as_dict()
         log.info("%s (loads: %s)", timeline.summary(), pool.describe_loads())
+        # Opt-in (ARBITER_LOOP_LAG_MS): records what ran while the event loop stalled.
+        lag_settings = LoopLagSettings.from_env()
+        lag = LoopLagMonitor(lag_settings).start() if lag_settings is not None else None
         try:
             yield
         finally:
+            if lag is not None:
+                await lag.stop()
             await stop_controllers([*controllers, monitor])
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
