@@ -42,6 +42,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import startup
+
 import gateway as bench  # the benchmark's set-up, servers and load helpers
 from arbiter.gateway.loop_lag import ENV_FILE, ENV_MS
 
@@ -52,6 +54,20 @@ WAITING = re.compile(r"\.(get|wait|acquire|join|select|poll|sleep|recv\w*|accept
 #: The loop thread's innermost Python frame while uvloop runs its C loop: it is polling, or
 #: waiting for the GIL or for a CPU, not running Python.
 IN_UVLOOP = "asyncio/runners.py"
+
+
+def loop_thread_sched(pid: int) -> dict[str, float]:
+    """The server's CPU seconds (all threads, ``/proc/PID/stat``) and its main (event-loop)
+    thread's seconds on a CPU and waiting in the run queue (``/proc/PID/task/PID/schedstat``).
+
+    Run-queue waiting is time the loop was ready to run but had no CPU: on a shared machine
+    that, not the gateway, makes many of the stalls.
+    """
+    out = {"process_cpu_s": startup.cpu_seconds(pid)}
+    with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+        on_cpu_ns, waiting_ns, _ = (int(v) for v in f.read().split())
+    out.update(loop_on_cpu_s=on_cpu_ns / 1e9, loop_runqueue_wait_s=waiting_ns / 1e9)
+    return out
 
 
 def stall_histogram(stalls: list[dict[str, Any]], lag_ms: float) -> dict[str, int]:
@@ -138,6 +154,8 @@ def summarize(
         "stall_ms_total": sum(s["ms"] for s in stalls),
         "stall_share_of_run": sum(s["ms"] for s in stalls) / 1000.0 / seconds,
         "stalls_by_size": stall_histogram(stalls, lag_ms),
+        # Stall time in which the loop thread ran itself, and in which it waited (GIL or CPU).
+        "stall_ms_loop_on_cpu": sum(min(s["loop_cpu_ms"], s["ms"]) for s in stalls),
         "stall_stacks_by_ms": weighted.most_common(15),
         "gc": {
             "collections_recorded": len(gcs),
@@ -157,9 +175,14 @@ def report(summary: dict[str, Any], spy: list[tuple[str, int]] | None) -> str:
         f"stalls: {summary['stalls']} ({summary['stall_ms_total']:.0f} ms, "
         f"{summary['stall_share_of_run']:.1%} of the run)",
         *(f"  {label:>14}: {n}" for label, n in summary["stalls_by_size"].items()),
+        f"  of the stall time, the loop thread was on a CPU for "
+        f"{summary['stall_ms_loop_on_cpu']:.0f} ms; the rest it waited for the GIL or a CPU",
         "garbage collections recorded: {collections_recorded} (by generation {by_generation}), "
         "{ms_total:.0f} ms; {stalls_with_gc} stalls had one inside, "
         "{gc_ms_inside_stalls:.0f} ms of them".format(**summary["gc"]),
+        "server during the run: {process_cpu_s:.1f} s CPU (all threads); event-loop thread "
+        "{loop_on_cpu_s:.1f} s on a CPU, {loop_runqueue_wait_s:.2f} s runnable but waiting for "
+        "one".format(**summary["server"]),
         "stacks during stalls (busy threads' innermost frames, weighted by stall ms):",
         *(f"  {ms:8.0f} ms  {line}" for line, ms in summary["stall_stacks_by_ms"]),
     ]
@@ -214,9 +237,9 @@ def main(argv: list[str] | None = None) -> int:
                 stdout=subprocess.DEVNULL,
                 stderr=open(args.out / "py-spy.log", "wb"),  # noqa: SIM115
             )
-        began = time.time()
+        began, sched0 = time.time(), loop_thread_sched(server.proc.pid)
         load = bench.run_rate(server, plan, args.rate, args.seconds, load_core)
-        ended = time.time()
+        ended, sched1 = time.time(), loop_thread_sched(server.proc.pid)
         if spy is not None:
             spy.wait(args.seconds + 60)
     finally:
@@ -226,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     records = [r for r in records if began <= r["t"] <= ended]
     summary = summarize(records, load, args.lag_ms, args.seconds)
+    summary["server"] = {k: sched1[k] - sched0[k] for k in sched0}
     summary.update(model=args.model, lag_ms=args.lag_ms, loadavg=os.getloadavg(), home=str(home))
     spy_top = py_spy_leaves(spy_out) if spy_out.exists() else None
     summary["py_spy_leaves"] = spy_top

@@ -51,3 +51,4 @@ def test_records_a_stall_with_every_thread_stack(tmp_path: Path) -> None:
     assert 250 <= stall["ms"] < 10_000
     assert stall["seen_after_ms"] is not None  # caught while the loop was still stalled
     assert any("_hold_the_loop" in frame for frame in stall["stacks"][stall["loop_thread"]])
+    assert stall["loop_cpu_ms"] < stall["ms"] / 2  # it slept: held the loop, not a CPU

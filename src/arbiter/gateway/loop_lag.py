@@ -12,6 +12,9 @@ module records those stalls: ``ARBITER_LOOP_LAG_MS=10`` turns it on in ``arbiter
   (``sys._current_frames()``) once for that stall. The watchdog needs the GIL for that, and
   gets it within one switch interval (5 ms) from Python code. It waits out code that never
   lets the GIL go, and a garbage collection is such code.
+* Each stall notes the loop thread's own CPU time over it (``time.thread_time``): close to the
+  stall's length, the loop was busy itself (the stack says with what); far below, it waited
+  for the GIL or for a CPU.
 * ``gc.callbacks`` time every collection. Collections of ``threshold / 4`` or more are recorded
   with their start time, so stalls can be matched with the collections inside them.
 
@@ -129,13 +132,19 @@ class LoopLagMonitor:
         n = 0
         while True:
             n += 1
-            asleep = time.perf_counter()
+            asleep, cpu = time.perf_counter(), time.thread_time()
             self._beat = (n, asleep)
             await asyncio.sleep(self.tick_s)
             late = time.perf_counter() - asleep - self.tick_s
             if late >= self.threshold_s:
                 began = time.time() - late - self.tick_s  # wall clock, for reading logs
-                self._events.put({"kind": "stall", "beat": n, "t": began, "ms": late * 1000})
+                # The loop thread's own CPU meanwhile: near the stall's length, the loop was
+                # busy itself; far below it, it waited (for the GIL, or for a CPU).
+                loop_cpu_ms = (time.thread_time() - cpu) * 1000
+                self._events.put(
+                    {"kind": "stall", "beat": n, "t": began, "ms": late * 1000,
+                     "loop_cpu_ms": loop_cpu_ms}
+                )  # fmt: skip
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         now = time.perf_counter()
@@ -186,8 +195,12 @@ class LoopLagMonitor:
                 seen_ms, stacks = self._captured.pop(event.pop("beat"), (None, {}))
                 event.update(seen_after_ms=seen_ms, loop_thread=self._loop_thread, stacks=stacks)
                 top = stacks.get(self._loop_thread, ["(not caught while stalled)"])[-3:]
-                log.warning("event loop stalled %.1f ms; loop thread at %s", event["ms"],
-                            " <- ".join(reversed(top)))  # fmt: skip
+                log.warning(
+                    "event loop stalled %.1f ms (%.1f ms of it on a CPU); loop thread at %s",
+                    event["ms"],
+                    event["loop_cpu_ms"],
+                    " <- ".join(reversed(top)),
+                )
             if out is not None:
                 out.write(json.dumps(event) + "\n")
 
