@@ -424,6 +424,7 @@ def aggregate_experiment(
     max_classes: int = 10,
     arms: tuple[str, ...] | None = None,
     exclude_crossed: bool = False,
+    keep_pairs: str | None = None,
 ) -> ExperimentAggregates:
     """Compute every per-arm aggregate :func:`~arbiter.analysis.analyze_experiment` needs.
 
@@ -444,6 +445,12 @@ def aggregate_experiment(
     exclude_crossed : bool, default False
         Leave out of the metric (not the traffic) the units served by more than one arm,
         which a split change moves (:mod:`arbiter.analysis.periods`).
+    keep_pairs : str, optional
+        Shadow experiments: materialise the pairs into a temporary table of this name
+        (``pred_a``, ``pred_b``, ``num_a``, ``num_b``, ``label``, ``y_num``... one row per
+        champion/shadow pair, labelled or not) and leave it for the caller, who reads it
+        again (:func:`~arbiter.analysis.shadow_detail.shadow_detail`) and drops it. The name
+        is interpolated into SQL: pass an identifier of your own. Default: dropped here.
 
     Returns
     -------
@@ -475,7 +482,7 @@ def aggregate_experiment(
     # A temporary table materialises the expensive step (shadow: the pair and label joins;
     # A/B: the label join) once, and every aggregate reads it. A unique name: the caller owns
     # the connection.
-    pairs = f"_arbiter_pairs_{uuid.uuid4().hex[:12]}"
+    pairs = keep_pairs or f"_arbiter_pairs_{uuid.uuid4().hex[:12]}"
     try:
         if info.strategy == "shadow":
             return _aggregate_shadow(
@@ -524,7 +531,8 @@ def aggregate_experiment(
             other_arms=others, per_unit=_per_unit(con, pairs, sides),
         )  # fmt: skip
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {pairs}")
+        if not (keep_pairs and info.strategy == "shadow"):
+            con.execute(f"DROP TABLE IF EXISTS {pairs}")
 
 
 def _crossed_filter(scope: Scope) -> str:
