@@ -424,6 +424,7 @@ def aggregate_experiment(
     max_classes: int = 10,
     arms: tuple[str, ...] | None = None,
     exclude_crossed: bool = False,
+    keep_pairs: str | None = None,
 ) -> ExperimentAggregates:
     """Compute every per-arm aggregate :func:`~arbiter.analysis.analyze_experiment` needs.
 
@@ -444,6 +445,12 @@ def aggregate_experiment(
     exclude_crossed : bool, default False
         Leave out of the metric (not the traffic) the units served by more than one arm,
         which a split change moves (:mod:`arbiter.analysis.periods`).
+    keep_pairs : str, optional
+        Shadow experiments: materialise the pairs into a temporary table of this name
+        (``pred_a``, ``pred_b``, ``num_a``, ``num_b``, ``label``, ``y_num``... one row per
+        champion/shadow pair, labelled or not) and leave it for the caller, who reads it
+        again (:func:`~arbiter.analysis.shadow_detail.shadow_detail`) and drops it. The name
+        is interpolated into SQL: pass an identifier of your own. Default: dropped here.
 
     Returns
     -------
@@ -472,31 +479,44 @@ def aggregate_experiment(
     else:
         y_expr = _loss_sql(loss, "prediction_num", "label_num")
         y_a, y_b = _loss_sql(loss, "num_a", "y_num"), _loss_sql(loss, "num_b", "y_num")
-    # Shadow: a temporary table materialises the expensive step (the pair and label joins)
-    # once, and every aggregate reads it. A unique name: the caller owns the connection.
-    pairs = f"_arbiter_pairs_{uuid.uuid4().hex[:12]}"
+    # A temporary table materialises the expensive step (shadow: the pair and label joins;
+    # A/B: the label join) once, and every aggregate reads it. A unique name: the caller owns
+    # the connection.
+    pairs = keep_pairs or f"_arbiter_pairs_{uuid.uuid4().hex[:12]}"
     try:
         if info.strategy == "shadow":
             return _aggregate_shadow(
                 con, info, task, traffic, scope, params, width, pairs, y_a, y_b, max_classes
             )
-        # One pass over the label join: grouped by (side, bucket) and, for a classifier,
-        # also by (label, prediction), so the same rows give the time series (sum over the
-        # labels) and the confusion matrices (sum over the buckets).
-        keys = "label, prediction" if task == "classification" else "NULL, NULL"
-        rows = con.execute(
+        # The label join (every served row of the experiment probing the labels) is the
+        # expensive step: a temporary table keeps its labelled rows once, narrowed to the
+        # columns the aggregates read, and both aggregates below read that table instead of
+        # repeating the join (it was two of the A/B analysis's label joins).
+        keys = (
+            "label, prediction"
+            if task == "classification"
+            else "CAST(NULL AS VARCHAR) AS label, CAST(NULL AS VARCHAR) AS prediction"
+        )
+        con.execute(
             f"""
-            SELECT side, bucket, label, prediction, count(y), sum(y), sum(y * y) FROM (
-                SELECT {_SIDE_SQL} AS side, (epoch_us(ts) - $t0) // $width AS bucket,
-                       {y_expr}::DOUBLE AS y, {keys}
+            CREATE OR REPLACE TEMP TABLE {pairs} AS
+            SELECT * FROM (
+                SELECT {_SIDE_SQL} AS side, coalesce(unit_id, request_id) AS unit,
+                       (epoch_us(ts) - $t0) // $width AS bucket, {y_expr}::DOUBLE AS y, {keys}
                 FROM labeled
                 WHERE {scope.where()} AND role = 'served' AND error IS NULL AND label IS NOT NULL
                 {crossed}
-            ) AS t (side, bucket, y, label, prediction)
+            ) AS t
             WHERE y IS NOT NULL
-            GROUP BY ALL
             """,
             params,
+        )
+        # One pass over the labelled rows: grouped by (side, bucket) and, for a classifier,
+        # also by (label, prediction), so the same rows give the time series (sum over the
+        # labels) and the confusion matrices (sum over the buckets).
+        rows = con.execute(
+            f"SELECT side, bucket, label, prediction, count(y), sum(y), sum(y * y) "
+            f"FROM {pairs} GROUP BY ALL"
         ).fetchall()
         sides = arms or SIDES
         series = _cumulative_series(_sum_by(rows, (0, 1)), width, sides)
@@ -508,10 +528,11 @@ def aggregate_experiment(
         )
         return ExperimentAggregates(
             info, task, traffic, _metric_from_series(series, task), series, confusion,
-            other_arms=others, per_unit=_per_unit(con, scope, y_expr, sides, crossed),
+            other_arms=others, per_unit=_per_unit(con, pairs, sides),
         )  # fmt: skip
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {pairs}")
+        if not (keep_pairs and info.strategy == "shadow"):
+            con.execute(f"DROP TABLE IF EXISTS {pairs}")
 
 
 def _crossed_filter(scope: Scope) -> str:
@@ -524,37 +545,26 @@ def _crossed_filter(scope: Scope) -> str:
 
 
 def _per_unit(
-    con: duckdb.DuckDBPyConnection,
-    scope: Scope,
-    y_expr: str,
-    sides: tuple[str, ...],
-    crossed: str = "",
+    con: duckdb.DuckDBPyConnection, rows: str, sides: tuple[str, ...]
 ) -> dict[str, RatioStatistic]:
     """Per side, the metric as a ratio over units: the sums the delta method needs.
 
     Assignment is sticky per unit, so a unit's rows share an arm and are correlated; the
     units, not the rows, are the independent observations. One GROUP BY per unit, then one
-    per side: the result is a handful of numbers, whatever the number of rows.
+    per side, over the labelled rows of ``rows`` (the temporary table of
+    :func:`aggregate_experiment`: ``side``, ``unit``, ``y``): a handful of numbers out,
+    whatever the number of rows.
     """
-    rows = con.execute(
+    result = con.execute(
         f"""
         SELECT side, count(*), sum(m), sum(m * m), sum(d), sum(d * d), sum(m * d) FROM (
-            SELECT side, sum(y) AS m, count(y)::DOUBLE AS d FROM (
-                SELECT {_SIDE_SQL} AS side, coalesce(unit_id, request_id) AS unit,
-                       {y_expr}::DOUBLE AS y
-                FROM labeled
-                WHERE {scope.where()} AND role = 'served' AND error IS NULL AND label IS NOT NULL
-                {crossed}
-            ) AS t
-            WHERE y IS NOT NULL
-            GROUP BY side, unit
+            SELECT side, sum(y) AS m, count(y)::DOUBLE AS d FROM {rows} GROUP BY side, unit
         ) AS u
         GROUP BY side
-        """,
-        scope.params,
+        """
     ).fetchall()
     out = {s: RatioStatistic(0, 0.0, 0.0, 0.0, 0.0, 0.0) for s in sides}
-    for side, n, *sums in rows:
+    for side, n, *sums in result:
         if side in out:
             out[side] = RatioStatistic(int(n), *(float(v) for v in sums))
     return out

@@ -18,6 +18,7 @@ The order mirrors how an analyst works (docs/analysis.md):
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -376,7 +377,18 @@ def compare_arms(
     decision = policy or (model_config.decision if model_config else DecisionConfig())
     notes: list[str] = []
     crossed = mode == "ab" and split_changed(con, model, experiment)  # periods.py
-    agg = aggregate_experiment(con, model, experiment, loss=decision.loss, exclude_crossed=crossed)
+    # Shadow: the aggregates' table of pairs (the pair and label joins, the costliest step) is
+    # kept for the shadow description, which would otherwise join them all again.
+    pairs = f"_arbiter_pairs_{uuid.uuid4().hex[:12]}" if mode == "shadow" else None
+    try:
+        agg = aggregate_experiment(
+            con, model, experiment, loss=decision.loss, exclude_crossed=crossed, keep_pairs=pairs
+        )
+        kept = pairs if agg.info.strategy == "shadow" else None
+        detail = shadow_detail(con, model, experiment, agg.task, pairs=kept) if pairs else None
+    finally:
+        if pairs is not None:
+            con.execute(f"DROP TABLE IF EXISTS {pairs}")
     info = agg.info
     weights = _traffic_weights(model, experiment, mode, model_config, notes)
     pol = to_decision_policy(decision, mode=mode, task=agg.task, traffic_weights=weights)
@@ -514,7 +526,7 @@ def compare_arms(
         notes=tuple(notes),
         metrics=metrics,
         primary_metric=decided,
-        shadow=shadow_detail(con, model, experiment, agg.task) if mode == "shadow" else None,
+        shadow=detail,
     )
 
 

@@ -158,7 +158,12 @@ class ShadowDetail:
 
 
 def shadow_detail(
-    con: duckdb.DuckDBPyConnection, model: str, experiment: str, task: str
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    experiment: str,
+    task: str,
+    *,
+    pairs: str | None = None,
 ) -> ShadowDetail:
     """The distributions and disagreement directions of one shadow experiment.
 
@@ -170,10 +175,15 @@ def shadow_detail(
         What to describe.
     task : {"classification", "regression"}
         As :func:`arbiter.analysis.aggregate.detect_task` decided.
+    pairs : str, optional
+        A temporary table that already holds this experiment's pairs, with the columns of
+        ``_PAIRS_SQL`` (:func:`arbiter.analysis.aggregate.aggregate_experiment` keeps one
+        when asked): read instead of joining the pairs and labels again, the most expensive
+        step of the description. Its name is interpolated into SQL: the caller's own name.
     """
     scope = Scope(model, experiment)
     where = scope.where()
-    paired, disagreements = _disagreements(con, scope, where, task)
+    paired, disagreements = _disagreements(con, scope, where, task, pairs)
     return ShadowDetail(
         task=task,
         paired_rows=paired,
@@ -254,12 +264,12 @@ def _distributions(
 
 
 def _disagreements(
-    con: duckdb.DuckDBPyConnection, scope: Scope, where: str, task: str
+    con: duckdb.DuckDBPyConnection, scope: Scope, where: str, task: str, table: str | None
 ) -> tuple[int, tuple[Disagreement, ...]]:
     """The number of paired rows and the directions of disagreement, from one pass over the
-    pairs: every cell of the champion × challenger matrix is counted (the diagonal gives the
-    total), the off-diagonal ones are kept."""
-    pairs = _PAIRS_SQL.format(where=where)
+    pairs (``table`` when given, else joined here): every cell of the champion × challenger
+    matrix is counted (the diagonal gives the total), the off-diagonal ones are kept."""
+    pairs = f"SELECT * FROM {table}" if table else _PAIRS_SQL.format(where=where)
     if task == "classification":
         sql = f"""
             SELECT pred_a, pred_b, pred_a IS DISTINCT FROM pred_b, count(*), count(label),
@@ -280,7 +290,7 @@ def _disagreements(
             FROM ({pairs})
             GROUP BY ALL ORDER BY count(*) DESC
         """
-    cells = con.execute(sql, scope.params).fetchall()
+    cells = con.execute(sql, None if table else scope.params).fetchall()
     total = sum(int(c[3]) for c in cells)
     rows = [(a, b, *rest) for a, b, differ, *rest in cells if differ]
     out: list[Disagreement] = []
