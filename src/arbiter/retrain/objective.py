@@ -27,10 +27,8 @@ from typing import Any
 import numpy as np
 
 from arbiter.retrain.space import ModelFactory
-from arbiter.retrain.tracking import CV_MEAN, CV_STD
+from arbiter.retrain.tracking import CV_FOLDS_SCORED, CV_MEAN, CV_STD
 
-#: Trial user attribute: how many folds were scored (fewer than the folds when pruned).
-CV_FOLDS_SCORED = "cv_folds_scored"
 #: Distinct preparations kept in the cache (one per built-in family kind: linear, trees,
 #: LightGBM's categorical frame, plus one). A custom space that searches its preparation's
 #: parameters would otherwise grow the cache with every trial; the oldest one is dropped.
