@@ -113,6 +113,23 @@ def test_retrain_a_real_table_reports_its_gaps(
     assert text.exit_code == 0, text.output
     assert f"{out['n_rows_with_gaps']} of 300 rows had a missing value" in text.stdout
     assert "as text: note" in text.stdout and "decision threshold" in text.stdout
+    assert "searched and refitted on all 300 rows" in text.stdout
+
+
+def test_retrain_says_it_searched_on_a_subset(
+    cli: typer.Typer, make_home: Callable[..., Home], train_csv: Path
+) -> None:
+    home = make_home()
+    args = [
+        "retrain", "--home", str(home.root), "--model", "fraud",
+        "--data", str(train_csv), "--label", "is_fraud",
+        "--trials", "1", "--cv", "2", "--search", "sklearn", "--search-rows", "250",
+    ]  # fmt: skip
+    text = CliRunner().invoke(cli, args)
+    assert text.exit_code == 0, text.output
+    assert "searched on 250 of 400 rows; the best refitted on all" in text.stdout
+    out = json.loads(CliRunner().invoke(cli, [*args, "--json", "--no-prune"]).stdout)
+    assert out["n_search_rows"] == 250 and out["n_rows"] == 400 and out["n_pruned"] == 0
 
 
 def test_retrain_names_an_unknown_column(

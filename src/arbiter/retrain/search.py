@@ -45,12 +45,19 @@ from arbiter.retrain.study import (
     close_storage,
     open_study,
     run_workers,
+    search_pruner,
     storage_for,
     study_name_for,
     wait_for_running,
     wait_for_user_attr,
 )
-from arbiter.retrain.table import TrainingTable, input_schema, prepare_table, validation_folds
+from arbiter.retrain.table import (
+    TrainingTable,
+    input_schema,
+    prepare_table,
+    search_rows_of,
+    validation_folds,
+)
 from arbiter.retrain.tracking import (
     CV_MEAN,
     CV_STD,
@@ -74,6 +81,11 @@ TAG_STUDY = "arbiter.retrain.study"
 TAG_ROWS_WITH_GAPS = "arbiter.retrain.n_rows_with_gaps"
 TAG_TIME_COLUMN = "arbiter.retrain.time_column"
 TAG_THRESHOLD = "arbiter.retrain.threshold"
+TAG_N_SEARCH_ROWS = "arbiter.retrain.n_search_rows"
+
+#: Rows the search scores its trials on by default (see :func:`search_rows_of`); the best
+#: trial is refitted on every row.
+DEFAULT_SEARCH_ROWS = 200_000
 
 # Scorers whose value does not depend on a decision threshold: tuning one for them is moot.
 _RESPONSE_METHODS_WITHOUT_THRESHOLD = ("predict_proba", "decision_function")
@@ -98,6 +110,10 @@ class RetrainResult:
     ``missing`` counts, per column, the training rows that lacked a value (kept and imputed
     by the pipeline; columns without gaps are left out) and ``n_rows_with_gaps`` the rows
     lacking at least one. ``column_kinds`` is how each raw column was encoded.
+    ``n_search_rows`` is how many rows the trials were scored on (a subset of the
+    ``n_rows`` the registered model was refitted on when the table is larger than
+    ``search_rows``: see :func:`~arbiter.retrain.table.search_rows_of`), ``n_pruned`` how
+    many trials the pruner stopped after some of their folds.
     ``threshold`` is the decision threshold tuned for ``threshold_metric`` (binary
     classification with ``tune_threshold``), which the registered model's ``predict``
     applies; ``None`` means the estimator's own (0.5 on the probability).
@@ -127,6 +143,18 @@ class RetrainResult:
     class_weights: bool = False
     threshold: float | None = None
     threshold_metric: str = ""
+    n_search_rows: int = 0
+    n_pruned: int = 0
+
+    @property
+    def search_note(self) -> str:
+        """``"searched on 200,000 of 1,000,000 rows; refit on all"`` (or on every row)."""
+        if self.n_search_rows and self.n_search_rows < self.n_rows:
+            return (
+                f"searched on {self.n_search_rows:,} of {self.n_rows:,} rows; "
+                "the best refitted on all"
+            )
+        return f"searched and refitted on all {self.n_rows:,} rows"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a dict of plain Python values."""
@@ -374,6 +402,8 @@ def retrain(
     time_column: str | None = None,
     class_weights: bool = True,
     tune_threshold: bool | str = False,
+    search_rows: int | None = DEFAULT_SEARCH_ROWS,
+    prune: bool = True,
 ) -> RetrainResult:
     """Search a model space with Optuna, register the best model as ``name@alias``.
 
@@ -443,6 +473,16 @@ def retrain(
         Binary classification: tune the decision threshold of the registered model for the
         configured ``metric`` (True) or for the scorer named (``"f1"``); its ``predict``
         applies it. Threshold-free metrics (``roc_auc``) are refused.
+    search_rows : int or None, default 200,000
+        Score the trials on at most this many rows: the most recent ones with
+        ``time_column``, else a stratified (classification) or uniform sample, seeded
+        (:func:`~arbiter.retrain.table.search_rows_of`). The best trial is then refitted on
+        every row. ``None`` or 0: search on every row. Recorded on the search's run
+        (``search_rows``, ``n_search_rows``) and the version (``arbiter.retrain.n_search_rows``).
+    prune : bool, default True
+        Let Optuna's ``MedianPruner`` stop a trial after a fold whose running mean score is
+        below the median of earlier trials at that fold (the first 5 trials run in full).
+        Pruned trials are logged (state ``PRUNED``) and never chosen.
 
     Returns
     -------
@@ -466,6 +506,10 @@ def retrain(
         raise InvalidInputError(f"cv must be >= 2 folds, got {cv}", field="cv")
     if workers < 1:
         raise InvalidInputError(f"workers must be >= 1, got {workers}", field="workers")
+    if search_rows is not None and search_rows < 0:
+        raise InvalidInputError(
+            f"search_rows must be >= 0 (0: every row), got {search_rows}", field="search_rows"
+        )
     if (storage is not None or workers > 1) and n_trials is None:
         raise InvalidInputError(
             "a shared search needs n_trials (the study's total)", field="n_trials"
@@ -494,7 +538,12 @@ def retrain(
     )
     space_name = search if isinstance(search, str) else getattr(search, "__name__", "custom")
     matrix = table.model_input
-    folds = validation_folds(table, task, cv, seed)
+    rows = search_rows_of(table, task, search_rows, seed)
+    searched = table if rows.size == table.n_rows else table.take(rows)
+    if searched is not table:
+        log.info("searching on %d of %d rows; the best refitted on all", rows.size, len(frame))
+    search_matrix = matrix if searched is table else searched.model_input
+    folds = validation_folds(searched, task, cv, seed)
     run_params = {
         "search": space_name,
         "metric": metric,
@@ -510,6 +559,9 @@ def retrain(
         "class_weights": weights.class_weight is not None,
         "threshold_metric": threshold_metric or None,
         "column_kinds": ",".join(f"{c}:{k}" for c, k in table.layout.kind_of().items()),
+        "search_rows": search_rows or None,
+        "n_search_rows": searched.n_rows,
+        "prune": prune,
     }
     shared = None
     if storage is not None or workers > 1:
@@ -529,7 +581,7 @@ def retrain(
     trial_logger = MLflowTrialLogger(
         registry, parent_run_id, search_id, model=name, metric=metric, experiment=experiment
     )
-    objective = CVObjective(factory, matrix, labels, metric, folds, n_jobs=n_jobs)
+    objective = CVObjective(factory, search_matrix, searched.labels, metric, folds, n_jobs=n_jobs)
 
     def report(study: Any, trial: Any) -> None:
         if on_trial is None:
@@ -559,6 +611,7 @@ def retrain(
             study = optuna.create_study(
                 direction="maximize",
                 sampler=optuna.samplers.TPESampler(seed=seed),
+                pruner=search_pruner(prune),
                 study_name=search_id,
             )
             study.optimize(
@@ -572,8 +625,8 @@ def retrain(
                 search=search,
                 task=task,
                 seed=seed,
-                matrix=matrix,
-                labels=labels,
+                matrix=search_matrix,
+                labels=searched.labels,
                 metric=metric,
                 folds=folds,
                 n_jobs=n_jobs,
@@ -588,6 +641,7 @@ def retrain(
                 experiment=experiment,
                 layout=table.layout,
                 weights=weights,
+                prune=prune,
             )
             run_workers(worker, workers, study, on_trial)
             if not shared.created:
@@ -623,6 +677,7 @@ def retrain(
                 TAG_N_ROWS: str(len(frame)),
                 TAG_N_TRAFFIC_ROWS: str(n_traffic),
                 TAG_ROWS_WITH_GAPS: str(table.n_rows_with_gaps),
+                TAG_N_SEARCH_ROWS: str(searched.n_rows),
                 **({TAG_STUDY: shared.study_name} if shared is not None else {}),
                 **({TAG_TIME_COLUMN: time_column} if time_column else {}),
                 **({TAG_THRESHOLD: repr(float(threshold))} if threshold is not None else {}),
@@ -683,6 +738,12 @@ def retrain(
         class_weights=weights.class_weight is not None,
         threshold=None if threshold is None else float(threshold),
         threshold_metric=threshold_metric,
+        n_search_rows=searched.n_rows,
+        # Trials numbered past n_trials were pruned unscored in a race for the last one.
+        n_pruned=sum(
+            t.state.name == "PRUNED" and (n_trials is None or t.number < n_trials)
+            for t in study.trials
+        ),
     )
 
 

@@ -133,17 +133,35 @@ def worker_sampler(seed: int, worker: int) -> Any:
         return optuna.samplers.TPESampler(seed=mixed, constant_liar=True)
 
 
-def open_study(storage: Any, name: str, *, sampler: Any) -> tuple[Any, bool]:
+def search_pruner(prune: bool) -> Any:
+    """The pruner of a search: ``MedianPruner`` over the CV folds, or none.
+
+    A trial is stopped after a fold when its mean score so far is below the median of the
+    earlier trials' at the same fold. The first 5 trials are never pruned (the median needs
+    trials to be a median of), nor is any trial before its first fold is scored.
+    """
+    import optuna
+
+    if not prune:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+
+
+def open_study(storage: Any, name: str, *, sampler: Any, pruner: Any = None) -> tuple[Any, bool]:
     """Create the study ``name`` in ``storage``, or load it; also return whether we created it."""
     import optuna
 
     try:
         study = optuna.create_study(
-            storage=storage, study_name=name, direction="maximize", sampler=sampler
+            storage=storage,
+            study_name=name,
+            direction="maximize",
+            sampler=sampler,
+            pruner=pruner,
         )
         return study, True
     except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise InvalidInputError(
             f"study {name!r} exists and does not maximize a score; pass another --study",
@@ -219,6 +237,7 @@ class SearchWorker:
     experiment: str
     layout: TableLayout | None = None
     weights: Weighting | None = None
+    prune: bool = True
 
     def factory(self) -> ModelFactory:
         """The model factory of :attr:`search`."""
@@ -258,6 +277,7 @@ class SearchWorker:
             study_name=self.study_name,
             storage=storage,
             sampler=worker_sampler(self.seed, worker),
+            pruner=search_pruner(self.prune),
         )
         trial_logger = MLflowTrialLogger(
             registry,
@@ -368,6 +388,7 @@ __all__ = [
     "close_storage",
     "open_study",
     "run_workers",
+    "search_pruner",
     "storage_for",
     "study_name_for",
     "wait_for_running",

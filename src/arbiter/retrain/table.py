@@ -9,6 +9,7 @@ gaps are counted per column, and with a time column rows are put in time order s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,19 @@ class TrainingTable:
     @property
     def n_rows(self) -> int:
         return len(self.features)
+
+    def take(self, rows: np.ndarray) -> TrainingTable:
+        """The table restricted to ``rows`` (ascending positions: time order is kept).
+
+        The layout, gap counts and traffic count describe the whole table and are kept as
+        they are: a subset is searched on, the whole table is what the model is refitted on.
+        """
+        return dataclasses.replace(
+            self,
+            features=self.features.iloc[rows].reset_index(drop=True),
+            labels=self.labels[rows],
+            times=None if self.times is None else self.times[rows],
+        )
 
 
 def _check_names(names: Sequence[str], columns: Sequence[str], option: str) -> None:
@@ -249,6 +263,40 @@ def validation_folds(table: TrainingTable, task: str, cv: int, seed: int) -> Any
     return KFold(n_splits=cv, shuffle=True, random_state=seed)
 
 
+def search_rows_of(table: TrainingTable, task: str, max_rows: int | None, seed: int) -> np.ndarray:
+    """Positions (ascending) of the rows the search scores trials on: at most ``max_rows``.
+
+    A search ranks candidates; it does not need every row to do so, and its cost grows with
+    the rows times the trials times the folds. So, as AutoML tools do (FLAML and
+    auto-sklearn subsample large tables), trials are scored on a subset and only the winner
+    is refitted on every row. Which subset keeps the validation honest:
+
+    - with a time column, the *most recent* ``max_rows`` rows: the time-ordered folds still
+      train on the past and validate on the future, on the data closest to production;
+    - classification: a stratified sample (``train_test_split(stratify=labels)``), so a rare
+      class keeps its share;
+    - regression: a uniform sample, seeded.
+
+    ``max_rows`` of ``None`` or 0, or a table no larger, means every row.
+    """
+    from sklearn.model_selection import train_test_split
+
+    n = table.n_rows
+    if not max_rows or n <= max_rows:
+        return np.arange(n)
+    if table.time_column is not None:
+        return np.arange(n - max_rows, n)
+    stratify = None
+    if task == "classification":
+        _, counts = np.unique(table.labels, return_counts=True)
+        # train_test_split refuses to stratify a class with a single row; sample uniformly then.
+        stratify = table.labels if counts.min() >= 2 else None
+    picked, _ = train_test_split(
+        np.arange(n), train_size=max_rows, stratify=stratify, random_state=seed
+    )
+    return np.sort(picked)
+
+
 def input_schema(table: TrainingTable) -> Any:
     """The MLflow input schema of the raw columns: ``string`` for text and categories, and
     ``required=False`` for every column that had a missing value in training.
@@ -277,4 +325,10 @@ def input_schema(table: TrainingTable) -> Any:
     return Schema(specs)
 
 
-__all__ = ["TrainingTable", "input_schema", "prepare_table", "validation_folds"]
+__all__ = [
+    "TrainingTable",
+    "input_schema",
+    "prepare_table",
+    "search_rows_of",
+    "validation_folds",
+]

@@ -21,6 +21,8 @@ TRIAL_TAG = "arbiter.trial"
 # Trial user attributes the objective sets; logged as metrics.
 CV_MEAN = "cv_mean"
 CV_STD = "cv_std"
+#: Trial user attribute and metric: how many folds were scored (fewer when pruned).
+CV_FOLDS_SCORED = "cv_folds_scored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +98,21 @@ class MLflowTrialLogger:
         duration = trial.duration.total_seconds() if trial.duration is not None else None
         if duration is not None:
             metrics["duration_s"] = duration
-        complete = trial.state.name == "COMPLETE"
-        self.registry.end_run(run_id, metrics=metrics, status="FINISHED" if complete else "FAILED")
+        folds = trial.user_attrs.get(CV_FOLDS_SCORED)
+        if folds is not None:
+            metrics[CV_FOLDS_SCORED] = float(folds)
+        # A pruned trial did not fail: it was stopped on purpose after its first folds.
+        status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(trial.state.name, "FAILED")
+        self.registry.end_run(run_id, metrics=metrics, status=status)
         self.run_ids[trial.number] = run_id
 
 
-__all__ = ["CV_MEAN", "CV_STD", "SEARCH_ID_TAG", "TRIAL_TAG", "MLflowTrialLogger", "TrialSummary"]
+__all__ = [
+    "CV_FOLDS_SCORED",
+    "CV_MEAN",
+    "CV_STD",
+    "SEARCH_ID_TAG",
+    "TRIAL_TAG",
+    "MLflowTrialLogger",
+    "TrialSummary",
+]

@@ -96,6 +96,20 @@ def retrain(
         help="Scorer the threshold is tuned for (f1, balanced_accuracy, ...); implies "
         "--tune-threshold.",
     ),
+    search_rows: int = typer.Option(
+        200_000,
+        "--search-rows",
+        min=0,
+        help="Score the trials on at most this many rows (the most recent with "
+        "--time-column, else a stratified sample); the best is refitted on every row. "
+        "0: search on every row.",
+    ),
+    prune: bool = typer.Option(
+        True,
+        "--prune/--no-prune",
+        help="Stop a trial after a fold whose running score is below the median of earlier "
+        "trials at that fold (Optuna's MedianPruner; the first 5 trials run in full).",
+    ),
     json_output: bool = JsonOption,
 ) -> None:
     """Train candidates with a seeded Optuna search, register the best as the challenger.
@@ -103,8 +117,9 @@ def retrain(
     DATA may be a real table: numeric, categorical and free-text columns with missing values.
     The registered model is a pipeline that encodes and imputes the raw columns (rows with
     gaps are kept, and counted in the summary), so the gateway serves raw rows.
-    Every trial is logged as an MLflow run (child of one run per search). The best model is
-    refitted on all the data. Then run `arbiter gate` to compare it with the champion.
+    Every trial is logged as an MLflow run (child of one run per search). Trials are scored
+    on at most --search-rows rows; the best model is refitted on all the data. Then run
+    `arbiter gate` to compare it with the champion.
     With --storage and/or --workers N the trials are shared through an Optuna study: the
     process that creates the study registers the best trial, processes that join it (other
     hosts running the same command) only contribute trials. See docs/retrain-and-gate.md.
@@ -180,6 +195,8 @@ def retrain(
             time_column=time_column,
             class_weights=class_weights,
             tune_threshold=threshold_metric or tune_threshold,
+            search_rows=search_rows,
+            prune=prune,
         )
     if json_output:
         print_json(result.to_dict())
@@ -203,6 +220,8 @@ def retrain(
         f"{result.n_traffic_rows} from traffic, {result.duration:.1f} s)"
     )
     console.print(f"best parameters: {result.best_params}", highlight=False)
+    pruned = f"; {result.n_pruned} trials pruned after their first folds" if result.n_pruned else ""
+    console.print(result.search_note + pruned, highlight=False)
     if result.n_rows_with_gaps:
         gaps = ", ".join(f"{c} {n}" for c, n in result.missing.items())
         console.print(
