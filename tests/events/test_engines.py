@@ -35,6 +35,7 @@ from arbiter.analysis.aggregate import aggregate_experiment, arm_traffic
 from arbiter.events import EventStore
 from arbiter.events.engines import EngineError, open_engine
 from arbiter.events.engines.dialect import translate
+from arbiter.events.exact_quantiles import sorted_quantiles
 from arbiter.events.schema import FEEDBACK_SCHEMA, OUTCOMES_SCHEMA, PREDICTIONS_SCHEMA
 from arbiter.events.segments import write_segment
 from arbiter.events.window import read_window
@@ -308,6 +309,17 @@ OUTCOME_SQL = (
     "USING (unit_id) WHERE o.event = $event GROUP BY p.arm ORDER BY p.arm"
 )
 
+# Groups that make a rank-based quantile go wrong if it is off by one: one value, ties, NULLs
+# among values, only NULLs (quantile_cont gives NULL), two values; levels at the ends and
+# between ranks.
+EDGE_SQL = """
+SELECT g, CAST(x AS DOUBLE) AS x FROM (VALUES
+    ('one', 4.5), ('ties', 2.0), ('ties', 2.0), ('ties', 1.0), ('ties', 2.0), ('ties', 7.0),
+    ('nulls', NULL), ('nulls', 3.0), ('nulls', NULL), ('nulls', 1.0), ('nulls', 8.25),
+    ('only-null', NULL), ('two', 1.0), ('two', 3.0)
+) AS t(g, x)
+"""
+EDGE_LEVELS = (0.0, 0.01, 0.25, 1 / 3, 0.5, 0.9, 0.99, 1.0)
 
 NOW = T0 + timedelta(days=1)
 
@@ -332,6 +344,9 @@ COMPUTE: dict[str, Any] = {
     "windows": lambda con: {
         name: read_window(con, "fraud", COLUMNS, now=NOW, **kwargs)
         for name, kwargs in WINDOWS.items()
+    },
+    "edge_quantiles": lambda con: {
+        k[0]: q for k, q in sorted_quantiles(con, EDGE_SQL, ("g",), "x", EDGE_LEVELS).items()
     },
     "quoted": lambda con: con.execute(
         "SELECT count(*) FROM served WHERE model = $model", {"model": "fr'aud"}
@@ -500,6 +515,23 @@ def test_drift_windows_read_the_same_features(pair: Pair) -> None:
             np.histogram(a.features["amount"].to_numpy(float), bins=10, range=(0, 500))[0],
             np.histogram(b.features["amount"].to_numpy(float), bins=10, range=(0, 500))[0],
         )
+
+
+def test_sorted_quantiles_equal_quantile_cont(pair: Pair, results: Results) -> None:
+    """Spark's spillable percentiles (and the same SQL elsewhere) equal DuckDB's native ones."""
+    native = {
+        g: tuple(q) if q is not None else ()
+        for g, q in results.connections["duckdb"]
+        .execute(
+            f"SELECT g, quantile_cont(x, $q) FROM ({EDGE_SQL}) GROUP BY g",
+            {"q": list(EDGE_LEVELS)},
+        )
+        .fetchall()
+    }
+    assert native["only-null"] == () and native["one"] == (4.5,) * len(EDGE_LEVELS)
+    duck, other = pair["edge_quantiles"]
+    assert_same(native, duck)
+    assert_same(native, other)
 
 
 def test_a_model_name_with_a_quote_is_a_value(pair: Pair) -> None:

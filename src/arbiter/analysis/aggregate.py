@@ -34,6 +34,7 @@ import duckdb
 import numpy as np
 
 from arbiter.errors import NotFoundError
+from arbiter.events.exact_quantiles import sorted_quantiles, uses_sorted_quantiles
 from arbiter.events.query import Scope
 from arbiter.stats.sufficient import ProportionStatistic, RatioStatistic, SampleMeanStatistic
 
@@ -305,8 +306,22 @@ def detect_task(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> 
 def arm_traffic(
     con: duckdb.DuckDBPyConnection, model: str, experiment: str
 ) -> dict[str, ArmTraffic]:
-    """Requests, units, errors and latency percentiles per side (see module conventions)."""
+    """Requests, units, errors and latency percentiles per side (see module conventions).
+
+    On Spark the percentiles come from :func:`~arbiter.events.exact_quantiles.sorted_quantiles`
+    (a sort, which spills) instead of ``quantile_cont`` (Spark's exact ``percentile`` holds
+    every distinct latency of an arm in memory); the numbers are the same.
+    """
     scope = Scope(model, experiment)
+    sorted_on_engine = uses_sorted_quantiles(con)
+    latency = (
+        "NULL"
+        if sorted_on_engine
+        else "quantile_cont(latency_ms, $percentiles) FILTER (WHERE error IS NULL)"
+    )
+    params = dict(scope.params)
+    if not sorted_on_engine:
+        params["percentiles"] = list(LATENCY_PERCENTILES)
     rows = con.execute(
         f"""
         SELECT {_SIDE_SQL} AS side,
@@ -317,14 +332,26 @@ def arm_traffic(
                count(DISTINCT unit_id) + count(*) FILTER (WHERE unit_id IS NULL) AS units,
                count(*) FILTER (WHERE unit_id IS NULL) AS random_requests,
                count(error) AS errors,
-               quantile_cont(latency_ms, $percentiles) FILTER (WHERE error IS NULL) AS latency,
+               {latency} AS latency,
                avg(latency_ms) FILTER (WHERE error IS NULL) AS latency_mean
         FROM unforced
         WHERE {scope.where()} AND row_index = 0
         GROUP BY side ORDER BY side
         """,
-        {**scope.params, "percentiles": list(LATENCY_PERCENTILES)},
+        params,
     ).fetchall()
+    percentiles = {r[0]: tuple(float(x) for x in r[7]) if r[7] else () for r in rows}
+    if sorted_on_engine:
+        by_key = sorted_quantiles(
+            con,
+            f"SELECT {_SIDE_SQL} AS side, latency_ms FROM unforced "
+            f"WHERE {scope.where()} AND row_index = 0 AND error IS NULL",
+            ("side",),
+            "latency_ms",
+            LATENCY_PERCENTILES,
+            scope.params,
+        )
+        percentiles = {key[0]: q for key, q in by_key.items()}
     return {
         r[0]: ArmTraffic(
             side=r[0],
@@ -334,7 +361,7 @@ def arm_traffic(
             units=int(r[4]),
             random_requests=int(r[5]),
             errors=int(r[6]),
-            latency_percentiles_ms=tuple(float(x) for x in r[7]) if r[7] else (),
+            latency_percentiles_ms=percentiles.get(r[0], ()),
             latency_mean_ms=math.nan if r[8] is None else float(r[8]),
         )
         for r in rows

@@ -25,6 +25,7 @@ from typing import Any
 
 import duckdb
 
+from arbiter.events.exact_quantiles import sorted_quantiles, uses_sorted_quantiles
 from arbiter.events.query import Scope
 
 #: The classes listed per model; the rest are summed as ``(other)``.
@@ -198,14 +199,23 @@ def _distributions(
     sides = _SIDES_SQL.format(where=where)
     # The numbers a distribution describes: a classifier's score, a regressor's prediction.
     column = "score" if task == "classification" else "prediction_num"
+    # Spark: NULL here, the quantiles by sorting below (its exact percentile cannot spill).
+    sorted_on_engine = uses_sorted_quantiles(con)
+    quantiles = "NULL" if sorted_on_engine else f"quantile_cont({column}, $quantiles)"
+    params = dict(scope.params)
+    if not sorted_on_engine:
+        params["quantiles"] = list(QUANTILES)
     summary = con.execute(
         f"""
         SELECT side, count(*), count({column}), avg({column}),
-               quantile_cont({column}, $quantiles), min({column}), max({column})
+               {quantiles}, min({column}), max({column})
         FROM ({sides}) GROUP BY side
         """,
-        {**scope.params, "quantiles": list(QUANTILES)},
+        params,
     ).fetchall()
+    if sorted_on_engine:
+        by_key = sorted_quantiles(con, sides, ("side",), column, QUANTILES, scope.params)
+        summary = [(*r[:4], by_key.get((r[0],)), *r[5:]) for r in summary]
     by_side = {r[0]: r for r in summary}
     described = any(r[2] for r in summary)
     low = min((r[5] for r in summary if r[2]), default=0.0)

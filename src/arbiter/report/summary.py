@@ -15,6 +15,7 @@ import duckdb
 from arbiter.analysis.shadow_detail import shadow_detail
 from arbiter.config import DecisionConfig
 from arbiter.errors import NotFoundError
+from arbiter.events.exact_quantiles import sorted_quantiles, uses_sorted_quantiles
 from arbiter.events.query import Scope
 from arbiter.report.shadow import recommend
 from arbiter.strategies import SPECS
@@ -25,6 +26,10 @@ from arbiter.strategies import SPECS
 # model's ``decision.guardrails.max_shadow_discrepancy``; this is its default.
 SHADOW_MAX_DISCREPANCY = 0.30
 SHADOW_MIN_MORE_CONFIDENT = 0.50
+
+
+# The latency percentiles of arm_stats: level, column name.
+_LATENCY_COLUMNS = ((0.50, "latency_p50_ms"), (0.95, "latency_p95_ms"), (0.99, "latency_p99_ms"))
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -69,33 +74,59 @@ def _task(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> str:
 
 
 def arm_stats(con: duckdb.DuckDBPyConnection, model: str, experiment: str) -> list[dict[str, Any]]:
-    """Requests, errors, mean latency and its percentiles per (role, arm, alias, version)."""
+    """Requests, errors, mean latency and its percentiles per (role, arm, alias, version).
+
+    On Spark the percentiles come from a sort
+    (:func:`~arbiter.events.exact_quantiles.sorted_quantiles`): its exact ``percentile`` holds
+    every distinct latency in memory and cannot spill.
+    """
     scope = Scope(model, experiment)
-    return _rows(
+    sorted_on_engine = uses_sorted_quantiles(con)
+    per_request = f"""
+        SELECT role, arm, alias, version, request_id,
+               any_value(latency_ms) AS latency_ms,
+               bool_or(error IS NOT NULL) AS failed,
+               count(*) AS rows
+        FROM unforced
+        WHERE {scope.where()}
+        GROUP BY ALL
+    """
+    percentiles = ", ".join(
+        f"NULL AS {name}"
+        if sorted_on_engine
+        else f"quantile_cont(latency_ms, {q}) FILTER (WHERE NOT failed) AS {name}"
+        for q, name in _LATENCY_COLUMNS
+    )
+    rows = _rows(
         con,
         f"""
-        WITH per_request AS (
-            SELECT role, arm, alias, version, request_id,
-                   any_value(latency_ms) AS latency_ms,
-                   bool_or(error IS NOT NULL) AS failed,
-                   count(*) AS rows
-            FROM unforced
-            WHERE {scope.where()}
-            GROUP BY ALL
-        )
+        WITH per_request AS ({per_request})
         SELECT role, arm, alias, version,
                count(*) AS requests, sum(rows)::BIGINT AS rows,
                count(*) FILTER (WHERE failed) AS errors,
                avg(failed::INT) AS error_rate,
                avg(latency_ms) FILTER (WHERE NOT failed) AS latency_mean_ms,
-               quantile_cont(latency_ms, 0.50) FILTER (WHERE NOT failed) AS latency_p50_ms,
-               quantile_cont(latency_ms, 0.95) FILTER (WHERE NOT failed) AS latency_p95_ms,
-               quantile_cont(latency_ms, 0.99) FILTER (WHERE NOT failed) AS latency_p99_ms
+               {percentiles}
         FROM per_request
         GROUP BY ALL ORDER BY role DESC, arm, version
         """,
         scope.params,
     )
+    if sorted_on_engine:
+        keys = ("role", "arm", "alias", "version")
+        by_key = sorted_quantiles(
+            con,
+            f"SELECT {', '.join(keys)}, latency_ms FROM ({per_request}) AS per_request "
+            "WHERE NOT failed",
+            keys,
+            "latency_ms",
+            [q for q, _ in _LATENCY_COLUMNS],
+            scope.params,
+        )
+        for row in rows:
+            values = by_key.get(tuple(row[k] for k in keys)) or (None,) * len(_LATENCY_COLUMNS)
+            row.update(zip((name for _, name in _LATENCY_COLUMNS), values, strict=True))
+    return rows
 
 
 def model_quality(
