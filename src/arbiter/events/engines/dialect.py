@@ -14,7 +14,9 @@ why):
 
 - ``epoch_us(ts)``: Spark ``unix_micros(ts)``; PostgreSQL
   ``CAST(EXTRACT(EPOCH FROM ts) * 1000000 AS BIGINT)``.
-- ``quantile_cont(x, $list)``: Spark ``percentile(x, :list)``; PostgreSQL
+- ``quantile_cont(x, $list)``: Spark ``percentile(x, :list)`` (in memory, no spill: the
+  analysis computes exact quantiles over many rows on Spark with
+  :mod:`arbiter.events.exact_quantiles` instead); PostgreSQL
   ``percentile_cont(CAST(%(list)s AS DOUBLE PRECISION[])) WITHIN GROUP (ORDER BY x)``.
 - ``any_value(x)``: PostgreSQL ``min(x)`` (PostgreSQL 15 has no ``any_value``).
 - ``list_sort(list(DISTINCT x))``: PostgreSQL ``array_agg(DISTINCT x ORDER BY x)``.
@@ -161,7 +163,9 @@ def _spark_rule(node: exp.Expression) -> exp.Expression:
         return exp.Anonymous(this="unix_micros", expressions=node.expressions)
     if isinstance(node, exp.PercentileCont) and node.expression is not None:
         # DuckDB's quantile_cont(x, [q...]) is Spark's percentile(x, array): exact, with the
-        # same linear interpolation between the closest ranks ((n - 1) * q).
+        # same linear interpolation between the closest ranks ((n - 1) * q). It holds every
+        # distinct value of a group in memory (no spill): arbiter's queries over many rows ask
+        # Spark for exact quantiles through arbiter.events.exact_quantiles instead.
         return exp.Anonymous(this="percentile", expressions=[node.this, node.expression])
     return node
 
