@@ -7,11 +7,11 @@ values, with no spill: on 100 M events a ``local[2]`` driver ran out of a 12 GiB
 ``PercentileBase.merge`` where DuckDB needed 16 GiB of *process* memory for the whole analysis.
 ``percentile_approx`` is bounded but approximate, and the three engines must agree to 1e-9.
 
-So on Spark the same numbers come from a sort, which Spark spills to disk: ``row_number()``
-over (group ORDER BY value) numbers the values 0 .. n - 1, and only the rows at the ranks a
-quantile needs are kept (an equi-join with a small list of ranks, broadcast). A quantile q of n
-values is the linear ("type 7") interpolation DuckDB, PostgreSQL and Spark all use: with
-``h = (n - 1) q``, ``x[floor h] + (h - floor h) (x[ceil h] - x[floor h])``.
+So on Spark the same numbers come from a sort, which Spark spills to disk: a running
+``count(*)`` over (group ORDER BY value) numbers the values 0 .. n - 1, and only the rows at
+the ranks a quantile needs are kept (an equi-join with a small list of ranks, broadcast). A
+quantile q of n values is the linear ("type 7") interpolation DuckDB, PostgreSQL and Spark all
+use: with ``h = (n - 1) q``, ``x[floor h] + (h - floor h) (x[ceil h] - x[floor h])``.
 :func:`quantile_ranks` and :func:`interpolate` are that rule (pure); :func:`sorted_quantiles`
 runs the two queries (a count per group, then the ranked rows).
 
@@ -116,14 +116,18 @@ def sorted_quantiles(
     ranks = sorted({r for rs in wanted.values() for r in rs})
     at_rank: dict[Any, dict[int, float]] = {key: {} for key in counts}
     if ranks:
-        # The join keeps only the wanted ranks (a broadcast hash join on Spark); a rank one
-        # group needs may also come back for another group: ignored below.
+        # A running count (BIGINT) numbers the rows, not row_number(), which is a 32-bit INT
+        # on Spark and would wrap past 2^31 rows in a group. The join keeps only the wanted
+        # ranks (a broadcast hash join on Spark); a rank one group needs may also come back
+        # for another group: ignored below.
         rows = con.execute(
             f"""
             SELECT {", ".join(f"_ranked.{g}" for g in group)}, _ranked._r, _ranked._x
             FROM (
                 SELECT {keys}, {value} AS _x,
-                       row_number() OVER (PARTITION BY {keys} ORDER BY {value}) - 1 AS _r
+                       count(*) OVER (PARTITION BY {keys} ORDER BY {value}
+                                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) - 1
+                           AS _r
                 FROM ({source}) AS _src
                 WHERE {value} IS NOT NULL
             ) AS _ranked
