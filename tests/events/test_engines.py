@@ -547,6 +547,13 @@ def test_values_are_bound_never_pasted() -> None:
         assert quote not in st.sql and st.params == {"model": quote}
 
 
+def test_materialized_cte_hint_is_dropped_for_spark_only() -> None:
+    # label_sums_at materialises its exposures for DuckDB; Spark SQL has no such hint.
+    sql = "WITH ex AS MATERIALIZED (SELECT 1 AS a) SELECT a FROM ex"
+    assert "MATERIALIZED" not in translate(sql, "spark", {}).sql
+    assert "MATERIALIZED" in translate(sql, "postgres", {}).sql
+
+
 def test_postgres_engine_needs_a_postgres_store(store: EventStore) -> None:
     from arbiter.errors import InvalidInputError
 

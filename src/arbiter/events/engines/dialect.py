@@ -18,6 +18,7 @@ why):
   analysis computes exact quantiles over many rows on Spark with
   :mod:`arbiter.events.exact_quantiles` instead); PostgreSQL
   ``percentile_cont(CAST(%(list)s AS DOUBLE PRECISION[])) WITHIN GROUP (ORDER BY x)``.
+- ``WITH t AS MATERIALIZED (...)``: Spark ``WITH t AS (...)`` (no such hint in Spark SQL).
 - ``any_value(x)``: PostgreSQL ``min(x)`` (PostgreSQL 15 has no ``any_value``).
 - ``list_sort(list(DISTINCT x))``: PostgreSQL ``array_agg(DISTINCT x ORDER BY x)``.
 - ``GROUP BY ALL`` (Spark >= 3.4 has it): PostgreSQL ``GROUP BY 1, 2, ...``, the positions of
@@ -161,6 +162,12 @@ def _spark_rule(node: exp.Expression) -> exp.Expression:
     if _function_name(node) == "epoch_us":
         # Spark's name for the same function (microseconds since the epoch, as BIGINT).
         return exp.Anonymous(this="unix_micros", expressions=node.expressions)
+    if isinstance(node, exp.CTE) and node.args.get("materialized"):
+        # Spark has no AS MATERIALIZED hint (a syntax error); it decides itself whether to
+        # reuse a CTE (its ReuseExchange shares the repeated scan).
+        node = node.copy()
+        node.set("materialized", None)
+        return node
     if isinstance(node, exp.PercentileCont) and node.expression is not None:
         # DuckDB's quantile_cont(x, [q...]) is Spark's percentile(x, array): exact, with the
         # same linear interpolation between the closest ranks ((n - 1) * q). It holds every
