@@ -189,7 +189,8 @@ def event_sums_at(
         )
         cum = (
             "cum AS (SELECT arm, ok AS from_k, "
-            f"least(coalesce(lead(ok) OVER w, {k_max + 1}), cross_k) AS to_k, "
+            f"least(coalesce(lead(ok) OVER (PARTITION BY unit_id ORDER BY ok), {k_max + 1}), "
+            "cross_k) AS to_k, "
             f"{', '.join(finals)} FROM parts WHERE ok <= {k_max} "
             "WINDOW w AS (PARTITION BY unit_id ORDER BY ok "
             "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))"
@@ -257,7 +258,8 @@ def label_sums_at(
         "AS ok, sum(r.m) AS m, sum(r.d) AS d FROM ex AS u JOIN rows AS r "
         "ON r.unit_id = u.unit_id GROUP BY ALL), "
         "cum AS (SELECT arm, ok AS from_k, "
-        f"least(coalesce(lead(ok) OVER w, {k_max + 1}), cross_k) AS to_k, "
+        f"least(coalesce(lead(ok) OVER (PARTITION BY unit_id ORDER BY ok), {k_max + 1}), "
+        "cross_k) AS to_k, "
         "coalesce(sum(m) OVER w, 0.0) AS m, coalesce(sum(d) OVER w, 0.0) AS d "
         f"FROM parts WHERE ok <= {k_max} "
         "WINDOW w AS (PARTITION BY uk ORDER BY ok "
