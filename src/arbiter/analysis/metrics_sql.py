@@ -258,7 +258,7 @@ def label_sums_at(
         "AS ok, sum(r.m) AS m, sum(r.d) AS d FROM ex AS u JOIN rows AS r "
         "ON r.unit_id = u.unit_id GROUP BY ALL), "
         "cum AS (SELECT arm, ok AS from_k, "
-        f"least(coalesce(lead(ok) OVER (PARTITION BY unit_id ORDER BY ok), {k_max + 1}), "
+        f"least(coalesce(lead(ok) OVER (PARTITION BY uk ORDER BY ok), {k_max + 1}), "
         "cross_k) AS to_k, "
         "coalesce(sum(m) OVER w, 0.0) AS m, coalesce(sum(d) OVER w, 0.0) AS d "
         f"FROM parts WHERE ok <= {k_max} "
