@@ -32,10 +32,13 @@ import pytest
 
 from arbiter.analysis import analyze_model
 from arbiter.analysis.aggregate import aggregate_experiment, arm_traffic
+from arbiter.analysis.metrics import metric_statistics_at
+from arbiter.config import ModelConfig
 from arbiter.events import EventStore
 from arbiter.events.engines import EngineError, open_engine
 from arbiter.events.engines.dialect import translate
 from arbiter.events.exact_quantiles import sorted_quantiles
+from arbiter.events.query import Scope
 from arbiter.events.schema import FEEDBACK_SCHEMA, OUTCOMES_SCHEMA, PREDICTIONS_SCHEMA
 from arbiter.events.segments import write_segment
 from arbiter.events.window import read_window
@@ -323,6 +326,24 @@ EDGE_LEVELS = (0.0, 0.01, 0.25, 1 / 3, 0.5, 0.9, 0.99, 1.0)
 
 NOW = T0 + timedelta(days=1)
 
+# Label metrics at several looks: one windowed query per metric (label_sums_at), the path of
+# an A/B's over-time quality series, which uses window functions each engine spells its way.
+LABEL_LOOKS_CONFIG = ModelConfig.model_validate(
+    {
+        "metrics": {
+            "accuracy": {"label_metric": "accuracy"},
+            "positive_rate": {"label_metric": "class_rate"},
+        }
+    }
+)
+LABEL_LOOK_ENDS = [T0 + timedelta(minutes=m) for m in (20, 45, 90)] + [None]
+
+
+def _label_looks(con: Any) -> list[dict[str, Any]]:
+    looks = metric_statistics_at(con, Scope("fraud", "ab-1"), LABEL_LOOKS_CONFIG, LABEL_LOOK_ENDS)
+    return [{name: dataclasses.asdict(data) for name, data in look.items()} for look in looks]
+
+
 # What the tests compare, by name: each computed once per engine, on first use. Spark's cost
 # is start-up and per-query planning (seconds each on a busy 2-core box), not the data: the
 # default run asks Spark for the A/B + shadow analysis, labels, outcomes and drift windows
@@ -330,6 +351,7 @@ NOW = T0 + timedelta(days=1)
 COMPUTE: dict[str, Any] = {
     "analyze_fraud": lambda con: [a.to_dict() for a in analyze_model(con, "fraud")],
     "analyze_price": lambda con: [a.to_dict() for a in analyze_model(con, "price")],
+    "label_looks": _label_looks,
     "traffic": lambda con: {k: v.to_dict() for k, v in arm_traffic(con, "fraud", "ab-1").items()},
     "ab": lambda con: aggregate_experiment(con, "fraud", "ab-1"),
     "shadow": lambda con: aggregate_experiment(con, "fraud", "shadow-1"),
@@ -473,6 +495,13 @@ def test_per_arm_and_paired_statistics_agree(pair_full: Pair) -> None:
     for name in ("ts_us", "correct_a", "correct_b", "y_binary", "score_a", "score_b"):
         assert_same(getattr(sh_duck.paired, name), getattr(sh_other.paired, name), name)
     assert sh_duck.confusion == sh_other.confusion
+
+
+def test_label_metrics_at_several_looks_agree(pair: Pair) -> None:
+    duck, other = pair["label_looks"]
+    units = [look["accuracy"]["units"] for look in duck]
+    assert 0 < sum(units[0].values()) < sum(units[-1].values()), units  # the looks differ
+    assert_same(duck, other)
 
 
 def test_latest_labels_follow_the_same_tie_break(pair: Pair) -> None:

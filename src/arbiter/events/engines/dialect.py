@@ -19,6 +19,11 @@ why):
   :mod:`arbiter.events.exact_quantiles` instead); PostgreSQL
   ``percentile_cont(CAST(%(list)s AS DOUBLE PRECISION[])) WITHIN GROUP (ORDER BY x)``.
 - ``WITH t AS MATERIALIZED (...)``: Spark ``WITH t AS (...)`` (no such hint in Spark SQL).
+- ``row_number() OVER ()`` (a unique integer key per row): Spark
+  ``monotonically_increasing_id()`` (Spark wants an ORDER BY in a row_number window).
+- ``arg_min(x, key)`` / ``arg_max``: PostgreSQL ``(array_agg(x ORDER BY key [DESC]))[1]``.
+- ``list_sort(list(x))[k]``: PostgreSQL ``(array_agg(x ORDER BY x))[k]`` (it subscripts only
+  a parenthesised call).
 - ``any_value(x)``: PostgreSQL ``min(x)`` (PostgreSQL 15 has no ``any_value``).
 - ``list_sort(list(DISTINCT x))``: PostgreSQL ``array_agg(DISTINCT x ORDER BY x)``.
 - ``GROUP BY ALL`` (Spark >= 3.4 has it): PostgreSQL ``GROUP BY 1, 2, ...``, the positions of
@@ -164,10 +169,21 @@ def _spark_rule(node: exp.Expression) -> exp.Expression:
         return exp.Anonymous(this="unix_micros", expressions=node.expressions)
     if isinstance(node, exp.CTE) and node.args.get("materialized"):
         # Spark has no AS MATERIALIZED hint (a syntax error); it decides itself whether to
-        # reuse a CTE (its ReuseExchange shares the repeated scan).
-        node = node.copy()
+        # reuse a CTE (its ReuseExchange shares the repeated scan). Changed in place (the
+        # tree is already a copy): a new node would stop the rules at the CTE's body.
         node.set("materialized", None)
         return node
+    if (
+        isinstance(node, exp.Window)
+        and isinstance(node.this, exp.RowNumber)
+        and not node.args.get("partition_by")
+        and not node.args.get("order")
+    ):
+        # row_number() OVER (): DuckDB numbers rows in no particular order (arbiter uses it
+        # for an integer key unique per row); Spark requires an ORDER BY, which would sort
+        # every row into one partition. monotonically_increasing_id() is unique per row too
+        # (64-bit, not consecutive), computed where the row is.
+        return exp.Anonymous(this="monotonically_increasing_id", expressions=[])
     if isinstance(node, exp.PercentileCont) and node.expression is not None:
         # DuckDB's quantile_cont(x, [q...]) is Spark's percentile(x, array): exact, with the
         # same linear interpolation between the closest ranks ((n - 1) * q). It holds every
@@ -202,6 +218,19 @@ def _postgres_rule(node: exp.Expression) -> exp.Expression:
             f"{column.sql('postgres')} ORDER BY {column.sql('postgres')})",
             read="postgres",
         )
+    if isinstance(node, exp.ArgMin | exp.ArgMax):
+        # PostgreSQL has no arg_min/arg_max: the first of the values ordered by the key.
+        order = "" if isinstance(node, exp.ArgMin) else " DESC"
+        return sqlglot.parse_one(
+            f"(array_agg({node.this.sql('postgres')} "
+            f"ORDER BY {node.expression.sql('postgres')}{order}))[1]",
+            read="postgres",
+        )
+    if isinstance(node, exp.Bracket) and isinstance(node.this, exp.AggFunc | exp.ArraySort):
+        # array_agg(...)[2]: PostgreSQL subscripts only a parenthesised function call. In
+        # place, so that the rules still reach the call inside.
+        node.set("this", exp.Paren(this=node.this))
+        return node
     if isinstance(node, exp.PercentileCont) and isinstance(node.expression, exp.Placeholder):
         # A Python list binds as numeric[]; percentile_cont takes double precision[].
         node = node.copy()
