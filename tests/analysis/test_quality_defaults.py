@@ -192,6 +192,20 @@ def test_shadow_reports_paired_label_metrics(store: EventStore) -> None:
     assert "roc_auc" in analysis_markdown(a)
 
 
+def test_shadow_analysis_drops_the_pairs_table_it_shares(store: EventStore) -> None:
+    # The paired label metrics read the aggregates' pairs table; it lives until they ran and
+    # no longer: the caller's connection is left as it was (the label snapshot aside).
+    _shadow_log(store, np.random.default_rng(6), 3000, 0.3)
+    config = _config("shadow", metrics=SHADOW_METRICS)
+    with store.connect() as con:
+        a = analyze_experiment(con, "m", "m-shadow", model_config=config)
+        assert [m["name"] for m in a.to_dict()["metrics"]] == list(SHADOW_METRICS)
+        left = con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '_arbiter_pairs%'"
+        ).fetchall()
+    assert left == []
+
+
 def test_shadow_decides_on_a_label_primary_metric(store: EventStore) -> None:
     _shadow_log(store, np.random.default_rng(7), 3000, 0.3)
     config = _config("shadow", primary_metric="log_loss", metrics=SHADOW_METRICS)

@@ -447,9 +447,11 @@ def aggregate_experiment(
         which a split change moves (:mod:`arbiter.analysis.periods`).
     keep_pairs : str, optional
         Shadow experiments: materialise the pairs into a temporary table of this name
-        (``pred_a``, ``pred_b``, ``num_a``, ``num_b``, ``label``, ``y_num``... one row per
-        champion/shadow pair, labelled or not) and leave it for the caller, who reads it
-        again (:func:`~arbiter.analysis.shadow_detail.shadow_detail`) and drops it. The name
+        (``unit``, ``pred_a``, ``pred_b``, ``num_a``, ``num_b``, ``score_a``, ``probs_a``...,
+        ``label``, ``y_num``... one row per champion/shadow pair, labelled or not) and leave
+        it for the caller, who reads it again
+        (:func:`~arbiter.analysis.shadow_detail.shadow_detail`,
+        :func:`~arbiter.analysis.label_metrics.paired_label_metrics`) and drops it. The name
         is interpolated into SQL: pass an identifier of your own. Default: dropped here.
 
     Returns
@@ -594,11 +596,13 @@ def _aggregate_shadow(
         WITH s AS (SELECT * FROM served WHERE {scope.where()} AND error IS NULL),
              c AS (SELECT * FROM shadowed WHERE {scope.where()} AND error IS NULL)
         SELECT (epoch_us(s.ts) - $t0) // $width AS bucket, epoch_us(s.ts) AS ts_us,
+               coalesce(s.unit_id, s.request_id) AS unit,
                f.label, f.label_num AS y_num,
                s.prediction AS pred_a, c.prediction AS pred_b,
                s.prediction_num AS num_a, c.prediction_num AS num_b,
                s.score AS score_a, c.score AS score_b,
                s.confidence AS conf_a, c.confidence AS conf_b,
+               s.probabilities AS probs_a, c.probabilities AS probs_b,
                s.prediction = f.label AS correct_a, c.prediction = f.label AS correct_b
         FROM s JOIN c USING (request_id, row_index)
         LEFT JOIN latest_feedback AS f USING (request_id, row_index)

@@ -374,21 +374,35 @@ def compare_arms(
     Parameters are those of :func:`analyze_experiment`; ``mode`` says how the challenger saw
     traffic.
     """
-    decision = policy or (model_config.decision if model_config else DecisionConfig())
-    notes: list[str] = []
-    crossed = mode == "ab" and split_changed(con, model, experiment)  # periods.py
     # Shadow: the aggregates' table of pairs (the pair and label joins, the costliest step) is
-    # kept for the shadow description, which would otherwise join them all again.
+    # kept for the shadow description and the paired label metrics, which would otherwise
+    # join them all again; dropped here whatever happens.
     pairs = f"_arbiter_pairs_{uuid.uuid4().hex[:12]}" if mode == "shadow" else None
     try:
-        agg = aggregate_experiment(
-            con, model, experiment, loss=decision.loss, exclude_crossed=crossed, keep_pairs=pairs
-        )
-        kept = pairs if agg.info.strategy == "shadow" else None
-        detail = shadow_detail(con, model, experiment, agg.task, pairs=kept) if pairs else None
+        return _compare_arms(con, model, experiment, mode, policy, model_config, pairs)
     finally:
         if pairs is not None:
             con.execute(f"DROP TABLE IF EXISTS {pairs}")
+
+
+def _compare_arms(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    experiment: str,
+    mode: Mode,
+    policy: DecisionConfig | None,
+    model_config: ModelConfig | None,
+    pairs: str | None,
+) -> ExperimentAnalysis:
+    """:func:`compare_arms` with the name of the pairs table to keep (shadow), or None."""
+    decision = policy or (model_config.decision if model_config else DecisionConfig())
+    notes: list[str] = []
+    crossed = mode == "ab" and split_changed(con, model, experiment)  # periods.py
+    agg = aggregate_experiment(
+        con, model, experiment, loss=decision.loss, exclude_crossed=crossed, keep_pairs=pairs
+    )
+    kept = pairs if agg.info.strategy == "shadow" else None
+    detail = shadow_detail(con, model, experiment, agg.task, pairs=kept) if pairs else None
     info = agg.info
     weights = _traffic_weights(model, experiment, mode, model_config, notes)
     pol = to_decision_policy(decision, mode=mode, task=agg.task, traffic_weights=weights)
@@ -476,7 +490,7 @@ def compare_arms(
         if decision.primary_metric in metrics.data:
             decided = decision.primary_metric
     elif mode == "shadow" and labels:
-        metrics = _paired_metrics(con, scope, labels, decision)
+        metrics = _paired_metrics(con, scope, labels, decision, kept)
         if decision.primary_metric in labels and preset != "classic_shadow":
             decided = decision.primary_metric
             verdict = _paired_metric_verdict(
@@ -642,6 +656,7 @@ def _paired_metrics(
     scope: Scope,
     labels: dict[str, LabelMetric],
     decision: DecisionConfig,
+    pairs: str | None = None,
 ) -> MetricsAnalysis:
     """A shadow experiment's label metrics, both models on the same rows (paired tests).
 
@@ -655,12 +670,13 @@ def _paired_metrics(
     bounds = {
         row["name"]: row
         for row in paired_label_metrics(
-            con, scope, {n: labels[n] for n in rails}, alpha=min(2.0 * decision.alpha, 0.99)
+            con, scope, {n: labels[n] for n in rails}, alpha=min(2.0 * decision.alpha, 0.99),
+            pairs_table=pairs,
         )
     } if rails else {}  # fmt: skip
     nan = math.nan
     results: list[MetricResult] = []
-    for row in paired_label_metrics(con, scope, labels, alpha=decision.alpha):
+    for row in paired_label_metrics(con, scope, labels, alpha=decision.alpha, pairs_table=pairs):
         name = row["name"]
         role = (
             "primary"
