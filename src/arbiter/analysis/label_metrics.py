@@ -318,7 +318,9 @@ class LabelProfile:
         return default_quality_metric(task, self.positive_rate, scored=scored, positive=positive)
 
 
-def label_profile(con: duckdb.DuckDBPyConnection, scope: Scope) -> LabelProfile:
+def label_profile(
+    con: duckdb.DuckDBPyConnection, scope: Scope, *, table: str | None = None
+) -> LabelProfile:
     """Class balance and score coverage of the scope's labelled served rows (one query).
 
     Parameters
@@ -327,16 +329,28 @@ def label_profile(con: duckdb.DuckDBPyConnection, scope: Scope) -> LabelProfile:
         From :meth:`arbiter.events.EventStore.connect`.
     scope : Scope
         Which model and experiment.
+    table : str, optional
+        A temporary table holding exactly those rows (``label``, ``scored``): the A/B
+        aggregates' labelled rows of a classifier
+        (:func:`~arbiter.analysis.aggregate.aggregate_experiment`'s ``keep_pairs``, without
+        ``exclude_crossed``), read instead of joining the served rows with the labels again.
+        Interpolated into SQL: pass an identifier of your own.
     """
-    rows = con.execute(
-        f"""
-        SELECT label, count(*), count(*) FILTER (WHERE probabilities IS NOT NULL
-                                                  OR score IS NOT NULL)
-        FROM labeled WHERE {scope.where()} AND {_SERVED_LABELED}
-        GROUP BY label ORDER BY label
-        """,
-        scope.params,
-    ).fetchall()
+    if table is not None:
+        rows = con.execute(
+            f"SELECT label, count(*), count(*) FILTER (WHERE scored) FROM {table} "
+            "GROUP BY label ORDER BY label"
+        ).fetchall()
+    else:
+        rows = con.execute(
+            f"""
+            SELECT label, count(*), count(*) FILTER (WHERE probabilities IS NOT NULL
+                                                      OR score IS NOT NULL)
+            FROM labeled WHERE {scope.where()} AND {_SERVED_LABELED}
+            GROUP BY label ORDER BY label
+            """,
+            scope.params,
+        ).fetchall()
     total = sum(int(r[1]) for r in rows)
     scored = sum(int(r[2]) for r in rows)
     classes = tuple(str(r[0]) for r in rows)
