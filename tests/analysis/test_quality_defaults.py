@@ -12,7 +12,8 @@ from rich.console import Console
 from sklearn.metrics import log_loss
 
 from arbiter.analysis import analyze_experiment
-from arbiter.analysis.label_metrics import paired_label_metrics
+from arbiter.analysis.aggregate import aggregate_experiment
+from arbiter.analysis.label_metrics import label_profile, paired_label_metrics
 from arbiter.config import ModelConfig
 from arbiter.events import EventStore
 from arbiter.events.query import Scope
@@ -190,6 +191,35 @@ def test_shadow_reports_paired_label_metrics(store: EventStore) -> None:
     text = console.export_text()
     assert "log_loss" in text and "roc_auc" in text
     assert "roc_auc" in analysis_markdown(a)
+
+
+def test_label_profile_from_the_ab_labelled_rows_table_equals_the_join(store: EventStore) -> None:
+    # The A/B analysis reads the label profile from the aggregates' labelled rows; it must
+    # be the profile of the label join, rows without a prediction included.
+    _ab_log(store, np.random.default_rng(3), 3000, 0.08)
+    scope = Scope("m", "m-ab")
+    with store.connect() as con:
+        aggregate_experiment(con, "m", "m-ab", keep_pairs="kept_rows")
+        try:
+            joined = label_profile(con, scope)
+            assert label_profile(con, scope, table="kept_rows") == joined
+            assert joined.rows > 0 and joined.positive is not None
+        finally:
+            con.execute("DROP TABLE kept_rows")
+
+
+def test_shadow_analysis_drops_the_pairs_table_it_shares(store: EventStore) -> None:
+    # The paired label metrics read the aggregates' pairs table; it lives until they ran and
+    # no longer: the caller's connection is left as it was (the label snapshot aside).
+    _shadow_log(store, np.random.default_rng(6), 3000, 0.3)
+    config = _config("shadow", metrics=SHADOW_METRICS)
+    with store.connect() as con:
+        a = analyze_experiment(con, "m", "m-shadow", model_config=config)
+        assert [m["name"] for m in a.to_dict()["metrics"]] == list(SHADOW_METRICS)
+        left = con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '_arbiter_pairs%'"
+        ).fetchall()
+    assert left == []
 
 
 def test_shadow_decides_on_a_label_primary_metric(store: EventStore) -> None:

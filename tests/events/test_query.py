@@ -22,7 +22,7 @@ from arbiter.events import (
 )
 from arbiter.events.query import VIEWS, latest_labels_sql, restrict_predictions
 from arbiter.events.segments import write_segment
-from arbiter.events.views import connect_tables
+from arbiter.events.views import connect, connect_tables, snapshot_latest_labels
 
 T0 = datetime(2026, 9, 21, 12, 0, tzinfo=UTC)
 QUOTED = "o'brien; DROP TABLE x --"
@@ -126,6 +126,28 @@ def test_latest_label_wins_then_later_file_then_later_row(store: EventStore) -> 
             "late": "0",
             "file": "1",
         }
+
+
+def test_label_tie_break_follows_file_names_not_the_order_files_are_passed(
+    store: EventStore,
+) -> None:
+    # The rule orders files by name (through read_parquet's file index, which follows the
+    # listing): a later-named file wins a ts tie even when listed first.
+    predictions = write_segment(store.predictions_dir, _predictions([{"request_id": "tie"}]))
+    t = T0 + timedelta(hours=1)
+    first = write_segment(
+        store.feedback_dir, _feedback([{"request_id": "tie", "label": "0", "ts": t}])
+    )
+    second = write_segment(
+        store.feedback_dir, _feedback([{"request_id": "tie", "label": "1", "ts": t}])
+    )
+    assert str(first) < str(second)
+    for files in ([first, second], [second, first]):
+        con = connect([predictions], files)
+        assert con.execute("SELECT label FROM labeled").fetchall() == [("1",)]
+        snapshot_latest_labels(con)
+        assert con.execute("SELECT label FROM labeled").fetchall() == [("1",)]
+        con.close()
 
 
 def test_latest_labels_sql_only_accepts_known_fields() -> None:

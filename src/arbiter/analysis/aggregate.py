@@ -473,10 +473,16 @@ def aggregate_experiment(
         Leave out of the metric (not the traffic) the units served by more than one arm,
         which a split change moves (:mod:`arbiter.analysis.periods`).
     keep_pairs : str, optional
-        Shadow experiments: materialise the pairs into a temporary table of this name
-        (``pred_a``, ``pred_b``, ``num_a``, ``num_b``, ``label``, ``y_num``... one row per
-        champion/shadow pair, labelled or not) and leave it for the caller, who reads it
-        again (:func:`~arbiter.analysis.shadow_detail.shadow_detail`) and drops it. The name
+        Keep the temporary table the aggregates read under this name, for the caller, who
+        reads it again and drops it. A/B: the labelled served rows (``side``, ``unit``,
+        ``bucket``, ``y`` (NULL without a prediction), ``label``, ``prediction``, ``scored``)
+        read by :func:`~arbiter.analysis.label_metrics.label_profile`. Shadow experiments:
+        materialise the pairs into a temporary table of this name
+        (``unit``, ``pred_a``, ``pred_b``, ``num_a``, ``num_b``, ``score_a``, ``probs_a``...,
+        ``label``, ``y_num``... one row per champion/shadow pair, labelled or not) and leave
+        it for the caller, who reads it again
+        (:func:`~arbiter.analysis.shadow_detail.shadow_detail`,
+        :func:`~arbiter.analysis.label_metrics.paired_label_metrics`) and drops it. The name
         is interpolated into SQL: pass an identifier of your own. Default: dropped here.
 
     Returns
@@ -524,17 +530,18 @@ def aggregate_experiment(
             if task == "classification"
             else "CAST(NULL AS VARCHAR) AS label, CAST(NULL AS VARCHAR) AS prediction"
         )
+        # Every labelled row is kept, y NULL included (no prediction to compare): the label
+        # profile (label_metrics.label_profile) reads the same rows when the caller keeps the
+        # table; the aggregates below read the rows with a y.
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE {pairs} AS
-            SELECT * FROM (
-                SELECT {_SIDE_SQL} AS side, coalesce(unit_id, request_id) AS unit,
-                       (epoch_us(ts) - $t0) // $width AS bucket, {y_expr}::DOUBLE AS y, {keys}
-                FROM labeled
-                WHERE {scope.where()} AND role = 'served' AND error IS NULL AND label IS NOT NULL
-                {crossed}
-            ) AS t
-            WHERE y IS NOT NULL
+            SELECT {_SIDE_SQL} AS side, coalesce(unit_id, request_id) AS unit,
+                   (epoch_us(ts) - $t0) // $width AS bucket, {y_expr}::DOUBLE AS y, {keys},
+                   probabilities IS NOT NULL OR score IS NOT NULL AS scored
+            FROM labeled
+            WHERE {scope.where()} AND role = 'served' AND error IS NULL AND label IS NOT NULL
+            {crossed}
             """,
             params,
         )
@@ -543,7 +550,7 @@ def aggregate_experiment(
         # labels) and the confusion matrices (sum over the buckets).
         rows = con.execute(
             f"SELECT side, bucket, label, prediction, count(y), sum(y), sum(y * y) "
-            f"FROM {pairs} GROUP BY ALL"
+            f"FROM {pairs} WHERE y IS NOT NULL GROUP BY ALL"
         ).fetchall()
         sides = arms or SIDES
         series = _cumulative_series(_sum_by(rows, (0, 1)), width, sides)
@@ -558,7 +565,7 @@ def aggregate_experiment(
             other_arms=others, per_unit=_per_unit(con, pairs, sides),
         )  # fmt: skip
     finally:
-        if not (keep_pairs and info.strategy == "shadow"):
+        if not keep_pairs:
             con.execute(f"DROP TABLE IF EXISTS {pairs}")
 
 
@@ -585,7 +592,8 @@ def _per_unit(
     result = con.execute(
         f"""
         SELECT side, count(*), sum(m), sum(m * m), sum(d), sum(d * d), sum(m * d) FROM (
-            SELECT side, sum(y) AS m, count(y)::DOUBLE AS d FROM {rows} GROUP BY side, unit
+            SELECT side, sum(y) AS m, count(y)::DOUBLE AS d FROM {rows} WHERE y IS NOT NULL
+            GROUP BY side, unit
         ) AS u
         GROUP BY side
         """
@@ -621,11 +629,13 @@ def _aggregate_shadow(
         WITH s AS (SELECT * FROM served WHERE {scope.where()} AND error IS NULL),
              c AS (SELECT * FROM shadowed WHERE {scope.where()} AND error IS NULL)
         SELECT (epoch_us(s.ts) - $t0) // $width AS bucket, epoch_us(s.ts) AS ts_us,
+               coalesce(s.unit_id, s.request_id) AS unit,
                f.label, f.label_num AS y_num,
                s.prediction AS pred_a, c.prediction AS pred_b,
                s.prediction_num AS num_a, c.prediction_num AS num_b,
                s.score AS score_a, c.score AS score_b,
                s.confidence AS conf_a, c.confidence AS conf_b,
+               s.probabilities AS probs_a, c.probabilities AS probs_b,
                s.prediction = f.label AS correct_a, c.prediction = f.label AS correct_b
         FROM s JOIN c USING (request_id, row_index)
         LEFT JOIN latest_feedback AS f USING (request_id, row_index)

@@ -374,21 +374,39 @@ def compare_arms(
     Parameters are those of :func:`analyze_experiment`; ``mode`` says how the challenger saw
     traffic.
     """
+    # The aggregates' temporary table (shadow: the pairs, from the pair and label joins, the
+    # costliest step; A/B: the labelled rows, from the label join) is kept for the queries
+    # that would otherwise join them all again (shadow description and paired label
+    # metrics; A/B: the label profile); dropped here whatever happens.
+    pairs = f"_arbiter_pairs_{uuid.uuid4().hex[:12]}"
+    try:
+        return _compare_arms(con, model, experiment, mode, policy, model_config, pairs)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {pairs}")
+
+
+def _compare_arms(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    experiment: str,
+    mode: Mode,
+    policy: DecisionConfig | None,
+    model_config: ModelConfig | None,
+    pairs: str,
+) -> ExperimentAnalysis:
+    """:func:`compare_arms` with the name of the aggregates' table to keep."""
     decision = policy or (model_config.decision if model_config else DecisionConfig())
     notes: list[str] = []
     crossed = mode == "ab" and split_changed(con, model, experiment)  # periods.py
-    # Shadow: the aggregates' table of pairs (the pair and label joins, the costliest step) is
-    # kept for the shadow description, which would otherwise join them all again.
-    pairs = f"_arbiter_pairs_{uuid.uuid4().hex[:12]}" if mode == "shadow" else None
-    try:
-        agg = aggregate_experiment(
-            con, model, experiment, loss=decision.loss, exclude_crossed=crossed, keep_pairs=pairs
-        )
-        kept = pairs if agg.info.strategy == "shadow" else None
-        detail = shadow_detail(con, model, experiment, agg.task, pairs=kept) if pairs else None
-    finally:
-        if pairs is not None:
-            con.execute(f"DROP TABLE IF EXISTS {pairs}")
+    agg = aggregate_experiment(
+        con, model, experiment, loss=decision.loss, exclude_crossed=crossed, keep_pairs=pairs
+    )
+    kept = pairs if agg.info.strategy == "shadow" else None
+    # A/B: the labelled rows, all of them unless crossed units were left out.
+    labelled = pairs if agg.info.strategy != "shadow" and not crossed else None
+    detail = (
+        shadow_detail(con, model, experiment, agg.task, pairs=kept) if mode == "shadow" else None
+    )
     info = agg.info
     weights = _traffic_weights(model, experiment, mode, model_config, notes)
     pol = to_decision_policy(decision, mode=mode, task=agg.task, traffic_weights=weights)
@@ -462,7 +480,7 @@ def compare_arms(
     metric_config, decision = model_config, decision
     if preset != "classic_shadow":
         metric_config, decision = _default_quality(
-            con, scope, agg.task, decision, model_config, notes
+            con, scope, agg.task, decision, model_config, notes, labelled
         )
     metrics, decided = None, None
     labels = {} if metric_config is None else _label_metrics_of(metric_config)
@@ -476,7 +494,7 @@ def compare_arms(
         if decision.primary_metric in metrics.data:
             decided = decision.primary_metric
     elif mode == "shadow" and labels:
-        metrics = _paired_metrics(con, scope, labels, decision)
+        metrics = _paired_metrics(con, scope, labels, decision, kept)
         if decision.primary_metric in labels and preset != "classic_shadow":
             decided = decision.primary_metric
             verdict = _paired_metric_verdict(
@@ -591,6 +609,7 @@ def _default_quality(
     decision: DecisionConfig,
     model_config: ModelConfig | None,
     notes: list[str],
+    labelled: str | None = None,
 ) -> tuple[ModelConfig | None, DecisionConfig]:
     """The metrics and decision rules after applying ``decision.default_quality``.
 
@@ -600,7 +619,8 @@ def _default_quality(
     (log loss when scored, else F1): accuracy mostly measures the majority class there. The
     metric is added to the model's metrics (reusing an identical definition) and becomes the
     primary metric; accuracy stays reported as the quality test. Otherwise both are returned
-    unchanged.
+    unchanged. ``labelled``: the A/B aggregates' table of labelled rows, if kept
+    (:func:`~arbiter.analysis.label_metrics.label_profile`'s ``table``).
     """
     if (
         decision.primary_metric is not None
@@ -608,7 +628,7 @@ def _default_quality(
         or task != "classification"
     ):
         return model_config, decision
-    profile = label_profile(con, scope)
+    profile = label_profile(con, scope, table=labelled)
     metric = profile.default_metric(task)
     if metric is None or profile.positive_rate is None:
         return model_config, decision
@@ -642,6 +662,7 @@ def _paired_metrics(
     scope: Scope,
     labels: dict[str, LabelMetric],
     decision: DecisionConfig,
+    pairs: str | None = None,
 ) -> MetricsAnalysis:
     """A shadow experiment's label metrics, both models on the same rows (paired tests).
 
@@ -655,12 +676,13 @@ def _paired_metrics(
     bounds = {
         row["name"]: row
         for row in paired_label_metrics(
-            con, scope, {n: labels[n] for n in rails}, alpha=min(2.0 * decision.alpha, 0.99)
+            con, scope, {n: labels[n] for n in rails}, alpha=min(2.0 * decision.alpha, 0.99),
+            pairs_table=pairs,
         )
     } if rails else {}  # fmt: skip
     nan = math.nan
     results: list[MetricResult] = []
-    for row in paired_label_metrics(con, scope, labels, alpha=decision.alpha):
+    for row in paired_label_metrics(con, scope, labels, alpha=decision.alpha, pairs_table=pairs):
         name = row["name"]
         role = (
             "primary"

@@ -103,6 +103,16 @@ LEFT JOIN latest_feedback AS f
 """
 
 
+# The order of a label among the labels of its row, as one HUGEINT: epoch microseconds (NULL
+# ts as the largest int64, after every real time) times 2^64, plus the file's index (< 2^24
+# files) times 2^40, plus the row within the file (< 2^40 rows): lexicographic on the three,
+# and below 2^127 so it never overflows.
+_LATEST_KEY_SQL = (
+    "coalesce(epoch_us(ts), 9223372036854775807)::HUGEINT * 18446744073709551616 "
+    "+ file_index::HUGEINT * 1099511627776 + file_row_number"
+)
+
+
 def latest_labels_sql(
     restrict: str = "", fields: Sequence[str] = ("label", "label_num", "label_ts")
 ) -> str:
@@ -134,12 +144,15 @@ def latest_labels_sql(
     # Latest label wins. Ties on ts (two labels in the same microsecond) go to the one written
     # later: later segment name, then later row within the segment. arg_max over a row key is
     # a hash aggregate: about 1.6x faster than the equivalent row_number() window (5 M labels:
-    # 1.0 s against 1.6 s on 2 cores), which must sort.
+    # 1.0 s against 1.6 s on 2 cores), which must sort. The key is one HUGEINT packing
+    # (ts, file, row), not a struct holding the file name: the files are listed in name order
+    # (_source_sql), so the file's index orders them as the name did, and comparing one
+    # integer instead of a struct with a string took the deduplication of 5 M labels from
+    # 3.6-3.9 to 2.7-2.9 CPU s (busy 2-core box). A NULL ts sorts last, as it did in the struct.
     return f"""
 SELECT request_id, row_index, {columns}
 FROM (
-    SELECT request_id, row_index,
-           arg_max({{{struct}}}, (ts, filename, file_row_number)) AS latest
+    SELECT request_id, row_index, arg_max({{{struct}}}, {_LATEST_KEY_SQL}) AS latest
     FROM _feedback_raw
     {restrict}
     GROUP BY request_id, row_index
@@ -188,10 +201,17 @@ def _sql_string(value: str) -> str:
 def _source_sql(name: str, files: Sequence[Path], *, with_file_columns: bool) -> str:
     if not files:
         return f"SELECT * FROM _empty_{name}"
-    listing = ", ".join(_sql_string(str(f)) for f in files)
-    extra = ", filename = true, file_row_number = true" if with_file_columns else ""
-    # union_by_name: segments written before a column was added simply lack it.
-    return f"SELECT * FROM read_parquet([{listing}], union_by_name = true{extra})"
+    if not with_file_columns:
+        listing = ", ".join(_sql_string(str(f)) for f in files)
+        # union_by_name: segments written before a column was added simply lack it.
+        return f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+    # The label tie-break orders files by name: listed in that order, read_parquet's
+    # file_index (a virtual column, selected by name) orders them the same way.
+    listing = ", ".join(_sql_string(str(f)) for f in sorted(files, key=str))
+    return (
+        f"SELECT *, file_index FROM read_parquet([{listing}], union_by_name = true, "
+        "filename = true, file_row_number = true)"
+    )
 
 
 def connect(
@@ -267,10 +287,12 @@ def connect_tables(
 
 
 def _with_file_columns(feedback: pa.Table) -> pa.Table:
-    # The columns read_parquet adds with filename/file_row_number, which the label rule reads.
+    # The columns read_parquet adds (filename, file_row_number, file_index), which the label
+    # rule reads: one "file", rows in table order.
     n = feedback.num_rows
     feedback = feedback.append_column("filename", pa.array([""] * n, pa.string()))
-    return feedback.append_column("file_row_number", pa.array(range(n), pa.int64()))
+    feedback = feedback.append_column("file_row_number", pa.array(range(n), pa.int64()))
+    return feedback.append_column("file_index", pa.array([0] * n, pa.uint64()))
 
 
 def _create_views(
@@ -281,7 +303,8 @@ def _create_views(
     con.execute("CREATE VIEW predictions AS " + predictions)
     con.execute("CREATE VIEW _feedback_raw AS " + feedback_raw)
     con.execute(
-        "CREATE VIEW feedback AS SELECT * EXCLUDE (filename, file_row_number) FROM _feedback_raw"
+        "CREATE VIEW feedback AS SELECT * EXCLUDE (filename, file_row_number, file_index) "
+        "FROM _feedback_raw"
     )
     con.execute(f"CREATE VIEW latest_feedback AS {latest_labels_sql()};" + DERIVED_VIEWS_SQL)
     con.execute("CREATE VIEW outcomes AS " + outcomes)
