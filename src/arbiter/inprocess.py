@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from arbiter.config import ModelConfig
 from arbiter.errors import InvalidInputError
 from arbiter.prediction_log import RequestContext, encode_features, prediction_columns
+from arbiter.request_ids import new_request_id
 from arbiter.routing import CHALLENGER, CHAMPION
 from arbiter.servable import Scored
 from arbiter.strategies import spec_for
@@ -132,7 +132,7 @@ class _Experiment:
         model_input, rows = _records(x)
         features = encode_features(rows)
         ctx = RequestContext(
-            request_id=uuid.uuid4().hex,
+            request_id=new_request_id(),
             ts_us=time.time_ns() // 1000,
             model=self.model,
             experiment=self.experiment,

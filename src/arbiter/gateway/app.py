@@ -269,6 +269,13 @@ def create_app(
         # collector's sight so full collections under load stay short.
         gc.collect()
         gc.freeze()
+        # After the freeze, CPython counts no long-lived objects, so its "full collections
+        # only when the old generation grew by 25 %" rule never holds and a full collection
+        # ran every 100 young ones: 20 in a 30 s tail profile at 1,775 req/s, each a stall of
+        # the event loop (docs/benchmarks_gateway.md, "The tail, profiled"). Requests
+        # allocate thousands of short-lived objects: collect the young generation every
+        # 7,000 allocations (not 700) and the old one every 100 middle collections (not 10).
+        gc.set_threshold(7_000, 10, 100)
         timeline.mark("gc")
         state.startup = timeline.as_dict()
         log.info("%s (loads: %s)", timeline.summary(), pool.describe_loads())

@@ -16,7 +16,6 @@ import queue
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -29,6 +28,7 @@ from arbiter.gateway.pool import Endpoint
 from arbiter.gateway.responses import NotReadyError
 from arbiter.gateway.shadow import ShadowExecutor, ShadowJob
 from arbiter.prediction_log import RequestContext, encode_features, prediction_columns
+from arbiter.request_ids import new_request_id
 from arbiter.routing import CHAMPION, Route
 from arbiter.servable import Scored, ServableModel
 
@@ -453,7 +453,7 @@ def request_context(
 ) -> RequestContext:
     """The logging context of one request (a new request id)."""
     return RequestContext(
-        request_id=uuid.uuid4().hex,
+        request_id=new_request_id(),
         ts_us=ts_us,
         model=endpoint.name,
         experiment=endpoint.experiment,
