@@ -25,6 +25,14 @@ def cli() -> typer.Typer:
     return app
 
 
+def retrain_args(
+    home: Home, data: Path, model: str = "fraud", label: str = "is_fraud"
+) -> list[str]:
+    """The start of an `arbiter retrain` command line on ``home``."""
+    return ["retrain", "--home", str(home.root), "--model", model, "--data", str(data),
+            "--label", label]  # fmt: skip
+
+
 @pytest.fixture
 def train_csv(tmp_path: Path) -> Path:
     train = make_transactions(400, seed=3)
@@ -38,8 +46,7 @@ def test_retrain_registers_a_challenger(
 ) -> None:
     home = make_home()
     args = [
-        "retrain", "--home", str(home.root), "--model", "fraud",
-        "--data", str(train_csv), "--label", "is_fraud",
+        *retrain_args(home, train_csv),
         "--trials", "2", "--cv", "2", "--search", "sklearn", "--seed", "4",
         "--include-traffic", "7d", "--json",
     ]  # fmt: skip
@@ -55,8 +62,7 @@ def test_retrain_rejects_a_missing_label(
 ) -> None:
     home = make_home()
     args = [
-        "retrain", "--home", str(home.root), "--model", "fraud",
-        "--data", str(train_csv), "--label", "nope", "--trials", "1",
+        *retrain_args(home, train_csv, label="nope"), "--trials", "1",
     ]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert isinstance(result.exception, InvalidInputError)
@@ -70,8 +76,7 @@ def test_retrain_registers_under_the_configured_challenger_alias(
         {"fraud": {"experiment": {"strategy": "shadow", "challenger_alias": "candidate"}}}
     )
     args = [
-        "retrain", "--home", str(home.root), "--model", "fraud",
-        "--data", str(train_csv), "--label", "is_fraud",
+        *retrain_args(home, train_csv),
         "--trials", "1", "--cv", "2", "--search", "sklearn",
         "--include-traffic", "1h30m", "--json",  # the duration grammar of `arbiter loop`
     ]  # fmt: skip
@@ -97,8 +102,7 @@ def test_retrain_a_real_table_reports_its_gaps(
 ) -> None:
     home = make_home()
     args = [
-        "retrain", "--home", str(home.root), "--model", "accounts",
-        "--data", str(mixed_csv), "--label", "is_fraud",
+        *retrain_args(home, mixed_csv, model="accounts"),
         "--trials", "1", "--cv", "2", "--search", "sklearn",
         "--time-column", "event_time", "--categorical", "logins", "--text", "note",
     ]  # fmt: skip
@@ -121,8 +125,7 @@ def test_retrain_says_it_searched_on_a_subset(
 ) -> None:
     home = make_home()
     args = [
-        "retrain", "--home", str(home.root), "--model", "fraud",
-        "--data", str(train_csv), "--label", "is_fraud",
+        *retrain_args(home, train_csv),
         "--trials", "1", "--cv", "2", "--search", "sklearn", "--search-rows", "250",
     ]  # fmt: skip
     text = CliRunner().invoke(cli, args)
@@ -137,8 +140,7 @@ def test_retrain_names_an_unknown_column(
 ) -> None:
     home = make_home()
     args = [
-        "retrain", "--home", str(home.root), "--model", "accounts",
-        "--data", str(mixed_csv), "--label", "is_fraud", "--trials", "1",
+        *retrain_args(home, mixed_csv, model="accounts"), "--trials", "1",
         "--time-column", "event_time", "--categorical", "colour",
     ]  # fmt: skip
     result = CliRunner().invoke(cli, args)
