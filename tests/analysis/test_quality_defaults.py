@@ -199,7 +199,7 @@ def test_label_profile_from_the_ab_labelled_rows_table_equals_the_join(store: Ev
     _ab_log(store, np.random.default_rng(3), 3000, 0.08)
     scope = Scope("m", "m-ab")
     with store.connect() as con:
-        aggregate_experiment(con, "m", "m-ab", keep_pairs="kept_rows")
+        aggregate_experiment(con, "m", "m-ab", keep_table="kept_rows")
         try:
             joined = label_profile(con, scope)
             assert label_profile(con, scope, table="kept_rows") == joined

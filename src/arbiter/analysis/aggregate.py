@@ -451,7 +451,7 @@ def aggregate_experiment(
     max_classes: int = 10,
     arms: tuple[str, ...] | None = None,
     exclude_crossed: bool = False,
-    keep_pairs: str | None = None,
+    keep_table: str | None = None,
 ) -> ExperimentAggregates:
     """Compute every per-arm aggregate :func:`~arbiter.analysis.analyze_experiment` needs.
 
@@ -472,7 +472,7 @@ def aggregate_experiment(
     exclude_crossed : bool, default False
         Leave out of the metric (not the traffic) the units served by more than one arm,
         which a split change moves (:mod:`arbiter.analysis.periods`).
-    keep_pairs : str, optional
+    keep_table : str, optional
         Keep the temporary table the aggregates read under this name, for the caller, who
         reads it again and drops it. A/B: the labelled served rows (``side``, ``unit``,
         ``bucket``, ``y`` (NULL without a prediction), ``label``, ``prediction``, ``scored``)
@@ -515,11 +515,11 @@ def aggregate_experiment(
     # A temporary table materialises the expensive step (shadow: the pair and label joins;
     # A/B: the label join) once, and every aggregate reads it. A unique name: the caller owns
     # the connection.
-    pairs = keep_pairs or f"_arbiter_pairs_{uuid.uuid4().hex[:12]}"
+    kept = keep_table or f"_arbiter_kept_{uuid.uuid4().hex[:12]}"
     try:
         if info.strategy == "shadow":
             return _aggregate_shadow(
-                con, info, task, traffic, scope, params, width, pairs, y_a, y_b, max_classes
+                con, info, task, traffic, scope, params, width, kept, y_a, y_b, max_classes
             )
         # The label join (every served row of the experiment probing the labels) is the
         # expensive step: a temporary table keeps its labelled rows once, narrowed to the
@@ -535,7 +535,7 @@ def aggregate_experiment(
         # table; the aggregates below read the rows with a y.
         con.execute(
             f"""
-            CREATE OR REPLACE TEMP TABLE {pairs} AS
+            CREATE OR REPLACE TEMP TABLE {kept} AS
             SELECT {_SIDE_SQL} AS side, coalesce(unit_id, request_id) AS unit,
                    (epoch_us(ts) - $t0) // $width AS bucket, {y_expr}::DOUBLE AS y, {keys},
                    probabilities IS NOT NULL OR score IS NOT NULL AS scored
@@ -550,7 +550,7 @@ def aggregate_experiment(
         # labels) and the confusion matrices (sum over the buckets).
         rows = con.execute(
             f"SELECT side, bucket, label, prediction, count(y), sum(y), sum(y * y) "
-            f"FROM {pairs} WHERE y IS NOT NULL GROUP BY ALL"
+            f"FROM {kept} WHERE y IS NOT NULL GROUP BY ALL"
         ).fetchall()
         sides = arms or SIDES
         series = _cumulative_series(_sum_by(rows, (0, 1)), width, sides)
@@ -562,11 +562,11 @@ def aggregate_experiment(
         )
         return ExperimentAggregates(
             info, task, traffic, _metric_from_series(series, task), series, confusion,
-            other_arms=others, per_unit=_per_unit(con, pairs, sides),
+            other_arms=others, per_unit=_per_unit(con, kept, sides),
         )  # fmt: skip
     finally:
-        if not keep_pairs:
-            con.execute(f"DROP TABLE IF EXISTS {pairs}")
+        if not keep_table:
+            con.execute(f"DROP TABLE IF EXISTS {kept}")
 
 
 def _crossed_filter(scope: Scope) -> str:

@@ -378,11 +378,11 @@ def compare_arms(
     # costliest step; A/B: the labelled rows, from the label join) is kept for the queries
     # that would otherwise join them all again (shadow description and paired label
     # metrics; A/B: the label profile); dropped here whatever happens.
-    pairs = f"_arbiter_pairs_{uuid.uuid4().hex[:12]}"
+    kept = f"_arbiter_kept_{uuid.uuid4().hex[:12]}"
     try:
-        return _compare_arms(con, model, experiment, mode, policy, model_config, pairs)
+        return _compare_arms(con, model, experiment, mode, policy, model_config, kept)
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {pairs}")
+        con.execute(f"DROP TABLE IF EXISTS {kept}")
 
 
 def _compare_arms(
@@ -392,20 +392,20 @@ def _compare_arms(
     mode: Mode,
     policy: DecisionConfig | None,
     model_config: ModelConfig | None,
-    pairs: str,
+    kept_table: str,
 ) -> ExperimentAnalysis:
     """:func:`compare_arms` with the name of the aggregates' table to keep."""
     decision = policy or (model_config.decision if model_config else DecisionConfig())
     notes: list[str] = []
     crossed = mode == "ab" and split_changed(con, model, experiment)  # periods.py
     agg = aggregate_experiment(
-        con, model, experiment, loss=decision.loss, exclude_crossed=crossed, keep_pairs=pairs
+        con, model, experiment, loss=decision.loss, exclude_crossed=crossed, keep_table=kept_table
     )
-    kept = pairs if agg.info.strategy == "shadow" else None
+    pairs = kept_table if agg.info.strategy == "shadow" else None
     # A/B: the labelled rows, all of them unless crossed units were left out.
-    labelled = pairs if agg.info.strategy != "shadow" and not crossed else None
+    labelled = kept_table if agg.info.strategy != "shadow" and not crossed else None
     detail = (
-        shadow_detail(con, model, experiment, agg.task, pairs=kept) if mode == "shadow" else None
+        shadow_detail(con, model, experiment, agg.task, pairs=pairs) if mode == "shadow" else None
     )
     info = agg.info
     weights = _traffic_weights(model, experiment, mode, model_config, notes)
@@ -494,7 +494,7 @@ def _compare_arms(
         if decision.primary_metric in metrics.data:
             decided = decision.primary_metric
     elif mode == "shadow" and labels:
-        metrics = _paired_metrics(con, scope, labels, decision, kept)
+        metrics = _paired_metrics(con, scope, labels, decision, pairs)
         if decision.primary_metric in labels and preset != "classic_shadow":
             decided = decision.primary_metric
             verdict = _paired_metric_verdict(

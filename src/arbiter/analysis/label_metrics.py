@@ -332,7 +332,7 @@ def label_profile(
     table : str, optional
         A temporary table holding exactly those rows (``label``, ``scored``): the A/B
         aggregates' labelled rows of a classifier
-        (:func:`~arbiter.analysis.aggregate.aggregate_experiment`'s ``keep_pairs``, without
+        (:func:`~arbiter.analysis.aggregate.aggregate_experiment`'s ``keep_table``, without
         ``exclude_crossed``), read instead of joining the served rows with the labels again.
         Interpolated into SQL: pass an identifier of your own.
     """
@@ -535,7 +535,7 @@ def paired_label_metrics(
         For the AUC bootstraps (see :func:`auc_comparison`).
     pairs_table : str, optional
         A temporary table of the same pairs, labelled or not, that the caller already built
-        (:func:`arbiter.analysis.aggregate.aggregate_experiment`'s ``keep_pairs``: columns
+        (:func:`arbiter.analysis.aggregate.aggregate_experiment`'s ``keep_table``: columns
         ``unit``, ``label``, ``pred_a``/``pred_b``, ``score_a``/``score_b``,
         ``probs_a``/``probs_b``), read instead of joining served, shadow and label rows again
         (on a 10 M-event log that join was 3.4 of the analysis's ~20 CPU s). Interpolated
