@@ -50,7 +50,7 @@ from arbiter.gateway.routes import (
     rank,
 )
 from arbiter.gateway.shadow import ShadowExecutor
-from arbiter.gateway.startup import StartupTimeline
+from arbiter.gateway.startup import StartupTimeline, collection_paused, pause_collection
 from arbiter.gateway.state import GatewayState
 from arbiter.gateway.storage import install_storage_metrics
 from arbiter.home import Home
@@ -173,110 +173,114 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         timeline = StartupTimeline()
-        from arbiter.events import EventWriter
-        from arbiter.events.location import open_event_store
-        from arbiter.registry import MLflowRegistry
+        # Start-up allocates millions of objects (imports, models) that live as long as the
+        # process; with the collector on, seven full collections ran during it (0.3 s of CPU
+        # here). Paused until the freeze below, which hands them all to the old generation.
+        with collection_paused():
+            from arbiter.events import EventWriter
+            from arbiter.events.location import open_event_store
+            from arbiter.registry import MLflowRegistry
 
-        reg = registry or MLflowRegistry(
-            home.tracking_uri(config),
-            registry_uri=config.registry.registry_uri,
-            artifact_location=home.artifact_location(),
-        )
-        pool = ModelPool(reg, config)
-        timeline.mark("registry client")
-        await asyncio.to_thread(pool.refresh)
-        timeline.mark("models")
-        metrics = GatewayMetrics()
-        metrics.registry_up.set(1 if pool.status.reachable else 0)
-        store = open_event_store(home, config, fallback_dir=home.spill_dir(config))
-        try:
-            # Predictions spilled by an earlier shutdown on a full disk come home first.
-            await asyncio.to_thread(store.recover_spilled)
-        except EventStoreError as exc:
-            log.error("%s", exc)
-        writer = EventWriter(
-            store,
-            flush_interval=config.events.flush_interval_s,
-            max_batch=config.events.max_batch,
-        ).start()
-        install_storage_metrics(metrics, writer, store)
-        timeline.mark("event store")
-        # Alerts leave from a background thread (arbiter.alerts), never from a request.
-        alerts = open_alerts(
-            home.root,
-            config,
-            component="gateway",
-            registry=None if metrics.multiprocess else metrics.registry,
-            private_registry=False,
-        )
-        shadows: dict[str, ShadowExecutor] = {}
-        for name, cfg in config.models.items():
-            exp = cfg.experiment
-            if not isinstance(exp, ShadowExperimentConfig):  # only shadows mirror requests
-                continue
-            challenger = pool.endpoints[name].model(exp.challenger_alias)
-            limits = BatchLimits.of(cfg.max_batch_size, cfg.max_batch_delay_ms)
-            shadows[name] = ShadowExecutor(
-                name,
-                max_in_flight=shadow_slots(exp, limits),
-                timeout_s=exp.shadow_timeout_s,
-                kind=exp.shadow_executor,
-                workers=exp.shadow_workers,
-                tracking_uri=getattr(reg, "tracking_uri", None),
-                registry_uri=getattr(reg, "registry_uri", None),
-                hang_s=exp.shadow_hang_s,  # the watchdog of a hung worker (issue 14)
-                on_restart=metrics.shadow_restarts.labels(name).inc,
-                # Queued shadows share a call in the workers (docs/batching.md).
-                max_batch_size=limits.max_rows if limits.enabled else 1,
-                on_batch=metrics.shadow_batch_requests.labels(name).observe,
+            reg = registry or MLflowRegistry(
+                home.tracking_uri(config),
+                registry_uri=config.registry.registry_uri,
+                artifact_location=home.artifact_location(),
             )
-            preload = [(name, challenger.version)] if challenger is not None else []
-            await asyncio.to_thread(shadows[name].start, preload)
-        if shadows:
-            timeline.mark("shadow workers")
-        recent = RecentRequests(config.events.recent_requests)
-        state = GatewayState(
-            home=home,
-            config=config,
-            pool=pool,
-            metrics=metrics,
-            writer=writer,
-            store=store,
-            # The dispatcher's rows also feed /feedback's index of recent requests.
-            dispatcher=Dispatcher(recent.observe(writer), metrics, shadows),
-            shadows=shadows,
-            token=token,
-            admin_token=config.admin_token(),
-            recent=recent,
-            alerts=alerts,
-        )
-        state.monitor = GatewayMonitor(state)
-        state.monitor.check_registry(pool.status.reachable)
-        app.state.arbiter = state
-        await prime_controllers(state)
-        poller = asyncio.create_task(_poll_registry(state, config.registry.poll_interval_s))
-        controllers = start_controllers(state)
-        monitor = asyncio.create_task(run_monitor(state, state.monitor), name="monitor")
-        for name, endpoint in pool.endpoints.items():
-            log.info(
-                "serving %s: %s (%s)",
-                name,
-                {a: f"v{m.version}" for a, m in endpoint.models.items()} or "no versions",
-                endpoint.experiment_state(),
+            pool = ModelPool(reg, config)
+            timeline.mark("registry client")
+            await asyncio.to_thread(pool.refresh)
+            timeline.mark("models")
+            metrics = GatewayMetrics()
+            metrics.registry_up.set(1 if pool.status.reachable else 0)
+            store = open_event_store(home, config, fallback_dir=home.spill_dir(config))
+            try:
+                # Predictions spilled by an earlier shutdown on a full disk come home first.
+                await asyncio.to_thread(store.recover_spilled)
+            except EventStoreError as exc:
+                log.error("%s", exc)
+            writer = EventWriter(
+                store,
+                flush_interval=config.events.flush_interval_s,
+                max_batch=config.events.max_batch,
+            ).start()
+            install_storage_metrics(metrics, writer, store)
+            timeline.mark("event store")
+            # Alerts leave from a background thread (arbiter.alerts), never from a request.
+            alerts = open_alerts(
+                home.root,
+                config,
+                component="gateway",
+                registry=None if metrics.multiprocess else metrics.registry,
+                private_registry=False,
             )
-        timeline.mark("controllers")
-        # Everything allocated so far lives as long as the process: move it out of the
-        # collector's sight so full collections under load stay short.
-        gc.collect()
-        gc.freeze()
-        # After the freeze, CPython counts no long-lived objects, so its "full collections
-        # only when the old generation grew by 25 %" rule never holds and a full collection
-        # ran every 100 young ones: 20 in a 30 s tail profile at 1,775 req/s, each a stall of
-        # the event loop (docs/benchmarks_gateway.md, "The tail, profiled"). Requests
-        # allocate thousands of short-lived objects: collect the young generation every
-        # 7,000 allocations (not 700) and the old one every 100 middle collections (not 10).
-        gc.set_threshold(7_000, 10, 100)
-        timeline.mark("gc")
+            shadows: dict[str, ShadowExecutor] = {}
+            for name, cfg in config.models.items():
+                exp = cfg.experiment
+                if not isinstance(exp, ShadowExperimentConfig):  # only shadows mirror requests
+                    continue
+                challenger = pool.endpoints[name].model(exp.challenger_alias)
+                limits = BatchLimits.of(cfg.max_batch_size, cfg.max_batch_delay_ms)
+                shadows[name] = ShadowExecutor(
+                    name,
+                    max_in_flight=shadow_slots(exp, limits),
+                    timeout_s=exp.shadow_timeout_s,
+                    kind=exp.shadow_executor,
+                    workers=exp.shadow_workers,
+                    tracking_uri=getattr(reg, "tracking_uri", None),
+                    registry_uri=getattr(reg, "registry_uri", None),
+                    hang_s=exp.shadow_hang_s,  # the watchdog of a hung worker (issue 14)
+                    on_restart=metrics.shadow_restarts.labels(name).inc,
+                    # Queued shadows share a call in the workers (docs/batching.md).
+                    max_batch_size=limits.max_rows if limits.enabled else 1,
+                    on_batch=metrics.shadow_batch_requests.labels(name).observe,
+                )
+                preload = [(name, challenger.version)] if challenger is not None else []
+                await asyncio.to_thread(shadows[name].start, preload)
+            if shadows:
+                timeline.mark("shadow workers")
+            recent = RecentRequests(config.events.recent_requests)
+            state = GatewayState(
+                home=home,
+                config=config,
+                pool=pool,
+                metrics=metrics,
+                writer=writer,
+                store=store,
+                # The dispatcher's rows also feed /feedback's index of recent requests.
+                dispatcher=Dispatcher(recent.observe(writer), metrics, shadows),
+                shadows=shadows,
+                token=token,
+                admin_token=config.admin_token(),
+                recent=recent,
+                alerts=alerts,
+            )
+            state.monitor = GatewayMonitor(state)
+            state.monitor.check_registry(pool.status.reachable)
+            app.state.arbiter = state
+            await prime_controllers(state)
+            poller = asyncio.create_task(_poll_registry(state, config.registry.poll_interval_s))
+            controllers = start_controllers(state)
+            monitor = asyncio.create_task(run_monitor(state, state.monitor), name="monitor")
+            for name, endpoint in pool.endpoints.items():
+                log.info(
+                    "serving %s: %s (%s)",
+                    name,
+                    {a: f"v{m.version}" for a, m in endpoint.models.items()} or "no versions",
+                    endpoint.experiment_state(),
+                )
+            timeline.mark("controllers")
+            # Everything allocated so far lives as long as the process: move it out of the
+            # collector's sight so full collections under load stay short.
+            gc.collect()
+            gc.freeze()
+            # After the freeze, CPython counts no long-lived objects, so its "full collections
+            # only when the old generation grew by 25 %" rule never holds and a full collection
+            # ran every 100 young ones: 20 in a 30 s tail profile at 1,775 req/s, each a stall of
+            # the event loop (docs/benchmarks_gateway.md, "The tail, profiled"). Requests
+            # allocate thousands of short-lived objects: collect the young generation every
+            # 7,000 allocations (not 700) and the old one every 100 middle collections (not 10).
+            gc.set_threshold(7_000, 10, 100)
+            timeline.mark("gc")
         state.startup = timeline.as_dict()
         log.info("%s (loads: %s)", timeline.summary(), pool.describe_loads())
         # Opt-in (ARBITER_LOOP_LAG_MS): records what ran while the event loop stalled.
@@ -353,6 +357,7 @@ def app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory`` with several workers: the home comes from ARBITER_HOME."""
     import os
 
+    pause_collection()  # until the lifespan's freeze (gateway.startup)
     return create_app(os.environ["ARBITER_HOME"])
 
 

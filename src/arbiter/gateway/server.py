@@ -122,6 +122,9 @@ def serve(
             http=IMPORT_PATH,
         )
         return
+    from arbiter.gateway.startup import pause_collection
+
+    pause_collection()  # until the lifespan's freeze: the imports and models are long-lived
     from arbiter.gateway.app import create_app
 
     uvicorn.run(

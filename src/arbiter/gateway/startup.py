@@ -1,4 +1,4 @@
-"""Where a gateway's start-up time goes: one log line when it is ready to answer.
+"""Where a gateway's start-up time goes (one log line when it is ready), and keeping it short.
 
 ``arbiter serve`` spends its start-up importing (MLflow, pandas, scikit-learn, uvicorn),
 reading the registry, loading each model version and opening the event store. The lifespan
@@ -9,8 +9,39 @@ read from the kernel's record of when the process started (Linux; elsewhere unkn
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import time
+from collections.abc import Iterator
+
+
+def pause_collection() -> None:
+    """Stop the cyclic garbage collector until :func:`collection_paused` ends.
+
+    For ``arbiter serve`` and its worker processes, called before the gateway's imports: those
+    build hundreds of thousands of long-lived objects (MLflow, SQLAlchemy, pandas,
+    scikit-learn), and each full collection during them walks all of those objects again.
+    """
+    gc.disable()
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """The gateway's start-up, with the cyclic collector off; it is on again afterwards.
+
+    Start-up ends in ``gc.collect()`` and ``gc.freeze()``, which move everything start-up
+    kept into a generation the collector no longer scans. Collections before that point only
+    re-walk objects that will live as long as the process: 5-7 full collections, about 0.3 s
+    of CPU of a 4.6 s start-up here (issue 13). The collector is switched on again on the way
+    out, whether start-up succeeded or failed, so a gateway embedded in a longer-lived
+    process (tests, notebooks) never leaves it off.
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def process_age_s() -> float | None:
