@@ -26,11 +26,19 @@ Batching: a worker that takes a job also takes whatever is queued behind it, up 
 (:func:`arbiter.gateway.batching.score_parts`), so a challenger slower than the champion scores
 the traffic that queued while it was busy instead of timing it out or dropping it. Each job
 keeps its own result, error, deadline and log row (the batch's latency is each job's).
+
+What a shadow costs the gateway is per job, on the core the champion needs, so the plumbing
+moves jobs and results in groups (issue 13: at half of the gateway's saturation the shadow
+machinery was about a third of the core): the jobs submitted during one turn of the event loop
+go to the workers as one message, a worker sends the outcomes of one call back as one message,
+and those outcomes reach the event loop in one wake-up. A job's deadline is a timer on the loop,
+not a task of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -51,6 +59,8 @@ log = logging.getLogger(__name__)
 # Called with (scored or None, error or None, latency_ms) exactly once per accepted shadow.
 ShadowDone = Callable[[Any, str | None, float], None]
 Outcome = tuple[Any, str | None, float]
+#: Called (from any thread) with ``(ticket, outcome)`` pairs: the outcomes of one call.
+Settle = Callable[[list[tuple[Any, Outcome]]], None]
 ExecutorKind = Literal["process", "thread"]
 
 
@@ -146,11 +156,13 @@ class _ThreadRunner:
         self,
         name: str,
         size: int,
+        settle: Settle,
         max_rows: int = 1,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.name = name
         self.size = size
+        self.settle = settle
         self.max_rows = max_rows
         self.on_batch = on_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -165,14 +177,14 @@ class _ThreadRunner:
     def ensure_loading(self, name: str, version: str) -> None:
         return None
 
-    def run(self, job: ShadowJob, deliver: Callable[[Outcome], None], in_flight: int) -> None:
+    def run(self, job: ShadowJob, ticket: Any, in_flight: int) -> None:
         if in_flight > len(self._threads) and len(self._threads) < self.size:
             thread = threading.Thread(
                 target=self._work, name=f"shadow-{self.name}-{len(self._threads)}", daemon=True
             )
             thread.start()
             self._threads.append(thread)
-        self._queue.put((job, deliver))
+        self._queue.put((job, ticket))
 
     def _work(self) -> None:
         carried: tuple[Any, bool] = (None, False)
@@ -189,15 +201,15 @@ class _ThreadRunner:
                 self.max_rows,
             )
             groups: dict[tuple[int, str], list[Any]] = {}
-            for job, deliver in items:  # one call per model version and kind
-                groups.setdefault((id(job.model), job.kind), []).append((job, deliver))
+            for job, ticket in items:  # one call per model version and kind
+                groups.setdefault((id(job.model), job.kind), []).append((job, ticket))
             for group in groups.values():
                 model, kind = group[0][0].model, group[0][0].kind
                 if self.on_batch is not None:
                     self.on_batch(len(group))
                 outcomes = score_jobs(model, kind, [(job.data, job.params) for job, _ in group])
-                for (_job, deliver), outcome in zip(group, outcomes, strict=True):
-                    deliver(outcome)
+                pairs = zip(group, outcomes, strict=True)
+                self.settle([(ticket, outcome) for (_, ticket), outcome in pairs])
 
     def stop(self) -> None:
         for _ in self._threads:
@@ -206,6 +218,54 @@ class _ThreadRunner:
 
 #: ``busy[i]`` while worker ``i`` is idle or loading a model (loading is never "hung").
 _IDLE = -1.0
+
+
+class _Inbox:
+    """A shadow worker's side of the task queue, one call's tasks at a time.
+
+    A message is a list of tasks (the shadows submitted in one turn of the gateway's event
+    loop) or None (stop). A call takes tasks up to ``max_rows`` rows, across messages; tasks
+    of a message that do not fit wait for the next call. Every task taken before the stop
+    message is still handed out.
+    """
+
+    def __init__(self, get: Callable[[], Any], get_nowait: Callable[[], Any]) -> None:
+        self._get = get
+        self._get_nowait = get_nowait
+        self._backlog: collections.deque[Any] = collections.deque()
+        self._stopping = False
+
+    def _next(self, block: bool) -> Any:
+        while not self._backlog:
+            if self._stopping:
+                raise queue.Empty
+            message = self._get() if block else self._get_nowait()
+            if message is None:
+                self._stopping = True
+            else:
+                self._backlog.extend(message)
+        return self._backlog.popleft()
+
+    def next_call(self, rows_of: Callable[[Any], int], max_rows: int) -> list[Any] | None:
+        """The tasks of the next call (waits for the first); None once stopped and empty.
+
+        The first task always goes, whatever its rows; the next ones while they fit."""
+        try:
+            first = self._next(block=True)
+        except queue.Empty:
+            return None
+        items, rows = [first], rows_of(first)
+        while rows < max_rows:
+            try:
+                item = self._next(block=False)
+            except queue.Empty:
+                break
+            if rows + rows_of(item) > max_rows:
+                self._backlog.appendleft(item)  # the first of the next call
+                break
+            items.append(item)
+            rows += rows_of(item)
+        return items
 
 
 def _process_main(
@@ -271,19 +331,11 @@ def _process_main(
     with contextlib.suppress(OSError):
         os.nice(19)
     slots = max(1, max_rows)
-    carried: tuple[Any, bool] = (None, False)
+    inbox = _Inbox(tasks.get, tasks.get_nowait)
     while True:
-        task, held = carried
-        if not held:
-            task = tasks.get()
-        if task is None:
-            return
-        taken, carried = _drain(
-            task,
-            tasks.get_nowait,
-            lambda t: 1 if t[3] == "preload" else _rows_of(t[3], t[4]),
-            slots,
-        )
+        taken = inbox.next_call(lambda t: 1 if t[3] == "preload" else _rows_of(t[3], t[4]), slots)
+        if taken is None:
+            return  # stopped, and nothing left
         if current is not None:
             for j, item in enumerate(taken):
                 current[index * slots + j] = item[0]
@@ -300,8 +352,7 @@ def _process_main(
             busy[index] = _IDLE  # before the results are sent: never killed while sending
             for j in range(len(taken)):
                 current[index * slots + j] = -1
-        for item in sent:
-            results.put(item)
+        results.put(sent)  # one message per call
 
 
 def _import_model_stack() -> None:
@@ -333,9 +384,11 @@ class _ProcessRunner:
         on_restart: Callable[[], None] | None = None,
         max_rows: int = 1,
         on_batch: Callable[[int], None] | None = None,
+        settle: Settle | None = None,
     ) -> None:
         self.name = name
         self.size = size
+        self.settle = settle
         self.max_rows = max(1, max_rows)
         self.on_batch = on_batch
         self.tracking_uri = tracking_uri
@@ -352,8 +405,11 @@ class _ProcessRunner:
         self._current: Any = self._ctx.Array("q", [-1] * (size * self.max_rows), lock=False)
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
-        self._pending: dict[int, Callable[[Outcome], None]] = {}
+        # Per task id: the executor's ticket of a shadow job, or a callable for a preload.
+        self._pending: dict[int, Any] = {}
         self._ids = itertools.count()
+        # Shadow jobs submitted during this turn of the event loop, sent as one message.
+        self._outbox: list[tuple[Any, ...]] = []
         self._workers: list[Any] = []
         self._reader: threading.Thread | None = None
         # Versions every worker has loaded, and those being loaded. Jobs for a version that is
@@ -433,10 +489,9 @@ class _ProcessRunner:
         self._workers[index] = self._spawn(index, sorted(self._ready))
         self.restarts += 1
         log.warning("shadow worker %d of %s replaced: %s", index, self.name, why)
-        for task_id in held:  # every task of the call it was killed in
-            deliver = self._pending.pop(task_id, None) if task_id >= 0 else None
-            if deliver is not None:  # None: it answered just before the kill
-                deliver((None, f"worker replaced: {why}", self.hang_s * 1000.0))
+        # Every task of the call it was killed in (one that answered just before the kill
+        # is no longer pending).
+        self._answer([(t, (None, f"worker replaced: {why}", self.hang_s * 1000.0)) for t in held])
         if self.on_restart is not None:
             self.on_restart()
 
@@ -482,27 +537,53 @@ class _ProcessRunner:
         params: Any,
         deliver: Callable[[Outcome], None],
     ) -> None:
+        """Send one task now (a preload: from any thread; ``deliver`` runs in the reader)."""
         task_id = next(self._ids)
         self._pending[task_id] = deliver
-        self._tasks.put((task_id, name, version, kind, data, params))
+        self._tasks.put([(task_id, name, version, kind, data, params)])
 
-    def run(self, job: ShadowJob, deliver: Callable[[Outcome], None], in_flight: int) -> None:
-        self._send(job.model.name, job.model.version, job.kind, job.data, job.params, deliver)
+    def run(self, job: ShadowJob, ticket: Any, in_flight: int) -> None:
+        """Queue a shadow job (event loop thread only); the loop's turn sends them all."""
+        task_id = next(self._ids)
+        self._pending[task_id] = ticket
+        self._outbox.append(
+            (task_id, job.model.name, job.model.version, job.kind, job.data, job.params)
+        )
+        if len(self._outbox) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        jobs, self._outbox = self._outbox, []
+        if jobs:
+            self._tasks.put(jobs)
 
     def _read(self) -> None:
         while True:
             try:
-                item = self._results.get()
+                message = self._results.get()
             except (EOFError, OSError, TypeError, ValueError):  # queue closed under us
                 return
-            if item is None:
+            if message is None:
                 return
-            task_id, outcome, batch = item
-            if batch and self.on_batch is not None:
-                self.on_batch(batch)
-            deliver = self._pending.pop(task_id, None)
-            if deliver is not None:
-                deliver(outcome)
+            for _task_id, _outcome, batch in message:
+                if batch and self.on_batch is not None:
+                    self.on_batch(batch)
+            self._answer([(task_id, outcome) for task_id, outcome, _ in message])
+
+    def _answer(self, outcomes: list[tuple[int, Outcome]]) -> None:
+        """Hand each task's outcome to whoever waits for it: a preload's callable, or the
+        executor's ticket (all of one message together)."""
+        tickets = []
+        for task_id, outcome in outcomes:
+            waiting = self._pending.pop(task_id, None) if task_id >= 0 else None
+            if waiting is None:
+                continue  # settled already (a killed worker's task that had answered)
+            if callable(waiting):
+                waiting(outcome)
+            else:
+                tickets.append((waiting, outcome))
+        if tickets and self.settle is not None:
+            self.settle(tickets)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -561,10 +642,15 @@ class ShadowExecutor:
                 on_restart=on_restart,
                 max_rows=max_batch_size,
                 on_batch=on_batch,
+                settle=self._settle,
             )
         else:
-            self._runner = _ThreadRunner(name, max_in_flight, max_batch_size, on_batch)
-        self._tasks: set[asyncio.Task[None]] = set()
+            self._runner = _ThreadRunner(
+                name, max_in_flight, self._settle, max_batch_size, on_batch
+            )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._open: set[_Ticket] = set()  # accepted, not yet answered nor timed out
+        self._all_answered: asyncio.Event | None = None  # set by drain()
         self.accepted = 0
         self.dropped = 0
         self.timeouts = 0
@@ -614,53 +700,93 @@ class ShadowExecutor:
             self.dropped += 1
             return False
         self.accepted += 1
-        task = asyncio.get_running_loop().create_task(self._run(job, done))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        loop = self._loop = self._loop or asyncio.get_running_loop()
+        ticket = _Ticket(self, done)
+        # The deadline is a timer, not a task: a task, a shield and a wait_for per job were
+        # much of the loop's cost of a shadow (issue 13).
+        ticket.timer = loop.call_later(self.timeout_s, ticket.expire)
+        self._open.add(ticket)
+        self._runner.run(job, ticket, self.in_flight)
         return True
 
-    async def _run(self, job: ShadowJob, done: ShadowDone) -> None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Outcome] = loop.create_future()
-
-        def deliver(outcome: Outcome) -> None:  # from a worker or reader thread
+    def _settle(self, outcomes: list[tuple[Any, Outcome]]) -> None:
+        """Outcomes of one call, from a worker's reader or a shadow thread: each frees its
+        slot now (the call has really returned), and the loop hears of them in one wake-up."""
+        for _ in outcomes:
             self._slots.release()
-            # The loop may close between the check and the call (shutdown): nothing to tell.
-            if not loop.is_closed():
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_set_result, future, outcome)
+        loop = self._loop
+        # The loop may close between the check and the call (shutdown): nobody listens.
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._answer, outcomes)
 
-        self._runner.run(job, deliver, self.in_flight)
-        try:
-            result, error, latency_ms = await asyncio.wait_for(
-                asyncio.shield(future), self.timeout_s
-            )
-        except TimeoutError:
-            self.timeouts += 1
-            done(None, f"timeout after {self.timeout_s:g} s", self.timeout_s * 1000.0)
-            return
-        except asyncio.CancelledError:  # shutting down: the slot frees when the call returns
-            return
-        if error is not None:
-            self.failures += 1
-        try:
-            done(result, error, latency_ms)
-        except Exception:
-            log.exception("logging a shadow result for %s failed", self.name)
+    def _answer(self, outcomes: list[tuple[Any, Outcome]]) -> None:
+        for ticket, outcome in outcomes:
+            ticket.answer(outcome)
+
+    def _closed_ticket(self, ticket: _Ticket) -> None:
+        self._open.discard(ticket)
+        if not self._open and self._all_answered is not None:
+            self._all_answered.set()
 
     async def drain(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` for running shadows to finish, then stop the workers."""
+        """Wait up to ``timeout_s`` for running shadows to finish, then stop the workers.
+
+        Shadows still out after that are abandoned unlogged, as a cancelled request is."""
         self._closed = True
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout_s)
-        for task in list(self._tasks):
-            task.cancel()
+        if self._open:
+            self._all_answered = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_answered.wait(), timeout_s)
+        for ticket in list(self._open):
+            ticket.abandon()
         await asyncio.to_thread(self._runner.stop)
 
 
-def _set_result(future: asyncio.Future[Any], outcome: Any) -> None:
-    if not future.done():
-        future.set_result(outcome)
+class _Ticket:
+    """One accepted shadow job on the event loop: answered by its outcome or by its deadline,
+    whichever comes first, exactly once (``done`` is called once)."""
+
+    __slots__ = ("done", "executor", "timer")
+
+    def __init__(self, executor: ShadowExecutor, done: ShadowDone) -> None:
+        self.executor = executor
+        self.done: ShadowDone | None = done
+        self.timer: asyncio.TimerHandle | None = None
+
+    def answer(self, outcome: Outcome) -> None:
+        done = self._close()
+        if done is None:
+            return  # timed out (logged as such) or abandoned: the late outcome is dropped
+        result, error, latency_ms = outcome
+        if error is not None:
+            self.executor.failures += 1
+        try:
+            done(result, error, latency_ms)
+        except Exception:
+            log.exception("logging a shadow result for %s failed", self.executor.name)
+
+    def expire(self) -> None:
+        done = self._close()
+        if done is None:
+            return
+        executor = self.executor
+        executor.timeouts += 1
+        try:
+            done(None, f"timeout after {executor.timeout_s:g} s", executor.timeout_s * 1000.0)
+        except Exception:
+            log.exception("logging a shadow timeout for %s failed", executor.name)
+
+    def abandon(self) -> None:
+        self._close()
+
+    def _close(self) -> ShadowDone | None:
+        done, self.done = self.done, None
+        if done is not None:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.executor._closed_ticket(self)
+        return done
 
 
 __all__ = ["ExecutorKind", "ShadowDone", "ShadowExecutor", "ShadowJob"]
