@@ -476,8 +476,9 @@ def aggregate_experiment(
         Keep the temporary table the aggregates read under this name, for the caller, who
         reads it again and drops it. A/B: every labelled served row (``side``, ``unit``,
         ``bucket``, ``y`` (NULL without a prediction or on a failed request), ``label``,
-        ``prediction``, ``scored``, ``ok`` (the request succeeded), ``unit_id``, ``ts``,
-        ``score``, ``probabilities``), read by
+        ``prediction``, ``scored``, ``ok`` (the request succeeded), ``has_unit_id`` (``unit``
+        is then the unit id, else the request id), ``ts``, ``score``, ``probabilities``),
+        read by
         :func:`~arbiter.analysis.label_metrics.label_profile` and
         :func:`~arbiter.analysis.metrics_sql.label_sums_at`. Shadow experiments:
         materialise the pairs into a temporary table of this name
@@ -543,7 +544,8 @@ def aggregate_experiment(
                    CASE WHEN error IS NULL THEN {y_expr} END::DOUBLE AS y,
                    label, prediction,
                    probabilities IS NOT NULL OR score IS NOT NULL AS scored,
-                   error IS NULL AS ok, unit_id, ts, score, probabilities
+                   error IS NULL AS ok, unit_id IS NOT NULL AS has_unit_id, ts, score,
+                   probabilities
             FROM labeled
             WHERE {scope.where()} AND role = 'served' AND label IS NOT NULL
             {crossed}

@@ -441,8 +441,8 @@ def label_sums(
     ``class_rate``), so only labelled rows are read: the same sums from an inner join with the
     labels instead of every served row.
     ``labelled_rows``: with ``labelled_only``, a temporary table holding exactly the scope's
-    labelled served rows, failed requests included (``unit_id``, ``ts``, ``label``,
-    ``prediction``, ``score``, ``probabilities``: the A/B aggregates' kept table,
+    labelled served rows, failed requests included (``unit`` with ``has_unit_id``, ``ts``,
+    ``label``, ``prediction``, ``score``, ``probabilities``: the A/B aggregates' kept table,
     :func:`~arbiter.analysis.aggregate.aggregate_experiment`'s ``keep_table``), read instead of
     joining the served rows with the labels again (at 10 M events that join was about a
     quarter of the 12-look query). Interpolated into SQL: pass an identifier of your own.
@@ -472,11 +472,11 @@ def _label_rows_sql(
     Every served row of ``scope`` with a unit id (errors included), only the labelled ones
     with ``labelled_only``; those are read from ``table`` when given (see :func:`label_sums`).
     """
-    values = f"unit_id, ts, CAST({numerator} AS DOUBLE) AS m, CAST({denominator} AS DOUBLE) AS d"
+    values = f"ts, CAST({numerator} AS DOUBLE) AS m, CAST({denominator} AS DOUBLE) AS d"
     if labelled_only and table is not None:
-        return f"SELECT {values} FROM {table} WHERE unit_id IS NOT NULL"
+        return f"SELECT unit AS unit_id, {values} FROM {table} WHERE has_unit_id"
     return (
-        f"SELECT {values} FROM labeled "
+        f"SELECT unit_id, {values} FROM labeled "
         f"WHERE {scope.where()} AND role = 'served' AND unit_id IS NOT NULL"
         f"{_LABELLED if labelled_only else ''}"
     )
