@@ -3,7 +3,9 @@ with a rare class (A/B and shadow) and the paired label metrics of a shadow expe
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,7 @@ from sklearn.metrics import log_loss
 from arbiter.analysis import analyze_experiment
 from arbiter.analysis.aggregate import aggregate_experiment
 from arbiter.analysis.label_metrics import label_profile, paired_label_metrics
+from arbiter.analysis.metrics import metric_statistics_at
 from arbiter.config import ModelConfig
 from arbiter.events import EventStore
 from arbiter.events.query import Scope
@@ -133,6 +136,8 @@ def _shadow_log(
     n: int,
     rate: float,
     skills: tuple[float, float] = (1.5, 3.5),
+    *,
+    failed_shadow_every: int = 0,
 ) -> None:
     y = (rng.random(n) < rate).astype(int)
     score_a, score_b = _scores(rng, y, skills[0]), _scores(rng, y, skills[1])
@@ -153,6 +158,10 @@ def _shadow_log(
             [np.maximum(score_a, 1 - score_a), np.maximum(score_b, 1 - score_b)]
         ),
     }
+    if failed_shadow_every:  # every k-th request's shadow call failed: no pair
+        columns["error"] = [None] * n + [
+            "boom" if i % failed_shadow_every == 0 else None for i in range(n)
+        ]
     write_log(store, columns, np.concatenate([y, y]).astype(object))
 
 
@@ -206,6 +215,75 @@ def test_label_profile_from_the_ab_labelled_rows_table_equals_the_join(store: Ev
             assert joined.rows > 0 and joined.positive is not None
         finally:
             con.execute("DROP TABLE kept_rows")
+
+
+def test_label_metrics_from_the_ab_labelled_rows_table_equal_the_join(store: EventStore) -> None:
+    # The A/B analysis reads its label metrics (every look) from the aggregates' labelled
+    # rows: the same sums as the label join, which reads failed requests too (here some
+    # failed rows still logged a prediction and a score, so they count) and skips rows
+    # without a unit id.
+    n = 2000
+    rng = np.random.default_rng(7)
+    arm = np.array(["champion", "challenger"] * n)
+    y = (rng.random(2 * n) < 0.1).astype(int)
+    score = _scores(rng, y, 2.0)
+    pred = (score > 0.5).astype(int)
+    write_log(
+        store,
+        {
+            "request_id": [f"r{i}" for i in range(2 * n)],
+            "experiment": ["m-ab"] * (2 * n),
+            "strategy": ["ab"] * (2 * n),
+            "unit_id": [None if i % 11 == 0 else f"u{i % 700}" for i in range(2 * n)],
+            "arm": [arm[i % 700] for i in range(2 * n)],  # sticky per unit
+            "prediction": pred.astype(str),
+            "prediction_num": pred.astype(float),
+            "score": score,
+            "confidence": np.maximum(score, 1 - score),
+            "error": ["boom" if i % 13 == 0 else None for i in range(2 * n)],
+        },
+        y,
+    )
+    config = ModelConfig.model_validate(
+        {"metrics": {"ll": {"label_metric": "log_loss"}, "acc": {"label_metric": "accuracy"}}}
+    )
+    scope = Scope("m", "m-ab")
+    ends = [datetime.fromtimestamp((T0_US + k * 1_000_000_000) / 1e6, UTC) for k in (1, 2, 3)]
+    with store.connect() as con:
+        aggregate_experiment(con, "m", "m-ab", keep_table="kept_rows")
+        try:
+            for looks in (None, [*ends, None]):
+                joined = metric_statistics_at(con, scope, config, looks)
+                kept = metric_statistics_at(con, scope, config, looks, labelled_rows="kept_rows")
+                assert len(kept) == len(joined) == (1 if looks is None else 4)
+                for a, b in zip(kept, joined, strict=True):
+                    for name in ("ll", "acc"):
+                        assert a[name].units == b[name].units and a[name].units
+                        for side, stat in b[name].stats.items():
+                            got = a[name].stats[side]
+                            assert got.n == stat.n
+                            assert dataclasses.astuple(got) == pytest.approx(
+                                dataclasses.astuple(stat), rel=1e-12
+                            )
+        finally:
+            con.execute("DROP TABLE kept_rows")
+
+
+def test_label_profile_from_the_shadow_pairs_table_equals_the_join(store: EventStore) -> None:
+    # The shadow analysis reads the label profile from the aggregates' pairs table: it must
+    # count the labelled served rows whose shadow row failed too (they are no pair).
+    n = 3000
+    _shadow_log(store, np.random.default_rng(8), n, 0.1, failed_shadow_every=5)
+    scope = Scope("m", "m-shadow")
+    with store.connect() as con:
+        aggregate_experiment(con, "m", "m-shadow", keep_table="kept_pairs")
+        try:
+            joined = label_profile(con, scope)
+            assert label_profile(con, scope, table="kept_pairs") == joined
+            pairs = con.execute("SELECT count(*) FROM kept_pairs WHERE paired").fetchone()
+            assert pairs is not None and 0 < pairs[0] < joined.rows == n
+        finally:
+            con.execute("DROP TABLE kept_pairs")
 
 
 def test_shadow_analysis_drops_the_pairs_table_it_shares(store: EventStore) -> None:

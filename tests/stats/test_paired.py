@@ -21,6 +21,7 @@ from statsmodels.stats.weightstats import DescrStatsW
 from arbiter.errors import InvalidInputError
 from arbiter.stats.paired import (
     BOOTSTRAP_METRICS,
+    _delong_midranks,
     delong_test,
     mcnemar_test,
     paired_bootstrap,
@@ -148,6 +149,28 @@ def test_delong_matches_slow_reference_and_sklearn(
         "smaller": sps.norm.cdf(z),
     }[alternative]
     assert res.p_value == pytest.approx(ref_p, rel=1e-8, abs=1e-300)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    m=st.integers(1, 200),
+    n=st.integers(1, 200),
+    decimals=st.sampled_from([0, 1, 3, 12]),  # coarse rounding creates many ties
+)
+def test_delong_midranks_equal_scipy_rankdata_exactly(
+    seed: int, m: int, n: int, decimals: int
+) -> None:
+    # One sort of the pooled scores gives the three rankings DeLong needs; they must be the
+    # very numbers rankdata gives each array (bit for bit: the AUCs and variances follow).
+    rng = np.random.default_rng(seed)
+    pos = np.round(rng.normal(0.3, 1, (2, m)), decimals)
+    neg = np.round(rng.normal(0, 1, (2, n)), decimals)
+    neg[0, 0] = -0.0 if decimals == 0 else neg[0, 0]  # -0.0 ties with 0.0
+    tx, ty, tz = _delong_midranks(pos, neg)
+    assert np.array_equal(tx, sps.rankdata(pos, method="average", axis=1))
+    assert np.array_equal(ty, sps.rankdata(neg, method="average", axis=1))
+    assert np.array_equal(tz, sps.rankdata(np.hstack([pos, neg]), method="average", axis=1))
 
 
 def test_delong_golden_small_example() -> None:

@@ -474,12 +474,18 @@ def aggregate_experiment(
         which a split change moves (:mod:`arbiter.analysis.periods`).
     keep_table : str, optional
         Keep the temporary table the aggregates read under this name, for the caller, who
-        reads it again and drops it. A/B: the labelled served rows (``side``, ``unit``,
-        ``bucket``, ``y`` (NULL without a prediction), ``label``, ``prediction``, ``scored``)
-        read by :func:`~arbiter.analysis.label_metrics.label_profile`. Shadow experiments:
+        reads it again and drops it. A/B: every labelled served row (``side``, ``unit``,
+        ``bucket``, ``y`` (NULL without a prediction or on a failed request), ``label``,
+        ``prediction``, ``scored``, ``ok`` (the request succeeded), ``has_unit_id`` (``unit``
+        is then the unit id, else the request id), ``ts``, ``score``, ``probabilities``),
+        read by
+        :func:`~arbiter.analysis.label_metrics.label_profile` and
+        :func:`~arbiter.analysis.metrics_sql.label_sums_at`. Shadow experiments:
         materialise the pairs into a temporary table of this name
-        (``unit``, ``pred_a``, ``pred_b``, ``num_a``, ``num_b``, ``score_a``, ``probs_a``...,
-        ``label``, ``y_num``... one row per champion/shadow pair, labelled or not) and leave
+        (``paired``, ``unit``, ``pred_a``, ``pred_b``, ``num_a``, ``num_b``, ``score_a``,
+        ``probs_a``..., ``label``, ``y_num``, ``ok``, ``scored``...: one row per successful
+        served row, labelled or not, ``paired`` when its shadow row succeeded too, the
+        challenger's columns NULL otherwise; the pairs are the ``paired`` rows) and leave
         it for the caller, who reads it again
         (:func:`~arbiter.analysis.shadow_detail.shadow_detail`,
         :func:`~arbiter.analysis.label_metrics.paired_label_metrics`) and drops it. The name
@@ -523,33 +529,39 @@ def aggregate_experiment(
             )
         # The label join (every served row of the experiment probing the labels) is the
         # expensive step: a temporary table keeps its labelled rows once, narrowed to the
-        # columns the aggregates read, and both aggregates below read that table instead of
-        # repeating the join (it was two of the A/B analysis's label joins).
-        keys = (
-            "label, prediction"
-            if task == "classification"
-            else "CAST(NULL AS VARCHAR) AS label, CAST(NULL AS VARCHAR) AS prediction"
-        )
-        # Every labelled row is kept, y NULL included (no prediction to compare): the label
-        # profile (label_metrics.label_profile) reads the same rows when the caller keeps the
-        # table; the aggregates below read the rows with a y.
+        # columns the analysis reads, and every later reader of labelled rows reads that table
+        # instead of repeating the join: both aggregates below, and, when the caller keeps it,
+        # the label profile and the label metrics at every look (label_metrics.label_profile,
+        # metrics_sql.label_sums_at). The rows are every labelled served row, failed requests
+        # included (``ok`` false, ``y`` NULL): a label metric counts them as its own query did
+        # (a row without prediction or probability contributes 0 to both sums); the aggregates
+        # and the profile read the ``ok`` rows. ``y`` is also NULL without a prediction.
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE {kept} AS
             SELECT {_SIDE_SQL} AS side, coalesce(unit_id, request_id) AS unit,
-                   (epoch_us(ts) - $t0) // $width AS bucket, {y_expr}::DOUBLE AS y, {keys},
-                   probabilities IS NOT NULL OR score IS NOT NULL AS scored
+                   (epoch_us(ts) - $t0) // $width AS bucket,
+                   CASE WHEN error IS NULL THEN {y_expr} END::DOUBLE AS y,
+                   label, prediction,
+                   probabilities IS NOT NULL OR score IS NOT NULL AS scored,
+                   error IS NULL AS ok, unit_id IS NOT NULL AS has_unit_id, ts, score,
+                   probabilities
             FROM labeled
-            WHERE {scope.where()} AND role = 'served' AND error IS NULL AND label IS NOT NULL
+            WHERE {scope.where()} AND role = 'served' AND label IS NOT NULL
             {crossed}
             """,
             params,
+        )
+        keys = (
+            "label, prediction"
+            if task == "classification"
+            else "CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)"
         )
         # One pass over the labelled rows: grouped by (side, bucket) and, for a classifier,
         # also by (label, prediction), so the same rows give the time series (sum over the
         # labels) and the confusion matrices (sum over the buckets).
         rows = con.execute(
-            f"SELECT side, bucket, label, prediction, count(y), sum(y), sum(y * y) "
+            f"SELECT side, bucket, {keys}, count(y), sum(y), sum(y * y) "
             f"FROM {kept} WHERE y IS NOT NULL GROUP BY ALL"
         ).fetchall()
         sides = arms or SIDES
@@ -623,12 +635,19 @@ def _aggregate_shadow(
     y_b: str,
     max_classes: int,
 ) -> ExperimentAggregates:
+    # Every successful served row, with its successful shadow row when there is one
+    # (``paired``; the challenger's columns are NULL otherwise): the pairs are the ``paired``
+    # rows, and the label profile of the default quality metric
+    # (label_metrics.label_profile) reads every labelled row (``ok``, ``scored``: the served
+    # side's) instead of joining the served rows with the labels again.
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {pairs} AS
         WITH s AS (SELECT * FROM served WHERE {scope.where()} AND error IS NULL),
              c AS (SELECT * FROM shadowed WHERE {scope.where()} AND error IS NULL)
-        SELECT (epoch_us(s.ts) - $t0) // $width AS bucket, epoch_us(s.ts) AS ts_us,
+        SELECT c.request_id IS NOT NULL AS paired, TRUE AS ok,
+               s.probabilities IS NOT NULL OR s.score IS NOT NULL AS scored,
+               (epoch_us(s.ts) - $t0) // $width AS bucket, epoch_us(s.ts) AS ts_us,
                coalesce(s.unit_id, s.request_id) AS unit,
                f.label, f.label_num AS y_num,
                s.prediction AS pred_a, c.prediction AS pred_b,
@@ -637,8 +656,9 @@ def _aggregate_shadow(
                s.confidence AS conf_a, c.confidence AS conf_b,
                s.probabilities AS probs_a, c.probabilities AS probs_b,
                s.prediction = f.label AS correct_a, c.prediction = f.label AS correct_b
-        FROM s JOIN c USING (request_id, row_index)
-        LEFT JOIN latest_feedback AS f USING (request_id, row_index)
+        FROM s LEFT JOIN c ON c.request_id = s.request_id AND c.row_index = s.row_index
+        LEFT JOIN latest_feedback AS f
+            ON f.request_id = s.request_id AND f.row_index = s.row_index
         """,
         params,
     )
@@ -649,12 +669,12 @@ def _aggregate_shadow(
                count(*) FILTER (WHERE pred_a IS DISTINCT FROM pred_b AND conf_b > conf_a),
                count(*) FILTER (WHERE pred_a IS DISTINCT FROM pred_b
                                 AND conf_a IS NOT NULL AND conf_b IS NOT NULL)
-        FROM {pairs}
+        FROM {pairs} WHERE paired
         """
     ).fetchone()
     assert row is not None
     agreement = ShadowAgreement(*(int(x) for x in row))
-    labelled = "label IS NOT NULL" + (
+    labelled = "paired AND label IS NOT NULL" + (
         ""
         if task == "classification"
         else " AND y_num IS NOT NULL AND num_a IS NOT NULL AND num_b IS NOT NULL"

@@ -374,10 +374,11 @@ def compare_arms(
     Parameters are those of :func:`analyze_experiment`; ``mode`` says how the challenger saw
     traffic.
     """
-    # The aggregates' temporary table (shadow: the pairs, from the pair and label joins, the
-    # costliest step; A/B: the labelled rows, from the label join) is kept for the queries
-    # that would otherwise join them all again (shadow description and paired label
-    # metrics; A/B: the label profile); dropped here whatever happens.
+    # The aggregates' temporary table (shadow: the successful served rows with their shadow
+    # rows and labels, from the pair and label joins, the costliest step; A/B: the labelled
+    # rows, from the label join) is kept for the queries that would otherwise join them all
+    # again (shadow: description, paired label metrics and label profile; A/B: the label
+    # profile and the label metrics at every look); dropped here whatever happens.
     kept = f"_arbiter_kept_{uuid.uuid4().hex[:12]}"
     try:
         return _compare_arms(con, model, experiment, mode, policy, model_config, kept)
@@ -402,8 +403,11 @@ def _compare_arms(
         con, model, experiment, loss=decision.loss, exclude_crossed=crossed, keep_table=kept_table
     )
     pairs = kept_table if agg.info.strategy == "shadow" else None
-    # A/B: the labelled rows, all of them unless crossed units were left out.
-    labelled = kept_table if agg.info.strategy != "shadow" and not crossed else None
+    # What the label profile reads: A/B, the labelled rows, all of them unless crossed units
+    # were left out (the label metrics read them too); shadow, every successful served row
+    # (the pairs among them).
+    labelled = kept_table if not crossed else None
+    ab_labelled = labelled if agg.info.strategy != "shadow" else None
     detail = (
         shadow_detail(con, model, experiment, agg.task, pairs=pairs) if mode == "shadow" else None
     )
@@ -488,6 +492,7 @@ def _compare_arms(
         metrics = analyze_metrics(
             con, scope, metric_config, decision=decision,
             sequential_config=pol.sequential_config, over_time=OVER_TIME_LOOKS,
+            labelled_rows=ab_labelled,
         )  # fmt: skip
         notes.extend(metrics.notes)
         verdict = _metric_verdict(verdict, metrics, decision, pol, guard_obs, counts, notes, srm)
@@ -619,7 +624,7 @@ def _default_quality(
     (log loss when scored, else F1): accuracy mostly measures the majority class there. The
     metric is added to the model's metrics (reusing an identical definition) and becomes the
     primary metric; accuracy stays reported as the quality test. Otherwise both are returned
-    unchanged. ``labelled``: the A/B aggregates' table of labelled rows, if kept
+    unchanged. ``labelled``: the aggregates' kept table, if any
     (:func:`~arbiter.analysis.label_metrics.label_profile`'s ``table``).
     """
     if (

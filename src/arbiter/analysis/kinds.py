@@ -55,9 +55,13 @@ def logged_shape(
 ) -> tuple[str | None, int]:
     """``(strategy, number of served arms)`` of an experiment as logged (forced rows left out)."""
     scope = Scope(model, experiment)
+    # Grouped by (arm, role) first, then counted: a handful of groups. A DISTINCT aggregate
+    # over every row took 2-3x the CPU (10 M rows: 0.5 against 0.2 s), and an A/B analysis
+    # asks twice (the dispatch here, then analyze_ab).
     row = con.execute(
-        "SELECT any_value(strategy), count(DISTINCT arm) FILTER (WHERE role = 'served') "
-        f"FROM unforced WHERE {scope.where()}",
+        "SELECT any_value(strategy), count(arm) FILTER (WHERE role = 'served') FROM ("
+        "SELECT arm, role, any_value(strategy) AS strategy "
+        f"FROM unforced WHERE {scope.where()} GROUP BY arm, role) AS shapes",
         scope.params,
     ).fetchone()
     if row is None or row[0] is None:

@@ -330,16 +330,17 @@ def label_profile(
     scope : Scope
         Which model and experiment.
     table : str, optional
-        A temporary table holding exactly those rows (``label``, ``scored``): the A/B
-        aggregates' labelled rows of a classifier
-        (:func:`~arbiter.analysis.aggregate.aggregate_experiment`'s ``keep_table``, without
-        ``exclude_crossed``), read instead of joining the served rows with the labels again.
+        A temporary table holding those rows where ``ok`` is true and ``label`` is not NULL
+        (columns ``label``, ``scored``, ``ok``; its other rows are failed or unlabelled
+        requests): :func:`~arbiter.analysis.aggregate.aggregate_experiment`'s ``keep_table``
+        (A/B: the labelled rows, without ``exclude_crossed``; shadow: every successful
+        served row), read instead of joining the served rows with the labels again.
         Interpolated into SQL: pass an identifier of your own.
     """
     if table is not None:
         rows = con.execute(
             f"SELECT label, count(*), count(*) FILTER (WHERE scored) FROM {table} "
-            "GROUP BY label ORDER BY label"
+            "WHERE ok AND label IS NOT NULL GROUP BY label ORDER BY label"
         ).fetchall()
     else:
         rows = con.execute(
@@ -534,9 +535,10 @@ def paired_label_metrics(
     n_boot, random_state
         For the AUC bootstraps (see :func:`auc_comparison`).
     pairs_table : str, optional
-        A temporary table of the same pairs, labelled or not, that the caller already built
+        A temporary table of the same pairs, labelled or not, that the caller already built,
+        as its ``paired`` rows
         (:func:`arbiter.analysis.aggregate.aggregate_experiment`'s ``keep_table``: columns
-        ``unit``, ``label``, ``pred_a``/``pred_b``, ``score_a``/``score_b``,
+        ``paired``, ``unit``, ``label``, ``pred_a``/``pred_b``, ``score_a``/``score_b``,
         ``probs_a``/``probs_b``), read instead of joining served, shadow and label rows again
         (on a 10 M-event log that join was 3.4 of the analysis's ~20 CPU s). Interpolated
         into SQL: pass an identifier of your own.
@@ -566,7 +568,7 @@ def paired_label_metrics(
         base = {}
         pairs = (
             "SELECT unit, label, pred_a, pred_b, score_a, score_b, probs_a, probs_b "
-            f"FROM {pairs_table} WHERE label IS NOT NULL"
+            f"FROM {pairs_table} WHERE paired AND label IS NOT NULL"
         )
     out = []
     for name, metric in metrics.items():

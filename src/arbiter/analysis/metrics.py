@@ -152,6 +152,7 @@ def metric_statistics_at(
     *,
     arms: Sequence[str] | None = None,
     cuped: bool = False,
+    labelled_rows: str | None = None,
 ) -> list[dict[str, MetricData]]:
     """:func:`all_metric_statistics` as the analysis stood at each of ``ends``.
 
@@ -160,6 +161,9 @@ def metric_statistics_at(
     (:func:`arbiter.analysis.metrics_sql.event_sums_at`), each label metric's from one query
     (:func:`~arbiter.analysis.metrics_sql.label_sums_at`). ``ends=None`` is the single look at
     ``scope`` itself; in ``ends`` the last may be ``None`` (no end: everything logged).
+    ``labelled_rows``: a temporary table of the scope's labelled served rows that the label
+    metrics read instead of joining the labels again
+    (:func:`~arbiter.analysis.metrics_sql.label_sums`).
     """
     names = list(model_config.metrics) if names is None else list(names)
     definitions = {name: _definition(model_config, name) for name in names}
@@ -195,10 +199,13 @@ def metric_statistics_at(
         if isinstance(metric, LabelMetric):
             num, den, params = label_row_sql(metric)
             only = metric.label_metric != "class_rate"  # the only one defined without labels
+            table = labelled_rows if only else None
             label_looks[name] = (
-                [label_sums(con, scope, num, den, params, labelled_only=only)]
+                [label_sums(con, scope, num, den, params, labelled_only=only, labelled_rows=table)]
                 if ends is None
-                else label_sums_at(con, scope, num, den, params, ends, labelled_only=only)
+                else label_sums_at(
+                    con, scope, num, den, params, ends, labelled_only=only, labelled_rows=table
+                )
             )
     out: list[dict[str, MetricData]] = []
     for k, sums in enumerate(looks):
@@ -474,6 +481,7 @@ def analyze_metrics(
     challengers: Sequence[str] | None = None,
     sequential_config: SequentialConfig | None = None,
     over_time: int = 0,
+    labelled_rows: str | None = None,
 ) -> MetricsAnalysis:
     """Test every defined metric of ``model_config`` for every challenger arm.
 
@@ -498,6 +506,10 @@ def analyze_metrics(
     over_time : int, default 0
         Number of looks (time buckets) at which to recompute each difference and its band
         for plots (0: none). Each look is the analysis with ``scope.end`` at the bucket's end.
+    labelled_rows : str, optional
+        A temporary table holding every labelled served row of ``scope`` (failed requests
+        included; :func:`~arbiter.analysis.aggregate.aggregate_experiment`'s ``keep_table``
+        of an A/B test), which the label metrics read instead of joining the labels again.
 
     Returns
     -------
@@ -527,9 +539,13 @@ def analyze_metrics(
     plan = _look_plan(con, scope, over_time) if over_time > 0 else None
     series: list[dict[str, MetricData]] = []
     if plan is None:
-        data = all_metric_statistics(con, scope, model_config, names, cuped=dec.cuped)
+        data = metric_statistics_at(
+            con, scope, model_config, None, names, cuped=dec.cuped, labelled_rows=labelled_rows
+        )[0]
     else:  # the last look is the analysis itself: one query gives both
-        series = metric_statistics_at(con, scope, model_config, plan[1], names, cuped=dec.cuped)
+        series = metric_statistics_at(
+            con, scope, model_config, plan[1], names, cuped=dec.cuped, labelled_rows=labelled_rows
+        )
         data = series[-1]
     arms_seen = sorted({arm for d in data.values() for arm in d.stats})
     arms = [a for a in (challengers or arms_seen) if a != champion]

@@ -178,9 +178,10 @@ def shadow_detail(
         As :func:`arbiter.analysis.aggregate.detect_task` decided.
     pairs : str, optional
         A temporary table that already holds this experiment's pairs, with the columns of
-        ``_PAIRS_SQL`` (:func:`arbiter.analysis.aggregate.aggregate_experiment` keeps one
-        when asked): read instead of joining the pairs and labels again, the most expensive
-        step of the description. Its name is interpolated into SQL: the caller's own name.
+        ``_PAIRS_SQL``, as its ``paired`` rows
+        (:func:`arbiter.analysis.aggregate.aggregate_experiment` keeps one when asked): read
+        instead of joining the pairs and labels again, the most expensive step of the
+        description. Its name is interpolated into SQL: the caller's own name.
     """
     scope = Scope(model, experiment)
     where = scope.where()
@@ -279,7 +280,7 @@ def _disagreements(
     """The number of paired rows and the directions of disagreement, from one pass over the
     pairs (``table`` when given, else joined here): every cell of the champion × challenger
     matrix is counted (the diagonal gives the total), the off-diagonal ones are kept."""
-    pairs = f"SELECT * FROM {table}" if table else _PAIRS_SQL.format(where=where)
+    pairs = f"SELECT * FROM {table} WHERE paired" if table else _PAIRS_SQL.format(where=where)
     if task == "classification":
         sql = f"""
             SELECT pred_a, pred_b, pred_a IS DISTINCT FROM pred_b, count(*), count(label),

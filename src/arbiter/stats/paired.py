@@ -199,9 +199,7 @@ def delong_components(
     Ties count one half, as in the Mann–Whitney statistic.
     """
     m, n = positives.shape[1], negatives.shape[1]
-    tx = _st.rankdata(positives, method="average", axis=1)
-    ty = _st.rankdata(negatives, method="average", axis=1)
-    tz = _st.rankdata(np.hstack([positives, negatives]), method="average", axis=1)
+    tx, ty, tz = _delong_midranks(np.asarray(positives, float), np.asarray(negatives, float))
     v10 = (tz[:, :m] - tx) / n
     v01 = 1.0 - (tz[:, m:] - ty) / m
     auc = v10.mean(axis=1)
@@ -209,6 +207,50 @@ def delong_components(
         return auc, np.full((positives.shape[0],) * 2, np.nan)
     cov = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
     return auc, cov
+
+
+def _sorted_midranks(values: np.ndarray) -> np.ndarray:
+    """1-based midranks of an already sorted array, ties averaged, in its own order.
+
+    A run of equal values at 0-based positions ``start .. end - 1`` shares the rank
+    ``(start + 1 + end) / 2``: the same number ``scipy.stats.rankdata(method="average")``
+    computes, exactly (integers halved).
+    """
+    size = values.size
+    if size == 0:
+        return np.empty(0)
+    first = np.empty(size, dtype=bool)
+    first[0] = True
+    np.not_equal(values[1:], values[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], size)
+    return np.repeat((starts + ends + 1) / 2.0, ends - starts)
+
+
+def _delong_midranks(
+    positives: np.ndarray, negatives: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Midranks within the positives, within the negatives and of the pooled scores, per model.
+
+    One sort of the pooled scores per model gives all three: the positives (and the
+    negatives) appear in that sorted order already sorted, so their own midranks need only a
+    pass over ties. ``scipy.stats.rankdata`` on each of the three arrays sorted twice as many
+    values (on a 10 M-event shadow analysis, 2.5 M pairs, DeLong's sorts were about 2 s).
+    """
+    k, m = positives.shape
+    n = negatives.shape[1]
+    tx, ty, tz = np.empty((k, m)), np.empty((k, n)), np.empty((k, m + n))
+    for row in range(k):
+        pooled = np.concatenate([positives[row], negatives[row]])
+        # Any sort will do: tied values share one midrank whatever their order, and numpy's
+        # default (vectorised) float sort is several times faster than a stable one.
+        order = np.argsort(pooled)
+        ranked = pooled[order]
+        tz[row, order] = _sorted_midranks(ranked)
+        from_pos = order < m
+        tx[row, order[from_pos]] = _sorted_midranks(ranked[from_pos])
+        ty[row, order[~from_pos] - m] = _sorted_midranks(ranked[~from_pos])
+    return tx, ty, tz
 
 
 def delong_test(
