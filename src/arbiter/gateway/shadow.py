@@ -128,105 +128,14 @@ def _rows_of(kind: str, data: Any) -> int:
     return 1
 
 
-def _drain(
-    first: Any, more: Callable[[], Any], rows_of: Callable[[Any], int], max_rows: int
-) -> tuple[list[Any], tuple[Any, bool]]:
-    """``first`` and what is queued behind it up to ``max_rows`` rows: ``(items, left)``,
-    where ``left`` is an item taken that did not fit (or the stop sentinel None), to be handled
-    next. ``more()`` returns the next queued item or raises queue.Empty."""
-    items = [first]
-    rows = rows_of(first)
-    while rows < max_rows:
-        try:
-            item = more()
-        except queue.Empty:
-            break
-        if item is None or rows + rows_of(item) > max_rows:
-            return items, (item, True)
-        items.append(item)
-        rows += rows_of(item)
-    return items, (None, False)
-
-
-class _ThreadRunner:
-    """Daemon threads, not a ThreadPoolExecutor: the executor joins its threads at exit, so one
-    hung challenger call would keep the process from ever shutting down."""
-
-    def __init__(
-        self,
-        name: str,
-        size: int,
-        settle: Settle,
-        max_rows: int = 1,
-        on_batch: Callable[[int], None] | None = None,
-    ) -> None:
-        self.name = name
-        self.size = size
-        self.settle = settle
-        self.max_rows = max_rows
-        self.on_batch = on_batch
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-
-    def start(self, preload: list[tuple[str, str]]) -> None:
-        return None
-
-    def is_ready(self, name: str, version: str) -> bool:
-        return True  # the model object travels with the job
-
-    def ensure_loading(self, name: str, version: str) -> None:
-        return None
-
-    def run(self, job: ShadowJob, ticket: Any, in_flight: int) -> None:
-        if in_flight > len(self._threads) and len(self._threads) < self.size:
-            thread = threading.Thread(
-                target=self._work, name=f"shadow-{self.name}-{len(self._threads)}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
-        self._queue.put((job, ticket))
-
-    def _work(self) -> None:
-        carried: tuple[Any, bool] = (None, False)
-        while True:
-            item, held = carried
-            if not held:
-                item = self._queue.get()
-            if item is None:
-                return
-            items, carried = _drain(
-                item,
-                self._queue.get_nowait,
-                lambda it: _rows_of(it[0].kind, it[0].data),
-                self.max_rows,
-            )
-            groups: dict[tuple[int, str], list[Any]] = {}
-            for job, ticket in items:  # one call per model version and kind
-                groups.setdefault((id(job.model), job.kind), []).append((job, ticket))
-            for group in groups.values():
-                model, kind = group[0][0].model, group[0][0].kind
-                if self.on_batch is not None:
-                    self.on_batch(len(group))
-                outcomes = score_jobs(model, kind, [(job.data, job.params) for job, _ in group])
-                pairs = zip(group, outcomes, strict=True)
-                self.settle([(ticket, outcome) for (_, ticket), outcome in pairs])
-
-    def stop(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-
-
-#: ``busy[i]`` while worker ``i`` is idle or loading a model (loading is never "hung").
-_IDLE = -1.0
-
-
 class _Inbox:
-    """A shadow worker's side of the task queue, one call's tasks at a time.
+    """A shadow worker's side of its task queue, one call's tasks at a time (a worker process,
+    or a thread of the ``thread`` executor).
 
-    A message is a list of tasks (the shadows submitted in one turn of the gateway's event
-    loop) or None (stop). A call takes tasks up to ``max_rows`` rows, across messages; tasks
-    of a message that do not fit wait for the next call. Every task taken before the stop
-    message is still handed out.
+    A message is a list of tasks (for a worker process, the shadows submitted in one turn of
+    the gateway's event loop) or None (stop). A call takes tasks up to ``max_rows`` rows,
+    across messages; tasks of a message that do not fit wait for the next call. Every task
+    taken before the stop message is still handed out.
     """
 
     def __init__(self, get: Callable[[], Any], get_nowait: Callable[[], Any]) -> None:
@@ -266,6 +175,70 @@ class _Inbox:
             items.append(item)
             rows += rows_of(item)
         return items
+
+
+class _ThreadRunner:
+    """Daemon threads, not a ThreadPoolExecutor: the executor joins its threads at exit, so one
+    hung challenger call would keep the process from ever shutting down."""
+
+    def __init__(
+        self,
+        name: str,
+        size: int,
+        settle: Settle,
+        max_rows: int = 1,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.size = size
+        self.settle = settle
+        self.max_rows = max_rows
+        self.on_batch = on_batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, preload: list[tuple[str, str]]) -> None:
+        return None
+
+    def is_ready(self, name: str, version: str) -> bool:
+        return True  # the model object travels with the job
+
+    def ensure_loading(self, name: str, version: str) -> None:
+        return None
+
+    def run(self, job: ShadowJob, ticket: Any, in_flight: int) -> None:
+        if in_flight > len(self._threads) and len(self._threads) < self.size:
+            thread = threading.Thread(
+                target=self._work, name=f"shadow-{self.name}-{len(self._threads)}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        self._queue.put([(job, ticket)])
+
+    def _work(self) -> None:
+        inbox = _Inbox(self._queue.get, self._queue.get_nowait)
+        while True:
+            items = inbox.next_call(lambda it: _rows_of(it[0].kind, it[0].data), self.max_rows)
+            if items is None:
+                return  # stopped, and nothing left
+            groups: dict[tuple[int, str], list[Any]] = {}
+            for job, ticket in items:  # one call per model version and kind
+                groups.setdefault((id(job.model), job.kind), []).append((job, ticket))
+            for group in groups.values():
+                model, kind = group[0][0].model, group[0][0].kind
+                if self.on_batch is not None:
+                    self.on_batch(len(group))
+                outcomes = score_jobs(model, kind, [(job.data, job.params) for job, _ in group])
+                pairs = zip(group, outcomes, strict=True)
+                self.settle([(ticket, outcome) for (_, ticket), outcome in pairs])
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+
+
+#: ``busy[i]`` while worker ``i`` is idle or loading a model (loading is never "hung").
+_IDLE = -1.0
 
 
 def _process_main(
